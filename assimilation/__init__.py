@@ -1,0 +1,1 @@
+"""Data assimilation (hemodynamics, ensemble Kalman filters); see the assimilation issue."""

@@ -1,0 +1,333 @@
+"""The single-process engine: instantiate a network and advance it in time.
+
+``Engine(network, dt, seed)`` validates the network, makes every neuron and synapse
+(each synapse on the engine that owns its target), and ``run(t_ms)`` advances the model
+in windows of at most the network's minimum delay: inside a window neurons evolve
+independently (kernels/dynamics.py), at its end the window's spikes are delivered
+(kernels/delivery.py).  The distributed engine exchanges spikes at exactly that point.
+
+Time: steps of ``dt`` ms; a spike emitted during step s is stamped (s+1)*dt ms (as NEST).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numba as nb
+import numpy as np
+
+from dtb.config import parse_network
+from dtb.connectivity import ProjectionBlock, generate
+from dtb.network import Dist, Network, OUInput, PoissonInput, as_dist
+from dtb.neurons import MODELS, N_CHANNELS, pack
+from dtb.kernels import dynamics as kd
+from dtb.kernels.connect import FIX_BITS
+from dtb.kernels.delivery import deliver
+from dtb.kernels.philox import INIT, OU, PARAM, draw_per_neuron
+
+MAX_WINDOW = 1000  # steps per window when no delay bounds it (spike buffer size)
+
+
+@dataclass(frozen=True)
+class PopulationLayout:
+    """Where a population's neurons live: global ids gid0.. and engine indices lo..hi-1."""
+
+    name: str
+    index: int
+    gid0: int
+    lo: int
+    hi: int
+    model: str
+
+    @property
+    def size(self) -> int:
+        return self.hi - self.lo
+
+
+def _per_neuron(v: Dist, seed: int, purpose: int, stream: int, gid0: int, n: int) -> np.ndarray:
+    if v.kind == "constant":
+        return np.full(n, v.a)
+    from dtb.kernels.philox import make_key1
+
+    return draw_per_neuron(v.code, v.a, v.b, v.low, v.high, seed,
+                           make_key1(purpose, stream), gid0, n)
+
+
+class Engine:
+    """A network instantiated on this process (all of it, on one CPU node).
+
+    Attributes after construction: ``n_neurons``, ``n_synapses``, ``bytes_per_synapse``,
+    ``min_delay_steps`` (the exchange window), ``max_delay_steps``, ``build_s``.
+    """
+
+    def __init__(self, network: Network, dt: float = 0.1, seed: int = 1,
+                 threads: int | None = None):
+        t_start = time.perf_counter()
+        if not (isinstance(seed, int) and 0 <= seed < 2**32):
+            raise ValueError(f"seed: {seed!r} -- expected an integer in [0, 2**32)")
+        if not dt > 0:
+            raise ValueError(f"dt: {dt!r} -- expected a time step in ms > 0")
+        self.network = parse_network(network, dt)
+        self.dt = float(dt)
+        self.seed = int(seed)
+        if threads is not None:
+            nb.set_num_threads(threads)
+        self.threads = nb.get_num_threads()
+        self.step = 0
+        self._build()
+        self._spike_steps: list[np.ndarray] = []
+        self._spike_idx: list[np.ndarray] = []
+        self.simulate_s = 0.0
+        self.build_s = time.perf_counter() - t_start
+
+    # --- construction ------------------------------------------------------------------
+    def _build(self) -> None:
+        net, dt, seed = self.network, self.dt, self.seed
+        self.layout: list[PopulationLayout] = []
+        o = 0
+        for i, p in enumerate(net.populations):
+            self.layout.append(PopulationLayout(p.name, i, o, o, o + p.size, p.model))
+            o += p.size
+        n = self.n_neurons = o
+        self._pop_lo = np.array([lay.lo for lay in self.layout], np.int64)
+        self.gids = np.arange(n, dtype=np.int64)
+
+        self.V = np.empty(n)
+        self.syn = np.zeros((N_CHANNELS, n))
+        self.refr = np.zeros(n, np.int32)
+        from dtb.neurons import N_PARAM_ROWS
+
+        self.P = np.empty((N_PARAM_ROWS, n))
+        for lay, pop in zip(self.layout, net.populations):
+            model = MODELS[pop.model]
+            vals = {}
+            for k_i, (k, default) in enumerate(model.defaults.items()):
+                d = as_dist(pop.params.get(k, default))
+                vals[k] = _per_neuron(d, seed, PARAM, lay.index * 256 + k_i, lay.gid0, lay.size)
+            self.P[:, lay.lo:lay.hi] = pack(model, vals, dt)
+            v0 = pop.initial.get("V")
+            if v0 is None:
+                self.V[lay.lo:lay.hi] = vals["E_L" if pop.model == "iaf_psc_exp" else "V_L"]
+            else:
+                self.V[lay.lo:lay.hi] = _per_neuron(as_dist(v0), seed, INIT, lay.index,
+                                                    lay.gid0, lay.size)
+
+        # receptor ports: every receptor name some projection or Poisson input uses
+        ports: list[str] = []
+        for q in net.projections:
+            if q.receptor not in ports:
+                ports.append(q.receptor)
+        for pop in net.populations:
+            for inp in pop.inputs:
+                if isinstance(inp, PoissonInput) and inp.receptor not in ports:
+                    ports.append(inp.receptor)
+        self.ports = ports
+        self._masks = np.zeros((len(MODELS), max(1, len(ports)), N_CHANNELS))
+        for model in MODELS.values():
+            for pi, name in enumerate(ports):
+                for ch in model.receptors.get(name, ()):
+                    self._masks[model.code, pi, ch] = 1.0
+
+        self._build_blocks()
+        self._build_inputs()
+        self._build_synapses()
+        D = self.max_delay_steps + 1
+        self.ring = np.zeros((D, max(1, len(ports)), n), np.int64)
+
+    def _build_blocks(self) -> None:
+        lo, hi, model, gid0 = [], [], [], []
+        target = max(64, min(4096, math.ceil(self.n_neurons / (8 * self.threads))))
+        for lay in self.layout:
+            nb_ = max(1, math.ceil(lay.size / target))
+            for b in range(nb_):
+                a = lay.lo + b * lay.size // nb_
+                z = lay.lo + (b + 1) * lay.size // nb_
+                lo.append(a)
+                hi.append(z)
+                model.append(MODELS[lay.model].code)
+                gid0.append(lay.gid0 + (a - lay.lo))
+        self._blk_lo = np.array(lo, np.int64)
+        self._blk_hi = np.array(hi, np.int64)
+        self._blk_model = np.array(model, np.int64)
+        self._blk_gid0 = np.array(gid0, np.int64)
+
+    def _build_inputs(self) -> None:
+        kind, lo, hi, ident, port, a, b, c, wfix, off = ([] for _ in range(10))
+        ou_parts = []
+        ou_n = 0
+        dt, seed = self.dt, self.seed
+        for lay, pop in zip(self.layout, self.network.populations):
+            for j, inp in enumerate(pop.inputs):
+                lo.append(lay.lo)
+                hi.append(lay.hi)
+                ident.append(lay.index * 256 + j)
+                off.append(ou_n)
+                if isinstance(inp, PoissonInput):
+                    kind.append(kd.IN_POISSON)
+                    port.append(self.ports.index(inp.receptor))
+                    a.append(inp.in_degree * inp.rate * dt * 1e-3)
+                    b.append(0.0)
+                    c.append(0.0)
+                    wfix.append(int(round(inp.weight * 2.0**FIX_BITS)))
+                elif isinstance(inp, OUInput):
+                    kind.append(kd.IN_OU)
+                    port.append(0)
+                    e = math.exp(-dt / inp.tau)
+                    a.append(inp.mean)
+                    b.append(math.sqrt(1.0 - e * e) * inp.sigma)
+                    c.append(e)
+                    wfix.append(0)
+                    from dtb.kernels.philox import make_key1
+
+                    ou_parts.append(kd.ou_initial(inp.mean, inp.sigma, seed,
+                                                  make_key1(OU, lay.index * 256 + j),
+                                                  lay.gid0, lay.size))
+                    ou_n += lay.size
+                else:
+                    kind.append(kd.IN_DC)
+                    port.append(0)
+                    a.append(inp.amplitude)
+                    b.append(0.0)
+                    c.append(0.0)
+                    wfix.append(0)
+        self._in = (np.array(kind, np.int64), np.array(lo, np.int64), np.array(hi, np.int64),
+                    np.array(ident, np.int64), np.array(port, np.int64), np.array(a, float),
+                    np.array(b, float), np.array(c, float), np.array(wfix, np.int64),
+                    np.array(off, np.int64))
+        self._ou = np.concatenate(ou_parts) if ou_parts else np.zeros(0)
+
+    def _build_synapses(self) -> None:
+        net = self.network
+        by_name = {lay.name: lay for lay in self.layout}
+        blocks: list[ProjectionBlock] = []
+        for pid, q in enumerate(net.projections):
+            pre, post = by_name[q.source], by_name[q.target]
+            blocks.append(generate(q, pid, self.seed, self.dt, pre.size, post.gid0, 0,
+                                   post.size, post.size, post.lo, as_dist(q.weight).bounds()))
+        n_proj = len(blocks)
+        self.n_synapses = sum(b.n_synapses for b in blocks)
+        self._proj_row0 = np.zeros(n_proj, np.int64)
+        rows = 0
+        for pid, q in enumerate(net.projections):
+            self._proj_row0[pid] = rows
+            rows += by_name[q.source].size
+        indptr = np.zeros(rows + 1, np.int64)
+        base = 0
+        for pid, blk in enumerate(blocks):
+            r0 = self._proj_row0[pid]
+            indptr[r0 + 1:r0 + 1 + len(blk.indptr) - 1] = blk.indptr[1:] + base
+            base += blk.n_synapses
+        self._indptr = indptr
+        self._tgt = np.concatenate([b.tgt for b in blocks]) if blocks else np.zeros(0, np.uint32)
+        self._wq = np.concatenate([b.wq for b in blocks]) if blocks else np.zeros(0, np.int16)
+        self._dly = np.concatenate([b.dly for b in blocks]) if blocks else np.zeros(0, np.uint16)
+        del blocks
+        self._proj_post_lo = np.array([by_name[q.target].lo for q in net.projections], np.int64)
+        self._proj_post_hi = np.array([by_name[q.target].hi for q in net.projections], np.int64)
+        self._proj_port = np.array([self.ports.index(q.receptor) for q in net.projections],
+                                   np.int64)
+        from dtb.kernels.connect import weight_shift
+
+        self._proj_shift = np.array([weight_shift(max(abs(x) for x in as_dist(q.weight).bounds()))
+                                     for q in net.projections], np.int64)
+        # projections grouped by source population (CSR)
+        src_pop = np.array([by_name[q.source].index for q in net.projections], np.int64)
+        order = np.argsort(src_pop, kind="stable")
+        self._pop_proj = order.astype(np.int64)
+        self._pop_proj_ptr = np.zeros(len(self.layout) + 1, np.int64)
+        np.cumsum(np.bincount(src_pop, minlength=len(self.layout)), out=self._pop_proj_ptr[1:])
+        self.min_delay_steps = self._min_delay_from_rules()
+        self.max_delay_steps = int(self._dly.max()) if self.n_synapses else 1
+        index_bytes = self._indptr.nbytes
+        syn_bytes = self._tgt.nbytes + self._wq.nbytes + self._dly.nbytes
+        self.bytes_per_synapse = ((syn_bytes + index_bytes) / self.n_synapses
+                                  if self.n_synapses else 0.0)
+
+    def _min_delay_from_rules(self) -> int:
+        """The smallest delay any synapse may have, from the rules (not the draws), so that
+        every rank agrees on it without communicating."""
+        best = MAX_WINDOW
+        for q in self.network.projections:
+            lo, _ = as_dist(q.delay).bounds()
+            best = min(best, max(1, int(round(lo / self.dt))))
+        return best
+
+    # --- running ------------------------------------------------------------------------
+    def run(self, t_ms: float) -> None:
+        """Advance the model by t_ms (rounded to whole steps)."""
+        n_steps = int(round(t_ms / self.dt))
+        if n_steps < 0:
+            raise ValueError(f"t: {t_ms!r} -- expected a model time >= 0 ms")
+        t0 = time.perf_counter()
+        m_max = self.min_delay_steps
+        n = self.n_neurons
+        spk_step = np.empty(n * m_max, np.int64)
+        spk_idx = np.empty(n * m_max, np.int64)
+        counts = np.zeros(len(self._blk_lo), np.int64)
+        out_step = np.empty(n * m_max, np.int64)
+        out_idx = np.empty(n * m_max, np.int64)
+        cur = np.empty(n)
+        done = 0
+        while done < n_steps:
+            m = min(m_max, n_steps - done)
+            kd.advance(self.step, m, self.dt, self.seed, self.V, self.syn, self.refr, self.P,
+                       cur, self._blk_lo, self._blk_hi, self._blk_model, self._blk_gid0,
+                       self._masks, self.ring, *self._in, self._ou,
+                       spk_step, spk_idx, counts)
+            k = kd.gather_spikes(m, self._blk_lo, spk_step, spk_idx, counts, out_step, out_idx)
+            if k:
+                st = out_step[:k].copy()
+                ix = out_idx[:k].copy()
+                self._deliver(st, ix)
+                self._spike_steps.append(st)
+                self._spike_idx.append(ix)
+            self.step += m
+            done += m
+        self.simulate_s += time.perf_counter() - t0
+
+    def _deliver(self, steps: np.ndarray, idx: np.ndarray) -> None:
+        if not self.n_synapses:
+            return
+        pop = np.searchsorted(self._pop_lo, idx, side="right") - 1
+        src_idx = idx - self._pop_lo[pop]
+        deliver(len(steps), steps, pop, src_idx, self._pop_proj_ptr, self._pop_proj,
+                self._proj_row0, self._proj_post_lo, self._proj_post_hi, self._proj_port,
+                self._proj_shift, self._indptr, self._tgt, self._wq, self._dly, self.ring,
+                self.threads)
+
+    # --- results ------------------------------------------------------------------------
+    @property
+    def t_ms(self) -> float:
+        """Model time reached, ms."""
+        return self.step * self.dt
+
+    def spikes(self) -> tuple[np.ndarray, np.ndarray]:
+        """All spikes so far, sorted by (time, gid): times in ms (float64), global ids (int64)."""
+        if not self._spike_steps:
+            return np.zeros(0), np.zeros(0, np.int64)
+        st = np.concatenate(self._spike_steps)
+        ix = np.concatenate(self._spike_idx)
+        self._spike_steps, self._spike_idx = [st], [ix]
+        gid = self.gids[ix]
+        order = np.lexsort((gid, st))
+        return (st[order] + 1) * self.dt, gid[order]
+
+    def population_spikes(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Per population: spike times (ms) and node ids numbered from 0 in the population."""
+        t, g = self.spikes()
+        out = {}
+        for lay in self.layout:
+            sel = (g >= lay.gid0) & (g < lay.gid0 + lay.size)
+            out[lay.name] = (t[sel], g[sel] - lay.gid0)
+        return out
+
+    def rates(self, t_from_ms: float = 0.0) -> dict[str, float]:
+        """Mean firing rate per population (Hz) over [t_from_ms, now]."""
+        span = (self.t_ms - t_from_ms) * 1e-3
+        out = {}
+        for name, (t, _) in self.population_spikes().items():
+            n = self.layout[[lay.name for lay in self.layout].index(name)].size
+            out[name] = float(np.sum(t > t_from_ms) / (n * span)) if span > 0 else 0.0
+        return out

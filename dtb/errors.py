@@ -1,0 +1,25 @@
+"""The exceptions dtb raises.  Every message names where the problem is and what was expected."""
+
+from __future__ import annotations
+
+
+class DtbError(Exception):
+    """Base class of every error dtb raises on purpose."""
+
+
+class ConfigError(DtbError, ValueError):
+    """An invalid network or simulation configuration, found before anything is built.
+
+    ``problems`` holds one line per offending field: ``"<source>: <path>: <value> -- <expected>"``.
+    """
+
+    def __init__(self, problems: list[str], source: str | None = None):
+        self.problems = list(problems)
+        self.source = source
+        where = f"{source}: " if source else ""
+        head = f"{where}invalid configuration ({len(problems)} problem{'s' if len(problems) != 1 else ''})"
+        super().__init__(head + "\n  " + "\n  ".join(self.problems))
+
+
+class OutputError(DtbError, OSError):
+    """The run directory cannot be written (exists, read-only, disk full)."""

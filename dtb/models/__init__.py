@@ -1,0 +1,7 @@
+"""Built-in networks."""
+
+from dtb.models.microcircuit import microcircuit
+
+BUILTIN = {"microcircuit": microcircuit}
+
+__all__ = ["BUILTIN", "microcircuit"]

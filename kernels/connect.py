@@ -1,0 +1,199 @@
+"""Synapse generation on the rank that owns the target neurons (numba, CPU).
+
+Connectivity is drawn per postsynaptic neuron from the counter-based generator, keyed by
+(seed, purpose, projection id, target gid, draw index), so a synapse exists, and has the
+same weight and delay, whatever the partition.  Synapses are then stored by *source*
+(compressed sparse rows), 8 bytes each:
+
+    target  uint32   index of the target neuron on this engine
+    weight  int16    fixed-point mantissa; value = weight << shift[projection] units of 2**-32
+    delay   uint16   whole steps (>= 1)
+
+Within a row the targets ascend, so a thread that owns a target range finds its part of a
+row by binary search (see delivery.py).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+from dtb.kernels.philox import CONNECT, DELAY, WEIGHT, below, block, draw, make_key1, u01
+
+RULE_INDEGREE = 0
+RULE_TOTAL = 1
+RULE_BERNOULLI = 2
+
+FIX_BITS = 32  # fixed-point fraction bits of the input accumulators
+WQ_MAX = 32767
+
+
+def weight_shift(max_abs_weight: float) -> int:
+    """The shift s such that weights up to max_abs_weight fit an int16 mantissa.
+
+    A weight w is stored as q = round(w * 2**32 / 2**s), |q| <= 32767, so the quantum is
+    2**(s-32): a relative error below 2**-16 of the projection's largest weight.
+    """
+    if max_abs_weight <= 0.0:
+        return 0
+    need = max_abs_weight * 2.0**FIX_BITS / WQ_MAX
+    return max(0, int(math.ceil(math.log2(need))))
+
+
+@nb.njit(cache=True)
+def _bernoulli_targets(seed, key1, gid, n_pre, p, self_idx, out, o):
+    """Sources of one target under pairwise Bernoulli(p) by geometric skipping; writes to
+    out[o:] when out is non-empty, returns the count."""
+    cnt = 0
+    if p <= 0.0:
+        return 0
+    if p >= 1.0:
+        for s in range(n_pre):
+            if s == self_idx:
+                continue
+            if out.shape[0] > 0:
+                out[o + cnt] = s
+            cnt += 1
+        return cnt
+    logq = math.log1p(-p)
+    pos = -1
+    t = 0
+    while True:
+        w0, w1, w2, w3 = block(seed, key1, gid, 0, t, 0)
+        t += 1
+        skip = math.floor(math.log(u01(w0, w1)) / logq)
+        if skip > n_pre:
+            break
+        pos += np.int64(skip) + 1
+        if pos >= n_pre:
+            break
+        if pos == self_idx:
+            continue
+        if out.shape[0] > 0:
+            out[o + cnt] = pos
+        cnt += 1
+    return cnt
+
+
+@nb.njit(parallel=True, cache=True)
+def count_bernoulli(seed, proj, post_gid0, post_first, n_post, n_pre, p, same_pop, autapses):
+    """Synapse count of each target under pairwise Bernoulli."""
+    key1 = make_key1(CONNECT, proj)
+    counts = np.empty(n_post, np.int64)
+    dummy = np.empty(0, np.int64)
+    for i in nb.prange(n_post):
+        self_idx = post_first + i if (same_pop and not autapses) else -1
+        counts[i] = _bernoulli_targets(seed, key1, post_gid0 + i, n_pre, p, self_idx, dummy, 0)
+    return counts
+
+
+@nb.njit(parallel=True, cache=True)
+def draw_sources(rule, seed, proj, post_gid0, post_first, n_post, n_pre, p, same_pop,
+                 autapses, multapses, ptr, src):
+    """Sources (index within the source population) of every target, in target order.
+
+    ptr (n_post+1) gives each target's slice of src.  Without multapses the fixed
+    in-degree rule rejects repeats (a per-chunk marker array) or, when it asks for more
+    than a quarter of the sources, selects sequentially (Knuth's algorithm S).
+    """
+    key1 = make_key1(CONNECT, proj)
+    n_chunks = min(n_post, 64 * nb.get_num_threads()) if n_post > 0 else 0
+    for c in nb.prange(n_chunks):
+        lo = c * n_post // n_chunks
+        hi = (c + 1) * n_post // n_chunks
+        mark = np.zeros(n_pre if (rule == RULE_INDEGREE and not multapses) else 0, np.bool_)
+        for i in range(lo, hi):
+            gid = post_gid0 + i
+            self_idx = post_first + i if (same_pop and not autapses) else -1
+            o = ptr[i]
+            k = ptr[i + 1] - o
+            if rule == RULE_BERNOULLI:
+                _bernoulli_targets(seed, key1, gid, n_pre, p, self_idx, src, o)
+            elif multapses:
+                t = 0
+                for j in range(k):
+                    while True:
+                        w0, w1, w2, w3 = block(seed, key1, gid, 0, t, 0)
+                        t += 1
+                        s = below(w0, n_pre)
+                        if s != self_idx:
+                            break
+                    src[o + j] = s
+            elif 4 * k > n_pre:
+                avail = n_pre - (1 if self_idx >= 0 else 0)
+                need = k
+                j = 0
+                for s in range(n_pre):
+                    if s == self_idx:
+                        continue
+                    w0, w1, w2, w3 = block(seed, key1, gid, 0, s, 0)
+                    if u01(w0, w1) * avail < need:
+                        src[o + j] = s
+                        j += 1
+                        need -= 1
+                        if need == 0:
+                            break
+                    avail -= 1
+            else:
+                t = 0
+                j = 0
+                while j < k:
+                    w0, w1, w2, w3 = block(seed, key1, gid, 0, t, 0)
+                    t += 1
+                    s = below(w0, n_pre)
+                    if s == self_idx or mark[s]:
+                        continue
+                    mark[s] = True
+                    src[o + j] = s
+                    j += 1
+                for j in range(k):
+                    mark[src[o + j]] = False
+
+
+@nb.njit(parallel=True, cache=True)
+def draw_weights_delays(seed, proj, post_gid0, n_post, ptr,
+                        wkind, wa, wb, wlo, whi, shift,
+                        dkind, da, db, dlo, dhi, dt, wq, dly):
+    """Quantised weights (int16) and delays (uint16 steps, round(d/dt) >= 1) per synapse."""
+    kw = make_key1(WEIGHT, proj)
+    kd = make_key1(DELAY, proj)
+    scale = 2.0 ** (32 - shift)
+    const_w = wkind == 0
+    const_d = dkind == 0
+    for i in nb.prange(n_post):
+        gid = post_gid0 + i
+        for j in range(ptr[i + 1] - ptr[i]):
+            w = wa if const_w else draw(wkind, wa, wb, wlo, whi, seed, kw, gid, 0, j)
+            q = round(w * scale)
+            q = min(max(q, -32767.0), 32767.0)
+            wq[ptr[i] + j] = np.int16(q)
+            d = da if const_d else draw(dkind, da, db, dlo, dhi, seed, kd, gid, 0, j)
+            ds = round(d / dt)
+            ds = min(max(ds, 1.0), 65535.0)
+            dly[ptr[i] + j] = np.uint16(ds)
+
+
+@nb.njit(cache=True)
+def scatter_by_source(n_pre, post_base, ptr, src, wq, dly, indptr, tgt, wq_out, dly_out):
+    """Re-sort one projection's synapses from target order into source rows.
+
+    indptr (n_pre+1) receives the row offsets (relative to the output slices); targets
+    become engine-local indices post_base + i, ascending within each row.
+    """
+    indptr[:] = 0
+    for k in range(src.shape[0]):
+        indptr[src[k] + 1] += 1
+    for r in range(n_pre):
+        indptr[r + 1] += indptr[r]
+    nxt = indptr[:-1].copy()
+    n_post = ptr.shape[0] - 1
+    for i in range(n_post):
+        for k in range(ptr[i], ptr[i + 1]):
+            r = src[k]
+            pos = nxt[r]
+            nxt[r] = pos + 1
+            tgt[pos] = np.uint32(post_base + i)
+            wq_out[pos] = wq[k]
+            dly_out[pos] = dly[k]

@@ -1,0 +1,52 @@
+"""Spike delivery into the per-neuron input ring buffers (numba, CPU).
+
+The ring holds, for each slot (step modulo D), port (receptor) and target neuron, an
+int64 sum in units of 2**-32.  Integer addition is associative, so the result does not
+depend on the order in which spikes are delivered, on threads, or on ranks.  Each thread
+owns a contiguous range of target neurons and writes only there (no atomics, no races).
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+
+@nb.njit(parallel=True, cache=True)
+def deliver(n_spk, spk_step, spk_src_pop, spk_src_idx, pop_proj_ptr, pop_proj,
+            proj_row0, proj_post_lo, proj_post_hi, proj_port, proj_shift,
+            indptr, tgt, wq, dly, ring, n_parts):
+    """Add the synaptic input of n_spk spikes.
+
+    Spike j: emitted in step spk_step[j] by neuron spk_src_idx[j] of source population
+    spk_src_pop[j]; it reaches target t of synapse k in ring slot (step + dly[k]) mod D.
+    Projection p's row for source index r is proj_row0[p] + r in indptr.
+    """
+    D = ring.shape[0]
+    n = ring.shape[2]
+    for part in nb.prange(n_parts):
+        t_lo = part * n // n_parts
+        t_hi = (part + 1) * n // n_parts
+        for j in range(n_spk):
+            s0 = spk_step[j] % D
+            pop = spk_src_pop[j]
+            for q in range(pop_proj_ptr[pop], pop_proj_ptr[pop + 1]):
+                p = pop_proj[q]
+                if proj_post_hi[p] <= t_lo or proj_post_lo[p] >= t_hi:
+                    continue
+                row = proj_row0[p] + spk_src_idx[j]
+                a = indptr[row]
+                z = indptr[row + 1]
+                if a == z:
+                    continue
+                if proj_post_lo[p] < t_lo:
+                    a = a + np.searchsorted(tgt[a:z], np.uint32(t_lo))
+                if proj_post_hi[p] > t_hi:
+                    z = a + np.searchsorted(tgt[a:z], np.uint32(t_hi))
+                port = proj_port[p]
+                sh = proj_shift[p]
+                for k in range(a, z):
+                    slot = s0 + dly[k]
+                    if slot >= D:
+                        slot -= D
+                    ring[slot, port, tgt[k]] += np.int64(wq[k]) << sh

@@ -1,0 +1,190 @@
+"""Neuron updates and background inputs over one exchange window (numba, CPU).
+
+Within a window of m <= min-delay steps no spike can reach any neuron, so each thread
+advances its own block of neurons through all m steps without synchronising; spikes are
+delivered once, at the end of the window (delivery.py).
+
+Step s of a neuron (covering model time [s dt, (s+1) dt)) follows NEST's order:
+  1. external current for the step: I_e + DC + Ornstein-Uhlenbeck inputs;
+     Poisson background adds its spikes to this step's input slot;
+  2. V advances over the step with the synaptic state at its start (exact propagators);
+  3. synaptic traces decay and take the input that arrives at (s+1) dt (ring slot s);
+  4. V >= V_th: spike stamped (s+1) dt, V := V_reset, refractory for n_ref steps.
+Input slots hold integer fixed point (units 2**-32), so their sums are exact.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+from dtb.kernels.philox import OU, POISSON, block, make_key1, normal_pair, poisson
+
+INV_FIX = 2.0**-32
+
+IN_POISSON = 0
+IN_OU = 1
+IN_DC = 2
+
+
+@nb.njit(inline="always", cache=True)
+def psc_exp_step(i, V, syn, refr, P, ex, inh, current):
+    """iaf_psc_exp (NEST): exact propagation; ex/inh arrivals in pA; returns spiked."""
+    el = P[10, i]
+    y = V[i] - el
+    if refr[i] == 0:
+        y = y * P[0, i] + syn[0, i] * P[2, i] + syn[1, i] * P[3, i] + (P[9, i] + current) * P[1, i]
+    else:
+        refr[i] -= 1
+    syn[0, i] = syn[0, i] * P[4, i] + ex
+    syn[1, i] = syn[1, i] * P[5, i] + inh
+    spiked = False
+    if y >= P[6, i]:
+        refr[i] = np.int32(P[8, i])
+        y = P[7, i]
+        spiked = True
+    V[i] = y + el
+    return spiked
+
+
+@nb.njit(inline="always", cache=True)
+def lif_cond_step(i, V, syn, refr, P, a0, a1, a2, a3, current, dt):
+    """DTB conductance LIF: exponential Euler with frozen conductances; returns spiked."""
+    v = V[i]
+    if refr[i] == 0:
+        g = P[1, i]
+        num = P[1, i] * P[2, i] + P[6, i] + current
+        for c in range(4):
+            gc = P[9 + c, i] * syn[c, i]
+            if c == 1 and P[7, i] != 0.0:
+                gc = gc / (1.0 + P[8, i] * math.exp(-0.062 * v) / 3.57)
+            g += gc
+            num += gc * P[13 + c, i]
+        vinf = num / g
+        v = vinf + (v - vinf) * math.exp(-dt * g / P[0, i])
+    else:
+        refr[i] -= 1
+    syn[0, i] = syn[0, i] * P[17, i] + a0
+    syn[1, i] = syn[1, i] * P[18, i] + a1
+    syn[2, i] = syn[2, i] * P[19, i] + a2
+    syn[3, i] = syn[3, i] * P[20, i] + a3
+    spiked = False
+    if v >= P[3, i]:
+        refr[i] = np.int32(P[5, i])
+        v = P[4, i]
+        spiked = True
+    V[i] = v
+    return spiked
+
+
+@nb.njit(parallel=True, cache=True)
+def advance(t0, m, dt, seed, V, syn, refr, P, cur,
+            blk_lo, blk_hi, blk_model, blk_gid0, masks, ring,
+            in_kind, in_lo, in_hi, in_id, in_port, in_a, in_b, in_c, in_wfix, in_off, ou_state,
+            spk_step, spk_idx, spk_count):
+    """Advance every block through steps t0 .. t0+m-1.
+
+    Shapes: V (n,), syn (4, n), refr (n,) int32, P (rows, n), cur (n,) scratch,
+    ring (D, ports, n) int64, masks (models, ports, 4).  Block b covers engine indices
+    [blk_lo[b], blk_hi[b]) with global ids from blk_gid0[b].  Inputs k cover indices
+    [in_lo[k], in_hi[k]); Poisson: in_a = mean count per step, in_wfix = fixed-point weight;
+    OU: in_a mean, in_b noise factor sqrt(1-e^2) sigma, in_c decay e = exp(-dt/tau), state at
+    ou_state[in_off[k] + index - in_lo[k]]; DC: in_a amplitude.  Spikes of block b go to
+    spk_step/spk_idx[blk_lo[b]*m ...], their count to spk_count[b].
+    """
+    n_ports = ring.shape[1]
+    D = ring.shape[0]
+    for b in nb.prange(blk_lo.shape[0]):
+        lo = blk_lo[b]
+        hi = blk_hi[b]
+        gshift = blk_gid0[b] - lo
+        model = blk_model[b]
+        base = lo * m
+        cnt = 0
+        for s in range(m):
+            step = t0 + s
+            slot = step % D
+            for i in range(lo, hi):
+                cur[i] = 0.0
+            for k in range(in_kind.shape[0]):
+                a = max(lo, in_lo[k])
+                z = min(hi, in_hi[k])
+                if a >= z:
+                    continue
+                kind = in_kind[k]
+                if kind == IN_POISSON:
+                    key1 = make_key1(POISSON, in_id[k])
+                    port = in_port[k]
+                    for i in range(a, z):
+                        n = poisson(in_a[k], seed, key1, i + gshift, 0, step)
+                        if n > 0:
+                            ring[slot, port, i] += n * in_wfix[k]
+                elif kind == IN_OU:
+                    key1 = make_key1(OU, in_id[k])
+                    off = in_off[k] - in_lo[k]
+                    for i in range(a, z):
+                        w0, w1, w2, w3 = block(seed, key1, i + gshift, 0, step, 0)
+                        x = ou_state[off + i]
+                        x = in_a[k] + (x - in_a[k]) * in_c[k] + in_b[k] * normal_pair(w0, w1, w2, w3)
+                        ou_state[off + i] = x
+                        cur[i] += x
+                else:
+                    for i in range(a, z):
+                        cur[i] += in_a[k]
+            for i in range(lo, hi):
+                if model == 0:
+                    ex = 0.0
+                    inh = 0.0
+                    for p in range(n_ports):
+                        r = ring[slot, p, i]
+                        if r != 0:
+                            x = r * INV_FIX
+                            ex += masks[0, p, 0] * x
+                            inh += masks[0, p, 1] * x
+                            ring[slot, p, i] = 0
+                    spiked = psc_exp_step(i, V, syn, refr, P, ex, inh, cur[i])
+                else:
+                    a0 = 0.0
+                    a1 = 0.0
+                    a2 = 0.0
+                    a3 = 0.0
+                    for p in range(n_ports):
+                        r = ring[slot, p, i]
+                        if r != 0:
+                            x = r * INV_FIX
+                            a0 += masks[1, p, 0] * x
+                            a1 += masks[1, p, 1] * x
+                            a2 += masks[1, p, 2] * x
+                            a3 += masks[1, p, 3] * x
+                            ring[slot, p, i] = 0
+                    spiked = lif_cond_step(i, V, syn, refr, P, a0, a1, a2, a3, cur[i], dt)
+                if spiked:
+                    spk_step[base + cnt] = step
+                    spk_idx[base + cnt] = i
+                    cnt += 1
+        spk_count[b] = cnt
+
+
+@nb.njit(cache=True)
+def ou_initial(mean, sigma, seed, key1, gid0, n):
+    """Stationary initial OU values: mean + sigma * N(0, 1), drawn at step -1 (index 2**32-1)."""
+    out = np.empty(n)
+    for i in range(n):
+        w0, w1, w2, w3 = block(seed, key1, gid0 + i, 0, 0xFFFFFFFF, 0)
+        out[i] = mean + sigma * normal_pair(w0, w1, w2, w3)
+    return out
+
+
+@nb.njit(cache=True)
+def gather_spikes(m, blk_lo, spk_step, spk_idx, spk_count, out_step, out_idx):
+    """Concatenate the blocks' spikes in block order; returns the number of spikes."""
+    n = 0
+    for b in range(blk_lo.shape[0]):
+        base = blk_lo[b] * m
+        for j in range(spk_count[b]):
+            out_step[n] = spk_step[base + j]
+            out_idx[n] = spk_idx[base + j]
+            n += 1
+    return n
