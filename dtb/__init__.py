@@ -9,8 +9,16 @@ from dtb.config import SimulationSettings, load_config, parse_network
 from dtb.engine import Engine
 from dtb.errors import ConfigError, DtbError, OutputError
 from dtb.network import (
-    DCInput, Dist, FixedInDegree, FixedTotalNumber, Network, OUInput, PairwiseBernoulli,
-    PoissonInput, Population, Projection,
+    DCInput,
+    Dist,
+    FixedInDegree,
+    FixedTotalNumber,
+    Network,
+    OUInput,
+    PairwiseBernoulli,
+    PoissonInput,
+    Population,
+    Projection,
 )
 
 __version__ = "0.1.0"

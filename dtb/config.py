@@ -16,8 +16,16 @@ from typing import Any
 
 from dtb.errors import ConfigError
 from dtb.network import (
-    DCInput, Dist, FixedInDegree, FixedTotalNumber, Network, OUInput, PairwiseBernoulli,
-    PoissonInput, Population, Projection,
+    DCInput,
+    Dist,
+    FixedInDegree,
+    FixedTotalNumber,
+    Network,
+    OUInput,
+    PairwiseBernoulli,
+    PoissonInput,
+    Population,
+    Projection,
 )
 from dtb.neurons import MODELS, check_params
 
@@ -39,7 +47,9 @@ class _Problems:
         self.items: list[str] = []
 
     def add(self, path: str, value: Any, expected: str) -> None:
-        self.items.append(f"{path}: {value!r} -- expected {expected}")
+        line = f"{path}: {value!r} -- expected {expected}"
+        if line not in self.items:
+            self.items.append(line)
 
 
 def _is_number(v: Any) -> bool:
@@ -56,7 +66,8 @@ def _keys(d: Any, path: str, allowed: set[str], required: set[str], pr: _Problem
         return False
     for k in d:
         if k not in allowed:
-            pr.add(f"{path}.{k}", d[k], f"no such key (allowed: {', '.join(sorted(allowed))})")
+            pr.items.append(f"{path}.{k}: unknown key (value {d[k]!r}) -- expected one of "
+                            f"{', '.join(sorted(allowed))}")
     ok = True
     for k in sorted(required - set(d)):
         pr.add(f"{path}.{k}", None, "a value (required)")
@@ -308,8 +319,8 @@ def _parse_rule(d: Any, path: str, pr: _Problems):
     return FixedInDegree(v) if arg == "k" else FixedTotalNumber(v)
 
 
-def _parse_projection(d: Any, path: str, pops: dict[str, Population], dt: float,
-                      pr: _Problems) -> Projection | None:
+def _parse_projection(d: Any, path: str, pops: dict[str, Population], declared: set,
+                      dt: float, pr: _Problems) -> Projection | None:
     if isinstance(d, Projection):
         d = d.to_dict()
     if not _keys(d, path, {"source", "target", "rule", "weight", "delay", "receptor",
@@ -319,9 +330,12 @@ def _parse_projection(d: Any, path: str, pops: dict[str, Population], dt: float,
     src, tgt = d["source"], d["target"]
     ok = True
     for k, v in (("source", src), ("target", tgt)):
-        if v not in pops:
-            pr.add(f"{path}.{k}", v, f"a population name ({', '.join(pops) or 'none defined'})")
+        if v not in declared:
+            names = ", ".join(sorted(str(x) for x in declared)) or "none defined"
+            pr.add(f"{path}.{k}", v, f"the name of a population ({names})")
             ok = False
+        elif v not in pops:
+            ok = False  # that population is invalid and already reported
     rule = _parse_rule(d["rule"], f"{path}.rule", pr)
     weight = parse_dist(d["weight"], f"{path}.weight", pr)
     delay = parse_dist(d["delay"], f"{path}.delay", pr)
@@ -372,6 +386,8 @@ def parse_network(d: Any, dt: float = 0.1, source: str | None = None) -> Network
     if not isinstance(raw_pops, (list, tuple)) or not raw_pops:
         pr.add("populations", raw_pops, "a non-empty list of populations")
         raw_pops = []
+    declared = {(pd.name if isinstance(pd, Population) else pd.get("name"))
+                for pd in raw_pops if isinstance(pd, (dict, Population))}
     for i, pd in enumerate(raw_pops):
         p = _parse_population(pd, f"populations[{i}]", pr)
         if p is None:
@@ -386,7 +402,7 @@ def parse_network(d: Any, dt: float = 0.1, source: str | None = None) -> Network
         pr.add("projections", raw_projs, "a list of projections")
         raw_projs = []
     for i, qd in enumerate(raw_projs):
-        q = _parse_projection(qd, f"projections[{i}]", pops, dt, pr)
+        q = _parse_projection(qd, f"projections[{i}]", pops, declared, dt, pr)
         if q is not None:
             projs.append(q)
     if len(projs) >= 2**24:

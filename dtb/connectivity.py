@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dtb.network import FixedInDegree, FixedTotalNumber, PairwiseBernoulli, Projection
 from dtb.kernels import connect as kc
 from dtb.kernels.philox import TOTAL_NUMBER
+from dtb.network import FixedInDegree, FixedTotalNumber, PairwiseBernoulli, Projection
 
 
 @dataclass
@@ -89,7 +89,7 @@ def generate(proj: Projection, proj_id: int, seed: int, dt: float, n_pre: int,
     n_syn = int(ptr[-1])
     src = np.empty(n_syn, np.int64)
     kc.draw_sources(code, seed, proj_id, post_gid0, post_first, n_post, n_pre, p, same,
-                    proj.autapses, proj.multapses, ptr, src)
+                    proj.autapses, proj.multapses, ptr, src, 256)
     w, d = proj.weight, proj.delay
     shift = kc.weight_shift(max(abs(weight_bounds[0]), abs(weight_bounds[1])))
     wq = np.empty(n_syn, np.int16)

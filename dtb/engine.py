@@ -20,12 +20,12 @@ import numpy as np
 
 from dtb.config import parse_network
 from dtb.connectivity import ProjectionBlock, generate
-from dtb.network import Dist, Network, OUInput, PoissonInput, as_dist
-from dtb.neurons import MODELS, N_CHANNELS, pack
 from dtb.kernels import dynamics as kd
 from dtb.kernels.connect import FIX_BITS
-from dtb.kernels.delivery import deliver
+from dtb.kernels.loop import run_windows
 from dtb.kernels.philox import INIT, OU, PARAM, draw_per_neuron
+from dtb.network import Dist, Network, OUInput, PoissonInput, as_dist
+from dtb.neurons import MODELS, N_CHANNELS, pack
 
 MAX_WINDOW = 1000  # steps per window when no delay bounds it (spike buffer size)
 
@@ -100,7 +100,7 @@ class Engine:
         from dtb.neurons import N_PARAM_ROWS
 
         self.P = np.empty((N_PARAM_ROWS, n))
-        for lay, pop in zip(self.layout, net.populations):
+        for lay, pop in zip(self.layout, net.populations, strict=True):
             model = MODELS[pop.model]
             vals = {}
             for k_i, (k, default) in enumerate(model.defaults.items()):
@@ -157,21 +157,25 @@ class Engine:
         kind, lo, hi, ident, port, a, b, c, wfix, off = ([] for _ in range(10))
         ou_parts = []
         ou_n = 0
+        pq_n = 0
         dt, seed = self.dt, self.seed
-        for lay, pop in zip(self.layout, self.network.populations):
+        for lay, pop in zip(self.layout, self.network.populations, strict=True):
             for j, inp in enumerate(pop.inputs):
                 lo.append(lay.lo)
                 hi.append(lay.hi)
                 ident.append(lay.index * 256 + j)
-                off.append(ou_n)
                 if isinstance(inp, PoissonInput):
+                    off.append(pq_n)
+                    pq_n += lay.size
                     kind.append(kd.IN_POISSON)
                     port.append(self.ports.index(inp.receptor))
-                    a.append(inp.in_degree * inp.rate * dt * 1e-3)
-                    b.append(0.0)
+                    lam = inp.in_degree * inp.rate * dt * 1e-3
+                    a.append(lam)
+                    b.append(math.exp(-lam))
                     c.append(0.0)
                     wfix.append(int(round(inp.weight * 2.0**FIX_BITS)))
                 elif isinstance(inp, OUInput):
+                    off.append(ou_n)
                     kind.append(kd.IN_OU)
                     port.append(0)
                     e = math.exp(-dt / inp.tau)
@@ -186,6 +190,7 @@ class Engine:
                                                   lay.gid0, lay.size))
                     ou_n += lay.size
                 else:
+                    off.append(0)
                     kind.append(kd.IN_DC)
                     port.append(0)
                     a.append(inp.amplitude)
@@ -197,6 +202,8 @@ class Engine:
                     np.array(b, float), np.array(c, float), np.array(wfix, np.int64),
                     np.array(off, np.int64))
         self._ou = np.concatenate(ou_parts) if ou_parts else np.zeros(0)
+        self._pq_cache = np.zeros((pq_n, 4), np.uint32)
+        self._pq_tag = np.full(pq_n, -1, np.int64)
 
     def _build_synapses(self) -> None:
         net = self.network
@@ -262,40 +269,43 @@ class Engine:
             raise ValueError(f"t: {t_ms!r} -- expected a model time >= 0 ms")
         t0 = time.perf_counter()
         m_max = self.min_delay_steps
-        n = self.n_neurons
-        spk_step = np.empty(n * m_max, np.int64)
-        spk_idx = np.empty(n * m_max, np.int64)
-        counts = np.zeros(len(self._blk_lo), np.int64)
-        out_step = np.empty(n * m_max, np.int64)
-        out_idx = np.empty(n * m_max, np.int64)
-        cur = np.empty(n)
+        buf = self._buffers(m_max)
         done = 0
         while done < n_steps:
-            m = min(m_max, n_steps - done)
-            kd.advance(self.step, m, self.dt, self.seed, self.V, self.syn, self.refr, self.P,
-                       cur, self._blk_lo, self._blk_hi, self._blk_model, self._blk_gid0,
-                       self._masks, self.ring, *self._in, self._ou,
-                       spk_step, spk_idx, counts)
-            k = kd.gather_spikes(m, self._blk_lo, spk_step, spk_idx, counts, out_step, out_idx)
-            if k:
-                st = out_step[:k].copy()
-                ix = out_idx[:k].copy()
-                self._deliver(st, ix)
-                self._spike_steps.append(st)
-                self._spike_idx.append(ix)
-            self.step += m
-            done += m
+            steps, n_rec = run_windows(
+                self.step, n_steps - done, m_max, self.dt, self.seed, self.V, self.syn,
+                self.refr, self.P, buf["cur"], self._blk_lo, self._blk_hi, self._blk_model,
+                self._blk_gid0, self._masks, self.ring, *self._in, self._ou,
+                self._pq_cache, self._pq_tag, buf["spk_step"], buf["spk_idx"], buf["counts"],
+                buf["win_step"],
+                buf["win_idx"], buf["win_pop"], buf["win_src"], self._pop_lo,
+                self._pop_proj_ptr, self._pop_proj, self._proj_row0, self._proj_post_lo,
+                self._proj_post_hi, self._proj_port, self._proj_shift, self._indptr,
+                self._tgt, self._wq, self._dly, self.threads, buf["rec_step"],
+                buf["rec_idx"], 0)
+            if n_rec:
+                self._spike_steps.append(buf["rec_step"][:n_rec].copy())
+                self._spike_idx.append(buf["rec_idx"][:n_rec].copy())
+            self.step += steps
+            done += steps
         self.simulate_s += time.perf_counter() - t0
 
-    def _deliver(self, steps: np.ndarray, idx: np.ndarray) -> None:
-        if not self.n_synapses:
-            return
-        pop = np.searchsorted(self._pop_lo, idx, side="right") - 1
-        src_idx = idx - self._pop_lo[pop]
-        deliver(len(steps), steps, pop, src_idx, self._pop_proj_ptr, self._pop_proj,
-                self._proj_row0, self._proj_post_lo, self._proj_post_hi, self._proj_port,
-                self._proj_shift, self._indptr, self._tgt, self._wq, self._dly, self.ring,
-                self.threads)
+    def _buffers(self, m: int) -> dict[str, np.ndarray]:
+        """Scratch arrays for the loop, kept between calls to run()."""
+        n = self.n_neurons
+        key = (n, m)
+        if getattr(self, "_buf_key", None) != key:
+            cap = max(n * m * 4, 1 << 20)
+            self._buf = {
+                "cur": np.empty(n),
+                "spk_step": np.empty(n * m, np.int64), "spk_idx": np.empty(n * m, np.int64),
+                "counts": np.zeros(len(self._blk_lo), np.int64),
+                "win_step": np.empty(n * m, np.int64), "win_idx": np.empty(n * m, np.int64),
+                "win_pop": np.empty(n * m, np.int64), "win_src": np.empty(n * m, np.int64),
+                "rec_step": np.empty(cap, np.int64), "rec_idx": np.empty(cap, np.int64),
+            }
+            self._buf_key = key
+        return self._buf
 
     # --- results ------------------------------------------------------------------------
     @property

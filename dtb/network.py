@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from dtb.kernels import philox as _ph
 
@@ -74,7 +74,7 @@ class Dist:
             return 0.5 * (self.a + self.b)
         return math.exp(self.a + 0.5 * self.b**2)
 
-    def to_dict(self) -> Union[float, dict[str, Any]]:
+    def to_dict(self) -> float | dict[str, Any]:
         if self.kind == "constant":
             return self.a
         if self.kind == "uniform":
@@ -88,7 +88,7 @@ class Dist:
         return d
 
 
-Value = Union[float, int, Dist]
+Value = float | int | Dist
 
 
 def as_dist(v: Value) -> Dist:
@@ -130,7 +130,7 @@ class PairwiseBernoulli:
         return {"kind": self.kind, "p": self.p}
 
 
-Rule = Union[FixedInDegree, FixedTotalNumber, PairwiseBernoulli]
+Rule = FixedInDegree | FixedTotalNumber | PairwiseBernoulli
 
 
 # --- background inputs -----------------------------------------------------------------
@@ -177,7 +177,7 @@ class DCInput:
         return {"type": "dc", "amplitude": self.amplitude}
 
 
-Input = Union[PoissonInput, OUInput, DCInput]
+Input = PoissonInput | OUInput | DCInput
 
 
 # --- populations and projections ------------------------------------------------------

@@ -90,7 +90,8 @@ LIF_COND = NeuronModel(
         "g_AMPA": "a.u.", "g_NMDA": "a.u.", "g_GABA_A": "a.u.", "g_GABA_B": "a.u.",
         "I_e": "a.u.", "mg_block": "0 or 1", "Mg": "mM",
     },
-    receptors={"AMPA": (0,), "NMDA": (1,), "GABA_A": (2,), "GABA_B": (3,), "E": (0, 1), "I": (2, 3)},
+    receptors={"AMPA": (0,), "NMDA": (1,), "GABA_A": (2,), "GABA_B": (3,),
+               "E": (0, 1), "I": (2, 3)},
     weight_unit="1 (trace increment)",
     current_unit="a.u.",
     excitatory_receptor="E",
@@ -102,7 +103,8 @@ MODELS: dict[str, NeuronModel] = {m.name: m for m in (IAF_PSC_EXP, LIF_COND)}
 
 # Rows of the packed parameter matrix.
 # iaf_psc_exp
-R_P22, R_P20, R_P21EX, R_P21IN, R_P11EX, R_P11IN, R_THETA, R_VRESET_REL, R_NREF, R_IE, R_EL = range(11)
+(R_P22, R_P20, R_P21EX, R_P21IN, R_P11EX, R_P11IN, R_THETA, R_VRESET_REL, R_NREF, R_IE,
+ R_EL) = range(11)
 # lif_cond
 (L_C, L_GL, L_VL, L_VTH, L_VRESET, L_NREF, L_IE, L_MG_ON, L_MG) = range(9)
 L_G0 = 9  # 4 rows: g_u

@@ -19,7 +19,6 @@ import math
 
 import numba as nb
 import numpy as np
-
 from dtb.kernels.philox import CONNECT, DELAY, WEIGHT, below, block, draw, make_key1, u01
 
 RULE_INDEGREE = 0
@@ -91,7 +90,7 @@ def count_bernoulli(seed, proj, post_gid0, post_first, n_post, n_pre, p, same_po
 
 @nb.njit(parallel=True, cache=True)
 def draw_sources(rule, seed, proj, post_gid0, post_first, n_post, n_pre, p, same_pop,
-                 autapses, multapses, ptr, src):
+                 autapses, multapses, ptr, src, n_chunks):
     """Sources (index within the source population) of every target, in target order.
 
     ptr (n_post+1) gives each target's slice of src.  Without multapses the fixed
@@ -99,7 +98,7 @@ def draw_sources(rule, seed, proj, post_gid0, post_first, n_post, n_pre, p, same
     than a quarter of the sources, selects sequentially (Knuth's algorithm S).
     """
     key1 = make_key1(CONNECT, proj)
-    n_chunks = min(n_post, 64 * nb.get_num_threads()) if n_post > 0 else 0
+    n_chunks = min(n_post, n_chunks)
     for c in nb.prange(n_chunks):
         lo = c * n_post // n_chunks
         hi = (c + 1) * n_post // n_chunks

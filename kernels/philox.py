@@ -68,7 +68,8 @@ def philox4x32(c0, c1, c2, c3, k0, k1):
 
 @nb.njit(inline="always", cache=True)
 def make_key1(purpose, stream):
-    return np.uint32((np.uint32(purpose) << np.uint32(24)) | (np.uint32(stream) & np.uint32(0xFFFFFF)))
+    hi = np.uint32(purpose) << np.uint32(24)
+    return np.uint32(hi | (np.uint32(stream) & np.uint32(0xFFFFFF)))
 
 
 @nb.njit(inline="always", cache=True)
