@@ -175,8 +175,14 @@ def _parse_inputs(v: Any, path: str, model, ptype, pr: _Problems) -> tuple:
             if not (_is_int(k) and k >= 0):
                 pr.add(f"{ip}.in_degree", k, "an integer >= 0")
                 ok = False
-            rec = _resolve_receptor(inp.get("receptor"), model, ptype, w if ok else 0.0,
-                                    f"{ip}.receptor", pr)
+            # external drive is excitatory unless the receptor (or, for currents, the
+            # weight's sign) says otherwise: the population's own type does not matter
+            rec = inp.get("receptor")
+            if rec is None:
+                rec = (model.inhibitory_receptor
+                       if (not model.conductance_based and ok and w < 0)
+                       else model.excitatory_receptor)
+            rec = _resolve_receptor(rec, model, None, 0.0, f"{ip}.receptor", pr)
             if ok and rec is not None:
                 _check_weight_sign(model, rec, (w, w), f"{ip}.weight", pr)
                 out.append(PoissonInput(float(rate), float(w), int(k), rec))

@@ -17,7 +17,8 @@ class ConfigError(DtbError, ValueError):
         self.problems = list(problems)
         self.source = source
         where = f"{source}: " if source else ""
-        head = f"{where}invalid configuration ({len(problems)} problem{'s' if len(problems) != 1 else ''})"
+        plural = "s" if len(problems) != 1 else ""
+        head = f"{where}invalid configuration ({len(problems)} problem{plural})"
         super().__init__(head + "\n  " + "\n  ".join(self.problems))
 
 

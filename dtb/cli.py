@@ -1,0 +1,271 @@
+"""The ``dtb`` command line.
+
+``dtb simulate`` builds a network (a YAML config or a built-in model), runs it and writes a
+run directory; ``dtb info`` reports versions and available backends.  Everything the user
+gives is checked before anything expensive happens; errors are printed as
+``dtb: error: <message>`` without a traceback, exit status 2 for invalid configurations or
+arguments and 1 for other errors (output directory, runtime failures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import math
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from dtb.errors import ConfigError, DtbError
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2  # invalid configuration or arguments (argparse uses 2 as well)
+PROGRESS_STEPS = 10  # progress lines per run (one per ~10% of model time)
+
+
+class _UsageError(Exception):
+    """An invalid command-line value, found before anything is built."""
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (a batch system's time limit or scancel): the run is marked failed."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(f"terminated by {signal.Signals(signum).name}")
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated(signum)
+
+
+def _parser() -> argparse.ArgumentParser:
+    from dtb import __version__
+
+    p = argparse.ArgumentParser(
+        prog="dtb", description="dtb: a distributed whole-brain digital-twin simulator.")
+    p.add_argument("--version", action="version", version=f"dtb {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    s = sub.add_parser(
+        "simulate", help="build and run a network, write a run directory",
+        description="Build and run a network from a YAML config or a built-in model and "
+                    "write a run directory (manifest.json, spikes.h5). Values given here "
+                    "override the config's simulation section.")
+    s.add_argument("config", nargs="?", metavar="CONFIG.yaml",
+                   help="network and simulation configuration (YAML)")
+    s.add_argument("--model", help="a built-in model instead of a config (microcircuit)")
+    s.add_argument("--scale", type=float, metavar="S",
+                   help="fraction of the full-scale model's neurons, in (0, 1] (--model "
+                        "only; default 0.1)")
+    s.add_argument("--t", type=float, metavar="MS", help="model time to simulate, ms")
+    s.add_argument("--dt", type=float, metavar="MS", help="time step, ms")
+    s.add_argument("--seed", type=int, metavar="N", help="random seed, 0 <= N < 2**32")
+    s.add_argument("--out", metavar="DIR",
+                   help="run directory (default runs/<model-or-config-name>-<UTC time>)")
+    s.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier run directory at --out")
+    s.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all)")
+    s.add_argument("--quiet", action="store_true",
+                   help="print only the run directory (no progress, no summary)")
+
+    i = sub.add_parser("info", help="versions, MPI, GPUs and available backends",
+                       description="Report versions, MPI library, GPUs and backends.")
+    i.add_argument("--json", action="store_true", help="machine-readable output")
+    return p
+
+
+# --- simulate ---------------------------------------------------------------------------
+
+def _check_args(a: argparse.Namespace) -> None:
+    from dtb.models import BUILTIN
+
+    if (a.config is None) == (a.model is None):
+        raise _UsageError("give exactly one of CONFIG.yaml or --model "
+                          f"({', '.join(BUILTIN)})")
+    if a.model is not None and a.model not in BUILTIN:
+        raise _UsageError(f"--model: {a.model!r} -- expected one of {', '.join(BUILTIN)}")
+    if a.scale is not None:
+        if a.model is None:
+            raise _UsageError("--scale applies to --model only (a config gives sizes itself)")
+        if not (math.isfinite(a.scale) and 0 < a.scale <= 1):
+            raise _UsageError(f"--scale: {a.scale!r} -- expected a number in (0, 1]")
+    if a.t is not None and not (math.isfinite(a.t) and a.t > 0):
+        raise _UsageError(f"--t: {a.t!r} -- expected a model time in ms > 0")
+    if a.dt is not None and not (math.isfinite(a.dt) and a.dt > 0):
+        raise _UsageError(f"--dt: {a.dt!r} -- expected a time step in ms > 0")
+    if a.seed is not None and not 0 <= a.seed < 2**32:
+        raise _UsageError(f"--seed: {a.seed!r} -- expected an integer in [0, 2**32)")
+    if a.threads is not None:
+        import numba
+
+        top = numba.config.NUMBA_NUM_THREADS
+        if not 1 <= a.threads <= top:
+            raise _UsageError(f"--threads: {a.threads!r} -- expected 1 to {top} "
+                              "(NUMBA_NUM_THREADS)")
+
+
+def _resolve(a: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], str]:
+    """The validated network and settings, where they came from, and a name for the run."""
+    from dtb.config import SimulationSettings, load_config, parse_network
+    from dtb.models import BUILTIN
+    from dtb.rundir import sha256_file
+
+    if a.config is not None:
+        net, sim = load_config(a.config)
+        path = Path(a.config)
+        source = {"kind": "config", "path": str(path.resolve()),
+                  "sha256": sha256_file(path)}
+        name = path.stem
+    else:
+        sim = SimulationSettings()
+        scale = 0.1 if a.scale is None else a.scale
+        net = BUILTIN[a.model](scale, a.dt if a.dt is not None else sim.dt)
+        source = {"kind": "model", "model": a.model, "scale": scale}
+        name = a.model
+    sim = SimulationSettings(dt=sim.dt if a.dt is None else float(a.dt),
+                             t=sim.t if a.t is None else float(a.t),
+                             seed=sim.seed if a.seed is None else int(a.seed))
+    if round(sim.t / sim.dt) < 1:
+        raise _UsageError(f"t: {sim.t!r} ms -- expected at least one time step of "
+                          f"{sim.dt!r} ms")
+    # validate once more at the final dt (delays must be >= dt), still before building
+    net = parse_network(net, sim.dt, a.config)
+    return net, sim, source, name
+
+
+def _default_out(name: str) -> Path:
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    base = Path("runs") / f"{name}-{stamp}"
+    out, k = base, 1
+    while out.exists():
+        out = base.with_name(f"{base.name}-{k}")
+        k += 1
+    return out
+
+
+def _run_with_progress(eng: Any, t_ms: float, err: TextIO | None) -> None:
+    """Advance the engine by t_ms in ~10% chunks of whole steps, printing a line per chunk.
+
+    Chunking does not change the result: the engine's state carries over between calls.
+    """
+    n_steps = int(round(t_ms / eng.dt))
+    parts = min(PROGRESS_STEPS, max(1, n_steps))
+    done = 0
+    wall0 = time.perf_counter()
+    for k in range(1, parts + 1):
+        upto = n_steps * k // parts
+        if upto > done:
+            eng.run((upto - done) * eng.dt)
+            done = upto
+        if err is not None:
+            print(f"dtb: simulate {100 * k // parts:3d}%  {done * eng.dt:.1f}/"
+                  f"{n_steps * eng.dt:.1f} ms model time, "
+                  f"{time.perf_counter() - wall0:.1f} s", file=err, flush=True)
+
+
+def _summary(m: dict[str, Any], out: Path) -> str:
+    c, t = m["counts"], m["timings"]
+    src = m["source"]
+    what = (f"{src['model']} (scale {src['scale']:g})" if src["kind"] == "model"
+            else src["path"])
+    rtf = f"{t['rtf']:.3g}" if t["rtf"] is not None else "n/a"
+    rates = "  ".join(f"{k} {v:.2f}" for k, v in m["rates_hz"].items())
+    return "\n".join([
+        f"dtb simulate: {what}",
+        f"  neurons {c['neurons']:,}  synapses {c['synapses']:,}  "
+        f"({c['bytes_per_synapse']:.2f} bytes/synapse)  threads {m['threads']}",
+        f"  build {t['build_s']:.2f} s  simulate {t['simulate_s']:.2f} s for "
+        f"{t['model_time_ms']:g} ms model time  (real-time factor {rtf})",
+        f"  spikes {c['spikes']:,}  rates (Hz): {rates}",
+        f"  run directory: {out}",
+    ])
+
+
+def _simulate(a: argparse.Namespace, command: list[str]) -> int:
+    import numba
+
+    from dtb.engine import Engine
+    from dtb.rundir import RunDirectory
+
+    _check_args(a)
+    net, sim, source, name = _resolve(a)
+    out = Path(a.out) if a.out is not None else _default_out(name)
+    err = None if a.quiet else sys.stderr
+    with RunDirectory(out, overwrite=a.overwrite) as rd:
+        a.run_dir = out  # from here on, a failure is recorded in the run directory
+        rd.start(net, sim, command=command, source=source,
+                 threads=a.threads or numba.get_num_threads())
+        if err is not None:
+            print(f"dtb: building {net.name}: {net.n_neurons:,} neurons "
+                  f"(run directory {out})", file=err, flush=True)
+        eng = Engine(net, dt=sim.dt, seed=sim.seed, threads=a.threads)
+        if err is not None:
+            print(f"dtb: built {eng.n_synapses:,} synapses in {eng.build_s:.2f} s "
+                  f"({eng.threads} threads)", file=err, flush=True)
+        _run_with_progress(eng, sim.t, err)
+        manifest = rd.finish(eng)
+    print(out if a.quiet else _summary(manifest, out))
+    return 0
+
+
+# --- entry point --------------------------------------------------------------------------
+
+def _report_failed_run(a: argparse.Namespace) -> None:
+    """Say where the failed run's directory is, if the run got as far as making one."""
+    out = getattr(a, "run_dir", None)
+    if out is None:
+        return
+    try:
+        status = json.loads((Path(out) / "manifest.json").read_text())["status"]
+    except (OSError, ValueError, KeyError, TypeError):
+        status = "unknown"
+    print(f"dtb: run directory {out} (status: {status})", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``dtb`` command with ``argv`` (default ``sys.argv[1:]``); returns the exit code.
+
+    Errors dtb raises on purpose (ConfigError, OutputError, ValueError, ...) are printed as
+    ``dtb: error: <message>`` with exit code 2 (configuration, arguments) or 1 (other).
+    """
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    a = parser.parse_args(args_list)  # exits 2 with a usage message on bad syntax
+    try:
+        if a.command == "info":
+            from dtb.info import info, render
+
+            d = info()
+            print(json.dumps(d, indent=2) if a.json else render(d))
+            return 0
+        # SLURM and friends send SIGTERM before SIGKILL: turn it into an exception so the
+        # run directory is marked failed instead of being left "running"
+        on_main = threading.current_thread() is threading.main_thread()
+        old = signal.signal(signal.SIGTERM, _raise_terminated) if on_main else None
+        try:
+            return _simulate(a, ["dtb", *args_list])
+        finally:
+            if on_main:
+                signal.signal(signal.SIGTERM, old)
+    except (ConfigError, _UsageError) as e:
+        print(f"dtb: error: {e}", file=sys.stderr)
+        _report_failed_run(a)
+        return EXIT_USAGE
+    except (DtbError, ValueError, OSError) as e:
+        print(f"dtb: error: {e}", file=sys.stderr)
+        _report_failed_run(a)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("dtb: interrupted", file=sys.stderr)
+        _report_failed_run(a)
+        return 130
+    except Terminated as e:
+        print(f"dtb: {e}", file=sys.stderr)
+        _report_failed_run(a)
+        return 128 + e.signum

@@ -1,0 +1,367 @@
+"""Run directories: what one simulation leaves behind.
+
+A run directory holds
+
+- ``manifest.json``: the configuration (a valid YAML/JSON config that reproduces the run),
+  versions, seed, backend, ranks, threads, host, counts, timings, per-population rates,
+  checksums of the outputs, the command line and a ``status``;
+- ``spikes.h5``: every spike in the SONATA layout that bmtk writes and reads,
+  ``/spikes/<population>/timestamps`` (float64, ms) and ``/spikes/<population>/node_ids``
+  (uint64, numbered from 0 within the population).
+
+The manifest is written with status ``"running"`` when the run starts and replaced atomically
+(temporary file in the same directory, fsync, ``os.replace``) as the last act of a run, with
+status ``"complete"``; a run that raises is marked ``"failed"`` with the error.  An interrupted
+or failed run therefore never looks complete, and every output a complete manifest lists is
+already in place with the recorded checksum.
+
+Typical use::
+
+    with RunDirectory("runs/mc", overwrite=False) as rd:   # checked before anything is built
+        rd.start(network, settings)
+        eng = Engine(network, settings.dt, settings.seed)
+        eng.run(settings.t)
+        rd.finish(eng)
+
+or, for an engine that has already run, ``write_run(path, engine)``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import math
+import os
+import platform
+import shutil
+import socket
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dtb.errors import OutputError
+
+if TYPE_CHECKING:
+    from dtb.config import SimulationSettings
+    from dtb.engine import Engine
+    from dtb.network import Network
+
+MANIFEST = "manifest.json"
+SPIKES = "spikes.h5"
+FORMAT = "dtb-run"
+FORMAT_VERSION = 1
+SONATA_MAGIC = 0x0A7A
+SONATA_VERSION = (0, 1)
+_TMP_PREFIX = ".dtb-tmp-"
+
+
+def utc_now() -> str:
+    """The current time, ISO 8601 in UTC with a ``Z`` suffix (second precision)."""
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def versions() -> dict[str, str]:
+    """Versions of dtb, Python and the libraries a run's results depend on."""
+    import h5py
+    import numba
+
+    from dtb import __version__
+
+    return {"dtb": __version__, "python": platform.python_version(), "numpy": np.__version__,
+            "numba": numba.__version__, "h5py": h5py.__version__,
+            "hdf5": h5py.version.hdf5_version}
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 digest of a file, read in chunks of ``chunk`` bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _jsonable(x: Any) -> Any:
+    """Plain JSON values: numpy scalars and arrays to Python, non-finite floats to strings."""
+    if isinstance(x, Mapping):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple, np.ndarray)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)  # "inf", "-inf", "nan" (strict JSON has none of them)
+    return x
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return  # some platforms cannot open a directory; the rename is still atomic
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _why(e: OSError) -> str:
+    return e.strerror or str(e)
+
+
+class RunDirectory:
+    """A run directory at ``path``, checked and made ready for writing on construction.
+
+    Raises ``OutputError`` (naming the path) when ``path`` is a file, lies under a file, is
+    a non-empty directory and ``overwrite`` is false, is a non-empty directory that is not a
+    dtb run directory (no ``manifest.json``; never cleared, even with ``overwrite``), or
+    cannot be written.  The check creates the directory and writes and removes a probe file,
+    so it is true even for root and read-only file systems, and it is cheap: make the
+    ``RunDirectory`` before building the network.  With ``overwrite`` the contents of an
+    earlier run directory are removed here.
+
+    Used as a context manager, an exception raised inside the ``with`` block marks the run
+    ``"failed"`` (if ``start`` was called) and propagates.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], overwrite: bool = False):
+        self.path = Path(path)
+        self.manifest: dict[str, Any] = {}
+        self._started = False
+        self._finished = False
+        self._prepare(overwrite)
+
+    # --- checks -----------------------------------------------------------------------
+    def _prepare(self, overwrite: bool) -> None:
+        p = self.path
+        if p.exists() and not p.is_dir():
+            raise OutputError(f"{p}: exists and is not a directory -- expected a directory "
+                              "for the run (or a path that does not exist yet)")
+        if p.is_dir():
+            try:
+                entries = sorted(os.listdir(p))
+            except OSError as e:
+                raise OutputError(f"{p}: cannot read the directory: {_why(e)}") from e
+            if entries:
+                if not overwrite:
+                    raise OutputError(f"{p}: directory exists and is not empty -- choose "
+                                      "another output directory, or pass --overwrite "
+                                      "(overwrite=True) to replace an earlier run")
+                if MANIFEST not in entries:
+                    raise OutputError(f"{p}: directory is not empty and holds no {MANIFEST}, "
+                                      "so it is not a dtb run directory; refusing to clear "
+                                      "it even with overwrite -- choose another directory")
+                self._clear(entries)
+        try:
+            p.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            blocker = next((a for a in p.parents if a.exists() and not a.is_dir()), None)
+            why = f"{blocker} is a file, not a directory" if blocker else _why(e)
+            raise OutputError(f"{p}: cannot create the run directory: {why}") from e
+        probe = p / f"{_TMP_PREFIX}probe-{os.getpid()}"
+        try:
+            with open(probe, "wb") as f:
+                f.write(b"dtb")
+            probe.unlink()
+        except OSError as e:
+            raise OutputError(f"{p}: run directory is not writable: {_why(e)}") from e
+
+    def _clear(self, entries: Sequence[str]) -> None:
+        for name in entries:
+            q = self.path / name
+            try:
+                if q.is_dir() and not q.is_symlink():
+                    shutil.rmtree(q)
+                else:
+                    q.unlink()
+            except OSError as e:
+                raise OutputError(f"{q}: cannot remove (overwriting {self.path}): "
+                                  f"{_why(e)}") from e
+
+    # --- writing ----------------------------------------------------------------------
+    def _tmp(self, name: str) -> Path:
+        return self.path / f"{_TMP_PREFIX}{os.getpid()}-{name}"
+
+    def _write_manifest(self) -> None:
+        import json
+
+        final = self.path / MANIFEST
+        tmp = self._tmp(MANIFEST)
+        try:
+            text = json.dumps(_jsonable(self.manifest), indent=2, allow_nan=False) + "\n"
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, final)
+            _fsync_dir(self.path)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise OutputError(f"{final}: cannot write the manifest: {_why(e)}") from e
+
+    def start(self, network: Network, settings: SimulationSettings,
+              command: Sequence[str] | None = None, source: Mapping[str, Any] | None = None,
+              threads: int | None = None) -> None:
+        """Write the manifest with status ``"running"``.
+
+        ``settings`` holds dt (ms), t (model time, ms) and seed; ``command`` the command line
+        (default ``sys.argv``); ``source`` where the network came from (a built-in model and
+        its arguments, or a config file); ``threads`` the CPU threads the engine will use.
+        """
+        config = dict(network.to_dict())
+        config["simulation"] = {"dt": settings.dt, "t": settings.t, "seed": settings.seed}
+        v = versions()
+        self.manifest = {
+            "format": FORMAT, "format_version": FORMAT_VERSION,
+            "status": "running",
+            "error": None,
+            "dtb_version": v["dtb"],
+            "versions": v,
+            "source": dict(source) if source else None,
+            "config": config,
+            "seed": settings.seed,
+            "backend": "cpu",
+            "ranks": 1,
+            "threads": threads,
+            "hostname": socket.gethostname(),
+            "platform": platform.platform(),
+            "command": list(sys.argv if command is None else command),
+            "cwd": os.getcwd(),
+            "start_time": utc_now(),
+            "end_time": None,
+            "counts": None,
+            "timings": None,
+            "rates_hz": None,
+            "outputs": {},
+        }
+        self._write_manifest()
+        self._started = True
+
+    def write_spikes(self, spikes: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
+        """Write ``spikes.h5`` (SONATA) from {population: (times in ms, node ids from 0)}.
+
+        Every population gets a group, empty ones included.  The HDF5 file is made in memory
+        (about 16 bytes per spike) and written with plain file I/O to a temporary name, fsynced
+        and renamed: HDF5 itself handles a full disk badly (errors on close, then a crash), a
+        plain write reports it as an ``OutputError``.  Returns the manifest's ``outputs``
+        entry (path, sha256, bytes, spikes per population).
+        """
+        import io
+
+        import h5py
+
+        final = self.path / SPIKES
+        tmp = self._tmp(SPIKES)
+        buf = io.BytesIO()
+        with h5py.File(buf, "w") as f:
+            f.attrs["magic"] = np.uint32(SONATA_MAGIC)
+            f.attrs["version"] = np.array(SONATA_VERSION, dtype=np.uint32)
+            root = f.create_group("spikes")
+            for name, (times, ids) in spikes.items():
+                g = root.create_group(name)
+                g.attrs["sorting"] = "by_time"
+                times = np.asarray(times, dtype=np.float64)
+                order = np.argsort(times, kind="stable")
+                ts = g.create_dataset("timestamps", data=times[order])
+                ts.attrs["units"] = "ms"
+                g.create_dataset("node_ids", data=np.asarray(ids)[order].astype(np.uint64))
+        image = buf.getbuffer()
+        try:
+            digest = hashlib.sha256(image).hexdigest()
+            size = len(image)
+            with open(tmp, "wb") as fh:
+                fh.write(image)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+            _fsync_dir(self.path)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise OutputError(f"{final}: cannot write the spikes: {_why(e)}") from e
+        finally:
+            image.release()
+        return {"path": SPIKES, "format": "sonata", "sha256": digest, "bytes": size,
+                "populations": {k: int(len(v[0])) for k, v in spikes.items()}}
+
+    def finish(self, engine: Engine) -> dict[str, Any]:
+        """Write the engine's spikes and the manifest with status ``"complete"`` (last).
+
+        Returns the final manifest.
+        """
+        if not self._started:
+            raise RuntimeError("RunDirectory.finish() before start()")
+        spikes = engine.population_spikes()
+        out = self.write_spikes(spikes)
+        t_ms = float(engine.t_ms)
+        sizes = {lay.name: lay.size for lay in engine.layout}
+        rates = {name: (len(t) / (sizes[name] * t_ms * 1e-3) if t_ms > 0 else 0.0)
+                 for name, (t, _) in spikes.items()}
+        n_spikes = sum(int(len(t)) for t, _ in spikes.values())
+        self.manifest.update(
+            threads=engine.threads,
+            counts={"neurons": int(engine.n_neurons), "synapses": int(engine.n_synapses),
+                    "bytes_per_synapse": float(engine.bytes_per_synapse),
+                    "spikes": n_spikes},
+            timings={"build_s": float(engine.build_s), "simulate_s": float(engine.simulate_s),
+                     "model_time_ms": t_ms,
+                     "rtf": (engine.simulate_s / (t_ms * 1e-3)) if t_ms > 0 else None},
+            rates_hz=rates,
+            outputs={"spikes": out},
+        )
+        self.manifest["status"] = "complete"
+        self.manifest["end_time"] = utc_now()
+        try:
+            self._write_manifest()
+        except OutputError:
+            self.manifest["status"] = "running"
+            raise
+        self._finished = True
+        return self.manifest
+
+    def fail(self, error: BaseException | str) -> None:
+        """Mark the run ``"failed"`` with the error message (best effort: a manifest that
+        cannot be written stays ``"running"``, never ``"complete"``)."""
+        if isinstance(error, BaseException):
+            msg = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        else:
+            msg = str(error)
+        for q in self.path.glob(f"{_TMP_PREFIX}{os.getpid()}-*"):
+            q.unlink(missing_ok=True)
+        if not self._started:
+            return
+        self.manifest["status"] = "failed"
+        self.manifest["error"] = msg
+        self.manifest["end_time"] = utc_now()
+        try:
+            self._write_manifest()
+        except OutputError:
+            pass
+
+    def __enter__(self) -> RunDirectory:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc is not None and not self._finished:
+            self.fail(exc)
+
+
+def write_run(path: str | os.PathLike[str], engine: Engine, overwrite: bool = False,
+              command: Sequence[str] | None = None,
+              source: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Write the run directory of an engine that has already run; returns the manifest.
+
+    The recorded simulation settings are the engine's dt (ms), model time reached (ms) and seed.
+    """
+    from dtb.config import SimulationSettings
+
+    settings = SimulationSettings(engine.dt, engine.t_ms, engine.seed)
+    with RunDirectory(path, overwrite) as rd:
+        rd.start(engine.network, settings, command, source, engine.threads)
+        return rd.finish(engine)
