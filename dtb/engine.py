@@ -134,7 +134,7 @@ class Engine:
         self._build_inputs()
         self._build_synapses()
         D = self.max_delay_steps + 1
-        self.ring = np.zeros((D, max(1, len(ports)), n), np.int64)
+        self.ring = np.zeros((max(1, len(ports)), n, D), np.int64)
 
     def _build_blocks(self) -> None:
         lo, hi, model, gid0 = [], [], [], []

@@ -1,0 +1,35 @@
+"""Compute kernels (installed as ``dtb.kernels``): numba on the CPU, CUDA sources for CuPy.
+
+numba's on-disk cache checks only the source file of each cached function, but the fused
+time loop (loop.py) inlines kernels from other files; after any of them changes, its
+stale cache would run old code against new data layouts.  So the whole cache of this
+package is dropped whenever any kernel source changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+
+def _invalidate_stale_cache() -> None:
+    here = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for f in sorted(here.glob("*.py")):
+        digest.update(f.name.encode())
+        digest.update(f.read_bytes())
+    stamp = digest.hexdigest()
+    cache = here / "__pycache__"
+    mark = cache / "dtb-kernels.sha256"
+    try:
+        if mark.exists() and mark.read_text() == stamp:
+            return
+        for f in list(cache.glob("*.nbi")) + list(cache.glob("*.nbc")):
+            f.unlink(missing_ok=True)
+        cache.mkdir(exist_ok=True)
+        mark.write_text(stamp)
+    except OSError:  # a read-only install: numba then does not cache either
+        pass
+
+
+_invalidate_stale_cache()

@@ -86,7 +86,7 @@ def advance(t0, m, dt, seed, V, syn, refr, P, cur,
     """Advance every block through steps t0 .. t0+m-1.
 
     Shapes: V (n,), syn (4, n), refr (n,) int32, P (rows, n), cur (n,) scratch,
-    ring (D, ports, n) int64, masks (models, ports, 4).  Block b covers engine indices
+    ring (ports, n, D) int64, masks (models, ports, 4).  Block b covers engine indices
     [blk_lo[b], blk_hi[b]) with global ids from blk_gid0[b].  Inputs k cover indices
     [in_lo[k], in_hi[k]); Poisson: in_a = mean count per step, in_b = exp(-in_a),
     in_wfix = fixed-point weight, a cache of random words at pq_cache[in_off[k] + index - in_lo[k]]
@@ -95,8 +95,8 @@ def advance(t0, m, dt, seed, V, syn, refr, P, cur,
     ou_state[in_off[k] + index - in_lo[k]]; DC: in_a amplitude.  Spikes of block b go to
     spk_step/spk_idx[blk_lo[b]*m ...], their count to spk_count[b].
     """
-    n_ports = ring.shape[1]
-    D = ring.shape[0]
+    n_ports = ring.shape[0]
+    D = ring.shape[2]
     for b in nb.prange(blk_lo.shape[0]):
         lo = blk_lo[b]
         hi = blk_hi[b]
@@ -143,12 +143,12 @@ def advance(t0, m, dt, seed, V, syn, refr, P, cur,
                                 pk *= lam / n
                                 cdf += pk
                             if n > 0:
-                                ring[slot, port, i] += n * in_wfix[k]
+                                ring[port, i, slot] += n * in_wfix[k]
                     else:
                         for i in range(a, z):
                             n = poisson(lam, seed, key1, i + gshift, 0, step)
                             if n > 0:
-                                ring[slot, port, i] += n * in_wfix[k]
+                                ring[port, i, slot] += n * in_wfix[k]
                 elif kind == IN_OU:
                     key1 = make_key1(OU, in_id[k])
                     off = in_off[k] - in_lo[k]
@@ -167,12 +167,12 @@ def advance(t0, m, dt, seed, V, syn, refr, P, cur,
                     ex = 0.0
                     inh = 0.0
                     for p in range(n_ports):
-                        r = ring[slot, p, i]
+                        r = ring[p, i, slot]
                         if r != 0:
                             x = r * INV_FIX
                             ex += masks[0, p, 0] * x
                             inh += masks[0, p, 1] * x
-                            ring[slot, p, i] = 0
+                            ring[p, i, slot] = 0
                     spiked = psc_exp_step(i, V, syn, refr, P, ex, inh, cur[i])
                 else:
                     a0 = 0.0
@@ -180,14 +180,14 @@ def advance(t0, m, dt, seed, V, syn, refr, P, cur,
                     a2 = 0.0
                     a3 = 0.0
                     for p in range(n_ports):
-                        r = ring[slot, p, i]
+                        r = ring[p, i, slot]
                         if r != 0:
                             x = r * INV_FIX
                             a0 += masks[1, p, 0] * x
                             a1 += masks[1, p, 1] * x
                             a2 += masks[1, p, 2] * x
                             a3 += masks[1, p, 3] * x
-                            ring[slot, p, i] = 0
+                            ring[p, i, slot] = 0
                     spiked = lif_cond_step(i, V, syn, refr, P, a0, a1, a2, a3, cur[i], dt)
                 if spiked:
                     spk_step[base + cnt] = step
