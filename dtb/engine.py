@@ -258,7 +258,7 @@ class Engine:
         best = MAX_WINDOW
         for q in self.network.projections:
             lo, _ = as_dist(q.delay).bounds()
-            best = min(best, max(1, int(round(lo / self.dt))))
+            best = min(best, max(1, math.floor(lo / self.dt + 0.5)))
         return best
 
     # --- running ------------------------------------------------------------------------

@@ -115,8 +115,8 @@ LIF_CHANNELS = ("AMPA", "NMDA", "GABA_A", "GABA_B")
 
 
 def refractory_steps(t_ref: np.ndarray, dt: float) -> np.ndarray:
-    """Whole steps of refractoriness: round(t_ref / dt)."""
-    return np.rint(np.asarray(t_ref) / dt)
+    """Whole steps of refractoriness: t_ref / dt rounded, halves up (as NEST)."""
+    return np.floor(np.asarray(t_ref) / dt + 0.5)
 
 
 def _propagator_32(tau_syn: np.ndarray, tau_m: np.ndarray, c_m: np.ndarray, h: float) -> np.ndarray:

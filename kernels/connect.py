@@ -19,6 +19,7 @@ import math
 
 import numba as nb
 import numpy as np
+
 from dtb.kernels.philox import CONNECT, DELAY, WEIGHT, below, block, draw, make_key1, u01
 
 RULE_INDEGREE = 0
@@ -155,7 +156,7 @@ def draw_sources(rule, seed, proj, post_gid0, post_first, n_post, n_pre, p, same
 def draw_weights_delays(seed, proj, post_gid0, n_post, ptr,
                         wkind, wa, wb, wlo, whi, shift,
                         dkind, da, db, dlo, dhi, dt, wq, dly):
-    """Quantised weights (int16) and delays (uint16 steps, round(d/dt) >= 1) per synapse."""
+    """Quantised weights (int16) and delays (uint16 steps, floor(d/dt + 1/2) >= 1) per synapse."""
     kw = make_key1(WEIGHT, proj)
     kd = make_key1(DELAY, proj)
     scale = 2.0 ** (32 - shift)
@@ -169,7 +170,7 @@ def draw_weights_delays(seed, proj, post_gid0, n_post, ptr,
             q = min(max(q, -32767.0), 32767.0)
             wq[ptr[i] + j] = np.int16(q)
             d = da if const_d else draw(dkind, da, db, dlo, dhi, seed, kd, gid, 0, j)
-            ds = round(d / dt)
+            ds = math.floor(d / dt + 0.5)  # half steps round up, as NEST does
             ds = min(max(ds, 1.0), 65535.0)
             dly[ptr[i] + j] = np.uint16(ds)
 

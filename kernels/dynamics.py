@@ -19,6 +19,7 @@ import math
 
 import numba as nb
 import numpy as np
+
 from dtb.kernels.philox import OU, POISSON, block, make_key1, normal_pair, poisson
 
 INV_FIX = 2.0**-32

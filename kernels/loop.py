@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numba as nb
 import numpy as np
+
 from dtb.kernels.delivery import deliver
 from dtb.kernels.dynamics import advance, gather_spikes
 

@@ -83,10 +83,11 @@ def block(seed, key1, gid, sub, index, attempt):
 
 @nb.njit(inline="always", cache=True)
 def u01(a, b):
-    """A float64 uniform in the open interval (0, 1) from two uint32 (53 random bits)."""
-    hi = np.uint64(a) >> np.uint64(5)  # 27 bits
+    """A float64 uniform in the open interval (0, 1) from two uint32: (k + 1/2) / 2**52 for
+    a 52-bit k, so the extremes 2**-53 and 1 - 2**-53 are exact (53 bits would round to 1)."""
+    hi = np.uint64(a) >> np.uint64(6)  # 26 bits
     lo = np.uint64(b) >> np.uint64(6)  # 26 bits
-    return (float(hi) * 67108864.0 + float(lo) + 0.5) * (1.0 / 9007199254740992.0)
+    return (float(hi) * 67108864.0 + float(lo) + 0.5) * (1.0 / 4503599627370496.0)
 
 
 @nb.njit(inline="always", cache=True)
