@@ -61,46 +61,61 @@ def total_number_counts(seed: int, proj: int, n_post_total: int, n_total: int,
     return out
 
 
-def generate(proj: Projection, proj_id: int, seed: int, dt: float, n_pre: int,
-             post_gid0: int, post_first: int, n_post: int, n_post_total: int,
-             post_base: int, weight_bounds: tuple[float, float]) -> ProjectionBlock:
-    """Incoming synapses of targets post_first.. (gids post_gid0..) of one projection.
-
-    post_base: engine-local index of the first of these targets.
-    """
+def synapse_counts(proj: Projection, proj_id: int, seed: int, n_pre: int, post_gid0: int,
+                   post_first: int, n_post: int, n_post_total: int) -> np.ndarray:
+    """Incoming synapses of each target post_first.. (gids post_gid0..), int64 (n_post,)."""
     rule = proj.rule
-    same = proj.source == proj.target
-    p = 0.0
     if isinstance(rule, FixedInDegree):
-        code = kc.RULE_INDEGREE
-        counts = np.full(n_post, rule.k, np.int64)
-    elif isinstance(rule, FixedTotalNumber):
-        code = kc.RULE_TOTAL
-        counts = total_number_counts(seed, proj_id, n_post_total, rule.n, post_first, n_post)
-    elif isinstance(rule, PairwiseBernoulli):
-        code = kc.RULE_BERNOULLI
-        p = rule.p
-        counts = kc.count_bernoulli(seed, proj_id, post_gid0, post_first, n_post, n_pre, p,
-                                    same, proj.autapses)
-    else:  # pragma: no cover - validated earlier
-        raise TypeError(rule)
+        return np.full(n_post, rule.k, np.int64)
+    if isinstance(rule, FixedTotalNumber):
+        return total_number_counts(seed, proj_id, n_post_total, rule.n, post_first, n_post)
+    if isinstance(rule, PairwiseBernoulli):
+        return kc.count_bernoulli(seed, proj_id, post_gid0, post_first, n_post, n_pre, rule.p,
+                                  proj.source == proj.target, proj.autapses)
+    raise TypeError(rule)  # pragma: no cover - validated earlier
+
+
+def fill(proj: Projection, proj_id: int, seed: int, dt: float, n_pre: int, post_gid0: int,
+         post_first: int, counts: np.ndarray, post_base: int, shift: int,
+         indptr: np.ndarray, tgt: np.ndarray, wq: np.ndarray, dly: np.ndarray) -> None:
+    """Draw the synapses counted by synapse_counts and store them by source row.
+
+    Writes indptr (n_pre+1, offsets relative to the output slices) and tgt/wq/dly
+    (counts.sum() each); post_base is the engine index of the first target.  Temporary
+    memory: 8 bytes per synapse of this projection.
+    """
+    code = {"fixed_indegree": kc.RULE_INDEGREE, "fixed_total_number": kc.RULE_TOTAL,
+            "pairwise_bernoulli": kc.RULE_BERNOULLI}[proj.rule.kind]
+    p = proj.rule.p if isinstance(proj.rule, PairwiseBernoulli) else 0.0
+    n_post = len(counts)
     ptr = np.zeros(n_post + 1, np.int64)
     np.cumsum(counts, out=ptr[1:])
     n_syn = int(ptr[-1])
-    src = np.empty(n_syn, np.int64)
-    kc.draw_sources(code, seed, proj_id, post_gid0, post_first, n_post, n_pre, p, same,
-                    proj.autapses, proj.multapses, ptr, src, 256)
+    src = np.empty(n_syn, np.uint32)
+    kc.draw_sources(code, seed, proj_id, post_gid0, post_first, n_post, n_pre, p,
+                    proj.source == proj.target, proj.autapses, proj.multapses, ptr, src, 256)
     w, d = proj.weight, proj.delay
-    shift = kc.weight_shift(max(abs(weight_bounds[0]), abs(weight_bounds[1])))
-    wq = np.empty(n_syn, np.int16)
-    dly = np.empty(n_syn, np.uint16)
+    wq_t = np.empty(n_syn, np.int16)
+    dly_t = np.empty(n_syn, np.uint16)
     kc.draw_weights_delays(seed, proj_id, post_gid0, n_post, ptr,
                            w.code, w.a, w.b, w.low, w.high, shift,
-                           d.code, d.a, d.b, d.low, d.high, dt, wq, dly)
+                           d.code, d.a, d.b, d.low, d.high, dt, wq_t, dly_t)
+    kc.scatter_by_source(n_pre, post_base, ptr, src, wq_t, dly_t, indptr, tgt, wq, dly)
+
+
+def generate(proj: Projection, proj_id: int, seed: int, dt: float, n_pre: int,
+             post_gid0: int, post_first: int, n_post: int, n_post_total: int,
+             post_base: int, weight_bounds: tuple[float, float]) -> ProjectionBlock:
+    """Incoming synapses of targets post_first.. (gids post_gid0..) of one projection,
+    in arrays of their own (the engine fills its shared arrays with fill() instead)."""
+    counts = synapse_counts(proj, proj_id, seed, n_pre, post_gid0, post_first, n_post,
+                            n_post_total)
+    n_syn = int(counts.sum())
+    shift = kc.weight_shift(max(abs(weight_bounds[0]), abs(weight_bounds[1])))
     indptr = np.empty(n_pre + 1, np.int64)
     tgt = np.empty(n_syn, np.uint32)
-    wq_s = np.empty(n_syn, np.int16)
-    dly_s = np.empty(n_syn, np.uint16)
-    kc.scatter_by_source(n_pre, post_base, ptr, src, wq, dly, indptr, tgt, wq_s, dly_s)
-    max_delay = int(dly.max()) if n_syn else 1
-    return ProjectionBlock(indptr, tgt, wq_s, dly_s, shift, n_syn, max_delay)
+    wq = np.empty(n_syn, np.int16)
+    dly = np.empty(n_syn, np.uint16)
+    fill(proj, proj_id, seed, dt, n_pre, post_gid0, post_first, counts, post_base, shift,
+         indptr, tgt, wq, dly)
+    return ProjectionBlock(indptr, tgt, wq, dly, shift, n_syn, int(dly.max()) if n_syn else 1)

@@ -19,7 +19,7 @@ import numba as nb
 import numpy as np
 
 from dtb.config import parse_network
-from dtb.connectivity import ProjectionBlock, generate
+from dtb.connectivity import fill, synapse_counts
 from dtb.kernels import dynamics as kd
 from dtb.kernels.connect import FIX_BITS
 from dtb.kernels.loop import run_windows
@@ -206,39 +206,46 @@ class Engine:
         self._pq_tag = np.full(pq_n, -1, np.int64)
 
     def _build_synapses(self) -> None:
+        """Count every projection's synapses, allocate the shared arrays once, then fill
+        them projection by projection (peak: 8 bytes/synapse plus one projection's temp)."""
         net = self.network
         by_name = {lay.name: lay for lay in self.layout}
-        blocks: list[ProjectionBlock] = []
+        from dtb.kernels.connect import weight_shift
+
+        self._proj_shift = np.array([weight_shift(max(abs(x) for x in as_dist(q.weight).bounds()))
+                                     for q in net.projections], np.int64)
+        counts = []
         for pid, q in enumerate(net.projections):
             pre, post = by_name[q.source], by_name[q.target]
-            blocks.append(generate(q, pid, self.seed, self.dt, pre.size, post.gid0, 0,
-                                   post.size, post.size, post.lo, as_dist(q.weight).bounds()))
-        n_proj = len(blocks)
-        self.n_synapses = sum(b.n_synapses for b in blocks)
+            counts.append(synapse_counts(q, pid, self.seed, pre.size, post.gid0, 0, post.size,
+                                         post.size))
+        n_proj = len(counts)
+        syn0 = np.zeros(n_proj + 1, np.int64)
+        np.cumsum([int(c.sum()) for c in counts], out=syn0[1:])
+        self.n_synapses = int(syn0[-1])
         self._proj_row0 = np.zeros(n_proj, np.int64)
         rows = 0
         for pid, q in enumerate(net.projections):
             self._proj_row0[pid] = rows
             rows += by_name[q.source].size
-        indptr = np.zeros(rows + 1, np.int64)
-        base = 0
-        for pid, blk in enumerate(blocks):
+        self._indptr = np.zeros(rows + 1, np.int64)
+        self._tgt = np.empty(self.n_synapses, np.uint32)
+        self._wq = np.empty(self.n_synapses, np.int16)
+        self._dly = np.empty(self.n_synapses, np.uint16)
+        for pid, q in enumerate(net.projections):
+            pre, post = by_name[q.source], by_name[q.target]
+            a, z = syn0[pid], syn0[pid + 1]
             r0 = self._proj_row0[pid]
-            indptr[r0 + 1:r0 + 1 + len(blk.indptr) - 1] = blk.indptr[1:] + base
-            base += blk.n_synapses
-        self._indptr = indptr
-        self._tgt = np.concatenate([b.tgt for b in blocks]) if blocks else np.zeros(0, np.uint32)
-        self._wq = np.concatenate([b.wq for b in blocks]) if blocks else np.zeros(0, np.int16)
-        self._dly = np.concatenate([b.dly for b in blocks]) if blocks else np.zeros(0, np.uint16)
-        del blocks
+            rel = np.empty(pre.size + 1, np.int64)
+            fill(q, pid, self.seed, self.dt, pre.size, post.gid0, 0, counts[pid], post.lo,
+                 int(self._proj_shift[pid]), rel, self._tgt[a:z], self._wq[a:z],
+                 self._dly[a:z])
+            self._indptr[r0 + 1:r0 + 1 + pre.size] = rel[1:] + a
+        del counts
         self._proj_post_lo = np.array([by_name[q.target].lo for q in net.projections], np.int64)
         self._proj_post_hi = np.array([by_name[q.target].hi for q in net.projections], np.int64)
         self._proj_port = np.array([self.ports.index(q.receptor) for q in net.projections],
                                    np.int64)
-        from dtb.kernels.connect import weight_shift
-
-        self._proj_shift = np.array([weight_shift(max(abs(x) for x in as_dist(q.weight).bounds()))
-                                     for q in net.projections], np.int64)
         # projections grouped by source population (CSR)
         src_pop = np.array([by_name[q.source].index for q in net.projections], np.int64)
         order = np.argsort(src_pop, kind="stable")
