@@ -82,29 +82,30 @@ def lif_cond_step(i, V, syn, refr, P, a0, a1, a2, a3, current, dt):
 @nb.njit(parallel=True, cache=True)
 def advance(t0, m, dt, seed, V, syn, refr, P, cur,
             blk_lo, blk_hi, blk_model, blk_gid0, masks, ring,
-            in_kind, in_lo, in_hi, in_id, in_port, in_a, in_b, in_c, in_wfix, in_off, ou_state,
-            pq_cache, pq_tag, spk_step, spk_idx, spk_count):
+            in_kind, in_lo, in_hi, in_id, in_port, in_a, in_b, in_c, in_wfix, in_off, in_cdf,
+            ou_state, pq_cache, pq_tag, spk_step, spk_idx, spk_count):
     """Advance every block through steps t0 .. t0+m-1.
 
     Shapes: V (n,), syn (4, n), refr (n,) int32, P (rows, n), cur (n,) scratch,
     ring (ports, n, D) int64, masks (models, ports, 4).  Block b covers engine indices
     [blk_lo[b], blk_hi[b]) with global ids from blk_gid0[b].  Inputs k cover indices
-    [in_lo[k], in_hi[k]); Poisson: in_a = mean count per step, in_b = exp(-in_a),
-    in_wfix = fixed-point weight, a cache of random words at pq_cache[in_off[k] + index - in_lo[k]]
+    [in_lo[k], in_hi[k]); Poisson: in_a = mean count per step, in_wfix = fixed-point weight,
+    in_cdf[k, n] = floor(2**32 P(count <= n)) (last entry 2**32) for in_a < 10, a cache of
+    random words at pq_cache[:, in_off[k] + index - in_lo[k]]
     valid for the 4-step group pq_tag (a pure speed-up: any tag reproduces the same draws);
     OU: in_a mean, in_b noise factor sqrt(1-e^2) sigma, in_c decay e = exp(-dt/tau), state at
     ou_state[in_off[k] + index - in_lo[k]]; DC: in_a amplitude.  Spikes of block b go to
     spk_step/spk_idx[blk_lo[b]*m ...], their count to spk_count[b].
     """
-    n_ports = ring.shape[0]
-    D = ring.shape[2]
+    n_ports = ring.shape[1]
+    D = ring.shape[0]
     for b in nb.prange(blk_lo.shape[0]):
         lo = blk_lo[b]
         hi = blk_hi[b]
         gshift = blk_gid0[b] - lo
         model = blk_model[b]
         base = lo * m
-        cnt = 0
+        n_spk = 0
         for s in range(m):
             step = t0 + s
             slot = step % D
@@ -121,35 +122,40 @@ def advance(t0, m, dt, seed, V, syn, refr, P, cur,
                     port = in_port[k]
                     lam = in_a[k]
                     if lam < 10.0:
-                        # one Philox block serves 4 steps: 32-bit uniforms, inverted
+                        # one Philox block serves 4 steps; each 32-bit word is inverted
+                        # through the input's integer CDF table
                         off = in_off[k] - in_lo[k]
                         quad = step >> 2
                         word = step & 3
-                        p0 = in_b[k]
-                        for i in range(a, z):
-                            c = off + i
-                            if pq_tag[c] != quad:
+                        tab = in_cdf[k]
+                        # a block's neurons are always advanced together, so one tag
+                        # speaks for the range; refilling it in one tight loop vectorises
+                        if pq_tag[off + a] != quad:
+                            for i in range(a, z):
+                                c = off + i
                                 w0, w1, w2, w3 = block(seed, key1, i + gshift, 1, quad, 0)
-                                pq_cache[c, 0] = w0
-                                pq_cache[c, 1] = w1
-                                pq_cache[c, 2] = w2
-                                pq_cache[c, 3] = w3
+                                pq_cache[0, c] = w0
+                                pq_cache[1, c] = w1
+                                pq_cache[2, c] = w2
+                                pq_cache[3, c] = w3
                                 pq_tag[c] = quad
-                            u = (pq_cache[c, word] + 0.5) * 2.3283064365386963e-10
-                            pk = p0
-                            cdf = pk
+                        # branch-free count of the table entries <= u (a data-dependent
+                        # loop mispredicts about once per draw)
+                        n_tab = 0
+                        while tab[n_tab] < np.uint64(4294967296):
+                            n_tab += 1
+                        wk = in_wfix[k]
+                        for i in range(a, z):
+                            u = np.uint64(pq_cache[word, off + i])
                             n = 0
-                            while u > cdf and n < 64:
-                                n += 1
-                                pk *= lam / n
-                                cdf += pk
-                            if n > 0:
-                                ring[port, i, slot] += n * in_wfix[k]
+                            for j in range(n_tab):
+                                n += u >= tab[j]
+                            ring[slot, port, i] += n * wk
                     else:
                         for i in range(a, z):
                             n = poisson(lam, seed, key1, i + gshift, 0, step)
                             if n > 0:
-                                ring[port, i, slot] += n * in_wfix[k]
+                                ring[slot, port, i] += n * in_wfix[k]
                 elif kind == IN_OU:
                     key1 = make_key1(OU, in_id[k])
                     off = in_off[k] - in_lo[k]
@@ -168,12 +174,12 @@ def advance(t0, m, dt, seed, V, syn, refr, P, cur,
                     ex = 0.0
                     inh = 0.0
                     for p in range(n_ports):
-                        r = ring[p, i, slot]
+                        r = ring[slot, p, i]
                         if r != 0:
                             x = r * INV_FIX
                             ex += masks[0, p, 0] * x
                             inh += masks[0, p, 1] * x
-                            ring[p, i, slot] = 0
+                            ring[slot, p, i] = 0
                     spiked = psc_exp_step(i, V, syn, refr, P, ex, inh, cur[i])
                 else:
                     a0 = 0.0
@@ -181,20 +187,20 @@ def advance(t0, m, dt, seed, V, syn, refr, P, cur,
                     a2 = 0.0
                     a3 = 0.0
                     for p in range(n_ports):
-                        r = ring[p, i, slot]
+                        r = ring[slot, p, i]
                         if r != 0:
                             x = r * INV_FIX
                             a0 += masks[1, p, 0] * x
                             a1 += masks[1, p, 1] * x
                             a2 += masks[1, p, 2] * x
                             a3 += masks[1, p, 3] * x
-                            ring[p, i, slot] = 0
+                            ring[slot, p, i] = 0
                     spiked = lif_cond_step(i, V, syn, refr, P, a0, a1, a2, a3, cur[i], dt)
                 if spiked:
-                    spk_step[base + cnt] = step
-                    spk_idx[base + cnt] = i
-                    cnt += 1
-        spk_count[b] = cnt
+                    spk_step[base + n_spk] = step
+                    spk_idx[base + n_spk] = i
+                    n_spk += 1
+        spk_count[b] = n_spk
 
 
 @nb.njit(cache=True)

@@ -20,7 +20,7 @@ from dtb.kernels.dynamics import advance, gather_spikes
 def run_windows(t0, n_steps, m_max, dt, seed, V, syn, refr, P, cur,
                 blk_lo, blk_hi, blk_model, blk_gid0, masks, ring,
                 in_kind, in_lo, in_hi, in_id, in_port, in_a, in_b, in_c, in_wfix, in_off,
-                ou_state, pq_cache, pq_tag, spk_step, spk_idx, spk_count, win_step, win_idx,
+                in_cdf, ou_state, pq_cache, pq_tag, spk_step, spk_idx, spk_count, win_step, win_idx,
                 win_pop, win_src,
                 pop_lo, pop_proj_ptr, pop_proj, proj_row0, proj_post_lo, proj_post_hi,
                 proj_port, proj_shift, indptr, tgt, wq, dly, n_parts, rec_step, rec_idx,
@@ -40,7 +40,8 @@ def run_windows(t0, n_steps, m_max, dt, seed, V, syn, refr, P, cur,
             break
         advance(t0 + done, m, dt, seed, V, syn, refr, P, cur, blk_lo, blk_hi, blk_model,
                 blk_gid0, masks, ring, in_kind, in_lo, in_hi, in_id, in_port, in_a, in_b,
-                in_c, in_wfix, in_off, ou_state, pq_cache, pq_tag, spk_step, spk_idx, spk_count)
+                in_c, in_wfix, in_off, in_cdf, ou_state, pq_cache, pq_tag, spk_step, spk_idx,
+                spk_count)
         k = gather_spikes(m, blk_lo, spk_step, spk_idx, spk_count, win_step, win_idx)
         if k > 0:
             for j in range(k):
