@@ -87,7 +87,7 @@ def advance(t0, m, dt, seed, V, syn, refr, P, cur,
     """Advance every block through steps t0 .. t0+m-1.
 
     Shapes: V (n,), syn (4, n), refr (n,) int32, P (rows, n), cur (n,) scratch,
-    ring (ports, n, D) int64, masks (models, ports, 4).  Block b covers engine indices
+    ring (D, ports, n) int64, masks (models, ports, 4).  Block b covers engine indices
     [blk_lo[b], blk_hi[b]) with global ids from blk_gid0[b].  Inputs k cover indices
     [in_lo[k], in_hi[k]); Poisson: in_a = mean count per step, in_wfix = fixed-point weight,
     in_cdf[k, n] = floor(2**32 P(count <= n)) (last entry 2**32) for in_a < 10, a cache of
