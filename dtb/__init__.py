@@ -7,7 +7,7 @@ inputs, ``Dist``), ``Engine`` to build and run it, ``load_config`` for YAML file
 
 from dtb.config import SimulationSettings, load_config, parse_network
 from dtb.engine import Engine
-from dtb.errors import ConfigError, DtbError, OutputError
+from dtb.errors import ConfigError, DtbError, InputError, OutputError
 from dtb.network import (
     DCInput,
     Dist,
@@ -25,6 +25,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConfigError", "DCInput", "Dist", "DtbError", "Engine", "FixedInDegree", "FixedTotalNumber",
+    "InputError",
     "Network", "OUInput", "OutputError", "PairwiseBernoulli", "PoissonInput", "Population",
     "Projection", "SimulationSettings", "load_config", "parse_network", "__version__",
 ]

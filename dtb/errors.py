@@ -24,3 +24,16 @@ class ConfigError(DtbError, ValueError):
 
 class OutputError(DtbError, OSError):
     """The run directory cannot be written (exists, read-only, disk full)."""
+
+
+class InputError(DtbError, ValueError):
+    """An input file (imaging, connectome, table, brain specification) that cannot be used.
+
+    Names the file, the field (column, dataset, label or header entry), the offending value
+    and what was expected.
+    """
+
+    def __init__(self, path: str, field: str | None, value: object, expected: str):
+        self.path, self.field, self.value, self.expected = str(path), field, value, expected
+        where = f"{path}" + (f": {field}" if field else "")
+        super().__init__(f"{where}: {value!r} -- expected {expected}")
