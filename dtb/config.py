@@ -14,18 +14,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from dtb.errors import ConfigError
 from dtb.network import (
     DCInput,
     Dist,
     FixedInDegree,
     FixedTotalNumber,
+    LongRange,
     Network,
     OUInput,
     PairwiseBernoulli,
+    PerUnit,
     PoissonInput,
     Population,
     Projection,
+    UnitLocal,
 )
 from dtb.neurons import MODELS, check_params
 
@@ -243,8 +248,8 @@ def _check_weight_sign(model, receptor, bounds, path, pr) -> None:
 def _parse_population(d: Any, path: str, pr: _Problems) -> Population | None:
     if isinstance(d, Population):
         d = d.to_dict()
-    if not _keys(d, path, {"name", "size", "model", "params", "initial", "inputs", "type"},
-                 {"name", "size"}, pr):
+    if not _keys(d, path, {"name", "size", "model", "params", "initial", "inputs", "type",
+                           "units", "groups"}, {"name", "size"}, pr):
         return None
     name, size = d["name"], d["size"]
     ok = True
@@ -263,7 +268,8 @@ def _parse_population(d: Any, path: str, pr: _Problems) -> Population | None:
     if ptype not in (None, "E", "I"):
         pr.add(f"{path}.type", ptype, "E or I")
         ptype = None
-    params: dict[str, Dist] = {}
+    units, groups = _parse_units(d, path, size if ok else None, pr)
+    params: dict[str, Dist | PerUnit] = {}
     raw = d.get("params") or {}
     if not isinstance(raw, dict):
         pr.add(f"{path}.params", raw, "a mapping of parameter names to values")
@@ -275,12 +281,19 @@ def _parse_population(d: Any, path: str, pr: _Problems) -> Population | None:
             continue
         if isinstance(v, bool):
             v = float(v)
+        if isinstance(v, PerUnit):
+            v = v.to_dict()
+        if isinstance(v, dict) and "per_unit" in v:
+            pu = _parse_per_unit(v, f"{path}.params.{k}", units, pr)
+            if pu is not None:
+                params[k] = pu
+            continue
         dist = parse_dist(v, f"{path}.params.{k}", pr)
         if dist is not None:
             params[k] = dist
     # range checks on the bounds of every parameter (defaults filled in)
     for side in (0, 1):
-        scalar = {k: (params[k].bounds()[side] if k in params else v)
+        scalar = {k: (_bounds(params[k])[side] if k in params else v)
                   for k, v in model.defaults.items()}
         for k, v, expected in check_params(model, scalar):
             pr.add(f"{path}.params.{k}", v, expected)
@@ -299,13 +312,122 @@ def _parse_population(d: Any, path: str, pr: _Problems) -> Population | None:
     inputs = _parse_inputs(d.get("inputs"), f"{path}.inputs", model, ptype, pr)
     if not ok:
         return None
-    return Population(name, int(size), model_name, params, initial, inputs, ptype)
+    return Population(name, int(size), model_name, params, initial, inputs, ptype, units,
+                      groups)
+
+
+def _bounds(v: Dist | PerUnit) -> tuple[float, float]:
+    if isinstance(v, PerUnit):
+        return min(v.values), max(v.values)
+    return v.bounds()
+
+
+def _parse_units(d: dict, path: str, size: int | None, pr: _Problems):
+    """Unit sizes (>= 0, summing to size) and non-decreasing group indices."""
+    units = d.get("units")
+    groups = d.get("groups")
+    if units is None:
+        if groups is not None:
+            pr.add(f"{path}.groups", "...", "groups only together with units")
+        return None, None
+    try:
+        arr = np.asarray(units)
+    except (TypeError, ValueError):
+        arr = np.zeros(0)
+    if arr.ndim != 1 or arr.size == 0 or arr.dtype.kind not in "iu" or np.any(arr < 0):
+        pr.add(f"{path}.units", _short(units), "a non-empty list of unit sizes (integers >= 0)")
+        return None, None
+    if size is not None and int(arr.sum()) != size:
+        pr.add(f"{path}.units", f"sum {int(arr.sum())}", f"unit sizes summing to size ({size})")
+        return None, None
+    if groups is None:
+        return tuple(int(x) for x in arr), None
+    g = np.asarray(groups)
+    if (g.shape != arr.shape or g.dtype.kind not in "iu" or np.any(g < 0)
+            or np.any(np.diff(g) < 0)):
+        pr.add(f"{path}.groups", _short(groups),
+               f"{arr.size} non-decreasing group indices >= 0, one per unit")
+        return tuple(int(x) for x in arr), None
+    return tuple(int(x) for x in arr), tuple(int(x) for x in g)
+
+
+def _short(v: Any) -> Any:
+    if isinstance(v, (list, tuple, np.ndarray)) and len(v) > 8:
+        return f"[{', '.join(str(x) for x in list(v[:4]))}, ... ({len(v)} values)]"
+    return v
+
+
+def _parse_per_unit(v: dict, path: str, units, pr: _Problems) -> PerUnit | None:
+    if set(v) != {"per_unit"}:
+        pr.add(path, _short(v), "{per_unit: [one value per unit]}")
+        return None
+    if units is None:
+        pr.add(path, "per_unit", "per-unit values only in a population with units")
+        return None
+    try:
+        vals = np.asarray(v["per_unit"], dtype=float)
+    except (TypeError, ValueError):
+        vals = np.zeros(0)
+    if vals.shape != (len(units),) or not np.all(np.isfinite(vals)):
+        pr.add(path, _short(v["per_unit"]), f"{len(units)} finite numbers, one per unit")
+        return None
+    return PerUnit(tuple(float(x) for x in vals))
+
+
+def _parse_unit_rule(d: Any, path: str, pr: _Problems):
+    """unit_local {k} or long_range {k, probs, conduction_ms}; k one int or one per unit."""
+    kind = d["kind"] if isinstance(d, dict) else d.kind
+    get = d.get if isinstance(d, dict) else (lambda key: getattr(d, key, None))
+    if isinstance(d, dict):
+        allowed = {"kind", "k"} | ({"probs", "conduction_ms"} if kind == "long_range" else set())
+        if not _keys(d, path, allowed, allowed, pr):
+            return None
+    k = get("k")
+    if _is_int(k):
+        if k < 0:
+            pr.add(f"{path}.k", k, "an in-degree >= 0")
+            return None
+    else:
+        try:
+            arr = np.asarray(k)
+        except (TypeError, ValueError):
+            arr = np.zeros(0)
+        if arr.ndim != 1 or arr.size == 0 or arr.dtype.kind not in "iu" or np.any(arr < 0):
+            pr.add(f"{path}.k", _short(k), "an in-degree >= 0, or one per target unit")
+            return None
+        k = tuple(int(x) for x in arr)
+    if kind == "unit_local":
+        return UnitLocal(k)
+    mats = []
+    for name in ("probs", "conduction_ms"):
+        try:
+            m = np.asarray(get(name), dtype=float)
+        except (TypeError, ValueError):
+            m = np.zeros(0)
+        if m.ndim != 2 or m.shape[0] != m.shape[1] or m.size == 0:
+            pr.add(f"{path}.{name}", _short(get(name)), "a square (groups x groups) matrix")
+            return None
+        bad = ~np.isfinite(m) | (m < 0)
+        if bad.any():
+            i, j = np.argwhere(bad)[0]
+            pr.add(f"{path}.{name}[{i}][{j}]", float(m[i, j]), "a finite value >= 0")
+            return None
+        mats.append(m)
+    if mats[0].shape != mats[1].shape:
+        pr.add(f"{path}.conduction_ms", f"shape {mats[1].shape}",
+               f"the shape of probs {mats[0].shape}")
+        return None
+    return LongRange(k, mats[0], mats[1])
 
 
 def _parse_rule(d: Any, path: str, pr: _Problems):
+    kind = d.get("kind") if isinstance(d, dict) else getattr(d, "kind", None)
+    if kind in ("unit_local", "long_range"):
+        return _parse_unit_rule(d, path, pr)
     if hasattr(d, "to_dict"):
         d = d.to_dict()
-    kinds = {"fixed_indegree": "k", "fixed_total_number": "n", "pairwise_bernoulli": "p"}
+    kinds = {"fixed_indegree": "k", "fixed_total_number": "n", "pairwise_bernoulli": "p",
+             "unit_local": "k", "long_range": "k"}
     if not isinstance(d, dict) or d.get("kind") not in kinds:
         pr.add(f"{path}.kind", d.get("kind") if isinstance(d, dict) else d,
                f"one of {', '.join(kinds)}")
@@ -328,7 +450,7 @@ def _parse_rule(d: Any, path: str, pr: _Problems):
 def _parse_projection(d: Any, path: str, pops: dict[str, Population], declared: set,
                       dt: float, pr: _Problems) -> Projection | None:
     if isinstance(d, Projection):
-        d = d.to_dict()
+        d = {**d.to_dict(), "rule": d.rule}  # keep rule arrays as they are
     if not _keys(d, path, {"source", "target", "rule", "weight", "delay", "receptor",
                            "autapses", "multapses"},
                  {"source", "target", "rule", "weight", "delay"}, pr):
@@ -360,7 +482,17 @@ def _parse_projection(d: Any, path: str, pops: dict[str, Population], declared: 
         return None
     _check_weight_sign(model, receptor, weight.bounds(), f"{path}.weight", pr)
     lo, hi = delay.bounds()
-    if lo < dt * (1 - 1e-9):
+    if isinstance(rule, (UnitLocal, LongRange)):
+        _check_unit_rule(rule, pre, post, src == tgt and not autapses, path, pr)
+    if isinstance(rule, LongRange):
+        # conduction delay + this draw, at least one step
+        if lo < 0:
+            pr.add(f"{path}.delay", delay.to_dict(), "a synaptic delay >= 0 ms added to the "
+                                                     "conduction delay")
+        elif (hi + float(rule.conduction_ms.max())) / dt > MAX_DELAY_STEPS + 0.5:
+            pr.add(f"{path}.rule.conduction_ms", float(rule.conduction_ms.max()),
+                   f"delays <= {MAX_DELAY_STEPS} steps of dt")
+    elif lo < dt * (1 - 1e-9):
         pr.add(f"{path}.delay", delay.to_dict(),
                f"delays >= dt ({dt} ms); bound a distribution with low: {dt}")
     elif hi / dt > MAX_DELAY_STEPS + 0.5:
@@ -380,10 +512,53 @@ def _parse_projection(d: Any, path: str, pops: dict[str, Population], declared: 
     return Projection(src, tgt, rule, weight, delay, receptor, autapses, multapses)
 
 
+def _check_unit_rule(rule, pre: Population, post: Population, no_self: bool, path: str,
+                     pr: _Problems) -> None:
+    """Unit rules need units on both sides, per-unit k of the right length, and inputs
+    for every target unit that asks for some."""
+    if pre.units is None or post.units is None:
+        pr.add(f"{path}.rule.kind", rule.kind, "source and target populations with units")
+        return
+    n_t = len(post.units)
+    k = np.full(n_t, rule.k) if isinstance(rule.k, int) else np.asarray(rule.k)
+    if len(k) != n_t:
+        pr.add(f"{path}.rule.k", f"{len(k)} values", f"one in-degree per target unit ({n_t})")
+        return
+    t_sizes = np.asarray(post.units)
+    wanted = (k > 0) & (t_sizes > 0)
+    if isinstance(rule, UnitLocal):
+        if len(pre.units) != n_t:
+            pr.add(f"{path}.rule.kind", "unit_local",
+                   f"source and target with the same units ({len(pre.units)} vs {n_t})")
+            return
+        avail = np.asarray(pre.units) - (1 if no_self else 0)
+        bad = np.flatnonzero(wanted & (avail <= 0))
+        if bad.size:
+            pr.add(f"{path}.rule", f"units {_short(bad.tolist())}",
+                   "source neurons in every target unit that has inputs (units with no inputs)")
+        return
+    g_pre = np.asarray(pre.groups if pre.groups is not None else range(len(pre.units)))
+    g_post = np.asarray(post.groups if post.groups is not None else range(n_t))
+    n_g = rule.probs.shape[0]
+    if max(g_pre.max(), g_post.max()) >= n_g:
+        pr.add(f"{path}.rule.probs", f"{n_g} x {n_g}",
+               f"a matrix covering group {max(g_pre.max(), g_post.max())}")
+        return
+    src_neurons = np.bincount(g_pre, weights=np.asarray(pre.units), minlength=n_g) > 0
+    reach = (rule.probs[:, src_neurons]).sum(axis=1) > 0
+    need = np.unique(g_post[wanted])
+    bad = need[~reach[need]]
+    if bad.size:
+        pr.add(f"{path}.rule.probs", f"groups {_short(bad.tolist())}",
+               "a connectome row with weight on some source group that has neurons "
+               "(these units would have no long-range inputs)")
+
+
 def parse_network(d: Any, dt: float = 0.1, source: str | None = None) -> Network:
     """A validated Network from its mapping (or a Network); raises ConfigError."""
     if isinstance(d, Network):
-        d = d.to_dict()
+        d = {"name": d.name, "populations": list(d.populations),
+             "projections": list(d.projections)}
     pr = _Problems()
     if not _keys(d, "network", {"name", "populations", "projections"}, {"populations"}, pr):
         raise ConfigError(pr.items, source)

@@ -24,7 +24,7 @@ from dtb.kernels import dynamics as kd
 from dtb.kernels.connect import FIX_BITS
 from dtb.kernels.loop import run_windows
 from dtb.kernels.philox import INIT, OU, PARAM, draw_per_neuron
-from dtb.network import Dist, Network, OUInput, PoissonInput, as_dist
+from dtb.network import Dist, LongRange, Network, OUInput, PerUnit, PoissonInput, as_dist
 from dtb.neurons import MODELS, N_CHANNELS, pack
 
 CDF_LEN = 48
@@ -72,6 +72,18 @@ def poisson_cdf_table(lam: float) -> np.ndarray:
         table[n] = min(2**32, math.floor(cum * 2**32))
         pk *= lam / (n + 1)
     return table
+
+
+def _min_conduction(rule: LongRange, pre, post) -> float:
+    """The smallest conduction delay (ms) a synapse of this rule can have: over group
+    pairs with weight whose source group has neurons and target group has units."""
+    n_g = rule.probs.shape[0]
+    g_pre = np.asarray(pre.groups if pre.groups is not None else range(len(pre.units)))
+    g_post = np.asarray(post.groups if post.groups is not None else range(len(post.units)))
+    has_src = np.bincount(g_pre, weights=np.asarray(pre.units), minlength=n_g) > 0
+    has_tgt = np.bincount(g_post, weights=np.asarray(post.units), minlength=n_g) > 0
+    ok = (rule.probs > 0) & has_src[None, :] & has_tgt[:, None]
+    return float(rule.conduction_ms[ok].min()) if ok.any() else 0.0
 
 
 class Engine:
@@ -123,8 +135,12 @@ class Engine:
             model = MODELS[pop.model]
             vals = {}
             for k_i, (k, default) in enumerate(model.defaults.items()):
-                d = as_dist(pop.params.get(k, default))
-                vals[k] = _per_neuron(d, seed, PARAM, lay.index * 256 + k_i, lay.gid0, lay.size)
+                v = pop.params.get(k, default)
+                if isinstance(v, PerUnit):
+                    vals[k] = np.repeat(np.asarray(v.values), pop.units)
+                    continue
+                vals[k] = _per_neuron(as_dist(v), seed, PARAM, lay.index * 256 + k_i, lay.gid0,
+                                      lay.size)
             self.P[:, lay.lo:lay.hi] = pack(model, vals, dt)
             v0 = pop.initial.get("V")
             if v0 is None:
@@ -233,6 +249,7 @@ class Engine:
         them projection by projection (peak: 8 bytes/synapse plus one projection's temp)."""
         net = self.network
         by_name = {lay.name: lay for lay in self.layout}
+        pops = {p.name: p for p in net.populations}
         from dtb.kernels.connect import weight_shift
 
         self._proj_shift = np.array([weight_shift(max(abs(x) for x in as_dist(q.weight).bounds()))
@@ -240,8 +257,8 @@ class Engine:
         counts = []
         for pid, q in enumerate(net.projections):
             pre, post = by_name[q.source], by_name[q.target]
-            counts.append(synapse_counts(q, pid, self.seed, pre.size, post.gid0, 0, post.size,
-                                         post.size))
+            counts.append(synapse_counts(q, pid, self.seed, pops[q.source], pops[q.target],
+                                         post.gid0, 0, post.size))
         n_proj = len(counts)
         syn0 = np.zeros(n_proj + 1, np.int64)
         np.cumsum([int(c.sum()) for c in counts], out=syn0[1:])
@@ -260,7 +277,8 @@ class Engine:
             a, z = syn0[pid], syn0[pid + 1]
             r0 = self._proj_row0[pid]
             rel = np.empty(pre.size + 1, np.int64)
-            fill(q, pid, self.seed, self.dt, pre.size, post.gid0, 0, counts[pid], post.lo,
+            fill(q, pid, self.seed, self.dt, pops[q.source], pops[q.target], post.gid0, 0,
+                 counts[pid], post.lo,
                  int(self._proj_shift[pid]), rel, self._tgt[a:z], self._wq[a:z],
                  self._dly[a:z])
             self._indptr[r0 + 1:r0 + 1 + pre.size] = rel[1:] + a
@@ -286,8 +304,11 @@ class Engine:
         """The smallest delay any synapse may have, from the rules (not the draws), so that
         every rank agrees on it without communicating."""
         best = MAX_WINDOW
+        pops = {p.name: p for p in self.network.populations}
         for q in self.network.projections:
             lo, _ = as_dist(q.delay).bounds()
+            if isinstance(q.rule, LongRange):
+                lo += _min_conduction(q.rule, pops[q.source], pops[q.target])
             best = min(best, max(1, math.floor(lo / self.dt + 0.5)))
         return best
 

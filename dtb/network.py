@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from dtb.kernels import philox as _ph
 
 DIST_KINDS = {"constant": _ph.D_CONSTANT, "uniform": _ph.D_UNIFORM, "normal": _ph.D_NORMAL,
@@ -88,11 +90,28 @@ class Dist:
         return d
 
 
-Value = float | int | Dist
+@dataclass(frozen=True)
+class PerUnit:
+    """One value per unit of the population (for example a region's receptor conductance
+    scale, the hyperparameters that data assimilation estimates)."""
+
+    values: tuple[float, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"per_unit": list(self.values)}
+
+
+Value = float | int | Dist | PerUnit
 
 
 def as_dist(v: Value) -> Dist:
+    if isinstance(v, PerUnit):
+        raise TypeError("a per-unit value has no single distribution")
     return v if isinstance(v, Dist) else Dist.constant(float(v))
+
+
+def value_to_dict(v: Value) -> Any:
+    return v.to_dict() if isinstance(v, PerUnit) else as_dist(v).to_dict()
 
 
 # --- connection rules ------------------------------------------------------------------
@@ -130,7 +149,43 @@ class PairwiseBernoulli:
         return {"kind": self.kind, "p": self.p}
 
 
-Rule = FixedInDegree | FixedTotalNumber | PairwiseBernoulli
+@dataclass(frozen=True)
+class UnitLocal:
+    """Each target neuron receives ``k`` synapses from neurons of the *same unit* of the
+    source population (uniform, multapses allowed); ``k`` is one number or one per target
+    unit.  Source and target populations must have the same units."""
+
+    k: int | tuple[int, ...]
+    kind: str = field(default="unit_local", init=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "k": self.k if isinstance(self.k, int) else list(self.k)}
+
+
+@dataclass(frozen=True, eq=False)
+class LongRange:
+    """Long-range input from a connectome: a target neuron of group g receives ``k``
+    synapses (one number or one per target unit); each source group v is drawn with
+    probability ``probs[g, v] / sum(probs[g])`` and the source neuron uniformly among the
+    source population's neurons in group v.  The synapse's delay is
+    ``conduction_ms[g, v]`` plus the projection's delay draw, at least one step.
+
+    Groups are the populations' unit groups (``Population.groups``; regions, when units
+    are voxels).  probs and conduction_ms: (G, G) float arrays, G the number of groups.
+    """
+
+    k: int | tuple[int, ...]
+    probs: np.ndarray
+    conduction_ms: np.ndarray
+    kind: str = field(default="long_range", init=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "k": self.k if isinstance(self.k, int) else list(self.k),
+                "probs": np.asarray(self.probs).tolist(),
+                "conduction_ms": np.asarray(self.conduction_ms).tolist()}
+
+
+Rule = FixedInDegree | FixedTotalNumber | PairwiseBernoulli | UnitLocal | LongRange
 
 
 # --- background inputs -----------------------------------------------------------------
@@ -185,7 +240,14 @@ Input = PoissonInput | OUInput | DCInput
 @dataclass(frozen=True)
 class Population:
     """``size`` neurons of one model.  ``params`` and ``initial`` values may be
-    distributions (drawn per neuron); ``type`` ("E" or "I") sets default receptors."""
+    distributions (drawn per neuron) or, params only, per-unit values; ``type`` ("E" or
+    "I") sets default receptors.
+
+    ``units``: optional sizes of the population's consecutive units (voxels or regions;
+    they sum to ``size``), which unit-structured rules and per-unit values refer to.
+    ``groups``: optional group (region) index of each unit, non-decreasing, so that a
+    group's neurons are contiguous; by default every unit is its own group.
+    """
 
     name: str
     size: int
@@ -194,13 +256,19 @@ class Population:
     initial: dict[str, Value] = field(default_factory=dict)
     inputs: tuple[Input, ...] = ()
     type: str | None = None
+    units: tuple[int, ...] | None = None
+    groups: tuple[int, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "size": self.size, "model": self.model}
         if self.type is not None:
             d["type"] = self.type
+        if self.units is not None:
+            d["units"] = list(self.units)
+        if self.groups is not None:
+            d["groups"] = list(self.groups)
         if self.params:
-            d["params"] = {k: as_dist(v).to_dict() for k, v in self.params.items()}
+            d["params"] = {k: value_to_dict(v) for k, v in self.params.items()}
         if self.initial:
             d["initial"] = {k: as_dist(v).to_dict() for k, v in self.initial.items()}
         if self.inputs:

@@ -25,6 +25,8 @@ from dtb.kernels.philox import CONNECT, DELAY, WEIGHT, below, block, draw, make_
 RULE_INDEGREE = 0
 RULE_TOTAL = 1
 RULE_BERNOULLI = 2
+RULE_UNIT_LOCAL = 3
+RULE_LONG_RANGE = 4
 
 FIX_BITS = 32  # fixed-point fraction bits of the input accumulators
 WQ_MAX = 32767
@@ -153,15 +155,58 @@ def draw_sources(rule, seed, proj, post_gid0, post_first, n_post, n_pre, p, same
 
 
 @nb.njit(parallel=True, cache=True)
+def draw_sources_units(rule, seed, proj, post_gid0, n_post, t_row, src_lo, src_hi, cum,
+                       self_first, ptr, src, sgrp, n_chunks):
+    """Sources of unit-structured rules, in target order (multapses allowed).
+
+    RULE_UNIT_LOCAL: target i draws uniformly from [src_lo[u], src_hi[u]), u = t_row[i].
+    RULE_LONG_RANGE: target i (group g = t_row[i]) draws a source group v from the
+    cumulative row cum[g] (float64, ending at 1), then a neuron uniformly in
+    [src_lo[v], src_hi[v]); v is kept in sgrp for the conduction delay.
+    self_first >= 0 excludes autapses: target i is source self_first + i.
+    """
+    key1 = make_key1(CONNECT, proj)
+    n_chunks = min(n_post, n_chunks)
+    for c in nb.prange(n_chunks):
+        lo = c * n_post // n_chunks
+        hi = (c + 1) * n_post // n_chunks
+        for i in range(lo, hi):
+            gid = post_gid0 + i
+            self_idx = self_first + i if self_first >= 0 else -1
+            row = t_row[i]
+            t = 0
+            for j in range(ptr[i + 1] - ptr[i]):
+                while True:
+                    w0, w1, w2, w3 = block(seed, key1, gid, 0, t, 0)
+                    t += 1
+                    if rule == RULE_UNIT_LOCAL:
+                        v = row
+                        s = src_lo[v] + below(w0, src_hi[v] - src_lo[v])
+                    else:
+                        v = np.searchsorted(cum[row], u01(w0, w1), side="right")
+                        v = min(v, cum.shape[1] - 1)
+                        s = src_lo[v] + below(w2, src_hi[v] - src_lo[v])
+                    if s != self_idx and src_hi[v] > src_lo[v]:
+                        break
+                src[ptr[i] + j] = s
+                sgrp[ptr[i] + j] = v
+
+
+@nb.njit(parallel=True, cache=True)
 def draw_weights_delays(seed, proj, post_gid0, n_post, ptr,
                         wkind, wa, wb, wlo, whi, shift,
-                        dkind, da, db, dlo, dhi, dt, wq, dly):
-    """Quantised weights (int16) and delays (uint16 steps, floor(d/dt + 1/2) >= 1) per synapse."""
+                        dkind, da, db, dlo, dhi, dt, cond, t_grp, sgrp, wq, dly):
+    """Quantised weights (int16) and delays (uint16 steps, floor(d/dt + 1/2) >= 1) per synapse.
+
+    With a conduction matrix cond (G, G) in ms (long-range rules) the delay is
+    cond[t_grp[i], sgrp[k]] plus the draw; otherwise cond is empty.
+    """
     kw = make_key1(WEIGHT, proj)
     kd = make_key1(DELAY, proj)
     scale = 2.0 ** (32 - shift)
     const_w = wkind == 0
     const_d = dkind == 0
+    has_cond = cond.shape[0] > 0
     for i in nb.prange(n_post):
         gid = post_gid0 + i
         for j in range(ptr[i + 1] - ptr[i]):
@@ -170,6 +215,8 @@ def draw_weights_delays(seed, proj, post_gid0, n_post, ptr,
             q = min(max(q, -32767.0), 32767.0)
             wq[ptr[i] + j] = np.int16(q)
             d = da if const_d else draw(dkind, da, db, dlo, dhi, seed, kd, gid, 0, j)
+            if has_cond:
+                d += cond[t_grp[i], sgrp[ptr[i] + j]]
             ds = math.floor(d / dt + 0.5)  # half steps round up, as NEST does
             ds = min(max(ds, 1.0), 65535.0)
             dly[ptr[i] + j] = np.uint16(ds)

@@ -284,7 +284,8 @@ def test_weight_quantisation_error_bound(dist):
     dly = np.empty(n_post * k, np.uint16)
     d = dtb.Dist.constant(1.0)
     kc.draw_weights_delays(seed, proj, 500, n_post, ptr, dist.code, dist.a, dist.b, dist.low,
-                           dist.high, shift, d.code, d.a, d.b, d.low, d.high, DT, wq, dly)
+                           dist.high, shift, d.code, d.a, d.b, d.low, d.high, DT,
+                           np.zeros((0, 0)), np.zeros(0, np.int64), np.zeros(0, np.int32), wq, dly)
     ref = _reference_weights(dist.code, dist.a, dist.b, dist.low, dist.high, seed, proj, 500,
                              n_post, k)
     err = wq.astype(np.float64) * quantum - ref

@@ -1,0 +1,1 @@
+"""Building a personalized brain model from imaging inputs."""
