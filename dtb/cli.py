@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from dtb.errors import ConfigError, DtbError
+from dtb.errors import ConfigError, DtbError, InputError
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2  # invalid configuration or arguments (argparse uses 2 as well)
@@ -60,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("config", nargs="?", metavar="CONFIG.yaml",
                    help="network and simulation configuration (YAML)")
     s.add_argument("--model", help="a built-in model instead of a config (microcircuit)")
+    s.add_argument("--brain", metavar="BRAIN.h5", help="a brain file written by dtb build")
     s.add_argument("--scale", type=float, metavar="S",
                    help="fraction of the full-scale model's neurons, in (0, 1] (--model "
                         "only; default 0.1)")
@@ -74,6 +75,23 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true",
                    help="print only the run directory (no progress, no summary)")
 
+    from dtb.brain.commands import add_build_parser
+
+    add_build_parser(sub)
+    m = sub.add_parser(
+        "demo", help="build the embedded default subject, simulate it, write a run directory",
+        description="The main job on the embedded (synthetic) default subject: build its "
+                    "brain, simulate it and write a run directory (brain.h5, manifest.json, "
+                    "spikes.h5).")
+    m.add_argument("--out", metavar="DIR", help="run directory (default runs/demo-<UTC time>)")
+    m.add_argument("--overwrite", action="store_true", help="replace an earlier run there")
+    m.add_argument("--t", type=float, default=1000.0, metavar="MS", help="model time (1000)")
+    m.add_argument("--dt", type=float, default=0.1, metavar="MS", help="time step (0.1)")
+    m.add_argument("--seed", type=int, default=1, metavar="N", help="random seed (1)")
+    m.add_argument("--neurons", type=int, default=20_000, help="total neurons (20000)")
+    m.add_argument("--level", choices=("region", "voxel"), default="region")
+    m.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all)")
+    m.add_argument("--quiet", action="store_true", help="print only the run directory")
     i = sub.add_parser("info", help="versions, MPI, GPUs and available backends",
                        description="Report versions, MPI library, GPUs and backends.")
     i.add_argument("--json", action="store_true", help="machine-readable output")
@@ -85,8 +103,8 @@ def _parser() -> argparse.ArgumentParser:
 def _check_args(a: argparse.Namespace) -> None:
     from dtb.models import BUILTIN
 
-    if (a.config is None) == (a.model is None):
-        raise _UsageError("give exactly one of CONFIG.yaml or --model "
+    if sum(x is not None for x in (a.config, a.model, a.brain)) != 1:
+        raise _UsageError("give exactly one of CONFIG.yaml, --brain BRAIN.h5 or --model "
                           f"({', '.join(BUILTIN)})")
     if a.model is not None and a.model not in BUILTIN:
         raise _UsageError(f"--model: {a.model!r} -- expected one of {', '.join(BUILTIN)}")
@@ -116,7 +134,17 @@ def _resolve(a: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], str]:
     from dtb.models import BUILTIN
     from dtb.rundir import sha256_file
 
-    if a.config is not None:
+    if a.brain is not None:
+        from dtb.brain.spec import BrainSpec
+
+        path = Path(a.brain)
+        spec = BrainSpec.load(path)
+        sim = SimulationSettings()
+        name = path.stem
+        net = spec.to_network(name=name)
+        source = {"kind": "brain", "path": str(path.resolve()), "sha256": sha256_file(path),
+                  "level": spec.level, "units": spec.n_units}
+    elif a.config is not None:
         net, sim = load_config(a.config)
         path = Path(a.config)
         source = {"kind": "config", "path": str(path.resolve()),
@@ -174,6 +202,8 @@ def _summary(m: dict[str, Any], out: Path) -> str:
     src = m["source"]
     what = (f"{src['model']} (scale {src['scale']:g})" if src["kind"] == "model"
             else src["path"])
+    if src["kind"] == "brain":
+        what += f" ({src['level']} level, {src['units']:,} units)"
     rtf = f"{t['rtf']:.3g}" if t["rtf"] is not None else "n/a"
     rates = "  ".join(f"{k} {v:.2f}" for k, v in m["rates_hz"].items())
     return "\n".join([
@@ -185,6 +215,53 @@ def _summary(m: dict[str, Any], out: Path) -> str:
         f"  spikes {c['spikes']:,}  rates (Hz): {rates}",
         f"  run directory: {out}",
     ])
+
+
+def _demo(a: argparse.Namespace, command: list[str]) -> int:
+    import numba
+
+    from dtb.brain.build import BuildOptions, build
+    from dtb.brain.commands import demo_inputs
+    from dtb.config import SimulationSettings, parse_network
+    from dtb.engine import Engine
+    from dtb.rundir import RunDirectory, sha256_file
+
+    for name in ("t", "dt"):
+        v = getattr(a, name)
+        if not (math.isfinite(v) and v > 0):
+            raise _UsageError(f"--{name}: {v!r} -- expected a time in ms > 0")
+    if not 0 <= a.seed < 2**32:
+        raise _UsageError(f"--seed: {a.seed!r} -- expected an integer in [0, 2**32)")
+    err = None if a.quiet else sys.stderr
+    spec = build(**demo_inputs(), options=BuildOptions(level=a.level, neurons=a.neurons))
+    sim = SimulationSettings(dt=a.dt, t=a.t, seed=a.seed)
+    net = parse_network(spec.to_network(name="default_subject"), sim.dt)
+    out = Path(a.out) if a.out is not None else _default_out("demo")
+    with RunDirectory(out, overwrite=a.overwrite) as rd:
+        a.run_dir = out
+        brain = out / "brain.h5"
+        spec.save(brain)
+        source = {"kind": "brain", "path": str(brain.resolve()), "sha256": sha256_file(brain),
+                  "level": spec.level, "units": spec.n_units}
+        rd.start(net, sim, command=command, source=source,
+                 threads=a.threads or numba.get_num_threads())
+        if err is not None:
+            print(f"dtb demo: default subject, {spec.level} level, {spec.n_units} units, "
+                  f"{net.n_neurons:,} neurons (run directory {out})", file=err, flush=True)
+        eng = Engine(net, dt=sim.dt, seed=sim.seed, threads=a.threads)
+        _run_with_progress(eng, sim.t, err)
+        manifest = rd.finish(eng)
+    if a.quiet:
+        print(out)
+        return 0
+    print(_summary(manifest, out))
+    print("  in it:\n"
+          f"    {out / 'brain.h5'}       the brain built from data/default_subject "
+          "(dtb.BrainSpec.load)\n"
+          f"    {out / 'spikes.h5'}      every spike, SONATA layout (h5py; /spikes/<family>)\n"
+          f"    {out / 'manifest.json'}  configuration, versions, seed, counts, timings, "
+          "rates, checksums, status")
+    return 0
 
 
 def _simulate(a: argparse.Namespace, command: list[str]) -> int:
@@ -249,11 +326,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         on_main = threading.current_thread() is threading.main_thread()
         old = signal.signal(signal.SIGTERM, _raise_terminated) if on_main else None
         try:
+            if a.command == "build":
+                from dtb.brain.commands import run_build
+
+                return run_build(a)
+            if a.command == "demo":
+                return _demo(a, ["dtb", *args_list])
             return _simulate(a, ["dtb", *args_list])
         finally:
             if on_main:
                 signal.signal(signal.SIGTERM, old)
     except (ConfigError, _UsageError) as e:
+        print(f"dtb: error: {e}", file=sys.stderr)
+        _report_failed_run(a)
+        return EXIT_USAGE
+    except InputError as e:
         print(f"dtb: error: {e}", file=sys.stderr)
         _report_failed_run(a)
         return EXIT_USAGE

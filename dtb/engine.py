@@ -240,7 +240,9 @@ class Engine:
                     np.array(b, float), np.array(c, float), np.array(wfix, np.int64),
                     np.array(off, np.int64),
                     np.array(cdf, np.uint64).reshape(-1, CDF_LEN))
-        self._ou = np.concatenate(ou_parts) if ou_parts else np.zeros(0)
+        self._ou = np.full((6, ou_n), -1.0)  # value, 4 cached normals, their 4-step group
+        if ou_parts:
+            self._ou[0] = np.concatenate(ou_parts)
         self._pq_cache = np.zeros((4, pq_n), np.uint32)
         self._pq_tag = np.full(pq_n, -1, np.int64)
 

@@ -214,7 +214,12 @@ class RunDirectory:
         (default ``sys.argv``); ``source`` where the network came from (a built-in model and
         its arguments, or a config file); ``threads`` the CPU threads the engine will use.
         """
-        config = dict(network.to_dict())
+        if source and source.get("kind") == "brain":
+            # a brain file is the configuration (and may hold 10^5 units): refer to it
+            config = {"brain": source["path"], "sha256": source.get("sha256"),
+                      "name": network.name}
+        else:
+            config = dict(network.to_dict())
         config["simulation"] = {"dt": settings.dt, "t": settings.t, "seed": settings.seed}
         v = versions()
         self.manifest = {

@@ -16,8 +16,9 @@ a TVB zip); optionally PET.  Knobs: ``BuildOptions``.  The published DTB recipe
 * PET (optional) scales each unit's in-degree (``indegree``, as the DTB proposes for SV2A
   synaptic density) or its receptor conductances (``conductance``), by value / mean;
 * per-unit hyperparameters: the receptor conductance scales g_AMPA, g_NMDA, g_GABA_A,
-  g_GABA_B (the published calibrated values) and the external current I_e, which the
-  assimilation estimates.
+  g_GABA_B (the published calibrated values, GABA x3: see DEFAULT_HYPER) and the external
+  current I_e, which the assimilation estimates; an Ornstein-Uhlenbeck background current
+  (mean 0.6, sd 0.12, tau 10 ms).
 """
 
 from __future__ import annotations
@@ -41,6 +42,12 @@ LAYER_E_FRACTION = (0.78, 0.80, 0.82, 0.83)
 LONG_RANGE_SOURCE_LAYERS = ("L23", "L5")  # cortico-cortical projection neurons
 CALIBRATED_G = {"g_AMPA": 0.00743, "g_NMDA": 0.000869, "g_GABA_A": 0.0703,
                 "g_GABA_B": 0.00253}  # published voxel model, in-degree 100, ~10 Hz
+# Our defaults: the published values were calibrated for forward Euler at 1 ms with spike
+# noise.  With exact integration at 0.1 ms and the OU background below they leave the
+# default subject in a high-rate state (~33 Hz); GABA scales x3 give asynchronous activity
+# at ~6.6 Hz (E/I, 8000 neurons, region level; measured 2026-11-26).
+DEFAULT_HYPER = {"g_AMPA": 0.00743, "g_NMDA": 0.000869, "g_GABA_A": 3 * 0.0703,
+                 "g_GABA_B": 3 * 0.00253, "I_e": 0.0}
 
 
 @dataclass(frozen=True)
@@ -56,9 +63,9 @@ class BuildOptions:
     local_delay: float = 1.0  # ms, synaptic delay of unit-local connections
     layers: bool = False
     params: dict[str, float] = field(default_factory=dict)  # lif_cond parameters
-    hyper: dict[str, float] = field(default_factory=lambda: dict(CALIBRATED_G, I_e=0.0))
+    hyper: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_HYPER))
     background: dict[str, float] = field(
-        default_factory=lambda: {"mean": 0.66, "sigma": 0.12, "tau": 10.0})  # OU current
+        default_factory=lambda: {"mean": 0.6, "sigma": 0.12, "tau": 10.0})  # OU current
     pet_mode: str = "indegree"
 
     def check(self) -> None:
@@ -123,16 +130,18 @@ def largest_remainder(total: int, weights: np.ndarray) -> np.ndarray:
     return base
 
 
-def build(*, atlas: str | None = None, gm: str | None = None, volumes: str | None = None,
+def build(*, atlas: str | None = None, gm: str | None = None, regions: str | None = None,
           sc: str | None = None, lengths: str | None = None, labels: str | None = None,
           tvb: str | None = None, pet: str | None = None,
-          options: BuildOptions | None = None) -> BrainSpec:
+          options: BuildOptions | None = None, symmetrize: bool | None = None) -> BrainSpec:
     """A BrainSpec from imaging files (paths as the user gave them).
 
     Exactly one connectome source: ``sc`` + ``lengths`` (CSV/TSV/NPY; ``labels`` for files
     without a header) or ``tvb`` (a TVB connectivity zip).  Volumes: ``atlas`` (+ ``gm``),
-    or a region table ``volumes``, or none (uniform, with a warning).  ``level="voxel"``
-    needs the atlas.
+    or a region table ``regions`` (label, volume, optional name, x, y, z, cortical), or
+    none (uniform, with a warning).  With an atlas, a region table still supplies names
+    and cortical flags (and names let a TVB connectome, which has no labels, be matched).
+    ``level="voxel"`` needs the atlas.  ``symmetrize``: see inputs.read_connectome.
     """
     opt = options or BuildOptions()
     opt.check()
@@ -143,19 +152,26 @@ def build(*, atlas: str | None = None, gm: str | None = None, volumes: str | Non
     if opt.level == "voxel" and atlas is None:
         raise ConfigError(["level: 'voxel' -- expected an --atlas (and --gm) to take voxels "
                            "from"], "dtb build")
-    if atlas is not None and volumes is not None:
-        raise ConfigError(["volumes: give an atlas or a volume table, not both"], "dtb build")
 
-    conn = bi.read_tvb_zip(tvb) if tvb is not None else bi.read_connectome(sc, lengths, labels)
+    conn = (bi.read_tvb_zip(tvb, symmetrize=symmetrize) if tvb is not None
+            else bi.read_connectome(sc, lengths, labels, symmetrize=symmetrize))
     prov = list(conn.provenance)
     img = None
+    meta = bi.read_region_table(regions) if regions is not None else None
+    if meta is not None:
+        prov += meta.provenance
     if atlas is not None:
         img = bi.read_atlas(atlas, gm)
-        table = bi.regions_from_atlas(img, _names_from(conn))
+        names = (dict(zip(meta.labels.tolist(), meta.names, strict=True)) if meta is not None
+                 else _names_from(conn))
+        table = bi.regions_from_atlas(img, names)
         prov += img.provenance
-    elif volumes is not None:
-        table = bi.read_region_table(volumes)
-        prov += table.provenance
+        if meta is not None:
+            m = bi.match(table.labels, None, meta, "region table", path=str(regions))
+            if meta.cortical is not None:
+                table.cortical = meta.cortical[m]
+    elif meta is not None:
+        table = meta
     else:
         warnings.warn("no atlas or volume table: every region gets the same volume",
                       stacklevel=2)
@@ -215,10 +231,12 @@ def _regions(table, conn) -> tuple[_Regions, np.ndarray]:
     if bad.size:
         raise InputError(table.provenance[0].path if table.provenance else "volumes",
                          f"volume of region {int(table.labels[bad[0]])}",
-                         float(table.volumes_mm3[bad[0]]), "a grey-matter volume > 0 (empty region)")
+                         float(table.volumes_mm3[bad[0]]),
+                         "a grey-matter volume > 0 (empty region)")
     centres = table.centres_mm
     if centres is None:
-        centres = conn.centres_mm[idx] if conn.centres_mm is not None else np.zeros((len(idx), 3))
+        centres = (conn.centres_mm[idx] if conn.centres_mm is not None
+                   else np.zeros((len(idx), 3)))
     cortical = table.cortical
     if cortical is None:
         cortical = (conn.cortical[idx] if conn.cortical is not None
