@@ -2,9 +2,11 @@
 
 Public API: the network description (``Network``, ``Population``, ``Projection``, rules,
 inputs, ``Dist``), ``Engine`` to build and run it, ``load_config`` for YAML files,
-``models`` with built-in networks, and ``write_run`` for run directories.
+``BrainSpec`` for personalised brains (``dtb.brain.build`` makes them from images),
+``models`` with built-in networks, and ``dtb.rundir.write_run`` for run directories.
 """
 
+from dtb.brain.spec import BrainSpec
 from dtb.config import SimulationSettings, load_config, parse_network
 from dtb.engine import Engine
 from dtb.errors import ConfigError, DtbError, InputError, OutputError
@@ -13,19 +15,22 @@ from dtb.network import (
     Dist,
     FixedInDegree,
     FixedTotalNumber,
+    LongRange,
     Network,
     OUInput,
     PairwiseBernoulli,
+    PerUnit,
     PoissonInput,
     Population,
     Projection,
+    UnitLocal,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ConfigError", "DCInput", "Dist", "DtbError", "Engine", "FixedInDegree", "FixedTotalNumber",
-    "InputError",
-    "Network", "OUInput", "OutputError", "PairwiseBernoulli", "PoissonInput", "Population",
-    "Projection", "SimulationSettings", "load_config", "parse_network", "__version__",
+    "BrainSpec", "ConfigError", "DCInput", "Dist", "DtbError", "Engine", "FixedInDegree",
+    "FixedTotalNumber", "InputError", "LongRange", "Network", "OUInput", "OutputError",
+    "PairwiseBernoulli", "PerUnit", "PoissonInput", "Population", "Projection",
+    "SimulationSettings", "UnitLocal", "load_config", "parse_network", "__version__",
 ]
