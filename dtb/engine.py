@@ -25,7 +25,7 @@ from dtb.kernels.connect import FIX_BITS
 from dtb.kernels.loop import run_windows
 from dtb.kernels.philox import INIT, OU, PARAM, draw_per_neuron
 from dtb.network import Dist, LongRange, Network, OUInput, PerUnit, PoissonInput, as_dist
-from dtb.neurons import MODELS, N_CHANNELS, pack
+from dtb.neurons import MODELS, N_CHANNELS, N_PARAM_ROWS, pack
 
 CDF_LEN = 48
 MAX_WINDOW = 1000  # steps per window when no delay bounds it (spike buffer size)
@@ -128,26 +128,51 @@ class Engine:
         self.V = np.empty(n)
         self.syn = np.zeros((N_CHANNELS, n))
         self.refr = np.zeros(n, np.int32)
-        from dtb.neurons import N_PARAM_ROWS
 
-        self.P = np.empty((N_PARAM_ROWS, n))
+        # Parameters are stored once per distinct set (a population, a unit, or a neuron
+        # where they are drawn per neuron) and each neuron points to its set: the kernels
+        # then read a few cache-resident columns instead of streaming a per-neuron matrix.
+        sets: list[np.ndarray] = []
+        self._pid = np.empty(n, np.int64)
+        n_sets = 0
         for lay, pop in zip(self.layout, net.populations, strict=True):
             model = MODELS[pop.model]
+            raw = {k: pop.params.get(k, default) for k, default in model.defaults.items()}
+            per_neuron = any(not isinstance(v, (int, float, PerUnit))
+                             and as_dist(v).kind != "constant" for v in raw.values())
+            per_unit = any(isinstance(v, PerUnit) for v in raw.values())
+            if per_neuron:
+                m = lay.size
+                member = np.arange(lay.size)
+            elif per_unit:
+                m = len(pop.units)
+                member = np.repeat(np.arange(m), pop.units)
+            else:
+                m = 1
+                member = np.zeros(lay.size, np.int64)
             vals = {}
-            for k_i, (k, default) in enumerate(model.defaults.items()):
-                v = pop.params.get(k, default)
+            for k_i, (k, v) in enumerate(raw.items()):
                 if isinstance(v, PerUnit):
-                    vals[k] = np.repeat(np.asarray(v.values), pop.units)
-                    continue
-                vals[k] = _per_neuron(as_dist(v), seed, PARAM, lay.index * 256 + k_i, lay.gid0,
-                                      lay.size)
-            self.P[:, lay.lo:lay.hi] = pack(model, vals, dt)
+                    vals[k] = np.asarray(v.values, float)
+                    if per_neuron:
+                        vals[k] = np.repeat(vals[k], pop.units)
+                elif per_neuron:
+                    vals[k] = _per_neuron(as_dist(v), seed, PARAM, lay.index * 256 + k_i,
+                                          lay.gid0, lay.size)
+                else:
+                    vals[k] = np.full(m, as_dist(v).a)
+            sets.append(pack(model, vals, dt).T)
+            self._pid[lay.lo:lay.hi] = n_sets + member
+            n_sets += m
             v0 = pop.initial.get("V")
             if v0 is None:
-                self.V[lay.lo:lay.hi] = vals["E_L" if pop.model == "iaf_psc_exp" else "V_L"]
+                rest = vals["E_L" if pop.model == "iaf_psc_exp" else "V_L"]
+                self.V[lay.lo:lay.hi] = rest[member]
             else:
                 self.V[lay.lo:lay.hi] = _per_neuron(as_dist(v0), seed, INIT, lay.index,
                                                     lay.gid0, lay.size)
+        self._psets = np.ascontiguousarray(np.concatenate(sets)) if sets else \
+            np.zeros((0, N_PARAM_ROWS))
 
         # receptor ports: every receptor name some projection or Poisson input uses
         ports: list[str] = []
@@ -327,7 +352,8 @@ class Engine:
         while done < n_steps:
             steps, n_rec = run_windows(
                 self.step, n_steps - done, m_max, self.dt, self.seed, self.V, self.syn,
-                self.refr, self.P, buf["cur"], self._blk_lo, self._blk_hi, self._blk_model,
+                self.refr, self._psets, self._pid, buf["cur"], self._blk_lo, self._blk_hi,
+                self._blk_model,
                 self._blk_gid0, self._masks, self.ring, *self._in, self._ou,
                 self._pq_cache, self._pq_tag, buf["spk_step"], buf["spk_idx"], buf["counts"],
                 buf["win_step"],
@@ -359,6 +385,11 @@ class Engine:
             }
             self._buf_key = key
         return self._buf
+
+    @property
+    def P(self) -> np.ndarray:
+        """Every neuron's packed parameters, (N_PARAM_ROWS, n) (a copy, for inspection)."""
+        return self._psets[self._pid].T
 
     # --- results ------------------------------------------------------------------------
     @property

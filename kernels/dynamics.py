@@ -30,63 +30,64 @@ IN_DC = 2
 
 
 @nb.njit(inline="always", cache=True)
-def psc_exp_step(i, V, syn, refr, P, ex, inh, current):
+def psc_exp_step(i, j, V, syn, refr, P, ex, inh, current):
     """iaf_psc_exp (NEST): exact propagation; ex/inh arrivals in pA; returns spiked."""
-    el = P[10, i]
+    el = P[j, 10]
     y = V[i] - el
     if refr[i] == 0:
-        y = y * P[0, i] + syn[0, i] * P[2, i] + syn[1, i] * P[3, i] + (P[9, i] + current) * P[1, i]
+        y = y * P[j, 0] + syn[0, i] * P[j, 2] + syn[1, i] * P[j, 3] + (P[j, 9] + current) * P[j, 1]
     else:
         refr[i] -= 1
-    syn[0, i] = syn[0, i] * P[4, i] + ex
-    syn[1, i] = syn[1, i] * P[5, i] + inh
+    syn[0, i] = syn[0, i] * P[j, 4] + ex
+    syn[1, i] = syn[1, i] * P[j, 5] + inh
     spiked = False
-    if y >= P[6, i]:
-        refr[i] = np.int32(P[8, i])
-        y = P[7, i]
+    if y >= P[j, 6]:
+        refr[i] = np.int32(P[j, 8])
+        y = P[j, 7]
         spiked = True
     V[i] = y + el
     return spiked
 
 
 @nb.njit(inline="always", cache=True)
-def lif_cond_step(i, V, syn, refr, P, a0, a1, a2, a3, current, dt):
+def lif_cond_step(i, j, V, syn, refr, P, a0, a1, a2, a3, current, dt):
     """DTB conductance LIF: exponential Euler with frozen conductances; returns spiked."""
     v = V[i]
     if refr[i] == 0:
-        g = P[1, i]
-        num = P[1, i] * P[2, i] + P[6, i] + current
+        g = P[j, 1]
+        num = P[j, 1] * P[j, 2] + P[j, 6] + current
         for c in range(4):
-            gc = P[9 + c, i] * syn[c, i]
-            if c == 1 and P[7, i] != 0.0:
-                gc = gc / (1.0 + P[8, i] * math.exp(-0.062 * v) / 3.57)
+            gc = P[j, 9 + c] * syn[c, i]
+            if c == 1 and P[j, 7] != 0.0:
+                gc = gc / (1.0 + P[j, 8] * math.exp(-0.062 * v) / 3.57)
             g += gc
-            num += gc * P[13 + c, i]
+            num += gc * P[j, 13 + c]
         vinf = num / g
-        v = vinf + (v - vinf) * math.exp(-dt * g / P[0, i])
+        v = vinf + (v - vinf) * math.exp(-dt * g / P[j, 0])
     else:
         refr[i] -= 1
-    syn[0, i] = syn[0, i] * P[17, i] + a0
-    syn[1, i] = syn[1, i] * P[18, i] + a1
-    syn[2, i] = syn[2, i] * P[19, i] + a2
-    syn[3, i] = syn[3, i] * P[20, i] + a3
+    syn[0, i] = syn[0, i] * P[j, 17] + a0
+    syn[1, i] = syn[1, i] * P[j, 18] + a1
+    syn[2, i] = syn[2, i] * P[j, 19] + a2
+    syn[3, i] = syn[3, i] * P[j, 20] + a3
     spiked = False
-    if v >= P[3, i]:
-        refr[i] = np.int32(P[5, i])
-        v = P[4, i]
+    if v >= P[j, 3]:
+        refr[i] = np.int32(P[j, 5])
+        v = P[j, 4]
         spiked = True
     V[i] = v
     return spiked
 
 
 @nb.njit(parallel=True, cache=True)
-def advance(t0, m, dt, seed, V, syn, refr, P, cur,
+def advance(t0, m, dt, seed, V, syn, refr, P, pid, cur,
             blk_lo, blk_hi, blk_model, blk_gid0, masks, ring,
             in_kind, in_lo, in_hi, in_id, in_port, in_a, in_b, in_c, in_wfix, in_off, in_cdf,
             ou_state, pq_cache, pq_tag, spk_step, spk_idx, spk_count):
     """Advance every block through steps t0 .. t0+m-1.
 
-    Shapes: V (n,), syn (4, n), refr (n,) int32, P (rows, n), cur (n,) scratch,
+    Shapes: V (n,), syn (4, n), refr (n,) int32, P (parameter sets, rows) with neuron i
+    using set pid[i], cur (n,) scratch,
     ring (D, ports, n) int64, masks (models, ports, 4).  Block b covers engine indices
     [blk_lo[b], blk_hi[b]) with global ids from blk_gid0[b].  Inputs k cover indices
     [in_lo[k], in_hi[k]); Poisson: in_a = mean count per step, in_wfix = fixed-point weight,
@@ -198,7 +199,7 @@ def advance(t0, m, dt, seed, V, syn, refr, P, cur,
                             ex += masks[0, p, 0] * x
                             inh += masks[0, p, 1] * x
                             ring[slot, p, i] = 0
-                    spiked = psc_exp_step(i, V, syn, refr, P, ex, inh, cur[i])
+                    spiked = psc_exp_step(i, pid[i], V, syn, refr, P, ex, inh, cur[i])
                 else:
                     a0 = 0.0
                     a1 = 0.0
@@ -213,7 +214,8 @@ def advance(t0, m, dt, seed, V, syn, refr, P, cur,
                             a2 += masks[1, p, 2] * x
                             a3 += masks[1, p, 3] * x
                             ring[slot, p, i] = 0
-                    spiked = lif_cond_step(i, V, syn, refr, P, a0, a1, a2, a3, cur[i], dt)
+                    spiked = lif_cond_step(i, pid[i], V, syn, refr, P, a0, a1, a2, a3, cur[i],
+                                           dt)
                 if spiked:
                     spk_step[base + n_spk] = step
                     spk_idx[base + n_spk] = i

@@ -17,7 +17,7 @@ from dtb.kernels.dynamics import advance, gather_spikes
 
 
 @nb.njit(cache=True)
-def run_windows(t0, n_steps, m_max, dt, seed, V, syn, refr, P, cur,
+def run_windows(t0, n_steps, m_max, dt, seed, V, syn, refr, P, pid, cur,
                 blk_lo, blk_hi, blk_model, blk_gid0, masks, ring,
                 in_kind, in_lo, in_hi, in_id, in_port, in_a, in_b, in_c, in_wfix, in_off,
                 in_cdf, ou_state, pq_cache, pq_tag, spk_step, spk_idx, spk_count, win_step, win_idx,
@@ -38,7 +38,7 @@ def run_windows(t0, n_steps, m_max, dt, seed, V, syn, refr, P, cur,
         m = min(m_max, n_steps - done)
         if n_rec + n * m > cap:
             break
-        advance(t0 + done, m, dt, seed, V, syn, refr, P, cur, blk_lo, blk_hi, blk_model,
+        advance(t0 + done, m, dt, seed, V, syn, refr, P, pid, cur, blk_lo, blk_hi, blk_model,
                 blk_gid0, masks, ring, in_kind, in_lo, in_hi, in_id, in_port, in_a, in_b,
                 in_c, in_wfix, in_off, in_cdf, ou_state, pq_cache, pq_tag, spk_step, spk_idx,
                 spk_count)
