@@ -43,6 +43,14 @@ def add_build_parser(sub: Any) -> None:
                    help="layered columns (L2/3, L4, L5, L6) in cortical units")
     k.add_argument("--pet-mode", choices=("indegree", "conductance"), default="indegree",
                    help="what PET scales per unit (default: in-degree)")
+    k.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="a lif_cond neuron parameter for every unit (repeatable), e.g. V_th=-52")
+    k.add_argument("--hyper", action="append", default=[], metavar="NAME=VALUE",
+                   help="initial value of a per-unit hyperparameter (g_AMPA, g_NMDA, "
+                        "g_GABA_A, g_GABA_B, I_e), repeatable")
+    k.add_argument("--background", default="0.6,0.12,10", metavar="MEAN,SD,TAU",
+                   help="Ornstein-Uhlenbeck background current: mean, sd, tau ms "
+                        "(0.6,0.12,10)")
     b.add_argument("-o", "--out", required=True, metavar="BRAIN.h5", help="output file")
     b.add_argument("--overwrite", action="store_true", help="replace an existing file")
 
@@ -57,11 +65,35 @@ def options_from_args(a: argparse.Namespace):
     if len(split) != 3:
         raise ConfigError([f"--split: {a.split!r} -- expected three shares E:I:L, e.g. 4:1:2"],
                           "dtb build")
+    from dtb.brain.build import DEFAULT_HYPER
+
+    params = _assignments(a.param, "--param")
+    hyper = dict(DEFAULT_HYPER, **_assignments(a.hyper, "--hyper"))
+    try:
+        mean, sd, tau = (float(x) for x in a.background.split(","))
+    except ValueError:
+        raise ConfigError([f"--background: {a.background!r} -- expected MEAN,SD,TAU "
+                           "(e.g. 0.6,0.12,10)"], "dtb build") from None
     opt = BuildOptions(level=a.level, neurons=a.neurons, in_degree=a.in_degree, split=split,
                        e_fraction=a.e_fraction, velocity=a.velocity,
-                       local_delay=a.local_delay, layers=a.layers, pet_mode=a.pet_mode)
+                       local_delay=a.local_delay, layers=a.layers, pet_mode=a.pet_mode,
+                       params=params, hyper=hyper,
+                       background={"mean": mean, "sigma": sd, "tau": tau})
     opt.check()
     return opt
+
+
+def _assignments(items: list[str], flag: str) -> dict[str, float]:
+    out = {}
+    for it in items:
+        name, eq, value = it.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            eq = ""
+        if not eq:
+            raise ConfigError([f"{flag}: {it!r} -- expected NAME=NUMBER"], "dtb build")
+    return out
 
 
 def demo_inputs() -> dict[str, str]:
