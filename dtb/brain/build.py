@@ -14,7 +14,8 @@ a TVB zip); optionally PET.  Knobs: ``BuildOptions``.  The published DTB recipe
   are excitatory, their source region drawn from the target region's connectome row
   (diagonal removed), their delay ``length / velocity`` (at least one step);
 * PET (optional) scales each unit's in-degree (``indegree``, as the DTB proposes for SV2A
-  synaptic density) or its receptor conductances (``conductance``), by value / mean;
+  synaptic density) or its receptor conductances (``conductance``), by value / mean,
+  the mean weighted by neurons so that the mean in-degree stays K;
 * per-unit hyperparameters: the receptor conductance scales g_AMPA, g_NMDA, g_GABA_A,
   g_GABA_B (the published calibrated values, GABA x3: see DEFAULT_HYPER) and the external
   current I_e, which the assimilation estimates; an Ornstein-Uhlenbeck background current
@@ -198,7 +199,7 @@ def build(*, atlas: str | None = None, gm: str | None = None, regions: str | Non
         pet_values = np.array([raw[keys[i]] for i in order], float)
 
     spec = _assemble(opt, regions, weights, lengths_mm, unit_region, unit_vol, unit_xyz,
-                     pet_values)
+                     pet_values, conn.provenance[0].path if conn.provenance else "connectome")
     spec.provenance = [_prov_dict(p) for p in prov if not isinstance(p, dict)] + \
         [p for p in prov if isinstance(p, dict)]
     return spec
@@ -270,7 +271,7 @@ def _split_k(opt: BuildOptions) -> tuple[int, int, int]:
 
 
 def _assemble(opt: BuildOptions, regions: _Regions, weights, lengths_mm, unit_region,
-              unit_vol, unit_xyz, pet_values) -> BrainSpec:
+              unit_vol, unit_xyz, pet_values, conn_path: str = "connectome") -> BrainSpec:
     n_u = len(unit_region)
     n_per_unit = largest_remainder(opt.neurons, unit_vol)
     cortical_unit = regions.cortical[unit_region]
@@ -281,13 +282,14 @@ def _assemble(opt: BuildOptions, regions: _Regions, weights, lengths_mm, unit_re
         raise ConfigError([f"neurons: {opt.neurons} -- expected enough neurons for an "
                            f"excitatory and an inhibitory cell in every unit (unit {u}, "
                            f"region {int(regions.labels[unit_region[u]])}, gets "
-                           f"{int(n_per_unit[u])}); use more neurons or the region level"],
+                           f"{int(n_per_unit[u])}); use more neurons"
+                           + (" or the region level" if opt.level == "voxel" else "")],
                           "dtb build")
     # every region with neurons needs long-range input (its connectome row)
     has = np.bincount(unit_region, weights=n_per_unit, minlength=len(regions.labels)) > 0
     no_in = np.flatnonzero(has & ~((weights[:, has]).sum(axis=1) > 0))
     if no_in.size:
-        raise InputError("connectome", f"row of region {int(regions.labels[no_in[0]])}",
+        raise InputError(conn_path, f"row of region {int(regions.labels[no_in[0]])}",
                          "all zero", "structural connections from some other region "
                          f"(units with no inputs: regions "
                          f"{[int(x) for x in regions.labels[no_in[:10]]]})")
@@ -295,11 +297,14 @@ def _assemble(opt: BuildOptions, regions: _Regions, weights, lengths_mm, unit_re
     scale_k = np.ones(n_u)
     scale_g = np.ones(n_u)
     if pet_values is not None:
-        rel = pet_values / pet_values.mean()
+        # relative to the neuron-weighted mean, so the network's mean in-degree (or mean
+        # conductance scale) stays what the options say
+        per_unit = pet_values[unit_region]
+        rel = per_unit / np.average(per_unit, weights=n_per_unit)
         if opt.pet_mode == "indegree":
-            scale_k = rel[unit_region]
+            scale_k = rel
         else:
-            scale_g = rel[unit_region]
+            scale_g = rel
 
     k_e, k_i, k_l = _split_k(opt)
     params = dict(opt.params)
@@ -339,7 +344,9 @@ def _options_dict(opt: BuildOptions) -> dict[str, Any]:
 def _family_sizes(opt: BuildOptions, n: np.ndarray, cortical: np.ndarray) -> dict[str, np.ndarray]:
     """Neurons per unit of every family (0 where a family is absent)."""
     def e_i(total, frac):
+        # at least one cell of each kind wherever a unit has two or more neurons
         e = np.floor(total * frac + 0.5).astype(np.int64)
+        e = np.where(total >= 2, np.clip(e, 1, total - 1), e)
         return e, total - e
 
     if not opt.layers:

@@ -200,7 +200,7 @@ class BrainSpec:
         g["weights"] = self.weights.astype(float)
         g["lengths_mm"] = self.lengths_mm.astype(float)
         g["conduction_ms"] = self.conduction_ms.astype(float)
-        fam = h.create_group("families")
+        fam = h.create_group("families", track_order=True)  # order = global ids
         for f in self.families:
             fg = fam.create_group(f.name)
             fg.attrs.update({"type": f.type, "layer": f.layer, "model": f.model,
@@ -209,7 +209,7 @@ class BrainSpec:
             hg = fg.create_group("hyper")
             for k, v in f.hyper.items():
                 hg.create_dataset(k, data=np.asarray(v, float), **kw)
-        pr = h.create_group("projections")
+        pr = h.create_group("projections", track_order=True)
         for i, r in enumerate(self.rules):
             rg = pr.create_group(f"{i:04d}")
             rg.attrs.update({"source": r.source, "target": r.target, "kind": r.kind,
