@@ -10,6 +10,7 @@ arguments and 1 for other errors (output directory, runtime failures).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import json
 import math
@@ -267,26 +268,38 @@ def _demo(a: argparse.Namespace, command: list[str]) -> int:
 def _simulate(a: argparse.Namespace, command: list[str]) -> int:
     import numba
 
+    from dtb.distributed import world
     from dtb.engine import Engine
     from dtb.rundir import RunDirectory
 
     _check_args(a)
+    comm = world()
+    rank0 = comm is None or comm.Get_rank() == 0
     net, sim, source, name = _resolve(a)
     out = Path(a.out) if a.out is not None else _default_out(name)
-    err = None if a.quiet else sys.stderr
-    with RunDirectory(out, overwrite=a.overwrite) as rd:
-        a.run_dir = out  # from here on, a failure is recorded in the run directory
-        rd.start(net, sim, command=command, source=source,
-                 threads=a.threads or numba.get_num_threads())
+    if comm is not None:
+        out = Path(comm.bcast(str(out), root=0))  # one name, even if clocks differ
+    err = None if (a.quiet or not rank0) else sys.stderr
+    ranks = comm.Get_size() if comm is not None else 1
+    with (RunDirectory(out, overwrite=a.overwrite) if rank0 else contextlib.nullcontext()) as rd:
+        if rank0:
+            a.run_dir = out  # from here on, a failure is recorded in the run directory
+            rd.start(net, sim, command=command, source=source,
+                     threads=a.threads or numba.get_num_threads())
         if err is not None:
-            print(f"dtb: building {net.name}: {net.n_neurons:,} neurons "
+            print(f"dtb: building {net.name}: {net.n_neurons:,} neurons on {ranks} rank(s) "
                   f"(run directory {out})", file=err, flush=True)
-        eng = Engine(net, dt=sim.dt, seed=sim.seed, threads=a.threads)
+        eng = Engine(net, dt=sim.dt, seed=sim.seed, threads=a.threads, comm=comm)
         if err is not None:
             print(f"dtb: built {eng.n_synapses:,} synapses in {eng.build_s:.2f} s "
-                  f"({eng.threads} threads)", file=err, flush=True)
+                  f"({eng.threads} threads{' on rank 0' if ranks > 1 else ''})", file=err,
+                  flush=True)
         _run_with_progress(eng, sim.t, err)
-        manifest = rd.finish(eng)
+        spikes = eng.population_spikes()
+        dist = eng.distribution_report() if ranks > 1 else None
+        if not rank0:
+            return 0
+        manifest = rd.finish(eng, spikes=spikes, distribution=dist)
     print(out if a.quiet else _summary(manifest, out))
     return 0
 
@@ -337,14 +350,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             if on_main:
                 signal.signal(signal.SIGTERM, old)
     except (ConfigError, _UsageError) as e:
+        _mpi_abort(e, EXIT_USAGE)
         print(f"dtb: error: {e}", file=sys.stderr)
         _report_failed_run(a)
         return EXIT_USAGE
     except InputError as e:
+        _mpi_abort(e, EXIT_USAGE)
         print(f"dtb: error: {e}", file=sys.stderr)
         _report_failed_run(a)
         return EXIT_USAGE
     except (DtbError, ValueError, OSError) as e:
+        _mpi_abort(e, EXIT_ERROR)
         print(f"dtb: error: {e}", file=sys.stderr)
         _report_failed_run(a)
         return EXIT_ERROR
@@ -356,3 +372,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dtb: {e}", file=sys.stderr)
         _report_failed_run(a)
         return 128 + e.signum
+    except Exception as e:  # a bug: keep the traceback, but never leave other ranks waiting
+        import traceback
+
+        if _launched_mpi():
+            traceback.print_exc()
+        _mpi_abort(e, EXIT_ERROR)
+        raise
+
+
+def _mpi_abort(e: BaseException, code: int) -> None:
+    """Under MPI a failure on one rank must end the whole job promptly (the others would
+    wait in a collective for ever): print this rank's message and abort every rank."""
+    from dtb.distributed import launched_under_mpi
+
+    if not launched_under_mpi():
+        return
+    from mpi4py import MPI
+
+    if MPI.Is_initialized() and not MPI.Is_finalized() and MPI.COMM_WORLD.Get_size() > 1:
+        print(f"dtb: rank {MPI.COMM_WORLD.Get_rank()}: error: {e}", file=sys.stderr,
+              flush=True)
+        MPI.COMM_WORLD.Abort(code)
+
+
+def _launched_mpi() -> bool:
+    from dtb.distributed import launched_under_mpi
+
+    return launched_under_mpi()

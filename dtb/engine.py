@@ -22,6 +22,7 @@ from dtb.config import parse_network
 from dtb.connectivity import fill, synapse_counts
 from dtb.kernels import dynamics as kd
 from dtb.kernels.connect import FIX_BITS
+from dtb.kernels.delivery import deliver
 from dtb.kernels.loop import run_windows
 from dtb.kernels.philox import INIT, OU, PARAM, draw_per_neuron
 from dtb.network import Dist, LongRange, Network, OUInput, PerUnit, PoissonInput, as_dist
@@ -33,7 +34,8 @@ MAX_WINDOW = 1000  # steps per window when no delay bounds it (spike buffer size
 
 @dataclass(frozen=True)
 class PopulationLayout:
-    """Where a population's neurons live: global ids gid0.. and engine indices lo..hi-1."""
+    """The part of a population this engine owns: neurons first .. first+size-1 of the
+    population, global ids gid0.., engine indices lo..hi-1 (all of it on one process)."""
 
     name: str
     index: int
@@ -41,6 +43,9 @@ class PopulationLayout:
     lo: int
     hi: int
     model: str
+    first: int = 0
+    pop_gid0: int = 0
+    pop_size: int = 0
 
     @property
     def size(self) -> int:
@@ -94,7 +99,7 @@ class Engine:
     """
 
     def __init__(self, network: Network, dt: float = 0.1, seed: int = 1,
-                 threads: int | None = None):
+                 threads: int | None = None, comm=None):
         t_start = time.perf_counter()
         if not (isinstance(seed, int) and 0 <= seed < 2**32):
             raise ValueError(f"seed: {seed!r} -- expected an integer in [0, 2**32)")
@@ -103,6 +108,21 @@ class Engine:
         self.network = parse_network(network, dt)
         self.dt = float(dt)
         self.seed = int(seed)
+        self.comm = comm
+        self.rank = comm.Get_rank() if comm is not None else 0
+        self.ranks = comm.Get_size() if comm is not None else 1
+        if self.ranks > 1:
+            from dtb.distributed import balanced_bounds, check_same_config
+
+            check_same_config(comm, self.network, self.dt, self.seed)
+            self.bounds = balanced_bounds(self.network, self.ranks)
+        else:
+            self.bounds = np.array([0, self.network.n_neurons], np.int64)
+        if threads is None and comm is not None and comm.Get_size() > 1:
+            # ranks on one node share its cores: oversubscribed OpenMP threads spin-wait
+            from dtb.distributed import threads_per_rank
+
+            threads = threads_per_rank(comm)
         if threads is not None:
             nb.set_num_threads(threads)
         self.threads = nb.get_num_threads()
@@ -117,13 +137,21 @@ class Engine:
     def _build(self) -> None:
         net, dt, seed = self.network, self.dt, self.seed
         self.layout: list[PopulationLayout] = []
-        o = 0
+        g0, g1 = int(self.bounds[self.rank]), int(self.bounds[self.rank + 1])
+        o_glob = o_loc = 0
         for i, p in enumerate(net.populations):
-            self.layout.append(PopulationLayout(p.name, i, o, o, o + p.size, p.model))
-            o += p.size
-        n = self.n_neurons = o
+            a = min(max(g0 - o_glob, 0), p.size)
+            b = min(max(g1 - o_glob, 0), p.size)
+            self.layout.append(PopulationLayout(p.name, i, o_glob + a, o_loc, o_loc + b - a,
+                                                p.model, a, o_glob, p.size))
+            o_glob += p.size
+            o_loc += b - a
+        n = self.n_local = o_loc
+        self.n_neurons = o_glob
         self._pop_lo = np.array([lay.lo for lay in self.layout], np.int64)
-        self.gids = np.arange(n, dtype=np.int64)
+        self._pop_first = np.array([lay.first for lay in self.layout], np.int64)
+        self._pop_gid0 = np.array([lay.pop_gid0 for lay in self.layout], np.int64)
+        self.gids = g0 + np.arange(n, dtype=np.int64)
 
         self.V = np.empty(n)
         self.syn = np.zeros((N_CHANNELS, n))
@@ -146,7 +174,7 @@ class Engine:
                 member = np.arange(lay.size)
             elif per_unit:
                 m = len(pop.units)
-                member = np.repeat(np.arange(m), pop.units)
+                member = np.repeat(np.arange(m), pop.units)[lay.first:lay.first + lay.size]
             else:
                 m = 1
                 member = np.zeros(lay.size, np.int64)
@@ -155,7 +183,7 @@ class Engine:
                 if isinstance(v, PerUnit):
                     vals[k] = np.asarray(v.values, float)
                     if per_neuron:
-                        vals[k] = np.repeat(vals[k], pop.units)
+                        vals[k] = np.repeat(vals[k], pop.units)[lay.first:lay.first + lay.size]
                 elif per_neuron:
                     vals[k] = _per_neuron(as_dist(v), seed, PARAM, lay.index * 256 + k_i,
                                           lay.gid0, lay.size)
@@ -198,7 +226,7 @@ class Engine:
 
     def _build_blocks(self) -> None:
         lo, hi, model, gid0 = [], [], [], []
-        target = max(64, min(4096, math.ceil(self.n_neurons / (8 * self.threads))))
+        target = max(64, min(4096, math.ceil(self.n_local / (8 * self.threads))))
         for lay in self.layout:
             nb_ = max(1, math.ceil(lay.size / target))
             for b in range(nb_):
@@ -283,9 +311,9 @@ class Engine:
                                      for q in net.projections], np.int64)
         counts = []
         for pid, q in enumerate(net.projections):
-            pre, post = by_name[q.source], by_name[q.target]
+            post = by_name[q.target]
             counts.append(synapse_counts(q, pid, self.seed, pops[q.source], pops[q.target],
-                                         post.gid0, 0, post.size))
+                                         post.gid0, post.first, post.size))
         n_proj = len(counts)
         syn0 = np.zeros(n_proj + 1, np.int64)
         np.cumsum([int(c.sum()) for c in counts], out=syn0[1:])
@@ -294,7 +322,7 @@ class Engine:
         rows = 0
         for pid, q in enumerate(net.projections):
             self._proj_row0[pid] = rows
-            rows += by_name[q.source].size
+            rows += by_name[q.source].pop_size
         self._indptr = np.zeros(rows + 1, np.int64)
         self._tgt = np.empty(self.n_synapses, np.uint32)
         self._wq = np.empty(self.n_synapses, np.int16)
@@ -303,12 +331,12 @@ class Engine:
             pre, post = by_name[q.source], by_name[q.target]
             a, z = syn0[pid], syn0[pid + 1]
             r0 = self._proj_row0[pid]
-            rel = np.empty(pre.size + 1, np.int64)
-            fill(q, pid, self.seed, self.dt, pops[q.source], pops[q.target], post.gid0, 0,
-                 counts[pid], post.lo,
+            rel = np.empty(pre.pop_size + 1, np.int64)
+            fill(q, pid, self.seed, self.dt, pops[q.source], pops[q.target], post.gid0,
+                 post.first, counts[pid], post.lo,
                  int(self._proj_shift[pid]), rel, self._tgt[a:z], self._wq[a:z],
                  self._dly[a:z])
-            self._indptr[r0 + 1:r0 + 1 + pre.size] = rel[1:] + a
+            self._indptr[r0 + 1:r0 + 1 + pre.pop_size] = rel[1:] + a
         del counts
         self._proj_post_lo = np.array([by_name[q.target].lo for q in net.projections], np.int64)
         self._proj_post_hi = np.array([by_name[q.target].hi for q in net.projections], np.int64)
@@ -348,6 +376,10 @@ class Engine:
         t0 = time.perf_counter()
         m_max = self.min_delay_steps
         buf = self._buffers(m_max)
+        if self.ranks > 1:
+            self._run_distributed(n_steps, m_max, buf)
+            self.simulate_s += time.perf_counter() - t0
+            return
         done = 0
         while done < n_steps:
             steps, n_rec = run_windows(
@@ -357,7 +389,7 @@ class Engine:
                 self._blk_gid0, self._masks, self.ring, *self._in, self._ou,
                 self._pq_cache, self._pq_tag, buf["spk_step"], buf["spk_idx"], buf["counts"],
                 buf["win_step"],
-                buf["win_idx"], buf["win_pop"], buf["win_src"], self._pop_lo,
+                buf["win_idx"], buf["win_pop"], buf["win_src"], self._pop_lo, self._pop_first,
                 self._pop_proj_ptr, self._pop_proj, self._proj_row0, self._proj_post_lo,
                 self._proj_post_hi, self._proj_port, self._proj_shift, self._indptr,
                 self._tgt, self._wq, self._dly, self.threads, buf["rec_step"],
@@ -369,9 +401,42 @@ class Engine:
             done += steps
         self.simulate_s += time.perf_counter() - t0
 
+    def _run_distributed(self, n_steps: int, m_max: int, buf: dict) -> None:
+        """Windows of at most the minimum delay: advance, exchange, deliver."""
+        from dtb.distributed import Exchange
+
+        if getattr(self, "exchange", None) is None:
+            self.exchange = Exchange(self)
+        ex = self.exchange
+        done = 0
+        while done < n_steps:
+            m = min(m_max, n_steps - done)
+            kd.advance(self.step, m, self.dt, self.seed, self.V, self.syn, self.refr,
+                       self._psets, self._pid, buf["cur"], self._blk_lo, self._blk_hi,
+                       self._blk_model, self._blk_gid0, self._masks, self.ring, *self._in,
+                       self._ou, self._pq_cache, self._pq_tag, buf["spk_step"],
+                       buf["spk_idx"], buf["counts"])
+            k = kd.gather_spikes(m, self._blk_lo, buf["spk_step"], buf["spk_idx"],
+                                 buf["counts"], buf["win_step"], buf["win_idx"])
+            st, ix = buf["win_step"][:k].copy(), buf["win_idx"][:k].copy()
+            if k:
+                self._spike_steps.append(st)
+                self._spike_idx.append(ix)
+            r_st, r_gid = ex.exchange(self.step, st, ix)
+            steps = np.concatenate([st, r_st])
+            gids = np.concatenate([self.gids[ix], r_gid])
+            if len(steps) and self.n_synapses:
+                pop = np.searchsorted(self._pop_gid0, gids, side="right") - 1
+                deliver(len(steps), steps, pop, gids - self._pop_gid0[pop], self._pop_proj_ptr,
+                        self._pop_proj, self._proj_row0, self._proj_post_lo,
+                        self._proj_post_hi, self._proj_port, self._proj_shift, self._indptr,
+                        self._tgt, self._wq, self._dly, self.ring, self.threads)
+            self.step += m
+            done += m
+
     def _buffers(self, m: int) -> dict[str, np.ndarray]:
         """Scratch arrays for the loop, kept between calls to run()."""
-        n = self.n_neurons
+        n = self.n_local
         key = (n, m)
         if getattr(self, "_buf_key", None) != key:
             cap = max(n * m * 4, 1 << 20)
@@ -397,24 +462,68 @@ class Engine:
         """Model time reached, ms."""
         return self.step * self.dt
 
-    def spikes(self) -> tuple[np.ndarray, np.ndarray]:
-        """All spikes so far, sorted by (time, gid): times in ms (float64), global ids (int64)."""
-        if not self._spike_steps:
-            return np.zeros(0), np.zeros(0, np.int64)
-        st = np.concatenate(self._spike_steps)
-        ix = np.concatenate(self._spike_idx)
-        self._spike_steps, self._spike_idx = [st], [ix]
-        gid = self.gids[ix]
+    def spikes(self, gather: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Spikes so far, sorted by (time, gid): times in ms (float64), global ids (int64).
+
+        On several ranks, ``gather`` (a collective: call it on every rank) returns every
+        rank's spikes on every rank; otherwise this rank's own.
+        """
+        if self._spike_steps:
+            st = np.concatenate(self._spike_steps)
+            ix = np.concatenate(self._spike_idx)
+            self._spike_steps, self._spike_idx = [st], [ix]
+            gid = self.gids[ix]
+        else:
+            st, gid = np.zeros(0, np.int64), np.zeros(0, np.int64)
+        if gather and self.ranks > 1:
+            st = np.concatenate(self.comm.allgather(st))
+            gid = np.concatenate(self.comm.allgather(gid))
         order = np.lexsort((gid, st))
         return (st[order] + 1) * self.dt, gid[order]
+
+    def distribution_report(self) -> dict:
+        """Per-rank and global figures of a distributed run (a collective on several ranks):
+        neurons, synapses, build and simulation seconds, exchange messages, bytes and
+        seconds; imbalance = max / mean."""
+        ex = getattr(self, "exchange", None)
+        mine = {"neurons": self.n_local, "synapses": self.n_synapses,
+                "synapse_bytes": self.bytes_per_synapse * self.n_synapses,
+                "build_s": self.build_s, "simulate_s": self.simulate_s,
+                **(ex.stats() if ex is not None else {"peers_send": 0, "peers_recv": 0,
+                                                      "windows": 0, "messages": 0,
+                                                      "bytes": 0, "exchange_s": 0.0})}
+        rows = self.comm.allgather(mine) if self.ranks > 1 else [mine]
+        per = {k: [r[k] for r in rows] for k in mine}
+        syn = int(sum(per["synapses"]))
+        windows = max(1, max(per["windows"]))
+
+        def imb(xs):
+            m = float(np.mean(xs))
+            return float(max(xs) / m) if m > 0 else 1.0
+
+        return {
+            "ranks": self.ranks,
+            "synapses_total": syn,
+            "bytes_per_synapse": float(sum(per["synapse_bytes"]) / syn) if syn else 0.0,
+            "imbalance": {"neurons": imb(per["neurons"]), "synapses": imb(per["synapses"])},
+            "exchange": {
+                "windows": windows,
+                "messages_per_rank_per_window": float(np.mean(per["messages"])) / windows,
+                "bytes_total": int(sum(per["bytes"])),
+                "exchange_s_mean": float(np.mean(per["exchange_s"])),
+                "exchange_fraction": float(np.mean(per["exchange_s"])
+                                           / max(1e-12, np.mean(per["simulate_s"]))),
+            },
+            "per_rank": per,
+        }
 
     def population_spikes(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Per population: spike times (ms) and node ids numbered from 0 in the population."""
         t, g = self.spikes()
         out = {}
         for lay in self.layout:
-            sel = (g >= lay.gid0) & (g < lay.gid0 + lay.size)
-            out[lay.name] = (t[sel], g[sel] - lay.gid0)
+            sel = (g >= lay.pop_gid0) & (g < lay.pop_gid0 + lay.pop_size)
+            out[lay.name] = (t[sel], g[sel] - lay.pop_gid0)
         return out
 
     def rates(self, t_from_ms: float = 0.0) -> dict[str, float]:
@@ -422,6 +531,6 @@ class Engine:
         span = (self.t_ms - t_from_ms) * 1e-3
         out = {}
         for name, (t, _) in self.population_spikes().items():
-            n = self.layout[[lay.name for lay in self.layout].index(name)].size
+            n = self.layout[[lay.name for lay in self.layout].index(name)].pop_size
             out[name] = float(np.sum(t > t_from_ms) / (n * span)) if span > 0 else 0.0
         return out

@@ -294,25 +294,34 @@ class RunDirectory:
         return {"path": SPIKES, "format": "sonata", "sha256": digest, "bytes": size,
                 "populations": {k: int(len(v[0])) for k, v in spikes.items()}}
 
-    def finish(self, engine: Engine) -> dict[str, Any]:
+    def finish(self, engine: Engine, spikes: dict | None = None,
+               distribution: dict | None = None) -> dict[str, Any]:
         """Write the engine's spikes and the manifest with status ``"complete"`` (last).
 
-        Returns the final manifest.
+        On several ranks, rank 0 calls this with the gathered ``spikes``
+        (engine.population_spikes()) and ``distribution`` (engine.distribution_report()),
+        both collectives the other ranks took part in.  Returns the final manifest.
         """
         if not self._started:
             raise RuntimeError("RunDirectory.finish() before start()")
-        spikes = engine.population_spikes()
+        if spikes is None:
+            spikes = engine.population_spikes()
         out = self.write_spikes(spikes)
         t_ms = float(engine.t_ms)
-        sizes = {lay.name: lay.size for lay in engine.layout}
+        sizes = {lay.name: lay.pop_size for lay in engine.layout}
         rates = {name: (len(t) / (sizes[name] * t_ms * 1e-3) if t_ms > 0 else 0.0)
                  for name, (t, _) in spikes.items()}
         n_spikes = sum(int(len(t)) for t, _ in spikes.values())
         self.manifest.update(
             threads=engine.threads,
-            counts={"neurons": int(engine.n_neurons), "synapses": int(engine.n_synapses),
-                    "bytes_per_synapse": float(engine.bytes_per_synapse),
+            counts={"neurons": int(engine.n_neurons),
+                    "synapses": int(distribution["synapses_total"] if distribution
+                                    else engine.n_synapses),
+                    "bytes_per_synapse": float(distribution["bytes_per_synapse"]
+                                               if distribution else engine.bytes_per_synapse),
                     "spikes": n_spikes},
+            ranks=int(engine.ranks),
+            distribution=distribution,
             timings={"build_s": float(engine.build_s), "simulate_s": float(engine.simulate_s),
                      "model_time_ms": t_ms,
                      "rtf": (engine.simulate_s / (t_ms * 1e-3)) if t_ms > 0 else None},

@@ -22,7 +22,7 @@ def run_windows(t0, n_steps, m_max, dt, seed, V, syn, refr, P, pid, cur,
                 in_kind, in_lo, in_hi, in_id, in_port, in_a, in_b, in_c, in_wfix, in_off,
                 in_cdf, ou_state, pq_cache, pq_tag, spk_step, spk_idx, spk_count, win_step, win_idx,
                 win_pop, win_src,
-                pop_lo, pop_proj_ptr, pop_proj, proj_row0, proj_post_lo, proj_post_hi,
+                pop_lo, pop_first, pop_proj_ptr, pop_proj, proj_row0, proj_post_lo, proj_post_hi,
                 proj_port, proj_shift, indptr, tgt, wq, dly, n_parts, rec_step, rec_idx,
                 n_rec0):
     """Advance up to n_steps from step t0; returns (steps done, spikes recorded in total).
@@ -48,7 +48,7 @@ def run_windows(t0, n_steps, m_max, dt, seed, V, syn, refr, P, pid, cur,
                 i = win_idx[j]
                 pop = np.searchsorted(pop_lo, i, side="right") - 1
                 win_pop[j] = pop
-                win_src[j] = i - pop_lo[pop]
+                win_src[j] = i - pop_lo[pop] + pop_first[pop]
                 rec_step[n_rec + j] = win_step[j]
                 rec_idx[n_rec + j] = i
             n_rec += k

@@ -1,0 +1,223 @@
+"""MPI distribution: which neurons each rank owns, and the spike exchange between ranks.
+
+Ownership: every rank owns one contiguous range of global ids, cut so that the ranks'
+costs (neuron updates plus incoming synapses, from the rules) are equal; with populations
+in the order the network lists them, units stay together and most local synapses stay on
+their rank.  (``dtb partition`` plans METIS partitions of units for large jobs.)
+
+Exchange: at start-up every rank lists the source neurons its synapses need and tells
+their owners (an all-to-all of the request lists).  Then, once per minimum-delay window,
+each rank sends every peer the spikes of the neurons that peer asked for, encoded as one
+int64: ``position in the peer's request list << 16 | step offset in the window``, through
+neighbourhood collectives on a distributed-graph communicator whose edges are only the
+rank pairs that share synapses.  Synaptic input is summed in integer fixed point, so the
+order of arrival does not matter: results are bitwise identical on any number of ranks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+
+import numba as nb
+import numpy as np
+
+from dtb.errors import ConfigError
+from dtb.network import FixedInDegree, FixedTotalNumber, Network, PairwiseBernoulli
+
+UPDATE_COST = 10.0  # one neuron update, in units of one incoming synapse
+MPI_ENV = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "PMIX_RANK", "PMI_RANK")
+
+
+def launched_under_mpi() -> bool:
+    """True when an MPI launcher (mpiexec, srun with PMI) started this process with
+    more than one rank; decided from the environment, so MPI is not initialised."""
+    for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS"):
+        v = os.environ.get(var)
+        if v is not None and v.isdigit() and int(v) > 1:
+            return True
+    return False
+
+
+def world():
+    """MPI.COMM_WORLD when launched under MPI with several ranks, else None."""
+    if not launched_under_mpi():
+        return None
+    from mpi4py import MPI
+
+    return MPI.COMM_WORLD if MPI.COMM_WORLD.Get_size() > 1 else None
+
+
+def threads_per_rank(comm) -> int:
+    """CPU threads for each rank: the node's cores shared among the ranks on that node
+    (at most numba's configured maximum)."""
+    import numba
+    from mpi4py import MPI
+
+    local = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    n_local = local.Get_size()
+    local.Free()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(numba.config.NUMBA_NUM_THREADS, (os.cpu_count() or 1) // n_local,
+                      cores or 1))
+
+
+def config_digest(network: Network, dt: float, seed: int) -> str:
+    """A fingerprint of what every rank must agree on."""
+    text = json.dumps({"net": network.to_dict(), "dt": dt, "seed": seed}, sort_keys=True,
+                      default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def check_same_config(comm, network: Network, dt: float, seed: int) -> None:
+    """Every rank must run the same network, dt and seed (a collective)."""
+    mine = config_digest(network, dt, seed)
+    every = comm.allgather(mine)
+    odd = [r for r, d in enumerate(every) if d != every[0]]
+    if odd:
+        raise ConfigError([f"ranks {odd}: a configuration different from rank 0's "
+                           "(network, dt or seed) -- expected every rank to start with the "
+                           "same configuration"], "mpiexec")
+
+
+def in_degree_per_neuron(network: Network) -> np.ndarray:
+    """Expected incoming synapses of every neuron (n,), from the rules."""
+    offs = network.offsets()
+    out = np.zeros(network.n_neurons)
+    sizes = {p.name: p for p in network.populations}
+    for q in network.projections:
+        post, pre = sizes[q.target], sizes[q.source]
+        a = offs[q.target]
+        r = q.rule
+        if isinstance(r, FixedInDegree):
+            out[a:a + post.size] += r.k
+        elif isinstance(r, FixedTotalNumber):
+            out[a:a + post.size] += r.n / post.size
+        elif isinstance(r, PairwiseBernoulli):
+            out[a:a + post.size] += r.p * pre.size
+        else:  # unit rules: k per target unit
+            k = np.full(len(post.units), r.k) if isinstance(r.k, int) else np.asarray(r.k)
+            out[a:a + post.size] += np.repeat(k, post.units)
+    return out
+
+
+def balanced_bounds(network: Network, ranks: int) -> np.ndarray:
+    """Contiguous global-id ranges of equal cost: (ranks + 1,) boundaries."""
+    cost = in_degree_per_neuron(network) + UPDATE_COST
+    cum = np.concatenate([[0.0], np.cumsum(cost)])
+    targets = cum[-1] * np.arange(ranks + 1) / ranks
+    b = np.searchsorted(cum, targets, side="left").astype(np.int64)
+    b[0], b[-1] = 0, network.n_neurons
+    return np.maximum.accumulate(b)
+
+
+@nb.njit(cache=True)
+def _encode(n_spk, steps, idx, t0, send_ptr, send_peer, send_pos, n_peers):
+    """Per-peer counts and the packed spikes (peer-major) of one window."""
+    counts = np.zeros(n_peers, np.int64)
+    for j in range(n_spk):
+        for e in range(send_ptr[idx[j]], send_ptr[idx[j] + 1]):
+            counts[send_peer[e]] += 1
+    offs = np.zeros(n_peers + 1, np.int64)
+    for p in range(n_peers):
+        offs[p + 1] = offs[p] + counts[p]
+    out = np.empty(offs[n_peers], np.int64)
+    fill = offs[:-1].copy()
+    for j in range(n_spk):
+        code = steps[j] - t0
+        for e in range(send_ptr[idx[j]], send_ptr[idx[j] + 1]):
+            p = send_peer[e]
+            out[fill[p]] = (send_pos[e] << 16) | code
+            fill[p] += 1
+    return counts, out
+
+
+class Exchange:
+    """The send schedule and receive tables of one rank, and the per-window exchange."""
+
+    def __init__(self, engine):
+        from mpi4py import MPI
+
+        comm = engine.comm
+        self.comm = comm
+        rank, size = comm.Get_rank(), comm.Get_size()
+        bounds = engine.bounds
+        # the source neurons my synapses need (global ids), remote ones by owner
+        need = []
+        for pid, q in enumerate(engine.network.projections):
+            lay = next(x for x in engine.layout if x.name == q.source)
+            r0 = engine._proj_row0[pid]
+            rows = np.flatnonzero(np.diff(engine._indptr[r0:r0 + lay.pop_size + 1]) > 0)
+            need.append(lay.pop_gid0 + rows)
+        need = np.unique(np.concatenate(need)) if need else np.zeros(0, np.int64)
+        owner = np.searchsorted(bounds, need, side="right") - 1
+        remote = owner != rank
+        need, owner = need[remote], owner[remote]
+        send_counts = np.bincount(owner, minlength=size).astype(np.int64)
+        recv_counts = np.empty(size, np.int64)
+        comm.Alltoall(send_counts, recv_counts)
+        asked = np.empty(int(recv_counts.sum()), np.int64)
+        comm.Alltoallv([need, (send_counts, _displ(send_counts)), MPI.INT64_T],
+                       [asked, (recv_counts, _displ(recv_counts)), MPI.INT64_T])
+        # neighbours: ranks I receive from (I asked them) and ranks I send to (they asked me)
+        self.sources = [int(r) for r in np.flatnonzero(send_counts)]
+        self.dests = [int(r) for r in np.flatnonzero(recv_counts)]
+        self.request = {r: need[owner == r] for r in self.sources}  # what I receive from r
+        # send table: for each local neuron, the (peer, position in that peer's request)
+        peer_of = np.repeat(np.arange(size), recv_counts)
+        pos = np.concatenate([np.arange(c) for c in recv_counts]) if size else np.zeros(0)
+        local = asked - bounds[rank]
+        dest_index = {r: i for i, r in enumerate(self.dests)}
+        order = np.lexsort((peer_of, local))
+        self.send_ptr = np.zeros(engine.n_local + 1, np.int64)
+        np.add.at(self.send_ptr, local[order] + 1, 1)
+        np.cumsum(self.send_ptr, out=self.send_ptr)
+        self.send_peer = np.array([dest_index[int(r)] for r in peer_of[order]], np.int64)
+        self.send_pos = pos[order].astype(np.int64)
+        self.graph = comm.Create_dist_graph_adjacent(self.sources, self.dests, reorder=False)
+        self.messages = 0
+        self.bytes = 0
+        self.seconds = 0.0
+        self.windows = 0
+
+    def exchange(self, t0: int, steps: np.ndarray, idx: np.ndarray):
+        """Send my window's spikes (steps, engine-local indices) to the peers that need them;
+        returns the peers' spikes as (steps, global ids)."""
+        from mpi4py import MPI
+
+        t = time.perf_counter()
+        counts, data = _encode(len(steps), steps, idx, t0, self.send_ptr, self.send_peer,
+                               self.send_pos, len(self.dests))
+        rcounts = np.empty(len(self.sources), np.int64)
+        self.graph.Neighbor_alltoall(counts, rcounts)
+        recv = np.empty(int(rcounts.sum()), np.int64)
+        self.graph.Neighbor_alltoallv([data, (counts, _displ(counts)), MPI.INT64_T],
+                                      [recv, (rcounts, _displ(rcounts)), MPI.INT64_T])
+        st = np.empty(len(recv), np.int64)
+        gid = np.empty(len(recv), np.int64)
+        o = 0
+        for r, c in zip(self.sources, rcounts, strict=True):
+            block = recv[o:o + c]
+            st[o:o + c] = t0 + (block & 0xFFFF)
+            gid[o:o + c] = self.request[r][block >> 16]
+            o += c
+        self.windows += 1
+        self.messages += int(np.count_nonzero(counts))
+        self.bytes += int(data.nbytes)
+        self.seconds += time.perf_counter() - t
+        return st, gid
+
+    def stats(self) -> dict:
+        """This rank's exchange figures so far."""
+        return {"peers_send": len(self.dests), "peers_recv": len(self.sources),
+                "windows": self.windows, "messages": self.messages, "bytes": self.bytes,
+                "exchange_s": self.seconds}
+
+
+def _displ(counts: np.ndarray) -> np.ndarray:
+    d = np.zeros(len(counts), np.int64)
+    if len(counts) > 1:
+        np.cumsum(counts[:-1], out=d[1:])
+    return d

@@ -1,0 +1,64 @@
+"""Run a network on however many ranks this was started with; rank 0 saves the spikes.
+
+    mpiexec -n P python tests/mpi_job.py MODEL T_MS OUT.npz [SEED]
+
+MODEL: microcircuit | mixed | brain.  Used by test_mpi.py to compare rank counts.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+import dtb
+from dtb.distributed import world
+
+
+def network(name: str):
+    if name == "microcircuit":
+        from dtb.models import microcircuit
+
+        return microcircuit(0.02)
+    if name == "brain":
+        from dtb.brain.build import BuildOptions, build
+        from dtb.brain.commands import demo_inputs
+
+        return build(**demo_inputs(), options=BuildOptions(neurons=6000)).to_network()
+    pops = (
+        dtb.Population("E", 400, model="iaf_psc_exp", type="E",
+                       params={"tau_m": dtb.Dist.normal(10.0, 1.0, low=5.0)},
+                       initial={"V": dtb.Dist.normal(-58.0, 5.0)},
+                       inputs=(dtb.PoissonInput(8.0, 87.8, 1000),)),
+        dtb.Population("I", 100, model="iaf_psc_exp", type="I",
+                       inputs=(dtb.PoissonInput(8.0, 87.8, 950), dtb.DCInput(5.0))),
+        dtb.Population("C", 150, model="lif_cond", type="E",
+                       initial={"V": dtb.Dist.uniform(-70.0, -55.0)},
+                       inputs=(dtb.OUInput(0.8, 0.2, 10.0),)),
+    )
+    w_e = dtb.Dist.normal(87.8, 8.78, low=0.0)
+    w_i = dtb.Dist.normal(-351.2, 35.12, high=0.0)
+    projs = (
+        dtb.Projection("E", "E", dtb.FixedInDegree(80), w_e, dtb.Dist.uniform(0.5, 2.0)),
+        dtb.Projection("E", "I", dtb.PairwiseBernoulli(0.1), w_e, 0.7),
+        dtb.Projection("I", "E", dtb.FixedTotalNumber(8000), w_i, dtb.Dist.uniform(0.5, 1.0)),
+        dtb.Projection("I", "I", dtb.FixedInDegree(20), w_i, 0.8, multapses=False),
+        dtb.Projection("C", "E", dtb.FixedInDegree(10), w_e, 2.0),
+        dtb.Projection("E", "C", dtb.FixedInDegree(30), dtb.Dist.uniform(0.01, 0.05), 0.6),
+    )
+    return dtb.Network(pops, projs)
+
+
+def main() -> None:
+    name, t_ms, out = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+    seed = int(sys.argv[4]) if len(sys.argv) > 4 else 7
+    comm = world()
+    eng = dtb.Engine(network(name), dt=0.1, seed=seed, comm=comm)
+    eng.run(t_ms)
+    t, g = eng.spikes()
+    if eng.rank == 0:
+        np.savez(out, t=t, g=g, ranks=eng.ranks, V=np.zeros(0))
+
+
+if __name__ == "__main__":
+    main()
