@@ -1,9 +1,10 @@
 """MPI distribution: which neurons each rank owns, and the spike exchange between ranks.
 
-Ownership: every rank owns one contiguous range of global ids, cut so that the ranks'
-costs (neuron updates plus incoming synapses, from the rules) are equal; with populations
-in the order the network lists them, units stay together and most local synapses stay on
-their rank.  (``dtb partition`` plans METIS partitions of units for large jobs.)
+Ownership (``ownership``): every rank owns one contiguous slice of every population, cut
+so that the ranks' costs (neuron updates plus incoming synapses, from the rules) are
+equal.  Populations with the same units (a brain's families) are cut at the same units,
+so a unit's neurons stay together and its local synapses never cross ranks; only
+long-range (tract) synapses do.  (``dtb partition`` plans METIS partitions of units.)
 
 Exchange: at start-up every rank lists the source neurons its synapses need and tells
 their owners (an all-to-all of the request lists).  Then, once per minimum-delay window,
@@ -42,12 +43,29 @@ def launched_under_mpi() -> bool:
 
 
 def world():
-    """MPI.COMM_WORLD when launched under MPI with several ranks, else None."""
+    """MPI.COMM_WORLD when launched under MPI with several ranks, else None.
+
+    Also makes an uncaught exception on any rank abort the whole job (otherwise the other
+    ranks would wait in their next collective for ever).
+    """
     if not launched_under_mpi():
         return None
+    import sys
+
     from mpi4py import MPI
 
-    return MPI.COMM_WORLD if MPI.COMM_WORLD.Get_size() > 1 else None
+    comm = MPI.COMM_WORLD
+    if comm.Get_size() == 1:
+        return None
+    previous = sys.excepthook
+
+    def abort_all(kind, value, tb):
+        previous(kind, value, tb)
+        sys.stderr.flush()
+        comm.Abort(1)
+
+    sys.excepthook = abort_all
+    return comm
 
 
 def threads_per_rank(comm) -> int:
@@ -82,35 +100,69 @@ def check_same_config(comm, network: Network, dt: float, seed: int) -> None:
                            "same configuration"], "mpiexec")
 
 
-def in_degree_per_neuron(network: Network) -> np.ndarray:
-    """Expected incoming synapses of every neuron (n,), from the rules."""
-    offs = network.offsets()
-    out = np.zeros(network.n_neurons)
-    sizes = {p.name: p for p in network.populations}
+def in_degree_per_neuron(network: Network) -> list[np.ndarray]:
+    """Expected incoming synapses of every neuron, per population, from the rules."""
+    pops = {p.name: p for p in network.populations}
+    out = {p.name: np.zeros(p.size) for p in network.populations}
     for q in network.projections:
-        post, pre = sizes[q.target], sizes[q.source]
-        a = offs[q.target]
+        post, pre = pops[q.target], pops[q.source]
         r = q.rule
         if isinstance(r, FixedInDegree):
-            out[a:a + post.size] += r.k
+            out[q.target] += r.k
         elif isinstance(r, FixedTotalNumber):
-            out[a:a + post.size] += r.n / post.size
+            out[q.target] += r.n / post.size
         elif isinstance(r, PairwiseBernoulli):
-            out[a:a + post.size] += r.p * pre.size
+            out[q.target] += r.p * pre.size
         else:  # unit rules: k per target unit
             k = np.full(len(post.units), r.k) if isinstance(r.k, int) else np.asarray(r.k)
-            out[a:a + post.size] += np.repeat(k, post.units)
-    return out
+            out[q.target] += np.repeat(k, post.units)
+    return [out[p.name] for p in network.populations]
 
 
-def balanced_bounds(network: Network, ranks: int) -> np.ndarray:
-    """Contiguous global-id ranges of equal cost: (ranks + 1,) boundaries."""
-    cost = in_degree_per_neuron(network) + UPDATE_COST
-    cum = np.concatenate([[0.0], np.cumsum(cost)])
-    targets = cum[-1] * np.arange(ranks + 1) / ranks
-    b = np.searchsorted(cum, targets, side="left").astype(np.int64)
-    b[0], b[-1] = 0, network.n_neurons
-    return np.maximum.accumulate(b)
+def ownership(network: Network, ranks: int) -> np.ndarray:
+    """Which part of every population each rank owns: starts (ranks + 1, populations);
+    rank r owns neurons starts[r, i] .. starts[r+1, i] - 1 of population i.
+
+    Populations that share a unit structure (a brain's families) are cut at the same
+    places in unit space, so a unit's families stay together and its unit-local synapses
+    stay on one rank; a unit is split only where the balance needs it (at most ranks - 1
+    units).  Each cut balances cost = incoming synapses + UPDATE_COST per neuron.  Other
+    populations are cut in proportion to their cost, so every rank gets its share of each.
+    """
+    n_pop = len(network.populations)
+    starts = np.zeros((ranks + 1, n_pop), np.int64)
+    cost = [c + UPDATE_COST for c in in_degree_per_neuron(network)]
+    groups: dict[tuple, list[int]] = {}
+    for i, p in enumerate(network.populations):
+        key = (len(p.units),) if p.units is not None else ("plain", i)
+        groups.setdefault(key, []).append(i)
+    cuts_frac = np.arange(ranks + 1) / ranks
+    for key, members in groups.items():
+        if key[0] == "plain":
+            i = members[0]
+            cum = np.concatenate([[0.0], np.cumsum(cost[i])])
+            starts[:, i] = np.searchsorted(cum, cum[-1] * cuts_frac, side="left")
+            starts[-1, i] = network.populations[i].size
+            continue
+        n_units = key[0]
+        bounds = []
+        unit_cost = np.zeros(n_units)
+        for i in members:
+            b = np.concatenate([[0], np.cumsum(network.populations[i].units)])
+            bounds.append(b)
+            cum_i = np.concatenate([[0.0], np.cumsum(cost[i])])
+            unit_cost += cum_i[b[1:]] - cum_i[b[:-1]]
+        cum = np.concatenate([[0.0], np.cumsum(unit_cost)])
+        cuts = cum[-1] * cuts_frac
+        u = np.clip(np.searchsorted(cum, cuts, side="right") - 1, 0, n_units - 1)
+        frac = np.divide(cuts - cum[u], unit_cost[u], out=np.zeros(ranks + 1),
+                         where=unit_cost[u] > 0)
+        frac = np.clip(frac, 0.0, 1.0)
+        for i, b in zip(members, bounds, strict=True):
+            size_u = b[u + 1] - b[u]
+            starts[:, i] = b[u] + np.floor(frac * size_u + 0.5).astype(np.int64)
+            starts[0, i], starts[-1, i] = 0, b[-1]
+    return np.maximum.accumulate(starts, axis=0)
 
 
 @nb.njit(cache=True)
@@ -143,7 +195,8 @@ class Exchange:
         comm = engine.comm
         self.comm = comm
         rank, size = comm.Get_rank(), comm.Get_size()
-        bounds = engine.bounds
+        starts = engine.starts
+        pop_gid0 = engine._pop_gid0
         # the source neurons my synapses need (global ids), remote ones by owner
         need = []
         for pid, q in enumerate(engine.network.projections):
@@ -152,9 +205,16 @@ class Exchange:
             rows = np.flatnonzero(np.diff(engine._indptr[r0:r0 + lay.pop_size + 1]) > 0)
             need.append(lay.pop_gid0 + rows)
         need = np.unique(np.concatenate(need)) if need else np.zeros(0, np.int64)
-        owner = np.searchsorted(bounds, need, side="right") - 1
+        pop = np.searchsorted(pop_gid0, need, side="right") - 1
+        idx = need - pop_gid0[pop]
+        owner = np.empty(len(need), np.int64)
+        for p in np.unique(pop):
+            sel = pop == p
+            owner[sel] = np.searchsorted(starts[:, p], idx[sel], side="right") - 1
         remote = owner != rank
         need, owner = need[remote], owner[remote]
+        by_owner = np.argsort(owner, kind="stable")  # alltoallv sends per-owner segments
+        need, owner = need[by_owner], owner[by_owner]
         send_counts = np.bincount(owner, minlength=size).astype(np.int64)
         recv_counts = np.empty(size, np.int64)
         comm.Alltoall(send_counts, recv_counts)
@@ -168,7 +228,9 @@ class Exchange:
         # send table: for each local neuron, the (peer, position in that peer's request)
         peer_of = np.repeat(np.arange(size), recv_counts)
         pos = np.concatenate([np.arange(c) for c in recv_counts]) if size else np.zeros(0)
-        local = asked - bounds[rank]
+        a_pop = np.searchsorted(pop_gid0, asked, side="right") - 1
+        local = (engine._pop_lo[a_pop] + (asked - pop_gid0[a_pop])
+                 - engine._pop_first[a_pop]).astype(np.int64)
         dest_index = {r: i for i, r in enumerate(self.dests)}
         order = np.lexsort((peer_of, local))
         self.send_ptr = np.zeros(engine.n_local + 1, np.int64)

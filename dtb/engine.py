@@ -112,12 +112,13 @@ class Engine:
         self.rank = comm.Get_rank() if comm is not None else 0
         self.ranks = comm.Get_size() if comm is not None else 1
         if self.ranks > 1:
-            from dtb.distributed import balanced_bounds, check_same_config
+            from dtb.distributed import check_same_config, ownership
 
             check_same_config(comm, self.network, self.dt, self.seed)
-            self.bounds = balanced_bounds(self.network, self.ranks)
+            self.starts = ownership(self.network, self.ranks)
         else:
-            self.bounds = np.array([0, self.network.n_neurons], np.int64)
+            self.starts = np.array([[0] * len(self.network.populations),
+                                    [p.size for p in self.network.populations]], np.int64)
         if threads is None and comm is not None and comm.Get_size() > 1:
             # ranks on one node share its cores: oversubscribed OpenMP threads spin-wait
             from dtb.distributed import threads_per_rank
@@ -137,11 +138,9 @@ class Engine:
     def _build(self) -> None:
         net, dt, seed = self.network, self.dt, self.seed
         self.layout: list[PopulationLayout] = []
-        g0, g1 = int(self.bounds[self.rank]), int(self.bounds[self.rank + 1])
         o_glob = o_loc = 0
         for i, p in enumerate(net.populations):
-            a = min(max(g0 - o_glob, 0), p.size)
-            b = min(max(g1 - o_glob, 0), p.size)
+            a, b = int(self.starts[self.rank, i]), int(self.starts[self.rank + 1, i])
             self.layout.append(PopulationLayout(p.name, i, o_glob + a, o_loc, o_loc + b - a,
                                                 p.model, a, o_glob, p.size))
             o_glob += p.size
@@ -151,7 +150,8 @@ class Engine:
         self._pop_lo = np.array([lay.lo for lay in self.layout], np.int64)
         self._pop_first = np.array([lay.first for lay in self.layout], np.int64)
         self._pop_gid0 = np.array([lay.pop_gid0 for lay in self.layout], np.int64)
-        self.gids = g0 + np.arange(n, dtype=np.int64)
+        self.gids = (np.concatenate([lay.gid0 + np.arange(lay.size) for lay in self.layout])
+                     if self.layout else np.zeros(0, np.int64)).astype(np.int64)
 
         self.V = np.empty(n)
         self.syn = np.zeros((N_CHANNELS, n))
