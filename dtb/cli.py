@@ -73,6 +73,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--overwrite", action="store_true",
                    help="replace an earlier run directory at --out")
     s.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all)")
+    s.add_argument("--routing", choices=("direct", "two-level"), default="direct",
+                   help="spike exchange between MPI ranks: to each peer directly, or "
+                        "through one relay per group of ranks (large jobs)")
+    s.add_argument("--ranks-per-node", type=int, metavar="G",
+                   help="group size for two-level routing (default: round(sqrt(ranks)))")
     s.add_argument("--quiet", action="store_true",
                    help="print only the run directory (no progress, no summary)")
 
@@ -289,7 +294,8 @@ def _simulate(a: argparse.Namespace, command: list[str]) -> int:
         if err is not None:
             print(f"dtb: building {net.name}: {net.n_neurons:,} neurons on {ranks} rank(s) "
                   f"(run directory {out})", file=err, flush=True)
-        eng = Engine(net, dt=sim.dt, seed=sim.seed, threads=a.threads, comm=comm)
+        eng = Engine(net, dt=sim.dt, seed=sim.seed, threads=a.threads, comm=comm,
+                     routing=a.routing, ranks_per_node=a.ranks_per_node)
         if err is not None:
             print(f"dtb: built {eng.n_synapses:,} synapses in {eng.build_s:.2f} s "
                   f"({eng.threads} threads{' on rank 0' if ranks > 1 else ''})", file=err,

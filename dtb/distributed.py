@@ -187,9 +187,18 @@ def _encode(n_spk, steps, idx, t0, send_ptr, send_peer, send_pos, n_peers):
 
 
 class Exchange:
-    """The send schedule and receive tables of one rank, and the per-window exchange."""
+    """The send schedule and receive tables of one rank, and the per-window exchange.
 
-    def __init__(self, engine):
+    routing "direct": every rank sends to each rank that needs its spikes (neighbourhood
+    collectives).  "two-level": ranks form groups of ``group_size`` consecutive ranks (a
+    node's ranks); a spike for a rank of the same group goes straight there, one for
+    another group goes to the sender's group relay (its first rank), relays exchange
+    among themselves, and each relay hands its group what arrived.  A rank then talks to
+    at most group_size - 1 group peers plus, for a relay, the other relays: about
+    2 sqrt(P) messages per window with groups of sqrt(P), against up to P - 1 directly.
+    """
+
+    def __init__(self, engine, routing: str = "direct", group_size: int | None = None):
         from mpi4py import MPI
 
         comm = engine.comm
@@ -239,6 +248,14 @@ class Exchange:
         self.send_peer = np.array([dest_index[int(r)] for r in peer_of[order]], np.int64)
         self.send_pos = pos[order].astype(np.int64)
         self.graph = comm.Create_dist_graph_adjacent(self.sources, self.dests, reorder=False)
+        self.routing = routing
+        if routing == "two-level":
+            g = group_size or max(1, int(round(size ** 0.5)))
+            self.group_size = g
+            self.group = comm.Split(rank // g, rank)
+            self.is_relay = self.group.Get_rank() == 0
+            self.relays = comm.Split(0 if self.is_relay else MPI.UNDEFINED, rank)
+            self.dest_ranks = np.array(self.dests, np.int64)
         self.messages = 0
         self.bytes = 0
         self.seconds = 0.0
@@ -252,6 +269,11 @@ class Exchange:
         t = time.perf_counter()
         counts, data = _encode(len(steps), steps, idx, t0, self.send_ptr, self.send_peer,
                                self.send_pos, len(self.dests))
+        if self.routing == "two-level":
+            st, gid = self._two_level(t0, counts, data)
+            self.windows += 1
+            self.seconds += time.perf_counter() - t
+            return st, gid
         rcounts = np.empty(len(self.sources), np.int64)
         self.graph.Neighbor_alltoall(counts, rcounts)
         recv = np.empty(int(rcounts.sum()), np.int64)
@@ -269,6 +291,42 @@ class Exchange:
         self.messages += int(np.count_nonzero(counts))
         self.bytes += int(data.nbytes)
         self.seconds += time.perf_counter() - t
+        return st, gid
+
+    def _two_level(self, t0: int, counts: np.ndarray, data: np.ndarray):
+        """Route this window's packets through the group relays (see the class docstring).
+        Records in transit: (source rank, destination rank, packed spike)."""
+        rank = self.comm.Get_rank()
+        g = self.group_size
+        dest = np.repeat(self.dest_ranks, counts)
+        src = np.full(len(data), rank, np.int64)
+        same = dest // g == rank // g
+        # 1. within the group: straight to the destination (a group alltoall)
+        n_g = self.group.Get_size()
+        base = (rank // g) * g
+        outgoing = [np.stack([src[same & (dest == base + j)], data[same & (dest == base + j)]])
+                    for j in range(n_g)]
+        arrived = self.group.alltoall(outgoing)
+        # 2. to other groups: through my relay, across the relays, back down to the group
+        far = ~same
+        up = self.group.gather(np.stack([src[far], dest[far], data[far]]), root=0)
+        down = None
+        if self.is_relay:
+            pile = np.concatenate(up, axis=1)
+            n_groups = self.relays.Get_size()
+            across = self.relays.alltoall([pile[:, pile[1] // g == k] for k in range(n_groups)])
+            got = np.concatenate(across, axis=1)
+            down = [got[:, got[1] == base + j][[0, 2]] for j in range(n_g)]
+            self.messages += sum(int(a.shape[1] > 0) for a in across)
+        arrived.append(self.group.scatter(down, root=0))
+        self.messages += sum(int(a.shape[1] > 0) for a in outgoing) + int(far.any())
+        self.bytes += int(data.nbytes)
+        rec = np.concatenate(arrived, axis=1)
+        st = t0 + (rec[1] & 0xFFFF)
+        gid = np.empty(rec.shape[1], np.int64)
+        for r in np.unique(rec[0]):
+            sel = rec[0] == r
+            gid[sel] = self.request[int(r)][rec[1][sel] >> 16]
         return st, gid
 
     def stats(self) -> dict:

@@ -99,7 +99,8 @@ class Engine:
     """
 
     def __init__(self, network: Network, dt: float = 0.1, seed: int = 1,
-                 threads: int | None = None, comm=None):
+                 threads: int | None = None, comm=None, routing: str = "direct",
+                 ranks_per_node: int | None = None):
         t_start = time.perf_counter()
         if not (isinstance(seed, int) and 0 <= seed < 2**32):
             raise ValueError(f"seed: {seed!r} -- expected an integer in [0, 2**32)")
@@ -108,6 +109,9 @@ class Engine:
         self.network = parse_network(network, dt)
         self.dt = float(dt)
         self.seed = int(seed)
+        if routing not in ("direct", "two-level"):
+            raise ValueError(f"routing: {routing!r} -- expected direct or two-level")
+        self.routing, self.ranks_per_node = routing, ranks_per_node
         self.comm = comm
         self.rank = comm.Get_rank() if comm is not None else 0
         self.ranks = comm.Get_size() if comm is not None else 1
@@ -406,7 +410,7 @@ class Engine:
         from dtb.distributed import Exchange
 
         if getattr(self, "exchange", None) is None:
-            self.exchange = Exchange(self)
+            self.exchange = Exchange(self, self.routing, self.ranks_per_node)
         ex = self.exchange
         done = 0
         while done < n_steps:
@@ -503,6 +507,7 @@ class Engine:
 
         return {
             "ranks": self.ranks,
+            "routing": self.routing,
             "synapses_total": syn,
             "bytes_per_synapse": float(sum(per["synapse_bytes"]) / syn) if syn else 0.0,
             "imbalance": {"neurons": imb(per["neurons"]), "synapses": imb(per["synapses"])},

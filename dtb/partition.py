@@ -9,26 +9,33 @@ the same figures, so a user can size a cluster job before submitting it.
 Atoms
     The atoms are the spec's *units* (regions, or grey-matter voxels): a unit kept whole
     on one rank keeps its unit-local synapses local, so only long-range synapses cross
-    ranks.  Two adjustments, both relative to the mean rank cost ``T = total / P``:
+    ranks (and the exchange window is the shortest tract delay, not the local delay).
+    Relative to the mean rank cost ``T = total / P``:
 
-    * a unit heavier than ``max_atom * T`` (default T / 4) is cut into
-      ``b = ceil(cost / (max_atom T))`` *blocks*, each holding an equal share (to within
-      one neuron) of every family of the unit: cut at fractions q_j of the unit, block
-      j holds neurons ``round(q_j n) .. round(q_{j+1} n) - 1`` of each family's n
-      neurons in it (``Atoms.first``, ``Atoms.sizes``).  A block's unit-local inputs
-      then partly come from other ranks, and that traffic is counted.
+    * a unit of cost c > ``max_atom * T`` (default T / 2) is cut into *blocks*, each
+      holding the same share of every family of the unit: cut at fractions q_j of the
+      unit, block j holds neurons ``round(q_j n) .. round(q_{j+1} n) - 1`` of each
+      family's n neurons in it (``Atoms.first``, ``Atoms.sizes``).  If c >= T, the first
+      ``floor(c / T)`` blocks cost T each and are *dedicated*: each gets a rank of its
+      own, so a large unit spans as few ranks as it can.  The rest of the unit (or all of
+      a unit lighter than T) is cut into ``ceil(rest / (max_atom T))`` equal blocks.  A
+      block's unit-local inputs then partly come from other ranks; that traffic is
+      counted, and the window shrinks to the unit-local delay.
     * consecutive light units of the same region are merged into one atom while the
       merged cost stays under ``chunk * T`` (default T / 32), so that a 200,000-voxel
       brain on 16 ranks is partitioned as a few hundred atoms, not 200,000; merging never
       crosses a region boundary and never breaks a unit.
+    * if the atoms are too coarse to balance (the largest rank still above ``balance``
+      times the mean after partitioning), ``max_atom`` and ``chunk`` are halved and the
+      partition redone, at most ``MAX_REFINE`` times.
 
 Cost (arbitrary units, about "operations per second of model time"; ``Costs``)
     ``cost = neurons * update * 1000 / dt_ms + synapses * synapse
     + synapses * rate_hz * event``: one unit per neuron update (10,000 per neuron per
     second at dt = 0.1 ms), one per stored incoming synapse (a memory term) and one per
     synaptic event (each incoming synapse sees ``rate_hz`` spikes a second).  With the
-    default in-degree 100 and 5 Hz a neuron costs 10,000 + 100 + 500: the neuron update
-    dominates, as measured for dtb's engine at this in-degree.
+    DTB's in-degree of 100 and 5 Hz a neuron costs 10,000 + 100 + 500, so the neuron
+    update dominates; with cortical in-degrees (10^4) the synaptic terms would.
 
 Traffic (spikes per second that must be *sent* from one rank to another)
     Expected synapse counts follow the rules exactly: a long-range rule gives a target
@@ -41,28 +48,38 @@ Traffic (spikes per second that must be *sent* from one rank to another)
     synapses onto a rank is expected to need ``n (1 - exp(-s / n))`` of its neurons sent
     there (each neuron's synapse count onto the rank is Poisson with mean s/n).  The
     neurons of one family and region on one rank form such a pool exactly, because
-    long-range sources are uniform within a region.  Traffic = that number times the
+    long-range sources are uniform within a region; a cut unit's blocks add their
+    unit-local synapses to the same neurons' count.  Traffic = that number times the
     firing rate (``rate_hz``, default 5 Hz, the same for every neuron), 8 bytes a spike.
+    ``cut`` = spikes sent to other ranks / spikes delivered to ranks (own rank included:
+    every spike is needed by its own rank and by each other rank with a target);
+    ``cut_synapses`` = the fraction of synapses whose source is on another rank.
+    tests/test_partition.py checks both, and the per-rank figures, against every
+    synapse of a generated network.
 
 Assignment
-    ``method="metis"``: METIS k-way partitioning (pymetis) of the atom graph: vertex
-    weight = cost, edge weight = the symmetric pairwise traffic between two atoms; METIS
-    is given a 3 % imbalance tolerance, and a greedy pass then moves atoms off any rank
-    still above ``balance`` times the mean (default 1.03), choosing the move that loses
-    the least traffic.  METIS, not KaHIP: it is maintained, ships as manylinux wheels
-    (pymetis) for every platform dtb supports, takes vertex and edge weights and a seed,
-    and partitions 200,000 vertices into 14,012 parts in seconds; KaHIP cuts slightly
-    less on some meshes but has no maintained wheels and its Python bindings build from
-    source.  For large graphs the exact pairwise edges (every atom of a region to every
-    atom of each connected region) would be quadratic, so past ``max_edges`` the edges
-    between two regions are replaced by the monotone coupling of their atoms in unit
-    order (the "north-west corner" transport plan): at most ``|A| + |B| - 1`` edges that
-    keep every atom's total traffic with the other region exact; the blocks of one unit
-    are joined in a band of width 32.  The report is computed from the exact model,
-    never from the sparsified graph.
-    ``method="contiguous"``: atoms in unit order, cut where the cumulative cost crosses
-    multiples of T (each atom goes to the rank holding its midpoint) — the baseline a
-    graph partitioner must beat.
+    ``method="metis"``: dedicated blocks get a rank each; the other atoms are partitioned
+    over the remaining ranks by METIS k-way (pymetis) with vertex weight = cost and
+    edge weight = the traffic two atoms exchange (both ways) plus, between atoms of one
+    region, the traffic they save by sharing a rank (their common sources are then sent
+    once).  METIS gets a tolerance of ``balance - 1`` (3 %); a greedy pass then moves (or
+    swaps) atoms off ranks still above ``balance`` times the mean, choosing the move that
+    loses the least traffic, and ranks are numbered in unit order so that a node's
+    ranks hold neighbouring units.  All atom pairs are edges up to ``max_edges``; beyond,
+    each edge class (a region pair, a region, a cut unit) gets a share of ``max_edges``
+    by its traffic and its pairs are sampled with probability proportional to the two
+    atoms' traffic, each sample carrying total / samples, so every cut keeps its expected
+    weight (see ``atom_graph``).  The report always uses the exact model.
+    Why METIS rather than KaHIP: both are maintained and ship manylinux wheels (pymetis,
+    kahip).  On these graphs METIS took 1.3 s for 256 parts of the 8,230-atom voxel
+    graph where KaHIP's "fast" preset took 11 s and "eco" 224 s, for cuts within 0.1 %
+    of METIS's (model cut 0.9369 METIS, 0.9376 fast, 0.9367 eco); on the 16-rank region
+    graph KaHIP "strong" cut 0.5 % less in 200 times the time.  KaHIP also takes 32-bit
+    weights only, too few for 10^5 atoms with fine cost resolution.  METIS partitions
+    165,000 atoms into 14,012 parts in about half a minute (benchmarks/partition.py).
+    ``method="contiguous"``: units in order, the cumulative cost cut at every multiple
+    of T (a unit straddling a cut is cut there) — the baseline a graph partitioner must
+    beat; it balances exactly but cuts a unit at almost every rank boundary.
 
 Messages (per rank per exchange window)
     A rank sends one message per window to every rank it has a synapse onto (even an
@@ -74,10 +91,13 @@ Messages (per rank per exchange window)
     its relay.  Inside a group ranks exchange directly; a spike needed in another group
     goes rank -> own relay -> the other group's relay -> ranks there, one message per
     window for each (relay, relay) pair of groups with any synapse between them, and the
-    member <-> relay messages carry intra-group and relayed spikes together.  With dense
-    long-range connectivity a member handles about 2 (G - 1) + 2 messages and a relay
-    about 4 (G - 1) + 2 (P / G - 1): O(sqrt P) either way, against 2 (P - 1) direct.
-    The window is the smallest delay of a synapse that crosses ranks (``window_ms``).
+    member <-> relay messages carry intra-group and relayed spikes together
+    (``message_counts`` is the reference definition).  With dense long-range
+    connectivity a member handles 2 (G - 1) messages and a relay 2 (G - 1) +
+    2 (P / G - 1): O(sqrt P) either way, against 2 (P - 1) direct.  The window is the
+    smallest delay of a synapse that crosses ranks (``window_ms``); direct peer counts
+    are exact up to ``EXACT_PEERS_MAX`` ranks and estimated from ``PEER_SAMPLE`` sampled
+    target ranks beyond (everything else stays exact).
 """
 
 from __future__ import annotations
@@ -254,7 +274,7 @@ def _cut_points(cost: float, target: float, max_atom: float) -> tuple[np.ndarray
     return q, k
 
 
-def make_atoms(m: _Model, unit_cost: np.ndarray, ranks: int, max_atom: float = 0.25,
+def make_atoms(m: _Model, unit_cost: np.ndarray, ranks: int, max_atom: float = 0.5,
                chunk: float = 1 / 32, costs: Costs | None = None,
                rate_hz: float = DEFAULT_RATE_HZ) -> Atoms:
     """Cut heavy units into blocks and merge light ones into chunks (module docstring).
@@ -600,25 +620,28 @@ def _metis(graph, cost: np.ndarray, ranks: int, seed: int, ufactor: int) -> np.n
 
 def _rebalance(part: np.ndarray, cost: np.ndarray, graph, ranks: int, limit: float,
                coldest: int = 32) -> np.ndarray:
-    """Bring every rank's cost to at most ``limit`` where single moves
-    or swaps can: ranks above it, most loaded first, give away the atom whose move to a
-    rank with room loses the least traffic (a neighbouring rank where possible, else the
-    least loaded one); failing that, an atom is swapped with a lighter atom of one of the
-    ``coldest`` least loaded ranks, the swap moving at least the excess."""
+    """Bring every rank's cost to at most ``limit`` where moves and swaps can, the most
+    loaded rank first: a move to a rank with room that loses the least traffic (to a
+    neighbouring rank where possible); else a swap with a lighter atom of one of the
+    ``coldest`` least loaded ranks that moves at least the excess; else the move or swap
+    that most lowers the larger of the two ranks' loads.  Every step lowers the sum of
+    squared loads, so the pass ends."""
     part = part.copy()
     load = np.bincount(part, weights=cost, minlength=ranks)
     members: list[list[int]] = [[] for _ in range(ranks)]
     for a, r in enumerate(part.tolist()):
         members[r].append(a)
     stuck: set[int] = set()
-    for _ in range(4 * len(cost) + ranks):
+    for _ in range(8 * len(cost) + ranks):
         over = np.flatnonzero(load > limit)
         over = [int(r) for r in over[np.argsort(-load[over])] if int(r) not in stuck]
         if not over:
             break
         r = over[0]
-        step = _best_move(r, part, cost, load, limit, members, graph) or \
-            _best_swap(r, cost, load, limit, members, coldest)
+        cold = [int(d) for d in np.argsort(load)[:coldest] if d != r]
+        step = (_best_move(r, part, cost, load, limit, members, graph)
+                or _best_swap(r, cost, load, limit, members, cold)
+                or _improving_step(r, cost, load, members, cold))
         if step is None:
             stuck.add(r)
             continue
@@ -632,7 +655,7 @@ def _rebalance(part: np.ndarray, cost: np.ndarray, graph, ranks: int, limit: flo
 
 
 def _best_move(r, part, cost, load, limit, members, graph):
-    """[(atom, r, destination)] losing the least traffic, or None."""
+    """[(atom, r, destination)]: the move within the limit losing the least traffic."""
     ip, ix, wd = graph.indptr, graph.indices, graph.data
     cold = int(np.argmin(load))
     best = None
@@ -654,15 +677,13 @@ def _best_move(r, part, cost, load, limit, members, graph):
     return None if best is None else [(best[1], r, best[2])]
 
 
-def _best_swap(r, cost, load, limit, members, coldest):
+def _best_swap(r, cost, load, limit, members, cold):
     """[(a, r, d), (b, d, r)]: the swap with the smallest transfer that removes r's excess
-    and keeps d within the limit, or None."""
+    and keeps d within the limit."""
     excess = load[r] - limit
-    cands = np.argsort(load)[:coldest]
     best = None
-    for d in cands:
-        d = int(d)
-        if d == r or not members[d]:
+    for d in cold:
+        if not members[d]:
             continue
         room = limit - load[d]
         cb = cost[members[d]]
@@ -677,6 +698,21 @@ def _best_swap(r, cost, load, limit, members, coldest):
         return None
     _, a, d, b = best
     return [(a, r, d), (b, d, r)]
+
+
+def _improving_step(r, cost, load, members, cold):
+    """The move (to a cold rank) or swap that most lowers max(load[r], load[d]) below
+    load[r], or None."""
+    best = None  # (new pair max, steps)
+    for d in cold:
+        for a in members[r]:
+            deltas = [cost[a]] + [cost[a] - cost[b] for b in members[d]]
+            for k, delta in enumerate(deltas):
+                new = max(load[r] - delta, load[d] + delta)
+                if delta > 0 and new < load[r] and (best is None or new < best[0]):
+                    step = [(a, r, d)] + ([(members[d][k - 1], d, r)] if k else [])
+                    best = (new, step)
+    return None if best is None else best[1]
 
 
 # --- evaluation --------------------------------------------------------------------------
@@ -1084,7 +1120,7 @@ def _check(ranks: Any, routing: str, method: str, rate_hz: float, ranks_per_node
 
 def plan(spec, ranks: int, routing: str = "direct", method: str = "metis",
          rate_hz: float = DEFAULT_RATE_HZ, ranks_per_node: int | None = None, seed: int = 0,
-         costs: Costs | None = None, max_atom: float = 0.25, chunk: float = 1 / 32,
+         costs: Costs | None = None, max_atom: float = 0.5, chunk: float = 1 / 32,
          balance: float = 1.03, max_edges: int = 4_000_000) -> Plan:
     """Partition ``spec`` (a BrainSpec) over ``ranks`` ranks and estimate the load and
     traffic of every rank (see the module docstring for the model).
@@ -1093,9 +1129,10 @@ def plan(spec, ranks: int, routing: str = "direct", method: str = "metis",
     method: "metis" or "contiguous"; rate_hz: mean firing rate assumed for traffic and
     events; ranks_per_node: group size G of two-level routing (default round(sqrt P));
     seed: METIS's random seed (the plan is deterministic for a given seed);
-    max_atom, chunk: atom sizes as fractions of the mean rank cost; balance: the largest
-    rank cost the rebalancing pass allows, as a multiple of the mean; max_edges: above
-    this many atom pairs, long-range edges are coupled instead of exact.
+    costs: the cost constants; max_atom, chunk: atom sizes as fractions of the mean rank
+    cost; balance: the largest rank cost allowed, as a multiple of the mean (atoms are
+    refined until it is met, see the module docstring); max_edges: the atom graph's edge
+    budget (above it, edges are sampled).
     Raises ConfigError for invalid arguments (naming the flag).
     """
     _check(ranks, routing, method, rate_hz, ranks_per_node, balance, spec.n_neurons)
@@ -1233,6 +1270,8 @@ def _summary(spec, m: _Model, at: Atoms, part, p, ranks, routing, method, per_no
                       "edges_exact": bool(dense)}
     if win:
         s["windows_per_s"] = 1000.0 / win
+        s["messages_per_s"] = {"direct": s["messages_direct"]["mean"] * 1000.0 / win,
+                               "two_level": s["messages_two_level"]["mean"] * 1000.0 / win}
     return s
 
 
@@ -1307,8 +1346,10 @@ def render(pl: Plan, name: str = "brain") -> str:
         f"  cut: {100 * s['cut']:.1f} % of spike deliveries cross ranks "
         f"({100 * s['cut_synapses']:.1f} % of synapses); "
         f"{s['traffic_spikes_per_s']:.3g} spikes/s = "
-        f"{s['traffic_bytes_per_s'] / 1e6:.3g} MB/s between ranks",
-        "  exchange window " + (f"{win:.2f} ms ({1000 / win:.0f} windows/s)" if win
+        f"{_bytes(s['traffic_bytes_per_s'])}/s between ranks",
+        "  exchange window " + (f"{win:.2f} ms ({1000 / win:.0f} windows/s): messages per rank "
+                                f"per second {s['messages_per_s']['direct']:.3g} direct, "
+                                f"{s['messages_per_s']['two_level']:.3g} two-level" if win
                                 else "none (nothing crosses ranks)"),
         "",
         f"  {'per rank':<26}{'min':>11}{'median':>11}{'p95':>11}{'max':>11}{'mean':>11}",
@@ -1332,6 +1373,13 @@ def render(pl: Plan, name: str = "brain") -> str:
         lines.append(f"  (direct peer counts estimated from {s['peers_sampled_ranks']} "
                      "sampled ranks)")
     return "\n".join(lines)
+
+
+def _bytes(x: float) -> str:
+    for unit, k in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if x >= k:
+            return f"{x / k:.3g} {unit}"
+    return f"{x:.3g} B"
 
 
 def _num(x: float) -> str:

@@ -1,6 +1,6 @@
 """Run a network on however many ranks this was started with; rank 0 saves the spikes.
 
-    mpiexec -n P python tests/mpi_job.py MODEL T_MS OUT.npz [SEED]
+    mpiexec -n P python tests/mpi_job.py MODEL T_MS OUT.npz [SEED [ROUTING]]
 
 MODEL: microcircuit | mixed | brain.  Used by test_mpi.py to compare rank counts.
 """
@@ -52,8 +52,10 @@ def network(name: str):
 def main() -> None:
     name, t_ms, out = sys.argv[1], float(sys.argv[2]), sys.argv[3]
     seed = int(sys.argv[4]) if len(sys.argv) > 4 else 7
+    routing = sys.argv[5] if len(sys.argv) > 5 else "direct"
     comm = world()
-    eng = dtb.Engine(network(name), dt=0.1, seed=seed, comm=comm)
+    eng = dtb.Engine(network(name), dt=0.1, seed=seed, comm=comm, routing=routing,
+                     ranks_per_node=2)
     eng.run(t_ms)
     t, g = eng.spikes()
     if eng.rank == 0:

@@ -33,8 +33,10 @@ def _env() -> dict:
     return env
 
 
-def job(model: str, ranks: int, out: Path, t_ms: float = 100.0, seed: int = 7):
-    cmd = [sys.executable, str(HERE / "mpi_job.py"), model, str(t_ms), str(out), str(seed)]
+def job(model: str, ranks: int, out: Path, t_ms: float = 100.0, seed: int = 7,
+        routing: str = "direct"):
+    cmd = [sys.executable, str(HERE / "mpi_job.py"), model, str(t_ms), str(out), str(seed),
+           routing]
     if ranks > 1:
         cmd = [MPIEXEC, "-n", str(ranks), *cmd]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=_env())
@@ -52,6 +54,17 @@ def test_identical_spikes_on_any_number_of_ranks(tmp_path, model, ranks):
     t1, g1 = job(model, 1, tmp_path / "one.npz")
     tp, gp = job(model, ranks, tmp_path / "many.npz")
     assert len(t1) > 100  # the comparison is about real activity
+    np.testing.assert_array_equal(t1, tp)
+    np.testing.assert_array_equal(g1, gp)
+
+
+@needs_mpi
+@pytest.mark.parametrize("model,ranks", [("mixed", 4), ("mixed", 3), ("brain", 4)])
+def test_two_level_routing_gives_the_same_spikes(tmp_path, model, ranks):
+    """Groups of 2 ranks with one relay each (3 ranks: groups of 2 and 1)."""
+    t1, g1 = job(model, 1, tmp_path / "one.npz")
+    tp, gp = job(model, ranks, tmp_path / "two_level.npz", routing="two-level")
+    assert len(t1) > 100
     np.testing.assert_array_equal(t1, tp)
     np.testing.assert_array_equal(g1, gp)
 
