@@ -82,8 +82,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="print only the run directory (no progress, no summary)")
 
     from dtb.brain.commands import add_build_parser
+    from dtb.partition import add_partition_parser
 
     add_build_parser(sub)
+    add_partition_parser(sub)
     m = sub.add_parser(
         "demo", help="build the embedded default subject, simulate it, write a run directory",
         description="The main job on the embedded (synthetic) default subject: build its "
@@ -351,6 +353,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return run_build(a)
             if a.command == "demo":
                 return _demo(a, ["dtb", *args_list])
+            if a.command == "partition":
+                from dtb.partition import run_partition
+
+                return run_partition(a)
             return _simulate(a, ["dtb", *args_list])
         finally:
             if on_main:

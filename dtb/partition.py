@@ -130,12 +130,16 @@ METIS_SCALE = 2**20  # integer resolution of METIS vertex and edge weights
 @dataclass(frozen=True)
 class Costs:
     """Cost constants: per neuron update (``update``, at time step ``dt_ms``), per stored
-    synapse (``synapse``) and per synaptic event (``event``); see the module docstring."""
+    synapse (``synapse``) and per synaptic event (``event``); see the module docstring.
+    ``message``: the overhead of one message, in spikes of 8 bytes (1024: 8 KiB, about a
+    microsecond of network latency at 8 GB/s), which the partitioner weighs against
+    traffic when it decides how compactly to keep each region."""
 
     update: float = 1.0
     synapse: float = 1.0
     event: float = 1.0
     dt_ms: float = 0.1
+    message: float = 1024.0
 
     def of(self, neurons: np.ndarray, synapses: np.ndarray, rate_hz: float) -> np.ndarray:
         """Cost per second of model time of atoms with these neurons and synapses."""
@@ -401,11 +405,12 @@ class _EdgeClass:
 
 
 def _lr_classes(m: _Model, at: Atoms, rate_hz: float, members: list[np.ndarray],
-                keep_exact: bool) -> list[_EdgeClass]:
+                keep_exact: bool, compact: np.ndarray | None = None) -> list[_EdgeClass]:
     """Long-range traffic per ordered region pair (v -> h), and per region h the traffic
     its atoms save by sharing a rank (their sources are then sent once, not once per
     atom: sum_i e_i - (1 - exp(-sum_i z_i)) per source neuron, capped at the pairwise
-    sum of e_i e_j that the graph's pairs can represent)."""
+    sum of e_i e_j that the graph's pairs can represent), plus ``compact`` (G,): the
+    messages it saves (see ``compactness``)."""
     kw = _lr_weights(m, at)
     k_lr = np.sum(kw, axis=0) if kw else np.zeros(len(at))
     out: list[_EdgeClass] = []
@@ -439,6 +444,8 @@ def _lr_classes(m: _Model, at: Atoms, rate_hz: float, members: list[np.ndarray],
             mat = rate_hz * (n_src.T @ ed) if keep_exact else None
             out.append(_EdgeClass(src, dst, fa, fb, tot, mat))
     share = np.minimum(np.maximum(saving, 0.0), pairwise)
+    if compact is not None:
+        share = share + compact
     for h, ids in enumerate(members):
         if len(ids) > 1 and share[h] > 0 and k_lr[ids].sum() > 0:
             out.append(_EdgeClass(ids, None, k_lr[ids], k_lr[ids], float(share[h])))
@@ -498,8 +505,40 @@ def _class_edges(c: _EdgeClass, n: int | None, rng) -> tuple[np.ndarray, np.ndar
     return c.a[i], c.b[j], np.full(n, c.total / n)
 
 
+def compactness(m: _Model, unit_cost: np.ndarray, ranks: int, message: float,
+                rate_hz: float) -> np.ndarray:
+    """(G,) spikes/s: the weight of keeping each region's atoms together, in spike
+    equivalents of the messages it saves.
+
+    Every extra rank a region h is spread over exchanges about ``2 P phi_h`` more
+    messages per window, phi_h the cost share of the regions h sends to or receives from
+    (their ranks are its peers); at ``1000 / window`` windows a second (the shortest
+    tract delay) and ``message`` spikes a message that is ``term_h`` spikes/s.  The
+    graph spreads a region's weight W over all pairs of its atoms, so cutting it into k
+    parts costs ``W (1 - 1 / k)``; W = term_h max(2, m_h^2), m_h the ranks the region
+    needs at least, makes the last cut cost term_h, as the messages say."""
+    g = m.n_regions
+    if message <= 0 or ranks <= 1:
+        return np.zeros(g)
+    conn = np.zeros((g, g), bool)
+    window = math.inf
+    for *_, p, d in m.lr:
+        conn |= p > 0
+        if np.any(p > 0):
+            window = min(window, d + float(m.conduction_ms[p > 0].min()))
+    if not math.isfinite(window):  # no long-range rules: nothing to keep together
+        return np.zeros(g)
+    conn = conn | conn.T
+    np.fill_diagonal(conn, False)
+    c_reg = np.bincount(m.region, weights=unit_cost, minlength=g)
+    phi = (conn.astype(float) @ c_reg) / c_reg.sum()
+    term = message * (1000.0 / max(window, 1e-3)) * 2.0 * ranks * phi
+    need = c_reg / (c_reg.sum() / ranks)
+    return term * np.maximum(2.0, need ** 2)
+
+
 def atom_graph(m: _Model, at: Atoms, rate_hz: float, max_edges: int = 4_000_000,
-               seed: int = 0):
+               seed: int = 0, compact: np.ndarray | None = None):
     """The symmetric atom graph (scipy CSR, spikes/s both ways) and whether its edges are
     exact (all atom pairs) or sampled.
 
@@ -520,7 +559,7 @@ def atom_graph(m: _Model, at: Atoms, rate_hz: float, max_edges: int = 4_000_000,
     count = np.array([len(x) for x in members], float)
     lr_pairs = sum(float(count @ (p > 0).T @ count) for *_, p, _ in m.lr)
     exact = lr_pairs + float(count @ count) / 2 <= 2 * max_edges
-    classes = _lr_classes(m, at, rate_hz, members, keep_exact=exact)
+    classes = _lr_classes(m, at, rate_hz, members, keep_exact=exact, compact=compact)
     classes += _block_classes(m, at, rate_hz)
     cand = np.array([c.candidates for c in classes], float)
     exact = exact and cand.sum() <= max_edges
@@ -1153,7 +1192,8 @@ def plan(spec, ranks: int, routing: str = "direct", method: str = "metis",
             _tick(wall, "contiguous_s", t)
             break
         at = make_atoms(m, unit_cost, ranks, size, min(chunk, size / 4), costs, rate_hz)
-        part, graph, dense = _assign(m, at, ranks, rate_hz, seed, balance, max_edges, wall)
+        part, graph, dense = _assign(m, at, ranks, rate_hz, seed, balance, max_edges, wall,
+                                     compactness(m, unit_cost, ranks, costs.message, rate_hz))
         load = np.bincount(part, weights=at.cost, minlength=ranks)
         if load.max() <= balance * load.mean() * (1 + 1e-9) or attempt == MAX_REFINE:
             break
@@ -1172,7 +1212,7 @@ def plan(spec, ranks: int, routing: str = "direct", method: str = "metis",
 
 
 def _assign(m: _Model, at: Atoms, ranks: int, rate_hz: float, seed: int, balance: float,
-            max_edges: int, wall: dict[str, float]):
+            max_edges: int, wall: dict[str, float], compact: np.ndarray | None = None):
     """METIS: the rank of every atom (dedicated blocks get a rank each, the rest are
     partitioned over the remaining ranks), the atom graph and whether it is exact; adds
     the stages' wall times to ``wall``."""
@@ -1189,7 +1229,7 @@ def _assign(m: _Model, at: Atoms, ranks: int, rate_hz: float, seed: int, balance
     elif len(rest):
         sub = at.subset(rest)
         t = time.perf_counter()
-        graph, dense = atom_graph(m, sub, rate_hz, max_edges, seed)
+        graph, dense = atom_graph(m, sub, rate_hz, max_edges, seed, compact)
         _tick(wall, "graph_s", t)
         t = time.perf_counter()
         sp = _metis(graph, sub.cost, free, seed, ufactor=round(1000 * (balance - 1)))
@@ -1369,6 +1409,10 @@ def render(pl: Plan, name: str = "brain") -> str:
               f"{s['messages']['mean']:.1f}, max {s['messages']['max']:.1f}; "
               f"direct {md['mean']:.1f}/{md['max']:.1f}, two-level {mt['mean']:.1f}/"
               f"{mt['max']:.1f} (mean/max; sqrt(P) = {math.sqrt(pl.ranks):.1f})"]
+    if s["neurons"] < 100 * s["ranks"]:
+        lines.append(f"  note: {s['neurons'] / s['ranks']:.3g} neurons a rank on average: "
+                     "balance is limited by whole neurons; plan with the neuron count you "
+                     "will run (dtb build --neurons)")
     if s["peers_sampled_ranks"]:
         lines.append(f"  (direct peer counts estimated from {s['peers_sampled_ranks']} "
                      "sampled ranks)")
