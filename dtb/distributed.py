@@ -29,6 +29,7 @@ from dtb.errors import ConfigError
 from dtb.network import FixedInDegree, FixedTotalNumber, Network, PairwiseBernoulli
 
 UPDATE_COST = 10.0  # one neuron update, in units of one incoming synapse
+SNAP_IMBALANCE = 1.05  # cuts move to unit boundaries if no rank then exceeds this x mean
 MPI_ENV = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "PMIX_RANK", "PMI_RANK")
 
 
@@ -126,8 +127,10 @@ def ownership(network: Network, ranks: int) -> np.ndarray:
     Populations that share a unit structure (a brain's families) are cut at the same
     places in unit space, so a unit's families stay together and its unit-local synapses
     stay on one rank; a unit is split only where the balance needs it (at most ranks - 1
-    units).  Each cut balances cost = incoming synapses + UPDATE_COST per neuron.  Other
-    populations are cut in proportion to their cost, so every rank gets its share of each.
+    units, and none when cuts at the nearest unit boundaries keep every rank's cost within
+    SNAP_IMBALANCE of the mean).  Each cut balances cost = incoming synapses + UPDATE_COST per
+    neuron.  Other populations are cut in proportion to their cost, so every rank gets its
+    share of each.
     """
     n_pop = len(network.populations)
     starts = np.zeros((ranks + 1, n_pop), np.int64)
@@ -158,6 +161,15 @@ def ownership(network: Network, ranks: int) -> np.ndarray:
         frac = np.divide(cuts - cum[u], unit_cost[u], out=np.zeros(ranks + 1),
                          where=unit_cost[u] > 0)
         frac = np.clip(frac, 0.0, 1.0)
+        # keep units whole where moving the cut to the nearer unit boundary costs little:
+        # then no unit-local synapse crosses ranks and the exchange window is the shortest
+        # tract delay instead of the local delay
+        near = np.where(frac < 0.5, 0.0, 1.0)
+        snapped = cum[u] + near * unit_cost[u]
+        snapped[0], snapped[-1] = 0.0, cum[-1]
+        loads = np.diff(np.maximum.accumulate(snapped))
+        if loads.max() <= SNAP_IMBALANCE * cum[-1] / ranks:
+            frac = near
         for i, b in zip(members, bounds, strict=True):
             size_u = b[u + 1] - b[u]
             starts[:, i] = b[u] + np.floor(frac * size_u + 0.5).astype(np.int64)
@@ -248,6 +260,7 @@ class Exchange:
         self.send_peer = np.array([dest_index[int(r)] for r in peer_of[order]], np.int64)
         self.send_pos = pos[order].astype(np.int64)
         self.graph = comm.Create_dist_graph_adjacent(self.sources, self.dests, reorder=False)
+        self.window = self._cross_rank_window(engine)
         self.routing = routing
         if routing == "two-level":
             g = group_size or max(1, int(round(size ** 0.5)))
@@ -260,6 +273,25 @@ class Exchange:
         self.bytes = 0
         self.seconds = 0.0
         self.windows = 0
+
+    def _cross_rank_window(self, engine) -> int:
+        """The smallest delay (steps) of any synapse, on any rank, whose source neuron
+        lives on another rank: the exchange window every rank agrees on (a collective)."""
+        from mpi4py import MPI
+
+        best = 65535  # step offsets travel in 16 bits
+        for pid, q in enumerate(engine.network.projections):
+            lay = next(x for x in engine.layout if x.name == q.source)
+            r0 = engine._proj_row0[pid]
+            ptr = engine._indptr[r0:r0 + lay.pop_size + 1]
+            remote = np.ones(lay.pop_size, bool)
+            remote[lay.first:lay.first + lay.size] = False
+            lengths = np.diff(ptr)
+            if not np.any(remote & (lengths > 0)):
+                continue
+            mask = np.repeat(remote, lengths)
+            best = min(best, int(engine._dly[ptr[0]:ptr[-1]][mask].min()))
+        return int(self.comm.allreduce(best, op=MPI.MIN))
 
     def exchange(self, t0: int, steps: np.ndarray, idx: np.ndarray):
         """Send my window's spikes (steps, engine-local indices) to the peers that need them;
@@ -331,7 +363,8 @@ class Exchange:
 
     def stats(self) -> dict:
         """This rank's exchange figures so far."""
-        return {"peers_send": len(self.dests), "peers_recv": len(self.sources),
+        return {"window_steps": self.window,
+                "peers_send": len(self.dests), "peers_recv": len(self.sources),
                 "windows": self.windows, "messages": self.messages, "bytes": self.bytes,
                 "exchange_s": self.seconds}
 

@@ -382,8 +382,14 @@ class Engine:
         buf = self._buffers(m_max)
         if self.ranks > 1:
             self._run_distributed(n_steps, m_max, buf)
-            self.simulate_s += time.perf_counter() - t0
-            return
+        else:
+            self._advance_local(n_steps, m_max, buf)
+        self.simulate_s += time.perf_counter() - t0
+
+    def _advance_local(self, n_steps: int, m_max: int, buf: dict):
+        """n_steps through the compiled loop (local delivery every window of m_max steps);
+        records and returns this call's spikes (steps, engine indices)."""
+        first = len(self._spike_steps)
         done = 0
         while done < n_steps:
             steps, n_rec = run_windows(
@@ -403,40 +409,37 @@ class Engine:
                 self._spike_idx.append(buf["rec_idx"][:n_rec].copy())
             self.step += steps
             done += steps
-        self.simulate_s += time.perf_counter() - t0
+        new_st, new_ix = self._spike_steps[first:], self._spike_idx[first:]
+        if not new_st:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return np.concatenate(new_st), np.concatenate(new_ix)
 
     def _run_distributed(self, n_steps: int, m_max: int, buf: dict) -> None:
-        """Windows of at most the minimum delay: advance, exchange, deliver."""
+        """Exchange windows of the smallest delay of any synapse whose source lives on
+        another rank (agreed by all ranks); inside them the compiled loop advances and
+        delivers local spikes every minimum-delay window.  A spike that crosses ranks
+        cannot act before its delay, which is at least the exchange window, so it still
+        reaches the ring buffer in time when it is delivered at the window's end."""
         from dtb.distributed import Exchange
 
         if getattr(self, "exchange", None) is None:
             self.exchange = Exchange(self, self.routing, self.ranks_per_node)
         ex = self.exchange
+        window = max(m_max, ex.window)
         done = 0
         while done < n_steps:
-            m = min(m_max, n_steps - done)
-            kd.advance(self.step, m, self.dt, self.seed, self.V, self.syn, self.refr,
-                       self._psets, self._pid, buf["cur"], self._blk_lo, self._blk_hi,
-                       self._blk_model, self._blk_gid0, self._masks, self.ring, *self._in,
-                       self._ou, self._pq_cache, self._pq_tag, buf["spk_step"],
-                       buf["spk_idx"], buf["counts"])
-            k = kd.gather_spikes(m, self._blk_lo, buf["spk_step"], buf["spk_idx"],
-                                 buf["counts"], buf["win_step"], buf["win_idx"])
-            st, ix = buf["win_step"][:k].copy(), buf["win_idx"][:k].copy()
-            if k:
-                self._spike_steps.append(st)
-                self._spike_idx.append(ix)
-            r_st, r_gid = ex.exchange(self.step, st, ix)
-            steps = np.concatenate([st, r_st])
-            gids = np.concatenate([self.gids[ix], r_gid])
-            if len(steps) and self.n_synapses:
-                pop = np.searchsorted(self._pop_gid0, gids, side="right") - 1
-                deliver(len(steps), steps, pop, gids - self._pop_gid0[pop], self._pop_proj_ptr,
-                        self._pop_proj, self._proj_row0, self._proj_post_lo,
-                        self._proj_post_hi, self._proj_port, self._proj_shift, self._indptr,
-                        self._tgt, self._wq, self._dly, self.ring, self.threads)
-            self.step += m
-            done += m
+            w = min(window, n_steps - done)
+            t0 = self.step
+            st, ix = self._advance_local(w, m_max, buf)
+            r_st, r_gid = ex.exchange(t0, st, ix)
+            if len(r_st) and self.n_synapses:
+                pop = np.searchsorted(self._pop_gid0, r_gid, side="right") - 1
+                deliver(len(r_st), r_st, pop, r_gid - self._pop_gid0[pop],
+                        self._pop_proj_ptr, self._pop_proj, self._proj_row0,
+                        self._proj_post_lo, self._proj_post_hi, self._proj_port,
+                        self._proj_shift, self._indptr, self._tgt, self._wq, self._dly,
+                        self.ring, self.threads)
+            done += w
 
     def _buffers(self, m: int) -> dict[str, np.ndarray]:
         """Scratch arrays for the loop, kept between calls to run()."""
@@ -493,7 +496,8 @@ class Engine:
         mine = {"neurons": self.n_local, "synapses": self.n_synapses,
                 "synapse_bytes": self.bytes_per_synapse * self.n_synapses,
                 "build_s": self.build_s, "simulate_s": self.simulate_s,
-                **(ex.stats() if ex is not None else {"peers_send": 0, "peers_recv": 0,
+                **(ex.stats() if ex is not None else {"window_steps": 0,
+                                                      "peers_send": 0, "peers_recv": 0,
                                                       "windows": 0, "messages": 0,
                                                       "bytes": 0, "exchange_s": 0.0})}
         rows = self.comm.allgather(mine) if self.ranks > 1 else [mine]
@@ -512,6 +516,7 @@ class Engine:
             "bytes_per_synapse": float(sum(per["synapse_bytes"]) / syn) if syn else 0.0,
             "imbalance": {"neurons": imb(per["neurons"]), "synapses": imb(per["synapses"])},
             "exchange": {
+                "window_steps": int(max(per["window_steps"])),
                 "windows": windows,
                 "messages_per_rank_per_window": float(np.mean(per["messages"])) / windows,
                 "bytes_total": int(sum(per["bytes"])),

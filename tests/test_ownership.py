@@ -48,3 +48,14 @@ def test_units_stay_together(brain):
     split = [k for k in owner_units[0]
              if len(owner_units[0][k] | owner_units[1][k]) > 1]
     assert len(split) <= ranks - 1
+
+
+def test_region_brain_on_few_ranks_keeps_every_unit_whole(brain):
+    """82 regions on 2 or 3 ranks: cuts on unit boundaries stay within the balance
+    tolerance (1.05), so no unit is split and only tract synapses cross ranks.  (At 4
+    ranks the largest regions are too coarse for that, and units are split instead.)"""
+    for ranks in (2, 3):
+        starts = ownership(brain, ranks)
+        for i, p in enumerate(brain.populations):
+            bounds = set(np.concatenate([[0], np.cumsum(p.units)]).tolist())
+            assert set(starts[:, i].tolist()) <= bounds
