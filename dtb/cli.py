@@ -205,7 +205,7 @@ def _run_with_progress(eng: Any, t_ms: float, err: TextIO | None) -> None:
                   f"{time.perf_counter() - wall0:.1f} s", file=err, flush=True)
 
 
-def _summary(m: dict[str, Any], out: Path) -> str:
+def _summary(m: dict[str, Any], out: Path, command: str = "simulate") -> str:
     c, t = m["counts"], m["timings"]
     src = m["source"]
     what = (f"{src['model']} (scale {src['scale']:g})" if src["kind"] == "model"
@@ -215,7 +215,7 @@ def _summary(m: dict[str, Any], out: Path) -> str:
     rtf = f"{t['rtf']:.3g}" if t["rtf"] is not None else "n/a"
     rates = "  ".join(f"{k} {v:.2f}" for k, v in m["rates_hz"].items())
     return "\n".join([
-        f"dtb simulate: {what}",
+        f"dtb {command}: {what}",
         f"  neurons {c['neurons']:,}  synapses {c['synapses']:,}  "
         f"({c['bytes_per_synapse']:.2f} bytes/synapse)  threads {m['threads']}",
         f"  build {t['build_s']:.2f} s  simulate {t['simulate_s']:.2f} s for "
@@ -262,7 +262,7 @@ def _demo(a: argparse.Namespace, command: list[str]) -> int:
     if a.quiet:
         print(out)
         return 0
-    print(_summary(manifest, out))
+    print(_summary(manifest, out, "demo"))
     print("  in it:\n"
           f"    {out / 'brain.h5'}       the brain built from data/default_subject "
           "(dtb.BrainSpec.load)\n"
