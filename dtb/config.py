@@ -149,7 +149,7 @@ def parse_simulation(d: Any, pr: _Problems, path: str = "simulation") -> Simulat
     return SimulationSettings(float(dt), float(t), int(seed))
 
 
-def _parse_inputs(v: Any, path: str, model, ptype, pr: _Problems) -> tuple:
+def _parse_inputs(v: Any, path: str, model, pr: _Problems) -> tuple:
     if v is None:
         return ()
     if not isinstance(v, (list, tuple)):
@@ -309,7 +309,7 @@ def _parse_population(d: Any, path: str, pr: _Problems) -> Population | None:
         dist = parse_dist(v, f"{path}.initial.V", pr)
         if dist is not None:
             initial["V"] = dist
-    inputs = _parse_inputs(d.get("inputs"), f"{path}.inputs", model, ptype, pr)
+    inputs = _parse_inputs(d.get("inputs"), f"{path}.inputs", model, pr)
     if not ok:
         return None
     return Population(name, int(size), model_name, params, initial, inputs, ptype, units,

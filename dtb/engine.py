@@ -21,10 +21,10 @@ import numpy as np
 from dtb.config import parse_network
 from dtb.connectivity import fill, synapse_counts
 from dtb.kernels import dynamics as kd
-from dtb.kernels.connect import FIX_BITS
+from dtb.kernels.connect import FIX_BITS, weight_shift
 from dtb.kernels.delivery import deliver
 from dtb.kernels.loop import run_windows
-from dtb.kernels.philox import INIT, OU, PARAM, draw_per_neuron
+from dtb.kernels.philox import INIT, OU, PARAM, draw_per_neuron, make_key1
 from dtb.network import Dist, LongRange, Network, OUInput, PerUnit, PoissonInput, as_dist
 from dtb.neurons import MODELS, N_CHANNELS, N_PARAM_ROWS, pack
 
@@ -55,8 +55,6 @@ class PopulationLayout:
 def _per_neuron(v: Dist, seed: int, purpose: int, stream: int, gid0: int, n: int) -> np.ndarray:
     if v.kind == "constant":
         return np.full(n, v.a)
-    from dtb.kernels.philox import make_key1
-
     return draw_per_neuron(v.code, v.a, v.b, v.low, v.high, seed,
                            make_key1(purpose, stream), gid0, n)
 
@@ -277,8 +275,6 @@ class Engine:
                     b.append(math.sqrt(1.0 - e * e) * inp.sigma)
                     c.append(e)
                     wfix.append(0)
-                    from dtb.kernels.philox import make_key1
-
                     ou_parts.append(kd.ou_initial(inp.mean, inp.sigma, seed,
                                                   make_key1(OU, lay.index * 256 + j),
                                                   lay.gid0, lay.size))
@@ -309,7 +305,6 @@ class Engine:
         net = self.network
         by_name = {lay.name: lay for lay in self.layout}
         pops = {p.name: p for p in net.populations}
-        from dtb.kernels.connect import weight_shift
 
         self._proj_shift = np.array([weight_shift(max(abs(x) for x in as_dist(q.weight).bounds()))
                                      for q in net.projections], np.int64)
@@ -484,6 +479,19 @@ class Engine:
             }
             self._buf_key = key
         return self._buf
+
+    def synapses(self, pid: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The synapses of projection pid stored on this engine, by source row: source index
+        within its population, target engine index, weight (dequantised, in the target
+        model's unit) and delay in steps; each (n_synapses,)."""
+        q = self.network.projections[pid]
+        n_pre = self.network.population(q.source).size
+        r0 = int(self._proj_row0[pid])
+        ptr = self._indptr[r0:r0 + n_pre + 1]
+        a, z = int(ptr[0]), int(ptr[-1])
+        src = np.repeat(np.arange(n_pre), np.diff(ptr))
+        w = self._wq[a:z].astype(np.float64) * 2.0 ** (int(self._proj_shift[pid]) - FIX_BITS)
+        return src, self._tgt[a:z].astype(np.int64), w, self._dly[a:z].astype(np.int64)
 
     @property
     def P(self) -> np.ndarray:

@@ -33,16 +33,9 @@ DT = 0.1
 def edges(eng: dtb.Engine, pid: int):
     """Synapses of projection pid: source index, target index (both within their
     populations), dequantised weight, delay in steps."""
-    q = eng.network.projections[pid]
+    src, tgt, w, d = eng.synapses(pid)
     lay = {la.name: la for la in eng.layout}
-    n_pre = lay[q.source].size
-    r0 = int(eng._proj_row0[pid])
-    ptr = eng._indptr[r0:r0 + n_pre + 1]
-    a, z = int(ptr[0]), int(ptr[-1])
-    src = np.repeat(np.arange(n_pre), np.diff(ptr))
-    tgt = eng._tgt[a:z].astype(np.int64) - lay[q.target].lo
-    w = eng._wq[a:z].astype(np.float64) * 2.0 ** (int(eng._proj_shift[pid]) - 32)
-    return src, tgt, w, eng._dly[a:z].astype(np.int64)
+    return src, tgt - lay[eng.network.projections[pid].target].lo, w, d
 
 
 def build(pre_n, post_n, rule, weight=1.0, delay=DT, same=False, seed=1, **kw):

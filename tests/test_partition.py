@@ -195,11 +195,10 @@ def _generated(spec: BrainSpec, pl: pt.Plan):
     eng = Engine(net, dt=0.1, seed=3, threads=1)
     src, tgt = [], []
     lay = {x.name: x for x in eng.layout}
-    for pid, q in enumerate(eng.network.projections):  # synapses stored by source row
-        pre = lay[q.source]
-        ip = eng._indptr[eng._proj_row0[pid]:eng._proj_row0[pid] + pre.size + 1]
-        src.append(np.repeat(pre.gid0 + np.arange(pre.size), np.diff(ip)))
-        tgt.append(eng._tgt[ip[0]:ip[-1]].astype(np.int64))
+    for pid, q in enumerate(eng.network.projections):
+        s, t, _, _ = eng.synapses(pid)
+        src.append(lay[q.source].gid0 + s)
+        tgt.append(t)
     src, tgt = np.concatenate(src), np.concatenate(tgt)
     return rank_of[src], rank_of[tgt], src, rank_of
 

@@ -23,13 +23,8 @@ ALPHA = 1e-3
 
 def edges(eng: dtb.Engine, pid: int):
     """(source index in its population, target engine index, delay steps) of projection pid."""
-    q = eng.network.projections[pid]
-    n_pre = eng.network.population(q.source).size
-    r0 = eng._proj_row0[pid]
-    ptr = eng._indptr[r0:r0 + n_pre + 1]
-    src = np.repeat(np.arange(n_pre), np.diff(ptr))
-    sl = slice(ptr[0], ptr[-1])
-    return src, eng._tgt[sl].astype(np.int64), eng._dly[sl].astype(np.int64)
+    src, tgt, _, dly = eng.synapses(pid)
+    return src, tgt, dly
 
 
 def test_unit_local_sources_stay_in_the_unit():
