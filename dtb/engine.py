@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numba as nb
@@ -50,6 +51,18 @@ class PopulationLayout:
     @property
     def size(self) -> int:
         return self.hi - self.lo
+
+
+@dataclass
+class _ParamSets:
+    """The parameter sets of one layout piece: rows set0 .. set0+m-1 of the engine's packed
+    sets; ``mode`` says what a set stands for (the whole population, a unit, a neuron);
+    ``vals`` the unpacked values per set (name -> (m,)), kept to repack after a change."""
+
+    mode: str
+    set0: int
+    m: int
+    vals: dict[str, np.ndarray]
 
 
 def _per_neuron(v: Dist, seed: int, purpose: int, stream: int, gid0: int, n: int) -> np.ndarray:
@@ -130,9 +143,12 @@ class Engine:
             nb.set_num_threads(threads)
         self.threads = nb.get_num_threads()
         self.step = 0
+        self._unit_values: dict[tuple[str, str], np.ndarray] = {}
         self._build()
         self._spike_steps: list[np.ndarray] = []
         self._spike_idx: list[np.ndarray] = []
+        self.keep_spikes = True  # False: spikes go only to run()'s on_window (recorders)
+        self._on_window = None
         self.simulate_s = 0.0
         self.build_s = time.perf_counter() - t_start
 
@@ -163,6 +179,7 @@ class Engine:
         # where they are drawn per neuron) and each neuron points to its set: the kernels
         # then read a few cache-resident columns instead of streaming a per-neuron matrix.
         sets: list[np.ndarray] = []
+        self._piece_sets: list[_ParamSets] = []
         self._pid = np.empty(n, np.int64)
         n_sets = 0
         for lay, pop in zip(self.layout, net.populations, strict=True):
@@ -193,6 +210,9 @@ class Engine:
                     vals[k] = np.full(m, as_dist(v).a)
             sets.append(pack(model, vals, dt).T)
             self._pid[lay.lo:lay.hi] = n_sets + member
+            self._piece_sets.append(_ParamSets(
+                "neuron" if per_neuron else "unit" if per_unit else "population",
+                n_sets, m, vals))
             n_sets += m
             v0 = pop.initial.get("V")
             if v0 is None:
@@ -220,11 +240,27 @@ class Engine:
                 for ch in model.receptors.get(name, ()):
                     self._masks[model.code, pi, ch] = 1.0
 
+        self._build_units()
         self._build_blocks()
         self._build_inputs()
         self._build_synapses()
         D = self.max_delay_steps + 1
         self.ring = np.zeros((D, max(1, len(ports)), n), np.int64)
+
+    def _build_units(self) -> None:
+        """unit_of: the unit (index into the population's ``units``) of every local neuron,
+        -1 where the population has no units; n_units: the largest unit count (a brain's
+        families all share one set of units)."""
+        self.unit_of = np.full(self.n_local, -1, np.int64)
+        self.n_units = 0
+        for lay in self.layout:
+            units = self.network.populations[lay.index].units
+            if units is None:
+                continue
+            self.n_units = max(self.n_units, len(units))
+            bounds = np.cumsum(units)
+            self.unit_of[lay.lo:lay.hi] = np.searchsorted(
+                bounds, lay.first + np.arange(lay.size), side="right")
 
     def _build_blocks(self) -> None:
         lo, hi, model, gid0 = [], [], [], []
@@ -367,19 +403,42 @@ class Engine:
         return best
 
     # --- running ------------------------------------------------------------------------
-    def run(self, t_ms: float) -> None:
-        """Advance the model by t_ms (rounded to whole steps)."""
+    def run(self, t_ms: float, on_window: Callable[[np.ndarray, np.ndarray], None] | None = None
+            ) -> None:
+        """Advance the model by t_ms (rounded to whole steps).
+
+        ``on_window(steps, idx)``, if given, receives this rank's spikes as windows
+        complete, in time order: step numbers (a spike of step s is stamped (s+1)*dt ms)
+        and engine-local neuron indices (``gids[idx]`` are global ids), int64 arrays,
+        sorted by (step, idx).  Every spike of a step < ``self.step`` has been passed on
+        when run returns.  The time spent in the callback counts as simulation time.
+        """
         n_steps = int(round(t_ms / self.dt))
         if n_steps < 0:
             raise ValueError(f"t: {t_ms!r} -- expected a model time >= 0 ms")
         t0 = time.perf_counter()
         m_max = self.min_delay_steps
         buf = self._buffers(m_max)
-        if self.ranks > 1:
-            self._run_distributed(n_steps, m_max, buf)
-        else:
-            self._advance_local(n_steps, m_max, buf)
+        self._on_window = on_window
+        try:
+            if self.ranks > 1:
+                self._run_distributed(n_steps, m_max, buf)
+            else:
+                self._advance_local(n_steps, m_max, buf)
+        finally:
+            self._on_window = None
         self.simulate_s += time.perf_counter() - t0
+
+    def _record(self, st: np.ndarray, ix: np.ndarray) -> None:
+        """Keep (if ``keep_spikes``) and pass on (to ``on_window``) a window's spikes."""
+        if self.keep_spikes and len(st):
+            self._spike_steps.append(st)
+            self._spike_idx.append(ix)
+        if self._on_window is not None:
+            if len(st) > 1:  # the kernels gather per block of neurons, not in time order
+                order = np.lexsort((ix, st))
+                st, ix = st[order], ix[order]
+            self._on_window(st, ix)
 
     def _advance_window(self, m: int, buf: dict):
         """One window of m steps: advance, then deliver this rank's own spikes; records and
@@ -392,9 +451,8 @@ class Engine:
         k = kd.gather_spikes(m, self._blk_lo, buf["spk_step"], buf["spk_idx"],
                              buf["counts"], buf["win_step"], buf["win_idx"])
         st, ix = buf["win_step"][:k].copy(), buf["win_idx"][:k].copy()
+        self._record(st, ix)
         if k:
-            self._spike_steps.append(st)
-            self._spike_idx.append(ix)
             if self.n_synapses:
                 pop = np.searchsorted(self._pop_lo, ix, side="right") - 1
                 deliver(k, st, pop, ix - self._pop_lo[pop] + self._pop_first[pop],
@@ -408,7 +466,8 @@ class Engine:
     def _advance_local(self, n_steps: int, m_max: int, buf: dict):
         """n_steps through the compiled loop (local delivery every window of m_max steps);
         records and returns this call's spikes (steps, engine indices)."""
-        first = len(self._spike_steps)
+        new_st: list[np.ndarray] = []
+        new_ix: list[np.ndarray] = []
         done = 0
         while done < n_steps:
             steps, n_rec = run_windows(
@@ -423,12 +482,14 @@ class Engine:
                 self._proj_post_hi, self._proj_port, self._proj_shift, self._indptr,
                 self._tgt, self._wq, self._dly, self.threads, buf["rec_step"],
                 buf["rec_idx"], 0)
+            st = buf["rec_step"][:n_rec].copy()
+            ix = buf["rec_idx"][:n_rec].copy()
+            self._record(st, ix)
             if n_rec:
-                self._spike_steps.append(buf["rec_step"][:n_rec].copy())
-                self._spike_idx.append(buf["rec_idx"][:n_rec].copy())
+                new_st.append(st)
+                new_ix.append(ix)
             self.step += steps
             done += steps
-        new_st, new_ix = self._spike_steps[first:], self._spike_idx[first:]
         if not new_st:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         return np.concatenate(new_st), np.concatenate(new_ix)
@@ -492,6 +553,106 @@ class Engine:
         src = np.repeat(np.arange(n_pre), np.diff(ptr))
         w = self._wq[a:z].astype(np.float64) * 2.0 ** (int(self._proj_shift[pid]) - FIX_BITS)
         return src, self._tgt[a:z].astype(np.int64), w, self._dly[a:z].astype(np.int64)
+
+    # --- hyperparameters ---------------------------------------------------------------
+    def _unit_population(self, population: str, name: str):
+        try:
+            i = [p.name for p in self.network.populations].index(population)
+        except ValueError:
+            raise ValueError(f"population: {population!r} -- expected one of "
+                             f"{[p.name for p in self.network.populations]}") from None
+        pop = self.network.populations[i]
+        if pop.units is None:
+            raise ValueError(f"population {population!r} has no units -- expected a "
+                             "population with per-unit structure (a brain family)")
+        model = MODELS[pop.model]
+        if name not in model.defaults:
+            raise ValueError(f"{population}.{name}: unknown parameter of {pop.model} -- "
+                             f"expected one of {sorted(model.defaults)}")
+        return i, pop, model
+
+    def unit_param(self, population: str, name: str) -> np.ndarray:
+        """The current per-unit values (n_units of the population,) of a neuron parameter
+        (in the model's units, e.g. g_AMPA dimensionless, I_e pA-like), the same on every
+        rank."""
+        i, pop, model = self._unit_population(population, name)
+        key = (population, name)
+        if key in self._unit_values:
+            return self._unit_values[key].copy()
+        raw = pop.params.get(name, model.defaults[name])
+        if isinstance(raw, PerUnit):
+            return np.asarray(raw.values, float)
+        d = as_dist(raw)
+        if d.kind != "constant":
+            raise ValueError(f"{population}.{name}: drawn per neuron ({d.kind}) -- has no "
+                             "per-unit value")
+        return np.full(len(pop.units), float(d.a))
+
+    def set_unit_param(self, population: str, name: str, values) -> None:
+        """Give a neuron parameter new per-unit values ``values`` (n_units,), effective from
+        the next step (the hyperparameters data assimilation estimates).  On several ranks
+        every rank must pass the same values."""
+        i, pop, model = self._unit_population(population, name)
+        v = np.asarray(values, float)
+        if v.shape != (len(pop.units),) or not np.all(np.isfinite(v)):
+            raise ValueError(f"{population}.{name}: values of shape {v.shape} -- expected "
+                             f"{len(pop.units)} finite values (one per unit)")
+        self._unit_values[(population, name)] = v.copy()
+        for k, lay in enumerate(self.layout):
+            if lay.index != i:
+                continue
+            ps = self._piece_sets[k]
+            units = self.unit_of[lay.lo:lay.hi]
+            if ps.mode == "population":  # becomes one set per unit, appended
+                m = len(pop.units)
+                ps.vals = {key: np.repeat(x, m) for key, x in ps.vals.items()}
+                ps.mode, ps.set0, ps.m = "unit", len(self._psets), m
+                self._psets = np.concatenate([self._psets, np.zeros((m, N_PARAM_ROWS))])
+                self._pid[lay.lo:lay.hi] = ps.set0 + units
+            ps.vals[name] = v if ps.mode == "unit" else v[units]
+            self._psets[ps.set0:ps.set0 + ps.m] = pack(model, ps.vals, self.dt).T
+        self._psets = np.ascontiguousarray(self._psets)
+
+    # --- state (checkpoints, ensemble members) -------------------------------------------
+    _STATE = ("V", "syn", "refr", "ring", "_ou", "_pq_cache", "_pq_tag", "_psets", "_pid")
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """A copy of everything that evolves: neuron and synapse state, delay ring, input
+        generators' state, parameter sets (hyperparameters) and the step; arrays only, so
+        it can be written to HDF5.  ``set_state`` of it continues bitwise identically."""
+        d = {k.lstrip("_"): getattr(self, k).copy() for k in self._STATE}
+        d["step"] = np.array(self.step, np.int64)
+        for k, ps in enumerate(self._piece_sets):
+            d[f"piece{k}/mode"] = np.array(("population", "unit", "neuron").index(ps.mode))
+            d[f"piece{k}/set0"] = np.array(ps.set0, np.int64)
+            for name, x in ps.vals.items():
+                d[f"piece{k}/vals/{name}"] = np.asarray(x, float).copy()
+        for (pop, name), v in self._unit_values.items():
+            d[f"unit_values/{pop}/{name}"] = v.copy()
+        return d
+
+    def set_state(self, d: dict[str, np.ndarray]) -> None:
+        """Restore a state from ``get_state`` of an engine built from the same network,
+        dt, seed and layout (ranks); shapes are checked."""
+        for k in self._STATE:
+            x = np.asarray(d[k.lstrip("_")])
+            cur = getattr(self, k)
+            if k != "_psets" and x.shape != cur.shape:
+                raise ValueError(f"state {k.lstrip('_')}: shape {x.shape} -- expected "
+                                 f"{cur.shape} (a state of another network or layout?)")
+            setattr(self, k, np.ascontiguousarray(x.astype(cur.dtype, copy=True)))
+        self.step = int(d["step"])
+        for k, ps in enumerate(self._piece_sets):
+            ps.mode = ("population", "unit", "neuron")[int(d[f"piece{k}/mode"])]
+            ps.set0 = int(d[f"piece{k}/set0"])
+            ps.vals = {name: np.asarray(d[f"piece{k}/vals/{name}"], float).copy()
+                       for name in ps.vals}
+            ps.m = len(next(iter(ps.vals.values())))
+        self._unit_values = {}
+        for key, v in d.items():
+            if key.startswith("unit_values/"):
+                _, pop, name = key.split("/", 2)
+                self._unit_values[(pop, name)] = np.asarray(v, float).copy()
 
     @property
     def P(self) -> np.ndarray:

@@ -1,0 +1,149 @@
+"""The engine's interface for recorders, data assimilation and checkpoints: the spike
+callback, per-unit hyperparameters and get/set of the full dynamic state.
+
+Expectations come from a second engine: a run split by a state copy must equal one run;
+a hyperparameter set at step 0 must equal a network built with those values; the
+callback must report exactly the spikes the engine keeps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from dtb.brain.build import BuildOptions, build
+from dtb.brain.commands import demo_inputs
+from dtb.engine import Engine
+from dtb.network import PerUnit
+
+
+@pytest.fixture(scope="module")
+def brain():
+    return build(**demo_inputs(), options=BuildOptions(neurons=3000)).to_network()
+
+
+def _spikes_between(eng: Engine, t0: float, t1: float):
+    t, g = eng.spikes()
+    sel = (t > t0) & (t <= t1)
+    return t[sel], g[sel]
+
+
+def test_on_window_reports_every_kept_spike_in_time_order(brain):
+    eng = Engine(brain, dt=0.1, seed=3, threads=1)
+    got_st, got_ix = [], []
+
+    def cb(st, ix):
+        if len(st):
+            assert np.all(np.diff(st) >= 0)
+            assert st.min() >= 0 and st.max() < eng.step + 10_000
+        got_st.append(st)
+        got_ix.append(ix)
+
+    eng.run(60.0, on_window=cb)
+    eng.run(40.0)  # no callback: nothing reported
+    st, ix = np.concatenate(got_st), np.concatenate(got_ix)
+    t, g = eng.spikes()
+    sel = t <= 60.0 + 1e-9
+    assert len(st) == sel.sum() > 100
+    order = np.lexsort((eng.gids[ix], st))
+    np.testing.assert_array_equal((st[order] + 1) * 0.1, t[sel])
+    np.testing.assert_array_equal(eng.gids[ix][order], g[sel])
+
+
+def test_keep_spikes_false_leaves_results_unchanged(brain):
+    a = Engine(brain, dt=0.1, seed=3, threads=1)
+    a.run(50.0)
+    b = Engine(brain, dt=0.1, seed=3, threads=1)
+    b.keep_spikes = False
+    seen = []
+    b.run(50.0, on_window=lambda st, ix: seen.append(b.gids[ix]))
+    assert len(b.spikes()[0]) == 0
+    np.testing.assert_array_equal(np.sort(np.concatenate(seen)), np.sort(a.spikes()[1]))
+
+
+def test_unit_of_follows_the_unit_sizes(brain):
+    eng = Engine(brain, dt=0.1, seed=1, threads=1)
+    assert eng.n_units == len(brain.populations[0].units)
+    for lay in eng.layout:
+        units = np.asarray(brain.populations[lay.index].units)
+        expect = np.repeat(np.arange(len(units)), units)[lay.first:lay.first + lay.size]
+        np.testing.assert_array_equal(eng.unit_of[lay.lo:lay.hi], expect)
+
+
+def test_set_unit_param_at_start_equals_a_network_built_with_it(brain):
+    pop = brain.populations[0]
+    g = np.asarray(pop.params["g_AMPA"].values) * np.linspace(0.5, 1.5, len(pop.units))
+    changed = replace(brain, populations=[
+        replace(pop, params={**pop.params, "g_AMPA": PerUnit(tuple(g))}),
+        *brain.populations[1:]])
+    ref = Engine(changed, dt=0.1, seed=5, threads=1)
+    ref.run(80.0)
+    eng = Engine(brain, dt=0.1, seed=5, threads=1)
+    eng.set_unit_param(pop.name, "g_AMPA", g)
+    np.testing.assert_array_equal(eng.unit_param(pop.name, "g_AMPA"), g)
+    eng.run(80.0)
+    for x, y in zip(ref.spikes(), eng.spikes(), strict=True):
+        np.testing.assert_array_equal(x, y)
+    base = Engine(brain, dt=0.1, seed=5, threads=1)
+    base.run(80.0)
+    assert len(base.spikes()[0]) != len(eng.spikes()[0])  # the change mattered
+
+
+def test_set_unit_param_on_a_population_constant(brain):
+    """A parameter constant over the population (one parameter set) becomes per unit."""
+    pop = brain.populations[1]
+    assert not isinstance(pop.params.get("V_th", -50.0), PerUnit)
+    vth = np.full(len(pop.units), float(pop.params.get("V_th", -50.0)))
+    vth[::2] += 2.0
+    changed = replace(brain, populations=[
+        brain.populations[0], replace(pop, params={**pop.params, "V_th": PerUnit(tuple(vth))}),
+        *brain.populations[2:]])
+    ref = Engine(changed, dt=0.1, seed=2, threads=1)
+    ref.run(50.0)
+    eng = Engine(brain, dt=0.1, seed=2, threads=1)
+    eng.set_unit_param(pop.name, "V_th", vth)
+    eng.run(50.0)
+    for x, y in zip(ref.spikes(), eng.spikes(), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_unit_param_errors(brain):
+    eng = Engine(brain, dt=0.1, seed=1, threads=1)
+    name = brain.populations[0].name
+    with pytest.raises(ValueError, match="nope"):
+        eng.unit_param("nope", "g_AMPA")
+    with pytest.raises(ValueError, match="unknown parameter"):
+        eng.unit_param(name, "g_XYZ")
+    with pytest.raises(ValueError, match="one per unit"):
+        eng.set_unit_param(name, "g_AMPA", np.ones(3))
+    with pytest.raises(ValueError, match="one per unit"):
+        eng.set_unit_param(name, "g_AMPA", np.full(eng.n_units, np.nan))
+
+
+def test_state_roundtrip_continues_bitwise(brain):
+    ref = Engine(brain, dt=0.1, seed=9, threads=1)
+    ref.run(40.0)
+    ref.set_unit_param(brain.populations[0].name, "g_GABA_A",
+                       np.linspace(0.8, 1.2, ref.n_units)
+                       * ref.unit_param(brain.populations[0].name, "g_GABA_A"))
+    state = ref.get_state()
+    ref.run(60.0)
+    other = Engine(brain, dt=0.1, seed=9, threads=1)
+    other.set_state(state)
+    assert other.t_ms == pytest.approx(40.0)
+    other.run(60.0)
+    np.testing.assert_array_equal(other.V, ref.V)
+    for x, y in zip(_spikes_between(ref, 40.0, 100.0), other.spikes(), strict=True):
+        np.testing.assert_array_equal(x, y)
+    # the restored hyperparameters are live: changing them again works
+    other.set_unit_param(brain.populations[0].name, "g_GABA_A", np.ones(other.n_units))
+
+
+def test_state_of_another_network_is_refused(brain):
+    small = Engine(build(**demo_inputs(), options=BuildOptions(neurons=2500)).to_network(),
+                   dt=0.1, seed=1, threads=1)
+    eng = Engine(brain, dt=0.1, seed=1, threads=1)
+    with pytest.raises(ValueError, match="expected"):
+        eng.set_state(small.get_state())
