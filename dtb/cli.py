@@ -76,6 +76,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--routing", choices=("direct", "two-level"), default="direct",
                    help="spike exchange between MPI ranks: to each peer directly, or "
                         "through one relay per group of ranks (large jobs)")
+    s.add_argument("--partition", choices=("slices", "metis", "contiguous"),
+                   default="slices",
+                   help="which neurons each MPI rank owns: a cost-balanced slice of every "
+                        "population (default), or a plan of a brain's units (--brain only): "
+                        "METIS (fewest tracts cut; see dtb partition) or contiguous units")
     s.add_argument("--ranks-per-node", type=int, metavar="G",
                    help="group size for two-level routing (default: round(sqrt(ranks)))")
     s.add_argument("--quiet", action="store_true",
@@ -114,6 +119,9 @@ def _check_args(a: argparse.Namespace) -> None:
     if sum(x is not None for x in (a.config, a.model, a.brain)) != 1:
         raise _UsageError("give exactly one of CONFIG.yaml, --brain BRAIN.h5 or --model "
                           f"({', '.join(BUILTIN)})")
+    if a.partition != "slices" and a.brain is None:
+        raise _UsageError(f"--partition {a.partition}: plans partition a brain's units -- "
+                          "expected --brain BRAIN.h5 (or --partition slices)")
     if a.model is not None and a.model not in BUILTIN:
         raise _UsageError(f"--model: {a.model!r} -- expected one of {', '.join(BUILTIN)}")
     if a.scale is not None:
@@ -296,8 +304,16 @@ def _simulate(a: argparse.Namespace, command: list[str]) -> int:
         if err is not None:
             print(f"dtb: building {net.name}: {net.n_neurons:,} neurons on {ranks} rank(s) "
                   f"(run directory {out})", file=err, flush=True)
+        own = None
+        if a.partition != "slices":
+            from dtb.brain.spec import BrainSpec
+            from dtb.distributed import planned_ownership
+
+            own = planned_ownership(BrainSpec.load(a.brain), comm, method=a.partition,
+                                    routing=a.routing, ranks_per_node=a.ranks_per_node)
         eng = Engine(net, dt=sim.dt, seed=sim.seed, threads=a.threads, comm=comm,
-                     routing=a.routing, ranks_per_node=a.ranks_per_node)
+                     routing=a.routing, ranks_per_node=a.ranks_per_node, ownership=own)
+        eng.partition = a.partition
         if err is not None:
             print(f"dtb: built {eng.n_synapses:,} synapses in {eng.build_s:.2f} s "
                   f"({eng.threads} threads{' on rank 0' if ranks > 1 else ''})", file=err,

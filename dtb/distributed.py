@@ -1,10 +1,11 @@
 """MPI distribution: which neurons each rank owns, and the spike exchange between ranks.
 
-Ownership (``ownership``): every rank owns one contiguous slice of every population, cut
-so that the ranks' costs (neuron updates plus incoming synapses, from the rules) are
-equal.  Populations with the same units (a brain's families) are cut at the same units,
-so a unit's neurons stay together and its local synapses never cross ranks; only
-long-range (tract) synapses do.  (``dtb partition`` plans METIS partitions of units.)
+Ownership (``ownership``): by default every rank owns one contiguous slice of every
+population, cut so that the ranks' costs (neuron updates plus incoming synapses, from the
+rules) are equal.  Populations with the same units (a brain's families) are cut at the same
+units, so a unit's neurons stay together and its local synapses never cross ranks; only
+long-range (tract) synapses do.  A METIS plan of a brain (``dtb.partition.plan``) gives
+each rank any set of unit ranges instead (``Ownership.from_plan``): fewer cut tracts.
 
 Exchange: at start-up every rank lists the source neurons its synapses need and tells
 their owners (an all-to-all of the request lists).  Then, once per minimum-delay window,
@@ -177,6 +178,118 @@ def ownership(network: Network, ranks: int) -> np.ndarray:
     return np.maximum.accumulate(starts, axis=0)
 
 
+class Ownership:
+    """Which rank owns each neuron: for population p, ``bounds[p]`` (k+1,) increasing from
+    0 to the population's size and ``owners[p]`` (k,), rank owning neurons
+    bounds[p][j] .. bounds[p][j+1] - 1 (numbered within the population).
+
+    ``ownership()`` gives one slice of every population per rank (``from_starts``); a
+    partition plan of a brain (``dtb.partition.plan``, METIS) gives each rank any set of
+    unit ranges (``from_plan``).
+    """
+
+    def __init__(self, bounds: list[np.ndarray], owners: list[np.ndarray], ranks: int):
+        self.bounds = [np.asarray(b, np.int64) for b in bounds]
+        self.owners = [np.asarray(o, np.int64) for o in owners]
+        self.ranks = int(ranks)
+        for p, (b, o) in enumerate(zip(self.bounds, self.owners, strict=True)):
+            if len(b) != len(o) + 1 or b[0] != 0 or np.any(np.diff(b) <= 0) and len(o) > 0:
+                raise ValueError(f"ownership of population {p}: bounds {b[:8]}... -- "
+                                 "expected increasing bounds from 0, one more than owners")
+            if len(o) and (o.min() < 0 or o.max() >= self.ranks):
+                raise ValueError(f"ownership of population {p}: owner ranks {o.min()}.."
+                                 f"{o.max()} -- expected ranks in 0..{self.ranks - 1}")
+
+    @classmethod
+    def from_starts(cls, starts: np.ndarray) -> Ownership:
+        """From ``ownership()``'s starts (ranks + 1, populations): one slice per rank."""
+        ranks = starts.shape[0] - 1
+        bounds, owners = [], []
+        for p in range(starts.shape[1]):
+            col = starts[:, p]
+            keep = np.flatnonzero(np.diff(col) > 0)
+            bounds.append(np.append(col[keep], col[-1]) if len(keep) else np.zeros(1))
+            owners.append(keep)
+        return cls(bounds, owners, ranks)
+
+    @classmethod
+    def from_plan(cls, plan, spec) -> Ownership:
+        """From a partition plan of the brain ``spec``: every family's neurons of each
+        atom go to the atom's rank (the network of ``spec.to_network()``)."""
+        at = plan.atoms
+        bounds, owners = [], []
+        for f, fam in enumerate(spec.families):
+            off = np.concatenate([[0], np.cumsum(fam.sizes)])
+            whole = at.pieces == 1
+            first = np.where(whole, off[at.unit_lo], off[at.unit_lo] + at.first[f])
+            end = np.where(whole, off[at.unit_hi], off[at.unit_lo] + at.first[f] + at.sizes[f])
+            keep = end > first
+            first, end, rank = first[keep], end[keep], plan.assignment[keep]
+            order = np.argsort(first, kind="stable")
+            first, end, rank = first[order], end[order], rank[order]
+            if len(first) and (first[0] != 0 or np.any(first[1:] != end[:-1])
+                               or end[-1] != off[-1]):
+                raise ValueError(f"plan: the atoms of family {fam.name!r} do not tile its "
+                                 f"{off[-1]} neurons -- expected a plan of this brain")
+            # merge neighbouring ranges of one rank
+            brk = np.ones(len(rank), bool)
+            brk[1:] = rank[1:] != rank[:-1]
+            bounds.append(np.append(first[brk], off[-1]) if len(first) else np.zeros(1))
+            owners.append(rank[brk])
+        return cls(bounds, owners, plan.ranks)
+
+    def owner(self, p: int, idx: np.ndarray) -> np.ndarray:
+        """The rank owning neurons idx (within population p)."""
+        return self.owners[p][np.searchsorted(self.bounds[p], idx, side="right") - 1]
+
+    def ranges(self, rank: int) -> list[list[tuple[int, int]]]:
+        """Per population, the ranges (first, end) rank ``rank`` owns, in order."""
+        out = []
+        for b, o in zip(self.bounds, self.owners, strict=True):
+            j = np.flatnonzero(o == rank)
+            out.append([(int(b[k]), int(b[k + 1])) for k in j])
+        return out
+
+    def neurons(self) -> np.ndarray:
+        """Neurons per rank (ranks,)."""
+        n = np.zeros(self.ranks, np.int64)
+        for b, o in zip(self.bounds, self.owners, strict=True):
+            np.add.at(n, o, np.diff(b))
+        return n
+
+    def to_arrays(self) -> list[np.ndarray]:
+        """Flat arrays (for a broadcast): bounds and owners of each population."""
+        return [x for b, o in zip(self.bounds, self.owners, strict=True) for x in (b, o)]
+
+    @classmethod
+    def from_arrays(cls, arrays: list[np.ndarray], ranks: int) -> Ownership:
+        return cls(arrays[0::2], arrays[1::2], ranks)
+
+
+def planned_ownership(spec, comm, method: str = "metis", routing: str = "direct",
+                      ranks_per_node: int | None = None, seed: int = 0) -> Ownership:
+    """The ownership of a partition plan of brain ``spec`` over comm's ranks: rank 0 plans
+    (``dtb.partition.plan``) and broadcasts the result, so every rank uses the same one
+    even if METIS were not deterministic across machines."""
+    from dtb.partition import plan
+
+    ranks = comm.Get_size() if comm is not None else 1
+    rank0 = comm is None or comm.Get_rank() == 0
+    arrays, error = None, None
+    if rank0:
+        try:
+            pl = plan(spec, ranks, routing=routing, method=method,
+                      ranks_per_node=ranks_per_node, seed=seed)
+            arrays = Ownership.from_plan(pl, spec).to_arrays()
+        except Exception as e:  # every rank must learn of it, not wait in bcast
+            error = e
+    if comm is not None:
+        arrays, error = comm.bcast((arrays, error), root=0)
+    if error is not None:
+        raise error
+    return Ownership.from_arrays(arrays, ranks)
+
+
 @nb.njit(cache=True)
 def _encode(n_spk, steps, idx, t0, send_ptr, send_peer, send_pos, n_peers):
     """Per-peer counts and the packed spikes (peer-major) of one window."""
@@ -216,22 +329,24 @@ class Exchange:
         comm = engine.comm
         self.comm = comm
         rank, size = comm.Get_rank(), comm.Get_size()
-        starts = engine.starts
+        own = engine.ownership
         pop_gid0 = engine._pop_gid0
+        sizes = [p.size for p in engine.network.populations]
+        names = [p.name for p in engine.network.populations]
         # the source neurons my synapses need (global ids), remote ones by owner
         need = []
         for pid, q in enumerate(engine.network.projections):
-            lay = next(x for x in engine.layout if x.name == q.source)
+            s = names.index(q.source)
             r0 = engine._proj_row0[pid]
-            rows = np.flatnonzero(np.diff(engine._indptr[r0:r0 + lay.pop_size + 1]) > 0)
-            need.append(lay.pop_gid0 + rows)
+            rows = np.flatnonzero(np.diff(engine._indptr[r0:r0 + sizes[s] + 1]) > 0)
+            need.append(pop_gid0[s] + rows)
         need = np.unique(np.concatenate(need)) if need else np.zeros(0, np.int64)
         pop = np.searchsorted(pop_gid0, need, side="right") - 1
         idx = need - pop_gid0[pop]
         owner = np.empty(len(need), np.int64)
         for p in np.unique(pop):
             sel = pop == p
-            owner[sel] = np.searchsorted(starts[:, p], idx[sel], side="right") - 1
+            owner[sel] = own.owner(int(p), idx[sel])
         remote = owner != rank
         need, owner = need[remote], owner[remote]
         by_owner = np.argsort(owner, kind="stable")  # alltoallv sends per-owner segments
@@ -249,9 +364,7 @@ class Exchange:
         # send table: for each local neuron, the (peer, position in that peer's request)
         peer_of = np.repeat(np.arange(size), recv_counts)
         pos = np.concatenate([np.arange(c) for c in recv_counts]) if size else np.zeros(0)
-        a_pop = np.searchsorted(pop_gid0, asked, side="right") - 1
-        local = (engine._pop_lo[a_pop] + (asked - pop_gid0[a_pop])
-                 - engine._pop_first[a_pop]).astype(np.int64)
+        local = engine.local_index(asked)
         dest_index = {r: i for i, r in enumerate(self.dests)}
         order = np.lexsort((peer_of, local))
         self.send_ptr = np.zeros(engine.n_local + 1, np.int64)
@@ -280,12 +393,16 @@ class Exchange:
         from mpi4py import MPI
 
         best = 65535  # step offsets travel in 16 bits
+        names = [p.name for p in engine.network.populations]
         for pid, q in enumerate(engine.network.projections):
-            lay = next(x for x in engine.layout if x.name == q.source)
+            s = names.index(q.source)
+            size = engine.network.populations[s].size
             r0 = engine._proj_row0[pid]
-            ptr = engine._indptr[r0:r0 + lay.pop_size + 1]
-            remote = np.ones(lay.pop_size, bool)
-            remote[lay.first:lay.first + lay.size] = False
+            ptr = engine._indptr[r0:r0 + size + 1]
+            remote = np.ones(size, bool)
+            for lay in engine.layout:
+                if lay.index == s:
+                    remote[lay.first:lay.first + lay.size] = False
             lengths = np.diff(ptr)
             if not np.any(remote & (lengths > 0)):
                 continue

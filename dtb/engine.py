@@ -111,7 +111,7 @@ class Engine:
 
     def __init__(self, network: Network, dt: float = 0.1, seed: int = 1,
                  threads: int | None = None, comm=None, routing: str = "direct",
-                 ranks_per_node: int | None = None):
+                 ranks_per_node: int | None = None, ownership=None):
         t_start = time.perf_counter()
         if not (isinstance(seed, int) and 0 <= seed < 2**32):
             raise ValueError(f"seed: {seed!r} -- expected an integer in [0, 2**32)")
@@ -126,14 +126,23 @@ class Engine:
         self.comm = comm
         self.rank = comm.Get_rank() if comm is not None else 0
         self.ranks = comm.Get_size() if comm is not None else 1
+        from dtb.distributed import Ownership
+        from dtb.distributed import ownership as cost_slices
+
         if self.ranks > 1:
-            from dtb.distributed import check_same_config, ownership
+            from dtb.distributed import check_same_config
 
             check_same_config(comm, self.network, self.dt, self.seed)
-            self.starts = ownership(self.network, self.ranks)
-        else:
-            self.starts = np.array([[0] * len(self.network.populations),
-                                    [p.size for p in self.network.populations]], np.int64)
+        if ownership is None:
+            ownership = Ownership.from_starts(cost_slices(self.network, self.ranks))
+        sizes = [p.size for p in self.network.populations]
+        if (ownership.ranks != self.ranks or len(ownership.bounds) != len(sizes)
+                or any(int(b[-1]) != n for b, n in zip(ownership.bounds, sizes, strict=True))):
+            raise ValueError(f"ownership: for {ownership.ranks} ranks and populations of "
+                             f"{[int(b[-1]) for b in ownership.bounds]} neurons -- expected "
+                             f"{self.ranks} ranks and populations of {sizes} neurons")
+        self.ownership = ownership
+        self.partition = "slices"  # how ownership was chosen (the CLI names plans)
         if threads is None and comm is not None and comm.Get_size() > 1:
             # ranks on one node share its cores: oversubscribed OpenMP threads spin-wait
             from dtb.distributed import threads_per_rank
@@ -155,19 +164,24 @@ class Engine:
     # --- construction ------------------------------------------------------------------
     def _build(self) -> None:
         net, dt, seed = self.network, self.dt, self.seed
+        # one piece per owned range of a population (an empty one where the rank owns none
+        # of it), in (population, first) order: engine indices and gids both increase
         self.layout: list[PopulationLayout] = []
         o_glob = o_loc = 0
-        for i, p in enumerate(net.populations):
-            a, b = int(self.starts[self.rank, i]), int(self.starts[self.rank + 1, i])
-            self.layout.append(PopulationLayout(p.name, i, o_glob + a, o_loc, o_loc + b - a,
-                                                p.model, a, o_glob, p.size))
+        for i, (p, rngs) in enumerate(zip(net.populations, self.ownership.ranges(self.rank),
+                                          strict=True)):
+            for a, b in rngs or [(0, 0)]:
+                self.layout.append(PopulationLayout(p.name, i, o_glob + a, o_loc,
+                                                    o_loc + b - a, p.model, a, o_glob, p.size))
+                o_loc += b - a
             o_glob += p.size
-            o_loc += b - a
         n = self.n_local = o_loc
         self.n_neurons = o_glob
-        self._pop_lo = np.array([lay.lo for lay in self.layout], np.int64)
-        self._pop_first = np.array([lay.first for lay in self.layout], np.int64)
-        self._pop_gid0 = np.array([lay.pop_gid0 for lay in self.layout], np.int64)
+        self._piece_lo = np.array([lay.lo for lay in self.layout], np.int64)
+        self._piece_first = np.array([lay.first for lay in self.layout], np.int64)
+        self._piece_gid0 = np.array([lay.gid0 for lay in self.layout], np.int64)
+        self._pop_gid0 = np.concatenate([[0], np.cumsum([p.size for p in net.populations])]
+                                        )[:-1].astype(np.int64)
         self.gids = (np.concatenate([lay.gid0 + np.arange(lay.size) for lay in self.layout])
                      if self.layout else np.zeros(0, np.int64)).astype(np.int64)
 
@@ -182,7 +196,8 @@ class Engine:
         self._piece_sets: list[_ParamSets] = []
         self._pid = np.empty(n, np.int64)
         n_sets = 0
-        for lay, pop in zip(self.layout, net.populations, strict=True):
+        for lay in self.layout:
+            pop = net.populations[lay.index]
             model = MODELS[pop.model]
             raw = {k: pop.params.get(k, default) for k, default in model.defaults.items()}
             per_neuron = any(not isinstance(v, (int, float, PerUnit))
@@ -285,7 +300,8 @@ class Engine:
         ou_n = 0
         pq_n = 0
         dt, seed = self.dt, self.seed
-        for lay, pop in zip(self.layout, self.network.populations, strict=True):
+        for lay in self.layout:
+            pop = self.network.populations[lay.index]
             for j, inp in enumerate(pop.inputs):
                 lo.append(lay.lo)
                 hi.append(lay.hi)
@@ -337,52 +353,97 @@ class Engine:
 
     def _build_synapses(self) -> None:
         """Count every projection's synapses, allocate the shared arrays once, then fill
-        them projection by projection (peak: 8 bytes/synapse plus one projection's temp)."""
+        them projection by projection (peak: 8 bytes/synapse plus one projection's temp).
+
+        A projection's synapses onto all of this rank's pieces of its target population
+        share one CSR over the source population's neurons; within a row, targets
+        increase (pieces are filled in engine-index order and merged row by row)."""
         net = self.network
-        by_name = {lay.name: lay for lay in self.layout}
-        pops = {p.name: p for p in net.populations}
+        names = [p.name for p in net.populations]
+        pieces = {i: [k for k, lay in enumerate(self.layout) if lay.index == i and lay.size]
+                  for i in range(len(names))}
 
         self._proj_shift = np.array([weight_shift(max(abs(x) for x in as_dist(q.weight).bounds()))
                                      for q in net.projections], np.int64)
         counts = []
         for pid, q in enumerate(net.projections):
-            post = by_name[q.target]
-            counts.append(synapse_counts(q, pid, self.seed, pops[q.source], pops[q.target],
-                                         post.gid0, post.first, post.size))
+            pre, post = net.populations[names.index(q.source)], \
+                net.populations[names.index(q.target)]
+            counts.append([synapse_counts(q, pid, self.seed, pre, post, lay.gid0, lay.first,
+                                          lay.size)
+                           for lay in (self.layout[k] for k in pieces[names.index(q.target)])])
         n_proj = len(counts)
         syn0 = np.zeros(n_proj + 1, np.int64)
-        np.cumsum([int(c.sum()) for c in counts], out=syn0[1:])
+        np.cumsum([sum(int(c.sum()) for c in cs) for cs in counts], out=syn0[1:])
         self.n_synapses = int(syn0[-1])
         self._proj_row0 = np.zeros(n_proj, np.int64)
         rows = 0
         for pid, q in enumerate(net.projections):
             self._proj_row0[pid] = rows
-            rows += by_name[q.source].pop_size
+            rows += net.populations[names.index(q.source)].size
         self._indptr = np.zeros(rows + 1, np.int64)
         self._tgt = np.empty(self.n_synapses, np.uint32)
         self._wq = np.empty(self.n_synapses, np.int16)
         self._dly = np.empty(self.n_synapses, np.uint16)
+        post_lo = np.zeros(n_proj, np.int64)
+        post_hi = np.zeros(n_proj, np.int64)
         for pid, q in enumerate(net.projections):
-            pre, post = by_name[q.source], by_name[q.target]
+            s_i, t_i = names.index(q.source), names.index(q.target)
+            pre, post = net.populations[s_i], net.populations[t_i]
             a, z = syn0[pid], syn0[pid + 1]
             r0 = self._proj_row0[pid]
-            rel = np.empty(pre.pop_size + 1, np.int64)
-            fill(q, pid, self.seed, self.dt, pops[q.source], pops[q.target], post.gid0,
-                 post.first, counts[pid], post.lo,
-                 int(self._proj_shift[pid]), rel, self._tgt[a:z], self._wq[a:z],
-                 self._dly[a:z])
-            self._indptr[r0 + 1:r0 + 1 + pre.pop_size] = rel[1:] + a
+            lays = [self.layout[k] for k in pieces[t_i]]
+            if lays:
+                post_lo[pid], post_hi[pid] = lays[0].lo, lays[-1].hi
+            if len(lays) == 1:
+                lay = lays[0]
+                rel = np.empty(pre.size + 1, np.int64)
+                fill(q, pid, self.seed, self.dt, pre, post, lay.gid0, lay.first, counts[pid][0],
+                     lay.lo, int(self._proj_shift[pid]), rel, self._tgt[a:z], self._wq[a:z],
+                     self._dly[a:z])
+                self._indptr[r0 + 1:r0 + 1 + pre.size] = rel[1:] + a
+                continue
+            self._indptr[r0 + 1:r0 + 1 + pre.size] = a
+            if not lays:
+                continue
+            # several pieces: fill each on its own, then merge the rows
+            parts = []
+            for lay, c in zip(lays, counts[pid], strict=True):
+                m = int(c.sum())
+                rel = np.empty(pre.size + 1, np.int64)
+                tgt, wq, dly = np.empty(m, np.uint32), np.empty(m, np.int16), \
+                    np.empty(m, np.uint16)
+                fill(q, pid, self.seed, self.dt, pre, post, lay.gid0, lay.first, c, lay.lo,
+                     int(self._proj_shift[pid]), rel, tgt, wq, dly)
+                parts.append((rel, tgt, wq, dly))
+            length = sum(np.diff(rel) for rel, *_ in parts)
+            ptr = a + np.concatenate([[0], np.cumsum(length)])
+            self._indptr[r0:r0 + pre.size + 1] = ptr
+            before = np.zeros(pre.size, np.int64)  # row entries of earlier pieces
+            for rel, tgt, wq, dly in parts:
+                n_row = np.diff(rel)
+                dest = (np.repeat(ptr[:-1] + before - rel[:-1], n_row)
+                        + np.arange(len(tgt)))
+                self._tgt[dest], self._wq[dest], self._dly[dest] = tgt, wq, dly
+                before += n_row
+            del parts
         del counts
-        self._proj_post_lo = np.array([by_name[q.target].lo for q in net.projections], np.int64)
-        self._proj_post_hi = np.array([by_name[q.target].hi for q in net.projections], np.int64)
+        self._proj_post_lo, self._proj_post_hi = post_lo, post_hi
         self._proj_port = np.array([self.ports.index(q.receptor) for q in net.projections],
                                    np.int64)
-        # projections grouped by source population (CSR)
-        src_pop = np.array([by_name[q.source].index for q in net.projections], np.int64)
-        order = np.argsort(src_pop, kind="stable")
-        self._pop_proj = order.astype(np.int64)
-        self._pop_proj_ptr = np.zeros(len(self.layout) + 1, np.int64)
-        np.cumsum(np.bincount(src_pop, minlength=len(self.layout)), out=self._pop_proj_ptr[1:])
+        # projections grouped by source: per population (spikes from other ranks, by gid)
+        # and per piece (this rank's spikes, by engine index)
+        src_pop = np.array([names.index(q.source) for q in net.projections], np.int64)
+        order = np.argsort(src_pop, kind="stable").astype(np.int64)
+        self._pop_proj = order
+        self._pop_proj_ptr = np.zeros(len(names) + 1, np.int64)
+        np.cumsum(np.bincount(src_pop, minlength=len(names)), out=self._pop_proj_ptr[1:])
+        per_piece = [order[self._pop_proj_ptr[lay.index]:self._pop_proj_ptr[lay.index + 1]]
+                     for lay in self.layout]
+        self._piece_proj = (np.concatenate(per_piece).astype(np.int64) if per_piece
+                            else np.zeros(0, np.int64))
+        self._piece_proj_ptr = np.zeros(len(self.layout) + 1, np.int64)
+        np.cumsum([len(x) for x in per_piece], out=self._piece_proj_ptr[1:])
         self.min_delay_steps = self._min_delay_from_rules()
         self.max_delay_steps = int(self._dly.max()) if self.n_synapses else 1
         index_bytes = self._indptr.nbytes
@@ -454,9 +515,9 @@ class Engine:
         self._record(st, ix)
         if k:
             if self.n_synapses:
-                pop = np.searchsorted(self._pop_lo, ix, side="right") - 1
-                deliver(k, st, pop, ix - self._pop_lo[pop] + self._pop_first[pop],
-                        self._pop_proj_ptr, self._pop_proj, self._proj_row0,
+                pc = np.searchsorted(self._piece_lo, ix, side="right") - 1
+                deliver(k, st, pc, ix - self._piece_lo[pc] + self._piece_first[pc],
+                        self._piece_proj_ptr, self._piece_proj, self._proj_row0,
                         self._proj_post_lo, self._proj_post_hi, self._proj_port,
                         self._proj_shift, self._indptr, self._tgt, self._wq, self._dly,
                         self.ring, self.threads)
@@ -477,8 +538,9 @@ class Engine:
                 self._blk_gid0, self._masks, self.ring, *self._in, self._ou,
                 self._pq_cache, self._pq_tag, buf["spk_step"], buf["spk_idx"], buf["counts"],
                 buf["win_step"],
-                buf["win_idx"], buf["win_pop"], buf["win_src"], self._pop_lo, self._pop_first,
-                self._pop_proj_ptr, self._pop_proj, self._proj_row0, self._proj_post_lo,
+                buf["win_idx"], buf["win_pop"], buf["win_src"], self._piece_lo,
+                self._piece_first, self._piece_proj_ptr, self._piece_proj, self._proj_row0,
+                self._proj_post_lo,
                 self._proj_post_hi, self._proj_port, self._proj_shift, self._indptr,
                 self._tgt, self._wq, self._dly, self.threads, buf["rec_step"],
                 buf["rec_idx"], 0)
@@ -708,6 +770,7 @@ class Engine:
         return {
             "ranks": self.ranks,
             "routing": self.routing,
+            "partition": self.partition,
             "synapses_total": syn,
             "bytes_per_synapse": float(sum(per["synapse_bytes"]) / syn) if syn else 0.0,
             "imbalance": {"neurons": imb(per["neurons"]), "synapses": imb(per["synapses"])},
@@ -727,16 +790,23 @@ class Engine:
         """Per population: spike times (ms) and node ids numbered from 0 in the population."""
         t, g = self.spikes()
         out = {}
-        for lay in self.layout:
-            sel = (g >= lay.pop_gid0) & (g < lay.pop_gid0 + lay.pop_size)
-            out[lay.name] = (t[sel], g[sel] - lay.pop_gid0)
+        for p, g0 in zip(self.network.populations, self._pop_gid0, strict=True):
+            sel = (g >= g0) & (g < g0 + p.size)
+            out[p.name] = (t[sel], g[sel] - g0)
         return out
+
+    def local_index(self, gids: np.ndarray) -> np.ndarray:
+        """Engine indices of global ids this rank owns (int64, like ``gids``)."""
+        g = np.asarray(gids, np.int64)
+        k = np.searchsorted(self._piece_gid0, g, side="right") - 1
+        return self._piece_lo[k] + g - self._piece_gid0[k]
 
     def rates(self, t_from_ms: float = 0.0) -> dict[str, float]:
         """Mean firing rate per population (Hz) over [t_from_ms, now]."""
         span = (self.t_ms - t_from_ms) * 1e-3
         out = {}
+        sizes = {p.name: p.size for p in self.network.populations}
         for name, (t, _) in self.population_spikes().items():
-            n = self.layout[[lay.name for lay in self.layout].index(name)].pop_size
+            n = sizes[name]
             out[name] = float(np.sum(t > t_from_ms) / (n * span)) if span > 0 else 0.0
         return out

@@ -1,6 +1,8 @@
 """Run a network on however many ranks this was started with; rank 0 saves the spikes.
 
-    mpiexec -n P python tests/mpi_job.py MODEL T_MS OUT.npz [SEED [ROUTING]]
+    mpiexec -n P python tests/mpi_job.py MODEL T_MS OUT.npz [SEED [ROUTING [PARTITION]]]
+
+PARTITION: slices (the default ownership) | metis | contiguous (a plan; brain only).
 
 MODEL: microcircuit | mixed | brain.  Used by test_mpi.py to compare rank counts.
 """
@@ -15,16 +17,20 @@ import dtb
 from dtb.distributed import world
 
 
+def brain_spec():
+    from dtb.brain.build import BuildOptions, build
+    from dtb.brain.commands import demo_inputs
+
+    return build(**demo_inputs(), options=BuildOptions(neurons=6000))
+
+
 def network(name: str):
     if name == "microcircuit":
         from dtb.models import microcircuit
 
         return microcircuit(0.02)
     if name == "brain":
-        from dtb.brain.build import BuildOptions, build
-        from dtb.brain.commands import demo_inputs
-
-        return build(**demo_inputs(), options=BuildOptions(neurons=6000)).to_network()
+        return brain_spec().to_network()
     pops = (
         dtb.Population("E", 400, model="iaf_psc_exp", type="E",
                        params={"tau_m": dtb.Dist.normal(10.0, 1.0, low=5.0)},
@@ -53,9 +59,15 @@ def main() -> None:
     name, t_ms, out = sys.argv[1], float(sys.argv[2]), sys.argv[3]
     seed = int(sys.argv[4]) if len(sys.argv) > 4 else 7
     routing = sys.argv[5] if len(sys.argv) > 5 else "direct"
+    partition = sys.argv[6] if len(sys.argv) > 6 else "slices"
     comm = world()
+    own = None
+    if partition != "slices":  # a plan of the brain: metis or contiguous
+        from dtb.distributed import planned_ownership
+
+        own = planned_ownership(brain_spec(), comm, method=partition, routing=routing)
     eng = dtb.Engine(network(name), dt=0.1, seed=seed, comm=comm, routing=routing,
-                     ranks_per_node=2)
+                     ranks_per_node=2, ownership=own)
     eng.run(t_ms)
     t, g = eng.spikes()
     if eng.rank == 0:

@@ -147,3 +147,24 @@ def test_state_of_another_network_is_refused(brain):
     eng = Engine(brain, dt=0.1, seed=1, threads=1)
     with pytest.raises(ValueError, match="expected"):
         eng.set_state(small.get_state())
+
+
+def test_several_pieces_of_a_population_on_one_process(brain):
+    """Ownership ranges that split every population into pieces (as a METIS plan does on
+    each rank) give the same synapses and spikes as one piece per population."""
+    from dtb.distributed import Ownership
+
+    sizes = [p.size for p in brain.populations]
+    own = Ownership([np.array([0, n // 3, n // 2, n]) for n in sizes],
+                    [np.zeros(3, np.int64) for _ in sizes], 1)
+    a = Engine(brain, dt=0.1, seed=4, threads=2)
+    b = Engine(brain, dt=0.1, seed=4, threads=2, ownership=own)
+    assert len(b.layout) == 3 * len(sizes)
+    for pid in range(len(brain.projections)):
+        for x, y in zip(a.synapses(pid), b.synapses(pid), strict=True):
+            np.testing.assert_array_equal(x, y)
+    a.run(60.0)
+    b.run(60.0)
+    for x, y in zip(a.spikes(), b.spikes(), strict=True):
+        np.testing.assert_array_equal(x, y)
+    np.testing.assert_array_equal(b.local_index(b.gids), np.arange(b.n_local))

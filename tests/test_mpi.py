@@ -34,9 +34,9 @@ def _env() -> dict:
 
 
 def job(model: str, ranks: int, out: Path, t_ms: float = 100.0, seed: int = 7,
-        routing: str = "direct"):
+        routing: str = "direct", partition: str = "slices"):
     cmd = [sys.executable, str(HERE / "mpi_job.py"), model, str(t_ms), str(out), str(seed),
-           routing]
+           routing, partition]
     if ranks > 1:
         cmd = [MPIEXEC, "-n", str(ranks), *cmd]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=_env())
@@ -70,6 +70,21 @@ def test_two_level_routing_gives_the_same_spikes(tmp_path, model, ranks):
 
 
 @needs_mpi
+@pytest.mark.parametrize("ranks,partition,routing", [(2, "metis", "direct"),
+                                                     (3, "metis", "direct"),
+                                                     (4, "metis", "two-level"),
+                                                     (3, "contiguous", "direct")])
+def test_partition_plans_give_the_same_spikes(tmp_path, ranks, partition, routing):
+    """A METIS plan gives ranks scattered sets of units (several ranges of a family on
+    one rank, units cut into blocks); the spikes stay those of one process."""
+    t1, g1 = job("brain", 1, tmp_path / "one.npz")
+    tp, gp = job("brain", ranks, tmp_path / "plan.npz", routing=routing, partition=partition)
+    assert len(t1) > 100
+    np.testing.assert_array_equal(t1, tp)
+    np.testing.assert_array_equal(g1, gp)
+
+
+@needs_mpi
 def test_cli_under_mpiexec_records_ranks_and_exchange(tmp_path):
     out1, out2 = tmp_path / "r1", tmp_path / "r2"
     base = [str(BIN / "dtb"), "simulate", "--model", "microcircuit", "--scale", "0.02",
@@ -96,6 +111,37 @@ def test_cli_under_mpiexec_records_ranks_and_exchange(tmp_path):
         for pop in a["spikes"]:
             for ds in ("timestamps", "node_ids"):
                 np.testing.assert_array_equal(a["spikes"][pop][ds][()], b["spikes"][pop][ds][()])
+
+
+@needs_mpi
+def test_cli_runs_a_brain_on_a_metis_plan(tmp_path):
+    import h5py
+
+    from dtb.cli import main
+
+    brain = tmp_path / "b.h5"
+    assert main(["build", "--demo", "--neurons", "4000", "-o", str(brain)]) == 0
+    out1, out3 = tmp_path / "r1", tmp_path / "r3"
+    base = [str(BIN / "dtb"), "simulate", "--brain", str(brain), "--t", "40", "--quiet"]
+    p = subprocess.run([*base, "--out", str(out1)], capture_output=True, text=True,
+                       env=_env(), timeout=600)
+    assert p.returncode == 0, p.stderr
+    p = subprocess.run([MPIEXEC, "-n", "3", *base, "--partition", "metis", "--out", str(out3)],
+                       capture_output=True, text=True, env=_env(), timeout=600)
+    assert p.returncode == 0, p.stderr
+    m = json.loads((out3 / "manifest.json").read_text())
+    assert m["distribution"]["partition"] == "metis" and m["ranks"] == 3
+    with h5py.File(out1 / "spikes.h5") as a, h5py.File(out3 / "spikes.h5") as b:
+        assert sum(len(a["spikes"][pop]["node_ids"]) for pop in a["spikes"]) > 100
+        for pop in a["spikes"]:
+            for ds in ("timestamps", "node_ids"):
+                np.testing.assert_array_equal(a["spikes"][pop][ds][()], b["spikes"][pop][ds][()])
+    p = subprocess.run([*base, "--partition", "metis", "--out", str(tmp_path / "x")],
+                       capture_output=True, text=True, env=_env(), timeout=600)
+    assert p.returncode == 0, p.stderr  # one rank: a plan of one part
+    p = subprocess.run([str(BIN / "dtb"), "simulate", "--model", "microcircuit", "--t", "1",
+                        "--partition", "metis"], capture_output=True, text=True, env=_env())
+    assert p.returncode == 2 and "expected --brain" in p.stderr
 
 
 @needs_mpi
