@@ -2,9 +2,10 @@
 
     mpiexec -n P python tests/mpi_job.py MODEL T_MS OUT.npz [SEED [ROUTING [PARTITION]]]
 
-PARTITION: slices (the default ownership) | metis | contiguous (a plan; brain only).
+PARTITION: slices (the default ownership) | metis | contiguous (a plan; brain only) |
+uneven (silent, bursting and empty ranks; model uneven).
 
-MODEL: microcircuit | mixed | brain.  Used by test_mpi.py to compare rank counts.
+MODEL: microcircuit | mixed | uneven | brain.  Used by test_mpi.py to compare rank counts.
 """
 
 from __future__ import annotations
@@ -52,7 +53,25 @@ def network(name: str):
         dtb.Projection("C", "E", dtb.FixedInDegree(10), w_e, 2.0),
         dtb.Projection("E", "C", dtb.FixedInDegree(30), dtb.Dist.uniform(0.01, 0.05), 0.6),
     )
+    if name == "uneven":  # plus a silent and a bursting population
+        pops += (dtb.Population("S", 200, model="iaf_psc_exp", type="E"),
+                 dtb.Population("B", 40, model="iaf_psc_exp", type="E",
+                                inputs=(dtb.DCInput(2000.0),)))
+        projs += (dtb.Projection("S", "E", dtb.FixedInDegree(5), w_e, 1.0),
+                  dtb.Projection("B", "E", dtb.FixedInDegree(3), w_e, 1.5),
+                  dtb.Projection("B", "I", dtb.FixedInDegree(2), w_e, 0.9))
     return dtb.Network(pops, projs)
+
+
+def uneven_ownership(net, ranks: int):
+    """Rank 0 owns the silent population, rank 1 the bursting one, rank 2 (or 0) the
+    rest; ranks above 2 own nothing at all."""
+    from dtb.distributed import Ownership
+
+    where = {"S": 0, "B": min(1, ranks - 1)}
+    rest = min(2, ranks - 1) if ranks > 2 else 0
+    return Ownership([np.array([0, p.size]) for p in net.populations],
+                     [np.array([where.get(p.name, rest)]) for p in net.populations], ranks)
 
 
 def main() -> None:
@@ -62,11 +81,14 @@ def main() -> None:
     partition = sys.argv[6] if len(sys.argv) > 6 else "slices"
     comm = world()
     own = None
-    if partition != "slices":  # a plan of the brain: metis or contiguous
+    net = network(name)
+    if partition == "uneven":
+        own = uneven_ownership(net, comm.Get_size() if comm is not None else 1)
+    elif partition != "slices":  # a plan of the brain: metis or contiguous
         from dtb.distributed import planned_ownership
 
         own = planned_ownership(brain_spec(), comm, method=partition, routing=routing)
-    eng = dtb.Engine(network(name), dt=0.1, seed=seed, comm=comm, routing=routing,
+    eng = dtb.Engine(net, dt=0.1, seed=seed, comm=comm, routing=routing,
                      ranks_per_node=2, ownership=own)
     eng.run(t_ms)
     t, g = eng.spikes()

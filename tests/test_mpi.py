@@ -114,6 +114,20 @@ def test_cli_under_mpiexec_records_ranks_and_exchange(tmp_path):
 
 
 @needs_mpi
+@pytest.mark.parametrize("ranks,routing", [(2, "direct"), (4, "direct"), (4, "two-level")])
+def test_silent_bursting_and_empty_ranks(tmp_path, ranks, routing):
+    """A rank whose neurons never fire, one that bursts (DC-driven, ~100 Hz), and on 4
+    ranks one that owns no neuron: no deadlock, the same spikes as one process."""
+    t1, g1 = job("uneven", 1, tmp_path / "one.npz")
+    tp, gp = job("uneven", ranks, tmp_path / "many.npz", routing=routing, partition="uneven")
+    n_b0 = 400 + 100 + 150 + 200
+    assert np.sum(g1 >= n_b0) > 40 * 5  # the bursting population fires
+    assert not np.any((g1 >= 650) & (g1 < n_b0))  # the silent one does not
+    np.testing.assert_array_equal(t1, tp)
+    np.testing.assert_array_equal(g1, gp)
+
+
+@needs_mpi
 def test_cli_runs_a_brain_on_a_metis_plan(tmp_path):
     import h5py
 
