@@ -17,7 +17,6 @@ import math
 import signal
 import sys
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -26,7 +25,6 @@ from dtb.errors import ConfigError, DtbError, InputError
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2  # invalid configuration or arguments (argparse uses 2 as well)
-PROGRESS_STEPS = 10  # progress lines per run (one per ~10% of model time)
 
 
 class _UsageError(Exception):
@@ -85,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="group size for two-level routing (default: round(sqrt(ranks)))")
     s.add_argument("--quiet", action="store_true",
                    help="print only the run directory (no progress, no summary)")
+    _add_record_flag(s)
 
     from dtb.brain.commands import add_build_parser
     from dtb.partition import add_partition_parser
@@ -105,10 +104,21 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--level", choices=("region", "voxel"), default="region")
     m.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all)")
     m.add_argument("--quiet", action="store_true", help="print only the run directory")
+    _add_record_flag(m)
+    from dtb.report import add_report_parser
+
+    add_report_parser(sub)
     i = sub.add_parser("info", help="versions, MPI, GPUs and available backends",
                        description="Report versions, MPI library, GPUs and backends.")
     i.add_argument("--json", action="store_true", help="machine-readable output")
     return p
+
+
+def _add_record_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--record", action="append", metavar="KIND[:ARGS]",
+                   help="what to record, over the config's record section (repeatable): "
+                        "spikes:all|none|sample=N, rates:BIN_MS|off, units:BIN_MS|off, "
+                        "samples:n=N,every=K,variables=V+syn, bold:TR_MS|off, hdf5")
 
 
 # --- simulate ---------------------------------------------------------------------------
@@ -148,6 +158,7 @@ def _resolve(a: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], str]:
     """The validated network and settings, where they came from, and a name for the run."""
     from dtb.config import SimulationSettings, load_config, parse_network
     from dtb.models import BUILTIN
+    from dtb.recording import resolve_record, unit_labels
     from dtb.rundir import sha256_file
 
     if a.brain is not None:
@@ -160,6 +171,7 @@ def _resolve(a: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], str]:
         net = spec.to_network(name=name)
         source = {"kind": "brain", "path": str(path.resolve()), "sha256": sha256_file(path),
                   "level": spec.level, "units": spec.n_units}
+        a.unit_labels = unit_labels(spec)
     elif a.config is not None:
         net, sim = load_config(a.config)
         path = Path(a.config)
@@ -174,12 +186,15 @@ def _resolve(a: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], str]:
         name = a.model
     sim = SimulationSettings(dt=sim.dt if a.dt is None else float(a.dt),
                              t=sim.t if a.t is None else float(a.t),
-                             seed=sim.seed if a.seed is None else int(a.seed))
+                             seed=sim.seed if a.seed is None else int(a.seed),
+                             record=sim.record)
     if round(sim.t / sim.dt) < 1:
         raise _UsageError(f"t: {sim.t!r} ms -- expected at least one time step of "
                           f"{sim.dt!r} ms")
     # validate once more at the final dt (delays must be >= dt), still before building
     net = parse_network(net, sim.dt, a.config)
+    record = resolve_record(sim.record, a.record, net, sim.dt, a.config)
+    sim = SimulationSettings(sim.dt, sim.t, sim.seed, record)
     return net, sim, source, name
 
 
@@ -193,24 +208,26 @@ def _default_out(name: str) -> Path:
     return out
 
 
-def _run_with_progress(eng: Any, t_ms: float, err: TextIO | None) -> None:
-    """Advance the engine by t_ms in ~10% chunks of whole steps, printing a line per chunk.
+def _record_run(eng: Any, out: Path, sim: Any, err: TextIO | None,
+                labels: Any = None) -> dict[str, Any] | None:
+    """Run the engine for sim.t with the recorders of sim.record (progress on ``err``);
+    returns what rank 0's RunDirectory.finish needs (None on other ranks)."""
+    from dtb.progress import Progress
+    from dtb.recording import Recording
+    from dtb.rundir import write_atomic
 
-    Chunking does not change the result: the engine's state carries over between calls.
-    """
-    n_steps = int(round(t_ms / eng.dt))
-    parts = min(PROGRESS_STEPS, max(1, n_steps))
-    done = 0
-    wall0 = time.perf_counter()
-    for k in range(1, parts + 1):
-        upto = n_steps * k // parts
-        if upto > done:
-            eng.run((upto - done) * eng.dt)
-            done = upto
-        if err is not None:
-            print(f"dtb: simulate {100 * k // parts:3d}%  {done * eng.dt:.1f}/"
-                  f"{n_steps * eng.dt:.1f} ms model time, "
-                  f"{time.perf_counter() - wall0:.1f} s", file=err, flush=True)
+    eng.keep_spikes = False  # the recorders hold what the run writes
+    rec = Recording(eng, out, sim.record, sim.t, labels)
+    progress = Progress(eng.dt, err) if err is not None else None
+    try:
+        rec.run(progress)
+    except BaseException:
+        rec.abort()
+        raise
+    finally:
+        if progress is not None:
+            progress.close()
+    return rec.finish(write_atomic)
 
 
 def _summary(m: dict[str, Any], out: Path, command: str = "simulate") -> str:
@@ -240,6 +257,7 @@ def _demo(a: argparse.Namespace, command: list[str]) -> int:
     from dtb.brain.commands import demo_inputs
     from dtb.config import SimulationSettings, parse_network
     from dtb.engine import Engine
+    from dtb.recording import resolve_record, unit_labels
     from dtb.rundir import RunDirectory, sha256_file
 
     for name in ("t", "dt"):
@@ -250,8 +268,9 @@ def _demo(a: argparse.Namespace, command: list[str]) -> int:
         raise _UsageError(f"--seed: {a.seed!r} -- expected an integer in [0, 2**32)")
     err = None if a.quiet else sys.stderr
     spec = build(**demo_inputs(), options=BuildOptions(level=a.level, neurons=a.neurons))
-    sim = SimulationSettings(dt=a.dt, t=a.t, seed=a.seed)
-    net = parse_network(spec.to_network(name="default_subject"), sim.dt)
+    net = parse_network(spec.to_network(name="default_subject"), a.dt)
+    sim = SimulationSettings(dt=a.dt, t=a.t, seed=a.seed,
+                             record=resolve_record(None, a.record, net, a.dt))
     out = Path(a.out) if a.out is not None else _default_out("demo")
     with RunDirectory(out, overwrite=a.overwrite) as rd:
         a.run_dir = out
@@ -265,8 +284,8 @@ def _demo(a: argparse.Namespace, command: list[str]) -> int:
             print(f"dtb demo: default subject, {spec.level} level, {spec.n_units} units, "
                   f"{net.n_neurons:,} neurons (run directory {out})", file=err, flush=True)
         eng = Engine(net, dt=sim.dt, seed=sim.seed, threads=a.threads)
-        _run_with_progress(eng, sim.t, err)
-        manifest = rd.finish(eng)
+        recorded = _record_run(eng, out, sim, err, unit_labels(spec))
+        manifest = rd.finish(eng, recorded=recorded)
     if a.quiet:
         print(out)
         return 0
@@ -318,12 +337,11 @@ def _simulate(a: argparse.Namespace, command: list[str]) -> int:
             print(f"dtb: built {eng.n_synapses:,} synapses in {eng.build_s:.2f} s "
                   f"({eng.threads} threads{' on rank 0' if ranks > 1 else ''})", file=err,
                   flush=True)
-        _run_with_progress(eng, sim.t, err)
-        spikes = eng.population_spikes()
+        recorded = _record_run(eng, out, sim, err, getattr(a, "unit_labels", None))
         dist = eng.distribution_report() if ranks > 1 else None
         if not rank0:
             return 0
-        manifest = rd.finish(eng, spikes=spikes, distribution=dist)
+        manifest = rd.finish(eng, distribution=dist, recorded=recorded)
     print(out if a.quiet else _summary(manifest, out))
     return 0
 
@@ -373,6 +391,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from dtb.partition import run_partition
 
                 return run_partition(a)
+            if a.command == "report":
+                from dtb.report import run_report
+
+                return run_report(a)
             return _simulate(a, ["dtb", *args_list])
         finally:
             if on_main:

@@ -33,6 +33,7 @@ from dtb.network import (
     UnitLocal,
 )
 from dtb.neurons import MODELS, check_params
+from dtb.recording import RecordSpec, check_record, parse_record
 
 MAX_DELAY_STEPS = 65535  # delays are stored as uint16 steps
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -40,11 +41,13 @@ NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 @dataclass(frozen=True)
 class SimulationSettings:
-    """Time step and duration in ms, and the seed (0 <= seed < 2**32)."""
+    """Time step and duration in ms, the seed (0 <= seed < 2**32), and what to record
+    (the config's ``record:`` section, dtb.recording.RecordSpec; None: the defaults)."""
 
     dt: float = 0.1
     t: float = 1000.0
     seed: int = 1
+    record: RecordSpec | None = None
 
 
 class _Problems:
@@ -599,7 +602,8 @@ def parse_network(d: Any, dt: float = 0.1, source: str | None = None) -> Network
 
 
 def load_config(path: str | Path) -> tuple[Network, SimulationSettings]:
-    """Read and validate a YAML configuration: ``simulation``, ``populations``, ``projections``."""
+    """Read and validate a YAML configuration: ``simulation``, ``populations``,
+    ``projections`` and optionally ``record`` (dtb.recording; in ``SimulationSettings.record``)."""
     import yaml
 
     path = Path(path)
@@ -613,11 +617,18 @@ def load_config(path: str | Path) -> tuple[Network, SimulationSettings]:
     except yaml.YAMLError as e:
         raise ConfigError([f"not valid YAML: {e}"], src) from e
     pr = _Problems()
-    if not _keys(d, "config", {"name", "simulation", "populations", "projections"},
+    if not _keys(d, "config", {"name", "simulation", "populations", "projections", "record"},
                  {"populations"}, pr):
         raise ConfigError(pr.items, src)
     sim = parse_simulation(d.get("simulation"), pr)
+    record = parse_record(d["record"], pr.add) if "record" in d else None
     if pr.items:
         raise ConfigError(pr.items, src)
-    net = parse_network({k: v for k, v in d.items() if k != "simulation"}, sim.dt, src)
+    net = parse_network({k: v for k, v in d.items() if k not in ("simulation", "record")},
+                        sim.dt, src)
+    if record is not None:
+        check_record(record, net, sim.dt, pr.add)
+        if pr.items:
+            raise ConfigError(pr.items, src)
+        sim = SimulationSettings(sim.dt, sim.t, sim.seed, record)
     return net, sim

@@ -7,7 +7,11 @@ A run directory holds
   checksums of the outputs, the command line and a ``status``;
 - ``spikes.h5``: every spike in the SONATA layout that bmtk writes and reads,
   ``/spikes/<population>/timestamps`` (float64, ms) and ``/spikes/<population>/node_ids``
-  (uint64, numbered from 0 within the population).
+  (uint64, numbered from 0 within the population), sorted by (node id, time); in a recorded
+  run (dtb.recording) its datasets are virtual, over the per-rank parts in ``spikes/``;
+- ``series.zarr`` (and on request ``series.h5``): dense time series (dtb.series).
+
+Every output is listed in the manifest's ``outputs`` with its SHA-256, part files included.
 
 The manifest is written with status ``"running"`` when the run starts and replaced atomically
 (temporary file in the same directory, fsync, ``os.replace``) as the last act of a run, with
@@ -57,6 +61,7 @@ FORMAT_VERSION = 1
 SONATA_MAGIC = 0x0A7A
 SONATA_VERSION = (0, 1)
 _TMP_PREFIX = ".dtb-tmp-"
+OUTPUT_NAMES = ("spikes.h5", "spikes", "series.zarr", "series.h5", "series", "report")
 
 
 def utc_now() -> str:
@@ -113,6 +118,30 @@ def _fsync_dir(path: Path) -> None:
 
 def _why(e: OSError) -> str:
     return e.strerror or str(e)
+
+
+def write_atomic(final: Path, image: Any, what: str = "output") -> tuple[str, int]:
+    """Write bytes (``image``, a buffer) to ``final`` through a temporary name in the same
+    directory, fsynced and renamed; returns (SHA-256 hex digest, size in bytes).
+
+    Plain file I/O reports a full disk as an error where HDF5 itself may crash, so HDF5
+    files are made in memory and written with this.  Raises ``OutputError`` naming ``final``.
+    """
+    final = Path(final)
+    tmp = final.with_name(f"{_TMP_PREFIX}{os.getpid()}-{final.name}")
+    try:
+        digest = hashlib.sha256(image).hexdigest()
+        size = len(memoryview(image))
+        with open(tmp, "wb") as fh:
+            fh.write(image)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+        _fsync_dir(final.parent)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"{final}: cannot write the {what}: {_why(e)}") from e
+    return digest, size
 
 
 class RunDirectory:
@@ -221,6 +250,8 @@ class RunDirectory:
         else:
             config = dict(network.to_dict())
         config["simulation"] = {"dt": settings.dt, "t": settings.t, "seed": settings.seed}
+        if getattr(settings, "record", None) is not None:
+            config["record"] = settings.record.to_dict()
         v = versions()
         self.manifest = {
             "format": FORMAT, "format_version": FORMAT_VERSION,
@@ -251,7 +282,8 @@ class RunDirectory:
     def write_spikes(self, spikes: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
         """Write ``spikes.h5`` (SONATA) from {population: (times in ms, node ids from 0)}.
 
-        Every population gets a group, empty ones included.  The HDF5 file is made in memory
+        Every population gets a group, empty ones included, sorted by (node id, time)
+        (``sorting = "by_id"``, as a recorded run's).  The HDF5 file is made in memory
         (about 16 bytes per spike) and written with plain file I/O to a temporary name, fsynced
         and renamed: HDF5 itself handles a full disk badly (errors on close, then a crash), a
         plain write reports it as an ``OutputError``.  Returns the manifest's ``outputs``
@@ -261,8 +293,6 @@ class RunDirectory:
 
         import h5py
 
-        final = self.path / SPIKES
-        tmp = self._tmp(SPIKES)
         buf = io.BytesIO()
         with h5py.File(buf, "w") as f:
             f.attrs["magic"] = np.uint32(SONATA_MAGIC)
@@ -270,48 +300,50 @@ class RunDirectory:
             root = f.create_group("spikes")
             for name, (times, ids) in spikes.items():
                 g = root.create_group(name)
-                g.attrs["sorting"] = "by_time"
+                g.attrs["sorting"] = "by_id"
                 times = np.asarray(times, dtype=np.float64)
-                order = np.argsort(times, kind="stable")
+                ids = np.asarray(ids).astype(np.uint64)
+                order = np.lexsort((times, ids))
                 ts = g.create_dataset("timestamps", data=times[order])
                 ts.attrs["units"] = "ms"
-                g.create_dataset("node_ids", data=np.asarray(ids)[order].astype(np.uint64))
+                g.create_dataset("node_ids", data=ids[order])
         image = buf.getbuffer()
         try:
-            digest = hashlib.sha256(image).hexdigest()
-            size = len(image)
-            with open(tmp, "wb") as fh:
-                fh.write(image)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
-            _fsync_dir(self.path)
-        except OSError as e:
-            tmp.unlink(missing_ok=True)
-            raise OutputError(f"{final}: cannot write the spikes: {_why(e)}") from e
+            digest, size = write_atomic(self.path / SPIKES, image, "spikes")
         finally:
             image.release()
         return {"path": SPIKES, "format": "sonata", "sha256": digest, "bytes": size,
                 "populations": {k: int(len(v[0])) for k, v in spikes.items()}}
 
     def finish(self, engine: Engine, spikes: dict | None = None,
-               distribution: dict | None = None) -> dict[str, Any]:
-        """Write the engine's spikes and the manifest with status ``"complete"`` (last).
+               distribution: dict | None = None,
+               recorded: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Write the engine's spikes (unless recorded) and the manifest with status
+        ``"complete"`` (last).
 
-        On several ranks, rank 0 calls this with the gathered ``spikes``
-        (engine.population_spikes()) and ``distribution`` (engine.distribution_report()),
-        both collectives the other ranks took part in.  Returns the final manifest.
+        On several ranks, rank 0 calls this with ``distribution``
+        (engine.distribution_report()) and either the gathered ``spikes``
+        (engine.population_spikes()) or ``recorded``, what ``Recording.finish`` returned
+        (outputs already written in parallel and the spike count per population), all
+        collectives the other ranks took part in.  Returns the final manifest.
         """
         if not self._started:
             raise RuntimeError("RunDirectory.finish() before start()")
-        if spikes is None:
-            spikes = engine.population_spikes()
-        out = self.write_spikes(spikes)
         t_ms = float(engine.t_ms)
-        sizes = {lay.name: lay.pop_size for lay in engine.layout}
-        rates = {name: (len(t) / (sizes[name] * t_ms * 1e-3) if t_ms > 0 else 0.0)
-                 for name, (t, _) in spikes.items()}
-        n_spikes = sum(int(len(t)) for t, _ in spikes.values())
+        if recorded is not None:
+            outputs = dict(recorded["outputs"])
+            per_pop = dict(recorded["pop_counts"])
+            t_rec = float(recorded.get("model_time_ms", t_ms))
+        else:
+            if spikes is None:
+                spikes = engine.population_spikes()
+            outputs = {"spikes": self.write_spikes(spikes)}
+            per_pop = {name: int(len(t)) for name, (t, _) in spikes.items()}
+            t_rec = t_ms
+        sizes = {p.name: p.size for p in engine.network.populations}
+        rates = {name: (n / (sizes[name] * t_rec * 1e-3) if t_rec > 0 else 0.0)
+                 for name, n in per_pop.items()}
+        n_spikes = int(sum(per_pop.values()))
         self.manifest.update(
             threads=engine.threads,
             counts={"neurons": int(engine.n_neurons),
@@ -326,7 +358,7 @@ class RunDirectory:
                      "model_time_ms": t_ms,
                      "rtf": (engine.simulate_s / (t_ms * 1e-3)) if t_ms > 0 else None},
             rates_hz=rates,
-            outputs={"spikes": out},
+            outputs=outputs,
         )
         self.manifest["status"] = "complete"
         self.manifest["end_time"] = utc_now()
@@ -349,6 +381,7 @@ class RunDirectory:
             q.unlink(missing_ok=True)
         if not self._started:
             return
+        self.remove_outputs()
         self.manifest["status"] = "failed"
         self.manifest["error"] = msg
         self.manifest["end_time"] = utc_now()
@@ -356,6 +389,19 @@ class RunDirectory:
             self._write_manifest()
         except OutputError:
             pass
+
+    def remove_outputs(self) -> None:
+        """Remove what a failed run had written (spikes, parts, series, report): nothing
+        half-written is left behind, only the manifest (and inputs such as brain.h5)."""
+        for name in OUTPUT_NAMES:
+            q = self.path / name
+            try:
+                if q.is_dir() and not q.is_symlink():
+                    shutil.rmtree(q, ignore_errors=True)
+                elif q.exists() or q.is_symlink():
+                    q.unlink()
+            except OSError:
+                pass  # best effort: the manifest says "failed" whatever remains
 
     def __enter__(self) -> RunDirectory:
         return self

@@ -1,0 +1,686 @@
+"""Recorders: what a run writes besides its manifest, chosen in the configuration.
+
+The ``record:`` section of a YAML configuration (or ``--record`` on the command line)::
+
+    record:
+      spikes: all              # all | none | {sample: N}  (N neurons per population)
+      rates: 1.0               # population rates, bin width in ms (false: off)
+      units: 10.0              # rates per unit (region or voxel), bin width in ms (false: off)
+      samples:                 # membrane potential and synaptic state of chosen neurons
+        neurons: {E: 5, I: [0, 7]}   # per population: a count (spread evenly) or node ids
+        every: 10              # one sample every 10 steps
+        variables: [V, syn]    # V (mV) and/or syn (the 4 synaptic channels of the model)
+      bold: {tr_ms: 720.0, baseline_hz: 5.0}   # BOLD per unit (Balloon-Windkessel)
+      hdf5: false              # also write the dense series to series.h5
+
+Defaults: every spike, population rates in 1 ms bins, unit rates in 10 ms bins (networks
+with units), no samples, no BOLD, Zarr only.
+
+``Recording(engine, run_dir, spec, t_ms)`` drives the engine (``run``), collecting this rank's
+spikes through ``Engine.run(on_window=...)`` and state samples between chunks of whole steps
+(the result does not depend on the chunking), and writes everything in parallel
+(dtb.spikes_io, dtb.series); ``finish()`` returns the manifest's ``outputs`` on rank 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SAMPLE_VARIABLES = ("V", "syn")
+N_SYN = 4
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    """Neurons to sample: ``neurons`` maps a population to a count (spread evenly over it)
+    or to a tuple of node ids; one sample every ``every`` steps of ``variables``."""
+
+    neurons: tuple[tuple[str, int | tuple[int, ...]], ...]
+    every: int = 1
+    variables: tuple[str, ...] = ("V",)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"neurons": {k: (list(v) if isinstance(v, tuple) else v)
+                            for k, v in self.neurons},
+                "every": self.every, "variables": list(self.variables)}
+
+
+@dataclass(frozen=True)
+class RecordSpec:
+    """What to record.  ``spikes``: "all", "none" or "sample" (``spike_sample`` neurons per
+    population); ``rates_ms`` / ``units_ms``: bin widths in ms (None: off); ``samples``;
+    ``bold_tr_ms``: BOLD sampling interval in ms (None: off) with ``bold_baseline_hz``;
+    ``hdf5``: also write series.h5."""
+
+    spikes: str = "all"
+    spike_sample: int = 0
+    rates_ms: float | None = 1.0
+    units_ms: float | None = 10.0
+    samples: SampleSpec | None = None
+    bold_tr_ms: float | None = None
+    bold_baseline_hz: float = 5.0
+    hdf5: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``record:`` mapping that parses back to this spec."""
+        return {
+            "spikes": {"sample": self.spike_sample} if self.spikes == "sample" else self.spikes,
+            "rates": self.rates_ms if self.rates_ms is not None else False,
+            "units": self.units_ms if self.units_ms is not None else False,
+            "samples": self.samples.to_dict() if self.samples else None,
+            "bold": ({"tr_ms": self.bold_tr_ms, "baseline_hz": self.bold_baseline_hz}
+                     if self.bold_tr_ms is not None else False),
+            "hdf5": self.hdf5,
+        }
+
+
+# --- parsing ---------------------------------------------------------------------------------
+
+def _num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _bin(v: Any, path: str, add: Callable[[str, Any, str], None],
+         default: float | None) -> float | None:
+    if v is None or v is True:
+        return default
+    if v is False or v == "off":
+        return None
+    if isinstance(v, Mapping):
+        extra = set(v) - {"bin_ms"}
+        if extra:
+            add(f"{path}.{sorted(extra)[0]}", v[sorted(extra)[0]], "only bin_ms")
+            return default
+        v = v.get("bin_ms", default)
+    if not (_num(v) and v > 0):
+        add(path, v, "a bin width in ms > 0, or false")
+        return default
+    return float(v)
+
+
+def parse_record(d: Any, add: Callable[[str, Any, str], None],
+                 path: str = "record") -> RecordSpec:
+    """A RecordSpec from the ``record:`` mapping; problems go to ``add(path, value,
+    expected)`` (dtb.config's collector) and the defaults stand in for bad values."""
+    base = RecordSpec()
+    if d is None:
+        return base
+    if not isinstance(d, Mapping):
+        add(path, d, "a mapping (spikes, rates, units, samples, bold, hdf5)")
+        return base
+    allowed = {"spikes", "rates", "units", "samples", "bold", "hdf5"}
+    for k in d:
+        if k not in allowed:
+            add(f"{path}.{k}", d[k], f"one of the keys {', '.join(sorted(allowed))}")
+    spikes, sample = base.spikes, 0
+    s = d.get("spikes", "all")
+    if s in ("all", "none"):
+        spikes = s
+    elif s is False:
+        spikes = "none"
+    elif isinstance(s, Mapping) and set(s) == {"sample"}:
+        if _int(s["sample"]) and s["sample"] > 0:
+            spikes, sample = "sample", int(s["sample"])
+        else:
+            add(f"{path}.spikes.sample", s["sample"], "a number of neurons per population > 0")
+    else:
+        add(f"{path}.spikes", s, "all, none or {sample: N}")
+    rates = _bin(d.get("rates"), f"{path}.rates", add, base.rates_ms)
+    units = _bin(d.get("units"), f"{path}.units", add, base.units_ms)
+    samples = None
+    if d.get("samples") not in (None, False):
+        samples = _parse_samples(d["samples"], f"{path}.samples", add)
+    tr, baseline = None, base.bold_baseline_hz
+    b = d.get("bold")
+    if b is True:
+        tr = 720.0
+    elif isinstance(b, Mapping):
+        for k in set(b) - {"tr_ms", "baseline_hz"}:
+            add(f"{path}.bold.{k}", b[k], "only tr_ms and baseline_hz")
+        tr = b.get("tr_ms", 720.0)
+        if not (_num(tr) and tr > 0):
+            add(f"{path}.bold.tr_ms", tr, "a sampling interval in ms > 0")
+            tr = 720.0
+        baseline = b.get("baseline_hz", baseline)
+        if not (_num(baseline) and baseline > 0):
+            add(f"{path}.bold.baseline_hz", baseline, "a baseline firing rate in Hz > 0")
+            baseline = base.bold_baseline_hz
+    elif _num(b) and b > 0:
+        tr = b
+    elif b not in (None, False):
+        add(f"{path}.bold", b, "true, false, a TR in ms or {tr_ms: ..., baseline_hz: ...}")
+    hdf5 = d.get("hdf5", False)
+    if not isinstance(hdf5, bool):
+        add(f"{path}.hdf5", hdf5, "true or false")
+        hdf5 = False
+    return RecordSpec(spikes, sample, rates, units, samples,
+                      float(tr) if tr is not None else None, float(baseline), hdf5)
+
+
+def _parse_samples(s: Any, path: str, add: Callable[[str, Any, str], None]
+                   ) -> SampleSpec | None:
+    if not isinstance(s, Mapping):
+        add(path, s, "a mapping with neurons, every and variables")
+        return None
+    for k in set(s) - {"neurons", "every", "variables"}:
+        add(f"{path}.{k}", s[k], "one of the keys every, neurons, variables")
+    neurons = s.get("neurons")
+    items: list[tuple[str, int | tuple[int, ...]]] = []
+    if not isinstance(neurons, Mapping) or not neurons:
+        add(f"{path}.neurons", neurons, "a mapping population -> count or list of node ids")
+    else:
+        for pop, v in neurons.items():
+            if _int(v) and v > 0:
+                items.append((str(pop), int(v)))
+            elif (isinstance(v, (list, tuple)) and v
+                  and all(_int(x) and x >= 0 for x in v)):
+                items.append((str(pop), tuple(sorted(set(int(x) for x in v)))))
+            else:
+                add(f"{path}.neurons.{pop}", v, "a count > 0 or a non-empty list of node ids "
+                                                ">= 0")
+    every = s.get("every", 1)
+    if not (_int(every) and every > 0):
+        add(f"{path}.every", every, "a number of steps > 0")
+        every = 1
+    variables = s.get("variables", ["V"])
+    if isinstance(variables, str):
+        variables = [variables]
+    if (not isinstance(variables, (list, tuple)) or not variables
+            or any(v not in SAMPLE_VARIABLES for v in variables)):
+        add(f"{path}.variables", variables, f"a list of {', '.join(SAMPLE_VARIABLES)}")
+        variables = ["V"]
+    return SampleSpec(tuple(items), int(every), tuple(dict.fromkeys(variables)))
+
+
+def parse_record_flags(flags: Sequence[str]) -> dict[str, Any]:
+    """The ``record:`` mapping for ``--record`` flags (KIND[:ARGS]), for parse_record.
+
+    ``spikes:all``, ``spikes:none``, ``spikes:sample=100``; ``rates:1`` / ``rates:off``;
+    ``units:10`` / ``units:off``; ``samples:n=5,every=10,variables=V+syn`` (n per
+    population; or ``POP=ID+ID+...``); ``bold:720`` / ``bold:tr=720,baseline=5`` /
+    ``bold:off``; ``hdf5``.  Values stay strings/numbers for the validator to judge."""
+    d: dict[str, Any] = {}
+    for flag in flags:
+        kind, _, arg = flag.partition(":")
+        kv = _kv(arg)
+        if kind == "spikes":
+            d["spikes"] = {"sample": _to_num(kv["sample"])} if "sample" in kv else (arg or "all")
+        elif kind in ("rates", "units"):
+            d[kind] = False if arg in ("off", "false", "none") else _to_num(arg) if arg else True
+        elif kind == "bold":
+            if arg in ("off", "false", "none"):
+                d["bold"] = False
+            elif kv:
+                b: dict[str, Any] = {}
+                if "tr" in kv:
+                    b["tr_ms"] = _to_num(kv.pop("tr"))
+                if "baseline" in kv:
+                    b["baseline_hz"] = _to_num(kv.pop("baseline"))
+                b.update(kv)
+                d["bold"] = b
+            else:
+                d["bold"] = _to_num(arg) if arg else True
+        elif kind == "samples":
+            s: dict[str, Any] = {"neurons": {}}
+            n = kv.pop("n", None)
+            if "every" in kv:
+                s["every"] = _to_num(kv.pop("every"))
+            if "variables" in kv:
+                s["variables"] = kv.pop("variables").split("+")
+            for pop, ids in kv.items():
+                s["neurons"][pop] = [_to_num(x) for x in ids.split("+")]
+            if n is not None:
+                s["neurons"]["*"] = _to_num(n)
+            d["samples"] = s
+        elif kind == "hdf5":
+            d["hdf5"] = True
+        else:
+            d[kind] = arg
+    return d
+
+
+def _kv(arg: str) -> dict[str, str]:
+    out = {}
+    for part in filter(None, arg.split(",")):
+        k, eq, v = part.partition("=")
+        if eq:
+            out[k] = v
+    return out
+
+
+def _to_num(s: str) -> Any:
+    for conv in (int, float):
+        try:
+            return conv(s)
+        except ValueError:
+            pass
+    return s
+
+
+def expand_samples(spec: RecordSpec, network: Any) -> RecordSpec:
+    """Replace a ``*`` entry of the samples (``--record samples:n=5``) by every population."""
+    if spec.samples is None:
+        return spec
+    items = []
+    for pop, v in spec.samples.neurons:
+        if pop == "*":
+            items += [(p.name, v) for p in network.populations
+                      if p.name not in dict(spec.samples.neurons)]
+        else:
+            items.append((pop, v))
+    s = SampleSpec(tuple(items), spec.samples.every, spec.samples.variables)
+    return RecordSpec(spec.spikes, spec.spike_sample, spec.rates_ms, spec.units_ms, s,
+                      spec.bold_tr_ms, spec.bold_baseline_hz, spec.hdf5)
+
+
+def check_record(spec: RecordSpec, network: Any, dt: float,
+                 add: Callable[[str, Any, str], None], path: str = "record") -> None:
+    """Problems that need the network and the time step: bins that are not whole steps,
+    sampled populations or node ids that do not exist, BOLD without units."""
+    for name, v in (("rates", spec.rates_ms), ("units", spec.units_ms),
+                    ("bold.tr_ms", spec.bold_tr_ms)):
+        if v is not None and abs(v / dt - round(v / dt)) > 1e-9 * max(1.0, v / dt):
+            add(f"{path}.{name}", v, f"a multiple of the time step dt = {dt} ms")
+    pops = {p.name: p for p in network.populations}
+    if spec.samples is not None:
+        for pop, v in spec.samples.neurons:
+            if pop not in pops:
+                add(f"{path}.samples.neurons.{pop}", v,
+                    f"a population of the network ({', '.join(pops)})")
+            elif isinstance(v, tuple) and max(v) >= pops[pop].size:
+                add(f"{path}.samples.neurons.{pop}", list(v),
+                    f"node ids < {pops[pop].size} (the population's size)")
+    if spec.bold_tr_ms is not None and not any(p.units is not None for p in pops.values()):
+        add(f"{path}.bold", spec.bold_tr_ms, "a network with units (regions or voxels); "
+                                            "this one has none")
+
+
+# --- the recorders ------------------------------------------------------------------------
+
+@dataclass
+class _Counts:
+    """A spike-count series: row = step // bin_steps, column = lcol_of[idx] (>= 0)."""
+
+    name: str
+    bin_steps: int
+    lcol_of: np.ndarray  # (n_local,) local column of each neuron, -1: not counted
+    rows_done: int = 0
+
+
+@dataclass
+class _Samples:
+    names: list[str]
+    idx: np.ndarray          # engine-local indices of this rank's sampled neurons
+    every: int
+    rows: int
+
+
+@dataclass
+class _Bold:
+    tr_steps: int
+    bin_steps: int
+    baseline_hz: float
+    models: dict[int, Any] = field(default_factory=dict)   # chunk column -> Hemodynamics
+    pending: dict[int, list] = field(default_factory=dict)  # chunk column -> BOLD rows
+    written: dict[int, int] = field(default_factory=dict)   # chunk column -> rows written
+    rows: int = 0
+
+
+class Recording:
+    """Every recorder of one run on this rank (a collective object under MPI).
+
+    ``engine``: a built Engine; ``run_dir``: the run directory (made by rank 0's
+    RunDirectory); ``spec``: a validated RecordSpec; ``t_ms``: the model time the run will
+    cover (sizes the dense arrays); ``unit_labels``: (n_units,) names of the units.
+    """
+
+    def __init__(self, engine: Any, run_dir: str | Path, spec: RecordSpec, t_ms: float,
+                 unit_labels: Sequence[str] | None = None):
+        from dtb.series import ArraySpec, SeriesStore
+        from dtb.spikes_io import SpikeRecorder, sample_ids
+
+        self.eng = engine
+        self.run_dir = Path(run_dir)
+        self.spec = spec
+        self.comm = engine.comm if engine.ranks > 1 else None
+        dt = engine.dt
+        self.step0 = engine.step
+        self.n_steps = int(round(t_ms / dt))
+        n_local = engine.n_local
+        net = engine.network
+        self._pending: list[tuple[np.ndarray, np.ndarray]] = []
+        self.spikes = (SpikeRecorder(engine, spec.spike_sample if spec.spikes == "sample"
+                                     else None) if spec.spikes != "none" else None)
+        # spikes per population on this rank (for the manifest's rates), every neuron
+        self._pop_of = np.zeros(n_local, np.int64)
+        for lay in engine.layout:
+            self._pop_of[lay.lo:lay.hi] = lay.index
+        self.pop_counts = np.zeros(len(net.populations), np.int64)
+
+        specs: list[ArraySpec] = []
+        cols: dict[str, np.ndarray] = {}
+        self.counts: list[_Counts] = []
+
+        def time_axis(bin_steps: int) -> tuple[np.ndarray, np.ndarray]:
+            rows = max(1, math.ceil(self.n_steps / bin_steps))
+            start = np.arange(rows) * bin_steps
+            width = np.minimum(bin_steps, self.n_steps - start) * dt  # last bin may be short
+            return (self.step0 + start) * dt, 1000.0 / width
+
+        if spec.rates_ms is not None:
+            bs = int(round(spec.rates_ms / dt))
+            t, per_s = time_axis(bs)
+            mine = np.unique(self._pop_of)
+            lcol = np.searchsorted(mine, self._pop_of)
+            sizes = np.array([p.size for p in net.populations], float)
+            specs.append(ArraySpec(
+                "population_rate", "time", "population", t, [p.name for p in net.populations],
+                attrs={"units": "Hz", "bin_ms": bs * dt,
+                       "description": "spikes per neuron per second in bins (t, t + bin_ms]"},
+                row_scale=per_s, col_scale=1.0 / sizes))
+            cols["population_rate"] = mine
+            self.counts.append(_Counts("population_rate", bs, lcol))
+
+        self.n_units = int(getattr(engine, "n_units", 0) or 0)
+        want_units = spec.units_ms is not None or spec.bold_tr_ms is not None
+        if self.n_units and want_units:
+            unit_of = engine.unit_of
+            per_unit = np.zeros(self.n_units)
+            for p in net.populations:
+                if p.units is not None:
+                    per_unit[:len(p.units)] += np.asarray(p.units, float)
+            with np.errstate(divide="ignore"):
+                inv = np.where(per_unit > 0, 1.0 / np.maximum(per_unit, 1), np.nan)
+            self.unit_sizes = per_unit
+            labels = (list(unit_labels) if unit_labels is not None
+                      else [f"u{i}" for i in range(self.n_units)])
+            mine = np.unique(unit_of[unit_of >= 0])
+            lcol = np.where(unit_of >= 0, np.searchsorted(mine, unit_of), -1)
+            bs = int(round((spec.units_ms if spec.units_ms is not None else 10.0) / dt))
+            if spec.bold_tr_ms is not None:
+                tr = int(round(spec.bold_tr_ms / dt))
+                if tr % bs:  # the hemodynamic drive bin must divide the TR
+                    bs = math.gcd(tr, bs)
+            t, per_s = time_axis(bs)
+            extra = {"unit_neurons": per_unit.astype(np.int64)}
+            specs.append(ArraySpec(
+                "unit_rate", "time_unit", "unit", t, labels,
+                attrs={"units": "Hz", "bin_ms": bs * dt,
+                       "description": "spikes per neuron per second of each unit, all "
+                                      "families, in bins (t, t + bin_ms]"},
+                row_scale=per_s, col_scale=inv, extra_coords=extra,
+                write=spec.units_ms is not None))
+            cols["unit_rate"] = mine
+            self.counts.append(_Counts("unit_rate", bs, lcol))
+            self._unit_spec = specs[-1]
+            if spec.bold_tr_ms is not None:
+                tr = int(round(spec.bold_tr_ms / dt))
+                n_tr = self.n_steps // tr
+                self.bold = _Bold(tr, bs, spec.bold_baseline_hz, rows=n_tr)
+                specs.append(ArraySpec(
+                    "bold", "time_bold", "unit", (self.step0 + tr * (1 + np.arange(n_tr))) * dt,
+                    labels, dtype="float64",
+                    attrs={"units": "1", "tr_ms": tr * dt, "model": "friston2000",
+                           "baseline_hz": spec.bold_baseline_hz,
+                           "description": "BOLD fractional signal change per unit "
+                                          "(Balloon-Windkessel driven by the unit rate)"},
+                    chunk_cols=self._unit_spec.chunk_cols))
+        self.bold = getattr(self, "bold", None)
+
+        self.samples: _Samples | None = None
+        if spec.samples is not None:
+            s = spec.samples
+            sel_gid, labels, pops = [], [], []
+            for p_i, p in enumerate(net.populations):
+                want = dict(s.neurons).get(p.name)
+                if want is None:
+                    continue
+                ids = (sample_ids(p.size, want) if isinstance(want, int)
+                       else np.asarray(want, np.int64))
+                gid0 = sum(q.size for q in net.populations[:p_i])
+                sel_gid.append(gid0 + ids)
+                labels += [f"{p.name}:{i}" for i in ids]
+                pops += [p.name] * len(ids)
+            gids = np.concatenate(sel_gid) if sel_gid else np.zeros(0, np.int64)
+            rows = self.n_steps // s.every
+            t = (self.step0 + s.every * (1 + np.arange(rows))) * dt
+            pos = {int(g): i for i, g in enumerate(gids)}
+            local = [(pos[int(g)], i) for i, g in enumerate(engine.gids) if int(g) in pos] \
+                if len(gids) < 10_000 else _match(gids, engine.gids)
+            local.sort()
+            gcols = np.array([c for c, _ in local], np.int64)
+            lidx = np.array([i for _, i in local], np.int64)
+            names = []
+            extra = {"neuron_population": np.asarray(pops, object),
+                     "neuron_gid": gids.astype(np.int64)}
+            if "V" in s.variables:
+                specs.append(ArraySpec("V", "time_sample", "neuron", t, labels,
+                                       attrs={"units": "mV", "every_steps": s.every},
+                                       extra_coords=extra))
+                names.append("V")
+                cols["V"] = gcols
+                extra = {}
+            if "syn" in s.variables:
+                for ch in range(N_SYN):
+                    specs.append(ArraySpec(
+                        f"syn{ch}", "time_sample", "neuron", t, labels,
+                        attrs={"units": "model-dependent", "every_steps": s.every,
+                               "description": f"synaptic state channel {ch} (iaf_psc_exp: "
+                                              "0 ex, 1 in current, pA; lif_cond: 0 AMPA, 1 "
+                                              "NMDA, 2 GABA_A, 3 GABA_B traces)"},
+                        extra_coords=extra))
+                    names.append(f"syn{ch}")
+                    cols[f"syn{ch}"] = gcols
+                    extra = {}
+            self.samples = _Samples(names, lidx, s.every, rows)
+
+        attrs = {"dt_ms": dt, "seed": engine.seed, "t0_ms": self.step0 * dt,
+                 "format": "dtb-series"}
+        self.store = (SeriesStore(self.run_dir, specs, cols, self.comm, attrs, spec.hdf5)
+                      if specs else None)
+        if self.store is not None and self.bold is not None:
+            self.store.consumers["unit_rate"] = [self._bold_consumer]
+
+    # --- during the run -----------------------------------------------------------------
+    def window(self, steps: np.ndarray, idx: np.ndarray) -> None:
+        """The engine's on_window hook: keep the window's spikes for the next ``absorb``."""
+        if len(idx):
+            self._pending.append((steps, idx))
+
+    def absorb(self) -> None:
+        """Hand the spikes since the last call to the recorders (one vectorized pass)."""
+        if not self._pending:
+            return
+        steps = np.concatenate([s for s, _ in self._pending])
+        idx = np.concatenate([i for _, i in self._pending])
+        self._pending = []
+        self.pop_counts += np.bincount(self._pop_of[idx], minlength=len(self.pop_counts))
+        if self.spikes is not None:
+            self.spikes.window(steps, idx)
+        if self.store is None:
+            return
+        rel = steps - self.step0
+        for c in self.counts:
+            lc = c.lcol_of[idx]
+            ok = lc >= 0
+            self.store.add_counts(c.name, rel[ok] // c.bin_steps, lc[ok])
+
+    def sample(self) -> None:
+        """Record the state now if the step is a sampling step."""
+        s = self.samples
+        k = self.eng.step - self.step0
+        if s is None or k == 0 or k % s.every or k // s.every > s.rows:
+            return
+        row = k // s.every - 1
+        for name in s.names:
+            v = (self.eng.V[s.idx] if name == "V"
+                 else self.eng.syn[int(name[3:]), s.idx])
+            self.store.set_row(name, row, v)
+
+    def flush(self, final: bool = False) -> None:
+        """Write the complete chunks (a collective)."""
+        if self.store is None:
+            return
+        k = self.eng.step - self.step0
+        done = {c.name: k // c.bin_steps for c in self.counts}
+        if self.samples is not None:
+            done.update({n: k // self.samples.every for n in self.samples.names})
+        self.store.flush(done, final=final)
+        if self.bold is not None:
+            self._flush_bold(final)
+
+    def chunk_steps(self) -> int:
+        """Steps per engine.run call: whole sampling intervals, else ~1 % of the run in
+        whole exchange windows (at least one)."""
+        if self.samples is not None:
+            return self.samples.every
+        m = max(1, int(self.eng.min_delay_steps))
+        return max(m, (self.n_steps // 100) // m * m)
+
+    def run(self, progress: Any = None) -> None:
+        """Advance the engine by the run's model time, recording; ``progress.update(step,
+        total)`` after every chunk (rank 0)."""
+        total = self.n_steps
+        done = 0
+        chunk = self.chunk_steps()
+        while done < total:
+            n = min(chunk, total - done)
+            self.eng.run(n * self.eng.dt, on_window=self.window)
+            done += n
+            self.absorb()
+            self.sample()
+            self.flush()
+            if progress is not None:
+                progress.update(done, total)
+        self.absorb()
+
+    # --- BOLD (owners of unit columns) ------------------------------------------------------
+    def _bold_consumer(self, r0: int, r1: int, cols: np.ndarray, counts: np.ndarray) -> None:
+        """Unit spike counts of rows r0..r1-1 for the owned columns ``cols``: step one
+        hemodynamic model per chunk column (so results do not depend on the rank count)."""
+        from dtb.assimilation.hemodynamics import Hemodynamics
+
+        b = self.bold
+        us = self._unit_spec
+        c = int(cols[0]) // us.chunk_cols
+        h = b.models.get(c)
+        if h is None:
+            h = b.models[c] = Hemodynamics(len(cols), params="friston2000", xp=np)
+        sizes = self.unit_sizes[cols]
+        bin_s = b.bin_steps * self.eng.dt * 1e-3
+        per_tr = b.tr_steps // b.bin_steps
+        rows = b.pending.setdefault(c, [])
+        for r in range(r0, r1):
+            width = min(b.bin_steps, self.n_steps - r * b.bin_steps)
+            rate = np.where(sizes > 0, counts[r - r0] / np.maximum(sizes, 1)
+                            / (width * self.eng.dt * 1e-3), b.baseline_hz)
+            h.step(h.drive_from_rate(rate, b.baseline_hz), bin_s if width == b.bin_steps
+                   else width * self.eng.dt * 1e-3)
+            if (r + 1) % per_tr == 0 and (r + 1) // per_tr <= b.rows:
+                rows.append(np.where(sizes > 0, h.bold(), np.nan))
+
+    def _flush_bold(self, final: bool) -> None:
+        """Write the owned BOLD rows in whole time chunks (all of them when ``final``)."""
+        b = self.bold
+        spec = self.store.specs["bold"]
+        for c, rows in b.pending.items():
+            r0 = b.written.get(c, 0)
+            done = r0 + len(rows)
+            upto = done if final else (done // spec.chunk_rows) * spec.chunk_rows
+            if upto <= r0:
+                continue
+            block = np.array(rows[:upto - r0])
+            del rows[:upto - r0]
+            c0 = c * spec.chunk_cols
+            self.store.write_block("bold", r0, upto, c0, c0 + block.shape[1], block)
+            b.written[c] = upto
+
+    # --- the end ------------------------------------------------------------------------
+    def finish(self, write: Callable[[Path, Any], tuple[str, int]]) -> dict[str, Any] | None:
+        """Flush the last partial chunks and write spikes.h5 (a collective).  ``write``
+        writes bytes atomically (RunDirectory.write_atomic).  Returns, on rank 0, the
+        manifest's outputs and the spike counts per population:
+        ``{"outputs": {...}, "pop_counts": {...}}``; None on other ranks."""
+        from dtb.spikes_io import gather_spikes_write
+
+        self.absorb()
+        self.flush(final=True)
+        outputs: dict[str, Any] = {}
+        if self.spikes is not None:
+            o = gather_spikes_write(self.spikes, self.run_dir, self.comm, write)
+            if o is not None:
+                outputs["spikes"] = o
+        if self.store is not None:
+            o = self.store.close()
+            if o is not None:
+                outputs.update(o)
+        counts = self.pop_counts
+        if self.comm is not None:
+            counts = self.comm.reduce(counts, root=0)
+        if self.comm is not None and self.comm.Get_rank() != 0:
+            return None
+        names = [p.name for p in self.eng.network.populations]
+        return {"outputs": outputs,
+                "pop_counts": {n: int(c) for n, c in zip(names, counts, strict=True)}}
+
+    def abort(self) -> None:
+        if self.store is not None:
+            self.store.abort()
+
+
+def _match(gids: np.ndarray, local: np.ndarray) -> list[tuple[int, int]]:
+    order = np.argsort(gids)
+    pos = np.searchsorted(gids[order], local)
+    pos = np.minimum(pos, len(gids) - 1)
+    hit = gids[order][pos] == local
+    return [(int(order[p]), int(i)) for i, p in zip(np.flatnonzero(hit), pos[hit], strict=True)]
+
+
+def resolve_record(base: RecordSpec | None, flags: Sequence[str] | None, network: Any,
+                   dt: float, source: str | None = None) -> RecordSpec:
+    """The record spec of a run: the configuration's (or the defaults), with ``--record``
+    flags laid over it, validated against the network and dt; raises ConfigError naming
+    ``--record`` or ``record`` and the offending value."""
+    from dtb.config import _Problems
+    from dtb.errors import ConfigError
+
+    pr = _Problems()
+    spec = base if base is not None else RecordSpec()
+    if flags:
+        over = parse_record_flags(flags)
+        parse_record(over, pr.add, "--record")  # problems named after the flag
+        if pr.items:
+            raise ConfigError(pr.items, source)
+        merged = spec.to_dict()
+        merged.update(over)
+        spec = parse_record(merged, pr.add, "--record")
+    spec = expand_samples(spec, network)
+    check_record(spec, network, dt, pr.add, "--record" if flags else "record")
+    if pr.items:
+        raise ConfigError(pr.items, source)
+    return spec
+
+
+def unit_labels(spec: Any) -> list[str]:
+    """Labels of a BrainSpec's units: the region's name (region level), or
+    ``<region>#<k>`` for the k-th voxel of a region (voxel level)."""
+    names = [str(spec.region_names[int(r)]) for r in spec.unit_region]
+    if spec.level == "region":
+        return names
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        k = seen.get(n, 0)
+        seen[n] = k + 1
+        out.append(f"{n}#{k}")
+    return out
