@@ -187,14 +187,16 @@ def test_microcircuit_spikes_are_sonata(micro_run: Path):
         assert list(f.attrs["version"]) == [0, 1] and f.attrs["version"].dtype == np.uint32
         assert set(f["spikes"]) == set(sizes)
         for name, g in f["spikes"].items():
-            assert g.attrs["sorting"] == "by_time"
+            assert g.attrs["sorting"] == "by_id"
             ts, ids = g["timestamps"], g["node_ids"]
             assert ts.dtype == np.float64 and ts.attrs["units"] == "ms"
             assert ids.dtype == np.uint64
             t, n = ts[()], ids[()]
             assert len(t) == len(n) == out["populations"][name]
             if len(t):
-                assert np.all(np.diff(t) >= 0)
+                # sorted by (node id, time)
+                assert np.all((np.diff(n.astype(np.int64)) > 0)
+                              | ((np.diff(n.astype(np.int64)) == 0) & (np.diff(t) > 0)))
                 assert t.min() > 0 and t.max() <= t_end + 1e-9
                 assert n.max() < sizes[name]
                 rate = len(t) / (sizes[name] * t_end * 1e-3)
@@ -208,8 +210,10 @@ def test_manifest_config_reproduces_the_run(micro_run: Path, tmp_path: Path):
     p = tmp_path / "again.yaml"
     p.write_text(yaml.safe_dump(m["config"]))
     net, sim = dtb.load_config(p)
-    assert net.to_dict() == {k: v for k, v in m["config"].items() if k != "simulation"}
+    assert net.to_dict() == {k: v for k, v in m["config"].items()
+                             if k not in ("simulation", "record")}
     assert (sim.dt, sim.t, sim.seed) == (0.1, 100.0, 11)
+    assert sim.record is not None and sim.record.to_dict() == m["config"]["record"]
 
 
 # --- YAML config runs -----------------------------------------------------------------------
@@ -234,8 +238,9 @@ def test_yaml_run_with_overrides(tiny: Path, tmp_path: Path, capsys: pytest.Capt
     eng.run(30.0)
     with h5py.File(out / "spikes.h5", "r") as f:
         for name, (t, ids) in eng.population_spikes().items():
-            np.testing.assert_array_equal(f[f"spikes/{name}/timestamps"][()], t)
-            np.testing.assert_array_equal(f[f"spikes/{name}/node_ids"][()], ids)
+            order = np.lexsort((t, ids))  # spikes.h5 is sorted by (node id, time)
+            np.testing.assert_array_equal(f[f"spikes/{name}/timestamps"][()], t[order])
+            np.testing.assert_array_equal(f[f"spikes/{name}/node_ids"][()], ids[order])
 
 
 def test_quiet_prints_only_the_run_directory(tiny: Path, tmp_path: Path,
@@ -366,13 +371,13 @@ def test_failure_mid_simulation_marks_failed(exc, code, name, tiny: Path, tmp_pa
     calls = []
     real_run = Engine.run
 
-    def run(self, t_ms):
+    def run(self, t_ms, on_window=None):
         calls.append(t_ms)
         if len(calls) == 3:
             if isinstance(exc, BaseException):
                 raise exc
             os.kill(os.getpid(), exc)
-        real_run(self, t_ms)
+        real_run(self, t_ms, on_window)
 
     monkeypatch.setattr(Engine, "run", run)
     out = tmp_path / "run"
@@ -390,7 +395,7 @@ def test_failure_mid_simulation_marks_failed(exc, code, name, tiny: Path, tmp_pa
 
 def test_unexpected_error_propagates_and_marks_failed(tiny: Path, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch):
-    def run(self, t_ms):
+    def run(self, t_ms, on_window=None):
         raise RuntimeError("kernel exploded")
 
     monkeypatch.setattr(Engine, "run", run)
