@@ -1,0 +1,184 @@
+"""Checkpoints: the full dynamic state of a run, written so that a resumed run continues
+bitwise identically to an uninterrupted one.
+
+Layout: ``RUN_DIR/checkpoints/step-<step, 12 digits>/`` holds one HDF5 file per rank
+(``rank-<rank, 5 digits>.h5``: a flat set of arrays, names with ``/`` become groups) and,
+written last, ``COMPLETE.json`` (step, ranks, the SHA-256 of every rank file and the
+caller's metadata).  Every file is written under a temporary name, fsynced and renamed,
+so a checkpoint is either complete or recognisably not: a directory without
+``COMPLETE.json`` (the job died while writing) or with a file whose checksum differs (a
+torn or corrupted write) is skipped by ``load_latest`` in favour of the one before.  After
+a new checkpoint is complete, older ones beyond ``keep`` are removed.
+
+All functions taking ``comm`` are collectives on it (None: one process).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dtb.errors import OutputError
+
+CHECKPOINTS = "checkpoints"
+COMPLETE = "COMPLETE.json"
+FORMAT = "dtb-checkpoint"
+FORMAT_VERSION = 1
+KEEP = 2  # complete checkpoints kept (the newest may be damaged on a later read)
+
+
+def _rank_size(comm) -> tuple[int, int]:
+    return (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _write_atomic(final: Path, write) -> None:
+    tmp = final.with_name(f".tmp-{os.getpid()}-{final.name}")
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"{final}: cannot write the checkpoint: {e.strerror or e}") from e
+
+
+def _write_h5(path: Path, state: dict[str, np.ndarray]) -> None:
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        f.attrs["format"] = FORMAT
+        f.attrs["format_version"] = FORMAT_VERSION
+        for name, x in state.items():
+            f.create_dataset(name, data=np.asarray(x))
+
+
+def _read_h5(path: Path) -> dict[str, np.ndarray]:
+    import h5py
+
+    out: dict[str, np.ndarray] = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: out.__setitem__(name, obj[()])
+                     if isinstance(obj, h5py.Dataset) else None)
+    return out
+
+
+def step_dir(run_dir: str | os.PathLike[str], step: int) -> Path:
+    return Path(run_dir) / CHECKPOINTS / f"step-{step:012d}"
+
+
+def save(run_dir: str | os.PathLike[str], step: int, state: dict[str, np.ndarray],
+         meta: dict[str, Any] | None = None, comm=None, keep: int = KEEP) -> Path:
+    """Write this rank's ``state`` (name -> array) as the checkpoint of ``step``; rank 0
+    completes it (``COMPLETE.json`` with ``meta``) once every rank's file is in place, and
+    prunes older checkpoints.  Returns the checkpoint directory."""
+    rank, size = _rank_size(comm)
+    d = step_dir(run_dir, step)
+    err = None
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        f = d / f"rank-{rank:05d}.h5"
+        _write_atomic(f, lambda p: _write_h5(p, state))
+        digest = _sha256(f)
+    except OutputError as e:
+        err, digest = str(e), ""
+    except OSError as e:
+        err, digest = f"{d}: cannot write the checkpoint: {e.strerror or e}", ""
+    digests = comm.gather((digest, err), root=0) if comm is not None else [(digest, err)]
+    if rank == 0:
+        errors = [e for _, e in digests if e]
+        if not errors:
+            record = {"format": FORMAT, "format_version": FORMAT_VERSION, "step": int(step),
+                      "ranks": size,
+                      "files": {f"rank-{r:05d}.h5": h for r, (h, _) in enumerate(digests)},
+                      "meta": meta or {}}
+            try:
+                _write_atomic(d / COMPLETE, lambda p: p.write_text(json.dumps(record, indent=1)))
+                _prune(Path(run_dir), step, keep)
+            except OutputError as e:
+                errors.append(str(e))
+        err = "; ".join(errors) if errors else None
+    if comm is not None:
+        err = comm.bcast(err, root=0)
+    if err:
+        raise OutputError(err)
+    return d
+
+
+def _prune(run_dir: Path, newest: int, keep: int) -> None:
+    """Remove checkpoints older than the ``keep`` newest complete ones, and incomplete
+    ones older than ``newest``."""
+    complete = []
+    for d in sorted((run_dir / CHECKPOINTS).glob("step-*")):
+        step = _step_of(d)
+        if step is None or step > newest:
+            continue
+        if (d / COMPLETE).exists():
+            complete.append(d)
+        elif step < newest:
+            shutil.rmtree(d, ignore_errors=True)
+    for d in complete[:-keep]:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _step_of(d: Path) -> int | None:
+    try:
+        return int(d.name.removeprefix("step-"))
+    except ValueError:
+        return None
+
+
+def candidates(run_dir: str | os.PathLike[str]) -> list[Path]:
+    """Checkpoint directories that claim to be complete, newest first."""
+    root = Path(run_dir) / CHECKPOINTS
+    found = [d for d in root.glob("step-*") if _step_of(d) is not None and (d / COMPLETE).exists()]
+    return sorted(found, key=_step_of, reverse=True)
+
+
+def load_latest(run_dir: str | os.PathLike[str], comm=None
+                ) -> tuple[int, dict[str, np.ndarray], dict[str, Any]] | None:
+    """The newest checkpoint whose every rank file is present and matches its checksum:
+    (step, this rank's state, meta), or None if there is none.  Damaged checkpoints are
+    reported on stderr (rank 0) and skipped."""
+    rank, size = _rank_size(comm)
+    cands = [str(d) for d in candidates(run_dir)] if rank == 0 else None
+    if comm is not None:
+        cands = comm.bcast(cands, root=0)
+    for c in cands:
+        d = Path(c)
+        why = None
+        try:
+            record = json.loads((d / COMPLETE).read_text())
+            if record.get("format") != FORMAT or record.get("ranks") != size:
+                why = (f"written by {record.get('ranks')} ranks, this run has {size}"
+                       if record.get("format") == FORMAT else "not a dtb checkpoint")
+            else:
+                f = d / f"rank-{rank:05d}.h5"
+                if _sha256(f) != record["files"][f.name]:
+                    why = f"{f.name}: checksum differs (damaged)"
+        except (OSError, ValueError, KeyError) as e:
+            why = f"unreadable: {e}"
+        whys = comm.allgather(why) if comm is not None else [why]
+        bad = [w for w in whys if w]
+        if bad:
+            if rank == 0:
+                print(f"dtb: checkpoint {d} skipped: {bad[0]}", file=sys.stderr, flush=True)
+            continue
+        state = _read_h5(d / f"rank-{rank:05d}.h5")
+        return int(record["step"]), state, record.get("meta", {})
+    return None
