@@ -62,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
             args = [*args, "--t", str(a.t)]
             rows = [run(args, 1, 1, d / f"{name}-1x1"), run(args, 1, None, d / f"{name}-1xN"),
                     run(args, 2, None, d / f"{name}-2x1")]
+            if name.startswith("default_subject"):  # the same on a METIS plan of its units
+                rows.append(run([*args, "--partition", "metis"], 2, None, d / f"{name}-2x1m"))
+                rows[-1]["partition"] = "metis"
             same = len({r["spikes_sha256"] for r in rows}) == 1
             t1 = rows[0]["simulate_s"]
             for r in rows:
@@ -69,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
             res["cases"][name] = {"runs": rows, "identical_spikes": same}
             for r in rows:
                 ex = r["exchange"] or {}
-                print(f"{name:22s} ranks {r['ranks']} threads {r['threads']}: rtf "
+                print(f"{name:22s} ranks {r['ranks']} threads {r['threads']} "
+                      f"{r.get('partition', '')}: rtf "
                       f"{r['rtf']:7.2f}  efficiency {r['efficiency']:.2f}  exchange "
                       f"{ex.get('exchange_fraction', 0):.0%}  identical spikes {same}",
                       flush=True)
