@@ -1,0 +1,312 @@
+"""The CUDA kernels without a GPU: they compile with nvcc for sm_80 and sm_90, and their
+host build (the same inline functions, dtb/gpu/hostemu.cpp) agrees bit for bit with the
+numba kernels -- function by function here, and whole runs through GpuBackend in
+test_gpu_emulated below.  Random123's known-answer vectors pin Philox independently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numba as nb
+import numpy as np
+import pytest
+
+from dtb.engine import poisson_cdf_table
+from dtb.kernels import dynamics as kd
+from dtb.kernels import philox as ph
+from dtb.neurons import IAF_PSC_EXP, LIF_COND, pack
+
+NVCC = shutil.which("nvcc")
+needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc (CUDA toolkit) not on the PATH")
+
+
+def _host():
+    from dtb.gpu.hostemu import HostBuildError, load_host_library
+
+    try:
+        return load_host_library()
+    except HostBuildError as e:  # pragma: no cover - machines without a C++ compiler
+        pytest.skip(f"host build of the CUDA kernels not possible: {e}")
+
+
+def _p(a: np.ndarray) -> int:
+    return a.ctypes.data
+
+
+# --- nvcc ------------------------------------------------------------------------------------
+
+def _nvcc(args: list[str], sources: list[Path], tag: str) -> Path:
+    """Run nvcc once per (args, sources) and cache its output under the temp folder."""
+    h = hashlib.sha256(" ".join(args).encode())
+    for s in sources:
+        h.update(s.read_bytes())
+    out = Path(tempfile.gettempdir()) / "dtb-nvcc" / f"{tag}-{h.hexdigest()[:16]}"
+    if out.exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    done = subprocess.run([NVCC, *args, "-o", str(tmp)], capture_output=True, text=True)
+    assert done.returncode == 0, f"nvcc {' '.join(args)}:\n{done.stderr}"
+    tmp.replace(out)
+    return out
+
+
+def _cu_files() -> list[Path]:
+    from dtb.gpu.kernels import kernel_dir
+
+    return sorted(kernel_dir().glob("*.cu"))
+
+
+@needs_nvcc
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
+def test_every_cu_file_compiles_with_nvcc(arch):
+    from dtb.gpu.kernels import kernel_files
+
+    files = _cu_files()
+    assert {f.name for f in files} >= {"dynamics.cu", "delivery.cu"}
+    for f in files:
+        cubin = _nvcc([f"-arch={arch}", "--fmad=false", "-cubin", str(f)], kernel_files(),
+                      f"{f.stem}-{arch}.cubin")
+        assert cubin.stat().st_size > 1000
+
+
+@needs_nvcc
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
+def test_the_nvrtc_translation_unit_is_self_contained(arch, tmp_path):
+    """What GpuBackend hands to NVRTC (headers inlined, no include path) compiles alone and
+    exports the kernels it launches, unmangled."""
+    from dtb.gpu.kernels import NVRTC_OPTIONS, SIGNATURES, cuda_source
+
+    src = tmp_path / "dtb_gpu.cu"
+    src.write_text(cuda_source())
+    ptx = _nvcc([f"-arch={arch}", *NVRTC_OPTIONS, "-ptx", str(src)], [src], f"tu-{arch}.ptx")
+    text = ptx.read_text()
+    for name in SIGNATURES:
+        assert f".entry {name}(" in text
+
+
+@needs_nvcc
+def test_fmad_false_keeps_the_neuron_update_unfused(tmp_path):
+    """--fmad=false removes the fused multiply-adds that nvcc otherwise makes of the
+    psc_exp update (which the CPU never fuses): the PTX is checked both ways."""
+    from dtb.gpu.kernels import kernel_dir
+
+    src = tmp_path / "psc.cu"
+    src.write_text('#include "dynamics.cu"\n'
+                   'extern "C" __global__ void k(double* V, double* s, int* r, const double* P)'
+                   ' { dtb_psc_exp_step(V[0], s, r[0], P, s[2], s[3], s[4]); }\n')
+    inc = ["-I", str(kernel_dir())]
+    fused = _nvcc(["-arch=sm_80", *inc, "-ptx", str(src)], [src], "psc-fmad.ptx")
+    plain = _nvcc(["-arch=sm_80", "--fmad=false", *inc, "-ptx", str(src)], [src],
+                  "psc-nofmad.ptx")
+    def body(ptx: Path) -> str:  # the test kernel only (dynamics.cu brings its own)
+        text = ptx.read_text()
+        start = text.index(".entry k(")
+        return text[start:text.index("\n}\n", start)]
+
+    assert "fma.rn.f64" in body(fused)
+    assert "fma.rn.f64" not in body(plain)
+    assert "mul.rn.f64" in body(plain) or "mul.f64" in body(plain)
+
+
+# --- Philox and draws --------------------------------------------------------------------
+
+KAT = [  # Random123 kat_vectors, philox4x32 10 rounds: counter, key, expected
+    ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
+    ((0xFFFFFFFF,) * 4, (0xFFFFFFFF,) * 2, (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
+    ((0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344), (0xA4093822, 0x299F31D0),
+     (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1)),
+]
+
+
+def test_philox_known_answers():
+    lib = _host()
+    ctr = np.array([k[0] for k in KAT], np.uint32)
+    for r, (_, key, expected) in enumerate(KAT):
+        out = np.zeros((1, 4), np.uint32)
+        lib.host_philox_many(1, _p(ctr[r:r + 1]), _p(np.array(key, np.uint32)),
+                             _p(out))
+        assert [int(x) for x in out[0]] == list(expected)
+
+
+def test_philox_matches_numba_on_random_counters():
+    lib = _host()
+    rng = np.random.default_rng(5)
+    ctr = rng.integers(0, 2**32, (5000, 4), dtype=np.uint64).astype(np.uint32)
+    key = rng.integers(0, 2**32, 2, dtype=np.uint64).astype(np.uint32)
+    out = np.zeros_like(ctr)
+    lib.host_philox_many(np.int64(len(ctr)), _p(ctr), _p(key), _p(out))
+    np.testing.assert_array_equal(out, ph.philox_many(ctr, key))
+
+
+@nb.njit
+def _numba_blocks(seed, key1, gid, sub, index, attempt):
+    out = np.empty((gid.shape[0], 4), np.uint32)
+    for r in range(gid.shape[0]):
+        w0, w1, w2, w3 = ph.block(seed, key1, gid[r], sub, index[r], attempt)
+        out[r, 0] = w0
+        out[r, 1] = w1
+        out[r, 2] = w2
+        out[r, 3] = w3
+    return out
+
+
+@nb.njit
+def _numba_draws(w, bound):
+    out = np.empty((w.shape[0], 3))
+    for r in range(w.shape[0]):
+        out[r, 0] = ph.u01(w[r, 0], w[r, 1])
+        out[r, 1] = ph.below(w[r, 2], bound[r])
+        out[r, 2] = ph.normal_pair(w[r, 0], w[r, 1], w[r, 2], w[r, 3])
+    return out
+
+
+@pytest.mark.parametrize("purpose,sub", [(ph.POISSON, 1), (ph.OU, 2), (ph.CONNECT, 0)])
+def test_block_counters_and_draws_match_numba(purpose, sub):
+    """Keys and counters as the engine forms them (gids beyond 2**32, steps beyond 2**32
+    wrap as np.uint32 does), then u01, below and Box-Muller on the words."""
+    lib = _host()
+    rng = np.random.default_rng(purpose)
+    gid = rng.integers(0, 2**47, 3000).astype(np.int64)
+    gid[:10] = np.arange(10)
+    index = rng.integers(0, 2**33, 3000).astype(np.int64)
+    stream, seed = 300 * 256 + 7, 123456789
+    out = np.zeros((3000, 4), np.uint32)
+    lib.host_block_many(np.int64(3000), np.uint32(seed), np.uint32(purpose), np.int64(stream),
+                        np.uint32(sub), _p(gid), _p(index), np.uint32(3), _p(out))
+    expect = _numba_blocks(np.uint32(seed), ph.make_key1(purpose, stream), gid, sub, index, 3)
+    np.testing.assert_array_equal(out, expect)
+    bound = rng.integers(1, 2**32, 3000).astype(np.int64)
+    draws = np.zeros((3000, 3))
+    lib.host_draws_many(np.int64(3000), _p(out), _p(bound), _p(draws))
+    ref = _numba_draws(out, bound)
+    np.testing.assert_array_equal(draws.view(np.int64), ref.view(np.int64))
+    assert (draws[:, 1] < bound).all() and (draws[:, 0] > 0).all() and (draws[:, 0] < 1).all()
+
+
+def test_ou_normals_match_the_numba_formula():
+    """The OU kernel's four normals per block, against the same formula evaluated by
+    Python's math (glibc's libm, as numba's)."""
+    lib = _host()
+    rng = np.random.default_rng(2)
+    w = rng.integers(0, 2**32, (2000, 4), dtype=np.uint64).astype(np.uint32)
+    w[0] = 0
+    w[1] = 0xFFFFFFFF
+    out = np.zeros((2000, 4))
+    lib.host_ou_normals_many(np.int64(2000), _p(w), _p(out))
+    c = 2.3283064365386963e-10
+    for r in range(2000):
+        w0, w1, w2, w3 = (int(x) for x in w[r])
+        rad = math.sqrt(-2.0 * math.log((w0 + 0.5) * c))
+        th = 6.283185307179586 * (w1 + 0.5) * c
+        rad2 = math.sqrt(-2.0 * math.log((w2 + 0.5) * c))
+        th2 = 6.283185307179586 * (w3 + 0.5) * c
+        assert tuple(out[r]) == (rad * math.cos(th), rad * math.sin(th),
+                                 rad2 * math.cos(th2), rad2 * math.sin(th2))
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.05, 1.6, 7.5, 9.99])
+def test_cdf_table_count_is_the_inverse_cdf(lam):
+    """count(u) = #{n : table[n] <= u}: the smallest n with u < table[n], and its frequency
+    over random words follows Poisson(lam)."""
+    lib = _host()
+    tab = poisson_cdf_table(lam)
+    rng = np.random.default_rng(int(lam * 100))
+    u = rng.integers(0, 2**32, 200_000, dtype=np.uint64).astype(np.uint32)
+    edges = np.unique(np.concatenate([tab[tab < 2**32], tab[tab < 2**32] - 1])).clip(0, 2**32 - 1)
+    u[:len(edges)] = edges.astype(np.uint32)
+    out = np.zeros(len(u), np.int64)
+    lib.host_cdf_count_many(np.int64(len(u)), _p(tab), _p(u), _p(out))
+    np.testing.assert_array_equal(out, np.searchsorted(tab, u.astype(np.uint64), side="right"))
+    if lam > 0:
+        assert abs(out.mean() - lam) < 5 * math.sqrt(lam / len(u))
+
+
+@pytest.mark.parametrize("lam", [10.0, 37.5, 400.0])
+def test_ptrs_poisson_matches_numba(lam):
+    lib = _host()
+    gid = np.arange(4000, dtype=np.int64) * 7919
+    index = np.arange(4000, dtype=np.int64) + 2**31
+    out = np.zeros(4000, np.int64)
+    lib.host_poisson_many(np.int64(4000), np.float64(lam), np.uint32(9), np.int64(513),
+                          _p(gid), _p(index), _p(out))
+    key1 = ph.make_key1(ph.POISSON, 513)
+    expect = [ph.poisson(lam, 9, key1, int(g), 0, int(i)) for g, i in zip(gid, index,
+                                                                           strict=True)]
+    np.testing.assert_array_equal(out, expect)
+    assert abs(out.mean() - lam) < 5 * math.sqrt(lam / 4000)
+
+
+# --- one neuron-update step ------------------------------------------------------------------
+
+@nb.njit
+def _numba_steps(model, V, syn, refr, P, pid, arr, cur, dt, spiked):
+    for i in range(V.shape[0]):
+        if model == 0:
+            s = kd.psc_exp_step(i, pid[i], V, syn, refr, P, arr[0, i], arr[1, i], cur[i])
+        else:
+            s = kd.lif_cond_step(i, pid[i], V, syn, refr, P, arr[0, i], arr[1, i], arr[2, i],
+                                 arr[3, i], cur[i], dt)
+        spiked[i] = s
+
+
+def _random_sets(model, n_sets, rng, dt):
+    if model == 0:
+        p = {"C_m": rng.uniform(100, 400, n_sets), "tau_m": rng.uniform(5, 30, n_sets),
+             "tau_syn_ex": rng.uniform(0.2, 3, n_sets), "tau_syn_in": rng.uniform(0.2, 8, n_sets),
+             "t_ref": rng.choice([0.0, 0.1, 2.0], n_sets), "E_L": rng.uniform(-70, -60, n_sets),
+             "V_th": rng.uniform(-55, -48, n_sets), "V_reset": rng.uniform(-75, -65, n_sets),
+             "I_e": rng.uniform(-50, 400, n_sets)}
+        p["tau_syn_ex"][0] = p["tau_m"][0]  # the coinciding-time-constant limit
+        return pack(IAF_PSC_EXP, p, dt).T.copy()
+    p = {k: np.full(n_sets, v) for k, v in LIF_COND.defaults.items()}
+    for k in ("g_AMPA", "g_NMDA", "g_GABA_A", "g_GABA_B"):
+        p[k] = p[k] * rng.uniform(0.2, 5, n_sets)
+    p["I_e"] = rng.uniform(0, 1.2, n_sets)
+    p["mg_block"] = rng.choice([0.0, 1.0], n_sets)
+    p["Mg"] = rng.uniform(0.5, 2.0, n_sets)
+    p["t_ref"] = rng.choice([0.0, 2.0, 5.0], n_sets)
+    return pack(LIF_COND, p, dt).T.copy()
+
+
+@pytest.mark.parametrize("model", [0, 1], ids=["iaf_psc_exp", "lif_cond"])
+def test_one_step_is_bitwise_the_numba_step(model):
+    """Random states, parameter sets, arrivals and currents; 20 consecutive steps, so
+    refractory counting, resets and the Mg block are all exercised."""
+    lib = _host()
+    rng = np.random.default_rng(11 + model)
+    n, dt = 20_000, 0.1
+    P = _random_sets(model, 64, rng, dt)
+    pid = rng.integers(0, 64, n).astype(np.int64)
+    vth = P[pid, 6] + P[pid, 10] if model == 0 else P[pid, 3]
+    V = vth + rng.normal(0, 3.0, n)
+    syn = np.abs(rng.normal(0, 50 if model == 0 else 0.5, (4, n)))
+    if model == 0:
+        syn[1] *= -1
+    refr = rng.integers(0, 3, n).astype(np.int32) * (rng.random(n) < 0.3)
+    refr = refr.astype(np.int32)
+    a = (V.copy(), syn.copy(), refr.copy())
+    b = (V.copy(), syn.copy(), refr.copy())
+    n_spikes = 0
+    for _ in range(20):
+        arr = np.abs(rng.normal(0, 30 if model == 0 else 0.3, (4, n))) * (rng.random((4, n)) < 0.5)
+        if model == 0:
+            arr[1] *= -1
+        cur = rng.normal(0, 100 if model == 0 else 0.5, n)
+        sp_a = np.zeros(n, np.int32)
+        sp_b = np.zeros(n, np.bool_)
+        lib.host_step_many(np.int32(model), np.int64(n), _p(a[0]), _p(a[1]), _p(a[2]), _p(P),
+                           _p(pid), _p(arr), _p(cur), np.float64(dt), _p(sp_a))
+        _numba_steps(model, b[0], b[1], b[2], P, pid, arr, cur, dt, sp_b)
+        np.testing.assert_array_equal(sp_a.astype(bool), sp_b)
+        for x, y in zip(a, b, strict=True):
+            np.testing.assert_array_equal(x.view(np.uint8), y.view(np.uint8))
+        n_spikes += int(sp_b.sum())
+    assert n_spikes > 1000
+    assert (a[2] > 0).any()
