@@ -12,6 +12,7 @@ The ``record:`` section of a YAML configuration (or ``--record`` on the command 
         variables: [V, syn]    # V (mV) and/or syn (the 4 synaptic channels of the model)
       bold: {tr_ms: 720.0, baseline_hz: 5.0}   # BOLD per unit (Balloon-Windkessel)
       hdf5: false              # also write the dense series to series.h5
+      chunk_columns: 512       # columns (units, neurons) per chunk of the dense series
 
 Defaults: every spike, population rates in 1 ms bins, unit rates in 10 ms bins (networks
 with units), no samples, no BOLD, Zarr only.
@@ -66,6 +67,7 @@ class RecordSpec:
     bold_tr_ms: float | None = None
     bold_baseline_hz: float = 5.0
     hdf5: bool = False
+    chunk_columns: int = 512
 
     def to_dict(self) -> dict[str, Any]:
         """The ``record:`` mapping that parses back to this spec."""
@@ -77,6 +79,7 @@ class RecordSpec:
             "bold": ({"tr_ms": self.bold_tr_ms, "baseline_hz": self.bold_baseline_hz}
                      if self.bold_tr_ms is not None else False),
             "hdf5": self.hdf5,
+            "chunk_columns": self.chunk_columns,
         }
 
 
@@ -118,7 +121,7 @@ def parse_record(d: Any, add: Callable[[str, Any, str], None],
     if not isinstance(d, Mapping):
         add(path, d, "a mapping (spikes, rates, units, samples, bold, hdf5)")
         return base
-    allowed = {"spikes", "rates", "units", "samples", "bold", "hdf5"}
+    allowed = {"spikes", "rates", "units", "samples", "bold", "hdf5", "chunk_columns"}
     for k in d:
         if k not in allowed:
             add(f"{path}.{k}", d[k], f"one of the keys {', '.join(sorted(allowed))}")
@@ -163,8 +166,12 @@ def parse_record(d: Any, add: Callable[[str, Any, str], None],
     if not isinstance(hdf5, bool):
         add(f"{path}.hdf5", hdf5, "true or false")
         hdf5 = False
+    chunk = d.get("chunk_columns", base.chunk_columns)
+    if not (_int(chunk) and chunk > 0):
+        add(f"{path}.chunk_columns", chunk, "a number of columns per chunk > 0")
+        chunk = base.chunk_columns
     return RecordSpec(spikes, sample, rates, units, samples,
-                      float(tr) if tr is not None else None, float(baseline), hdf5)
+                      float(tr) if tr is not None else None, float(baseline), hdf5, int(chunk))
 
 
 def _parse_samples(s: Any, path: str, add: Callable[[str, Any, str], None]
@@ -208,7 +215,8 @@ def parse_record_flags(flags: Sequence[str]) -> dict[str, Any]:
     ``spikes:all``, ``spikes:none``, ``spikes:sample=100``; ``rates:1`` / ``rates:off``;
     ``units:10`` / ``units:off``; ``samples:n=5,every=10,variables=V+syn`` (n per
     population; or ``POP=ID+ID+...``); ``bold:720`` / ``bold:tr=720,baseline=5`` /
-    ``bold:off``; ``hdf5``.  Values stay strings/numbers for the validator to judge."""
+    ``bold:off``; ``hdf5``; ``chunks:COLUMNS``.  Values stay strings/numbers for the
+    validator to judge."""
     d: dict[str, Any] = {}
     for flag in flags:
         kind, _, arg = flag.partition(":")
@@ -244,6 +252,8 @@ def parse_record_flags(flags: Sequence[str]) -> dict[str, Any]:
             d["samples"] = s
         elif kind == "hdf5":
             d["hdf5"] = True
+        elif kind == "chunks":
+            d["chunk_columns"] = _to_num(arg)
         else:
             d[kind] = arg
     return d
@@ -280,7 +290,7 @@ def expand_samples(spec: RecordSpec, network: Any) -> RecordSpec:
             items.append((pop, v))
     s = SampleSpec(tuple(items), spec.samples.every, spec.samples.variables)
     return RecordSpec(spec.spikes, spec.spike_sample, spec.rates_ms, spec.units_ms, s,
-                      spec.bold_tr_ms, spec.bold_baseline_hz, spec.hdf5)
+                      spec.bold_tr_ms, spec.bold_baseline_hz, spec.hdf5, spec.chunk_columns)
 
 
 def check_record(spec: RecordSpec, network: Any, dt: float,
@@ -369,6 +379,10 @@ class Recording:
 
         specs: list[ArraySpec] = []
         cols: dict[str, np.ndarray] = {}
+
+        def cc(n_cols: int) -> int:
+            return max(1, min(n_cols, spec.chunk_columns))
+
         self.counts: list[_Counts] = []
 
         def time_axis(bin_steps: int) -> tuple[np.ndarray, np.ndarray]:
@@ -387,7 +401,7 @@ class Recording:
                 "population_rate", "time", "population", t, [p.name for p in net.populations],
                 attrs={"units": "Hz", "bin_ms": bs * dt,
                        "description": "spikes per neuron per second in bins (t, t + bin_ms]"},
-                row_scale=per_s, col_scale=1.0 / sizes))
+                row_scale=per_s, col_scale=1.0 / sizes, chunk_cols=cc(len(net.populations))))
             cols["population_rate"] = mine
             self.counts.append(_Counts("population_rate", bs, lcol))
 
@@ -419,7 +433,7 @@ class Recording:
                        "description": "spikes per neuron per second of each unit, all "
                                       "families, in bins (t, t + bin_ms]"},
                 row_scale=per_s, col_scale=inv, extra_coords=extra,
-                write=spec.units_ms is not None))
+                write=spec.units_ms is not None, chunk_cols=cc(self.n_units)))
             cols["unit_rate"] = mine
             self.counts.append(_Counts("unit_rate", bs, lcol))
             self._unit_spec = specs[-1]
@@ -434,7 +448,7 @@ class Recording:
                            "baseline_hz": spec.bold_baseline_hz,
                            "description": "BOLD fractional signal change per unit "
                                           "(Balloon-Windkessel driven by the unit rate)"},
-                    chunk_cols=self._unit_spec.chunk_cols))
+                    chunk_cols=self._unit_spec.chunk_cols, direct=True))
         self.bold = getattr(self, "bold", None)
 
         self.samples: _Samples | None = None
@@ -466,7 +480,7 @@ class Recording:
             if "V" in s.variables:
                 specs.append(ArraySpec("V", "time_sample", "neuron", t, labels,
                                        attrs={"units": "mV", "every_steps": s.every},
-                                       extra_coords=extra))
+                                       extra_coords=extra, chunk_cols=cc(len(labels))))
                 names.append("V")
                 cols["V"] = gcols
                 extra = {}
@@ -478,7 +492,7 @@ class Recording:
                                "description": f"synaptic state channel {ch} (iaf_psc_exp: "
                                               "0 ex, 1 in current, pA; lif_cond: 0 AMPA, 1 "
                                               "NMDA, 2 GABA_A, 3 GABA_B traces)"},
-                        extra_coords=extra))
+                        extra_coords=extra, chunk_cols=cc(len(labels))))
                     names.append(f"syn{ch}")
                     cols[f"syn{ch}"] = gcols
                     extra = {}

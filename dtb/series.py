@@ -47,7 +47,9 @@ class ArraySpec:
     ``time``: (n_rows,) ms coordinate; ``labels``: (n_cols,) column labels (str); ``attrs``
     written on the array (units, bin width, ...); ``scale``: (n_rows,) or None, per-row
     factor applied by the owner before writing (counts -> Hz); ``col_scale``: (n_cols,) or
-    None, per-column factor; ``write``: False for a series that only feeds ``consumers``.
+    None, per-column factor; ``write``: False for a series that only feeds ``consumers``;
+    ``direct``: True for a series its owners compute themselves and write with
+    ``SeriesStore.write_block`` (BOLD), never exchanged.
     """
 
     name: str
@@ -63,6 +65,7 @@ class ArraySpec:
     chunk_rows: int = 0
     chunk_cols: int = 0
     write: bool = True
+    direct: bool = False
 
     @property
     def n_rows(self) -> int:
@@ -214,6 +217,8 @@ class SeriesStore:
         plan = {}
         for name, b in self.buffers.items():
             s = b.spec
+            if s.direct:
+                continue
             done = min(rows_done.get(name, b.row0), s.n_rows)
             upto = s.n_rows if final else (done // s.chunk_rows) * s.chunk_rows
             if upto <= b.row0:
