@@ -492,7 +492,7 @@ def job_from_args(a: argparse.Namespace, argv: Sequence[str] | None = None) -> S
     tasks = max(tasks or 1, 1)
     ranks = max(a.nodes, 1) * tasks
     if a.members is not None:
-        if a.command != "assimilate":
+        if a.dtb_command != "assimilate":
             problems.append(f"--members: {a.members!r} -- expected only with --command "
                             "assimilate")
         elif a.members < 1 or ranks % a.members:
@@ -588,7 +588,7 @@ def job_from_args(a: argparse.Namespace, argv: Sequence[str] | None = None) -> S
     if problems:
         raise ConfigError(problems, SOURCE)
     return SlurmJob(
-        command=a.command, source=tuple(source), name=job_name, nodes=a.nodes,
+        command=a.dtb_command, source=tuple(source), name=job_name, nodes=a.nodes,
         gpus_per_node=a.gpus_per_node, tasks_per_node=tasks, members=a.members,
         time=a.time, partition=a.partition, account=a.account, qos=a.qos, mem=a.mem,
         cpus_per_task=a.cpus_per_task, out=a.out, log=a.log,
@@ -621,7 +621,7 @@ def add_job_parser(sub: Any) -> None:
     p.add_argument("--brain", metavar="BRAIN.h5", help="a brain file written by dtb build")
     p.add_argument("--model", help="a built-in model (microcircuit)")
     p.add_argument("--scale", type=float, metavar="S", help="--model's scale, in (0, 1]")
-    p.add_argument("--command", choices=COMMANDS, default="simulate",
+    p.add_argument("--command", dest="dtb_command", choices=COMMANDS, default="simulate",
                    help="the dtb command the job runs (simulate)")
     p.add_argument("--nodes", type=int, default=1, metavar="N", help="nodes (1)")
     p.add_argument("--gpus-per-node", type=int, default=0, metavar="G",
@@ -706,3 +706,16 @@ def run_job(a: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
           + (f", array {job.array_spec}" if job.is_array else "") + f"); submit it with: "
           f"sbatch {shlex.quote(str(out))}", file=sys.stderr)
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m dtb.jobs slurm ...``: the same as ``dtb job slurm ...``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="dtb")
+    add_job_parser(parser.add_subparsers(dest="command", required=True))
+    a = parser.parse_args(["job", *args])
+    return run_job(a, ["job", *args])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -22,7 +22,7 @@ ROOT=$(pwd)
 PY=${PY:-$ROOT/.venv/bin/python}
 DTB=${DTB:-$ROOT/.venv/bin/dtb}
 CONF=/etc/slurm/slurm.conf
-WORK=${DTB_SLURM_WORK:-$ROOT/.slurm-test}     # job scripts, logs and run directories
+WORK=${DTB_SLURM_WORK:-${TMPDIR:-/tmp}/dtb-slurm-test}   # job scripts, logs, run directories
 TIMEOUT=${DTB_SLURM_TIMEOUT:-300}             # seconds to wait for one job
 
 log() { printf '[slurm-test %s] %s\n' "$(date +%T)" "$*"; }
@@ -143,7 +143,148 @@ setup() {
     fi
 }
 
+# --- tests -----------------------------------------------------------------------------------
+
+# `dtb job slurm ARGS...` (python -m dtb.jobs while the dtb command does not register it yet)
+gen() {
+    if "$DTB" job slurm --help >/dev/null 2>&1; then
+        "$DTB" job slurm "$@"
+    else
+        "$PY" -m dtb.jobs slurm "$@"
+    fi
+}
+
+field() { scontrol show job -o "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n 1; }
+
+# wait_job JOBID: until the job has ended; a job requeued by its script waits ~2 minutes for
+# its begin time in Slurm, so the test sets the begin time to now to go on at once.
+wait_job() {
+    local jid=$1 t0 state reason
+    t0=$(date +%s)
+    while :; do
+        state=$(field "$jid" JobState)
+        reason=$(field "$jid" Reason)
+        case "$state" in
+            COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY|BOOT_FAIL|DEADLINE)
+                return ;;
+            PENDING)
+                if [ "$reason" = BeginTime ]; then
+                    scontrol update JobId="$jid" StartTime=now >/dev/null 2>&1 || true
+                fi ;;
+        esac
+        if [ $(($(date +%s) - t0)) -gt "$TIMEOUT" ]; then
+            scontrol show job "$jid" || true
+            scancel "$jid" || true
+            die "job $jid did not end within $TIMEOUT s (state $state)"
+        fi
+        sleep 1
+    done
+}
+
+# check_run DIR JOBID LOG: the job completed and DIR is a complete run directory
+check_run() {
+    local run=$1 jid=$2 logf=$3
+    [ "$(field "$jid" JobState)" = COMPLETED ] \
+        || { cat "$logf" 2>/dev/null; die "job $jid: state $(field "$jid" JobState), exit $(field "$jid" ExitCode)"; }
+    [ -f "$logf" ] || die "job $jid: no log $logf"
+    "$PY" - "$run" <<'PYEOF' || { cat "$logf"; die "job $jid: $run is not a complete run directory"; }
+import json, sys
+from pathlib import Path
+
+import h5py
+
+run = Path(sys.argv[1])
+m = json.loads((run / "manifest.json").read_text())
+assert m["status"] == "complete", m["status"]
+with h5py.File(run / "spikes.h5", "r") as f:
+    n = sum(f["spikes"][p]["timestamps"].shape[0] for p in f["spikes"])
+assert n == m["counts"]["spikes"] > 0, (n, m["counts"]["spikes"])
+print(f"  {run}: complete, {m['ranks']} rank(s), {n} spikes")
+PYEOF
+}
+
+same_spikes() {
+    "$PY" - "$1" "$2" <<'PYEOF'
+import sys
+
+import h5py
+import numpy as np
+
+a, b = (h5py.File(p, "r") for p in sys.argv[1:3])
+assert sorted(a["spikes"]) == sorted(b["spikes"]), (list(a["spikes"]), list(b["spikes"]))
+for pop in a["spikes"]:
+    for ds in ("timestamps", "node_ids"):
+        x, y = a["spikes"][pop][ds][()], b["spikes"][pop][ds][()]
+        assert x.dtype == y.dtype and np.array_equal(x, y), f"{pop}/{ds} differ"
+print("  spikes identical:", sum(a["spikes"][p]["timestamps"].shape[0] for p in a["spikes"]))
+PYEOF
+}
+
+submit() { (cd "$WORK" && sbatch --parsable "$1"); }
+
+test_complete_run() {
+    log "test: a generated sbatch script runs and leaves a complete run directory (2 ranks)"
+    rm -rf "$WORK/complete" "$WORK"/complete-*.out
+    gen --dtb "$DTB" --model microcircuit --scale 0.02 --tasks-per-node 2 --cpus-per-task 1 --mpi pmi2 \
+        --time 00:10:00 --job-name complete --out complete -o "$WORK/complete.sbatch" -- --t 100
+    local jid
+    jid=$(submit complete.sbatch)
+    wait_job "$jid"
+    check_run "$WORK/complete" "$jid" "$WORK/complete-$jid.out"
+}
+
+test_preemption() {
+    if ! "$DTB" simulate --help 2>/dev/null | grep -q -- '--resume'; then
+        log "SKIP preemption test: \`dtb simulate --help\` has no --resume yet (issue 8 item" \
+            "1, checkpoint/restart: --checkpoint-every, exit 75 on USR1/TERM, --resume RUN)"
+        return
+    fi
+    local t=4000 jid ref
+    log "test: preemption: USR1 -> checkpoint, exit 75 -> requeue -> resume -> same spikes"
+    rm -rf "$WORK/reference" "$WORK/preempted" "$WORK"/reference-*.out "$WORK"/preempted-*.out
+    gen --dtb "$DTB" --model microcircuit --scale 0.02 --tasks-per-node 2 --cpus-per-task 1 --mpi pmi2 \
+        --time 00:10:00 --job-name reference --out reference -o "$WORK/reference.sbatch" \
+        -- --t "$t"
+    ref=$(submit reference.sbatch)
+    wait_job "$ref"
+    check_run "$WORK/reference" "$ref" "$WORK/reference-$ref.out"
+
+    gen --dtb "$DTB" --model microcircuit --scale 0.02 --tasks-per-node 2 --cpus-per-task 1 --mpi pmi2 \
+        --time 00:10:00 --job-name preempted --out preempted --checkpoint-every 200 \
+        -o "$WORK/preempted.sbatch" -- --t "$t"
+    jid=$(submit preempted.sbatch)
+    local logf="$WORK/preempted-$jid.out" t0
+    t0=$(date +%s)
+    until grep -q 'simulate  20%' "$logf" 2>/dev/null; do
+        [ "$(field "$jid" JobState)" = COMPLETED ] && die "job $jid ended before the signal"
+        [ $(($(date +%s) - t0)) -gt "$TIMEOUT" ] && die "job $jid did not reach 20%"
+        sleep 0.2
+    done
+    log "  job $jid at 20%: scancel --signal=USR1 --batch (as Slurm does before a time limit)"
+    scancel --signal=USR1 --batch "$jid"
+    wait_job "$jid"
+    check_run "$WORK/preempted" "$jid" "$logf"
+    grep -q 'requeueing job' "$logf" || { cat "$logf"; die "job $jid was not requeued"; }
+    grep -q 'resuming' "$logf" || { cat "$logf"; die "job $jid did not resume"; }
+    [ "$(field "$jid" Restarts)" -ge 1 ] || die "job $jid: Restarts=$(field "$jid" Restarts)"
+    same_spikes "$WORK/reference/spikes.h5" "$WORK/preempted/spikes.h5" \
+        || die "spikes of the preempted and resumed run differ from the uninterrupted run"
+}
+
+run_tests() {
+    command -v sbatch >/dev/null || die "no sbatch: run '$0 setup' first"
+    scontrol ping 2>/dev/null | grep -q UP || die "slurmctld is not up: run '$0 setup' first"
+    [ -x "$PY" ] || die "no $PY: make the project's virtual environment first"
+    mkdir -p "$WORK"
+    local t0=$SECONDS
+    test_complete_run
+    test_preemption
+    log "PASS ($((SECONDS - t0)) s)"
+}
+
 case "${1:-all}" in
     setup) setup ;;
-    *) setup ;;
+    test) run_tests ;;
+    all) setup; run_tests ;;
+    *) echo "usage: $0 [setup|test|all]" >&2; exit 2 ;;
 esac
