@@ -223,8 +223,7 @@ def gather_spikes_write(rec: SpikeRecorder, run_dir: Path, comm: Any,
         raise OutputError(f"{Path(run_dir) / bad[0]['path']}: cannot write the spikes: "
                           f"{bad[0]['error']}")
     all_slices = [s for r in rows for s in r["slices"]]
-    part_counts = {r["slices"][0].rank if r["slices"] else i: r["counts"]
-                   for i, r in enumerate(rows)}
+    part_counts = {i: r["counts"] for i, r in enumerate(rows)}  # rows are in rank order
     img, totals = master_image(rec.names, all_slices, part_counts)
     try:
         m_digest, m_size = write(Path(run_dir) / SPIKES, img)
@@ -233,6 +232,7 @@ def gather_spikes_write(rec: SpikeRecorder, run_dir: Path, comm: Any,
     with_sorting = _sortings(Path(run_dir) / SPIKES)
     return {"path": SPIKES, "format": "sonata", "sha256": m_digest, "bytes": m_size,
             "populations": totals, "sorting": with_sorting,
+            "sizes": dict(zip(rec.names, rec.sizes, strict=True)),
             "sample": rec.sample,
             "parts": [{"path": r["path"], "sha256": r["sha256"], "bytes": r["bytes"]}
                       for r in rows]}
