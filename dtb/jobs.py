@@ -436,15 +436,17 @@ def job_from_args(a: argparse.Namespace, argv: Sequence[str] | None = None) -> S
     problem (option, value, expectation)."""
     from dtb.models import BUILTIN
 
-    extra = list(a.args or [])
-    if extra and extra[0] == "--":
-        extra = extra[1:]
-    config = a.config
-    if config is not None and config.startswith("-"):
-        # argparse gives the first word after "--" to the optional CONFIG: it is dtb's
-        extra.insert(0, config)
-        config = None
     problems: list[str] = []
+    extra: list[str] = []
+    if a.dtb_args is not None and _CONTROL.search(a.dtb_args):
+        _no_control(problems, "--dtb-args", a.dtb_args)
+    elif a.dtb_args is not None:
+        try:
+            extra = shlex.split(a.dtb_args)
+        except ValueError as e:
+            problems.append(f"--dtb-args: {a.dtb_args!r} -- expected dtb arguments as on a "
+                            f"command line ({e})")
+    config = a.config
     source: list[str] = []
     name = "dtb"
     given = [x for x in (config, a.brain, a.model) if x is not None]
@@ -576,14 +578,14 @@ def job_from_args(a: argparse.Namespace, argv: Sequence[str] | None = None) -> S
             problems.append(f"--dtb: {a.dtb!r} -- expected a command such as dtb or "
                             "'apptainer exec --nv dtb.sif dtb'")
     for w in extra:
-        _no_control(problems, "dtb arguments", w)
+        _no_control(problems, "--dtb-args", w)
         opt = w.removeprefix("--").partition("=")[0]
         if w.startswith("--") and opt in _RESERVED:
-            problems.append(f"dtb arguments: {w!r} -- expected an option the job does not "
+            problems.append(f"--dtb-args: {w!r} -- expected an option the job does not "
                             "set itself (use the job's own --out, --checkpoint-every, "
                             "--members)")
         if w.startswith("--seed") and a.array is not None and a.sweep is None:
-            problems.append(f"dtb arguments: {w!r} -- expected no --seed with --array (each "
+            problems.append(f"--dtb-args: {w!r} -- expected no --seed with --array (each "
                             "array task's seed is its index)")
     if problems:
         raise ConfigError(problems, SOURCE)
@@ -611,11 +613,11 @@ def add_job_parser(sub: Any) -> None:
         "slurm", help="a Slurm sbatch script for dtb simulate or dtb assimilate",
         description="Write an sbatch script that runs dtb with one MPI rank per GPU, "
                     "checkpoints before the time limit (USR1), requeues itself and resumes, "
-                    "and optionally runs a job array over seeds or a sweep file. Arguments "
-                    "after -- go to dtb unchanged (quoted). Submit with `sbatch FILE`.",
+                    "and optionally runs a job array over seeds or a sweep file. Submit it with "
+                    "`sbatch FILE`.",
         epilog="example: dtb job slurm --model microcircuit --scale 0.5 --nodes 2 "
                "--gpus-per-node 4 --time 02:00:00 --partition gpu --checkpoint-every 1000 "
-               "-o mc.sbatch -- --t 10000 --seed 3")
+               "-o mc.sbatch --dtb-args '--t 10000 --seed 3'")
     p.add_argument("config", nargs="?", metavar="CONFIG.yaml",
                    help="network configuration (YAML); or --brain / --model")
     p.add_argument("--brain", metavar="BRAIN.h5", help="a brain file written by dtb build")
@@ -675,8 +677,9 @@ def add_job_parser(sub: Any) -> None:
     p.add_argument("--sbatch", action="append", metavar="OPTION",
                    help="a further #SBATCH option, e.g. --constraint=a100 (repeatable)")
     p.add_argument("-o", "--output", metavar="FILE", help="write the script here (stdout)")
-    p.add_argument("args", nargs=argparse.REMAINDER, metavar="-- DTB-ARGS",
-                   help="further arguments for dtb simulate/assimilate (after --)")
+    p.add_argument("--dtb-args", metavar="'ARGS'",
+                   help="further arguments for dtb simulate/assimilate, as one string "
+                        "(e.g. '--t 10000 --seed 3'); split like a shell would, then quoted")
 
 
 def run_job(a: argparse.Namespace, argv: Sequence[str] | None = None) -> int:

@@ -225,8 +225,10 @@ submit() { (cd "$WORK" && sbatch --parsable "$1"); }
 test_complete_run() {
     log "test: a generated sbatch script runs and leaves a complete run directory (2 ranks)"
     rm -rf "$WORK/complete" "$WORK"/complete-*.out
-    gen --dtb "$DTB" --model microcircuit --scale 0.02 --tasks-per-node 2 --cpus-per-task 1 --mpi pmi2 \
-        --time 00:10:00 --job-name complete --out complete -o "$WORK/complete.sbatch" -- --t 100
+    gen --dtb "$DTB" --model microcircuit --scale 0.02 --tasks-per-node 2 --cpus-per-task 1 \
+        --mpi pmi2 \
+        --time 00:10:00 --job-name complete --out complete -o "$WORK/complete.sbatch" \
+        --dtb-args "--t 100"
     local jid
     jid=$(submit complete.sbatch)
     wait_job "$jid"
@@ -242,16 +244,18 @@ test_preemption() {
     local t=4000 jid ref
     log "test: preemption: USR1 -> checkpoint, exit 75 -> requeue -> resume -> same spikes"
     rm -rf "$WORK/reference" "$WORK/preempted" "$WORK"/reference-*.out "$WORK"/preempted-*.out
-    gen --dtb "$DTB" --model microcircuit --scale 0.02 --tasks-per-node 2 --cpus-per-task 1 --mpi pmi2 \
+    gen --dtb "$DTB" --model microcircuit --scale 0.02 --tasks-per-node 2 --cpus-per-task 1 \
+        --mpi pmi2 \
         --time 00:10:00 --job-name reference --out reference -o "$WORK/reference.sbatch" \
-        -- --t "$t"
+        --dtb-args "--t $t"
     ref=$(submit reference.sbatch)
     wait_job "$ref"
     check_run "$WORK/reference" "$ref" "$WORK/reference-$ref.out"
 
-    gen --dtb "$DTB" --model microcircuit --scale 0.02 --tasks-per-node 2 --cpus-per-task 1 --mpi pmi2 \
+    gen --dtb "$DTB" --model microcircuit --scale 0.02 --tasks-per-node 2 --cpus-per-task 1 \
+        --mpi pmi2 \
         --time 00:10:00 --job-name preempted --out preempted --checkpoint-every 200 \
-        -o "$WORK/preempted.sbatch" -- --t "$t"
+        -o "$WORK/preempted.sbatch" --dtb-args "--t $t"
     jid=$(submit preempted.sbatch)
     local logf="$WORK/preempted-$jid.out" t0
     t0=$(date +%s)
