@@ -1,0 +1,1 @@
+"""Slurm batch templates for ``dtb job slurm`` (installed as ``dtb.job_templates``)."""
