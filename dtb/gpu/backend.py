@@ -81,7 +81,8 @@ class GpuBackend:
         if not emulate:
             self.xp.cuda.Device().synchronize()  # uploads ran on the default stream
         self._graphs: dict[tuple[int, int], Any] = {}
-        self.launches = 0
+        self.launches = 0  # host-side launch calls (a graph replay counts one)
+        self.graph_error: str | None = None
 
     # --- construction ------------------------------------------------------------------
     def _estimate(self, record: int) -> DeviceMemory:
@@ -216,21 +217,34 @@ class GpuBackend:
         if g > 1 and n_windows >= g:
             graph = self._graphs.get((m, g))
             if graph is None:
-                with self.stream:
-                    self.stream.begin_capture()
-                    try:
-                        for _ in range(g):
-                            self._launch_window(m)
-                    finally:
-                        graph = self.stream.end_capture()
-                self.launches -= 2 * g
-                self._graphs[(m, g)] = graph
-            for _ in range(n_windows // g):
-                graph.launch(self.stream)
-                self.launches += 1
-            n_windows %= g
+                graph = self._capture(m, g)
+            if graph is not None:
+                for _ in range(n_windows // g):
+                    graph.launch(self.stream)
+                    self.launches += 1
+                n_windows %= g
         for _ in range(n_windows):
             self._launch_window(m)
+
+    def _capture(self, m: int, g: int) -> Any:
+        """A CUDA graph of g windows of m steps, or None (plain launches from then on, the
+        reason in graph_error) where capturing fails."""
+        launches = self.launches
+        try:
+            self.stream.begin_capture()
+            try:
+                for _ in range(g):
+                    self._launch_window(m)
+            finally:
+                graph = self.stream.end_capture()
+        except Exception as e:  # noqa: BLE001 - any CUDA/CuPy failure: fall back
+            self.graph_error = f"{type(e).__name__}: {e}"
+            self.graph_windows = 0
+            self.launches = launches
+            return None
+        self.launches = launches
+        self._graphs[(m, g)] = graph
+        return graph
 
     def _on_stream(self) -> Any:
         """The context that makes the backend's stream current (every copy and launch
@@ -267,6 +281,8 @@ class GpuBackend:
         done = 0
         while done < n_steps:
             n_win = max(1, self.rec_cap // per_window)
+            if self.graph_windows > 1 and n_win > self.graph_windows:
+                n_win -= n_win % self.graph_windows  # whole graphs per chunk
             steps = min(n_steps - done, n_win * m_max, 2**31 - 1 - m_max)
             ctl = np.zeros(CTL_LEN, np.int64)
             ctl[CTL_T] = ctl[CTL_BASE] = self.step
