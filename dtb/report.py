@@ -1,15 +1,211 @@
-"""``dtb report RUN_DIR``: figures and a summary page of a finished run."""
+"""``dtb report RUN_DIR``: figures and a summary page of a finished run.
+
+Writes ``RUN_DIR/report/``: ``raster.png`` (a sample of neurons per population),
+``rates.png`` (population rates), ``bold.png`` (BOLD per unit, when recorded), ``fc.png``
+(functional connectivity of the BOLD signal) and ``index.md``, a short page with the key
+numbers (status, sizes, timings, rates, CV of inter-spike intervals, spike-count
+correlation) linking the figures.  Everything is read lazily through dtb.analysis, so a
+report of a large run reads only the sampled neurons' spikes and the dense series.
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RASTER_NEURONS = 50   # neurons per population in the raster
+STAT_NEURONS = 200    # neurons per population for the CV of ISIs
+PAIRS = 100           # pairs per population for the count correlation
 
 
 def add_report_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    r = subparsers.add_parser("report", help="figures and a summary page of a run directory")
-    r.add_argument("run_dir", metavar="RUN_DIR")
+    """Register ``dtb report``."""
+    r = subparsers.add_parser(
+        "report", help="figures and a summary page of a run directory",
+        description="Write RUN_DIR/report: raster.png, rates.png, bold.png, fc.png and "
+                    "index.md with the key numbers of the run.")
+    r.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (dtb simulate/demo)")
+    r.add_argument("--out", metavar="DIR", help="where to write (default RUN_DIR/report)")
+    r.add_argument("--t-max", type=float, metavar="MS",
+                   help="show at most this much model time in the raster (default 1000)")
     return r
 
 
 def run_report(args: argparse.Namespace) -> int:
-    raise NotImplementedError
+    """``dtb report``: returns the exit code (0)."""
+    out = make_report(args.run_dir, args.out, t_max=args.t_max or 1000.0)
+    print(out / "index.md")
+    return 0
+
+
+def make_report(run_dir: str | Path, out: str | Path | None = None,
+                t_max: float = 1000.0) -> Path:
+    """Write the report of ``run_dir`` into ``out`` (default run_dir/report); returns it.
+
+    Raises OutputError for a directory that is not a run or cannot be written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from dtb.analysis import open_run
+    from dtb.errors import OutputError
+
+    run_dir = Path(run_dir)
+    out = Path(out) if out is not None else run_dir / "report"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".probe"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise OutputError(f"{out}: cannot write the report: {e.strerror or e}") from e
+    with open_run(run_dir) as run:
+        figs: list[tuple[str, str]] = []
+        numbers = _numbers(run)
+        if run.spikes is not None:
+            _raster(run, out / "raster.png", t_max)
+            figs.append(("Raster (a sample of neurons per population)", "raster.png"))
+        ds = run.dataset
+        if "population_rate" in ds:
+            _rates(ds, out / "rates.png")
+            figs.append(("Population rates", "rates.png"))
+        if "bold" in ds:
+            _bold(ds, out / "bold.png")
+            figs.append(("BOLD per unit", "bold.png"))
+            if ds.sizes["time_bold"] >= 3:
+                fc = _fc(ds, out / "fc.png")
+                figs.append(("Functional connectivity of BOLD", "fc.png"))
+                numbers["fc_mean_offdiag"] = fc
+        _page(run, numbers, figs, out / "index.md")
+    return out
+
+
+def _numbers(run: Any) -> dict[str, Any]:
+    from dtb.analysis import count_correlation, cv_isi_grouped, mean_rates
+
+    n: dict[str, Any] = {"rates": mean_rates(run), "cv": {}, "corr": {}}
+    if run.spikes is None:
+        return n
+    for p in run.spikes.populations:
+        if run.spikes.sorting(p) != "by_id" or not run.sizes.get(p):
+            continue
+        ids = np.unique(np.linspace(0, run.sizes[p] - 1, min(STAT_NEURONS, run.sizes[p]))
+                        .astype(np.int64))
+        trains = run.spikes.trains(p, ids)
+        t = np.concatenate(trains) if trains else np.zeros(0)
+        off = np.r_[0, np.cumsum([len(x) for x in trains])]
+        _, cv = cv_isi_grouped(ids, off, t)
+        n["cv"][p] = float(np.nanmean(cv)) if len(cv) else float("nan")
+        if len(ids) >= 2 and run.t_stop >= 100:
+            rho = count_correlation(run.spikes, p, bin_ms=10.0, t_start=0.0,
+                                    t_stop=run.t_stop, n_pairs=PAIRS, node_ids=ids)
+            n["corr"][p] = float(np.nanmean(rho)) if np.isfinite(rho).any() else float("nan")
+    return n
+
+
+def _raster(run: Any, path: Path, t_max: float) -> None:
+    import matplotlib.pyplot as plt
+
+    pops = run.spikes.populations
+    fig, ax = plt.subplots(figsize=(9, 5))
+    y0 = 0
+    ticks = []
+    for k, p in enumerate(pops):
+        size = run.sizes.get(p, 0)
+        ids = np.unique(np.linspace(0, max(size - 1, 0), min(RASTER_NEURONS, size))
+                        .astype(np.int64)) if size else np.zeros(0, np.int64)
+        for j, tr in enumerate(run.spikes.trains(p, ids)):
+            tr = tr[tr <= t_max]
+            ax.plot(tr, np.full(len(tr), y0 + j), "|", ms=3, mew=1.0, color=f"C{k % 10}")
+        ticks.append((y0 + len(ids) / 2, p))
+        y0 += len(ids) + 5
+    ax.set_yticks([t for t, _ in ticks], [p for _, p in ticks])
+    ax.set_xlabel("time (ms)")
+    ax.set_xlim(0, min(t_max, run.t_stop))
+    ax.set_title(f"Spike raster, {RASTER_NEURONS} neurons per population")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _rates(ds: Any, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    r = ds.population_rate
+    fig, ax = plt.subplots(figsize=(9, 4))
+    step = max(1, r.sizes["time"] // 2000)  # at most ~2000 points per curve
+    t = r.time.values[::step]
+    for p in r.population.values:
+        ax.plot(t, r.sel(population=p).values[::step], lw=0.8, label=str(p))
+    ax.set_xlabel("time (ms)")
+    ax.set_ylabel("rate (Hz)")
+    ax.legend(ncol=4, fontsize=8)
+    ax.set_title(f"Population rates ({r.attrs.get('bin_ms', '?')} ms bins)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _bold(ds: Any, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    b = ds.bold
+    fig, ax = plt.subplots(figsize=(9, 4))
+    img = ax.imshow(100 * b.values.T, aspect="auto", interpolation="nearest", cmap="RdBu_r",
+                    extent=(float(b.time_bold[0]), float(b.time_bold[-1]), b.sizes["unit"], 0))
+    fig.colorbar(img, ax=ax, label="BOLD (% signal change)")
+    ax.set_xlabel("time (ms)")
+    ax.set_ylabel("unit")
+    ax.set_title("BOLD per unit")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _fc(ds: Any, path: Path) -> float:
+    import matplotlib.pyplot as plt
+
+    from dtb.analysis import functional_connectivity
+
+    fc = functional_connectivity(ds.bold).values
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    img = ax.imshow(fc, vmin=-1, vmax=1, cmap="RdBu_r", interpolation="nearest")
+    fig.colorbar(img, ax=ax, label="Pearson r")
+    ax.set_title("Functional connectivity (BOLD)")
+    ax.set_xlabel("unit")
+    ax.set_ylabel("unit")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    off = fc[~np.eye(len(fc), dtype=bool)]
+    return float(np.nanmean(off)) if np.isfinite(off).any() else float("nan")
+
+
+def _page(run: Any, n: dict[str, Any], figs: list[tuple[str, str]], path: Path) -> None:
+    m = run.manifest
+    c, t = m.get("counts") or {}, m.get("timings") or {}
+    src = m.get("source") or {}
+    lines = [f"# dtb run report: {run.path.name}", "",
+             f"- status: **{m.get('status')}**, dtb {m.get('dtb_version')}, "
+             f"{m.get('ranks')} rank(s), backend {m.get('backend')}, seed {m.get('seed')}",
+             f"- source: {src.get('kind')} {src.get('model') or src.get('path') or ''}",
+             f"- neurons {c.get('neurons', 0):,}, synapses {c.get('synapses', 0):,}, "
+             f"spikes {c.get('spikes', 0):,}",
+             f"- model time {t.get('model_time_ms', 0):g} ms, build {t.get('build_s', 0):.2f} s,"
+             f" simulate {t.get('simulate_s', 0):.2f} s (real-time factor "
+             f"{t.get('rtf') or float('nan'):.3g})", ""]
+    if "fc_mean_offdiag" in n:
+        lines += [f"- mean off-diagonal BOLD functional connectivity: "
+                  f"{n['fc_mean_offdiag']:.3f}", ""]
+    lines += ["| population | neurons | rate (Hz) | CV of ISI | count corr. (10 ms) |",
+              "|---|---:|---:|---:|---:|"]
+    for p, r in n["rates"].items():
+        lines.append(f"| {p} | {run.sizes.get(p, 0):,} | {r:.2f} | "
+                     f"{n['cv'].get(p, float('nan')):.2f} | "
+                     f"{n['corr'].get(p, float('nan')):.3f} |")
+    lines.append("")
+    for title, f in figs:
+        lines += [f"## {title}", "", f"![{title}]({f})", ""]
+    path.write_text("\n".join(lines))
