@@ -3,7 +3,8 @@
 #
 #   jobs/test-local-slurm.sh            set up (idempotent), then run every test
 #   jobs/test-local-slurm.sh setup      only install, configure and start Slurm
-#   jobs/test-local-slurm.sh test       only the tests (Slurm must be up)
+#   jobs/test-local-slurm.sh test [complete|preemption]...
+#                                       only the tests (Slurm must be up)
 #
 # Needs root and Debian/Ubuntu: installs slurm-wlm and munge with apt-get when missing,
 # writes /etc/slurm/slurm.conf from this machine's `slurmd -C` (no cgroups, no accounting
@@ -275,20 +276,27 @@ test_preemption() {
         || die "spikes of the preempted and resumed run differ from the uninterrupted run"
 }
 
+# run_tests [complete|preemption]...: the named tests (default: all)
 run_tests() {
     command -v sbatch >/dev/null || die "no sbatch: run '$0 setup' first"
     scontrol ping 2>/dev/null | grep -q UP || die "slurmctld is not up: run '$0 setup' first"
     [ -x "$PY" ] || die "no $PY: make the project's virtual environment first"
     mkdir -p "$WORK"
-    local t0=$SECONDS
-    test_complete_run
-    test_preemption
+    local t0=$SECONDS name
+    [ $# -gt 0 ] || set -- complete preemption
+    for name in "$@"; do
+        case "$name" in
+            complete) test_complete_run ;;
+            preemption) test_preemption ;;
+            *) echo "usage: $0 test [complete|preemption]..." >&2; exit 2 ;;
+        esac
+    done
     log "PASS ($((SECONDS - t0)) s)"
 }
 
 case "${1:-all}" in
     setup) setup ;;
-    test) run_tests ;;
+    test) shift; run_tests "$@" ;;
     all) setup; run_tests ;;
-    *) echo "usage: $0 [setup|test|all]" >&2; exit 2 ;;
+    *) echo "usage: $0 [setup | test [complete|preemption]... | all]" >&2; exit 2 ;;
 esac
