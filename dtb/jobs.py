@@ -316,7 +316,8 @@ class SlurmJob:
         if self.modules:
             lines.append(f"module load {_q(self.modules)}")
         if self.env_setup is not None:
-            lines.append(f"source {shlex.quote(self.env_setup)}")
+            lines += ["# shellcheck source=/dev/null",
+                      f"source {shlex.quote(self.env_setup)}"]
         for k, v in self.env:
             lines.append(f"export {k}={shlex.quote(v)}")
         if self.cpus_per_task is not None:

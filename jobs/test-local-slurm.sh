@@ -50,7 +50,7 @@ write_config() {
     # leave some memory to the machine, so that a job asking for the default fits
     mem=$(sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p' <<<"$node")
     cpus=$(sed -n 's/.*CPUs=\([0-9]*\).*/\1/p' <<<"$node")
-    node=$(sed "s/RealMemory=[0-9]*/RealMemory=$((mem * 9 / 10))/" <<<"$node")
+    node=${node/RealMemory=$mem/RealMemory=$((mem * 9 / 10))}
     mkdir -p /etc/slurm /var/spool/slurmctld /var/spool/slurmd /var/log/slurm /run/slurm
     local new
     new=$(cat <<CONFEOF
@@ -119,8 +119,8 @@ start_daemons() {
         log "starting slurmd"
         /usr/sbin/slurmd
     fi
-    local i
-    for i in $(seq 1 60); do
+    local _
+    for _ in $(seq 1 60); do
         if scontrol ping 2>/dev/null | grep -q UP \
                 && sinfo -h -o '%T' 2>/dev/null | grep -Eq '^(idle|mixed|allocated)'; then
             log "slurm is up: $(sinfo -h -o '%N %T %c CPUs %m MB')"

