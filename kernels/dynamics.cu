@@ -242,25 +242,6 @@ DTB_HD void dtb_dyn_neuron(dtb_i64 i, dtb_i64 t0, Append& append, DTB_DYN_PARAMS
     refr[i] = r;
 }
 
-// Appends a spike to the record (the host emulation's: one thread at a time).
-struct DtbHostAppend {
-    dtb_i64* ctl;
-    dtb_i32* rec_step;
-    dtb_i32* rec_idx;
-    dtb_i64 rec_cap;
-    dtb_i64* pop_count;
-    void operator()(dtb_i64 step, dtb_i64 i, int pop) {
-        dtb_i64 pos = ctl[DTB_CTL_COUNT]++;
-        if (pos < rec_cap) {
-            rec_step[pos] = static_cast<dtb_i32>(step - ctl[DTB_CTL_BASE]);
-            rec_idx[pos] = static_cast<dtb_i32>(i);
-        } else {
-            ctl[DTB_CTL_OVERFLOW] = 1;
-        }
-        pop_count[pop] += 1;
-    }
-};
-
 #if defined(__CUDACC__)
 // Warp-aggregated append: one atomic per warp and step for the record position, one per
 // warp, step and population for the counters.

@@ -460,3 +460,57 @@ def test_state_moves_between_backends_bitwise():
     assert be.max_spikes(1) == be.n
     assert be.max_spikes(21) == be.n
     assert be.max_spikes(22) == 2 * be.n
+
+
+def _nvrtc():
+    """libnvrtc: $DTB_NVRTC, the nvidia-cuda-nvrtc wheel (nvidia/cu*/lib on sys.path), or
+    the system's; its builtins library is loaded first from the same folder."""
+    import ctypes
+    import ctypes.util
+    import os
+    import sys
+
+    found = [os.environ.get("DTB_NVRTC")]
+    for root in sys.path:
+        found += sorted(str(p) for p in Path(root or ".").glob("nvidia/cu*/lib/libnvrtc.so.*"))
+    found += [ctypes.util.find_library("nvrtc"), "libnvrtc.so.13", "libnvrtc.so.12"]
+    for name in filter(None, found):
+        folder = Path(name).parent
+        try:
+            for b in sorted(folder.glob("libnvrtc-builtins.so.*")) if folder.parts else []:
+                ctypes.CDLL(str(b), mode=ctypes.RTLD_GLOBAL)
+            return ctypes.CDLL(name)
+        except OSError:
+            continue
+    return None
+
+
+@pytest.mark.parametrize("arch", ["compute_80", "compute_90"])
+def test_nvrtc_compiles_the_backend_source(arch):
+    """The exact source and options GpuBackend gives CuPy's RawModule, through NVRTC itself
+    (no include path, no system headers).  Skips where libnvrtc is not found (set
+    DTB_NVRTC to its path, e.g. from the nvidia-cuda-nvrtc wheel)."""
+    import ctypes
+
+    from dtb.gpu.kernels import NVRTC_OPTIONS, SIGNATURES, cuda_source
+
+    lib = _nvrtc()
+    if lib is None:
+        pytest.skip("libnvrtc not found (set DTB_NVRTC)")
+    prog = ctypes.c_void_p()
+    src = cuda_source().encode()
+    assert lib.nvrtcCreateProgram(ctypes.byref(prog), src, b"dtb_gpu.cu", 0, None, None) == 0
+    opts = [o.encode() for o in (*NVRTC_OPTIONS, f"--gpu-architecture={arch}")]
+    arr = (ctypes.c_char_p * len(opts))(*opts)
+    rc = lib.nvrtcCompileProgram(prog, len(opts), arr)
+    size = ctypes.c_size_t()
+    lib.nvrtcGetProgramLogSize(prog, ctypes.byref(size))
+    log = ctypes.create_string_buffer(size.value)
+    lib.nvrtcGetProgramLog(prog, log)
+    assert rc == 0, log.value.decode()
+    lib.nvrtcGetPTXSize(prog, ctypes.byref(size))
+    ptx = ctypes.create_string_buffer(size.value)
+    lib.nvrtcGetPTX(prog, ptx)
+    lib.nvrtcDestroyProgram(ctypes.byref(prog))
+    for name in SIGNATURES:
+        assert f".entry {name}(".encode() in ptx.value

@@ -6,6 +6,26 @@
 #include "dynamics.cu"
 #include "delivery.cu"
 
+// Appends a spike to the record, one emulated thread at a time (host only: NVRTC
+// compiles no host functions, so this is not in dynamics.cu).
+struct DtbHostAppend {
+    dtb_i64* ctl;
+    dtb_i32* rec_step;
+    dtb_i32* rec_idx;
+    dtb_i64 rec_cap;
+    dtb_i64* pop_count;
+    void operator()(dtb_i64 step, dtb_i64 i, int pop) {
+        dtb_i64 pos = ctl[DTB_CTL_COUNT]++;
+        if (pos < rec_cap) {
+            rec_step[pos] = static_cast<dtb_i32>(step - ctl[DTB_CTL_BASE]);
+            rec_idx[pos] = static_cast<dtb_i32>(i);
+        } else {
+            ctl[DTB_CTL_OVERFLOW] = 1;
+        }
+        pop_count[pop] += 1;
+    }
+};
+
 extern "C" {
 
 // --- the launches, emulated -------------------------------------------------------------

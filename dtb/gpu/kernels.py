@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 #: NVRTC options: no fused multiply-add (the CPU kernels never fuse), IEEE division and
-#: square root (NVRTC's defaults, spelled out), C++17.
-NVRTC_OPTIONS = ("--fmad=false", "--prec-div=true", "--prec-sqrt=true", "-std=c++17")
+#: square root (NVRTC's defaults, spelled out).  No -std: CuPy may add its own.
+NVRTC_OPTIONS = ("--fmad=false", "--prec-div=true", "--prec-sqrt=true")
 
 _SYN = ["pop_proj_ptr:p", "pop_proj:p", "max_q:i32", "proj_row0:p", "proj_port:p",
         "proj_shift:p", "indptr:p", "tgt:p", "wq:p", "dly:p", "dly8:i32", "ring:p", "D:i32",
