@@ -353,6 +353,9 @@ def test_hostile_values_in_the_body_are_quoted(capsys, fake, work, tmp_path, val
     cfg.write_text("x: 1\n")
     text = script(capsys, str(cfg), "--out", value, "--dtb", str(fake.dtb),
                   "--env", f"DTB_X={value}", "--dtb-args", f"--label {shlex.quote(value)}")
+    for line in sbatch_lines(text):  # nothing a shell or Slurm could misread
+        assert re.fullmatch(r"--[a-z-]+(=[A-Za-z0-9_.:,%/@+\-]*)?", line), line
+    assert "--job-name=dtb" in sbatch_lines(text)  # the config's odd name is not used
     r = fake.run(text, work)
     assert r.returncode == 0, r.stdout + r.stderr
     (argv,) = fake.calls()
