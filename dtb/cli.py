@@ -74,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--routing", choices=("direct", "two-level"), default="direct",
                    help="spike exchange between MPI ranks: to each peer directly, or "
                         "through one relay per group of ranks (large jobs)")
+    s.add_argument("--backend", choices=("cpu", "gpu"), default="cpu",
+                   help="where neurons and synapses live: CPU (numba) or one GPU per rank "
+                        "(CuPy; the rank's node-local index picks the GPU)")
     s.add_argument("--partition", choices=("slices", "metis", "contiguous"),
                    default="slices",
                    help="which neurons each MPI rank owns: a cost-balanced slice of every "
@@ -108,6 +111,9 @@ def _parser() -> argparse.ArgumentParser:
     from dtb.report import add_report_parser
 
     add_report_parser(sub)
+    from dtb.jobs import add_job_parser
+
+    add_job_parser(sub)
     i = sub.add_parser("info", help="versions, MPI, GPUs and available backends",
                        description="Report versions, MPI library, GPUs and backends.")
     i.add_argument("--json", action="store_true", help="machine-readable output")
@@ -331,7 +337,8 @@ def _simulate(a: argparse.Namespace, command: list[str]) -> int:
             own = planned_ownership(BrainSpec.load(a.brain), comm, method=a.partition,
                                     routing=a.routing, ranks_per_node=a.ranks_per_node)
         eng = Engine(net, dt=sim.dt, seed=sim.seed, threads=a.threads, comm=comm,
-                     routing=a.routing, ranks_per_node=a.ranks_per_node, ownership=own)
+                     routing=a.routing, ranks_per_node=a.ranks_per_node, ownership=own,
+                     backend=a.backend)
         eng.partition = a.partition
         if err is not None:
             print(f"dtb: built {eng.n_synapses:,} synapses in {eng.build_s:.2f} s "
@@ -391,6 +398,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from dtb.partition import run_partition
 
                 return run_partition(a)
+            if a.command == "job":
+                from dtb.jobs import run_job
+
+                return run_job(a, args_list)
             if a.command == "report":
                 from dtb.report import run_report
 

@@ -31,6 +31,8 @@ from dtb.neurons import MODELS, N_CHANNELS, N_PARAM_ROWS, pack
 
 CDF_LEN = 48
 MAX_WINDOW = 1000  # steps per window when no delay bounds it (spike buffer size)
+# "gpu-emulated" runs the CUDA kernels' code compiled for the host (tests without a GPU)
+BACKENDS = ("cpu", "gpu", "gpu-emulated")
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,7 @@ class Engine:
 
     def __init__(self, network: Network, dt: float = 0.1, seed: int = 1,
                  threads: int | None = None, comm=None, routing: str = "direct",
-                 ranks_per_node: int | None = None, ownership=None):
+                 ranks_per_node: int | None = None, ownership=None, backend: str = "cpu"):
         t_start = time.perf_counter()
         if not (isinstance(seed, int) and 0 <= seed < 2**32):
             raise ValueError(f"seed: {seed!r} -- expected an integer in [0, 2**32)")
@@ -120,6 +122,9 @@ class Engine:
         self.network = parse_network(network, dt)
         self.dt = float(dt)
         self.seed = int(seed)
+        if backend not in BACKENDS:
+            raise ValueError(f"backend: {backend!r} -- expected one of {', '.join(BACKENDS)}")
+        self.backend = backend
         if routing not in ("direct", "two-level"):
             raise ValueError(f"routing: {routing!r} -- expected direct or two-level")
         self.routing, self.ranks_per_node = routing, ranks_per_node
@@ -153,7 +158,16 @@ class Engine:
         self.threads = nb.get_num_threads()
         self.step = 0
         self._unit_values: dict[tuple[str, str], np.ndarray] = {}
+        self._gpu = None
+        if backend == "gpu":  # bind this rank to its GPU before anything touches CUDA
+            from dtb.gpu.device import select_device
+
+            select_device(comm)
         self._build()
+        if backend != "cpu":
+            from dtb.gpu.backend import GpuBackend
+
+            self._gpu = GpuBackend(self, emulate=backend == "gpu-emulated")
         self._spike_steps: list[np.ndarray] = []
         self._spike_idx: list[np.ndarray] = []
         self.keep_spikes = True  # False: spikes go only to run()'s on_window (recorders)
@@ -504,6 +518,8 @@ class Engine:
     def _advance_window(self, m: int, buf: dict):
         """One window of m steps: advance, then deliver this rank's own spikes; records and
         returns them (steps, engine indices)."""
+        if self._gpu is not None:
+            return self._advance_gpu(m, m)
         kd.advance(self.step, m, self.dt, self.seed, self.V, self.syn, self.refr,
                    self._psets, self._pid, buf["cur"], self._blk_lo, self._blk_hi,
                    self._blk_model, self._blk_gid0, self._masks, self.ring, *self._in,
@@ -527,6 +543,8 @@ class Engine:
     def _advance_local(self, n_steps: int, m_max: int, buf: dict):
         """n_steps through the compiled loop (local delivery every window of m_max steps);
         records and returns this call's spikes (steps, engine indices)."""
+        if self._gpu is not None:
+            return self._advance_gpu(n_steps, m_max)
         new_st: list[np.ndarray] = []
         new_ix: list[np.ndarray] = []
         done = 0
@@ -556,6 +574,18 @@ class Engine:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         return np.concatenate(new_st), np.concatenate(new_ix)
 
+    def _advance_gpu(self, n_steps: int, m_max: int):
+        st, ix = self._gpu.advance_local(n_steps, m_max)
+        self.step = self._gpu.step
+        self._record(st, ix)
+        return st, ix
+
+    def sync_host(self) -> None:
+        """Bring the device's state (V, syn, refr, ring, OU) into the engine's arrays, for
+        readers of ``V``/``syn`` (samples); a no-op on the CPU backend."""
+        if self._gpu is not None:
+            self._gpu.to_engine()
+
     def _run_distributed(self, n_steps: int, m_max: int, buf: dict) -> None:
         """Exchange windows of the smallest delay of any synapse whose source lives on
         another rank (agreed by all ranks); inside them the compiled loop advances and
@@ -579,6 +609,10 @@ class Engine:
             r_st, r_gid = ex.exchange(t0, st, ix)
             if len(r_st) and self.n_synapses:
                 pop = np.searchsorted(self._pop_gid0, r_gid, side="right") - 1
+                if self._gpu is not None:
+                    self._gpu.deliver_remote(r_st, pop, r_gid - self._pop_gid0[pop])
+                    done += w
+                    continue
                 deliver(len(r_st), r_st, pop, r_gid - self._pop_gid0[pop],
                         self._pop_proj_ptr, self._pop_proj, self._proj_row0,
                         self._proj_post_lo, self._proj_post_hi, self._proj_port,
@@ -674,6 +708,9 @@ class Engine:
             ps.vals[name] = v if ps.mode == "unit" else v[units]
             self._psets[ps.set0:ps.set0 + ps.m] = pack(model, ps.vals, self.dt).T
         self._psets = np.ascontiguousarray(self._psets)
+        if self._gpu is not None:
+            self._gpu.to_engine()  # from_engine uploads the whole state: bring it back first
+            self._gpu.from_engine()
 
     # --- state (checkpoints, ensemble members) -------------------------------------------
     _STATE = ("V", "syn", "refr", "ring", "_ou", "_pq_cache", "_pq_tag", "_psets", "_pid")
@@ -682,6 +719,7 @@ class Engine:
         """A copy of everything that evolves: neuron and synapse state, delay ring, input
         generators' state, parameter sets (hyperparameters) and the step; arrays only, so
         it can be written to HDF5.  ``set_state`` of it continues bitwise identically."""
+        self.sync_host()
         d = {k.lstrip("_"): getattr(self, k).copy() for k in self._STATE}
         d["step"] = np.array(self.step, np.int64)
         for k, ps in enumerate(self._piece_sets):
@@ -715,6 +753,8 @@ class Engine:
             if key.startswith("unit_values/"):
                 _, pop, name = key.split("/", 2)
                 self._unit_values[(pop, name)] = np.asarray(v, float).copy()
+        if self._gpu is not None:
+            self._gpu.from_engine()
 
     @property
     def P(self) -> np.ndarray:

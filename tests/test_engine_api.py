@@ -168,3 +168,32 @@ def test_several_pieces_of_a_population_on_one_process(brain):
     for x, y in zip(a.spikes(), b.spikes(), strict=True):
         np.testing.assert_array_equal(x, y)
     np.testing.assert_array_equal(b.local_index(b.gids), np.arange(b.n_local))
+
+
+def test_gpu_backend_through_the_engine_emulated(brain):
+    """backend="gpu-emulated" runs the CUDA kernels' code on the host through the same
+    engine loop: same spikes as the CPU backend, hyperparameters and state included."""
+    pytest.importorskip("dtb.gpu.hostemu")
+    cpu = Engine(brain, dt=0.1, seed=6, threads=1)
+    emu = Engine(brain, dt=0.1, seed=6, threads=1, backend="gpu-emulated")
+    seen = []
+    for e in (cpu, emu):
+        e.run(20.0)
+        e.set_unit_param(brain.populations[0].name, "g_AMPA",
+                         1.3 * e.unit_param(brain.populations[0].name, "g_AMPA"))
+        e.run(20.0, on_window=lambda st, ix: seen.append(len(st)))
+    for x, y in zip(cpu.spikes(), emu.spikes(), strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert len(cpu.spikes()[0]) > 50
+    emu.sync_host()
+    np.testing.assert_array_equal(cpu.V, emu.V)
+    back = Engine(brain, dt=0.1, seed=6, threads=1)
+    back.set_state(emu.get_state())  # a GPU state continues on the CPU
+    back.run(10.0)
+    cpu.run(10.0)
+    np.testing.assert_array_equal(back.V, cpu.V)
+
+
+def test_unknown_backend_is_refused(brain):
+    with pytest.raises(ValueError, match="backend"):
+        Engine(brain, backend="tpu")
