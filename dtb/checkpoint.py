@@ -2,12 +2,13 @@
 bitwise identically to an uninterrupted one.
 
 Layout: ``RUN_DIR/checkpoints/step-<step, 12 digits>/`` holds one HDF5 file per rank
-(``rank-<rank, 5 digits>.h5``: a flat set of arrays, names with ``/`` become groups) and,
-written last, ``COMPLETE.json`` (step, ranks, the SHA-256 of every rank file and the
-caller's metadata).  Every file is written under a temporary name, fsynced and renamed,
-so a checkpoint is either complete or recognisably not: a directory without
-``COMPLETE.json`` (the job died while writing) or with a file whose checksum differs (a
-torn or corrupted write) is skipped by ``load_latest`` in favour of the one before.  After
+(``rank-<rank, 5 digits>.h5``: a flat set of arrays, names with ``/`` become groups) and
+``COMPLETE.json`` (step, ranks, the SHA-256 of every rank file and the caller's
+metadata).  The ranks write into a hidden ``.step-<step>.partial/`` which rank 0 renames
+once COMPLETE.json is in it, and every file is written under a temporary name, fsynced and
+renamed: a visible checkpoint is complete (job scripts test for one with a plain glob).
+One whose file checksum differs (damaged later), or that lacks COMPLETE.json, is skipped
+by ``load_latest`` in favour of the one before.  After
 a new checkpoint is complete, older ones beyond ``keep`` are removed.
 
 All functions taking ``comm`` are collectives on it (None: one process).
@@ -88,10 +89,19 @@ def save(run_dir: str | os.PathLike[str], step: int, state: dict[str, np.ndarray
     completes it (``COMPLETE.json`` with ``meta``) once every rank's file is in place, and
     prunes older checkpoints.  Returns the checkpoint directory."""
     rank, size = _rank_size(comm)
-    d = step_dir(run_dir, step)
+    final = step_dir(run_dir, step)
+    d = final.with_name(f".{final.name}.partial")  # hidden until complete
     err = None
     try:
-        d.mkdir(parents=True, exist_ok=True)
+        if rank == 0:
+            d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        err = f"{d}: cannot write the checkpoint: {e.strerror or e}"
+    if comm is not None:
+        err = comm.bcast(err, root=0)
+    if err:
+        raise OutputError(err)
+    try:
         f = d / f"rank-{rank:05d}.h5"
         _write_atomic(f, lambda p: _write_h5(p, state))
         digest = _sha256(f)
@@ -109,21 +119,28 @@ def save(run_dir: str | os.PathLike[str], step: int, state: dict[str, np.ndarray
                       "meta": meta or {}}
             try:
                 _write_atomic(d / COMPLETE, lambda p: p.write_text(json.dumps(record, indent=1)))
+                if final.exists():  # the same step saved again
+                    shutil.rmtree(final)
+                os.replace(d, final)
                 _prune(Path(run_dir), step, keep)
             except OutputError as e:
                 errors.append(str(e))
+            except OSError as e:
+                errors.append(f"{final}: cannot complete the checkpoint: {e.strerror or e}")
         err = "; ".join(errors) if errors else None
     if comm is not None:
         err = comm.bcast(err, root=0)
     if err:
         raise OutputError(err)
-    return d
+    return final
 
 
 def _prune(run_dir: Path, newest: int, keep: int) -> None:
     """Remove checkpoints older than the ``keep`` newest complete ones, and incomplete
     ones older than ``newest``."""
     complete = []
+    for d in (run_dir / CHECKPOINTS).glob(".step-*.partial"):
+        shutil.rmtree(d, ignore_errors=True)  # left by a job that died while writing
     for d in sorted((run_dir / CHECKPOINTS).glob("step-*")):
         step = _step_of(d)
         if step is None or step > newest:
