@@ -5,6 +5,11 @@ run directory; ``dtb info`` reports versions and available backends.  Everything
 gives is checked before anything expensive happens; errors are printed as
 ``dtb: error: <message>`` without a traceback, exit status 2 for invalid configurations or
 arguments and 1 for other errors (output directory, runtime failures).
+
+``dtb simulate`` writes a checkpoint every ``--checkpoint-every`` ms of model time, and on
+SIGTERM or SIGUSR1 (a batch system's warning) one at the next chunk boundary, after which it
+marks the run ``"interrupted"`` and exits with status 75 (EX_TEMPFAIL: resumable);
+``dtb simulate --resume RUN`` continues such a run to the result of an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -25,6 +31,8 @@ from dtb.errors import ConfigError, DtbError, InputError
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2  # invalid configuration or arguments (argparse uses 2 as well)
+EXIT_TEMPFAIL = 75  # a checkpoint was written on request and the run stopped: resume it
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)  # dtb simulate: checkpoint and stop
 
 
 class _UsageError(Exception):
@@ -41,6 +49,26 @@ class Terminated(BaseException):
 
 def _raise_terminated(signum: int, frame: Any) -> None:
     raise Terminated(signum)
+
+
+class StopRequest:
+    """The handler of STOP_SIGNALS during ``dtb simulate``: remembers the signal; the run
+    checks ``agreed`` after every chunk and, if any rank got one, checkpoints and stops."""
+
+    def __init__(self) -> None:
+        self.signum = 0
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        self.signum = self.signum or int(signum)
+
+    def agreed(self, comm: Any) -> int:
+        """The signal some rank received (0: none): a collective on ``comm`` (an allreduce
+        of one integer), so that every rank stops at the same step."""
+        if comm is None:
+            return self.signum
+        from mpi4py import MPI
+
+        return int(comm.allreduce(self.signum, op=MPI.MAX))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -86,6 +114,14 @@ def _parser() -> argparse.ArgumentParser:
                    help="group size for two-level routing (default: round(sqrt(ranks)))")
     s.add_argument("--quiet", action="store_true",
                    help="print only the run directory (no progress, no summary)")
+    s.add_argument("--checkpoint-every", type=float, metavar="MS",
+                   help="write a checkpoint into RUN/checkpoints/ every MS of model time "
+                        "(SIGTERM or SIGUSR1 writes one anyway, then exits with status 75)")
+    s.add_argument("--resume", metavar="RUN",
+                   help="continue the interrupted run directory RUN from its newest usable "
+                        "checkpoint, with the network, settings and rank count it was "
+                        "started with (allowed besides: --checkpoint-every, --threads, "
+                        "--quiet)")
     _add_record_flag(s)
 
     from dtb.brain.commands import add_build_parser
@@ -151,6 +187,9 @@ def _check_args(a: argparse.Namespace) -> None:
         raise _UsageError(f"--dt: {a.dt!r} -- expected a time step in ms > 0")
     if a.seed is not None and not 0 <= a.seed < 2**32:
         raise _UsageError(f"--seed: {a.seed!r} -- expected an integer in [0, 2**32)")
+    ce = getattr(a, "checkpoint_every", None)
+    if ce is not None and not (math.isfinite(ce) and ce > 0):
+        raise _UsageError(f"--checkpoint-every: {ce!r} -- expected a model time in ms > 0")
     if a.threads is not None:
         import numba
 
@@ -215,25 +254,109 @@ def _default_out(name: str) -> Path:
 
 
 def _record_run(eng: Any, out: Path, sim: Any, err: TextIO | None,
-                labels: Any = None) -> dict[str, Any] | None:
-    """Run the engine for sim.t with the recorders of sim.record (progress on ``err``);
-    returns what rank 0's RunDirectory.finish needs (None on other ranks)."""
+                labels: Any = None, checkpoint_steps: int | None = None,
+                stop: StopRequest | None = None,
+                resume: dict[str, Any] | None = None) -> tuple[dict[str, Any] | None, Any]:
+    """Run the engine to sim.t with the recorders of sim.record (progress on ``err``).
+
+    ``checkpoint_steps``: write a checkpoint every this many steps; ``stop``: the signal
+    handler's request, checked after every chunk (a checkpoint, then a stop); ``resume``:
+    this rank's state from a checkpoint (``recording/...`` and ``engine/...``) to continue
+    from.  Returns (what rank 0's RunDirectory.finish needs, None on other ranks; None) when
+    the run reached its end, or (None, the last checkpoint as a _Checkpoint) when it
+    stopped on request."""
     from dtb.progress import Progress
     from dtb.recording import Recording
     from dtb.rundir import write_atomic
 
     eng.keep_spikes = False  # the recorders hold what the run writes
-    rec = Recording(eng, out, sim.record, sim.t, labels)
+    rec = Recording(eng, out, sim.record, sim.t, labels, resume=resume is not None)
+    if resume is not None:  # the recording first: it takes its start step from the engine
+        rec.set_state(_sub(resume, "recording/"))
+        _set_engine_state(eng, _sub(resume, "engine/"))
+    last: list[_Checkpoint] = []
+    agreed = [0]
+
+    def on_checkpoint() -> None:
+        last.append(_save_checkpoint(eng, rec, out, err, agreed[0]))
+
+    def stop_requested() -> bool:
+        agreed[0] = stop.agreed(rec.comm) if stop is not None else 0
+        return agreed[0] != 0
+
     progress = Progress(eng.dt, err) if err is not None else None
     try:
-        rec.run(progress)
+        finished = rec.run(progress, checkpoint_steps, on_checkpoint, stop_requested)
     except BaseException:
         rec.abort()
         raise
     finally:
         if progress is not None:
             progress.close()
-    return rec.finish(write_atomic)
+    if not finished:
+        rec.abort()  # closes the HDF5 part; everything else is in the checkpoint
+        return None, last[-1]
+    return rec.finish(write_atomic), None
+
+
+@dataclass
+class _Checkpoint:
+    """A checkpoint just written: its directory, step, model time, bytes (this rank),
+    seconds taken and the signal that asked for it (0: periodic)."""
+
+    path: Path
+    step: int
+    t_ms: float
+    nbytes: int
+    seconds: float
+    signum: int
+
+
+def _sub(d: dict[str, Any], prefix: str) -> dict[str, Any]:
+    return {k[len(prefix):]: v for k, v in d.items() if k.startswith(prefix)}
+
+
+def _engine_state(eng: Any) -> dict[str, Any]:
+    """The engine's state (get_state) plus the spikes it keeps, if it keeps them."""
+    import numpy as np
+
+    d = eng.get_state()
+    if eng.keep_spikes:  # Engine keeps them in two lists; no public accessor to add
+        st, ix = eng._spike_steps, eng._spike_idx
+        d["kept_spikes/steps"] = np.concatenate(st) if st else np.zeros(0, np.int64)
+        d["kept_spikes/idx"] = np.concatenate(ix) if ix else np.zeros(0, np.int64)
+    return d
+
+
+def _set_engine_state(eng: Any, d: dict[str, Any]) -> None:
+    import numpy as np
+
+    eng.set_state({k: v for k, v in d.items() if not k.startswith("kept_spikes/")})
+    if "kept_spikes/steps" in d:
+        eng._spike_steps = [np.asarray(d["kept_spikes/steps"], np.int64)]
+        eng._spike_idx = [np.asarray(d["kept_spikes/idx"], np.int64)]
+
+
+def _save_checkpoint(eng: Any, rec: Any, out: Path, err: TextIO | None,
+                     signum: int) -> _Checkpoint:
+    """Write this rank's engine and recorder state as the checkpoint of the engine's
+    step (a collective); reports it on ``err``."""
+    import time
+
+    from dtb import checkpoint
+
+    t0 = time.perf_counter()
+    state = {f"engine/{k}": v for k, v in _engine_state(eng).items()}
+    state.update({f"recording/{k}": v for k, v in rec.get_state().items()})
+    meta = {"t_ms": eng.t_ms, "end_step": rec.step0 + rec.n_steps, "dt": eng.dt,
+            "seed": eng.seed, "signal": signal.Signals(signum).name if signum else None}
+    path = checkpoint.save(out, eng.step, state, meta, comm=rec.comm)
+    nbytes = sum(f.stat().st_size for f in path.glob("rank-*.h5"))
+    c = _Checkpoint(path, eng.step, eng.t_ms, nbytes, time.perf_counter() - t0, signum)
+    if err is not None:
+        print(f"dtb: checkpoint at {c.t_ms:g} ms: {path} ({nbytes / 1e6:.1f} MB, "
+              f"{c.seconds:.2f} s)", file=err, flush=True)
+    return c
 
 
 def _summary(m: dict[str, Any], out: Path, command: str = "simulate") -> str:
@@ -290,7 +413,7 @@ def _demo(a: argparse.Namespace, command: list[str]) -> int:
             print(f"dtb demo: default subject, {spec.level} level, {spec.n_units} units, "
                   f"{net.n_neurons:,} neurons (run directory {out})", file=err, flush=True)
         eng = Engine(net, dt=sim.dt, seed=sim.seed, threads=a.threads)
-        recorded = _record_run(eng, out, sim, err, unit_labels(spec))
+        recorded, _ = _record_run(eng, out, sim, err, unit_labels(spec))
         manifest = rd.finish(eng, recorded=recorded)
     if a.quiet:
         print(out)
@@ -305,30 +428,48 @@ def _demo(a: argparse.Namespace, command: list[str]) -> int:
     return 0
 
 
-def _simulate(a: argparse.Namespace, command: list[str]) -> int:
+def _simulate(a: argparse.Namespace, command: list[str],
+              stop: StopRequest | None = None) -> int:
     import numba
 
     from dtb.distributed import world
     from dtb.engine import Engine
     from dtb.rundir import RunDirectory
 
-    _check_args(a)
     comm = world()
     rank0 = comm is None or comm.Get_rank() == 0
+    ranks = comm.Get_size() if comm is not None else 1
+    resume = None
+    if a.resume is not None:
+        a, resume = _resume_plan(a, comm)
+    _check_args(a)
     net, sim, source, name = _resolve(a)
+    every = _checkpoint_steps(a.checkpoint_every, sim.dt)
     out = Path(a.out) if a.out is not None else _default_out(name)
     if comm is not None:
         out = Path(comm.bcast(str(out), root=0))  # one name, even if clocks differ
     err = None if (a.quiet or not rank0) else sys.stderr
-    ranks = comm.Get_size() if comm is not None else 1
-    with (RunDirectory(out, overwrite=a.overwrite) if rank0 else contextlib.nullcontext()) as rd:
+    if not rank0:
+        directory: Any = contextlib.nullcontext()
+    elif resume is not None:
+        directory = RunDirectory.reopen(out)
+    else:
+        directory = RunDirectory(out, overwrite=a.overwrite)
+    with directory as rd:
+        threads = a.threads or numba.get_num_threads()
         if rank0:
             a.run_dir = out  # from here on, a failure is recorded in the run directory
-            rd.start(net, sim, command=command, source=source,
-                     threads=a.threads or numba.get_num_threads())
+            if resume is None:
+                rd.start(net, sim, command=command, source=source, threads=threads)
+            else:
+                rd.restart(resume["step"], resume["step"] * sim.dt, resume["path"].name,
+                           threads)
         if err is not None:
+            what = (f"resuming {out} from {resume['path'].name} "
+                    f"({resume['step'] * sim.dt:g} of {sim.t:g} ms)" if resume is not None
+                    else f"run directory {out}")
             print(f"dtb: building {net.name}: {net.n_neurons:,} neurons on {ranks} rank(s) "
-                  f"(run directory {out})", file=err, flush=True)
+                  f"({what})", file=err, flush=True)
         own = None
         if a.partition != "slices":
             from dtb.brain.spec import BrainSpec
@@ -344,13 +485,134 @@ def _simulate(a: argparse.Namespace, command: list[str]) -> int:
             print(f"dtb: built {eng.n_synapses:,} synapses in {eng.build_s:.2f} s "
                   f"({eng.threads} threads{' on rank 0' if ranks > 1 else ''})", file=err,
                   flush=True)
-        recorded = _record_run(eng, out, sim, err, getattr(a, "unit_labels", None))
+        recorded, stopped = _record_run(eng, out, sim, err, getattr(a, "unit_labels", None),
+                                        every, stop,
+                                        resume["state"] if resume is not None else None)
+        if stopped is not None:
+            why = signal.Signals(stopped.signum).name
+            if rank0:
+                rd.interrupt(stopped.step, stopped.t_ms, stopped.path.name, why)
+                print(f"dtb: {why}: stopped at {stopped.t_ms:g} of {sim.t:g} ms after "
+                      f"writing {stopped.path} -- resume with: dtb simulate --resume {out}",
+                      file=sys.stderr, flush=True)
+            return EXIT_TEMPFAIL
         dist = eng.distribution_report() if ranks > 1 else None
         if not rank0:
             return 0
         manifest = rd.finish(eng, distribution=dist, recorded=recorded)
     print(out if a.quiet else _summary(manifest, out))
     return 0
+
+
+def _checkpoint_steps(ms: float | None, dt: float) -> int | None:
+    """--checkpoint-every in whole steps of ``dt`` (None: off)."""
+    if ms is None:
+        return None
+    every = int(round(ms / dt))
+    if every < 1 or abs(ms / dt - every) > 1e-9 * max(1.0, every):
+        raise _UsageError(f"--checkpoint-every: {ms!r} ms -- expected a multiple of the "
+                          f"time step dt = {dt} ms")
+    return every
+
+
+_RESUME_KEEPS = ("resume", "checkpoint_every", "threads", "quiet", "command")
+
+
+def _resume_plan(a: argparse.Namespace, comm: Any) -> tuple[argparse.Namespace, dict]:
+    """The arguments of the run ``--resume RUN`` continues, and its checkpoint.
+
+    Rebuilt from RUN's manifest: the command line it was started with, its source file
+    (checked: present, same SHA-256) and its newest usable checkpoint (same rank count).
+    Options other than --checkpoint-every, --threads and --quiet are refused: a resumed run
+    is the run it continues.  Raises _UsageError / NotResumable (exit status 2)."""
+    from dtb import checkpoint
+
+    plain = _parser().parse_args(["simulate", "--resume", a.resume])
+    for k, v in vars(a).items():
+        if k not in _RESUME_KEEPS and getattr(plain, k, None) != v:
+            flag = "CONFIG.yaml" if k == "config" else "--" + k.replace("_", "-")
+            raise _UsageError(f"--resume {a.resume}: {flag} cannot be given -- a resumed run "
+                              "continues with the network, settings and outputs it was "
+                              "started with (only --checkpoint-every, --threads and --quiet "
+                              "may be given)")
+    run = Path(a.resume)
+    rank, size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
+    plan: Any = None
+    if rank == 0:
+        try:
+            plan = _read_resume_plan(run, size)
+        except (_UsageError, DtbError) as e:
+            plan = e
+    if comm is not None:
+        plan = comm.bcast(plan, root=0)
+    if isinstance(plan, BaseException):
+        raise plan
+    command, source = plan
+    b = _parser().parse_args(command[1:])
+    if source["kind"] == "config":
+        b.config = source["path"]
+    elif source["kind"] == "brain":
+        b.brain = source["path"]
+    b.out, b.overwrite, b.resume = str(run), False, str(run)
+    b.quiet = a.quiet
+    if a.threads is not None:
+        b.threads = a.threads
+    if a.checkpoint_every is not None:
+        b.checkpoint_every = a.checkpoint_every
+    got = checkpoint.load_latest(run, comm)
+    if got is None:
+        raise _UsageError(f"--resume {run}: no usable checkpoint in {run / 'checkpoints'} "
+                          "(each one is missing a rank's file or damaged) -- start the run "
+                          "again with --overwrite")
+    step, state, meta = got
+    return b, {"step": step, "state": state, "meta": meta,
+               "path": checkpoint.step_dir(run, step)}
+
+
+def _read_resume_plan(run: Path, ranks: int) -> tuple[list[str], dict[str, Any]]:
+    """(the command line, the source) of the run at ``run``, after checking that it can
+    be resumed by ``ranks`` ranks (rank 0)."""
+    import json
+
+    from dtb import checkpoint
+    from dtb.rundir import RunDirectory, sha256_file
+
+    m = RunDirectory.reopen(run).manifest  # status, readable manifest
+    command = m.get("command")
+    if (not isinstance(command, list) or len(command) < 2
+            or command[1] != "simulate"):
+        raise _UsageError(f"--resume {run}: made by {' '.join(map(str, command or []))!r} "
+                          "-- only runs of dtb simulate can be resumed")
+    source = m.get("source") or {}
+    if source.get("kind") in ("config", "brain"):
+        path = Path(source["path"])
+        if not path.is_file():
+            raise _UsageError(f"--resume {run}: the run's {source['kind']} file {path} is "
+                              "missing -- expected it where the run was started from "
+                              f"(sha256 {source.get('sha256')})")
+        digest = sha256_file(path)
+        if digest != source.get("sha256"):
+            raise _UsageError(f"--resume {run}: the run's {source['kind']} file {path} has "
+                              f"changed since the run started (sha256 {digest}, the run "
+                              f"recorded {source.get('sha256')}) -- a resumed run must be "
+                              "built from the same file")
+    cands = checkpoint.candidates(run)
+    if not cands:
+        raise _UsageError(f"--resume {run}: no checkpoint in {run / checkpoint.CHECKPOINTS} "
+                          "-- the run stopped before writing one; start it again with "
+                          "--overwrite")
+    counts = set()
+    for d in cands:
+        try:
+            counts.add(json.loads((d / checkpoint.COMPLETE).read_text())["ranks"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    if counts and ranks not in counts:
+        n = sorted(counts)[-1]
+        raise _UsageError(f"--resume {run}: its checkpoints were written by "
+                          f"{' or '.join(map(str, sorted(counts)))} rank(s), this job has "
+                          f"{ranks} -- resume with the same number of ranks (mpiexec -n {n})")
+    return command, source
 
 
 # --- entry point --------------------------------------------------------------------------
@@ -383,10 +645,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             d = info()
             print(json.dumps(d, indent=2) if a.json else render(d))
             return 0
-        # SLURM and friends send SIGTERM before SIGKILL: turn it into an exception so the
-        # run directory is marked failed instead of being left "running"
+        # SLURM and friends send SIGTERM (or USR1) before SIGKILL.  dtb simulate writes a
+        # checkpoint and stops (exit 75, resumable); other commands turn SIGTERM into an
+        # exception, so a run directory is marked failed instead of being left "running"
         on_main = threading.current_thread() is threading.main_thread()
-        old = signal.signal(signal.SIGTERM, _raise_terminated) if on_main else None
+        stop = StopRequest() if a.command == "simulate" else None
+        handlers = ({sig: stop for sig in STOP_SIGNALS} if stop is not None
+                    else {signal.SIGTERM: _raise_terminated})
+        old = {sig: signal.signal(sig, h) for sig, h in handlers.items()} if on_main else {}
         try:
             if a.command == "build":
                 from dtb.brain.commands import run_build
@@ -406,10 +672,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from dtb.report import run_report
 
                 return run_report(a)
-            return _simulate(a, ["dtb", *args_list])
+            return _simulate(a, ["dtb", *args_list], stop)
         finally:
-            if on_main:
-                signal.signal(signal.SIGTERM, old)
+            for sig, h in old.items():
+                signal.signal(sig, h)
     except (ConfigError, _UsageError) as e:
         _mpi_abort(e, EXIT_USAGE)
         print(f"dtb: error: {e}", file=sys.stderr)

@@ -352,10 +352,12 @@ class Recording:
     ``engine``: a built Engine; ``run_dir``: the run directory (made by rank 0's
     RunDirectory); ``spec``: a validated RecordSpec; ``t_ms``: the model time the run will
     cover (sizes the dense arrays); ``unit_labels``: (n_units,) names of the units.
+    ``resume``: the outputs exist already (an interrupted run): open them for writing
+    without recreating them, then ``set_state`` from the checkpoint, then the engine's.
     """
 
     def __init__(self, engine: Any, run_dir: str | Path, spec: RecordSpec, t_ms: float,
-                 unit_labels: Sequence[str] | None = None):
+                 unit_labels: Sequence[str] | None = None, resume: bool = False):
         from dtb.series import ArraySpec, SeriesStore
         from dtb.spikes_io import SpikeRecorder, sample_ids
 
@@ -500,8 +502,8 @@ class Recording:
 
         attrs = {"dt_ms": dt, "seed": engine.seed, "t0_ms": self.step0 * dt,
                  "format": "dtb-series"}
-        self.store = (SeriesStore(self.run_dir, specs, cols, self.comm, attrs, spec.hdf5)
-                      if specs else None)
+        self.store = (SeriesStore(self.run_dir, specs, cols, self.comm, attrs, spec.hdf5,
+                                  resume=resume) if specs else None)
         if self.store is not None and self.bold is not None:
             self.store.consumers["unit_rate"] = [self._bold_consumer]
 
@@ -561,22 +563,116 @@ class Recording:
         m = max(1, int(self.eng.min_delay_steps))
         return max(m, (self.n_steps // 100) // m * m)
 
-    def run(self, progress: Any = None) -> None:
-        """Advance the engine by the run's model time, recording; ``progress.update(step,
-        total)`` after every chunk (rank 0)."""
+    def run(self, progress: Any = None, checkpoint_steps: int | None = None,
+            on_checkpoint: Callable[[], None] | None = None,
+            stop_requested: Callable[[], bool] | None = None) -> bool:
+        """Advance the engine to the end of the run's model time (from wherever it is: a
+        resumed run continues), recording; ``progress.update(step, total)`` after every
+        chunk (rank 0).
+
+        ``checkpoint_steps``: chunks also end at every multiple of this many steps from the
+        run's start, where ``on_checkpoint()`` is called (not at the end).
+        ``stop_requested()`` is asked after every chunk before the end (a collective that
+        every rank answers alike: see dtb.cli); if it says so, ``on_checkpoint()`` is
+        called and the run stops there.  Returns True when the run reached its end, False
+        when it stopped on request.  The recorded result does not depend on where chunks
+        end (the engine and the recorders continue across calls exactly)."""
         total = self.n_steps
-        done = 0
+        done = self.eng.step - self.step0
+        if not 0 <= done <= total:
+            raise ValueError(f"engine step {self.eng.step}: outside the run's steps "
+                             f"{self.step0}..{self.step0 + total}")
         chunk = self.chunk_steps()
+        every = checkpoint_steps if checkpoint_steps and checkpoint_steps > 0 else None
         while done < total:
-            n = min(chunk, total - done)
-            self.eng.run(n * self.eng.dt, on_window=self.window)
-            done += n
+            # the next chunk end: a multiple of the chunk (sampling steps stay chunk ends),
+            # a checkpoint step, or the end
+            nxt = min((done // chunk + 1) * chunk, total)
+            if every is not None:
+                nxt = min(nxt, (done // every + 1) * every)
+            self.eng.run((nxt - done) * self.eng.dt, on_window=self.window)
+            done = self.eng.step - self.step0
             self.absorb()
             self.sample()
             self.flush()
             if progress is not None:
                 progress.update(done, total)
+            if done >= total:
+                break
+            stop = stop_requested() if stop_requested is not None else False
+            if on_checkpoint is not None and (stop or (every is not None
+                                                       and done % every == 0)):
+                on_checkpoint()
+            if stop:
+                return False
         self.absorb()
+        return True
+
+    # --- checkpoints ----------------------------------------------------------------------
+    def get_state(self) -> dict[str, np.ndarray]:
+        """Everything the recorders hold that the outputs do not yet (arrays only, for
+        dtb.checkpoint; names with ``/`` are groups): the step the recording started at,
+        spike counts per population, the spike recorder's spikes, the series store's
+        buffers and write positions, and the BOLD models' state and unwritten rows.  Take
+        it between chunks (after ``run`` returned or in ``on_checkpoint``)."""
+        self.absorb()
+        d: dict[str, np.ndarray] = {"step0": np.array(self.step0, np.int64),
+                                    "n_steps": np.array(self.n_steps, np.int64),
+                                    "pop_counts": self.pop_counts.copy()}
+        if self.spikes is not None:
+            d.update({f"spikes/{k}": v for k, v in self.spikes.get_state().items()})
+        if self.store is not None:
+            d.update({f"series/{k}": v for k, v in self.store.get_state().items()})
+        if self.bold is not None:
+            b = self.bold
+            d["bold/chunks"] = np.array(sorted(b.models), np.int64)
+            for c in sorted(b.models):
+                h = b.models[c]
+                d[f"bold/{c}/x"] = h.state
+                d[f"bold/{c}/substeps"] = np.array(h.substeps, np.int64)
+                rows = b.pending.get(c, [])
+                d[f"bold/{c}/pending"] = np.asarray(rows, float).reshape(len(rows), h.shape[0])
+                d[f"bold/{c}/written"] = np.array(b.written.get(c, 0), np.int64)
+        return d
+
+    def set_state(self, d: dict[str, np.ndarray]) -> None:
+        """Continue from ``get_state`` of a recording of the same run, rank and rank count
+        (constructed with ``resume=True``)."""
+        from dtb.assimilation.hemodynamics import Hemodynamics
+
+        for k, want in (("step0", self.step0), ("n_steps", self.n_steps)):
+            if int(d[k]) != want:
+                raise ValueError(f"recording state {k}: {int(d[k])} -- expected {want} "
+                                 "(a checkpoint of another run?)")
+        counts = np.asarray(d["pop_counts"], np.int64)
+        if counts.shape != self.pop_counts.shape:
+            raise ValueError(f"recording state pop_counts: shape {counts.shape} -- expected "
+                             f"{self.pop_counts.shape}")
+        self.pop_counts = counts.copy()
+        self._pending = []
+
+        def sub(prefix: str) -> dict[str, np.ndarray]:
+            return {k[len(prefix):]: v for k, v in d.items() if k.startswith(prefix)}
+
+        for what, obj in (("spikes/", self.spikes), ("series/", self.store)):
+            has = any(k.startswith(what) for k in d)
+            if (obj is not None) != has:
+                raise ValueError(f"recording state: {what.rstrip('/')} "
+                                 f"{'missing' if obj is not None else 'unexpected'} -- the "
+                                 "checkpoint was written with another record section")
+            if obj is not None:
+                obj.set_state(sub(what))
+        if self.bold is not None:
+            b = self.bold
+            b.models, b.pending, b.written = {}, {}, {}
+            for c in np.asarray(d["bold/chunks"], np.int64).tolist():
+                x = np.asarray(d[f"bold/{c}/x"], float)
+                h = Hemodynamics(x.shape[1], params="friston2000", xp=np)
+                h.set_state(x)
+                h.substeps = int(d[f"bold/{c}/substeps"])
+                b.models[c] = h
+                b.pending[c] = list(np.asarray(d[f"bold/{c}/pending"], float))
+                b.written[c] = int(d[f"bold/{c}/written"])
 
     # --- BOLD (owners of unit columns) ------------------------------------------------------
     def _bold_consumer(self, r0: int, r1: int, cols: np.ndarray, counts: np.ndarray) -> None:

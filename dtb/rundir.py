@@ -19,6 +19,11 @@ status ``"complete"``; a run that raises is marked ``"failed"`` with the error. 
 or failed run therefore never looks complete, and every output a complete manifest lists is
 already in place with the recorded checksum.
 
+A run stopped on request after writing a checkpoint (``checkpoints/``, dtb.checkpoint) is
+marked ``"interrupted"`` and keeps its partial outputs; ``RunDirectory.reopen`` continues it
+(``dtb simulate --resume``), recording each restart in the manifest's ``restarts``.  A complete
+run directory holds no checkpoints.
+
 Typical use::
 
     with RunDirectory("runs/mc", overwrite=False) as rd:   # checked before anything is built
@@ -47,7 +52,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dtb.errors import OutputError
+from dtb.errors import InputError, OutputError
 
 if TYPE_CHECKING:
     from dtb.config import SimulationSettings
@@ -62,6 +67,13 @@ SONATA_MAGIC = 0x0A7A
 SONATA_VERSION = (0, 1)
 _TMP_PREFIX = ".dtb-tmp-"
 OUTPUT_NAMES = ("spikes.h5", "spikes", "series.zarr", "series.h5", "series", "report")
+CHECKPOINTS = "checkpoints"
+RESUMABLE = ("interrupted", "running")  # "running": the job was killed without a warning
+
+
+class NotResumable(InputError):
+    """A run directory that ``dtb simulate --resume`` cannot continue (complete, failed,
+    not a run directory)."""
 
 
 def utc_now() -> str:
@@ -362,13 +374,86 @@ class RunDirectory:
         )
         self.manifest["status"] = "complete"
         self.manifest["end_time"] = utc_now()
+        self.manifest.pop("interrupted", None)
         try:
             self._write_manifest()
         except OutputError:
             self.manifest["status"] = "running"
             raise
         self._finished = True
+        # the run is complete: its checkpoints can only mislead a job script (and take room)
+        shutil.rmtree(self.path / CHECKPOINTS, ignore_errors=True)
         return self.manifest
+
+    # --- interruption and resumption ---------------------------------------------------
+    @classmethod
+    def reopen(cls, path: str | os.PathLike[str]) -> RunDirectory:
+        """An existing run directory to continue (``dtb simulate --resume``): its manifest
+        read back, nothing removed.  Raises ``NotResumable`` naming the path when there is
+        no run directory there, or its status is ``"complete"`` or ``"failed"`` (a failed
+        run's outputs are removed), ``OutputError`` when it cannot be written."""
+        import json
+
+        self = cls.__new__(cls)
+        self.path = Path(path)
+        self._finished = False
+        self._started = False
+        f = self.path / MANIFEST
+        if not self.path.is_dir():
+            raise NotResumable(f"{self.path}: no such run directory -- expected the run "
+                               "directory of an interrupted dtb simulate")
+        try:
+            self.manifest = json.loads(f.read_text(encoding="utf-8"))
+            status = self.manifest["status"]
+        except FileNotFoundError as e:
+            raise NotResumable(f"{f}: missing -- expected a dtb run directory") from e
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise NotResumable(f"{f}: unreadable manifest ({e}) -- expected a dtb run "
+                               "directory's manifest.json") from e
+        if status == "complete":
+            raise NotResumable(f"{self.path}: the run is complete already (status "
+                               "\"complete\") -- nothing to resume")
+        if status not in RESUMABLE:
+            raise NotResumable(f"{self.path}: status {status!r} ({self.manifest.get('error')})"
+                               " -- only an interrupted run can be resumed; a failed run's "
+                               "outputs were removed: start it again with --overwrite")
+        probe = self.path / f"{_TMP_PREFIX}probe-{os.getpid()}"
+        try:
+            probe.write_bytes(b"dtb")
+            probe.unlink()
+        except OSError as e:
+            raise OutputError(f"{self.path}: run directory is not writable: {_why(e)}") from e
+        self._started = True
+        return self
+
+    def restart(self, step: int, t_ms: float, checkpoint: str,
+                threads: int | None = None) -> None:
+        """Mark a reopened run ``"running"`` again, appending the restart (time, the
+        checkpoint's step and model time, its directory name) to ``restarts``."""
+        m = self.manifest
+        m["status"] = "running"
+        m["error"] = None
+        m["end_time"] = None
+        if threads is not None:
+            m["threads"] = threads
+        m.pop("interrupted", None)
+        m.setdefault("restarts", []).append(
+            {"time": utc_now(), "step": int(step), "t_ms": float(t_ms),
+             "checkpoint": checkpoint})
+        self._write_manifest()
+
+    def interrupt(self, step: int, t_ms: float, checkpoint: str, reason: str) -> None:
+        """Mark the run ``"interrupted"`` (resumable from ``checkpoint``, a directory name
+        under ``checkpoints/``), keeping its partial outputs."""
+        for q in self.path.glob(f"{_TMP_PREFIX}{os.getpid()}-*"):
+            q.unlink(missing_ok=True)
+        self.manifest["status"] = "interrupted"
+        self.manifest["end_time"] = utc_now()
+        self.manifest["interrupted"] = {"time": utc_now(), "step": int(step),
+                                        "t_ms": float(t_ms), "checkpoint": checkpoint,
+                                        "reason": reason}
+        self._write_manifest()
+        self._finished = True  # nothing more to mark on the way out
 
     def fail(self, error: BaseException | str) -> None:
         """Mark the run ``"failed"`` with the error message (best effort: a manifest that

@@ -132,7 +132,8 @@ class SeriesStore:
     """
 
     def __init__(self, run_dir: Path, specs: Sequence[ArraySpec], cols: dict[str, np.ndarray],
-                 comm: Any = None, attrs: dict[str, Any] | None = None, hdf5: bool = False):
+                 comm: Any = None, attrs: dict[str, Any] | None = None, hdf5: bool = False,
+                 resume: bool = False):
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / SERIES_ZARR
         self.specs = {s.name: s for s in specs}
@@ -144,9 +145,10 @@ class SeriesStore:
         self.consumers: dict[str, list[Consumer]] = {}
         self.hdf5 = hdf5
         self._written: list[str] = []  # files this rank wrote (relative to run_dir)
+        self.rows_written: dict[str, int] = {}  # rows this rank wrote, per array (0..n-1)
         self._h5 = None
         err = None
-        if self.rank == 0:
+        if self.rank == 0 and not resume:
             try:
                 self._create(attrs or {})
             except OSError as e:
@@ -159,8 +161,18 @@ class SeriesStore:
 
         for s in specs:
             if s.write:
-                self._arrays[s.name] = zarr.open_array(store=str(self.path / s.name), mode="r+",
-                                                       zarr_format=3)
+                try:
+                    self._arrays[s.name] = zarr.open_array(store=str(self.path / s.name),
+                                                           mode="r+", zarr_format=3)
+                except (OSError, ValueError, LookupError) as e:
+                    # zarr names a missing array with its own errors (FileNotFoundError,
+                    # ArrayNotFoundError, a ValueError on v2 metadata): one clear message
+                    raise OutputError(f"{self.path / s.name}: cannot open the series array "
+                                      f"for writing: {e}") from e
+                if resume and self._arrays[s.name].shape != (s.n_rows, s.n_cols):
+                    raise OutputError(f"{self.path / s.name}: shape "
+                                      f"{self._arrays[s.name].shape} -- expected "
+                                      f"{(s.n_rows, s.n_cols)} (the run's recording)")
         if hdf5 and any(s.write and s.owned(self.rank, self.ranks) for s in specs):
             self._open_part()
 
@@ -277,6 +289,54 @@ class SeriesStore:
             key = f"{SERIES_ZARR}/{name}/c/{tc}/{c0 // s.chunk_cols}"
             if key not in self._written:
                 self._written.append(key)
+        self.rows_written[name] = max(self.rows_written.get(name, 0), r1)
+
+    # --- checkpoints --------------------------------------------------------------------
+    def get_state(self) -> dict[str, np.ndarray]:
+        """This rank's part of the store's progress, arrays only (for dtb.checkpoint): the
+        buffered rows not yet flushed and their first row, per array; the rows written and
+        the chunk files written (for the manifest).  Chunks already written stay on disk."""
+        d: dict[str, np.ndarray] = {}
+        for name, b in self.buffers.items():
+            d[f"buffers/{name}/row0"] = np.array(b.row0, np.int64)
+            d[f"buffers/{name}/data"] = b.data.copy()
+            d[f"rows_written/{name}"] = np.array(self.rows_written.get(name, 0), np.int64)
+        d["written"] = _text_array("\n".join(self._written))
+        if self._h5 is not None:
+            self._h5.flush()
+        return d
+
+    def set_state(self, d: dict[str, np.ndarray]) -> None:
+        """Continue from ``get_state`` of a store of the same run on the same rank of the
+        same number of ranks (opened with ``resume=True``).  The HDF5 part, if any, is made
+        anew from the Zarr arrays' rows written so far: those chunks were complete before
+        the checkpoint, the part file may have been torn by a hard stop."""
+        for name, b in self.buffers.items():
+            data = np.asarray(d[f"buffers/{name}/data"], float)
+            if data.ndim != 2 or data.shape[1] != len(b.cols):
+                raise ValueError(f"series state {name}: shape {data.shape} -- expected "
+                                 f"(rows, {len(b.cols)}) (a state of another run or rank?)")
+            b.row0 = int(d[f"buffers/{name}/row0"])
+            b.data = data.copy()
+            self.rows_written[name] = int(d[f"rows_written/{name}"])
+        text = _array_text(d["written"])
+        self._written = text.split("\n") if text else []
+        if self._h5 is not None:
+            self._copy_into_part()
+
+    def _copy_into_part(self) -> None:
+        """Rows 0..rows_written-1 of this rank's chunk columns, from Zarr into the HDF5 part,
+        one time chunk at a time."""
+        for name, n in self.rows_written.items():
+            s = self.specs[name]
+            if not s.write or n <= 0:
+                continue
+            arr = self._arrays[name]
+            for c in s.owned(self.rank, self.ranks):
+                c0, c1 = c * s.chunk_cols, min(s.n_cols, (c + 1) * s.chunk_cols)
+                for r0 in range(0, n, s.chunk_rows):
+                    r1 = min(n, r0 + s.chunk_rows)
+                    self._h5_write(name, r0, r1, c0, c1, np.asarray(arr[r0:r1, c0:c1]))
 
     # --- HDF5 mirror ----------------------------------------------------------------------
     def _part(self, rank: int) -> str:
@@ -416,6 +476,15 @@ class SeriesStore:
             except Exception:  # noqa: BLE001 - best effort on the failure path
                 pass
             self._h5 = None
+
+
+def _text_array(text: str) -> np.ndarray:
+    """A string as a uint8 array (HDF5 checkpoints hold arrays only)."""
+    return np.frombuffer(text.encode(), np.uint8).copy()
+
+
+def _array_text(a: np.ndarray) -> str:
+    return np.asarray(a, np.uint8).tobytes().decode()
 
 
 def _digest(path: Path) -> tuple[str, int]:

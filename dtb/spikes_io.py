@@ -112,6 +112,27 @@ class SpikeRecorder:
         """Spikes recorded so far on this rank."""
         return int(sum(len(s) for s in self._steps))
 
+    def get_state(self) -> dict[str, np.ndarray]:
+        """This rank's spikes so far (arrays only, for dtb.checkpoint): step numbers and
+        engine-local indices, int64 (k,), in the order they were recorded."""
+        steps = np.concatenate(self._steps) if self._steps else np.zeros(0, np.int64)
+        idx = np.concatenate(self._idx) if self._idx else np.zeros(0, np.int64)
+        self._steps, self._idx = [steps], [idx]  # concatenated once, kept that way
+        return {"steps": steps.copy(), "idx": idx.copy()}
+
+    def set_state(self, d: dict[str, np.ndarray]) -> None:
+        """Continue from ``get_state`` (spikes recorded before a checkpoint)."""
+        steps = np.asarray(d["steps"], np.int64).ravel()
+        idx = np.asarray(d["idx"], np.int64).ravel()
+        if len(steps) != len(idx):
+            raise ValueError(f"spike recorder state: {len(steps)} steps and {len(idx)} "
+                             "indices -- expected as many of each")
+        n_local = max((lay.hi for lay in self.layout), default=0)
+        if len(idx) and (idx.min() < 0 or idx.max() >= n_local):
+            raise ValueError(f"spike recorder state: neuron indices {idx.min()}..{idx.max()} "
+                             f"-- expected 0..{n_local - 1} (a state of another rank?)")
+        self._steps, self._idx = [steps.copy()], [idx.copy()]
+
     def part_image(self) -> tuple[memoryview, list[Slice], dict[str, int]]:
         """This rank's part file as bytes (an in-memory HDF5 image), its slice table and its
         spike count per population.  Sorted by (population, node id, step)."""
