@@ -73,7 +73,11 @@ RESUMABLE = ("interrupted", "running")  # "running": the job was killed without 
 
 class NotResumable(InputError):
     """A run directory that ``dtb simulate --resume`` cannot continue (complete, failed,
-    not a run directory)."""
+    not a run directory): an input the user named, so the CLI's exit status is 2."""
+
+    def __init__(self, message: str):
+        self.path, self.field, self.value, self.expected = "", None, None, ""
+        Exception.__init__(self, message)  # the message names the path and the expectation
 
 
 def utc_now() -> str:

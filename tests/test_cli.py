@@ -363,7 +363,7 @@ def test_read_only_directory_fails_before_building(tiny: Path, tmp_path: Path,
 @pytest.mark.parametrize("exc, code, name", [
     (ValueError("bad value in step 7"), 1, "ValueError"),
     (KeyboardInterrupt(), 130, "KeyboardInterrupt"),
-    (signal.SIGTERM, 128 + signal.SIGTERM, "SIGTERM"),  # a batch system's time limit
+    # SIGTERM (a batch system's time limit) checkpoints and exits 75: tests/test_resume.py
 ])
 def test_failure_mid_simulation_marks_failed(exc, code, name, tiny: Path, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str],
