@@ -1,0 +1,351 @@
+"""The assimilation loop: an ensemble of spiking brains fitted to BOLD, one TR at a time.
+
+Estimated: per-unit hyperparameters (``ParamSpec``: a family's neuron parameter, e.g.
+``("E", "g_AMPA")``, with bounds), held on a logit scale
+``u = logit((theta - low) / (high - low))`` so that every member stays inside the bounds,
+and every unit's hemodynamic state (state augmentation).  Every TR:
+
+1. random walk: ``u += rw_sd * N(0, 1)`` per member, unit and parameter (keeps the ensemble
+   from collapsing onto a parameter value that the dynamics later contradict);
+2. forecast: each member gets its parameters (``Engine.set_unit_param``) and runs one TR in
+   ``substeps`` pieces; the spike counts of each piece give each unit's population rate
+   (Hz), which drives the member's own Balloon–Windkessel model (``drive_from_rate``,
+   baseline = the prior's mean rate per unit, measured in a spin-up);
+3. predicted observation: the BOLD of the observed regions (mean over a region's units);
+4. analysis (``enkf.analysis``, ETKF by default, localised by region membership): updates
+   u and the hemodynamic states.  Spiking state is never averaged, moved or copied between
+   members: each member keeps its own network state and only receives new parameters.
+
+Members are ``Member`` objects: ``EngineMember`` wraps a ``dtb.Engine`` (one process, or a
+distributed engine on a member communicator whose ranks sum their counts); several run in
+turn on one process.  ``split_members`` splits ``MPI.COMM_WORLD`` into M member
+communicators of P ranks and ``member_gather`` gathers, for the analysis, only the rates
+(observation space, O(M U)) of each member's rank 0; every rank then runs the same
+(deterministic) analysis and keeps its own member's rows.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from dtb.assimilation.enkf import Localization, analysis
+from dtb.assimilation.hemodynamics import Hemodynamics, drive_from_rate
+
+__all__ = ["split_members", "member_gather", "ParamSpec", "Member", "EngineMember",
+           "AssimilationConfig", "AssimilationResult", "assimilate", "free_run", "logit", "expit",
+           "region_means"]
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One estimated hyperparameter: ``population.name`` per unit, bounded in
+    ``(low, high)`` (the parameter's units, e.g. g_AMPA a dimensionless scale)."""
+
+    population: str
+    name: str
+    low: float
+    high: float
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.low) and np.isfinite(self.high) and self.low < self.high):
+            raise ValueError(f"{self.population}.{self.name}: bounds ({self.low}, "
+                             f"{self.high}) -- expected finite low < high")
+
+    @property
+    def key(self) -> str:
+        return f"{self.population}.{self.name}"
+
+    def to_unit(self, theta: np.ndarray) -> np.ndarray:
+        return logit((np.asarray(theta, float) - self.low) / (self.high - self.low))
+
+    def from_unit(self, u: np.ndarray) -> np.ndarray:
+        return self.low + (self.high - self.low) * expit(u)
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, float), 1e-9, 1 - 1e-9)
+    return np.log(p) - np.log1p(-p)
+
+
+def expit(u: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(u, float)))
+
+
+class Member(Protocol):
+    """What the loop needs of an ensemble member."""
+
+    n_units: int
+
+    def set_params(self, params: Sequence[ParamSpec], theta: np.ndarray) -> None:
+        """Give the member parameter values ``theta`` (P, n_units)."""
+
+    def run_rates(self, t_ms: float) -> np.ndarray:
+        """Advance ``t_ms`` ms; the population rate of every unit (n_units,) in Hz."""
+
+
+class EngineMember:
+    """A ``dtb.Engine`` as an ensemble member: rates from its spikes per unit (all families of
+    a unit together).  On a member communicator of several ranks, every rank of the member
+    calls ``run_rates`` and the counts are summed over the member's ranks."""
+
+    def __init__(self, engine: Any):
+        self.engine = engine
+        self.n_units = int(engine.n_units)
+        uo = np.asarray(engine.unit_of)
+        n = np.bincount(uo[uo >= 0], minlength=self.n_units).astype(float)
+        self._unit_of = uo
+        self.neurons = self._sum(n)
+        if np.any(self.neurons == 0):
+            raise ValueError("engine: units without neurons -- expected every unit populated")
+
+    def _sum(self, x: np.ndarray) -> np.ndarray:
+        comm = getattr(self.engine, "comm", None)
+        if comm is not None and getattr(self.engine, "ranks", 1) > 1:
+            out = np.empty_like(x)
+            comm.Allreduce(x, out)
+            return out
+        return x
+
+    def set_params(self, params: Sequence[ParamSpec], theta: np.ndarray) -> None:
+        for k, p in enumerate(params):
+            self.engine.set_unit_param(p.population, p.name, theta[k])
+
+    def run_rates(self, t_ms: float) -> np.ndarray:
+        counts = np.zeros(self.n_units)
+        uo = self._unit_of
+
+        def on_window(steps: np.ndarray, idx: np.ndarray) -> None:
+            u = uo[idx]
+            counts[:] += np.bincount(u[u >= 0], minlength=self.n_units)
+
+        self.engine.run(t_ms, on_window=on_window)
+        return self._sum(counts) / (self.neurons * t_ms * 1e-3)
+
+
+def region_means(x: np.ndarray, obs_index: np.ndarray, n_obs: int) -> np.ndarray:
+    """Mean over each observed region's units: ``x`` (..., U), ``obs_index`` (U,) the
+    observed column of each unit (-1 for none) -> (..., n_obs)."""
+    keep = obs_index >= 0
+    M = np.zeros((x.shape[-1], n_obs))
+    M[np.flatnonzero(keep), obs_index[keep]] = 1.0
+    cnt = M.sum(axis=0)
+    return (x @ M) / np.where(cnt > 0, cnt, 1.0)
+
+
+@dataclass(frozen=True)
+class AssimilationConfig:
+    """Knobs of the loop: ``tr_s`` (s); ``substeps`` rate/hemodynamics pieces per TR;
+    ``obs_var`` observation-error variance (BOLD units squared); ``rw_sd`` random-walk step on
+    the logit scale per TR; ``inflation``, ``rtps`` as in ``enkf.analysis``; ``method``
+    ``"etkf"`` or ``"enkf"``; ``localize`` by region membership; ``hemo`` the parameter set;
+    ``flow_gain`` of ``drive_from_rate``; ``spinup_s`` model time before the first TR (s) to
+    settle the networks and measure the baseline rates; ``seed``."""
+
+    tr_s: float
+    substeps: int = 4
+    obs_var: float = 1e-6
+    rw_sd: float = 0.05
+    inflation: float = 1.0
+    rtps: float = 0.5
+    method: str = "etkf"
+    localize: bool = True
+    hemo: str = "friston2000"
+    flow_gain: float = 0.4
+    spinup_s: float = 2.0
+    seed: int = 1
+
+
+@dataclass
+class AssimilationResult:
+    """Trajectories: ``theta`` (T, M, U, P) analysed parameters after each TR;
+    ``theta_prior`` (T, M, U, P) before the analysis; ``bold_forecast`` (T, M, R) predicted
+    BOLD before each analysis (one step ahead); ``bold_analysis`` (T, M, R) after;
+    ``rates`` (T, M, U) Hz; ``diagnostics`` one dict per TR; timings in seconds."""
+
+    params: list[ParamSpec]
+    theta: np.ndarray
+    theta_prior: np.ndarray
+    bold_forecast: np.ndarray
+    bold_analysis: np.ndarray
+    rates: np.ndarray
+    baseline_hz: np.ndarray
+    diagnostics: list[dict[str, Any]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def posterior_mean(self) -> np.ndarray:
+        """(U, P) ensemble mean of the final parameters."""
+        return self.theta[-1].mean(axis=0)
+
+    @property
+    def posterior_sd(self) -> np.ndarray:
+        """(U, P) ensemble standard deviation (ddof 1) of the final parameters."""
+        return self.theta[-1].std(axis=0, ddof=1)
+
+
+def _identity(x: np.ndarray) -> np.ndarray:
+    return x
+
+
+def split_members(comm: Any, ranks_per_member: int) -> tuple[Any, int, int]:
+    """Split ``comm`` (size M * P) into M member communicators of P consecutive ranks:
+    returns ``(member_comm, member_index, M)``.  Build each member's Engine with
+    ``comm=member_comm``."""
+    size = comm.Get_size()
+    if ranks_per_member < 1 or size % ranks_per_member:
+        raise ValueError(f"ranks per member: {ranks_per_member} -- expected a divisor of the "
+                         f"{size} ranks")
+    index = comm.Get_rank() // ranks_per_member
+    return comm.Split(color=index, key=comm.Get_rank()), index, size // ranks_per_member
+
+
+def member_gather(comm: Any, member_comm: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """A ``gather`` for ``assimilate`` under MPI: the rows of every member's rank 0, in member
+    order, on every rank of ``comm`` (only observation-space values and parameters, O(M U))."""
+
+    def gather(x: np.ndarray) -> np.ndarray:
+        parts = comm.allgather(np.asarray(x) if member_comm.Get_rank() == 0 else None)
+        return np.concatenate([q for q in parts if q is not None], axis=0)
+
+    return gather
+
+
+def _run_members(members: Sequence[Member], t_ms: float, parts: int) -> np.ndarray:
+    """(parts, M, U) rates of every member over ``parts`` equal pieces of ``t_ms``."""
+    out = np.empty((parts, len(members), members[0].n_units))
+    for i, mem in enumerate(members):
+        for k in range(parts):
+            out[k, i] = mem.run_rates(t_ms / parts)
+    return out
+
+
+def assimilate(members: Sequence[Member], obs: np.ndarray, obs_index: np.ndarray,
+               params: Sequence[ParamSpec], theta0: np.ndarray, cfg: AssimilationConfig,
+               assimilated: np.ndarray | None = None,
+               gather: Callable[[np.ndarray], np.ndarray] | None = None,
+               member_ids: Sequence[int] | None = None,
+               baseline_hz: np.ndarray | None = None) -> AssimilationResult:
+    """Fit ``params`` to ``obs`` (T, R) BOLD (same units as the model's, fractional change).
+
+    ``members``: the M local ensemble members (all of them on one process); ``obs_index``
+    (U,) the observed column of every unit (-1: none); ``theta0`` (M, U, P) the prior draws
+    (inside the bounds); ``assimilated`` (R,) bool: the regions the analysis uses (the others
+    are predicted but held out); ``gather``: for MPI ensembles, a function that makes the
+    (M_local, k) rows of the local members into the (M, k) rows of all members on every rank
+    (``member_gather``), and ``member_ids`` the global numbers of the local
+    members (rows of ``theta0``).  Units of unobserved regions see every assimilated region;
+    units of held-out regions see none (their parameters only random-walk).
+    ``baseline_hz`` (U,): the rates that give zero neural drive (default: the ensemble's
+    mean rate per unit at the end of the spin-up); a twin experiment passes the truth's so
+    that the model and the synthetic data use the same drive.
+    """
+    obs = np.asarray(obs, float)
+    T, R = obs.shape
+    P = len(params)
+    M_loc = len(members)
+    U = members[0].n_units
+    theta0 = np.asarray(theta0, float)
+    if theta0.shape[1:] != (U, P):
+        raise ValueError(f"theta0: shape {theta0.shape} -- expected (M, {U}, {P})")
+    if gather is None:
+        gather = _identity
+        if theta0.shape[0] != M_loc:
+            raise ValueError(f"theta0: {theta0.shape[0]} members -- expected {M_loc}")
+    M = theta0.shape[0]
+    lo = np.array([p.low for p in params])
+    hi = np.array([p.high for p in params])
+    if np.any(theta0 <= lo) or np.any(theta0 >= hi):
+        raise ValueError("theta0: values on or outside the bounds -- expected low < theta < "
+                         "high for every parameter")
+    assimilated = np.ones(R, bool) if assimilated is None else np.asarray(assimilated, bool)
+    used = np.flatnonzero(assimilated)
+    rng = np.random.default_rng(cfg.seed)
+    u = np.stack([p.to_unit(theta0[..., k]) for k, p in enumerate(params)], -1)  # (M, U, P)
+    local = list(range(M_loc)) if member_ids is None else [int(i) for i in member_ids]
+    if len(local) != M_loc:
+        raise ValueError(f"member_ids: {len(local)} ids -- expected {M_loc}, one per member")
+
+    t0 = time.perf_counter()
+    for i, mem in zip(local, members, strict=True):
+        mem.set_params(params, theta0[i].T)
+    spin = _run_members(members, cfg.spinup_s * 1e3, 1)[0] if cfg.spinup_s > 0 else None
+    if spin is None:
+        spin = _run_members(members, cfg.tr_s * 1e3, 1)[0]
+    base = gather(spin).mean(axis=0) if baseline_hz is None else np.asarray(baseline_hz, float)
+    base = np.where(base > 0, base, max(float(base[base > 0].min(initial=1.0)), 1e-3))
+    hemo = Hemodynamics((M, U), cfg.hemo)
+    t_spin = time.perf_counter() - t0
+
+    unit_of_el = np.concatenate([np.repeat(np.arange(U), P), np.tile(np.arange(U), 4)])
+    loc = None
+    if cfg.localize:
+        el_region = obs_index[unit_of_el]
+        loc = Localization.by_membership(el_region, used)
+    rec = {k: np.empty((T, M, U, P)) for k in ("theta", "theta_prior")}
+    bold_f = np.empty((T, M, R))
+    bold_a = np.empty((T, M, R))
+    rates_all = np.empty((T, M, U))
+    diags: list[dict[str, Any]] = []
+    t_fc = t_an = 0.0
+    for t in range(T):
+        u = u + cfg.rw_sd * rng.standard_normal(u.shape)
+        theta = np.stack([p.from_unit(u[..., k]) for k, p in enumerate(params)], -1)
+        rec["theta_prior"][t] = theta
+        ta = time.perf_counter()
+        for i, mem in zip(local, members, strict=True):
+            mem.set_params(params, theta[i].T)
+        r_loc = _run_members(members, cfg.tr_s * 1e3, cfg.substeps)      # (S, M_loc, U)
+        r = np.stack([gather(r_loc[k]) for k in range(cfg.substeps)])
+        for k in range(cfg.substeps):
+            hemo.step(drive_from_rate(r[k], base, cfg.flow_gain, cfg.hemo),
+                      cfg.tr_s / cfg.substeps)
+        rates_all[t] = r.mean(axis=0)
+        HE_all = region_means(hemo.bold(), obs_index, R)                  # (M, R)
+        bold_f[t] = HE_all
+        tb = time.perf_counter()
+        E = np.concatenate([u.reshape(M, U * P),
+                            np.moveaxis(hemo.state, 0, 1).reshape(M, 4 * U)], axis=1)
+        Ea, d = analysis(E, HE_all[:, used], obs[t, used], np.full(used.size, cfg.obs_var),
+                         method=cfg.method, rng=rng, inflation=cfg.inflation,
+                         rtps_alpha=cfg.rtps, localization=loc)
+        u = Ea[:, :U * P].reshape(M, U, P)
+        hemo.set_state(np.moveaxis(Ea[:, U * P:].reshape(M, 4, U), 1, 0))
+        tc = time.perf_counter()
+        t_fc += tb - ta
+        t_an += tc - tb
+        theta = np.stack([p.from_unit(u[..., k]) for k, p in enumerate(params)], -1)
+        rec["theta"][t] = theta
+        bold_a[t] = region_means(hemo.bold(), obs_index, R)
+        diags.append({"tr": t, "innovation_mean": d.innovation_mean,
+                      "innovation_var": d.innovation_var, "expected_var": d.expected_var,
+                      "normalized_innovation": d.normalized_innovation,
+                      "prior_spread_obs": d.prior_spread_obs,
+                      "param_spread_logit": float(u.std(axis=0, ddof=1).mean())})
+    return AssimilationResult(list(params), rec["theta"], rec["theta_prior"], bold_f, bold_a,
+                              rates_all, base, diags,
+                              {"spinup_s": t_spin, "forecast_s": t_fc, "analysis_s": t_an})
+
+
+def free_run(members: Sequence[Member], params: Sequence[ParamSpec], theta: np.ndarray,
+             n_tr: int, tr_s: float, baseline_hz: np.ndarray, obs_index: np.ndarray, R: int,
+             hemo: str = "friston2000", flow_gain: float = 0.4, substeps: int = 4,
+             spinup_s: float = 0.0) -> np.ndarray:
+    """BOLD (n_tr, M_loc, R) of members running freely with fixed parameters ``theta``
+    (P, U) (e.g. the posterior mean): held-out forecasts and FC of the fitted model."""
+    for mem in members:
+        mem.set_params(params, theta)
+    if spinup_s > 0:
+        _run_members(members, spinup_s * 1e3, 1)
+    h = Hemodynamics((len(members), members[0].n_units), hemo)
+    out = np.empty((n_tr, len(members), R))
+    for t in range(n_tr):
+        r = _run_members(members, tr_s * 1e3, substeps)
+        for k in range(substeps):
+            h.step(drive_from_rate(r[k], baseline_hz, flow_gain, hemo), tr_s / substeps)
+        out[t] = region_means(h.bold(), obs_index, R)
+    return out
