@@ -70,3 +70,16 @@ def test_unwritable_directory_is_a_clear_error(tmp_path):
     blocker.write_text("x")
     with pytest.raises(ck.OutputError, match="checkpoint"):
         ck.save(blocker, 10, _state(1))
+
+
+def test_large_arrays_are_compressed_and_round_trip(tmp_path):
+    ring = np.zeros((300, 2, 400), np.int64)  # a delay ring: mostly zeros
+    ring[::7, 1, ::3] = np.arange(43 * 134).reshape(43, 134) - 2000
+    v = np.random.default_rng(0).normal(size=20_000)  # incompressible, still exact
+    d = ck.save(tmp_path, 5, {"ring": ring, "V": v, "step": np.array(5)})
+    size = (d / "rank-00000.h5").stat().st_size
+    assert size < v.nbytes + ring.nbytes / 4
+    _, state, _ = ck.load_latest(tmp_path)
+    np.testing.assert_array_equal(state["ring"], ring)
+    np.testing.assert_array_equal(state["V"], v)
+    assert state["ring"].dtype == np.int64 and state["V"].dtype == np.float64

@@ -34,12 +34,18 @@ DTB = str(BIN / "dtb")
 MPIEXEC = shutil.which("mpiexec", path=str(BIN)) or shutil.which("mpiexec")
 needs_mpi = pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec (pip install mpich)")
 
-# the brain: units, unit rates feeding BOLD (hemodynamic state), the HDF5 mirror
-BRAIN_ARGS = ["--t", "1500", "--record", "bold:200", "--record", "units:10",
+# the brain: unit rates in 0.1 ms bins (chunks of 3196 rows x 82 units, so several are
+# flushed during the run) feeding BOLD (hemodynamic models stepped at every flush), the HDF5
+# mirror
+BRAIN_ARGS = ["--t", "1500", "--record", "bold:200", "--record", "units:0.1",
               "--record", "hdf5", "--threads", "1", "--seed", "3"]
-# the microcircuit: membrane and synaptic samples every 5 ms (buffered rows between flushes)
+BRAIN_AFTER = 4000  # interrupt the brain after its checkpoint of step 4000 (400 ms)
+# the microcircuit: 640 membrane potentials sampled every 1 ms, in chunks of 819 rows x 320
+# columns, so that whole chunks are written (by both ranks, on 2) before the interruption
 MC_ARGS = ["--model", "microcircuit", "--scale", "0.02", "--t", "2000", "--threads", "1",
-           "--record", "samples:n=2,every=50,variables=V+syn"]
+           "--record", "samples:n=80,every=10,variables=V", "--record", "chunks:320",
+           "--record", "hdf5"]
+MC_AFTER = 10_000  # interrupt the microcircuit after its checkpoint of step 10000 (1000 ms)
 EVERY = ["--checkpoint-every", "100"]
 
 
@@ -57,10 +63,11 @@ def dtb(*args: str, ranks: int = 1) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=_env())
 
 
-def interrupted(out: Path, args: list[str], sig: int = signal.SIGTERM,
-                ranks: int = 1) -> subprocess.CompletedProcess[str]:
-    """Start ``dtb simulate ARGS --out OUT --checkpoint-every 100``, wait for its first
-    checkpoint, send ``sig`` (to mpiexec under MPI) and wait for the end."""
+def interrupted(out: Path, args: list[str], sig: int = signal.SIGTERM, ranks: int = 1,
+                after: int = 0) -> subprocess.CompletedProcess[str]:
+    """Start ``dtb simulate ARGS --out OUT --checkpoint-every 100``, wait for a checkpoint
+    of a step >= ``after`` (at least the first), send ``sig`` (to mpiexec under MPI) and wait
+    for the end."""
     cmd = [DTB, "simulate", *args, *EVERY, "--out", str(out)]
     if ranks > 1:
         cmd = [MPIEXEC, "-n", str(ranks), *cmd]
@@ -68,7 +75,8 @@ def interrupted(out: Path, args: list[str], sig: int = signal.SIGTERM,
                          env=_env())
     t0 = time.monotonic()
     try:
-        while not list((out / ck.CHECKPOINTS).glob("step-*")):
+        while not [d for d in (out / ck.CHECKPOINTS).glob("step-*")
+                   if int(d.name[5:]) >= after]:
             assert p.poll() is None, f"ended before its first checkpoint:\n{p.stderr.read()}"
             assert time.monotonic() - t0 < 300, "no checkpoint within 300 s"
             time.sleep(0.02)
@@ -168,7 +176,7 @@ def brain_ref(work: Path, brain: Path) -> Path:
 def brain_stopped(work: Path, brain: Path) -> Path:
     """An interrupted brain run (SIGTERM); tests resume copies of it."""
     run = work / "bstop"
-    p = interrupted(run, ["--brain", str(brain), *BRAIN_ARGS])
+    p = interrupted(run, ["--brain", str(brain), *BRAIN_ARGS], after=BRAIN_AFTER)
     assert_interrupted(run, p, signal.SIGTERM)
     return run
 
@@ -186,7 +194,10 @@ def test_sigterm_brain_with_bold_resumes_to_the_uninterrupted_result(brain_stopp
                                                                      tmp_path):
     run = copy(brain_stopped, tmp_path / "run")
     step = manifest(run)["interrupted"]["step"]
-    assert 0 < step < 15000
+    assert BRAIN_AFTER <= step < 15000
+    # the hemodynamic models had been stepped (so their state is in the checkpoint)
+    _, state, _ = ck.load_latest(run)
+    assert any(k.startswith("recording/bold/") and k.endswith("/x") for k in state)
     # partial outputs kept: the Zarr store and the HDF5 part (rebuilt on resume)
     assert (run / "series.zarr").is_dir()
     p = dtb("simulate", "--resume", str(run))
@@ -200,8 +211,13 @@ def test_sigterm_brain_with_bold_resumes_to_the_uninterrupted_result(brain_stopp
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1])
 def test_signal_microcircuit_resumes_to_the_uninterrupted_result(sig, mc_ref, tmp_path):
     run = tmp_path / "run"
-    p = interrupted(run, MC_ARGS, sig)
+    p = interrupted(run, MC_ARGS, sig, after=MC_AFTER)
     step = assert_interrupted(run, p, sig)
+    assert step >= MC_AFTER
+    # the first time chunk of both column chunks was written before the stop, and stays
+    assert sorted(str(q.relative_to(run / "series.zarr"))
+                  for q in (run / "series.zarr" / "V" / "c" / "0").iterdir()) == [
+        "V/c/0/0", "V/c/0/1"]
     p = dtb("simulate", "--resume", str(run), "--quiet")
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == str(run)
@@ -232,6 +248,20 @@ def test_resumed_run_can_be_interrupted_again(brain_stopped, brain_ref, tmp_path
     assert p.returncode == 0, p.stderr
     assert_same_outputs(brain_ref, run)
     assert len(manifest(run)["restarts"]) == 2
+
+
+def test_killed_run_resumes_from_its_last_periodic_checkpoint(mc_ref, tmp_path):
+    """SIGKILL (no warning): the manifest stays "running", chunks and the HDF5 part may have
+    been written after the last checkpoint; resuming from it still gives the same result."""
+    run = tmp_path / "run"
+    p = interrupted(run, MC_ARGS, signal.SIGKILL, after=MC_AFTER)
+    assert p.returncode == -signal.SIGKILL
+    assert manifest(run)["status"] == "running"
+    newest = ck.candidates(run)[0].name
+    p = dtb("simulate", "--resume", str(run))
+    assert p.returncode == 0, p.stderr
+    assert manifest(run)["restarts"][0]["checkpoint"] == newest
+    assert_same_outputs(mc_ref, run)
 
 
 def test_damaged_newest_checkpoint_falls_back_to_the_previous(brain_stopped, brain_ref,
@@ -297,7 +327,7 @@ def test_two_ranks_sigterm_to_mpiexec_resume_gives_identical_spikes(mc_ref, tmp_
     assert p.returncode == 0, p.stderr
     assert manifest(ref2)["ranks"] == 2
     run = tmp_path / "run"
-    p = interrupted(run, MC_ARGS, signal.SIGTERM, ranks=2)
+    p = interrupted(run, MC_ARGS, signal.SIGTERM, ranks=2, after=MC_AFTER)
     assert_interrupted(run, p, signal.SIGTERM)
     # every rank wrote its part of the same step
     newest = ck.candidates(run)[0]
