@@ -21,6 +21,8 @@ with units), no samples, no BOLD, Zarr only.
 spikes through ``Engine.run(on_window=...)`` and state samples between chunks of whole steps
 (the result does not depend on the chunking), and writes everything in parallel
 (dtb.spikes_io, dtb.series); ``finish()`` returns the manifest's ``outputs`` on rank 0.
+``get_state``/``set_state`` carry the recorders across a checkpoint (dtb.checkpoint): a
+resumed recording (``resume=True``) reopens the outputs and continues bitwise.
 """
 
 from __future__ import annotations

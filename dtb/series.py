@@ -18,6 +18,11 @@ on the number of ranks.
 On request the same arrays go to HDF5 as well: each rank appends its own chunk columns to
 ``series/rank-RRRRR.h5`` and rank 0 writes ``series.h5`` with virtual datasets over the parts
 plus the coordinates (HDF5 dimension scales).
+
+Checkpoints (``get_state``/``set_state``) hold the unflushed rows and write positions; a
+resumed store (``resume=True``) reopens the Zarr arrays as they are (their written chunks
+are complete, and any written after the checkpoint are written again with the same bytes)
+and makes each HDF5 part anew from them, since a part file may be torn by a hard stop.
 """
 
 from __future__ import annotations
