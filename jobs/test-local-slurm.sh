@@ -158,9 +158,12 @@ gen() {
 field() { scontrol show job -o "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n 1; }
 
 # wait_job JOBID: until the job has ended; a job requeued by its script waits ~2 minutes for
-# its begin time in Slurm, so the test sets the begin time to now to go on at once.
+# its begin time in Slurm, so the test sets the begin time to now to go on sooner -- but not
+# within 3 s of the requeue: slurmd compares job credentials to their revocation in whole
+# seconds, and a relaunch in the second of the requeue is refused ("Job credential revoked",
+# the job FAILED with exit 1).
 wait_job() {
-    local jid=$1 t0 state reason
+    local jid=$1 t0 state reason since=
     t0=$(date +%s)
     while :; do
         state=$(field "$jid" JobState)
@@ -170,7 +173,10 @@ wait_job() {
                 return ;;
             PENDING)
                 if [ "$reason" = BeginTime ]; then
-                    scontrol update JobId="$jid" StartTime=now >/dev/null 2>&1 || true
+                    since=${since:-$(date +%s)}
+                    if [ $(($(date +%s) - since)) -ge 3 ]; then
+                        scontrol update JobId="$jid" StartTime=now >/dev/null 2>&1 || true
+                    fi
                 fi ;;
         esac
         if [ $(($(date +%s) - t0)) -gt "$TIMEOUT" ]; then
