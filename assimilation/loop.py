@@ -165,7 +165,10 @@ class AssimilationResult:
     """Trajectories: ``theta`` (T, M, U, P) analysed parameters after each TR;
     ``theta_prior`` (T, M, U, P) before the analysis; ``bold_forecast`` (T, M, R) predicted
     BOLD before each analysis (one step ahead); ``bold_analysis`` (T, M, R) after;
-    ``rates`` (T, M, U) Hz; ``diagnostics`` one dict per TR; timings in seconds."""
+    ``rates`` (T, M, U) Hz; ``diagnostics`` one dict per analysed TR; timings in seconds;
+    ``hemo_state`` (4, M, U) the members' hemodynamic state after the last TR (to continue a
+    free run from); ``n_assimilated`` the TRs that had an analysis (the later ones, if any,
+    are free-running forecasts with frozen parameters)."""
 
     params: list[ParamSpec]
     theta: np.ndarray
@@ -176,6 +179,8 @@ class AssimilationResult:
     baseline_hz: np.ndarray
     diagnostics: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    hemo_state: np.ndarray | None = None
+    n_assimilated: int | None = None
 
     @property
     def posterior_mean(self) -> np.ndarray:
@@ -229,7 +234,8 @@ def assimilate(members: Sequence[Member], obs: np.ndarray, obs_index: np.ndarray
                assimilated: np.ndarray | None = None,
                gather: Callable[[np.ndarray], np.ndarray] | None = None,
                member_ids: Sequence[int] | None = None,
-               baseline_hz: np.ndarray | None = None) -> AssimilationResult:
+               baseline_hz: np.ndarray | None = None,
+               forecast_from: int | None = None) -> AssimilationResult:
     """Fit ``params`` to ``obs`` (T, R) BOLD (same units as the model's, fractional change).
 
     ``members``: the M local ensemble members (all of them on one process); ``obs_index``
@@ -240,9 +246,14 @@ def assimilate(members: Sequence[Member], obs: np.ndarray, obs_index: np.ndarray
     (``member_gather``), and ``member_ids`` the global numbers of the local
     members (rows of ``theta0``).  Units of unobserved regions see every assimilated region;
     units of held-out regions see none (their parameters only random-walk).
-    ``baseline_hz`` (U,): the rates that give zero neural drive (default: the ensemble's
-    mean rate per unit at the end of the spin-up); a twin experiment passes the truth's so
-    that the model and the synthetic data use the same drive.
+    ``baseline_hz`` (U,), or (M, U) one row per member: the rates that give zero neural
+    drive (default: the ensemble's mean rate per unit at the end of the spin-up); a twin
+    experiment passes the truth's so that the model and the synthetic data use the same
+    drive, or each member's own rates at nominal parameters (``dtb assimilate`` does).
+    ``forecast_from``: TRs from this index on get neither random walk nor analysis: the
+    members run freely with their parameters frozen at the last analysed values, so
+    ``bold_forecast`` there is a multi-step free-running forecast (a held-out later segment;
+    its observations are never used).  Default: every TR is assimilated.
     """
     obs = np.asarray(obs, float)
     T, R = obs.shape
@@ -262,6 +273,9 @@ def assimilate(members: Sequence[Member], obs: np.ndarray, obs_index: np.ndarray
     if np.any(theta0 <= lo) or np.any(theta0 >= hi):
         raise ValueError("theta0: values on or outside the bounds -- expected low < theta < "
                          "high for every parameter")
+    n_assim = T if forecast_from is None else int(forecast_from)
+    if not 0 <= n_assim <= T:
+        raise ValueError(f"forecast_from: {forecast_from!r} -- expected a TR index in [0, {T}]")
     assimilated = np.ones(R, bool) if assimilated is None else np.asarray(assimilated, bool)
     used = np.flatnonzero(assimilated)
     rng = np.random.default_rng(cfg.seed)
@@ -293,7 +307,8 @@ def assimilate(members: Sequence[Member], obs: np.ndarray, obs_index: np.ndarray
     diags: list[dict[str, Any]] = []
     t_fc = t_an = 0.0
     for t in range(T):
-        u = u + cfg.rw_sd * rng.standard_normal(u.shape)
+        if t < n_assim:
+            u = u + cfg.rw_sd * rng.standard_normal(u.shape)
         theta = np.stack([p.from_unit(u[..., k]) for k, p in enumerate(params)], -1)
         rec["theta_prior"][t] = theta
         ta = time.perf_counter()
@@ -308,6 +323,11 @@ def assimilate(members: Sequence[Member], obs: np.ndarray, obs_index: np.ndarray
         HE_all = region_means(hemo.bold(), obs_index, R)                  # (M, R)
         bold_f[t] = HE_all
         tb = time.perf_counter()
+        t_fc += tb - ta
+        if t >= n_assim:                     # held out in time: no analysis, frozen theta
+            rec["theta"][t] = theta
+            bold_a[t] = HE_all
+            continue
         E = np.concatenate([u.reshape(M, U * P),
                             np.moveaxis(hemo.state, 0, 1).reshape(M, 4 * U)], axis=1)
         Ea, d = analysis(E, HE_all[:, used], obs[t, used], np.full(used.size, cfg.obs_var),
@@ -316,7 +336,6 @@ def assimilate(members: Sequence[Member], obs: np.ndarray, obs_index: np.ndarray
         u = Ea[:, :U * P].reshape(M, U, P)
         hemo.set_state(np.moveaxis(Ea[:, U * P:].reshape(M, 4, U), 1, 0))
         tc = time.perf_counter()
-        t_fc += tb - ta
         t_an += tc - tb
         theta = np.stack([p.from_unit(u[..., k]) for k, p in enumerate(params)], -1)
         rec["theta"][t] = theta
@@ -328,20 +347,26 @@ def assimilate(members: Sequence[Member], obs: np.ndarray, obs_index: np.ndarray
                       "param_spread_logit": float(u.std(axis=0, ddof=1).mean())})
     return AssimilationResult(list(params), rec["theta"], rec["theta_prior"], bold_f, bold_a,
                               rates_all, base, diags,
-                              {"spinup_s": t_spin, "forecast_s": t_fc, "analysis_s": t_an})
+                              {"spinup_s": t_spin, "forecast_s": t_fc, "analysis_s": t_an},
+                              hemo.state, n_assim)
 
 
 def free_run(members: Sequence[Member], params: Sequence[ParamSpec], theta: np.ndarray,
              n_tr: int, tr_s: float, baseline_hz: np.ndarray, obs_index: np.ndarray, R: int,
              hemo: str = "friston2000", flow_gain: float = 0.4, substeps: int = 4,
-             spinup_s: float = 0.0) -> np.ndarray:
+             spinup_s: float = 0.0, hemo_state: np.ndarray | None = None) -> np.ndarray:
     """BOLD (n_tr, M_loc, R) of members running freely with fixed parameters ``theta``
-    (P, U) (e.g. the posterior mean): held-out forecasts and FC of the fitted model."""
-    for mem in members:
-        mem.set_params(params, theta)
+    (P, U) for all members (e.g. the posterior mean) or (M_loc, P, U) one set per member:
+    held-out forecasts and FC of the fitted model.  ``hemo_state`` (4, M_loc, U): the
+    members' hemodynamic state to start from (default: rest)."""
+    theta = np.asarray(theta, float)
+    for i, mem in enumerate(members):
+        mem.set_params(params, theta[i] if theta.ndim == 3 else theta)
     if spinup_s > 0:
         _run_members(members, spinup_s * 1e3, 1)
     h = Hemodynamics((len(members), members[0].n_units), hemo)
+    if hemo_state is not None:
+        h.set_state(hemo_state)
     out = np.empty((n_tr, len(members), R))
     for t in range(n_tr):
         r = _run_members(members, tr_s * 1e3, substeps)
