@@ -415,6 +415,9 @@ def _demo(a: argparse.Namespace, command: list[str]) -> int:
         eng = Engine(net, dt=sim.dt, seed=sim.seed, threads=a.threads)
         recorded, _ = _record_run(eng, out, sim, err, unit_labels(spec))
         manifest = rd.finish(eng, recorded=recorded)
+    from dtb.report import make_report
+
+    report = make_report(out)  # derived from the finished run, so after the manifest
     if a.quiet:
         print(out)
         return 0
@@ -423,8 +426,11 @@ def _demo(a: argparse.Namespace, command: list[str]) -> int:
           f"    {out / 'brain.h5'}       the brain built from data/default_subject "
           "(dtb.BrainSpec.load)\n"
           f"    {out / 'spikes.h5'}      every spike, SONATA layout (h5py; /spikes/<family>)\n"
+          f"    {out / 'series.zarr'}    population and region rates (xarray.open_zarr, "
+          "dtb.analysis.open_run)\n"
           f"    {out / 'manifest.json'}  configuration, versions, seed, counts, timings, "
-          "rates, checksums, status")
+          "rates, checksums, status\n"
+          f"    {report / 'index.md'}  figures and statistics (dtb report)")
     return 0
 
 

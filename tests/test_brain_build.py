@@ -919,8 +919,10 @@ def test_cli_demo(tmp_path, capsys):
     rc, stdout, _ = run_cli(["demo", "--out", str(run), "--t", "100", "--neurons", "4000"],
                             capsys)
     assert rc == 0
-    for name in ("brain.h5", "spikes.h5", "manifest.json"):
+    for name in ("brain.h5", "spikes.h5", "manifest.json", "report/index.md",
+                 "report/raster.png", "report/rates.png"):
         assert (run / name).is_file(), name
+    assert "report/index.md" in stdout
     m = json.loads((run / "manifest.json").read_text())
     assert m["status"] == "complete" and m["source"]["kind"] == "brain"
     spec = BrainSpec.load(run / "brain.h5")
