@@ -121,8 +121,10 @@ def _parser() -> argparse.ArgumentParser:
     from dtb.report import add_report_parser
 
     add_report_parser(sub)
+    from dtb.assimilation.cli import add_assimilate_parser
     from dtb.jobs import add_job_parser
 
+    add_assimilate_parser(sub)
     add_job_parser(sub)
     i = sub.add_parser("info", help="versions, MPI, GPUs and available backends",
                        description="Report versions, MPI library, GPUs and backends.")
@@ -188,6 +190,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from dtb.partition import run_partition
 
                 return run_partition(a)
+            if a.command == "assimilate":
+                from dtb.assimilation.cli import run_assimilate
+
+                return run_assimilate(a)
             if a.command == "job":
                 from dtb.jobs import run_job
 
