@@ -124,7 +124,7 @@ def add_assimilate_parser(subparsers: Any) -> argparse.ArgumentParser:
     d.add_argument("--neurons", type=int, metavar="N",
                    help="--demo: neurons of the default brain (default 4000)")
     d.add_argument("--trs", type=int, metavar="T",
-                   help="--demo: length of the synthetic BOLD in TRs (default 25)")
+                   help="--demo: length of the synthetic BOLD in TRs (default 24)")
     e = a.add_argument_group("estimation")
     e.add_argument("--members", type=int, metavar="M", help="ensemble members (default 8; "
                    "--demo 6)")
@@ -152,7 +152,8 @@ def add_assimilate_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="random-walk step per TR on the logit scale (0.05)")
     e.add_argument("--obs-sd", type=float, metavar="S",
                    help="observation error SD in the observations' units (default 0.002; "
-                        "--demo: the synthetic noise plus the spread of spiking)")
+                        "--demo 0.004: the synthetic noise 0.001 plus the BOLD differences "
+                        "between network realisations)")
     e.add_argument("--no-localize", action="store_true",
                    help="global analysis (default: local by region membership, LETKF)")
     s = a.add_argument_group("simulation")
@@ -377,7 +378,7 @@ def check_args(a: argparse.Namespace) -> Options:
     neurons = 4000 if a.neurons is None else a.neurons
     if not 1000 <= neurons <= 10_000_000:
         raise UsageError(f"--neurons: {neurons!r} -- expected 1000 to 10000000")
-    trs = 25 if a.trs is None else a.trs
+    trs = 24 if a.trs is None else a.trs
     if not 12 <= trs <= 100_000:
         raise UsageError(f"--trs: {trs!r} -- expected at least 12 TRs")
     if a.out is not None:
@@ -556,7 +557,7 @@ def load_problem(o: Options) -> Problem:
     if o.holdout_fraction > 0 and n_hold < 2:
         raise UsageError(f"--holdout-fraction: {o.holdout_fraction!r} holds out {n_hold} of "
                          f"{T} TRs -- expected at least 2 (or 0 for none)")
-    obs_sd = o.obs_sd if o.obs_sd is not None else 0.002
+    obs_sd = o.obs_sd if o.obs_sd is not None else (0.004 if o.demo else 0.002)
     rng = np.random.default_rng([o.seed, 1])
     theta0 = _draw(params, center, o.prior_sd, (o.members,), rng)
     prob = Problem(spec, spec.to_network(name="default_subject" if o.demo else spec_name(o)),
@@ -618,7 +619,13 @@ def _engine(net: Any, o: Options, seed: int, lay: Layout) -> Any:
     from dtb.engine import Engine
 
     comm = lay.member_comm if lay.ranks_per_member > 1 else None
-    eng = Engine(net, dt=o.dt_ms, seed=seed, threads=o.threads, comm=comm)
+    threads = o.threads
+    if threads is None and lay.comm is not None:
+        # ranks on one node share its cores (oversubscribed numba threads spin-wait)
+        from dtb.distributed import threads_per_rank
+
+        threads = threads_per_rank(lay.comm)
+    eng = Engine(net, dt=o.dt_ms, seed=seed, threads=threads, comm=comm)
     eng.keep_spikes = False
     return eng
 
