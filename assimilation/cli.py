@@ -585,6 +585,7 @@ class Layout:
     group: int
     ranks_per_member: int
     local: list[int]
+    threads: int | None = None
 
     @property
     def rank0(self) -> bool:
@@ -611,21 +612,19 @@ def make_layout(comm: Any, members: int, ranks_per_member: int) -> Layout:
         return Layout(None, None, 1, 0, 1, list(range(members)))
     mcomm, group, groups = split_members(comm, ranks_per_member)
     k = members // groups
+    # ranks on one node share its cores (oversubscribed numba threads spin-wait); a
+    # collective, so here, where every rank takes part
+    from dtb.distributed import threads_per_rank
+
     return Layout(comm, mcomm, groups, group, ranks_per_member,
-                  list(range(group * k, (group + 1) * k)))
+                  list(range(group * k, (group + 1) * k)), threads_per_rank(comm))
 
 
 def _engine(net: Any, o: Options, seed: int, lay: Layout) -> Any:
     from dtb.engine import Engine
 
     comm = lay.member_comm if lay.ranks_per_member > 1 else None
-    threads = o.threads
-    if threads is None and lay.comm is not None:
-        # ranks on one node share its cores (oversubscribed numba threads spin-wait)
-        from dtb.distributed import threads_per_rank
-
-        threads = threads_per_rank(lay.comm)
-    eng = Engine(net, dt=o.dt_ms, seed=seed, threads=threads, comm=comm)
+    eng = Engine(net, dt=o.dt_ms, seed=seed, threads=lay.threads, comm=comm)
     eng.keep_spikes = False
     return eng
 
@@ -696,6 +695,8 @@ def run_assimilate(args: argparse.Namespace) -> int:
     if comm is not None:
         o.out = Path(comm.bcast(str(o.out), root=0))
     lay = make_layout(comm, o.members, o.ranks_per_member)
+    if o.threads is not None:
+        lay.threads = o.threads
     prob = load_problem(o)
     tr_s = o.extra.get("tr_s", o.tr_s)
     if tr_s is None:

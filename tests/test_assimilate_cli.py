@@ -295,7 +295,6 @@ def test_two_member_communicators_match_one_process(tmp_path, one_process):
 
 
 @pytest.mark.mpi
-@pytest.mark.slow
 @pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec (pip install mpich)")
 def test_one_member_communicator_of_two_ranks_matches_one_process(tmp_path, one_process):
     """mpiexec -n 2 --ranks-per-member 2: each member a distributed engine on 2 ranks, the
