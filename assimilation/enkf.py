@@ -211,6 +211,22 @@ def _whitener(R: np.ndarray, m: int) -> tuple[Any, bool]:
     raise ValueError(f"R: shape {R.shape} -- expected ({m},) variances or ({m}, {m})")
 
 
+def _normalized_innovation(S: np.ndarray, d: np.ndarray) -> float:
+    """The chi-square statistic ``dy^T (HPH^T + R)^(-1) dy / m`` in ensemble space.
+
+    With the whitened anomalies ``S = Y R^(-1/2)`` (N, m) and innovation ``d = dy R^(-1/2)``
+    (m,), ``HPH^T + R = R^(1/2) (S^T S / (N - 1) + I_m) R^(T/2)``, and the Woodbury identity
+    gives ``(I_m + S^T S / (N - 1))^(-1) = I_m - S^T C^(-1) S`` with the global
+    ``C = S S^T + (N - 1) I_N``: the statistic is ``(d.d - (S d)^T C^(-1) (S d)) / m``, an
+    N x N solve (O(N^2 m + N^3)) instead of an m x m one (O(m^3)), for diagonal and full R
+    alike (the whitening carries R).
+    """
+    N, m = S.shape
+    Sd = S @ d
+    C = S @ S.T + (N - 1) * np.eye(N)
+    return float(d @ d - Sd @ np.linalg.solve(C, Sd)) / m
+
+
 # --------------------------------------------------------------------------- analysis
 
 
@@ -310,14 +326,13 @@ def analysis(E: np.ndarray, HE: np.ndarray, y: np.ndarray, R: np.ndarray,
 
     # diagnostics (global, in observation space)
     Ya = X[0] @ Y if G == 1 else None
-    HPH = Y.T @ Y / (N - 1)
-    Rm = np.diag(R) if np.ndim(R) == 1 else np.asarray(R, dtype=float)
-    Sig = HPH + Rm
-    chi2 = float(dy @ np.linalg.solve(Sig, dy)) / m
+    chi2 = _normalized_innovation(S, d)
+    r_diag = np.asarray(R, dtype=float) if np.ndim(R) == 1 else np.diag(np.asarray(R, float))
+    expected_var = float(np.mean(np.sum(Y * Y, axis=0) / (N - 1) + r_diag))
     post = float(np.sqrt(np.mean(Ya.var(axis=0, ddof=1)))) if Ya is not None else None
     diag = Diagnostics(
         innovation=dy, innovation_mean=float(dy.mean()), innovation_var=float(np.mean(dy**2)),
-        expected_var=float(np.mean(np.diag(Sig))), normalized_innovation=chi2,
+        expected_var=expected_var, normalized_innovation=chi2,
         prior_spread_obs=float(np.sqrt(np.mean(HE.var(axis=0, ddof=1)))),
         posterior_spread_obs=post, n_groups=G)
     return Ea, diag

@@ -117,6 +117,38 @@ def test_nonlinear_observation_operator_uses_ensemble_covariances():
     assert d.normalized_innovation == pytest.approx(chi2)
 
 
+
+@pytest.mark.parametrize(("full_R", "localized"), [(False, False), (True, False),
+                                                    (False, True)])
+def test_innovation_diagnostics_equal_the_direct_observation_space_formulas(full_R, localized):
+    """The ensemble-space (Woodbury) chi-square equals d^T (HPH^T + R)^-1 d / m solved in
+    observation space, with m > N, inflation, and diagonal or full R; expected_var equals
+    mean(diag(HPH^T + R)); a local analysis reports the same global diagnostics."""
+    rng = np.random.default_rng(11)
+    N, n, m, infl = 7, 9, 40, 1.3
+    E = rng.standard_normal((N, n))
+    HE = rng.standard_normal((N, m)) @ rng.standard_normal((m, m)) * 0.3 + 2.0
+    y = rng.standard_normal(m) + 2.0
+    if full_R:
+        B = rng.standard_normal((m, m))
+        R = B @ B.T / m + 0.5 * np.eye(m)
+        Rm = R
+    else:
+        R = rng.uniform(0.2, 3.0, m)
+        Rm = np.diag(R)
+    loc = None
+    if localized:
+        loc = Localization.by_membership(np.arange(n) % 3, np.arange(m) % 3)
+    Y = infl * (HE - HE.mean(0))
+    Sig = Y.T @ Y / (N - 1) + Rm
+    dy = y - HE.mean(0)
+    _, d = analysis(E, HE, y, R, inflation=infl, localization=loc)
+    assert d.normalized_innovation == pytest.approx(dy @ np.linalg.solve(Sig, dy) / m,
+                                                    rel=1e-10)
+    assert d.expected_var == pytest.approx(np.mean(np.diag(Sig)), rel=1e-12)
+    assert d.normalized_innovation != pytest.approx(dy @ np.linalg.solve(Rm, dy) / m,
+                                                    rel=1e-3)
+
 def test_localization_limits():
     E, H, R, y = _linear_problem(N=9, n=4, m=3)
     HE = E @ H.T
