@@ -22,6 +22,17 @@ observation files are refused with ``observations.read_bold``'s messages.  The r
 - with ``--demo``: ``brain.h5`` and ``observed_bold.csv`` (the synthetic data, reusable with
   ``--brain RUN/brain.h5 --bold RUN/observed_bold.csv --tr 0.8``).
 
+Checkpoint and restart (as ``dtb simulate``): ``--checkpoint-every MS`` writes a checkpoint
+(``RUN/checkpoints/step-<TR>/``, one file per world rank: every local member's engine state,
+the loop's ``LoopState``, the observations and baselines) at the first TR boundary at or after
+each multiple of MS ms of model time (every ``ceil(MS / TR)`` TRs); on SIGTERM or SIGUSR1 the
+ranks agree (an allreduce at every TR boundary), write one at the next boundary, mark the run
+``"interrupted"`` and exit 75.  ``dtb assimilate --resume RUN`` rebuilds the run from its
+manifest and continues bitwise identically (``assimilation.zarr``, ``metrics.json`` but its
+timings).  Not checkpointed: the twin truth, baselines and spin-up before the first boundary,
+and the posterior-mean free run after the last (a stop requested there is honoured at TR 0,
+or not at all: the run completes).
+
 Layout under MPI: the world's W ranks are cut into W / P member communicators of P ranks
 (``--ranks-per-member P``, ``loop.split_members``); each runs M P / W members in turn, each a
 distributed Engine on its communicator.  Only observation-space values and parameters are
@@ -173,6 +184,13 @@ def add_assimilate_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="MPI ranks of each member's distributed engine (1)")
     a.add_argument("--out", metavar="DIR", help="run directory (default "
                    "runs/assimilate-<UTC time>)")
+    a.add_argument("--checkpoint-every", type=float, metavar="MS",
+                   help="write a checkpoint every MS ms of model time, at the next TR "
+                        "boundary (every ceil(MS / TR) TRs); SIGTERM/SIGUSR1 write one and "
+                        "stop (exit status 75)")
+    a.add_argument("--resume", metavar="RUN",
+                   help="continue the interrupted run RUN from its newest usable checkpoint "
+                        "(only --checkpoint-every, --threads and --quiet may be given)")
     a.add_argument("--overwrite", action="store_true", help="replace an earlier run there")
     a.add_argument("--quiet", action="store_true", help="print only the run directory")
     return a
@@ -218,6 +236,7 @@ class Options:
     dataset: str = "bold"
     allow_unobserved: bool = False
     allow_extra: bool = False
+    checkpoint_every: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -373,6 +392,9 @@ def check_args(a: argparse.Namespace) -> Options:
         if not 1 <= a.threads <= top:
             raise UsageError(f"--threads: {a.threads!r} -- expected 1 to {top} "
                              "(NUMBA_NUM_THREADS)")
+    ce = getattr(a, "checkpoint_every", None)
+    if ce is not None and not (_finite(ce) and ce > 0):
+        raise UsageError(f"--checkpoint-every: {ce!r} -- expected a model time in ms > 0")
     if a.ranks_per_member < 1:
         raise UsageError(f"--ranks-per-member: {a.ranks_per_member!r} -- expected P >= 1")
     neurons = 4000 if a.neurons is None else a.neurons
@@ -400,7 +422,8 @@ def check_args(a: argparse.Namespace) -> Options:
                    threads=a.threads, ranks_per_member=a.ranks_per_member, out=out,
                    overwrite=a.overwrite, quiet=a.quiet, neurons=neurons, trs=trs,
                    labels=a.labels, atlas=a.atlas, dataset=a.dataset,
-                   allow_unobserved=a.allow_unobserved, allow_extra=a.allow_extra)
+                   allow_unobserved=a.allow_unobserved, allow_extra=a.allow_extra,
+                   checkpoint_every=ce)
 
 
 # --- the problem: brain, observations, parameters --------------------------------------------
@@ -683,15 +706,163 @@ def twin_truth(prob: Problem, o: Options, lay: Layout, log: Any) -> None:
               flush=True)
 
 
-def run_assimilate(args: argparse.Namespace) -> int:
-    """``dtb assimilate``: returns the exit status (0); errors are raised (``UsageError``,
-    ``InputError``: status 2; ``OutputError`` and others: 1), as ``dtb.cli.main`` expects."""
+class Stopped(Exception):
+    """Raised at a TR boundary after the checkpoint a stop signal asked for (all ranks)."""
+
+    def __init__(self, tr: int, path: Path, signum: int):
+        import signal
+
+        self.tr, self.path, self.signum = tr, path, signum
+        self.reason = signal.Signals(signum).name
+        super().__init__(f"stopped by {self.reason} at TR {tr}")
+
+
+@dataclass
+class Resume:
+    """What ``--resume`` continues from: the checkpoint's TR, directory, this rank's
+    arrays and the metadata."""
+
+    tr: int
+    path: Path
+    state: dict[str, np.ndarray]
+    meta: dict[str, Any]
+
+
+def checkpoint_trs(ms: float | None, tr_s: float) -> int | None:
+    """``--checkpoint-every`` MS ms in whole TRs: the first TR boundary at or after MS ms of
+    model time, i.e. every ``ceil(MS / TR)`` TRs (None: no periodic checkpoints)."""
+    if ms is None:
+        return None
+    return max(1, math.ceil(ms / (tr_s * 1e3) - 1e-9))
+
+
+_RESUME_KEEPS = ("resume", "checkpoint_every", "threads", "quiet", "command", "command_line",
+                 "run_dir")
+
+
+def _assimilate_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dtb")
+    add_assimilate_parser(p.add_subparsers(dest="command", required=True))
+    return p
+
+
+def _resume_args(a: argparse.Namespace, comm: Any) -> tuple[argparse.Namespace, list[str]]:
+    """The arguments of the run ``--resume RUN`` continues (rebuilt from its manifest, with
+    its input files checked) and its recorded command line; raises UsageError (exit 2)."""
+    plain = _assimilate_parser().parse_args(["assimilate", "--resume", a.resume])
+    for k, v in vars(plain).items():
+        if k not in _RESUME_KEEPS and getattr(a, k, v) != v:
+            raise UsageError(f"--resume {a.resume}: --{k.replace('_', '-')} cannot be given "
+                             "-- a resumed run continues with the data, options and outputs "
+                             "it was started with (only --checkpoint-every, --threads and "
+                             "--quiet may be given)")
+    run = Path(a.resume)
+    plan: Any = None
+    if comm is None or comm.Get_rank() == 0:
+        try:
+            plan = _read_resume_manifest(run, 1 if comm is None else comm.Get_size())
+        except DtbError as e:
+            plan = e
+    if comm is not None:
+        plan = comm.bcast(plan, root=0)
+    if isinstance(plan, BaseException):
+        raise plan
+    command, manifest = plan
+    b = _assimilate_parser().parse_args(["assimilate", *command[2:]])
+    src = manifest.get("source") or {}
+    if src.get("kind") == "brain":
+        b.brain, b.bold = src["brain"], src["bold"]
+    cwd = Path(manifest.get("cwd") or ".")
+    for k in ("labels", "atlas"):
+        v = getattr(b, k)
+        if v is not None and not Path(v).is_absolute():
+            setattr(b, k, str(cwd / v))
+    b.out, b.overwrite, b.resume = str(run), False, str(run)
+    b.quiet = a.quiet
+    if a.threads is not None:
+        b.threads = a.threads
+    b.checkpoint_every = (a.checkpoint_every if a.checkpoint_every is not None
+                          else (manifest.get("options") or {}).get("checkpoint_every"))
+    return b, list(command)
+
+
+def _read_resume_manifest(run: Path, ranks: int) -> tuple[list[str], dict[str, Any]]:
+    """(command line, manifest) of the run at ``run`` after checking that it can be resumed
+    by ``ranks`` ranks: a dtb assimilate run, not complete, its input files unchanged, a
+    checkpoint written by as many ranks (rank 0; raises UsageError)."""
+    from dtb import checkpoint
+    from dtb.rundir import sha256_file
+
+    try:
+        m = json.loads((run / "manifest.json").read_text())
+    except (OSError, ValueError) as e:
+        raise UsageError(f"--resume {run}: no readable manifest.json ({e}) -- expected the "
+                         "run directory of an interrupted dtb assimilate") from None
+    command = m.get("command")
+    if (m.get("format") != MANIFEST_FORMAT or not isinstance(command, list)
+            or len(command) < 2 or command[1] != "assimilate"):
+        raise UsageError(f"--resume {run}: not a dtb assimilate run -- resume it with the "
+                         "command that made it")
+    if m.get("status") == "complete":
+        raise UsageError(f"--resume {run}: the run is complete -- nothing to resume")
+    src = m.get("source") or {}
+    for key in ("brain", "bold"):
+        if src.get("kind") != "brain":
+            break
+        path = Path(src.get(key, ""))
+        if not path.is_file():
+            raise UsageError(f"--resume {run}: the run's {key} file {path} is missing -- "
+                             f"expected it unchanged (sha256 {src.get(key + '_sha256')})")
+        digest = sha256_file(path)
+        if digest != src.get(key + "_sha256"):
+            raise UsageError(f"--resume {run}: the run's {key} file {path} has changed since "
+                             f"the run started (sha256 {digest}, the run recorded "
+                             f"{src.get(key + '_sha256')}) -- a resumed run must read the "
+                             "same files")
+    cands = checkpoint.candidates(run)
+    if not cands:
+        raise UsageError(f"--resume {run}: no checkpoint in {run / checkpoint.CHECKPOINTS} -- "
+                         "the run stopped before writing one; start it again with --overwrite")
+    counts = set()
+    for d in cands:
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            counts.add(int(json.loads((d / checkpoint.COMPLETE).read_text())["ranks"]))
+    if counts and ranks not in counts:
+        raise UsageError(f"--resume {run}: its checkpoints were written by "
+                         f"{' or '.join(map(str, sorted(counts)))} rank(s), this job has "
+                         f"{ranks} -- resume with the same number of ranks (mpiexec -n "
+                         f"{max(counts)})")
+    return command, m
+
+
+def _load_resume(run: Path, comm: Any) -> Resume:
+    from dtb import checkpoint
+
+    got = checkpoint.load_latest(run, comm)
+    if got is None:
+        raise UsageError(f"--resume {run}: no usable checkpoint in {run / 'checkpoints'} "
+                         "(each one is missing a rank's file, damaged or written by another "
+                         "number of ranks) -- start the run again with --overwrite")
+    tr, state, meta = got
+    return Resume(tr, checkpoint.step_dir(run, tr), state, meta)
+
+
+def run_assimilate(args: argparse.Namespace, stop: Any = None) -> int:
+    """``dtb assimilate``: returns the exit status (0; 75 after a checkpoint on a stop
+    signal, ``stop`` being ``dtb.simulate.StopRequest``); errors are raised
+    (``UsageError``, ``InputError``: status 2; ``OutputError`` and others: 1), as
+    ``dtb.cli.main`` expects."""
+    from dtb.cli import EXIT_TEMPFAIL
     from dtb.distributed import world
 
     comm = world()
     rank0 = comm is None or comm.Get_rank() == 0
+    resume: Resume | None = None
+    command = getattr(args, "command_line", None)
+    if getattr(args, "resume", None) is not None:
+        args, command = _resume_args(args, comm)
     o = check_args(args)
-    o.extra["command"] = getattr(args, "command_line", None)
+    o.extra["command"] = command
     if comm is not None:
         o.out = Path(comm.bcast(str(o.out), root=0))
     lay = make_layout(comm, o.members, o.ranks_per_member)
@@ -702,20 +873,45 @@ def run_assimilate(args: argparse.Namespace) -> int:
     if tr_s is None:
         raise UsageError("--tr: missing -- expected the repetition time in seconds")
     o.tr_s = float(tr_s)
+    if getattr(args, "resume", None) is not None:
+        resume = _load_resume(o.out, comm)
     log = None if (o.quiet or not rank0) else sys.stderr
-    run = AssimilationRun(o.out, o.overwrite) if rank0 else contextlib.nullcontext()
+    if not rank0:
+        run: Any = contextlib.nullcontext()
+    elif resume is not None:
+        run = AssimilationRun.reopen(o.out)
+    else:
+        run = AssimilationRun(o.out, o.overwrite)
     with run as rd:
         if rank0:
             args.run_dir = o.out
-            rd.begin(o, prob, lay)
+            if resume is None:
+                rd.begin(o, prob, lay)
+            else:
+                rd.restart(resume.tr, resume.path.name, o.threads)
         if log:
+            what = (f"resuming {o.out} from {resume.path.name}" if resume is not None
+                    else f"run directory {o.out}")
             print(f"dtb assimilate: {prob.spec.n_units} units, {prob.net.n_neurons:,} neurons "
                   f"per member, {o.members} members on {lay.ranks} rank(s), "
-                  f"{prob.obs.shape[0]} TRs of {o.tr_s:g} s (run directory {o.out})",
+                  f"{prob.obs.shape[0]} TRs of {o.tr_s:g} s ({what})",
                   file=log, flush=True)
-        if o.demo:
+        if resume is not None:
+            prob.obs = np.asarray(resume.state["problem/obs"], float)
+            if "problem/obs_clean" in resume.state:
+                prob.obs_clean = np.asarray(resume.state["problem/obs_clean"], float)
+            o.extra["truth_s"] = float(resume.meta.get("truth_s", 0.0))
+        elif o.demo:
             twin_truth(prob, o, lay, log)
-        res, free, secs = _fit(prob, o, lay, log)
+        try:
+            res, free, secs = _fit(prob, o, lay, log, stop, resume)
+        except Stopped as e:
+            if rank0:
+                rd.interrupt(e.tr, e.path.name, e.reason)
+                print(f"dtb: {e.reason}: stopped at TR {e.tr} of {prob.obs.shape[0]} after "
+                      f"writing {e.path} -- resume with: dtb assimilate --resume {o.out}",
+                      file=sys.stderr, flush=True)
+            return EXIT_TEMPFAIL
         if not rank0:
             return 0
         metrics = evaluate(prob, res, free, o)
@@ -728,17 +924,81 @@ def run_assimilate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fit(prob: Problem, o: Options, lay: Layout, log: Any) -> tuple[Any, np.ndarray, dict]:
+def _checkpointer(prob: Problem, o: Options, lay: Layout, members: list[Any],
+                  base: np.ndarray, times: dict[str, float], stop: Any, log: Any
+                  ) -> Any:
+    """The loop's ``boundary`` hook: a checkpoint every ``--checkpoint-every`` (in TRs) and,
+    when some rank got a stop signal (``stop.agreed``, a collective at every boundary), one
+    more and ``Stopped``.  Every rank writes its members' engine states and the (identical)
+    loop state; ``dtb.checkpoint.save`` is a collective on the world communicator."""
+    from dtb import checkpoint
+
+    every = checkpoint_trs(o.checkpoint_every, o.tr_s)
+    T = prob.obs.shape[0]
+
+    def boundary(t: int, snapshot: Any) -> None:
+        signum = stop.agreed(lay.comm) if stop is not None else 0
+        if not signum and not (every is not None and 0 < t < T and t % every == 0):
+            return
+        t0 = time.perf_counter()
+        st = snapshot()
+        state: dict[str, np.ndarray] = {f"loop/{k}": v for k, v in st.arrays().items()}
+        for i, mem in zip(lay.local, members, strict=True):
+            for k, v in mem.engine.get_state().items():
+                state[f"member{i:05d}/engine/{k}"] = v
+        state["problem/obs"] = prob.obs
+        state["problem/base"] = base
+        if prob.obs_clean is not None:
+            state["problem/obs_clean"] = prob.obs_clean
+        import signal
+
+        meta = {"tr": t, "trs": T, "tr_s": o.tr_s, "members": o.members,
+                "ranks_per_member": lay.ranks_per_member, "loop": st.meta(),
+                "truth_s": o.extra.get("truth_s", 0.0), "times": times,
+                "signal": signal.Signals(signum).name if signum else None}
+        path = checkpoint.save(o.out, t, state, meta, comm=lay.comm)
+        if log:
+            nbytes = sum(f.stat().st_size for f in path.glob("rank-*.h5"))
+            print(f"dtb: checkpoint at TR {t}: {path} ({nbytes / 1e6:.1f} MB, "
+                  f"{time.perf_counter() - t0:.2f} s)", file=log, flush=True)
+        if signum:
+            raise Stopped(t, path, signum)
+
+    return boundary
+
+
+def _fit(prob: Problem, o: Options, lay: Layout, log: Any, stop: Any = None,
+         resume: Resume | None = None) -> tuple[Any, np.ndarray, dict]:
     """The assimilation (first ``n_assim`` TRs analysed, the rest a frozen forecast) and the
-    posterior-mean free run; ``(AssimilationResult, bold_free (T_free, M, R), timings)``."""
-    from dtb.assimilation.loop import AssimilationConfig, EngineMember, assimilate, free_run
+    posterior-mean free run; ``(AssimilationResult, bold_free (T_free, M, R), timings)``.
+    Checkpoints at TR boundaries (``_checkpointer``); ``resume`` continues from one."""
+    from dtb.assimilation.loop import (
+        AssimilationConfig,
+        EngineMember,
+        LoopState,
+        assimilate,
+        free_run,
+    )
 
     t0 = time.perf_counter()
     members = [EngineMember(_engine(prob.net, o, o.seed + 1 + i, lay)) for i in lay.local]
     t_build = time.perf_counter() - t0
-    base_loc = np.stack([nominal_baseline(m, prob, o) for m in members])
-    base = _gather_rows(lay, base_loc)                                   # (M, U)
-    t_base = time.perf_counter() - t0 - t_build
+    loop_state = None
+    if resume is None:
+        base_loc = np.stack([nominal_baseline(m, prob, o) for m in members])
+        base = _gather_rows(lay, base_loc)                               # (M, U)
+        t_base = time.perf_counter() - t0 - t_build
+    else:
+        st = resume.state
+        for i, mem in zip(lay.local, members, strict=True):
+            pre = f"member{i:05d}/engine/"
+            mem.engine.set_state({k[len(pre):]: v for k, v in st.items() if k.startswith(pre)})
+        base = np.asarray(st["problem/base"], float)
+        base_loc = base[lay.local]
+        t_base = float(resume.meta.get("times", {}).get("baseline_s", 0.0))
+        loop_state = LoopState.from_parts(
+            {k[len("loop/"):]: v for k, v in st.items() if k.startswith("loop/")},
+            resume.meta["loop"])
     cfg = AssimilationConfig(tr_s=o.tr_s, substeps=o.substeps, obs_var=prob.obs_var,
                              rw_sd=o.rw_sd, inflation=o.inflation, rtps=o.rtps,
                              method=o.method, localize=o.localize, hemo=o.hemo,
@@ -748,10 +1008,12 @@ def _fit(prob: Problem, o: Options, lay: Layout, log: Any) -> tuple[Any, np.ndar
         from dtb.assimilation.loop import member_gather
 
         gather = member_gather(lay.comm, lay.member_comm)
+    boundary = _checkpointer(prob, o, lay, members, base, {"baseline_s": t_base}, stop, log)
     t1 = time.perf_counter()
     res = assimilate(members, prob.obs, prob.obs_index, prob.params, prob.theta0, cfg,
                      assimilated=prob.assimilated, gather=gather, member_ids=lay.local,
-                     baseline_hz=base, forecast_from=prob.n_assim)
+                     baseline_hz=base, forecast_from=prob.n_assim, boundary=boundary,
+                     resume=loop_state)
     t_assim = time.perf_counter() - t1
     if log:
         tm = res.timings
@@ -1130,9 +1392,45 @@ class AssimilationRun:
     def __init__(self, path: Path, overwrite: bool):
         from dtb.rundir import RunDirectory
 
-        self.rd = RunDirectory(path, overwrite=overwrite)
+        self.rd: Any = RunDirectory(path, overwrite=overwrite)
         self.path = Path(path)
         self.manifest: dict[str, Any] = {}
+
+    @classmethod
+    def reopen(cls, path: Path) -> AssimilationRun:
+        """The run directory of an interrupted run (``--resume``), manifest read back and
+        nothing removed (``_read_resume_manifest`` checked it)."""
+        self = cls.__new__(cls)
+        self.rd = None
+        self.path = Path(path)
+        self.manifest = json.loads((self.path / "manifest.json").read_text())
+        self.started = True
+        return self
+
+    def restart(self, tr: int, checkpoint: str, threads: int | None) -> None:
+        """Mark a reopened run ``"running"`` again, appending the restart (time, TR and
+        checkpoint directory name) to ``restarts``."""
+        from dtb.rundir import utc_now
+
+        m = self.manifest
+        m.update(status="running", error=None, end_time=None)
+        if threads is not None:
+            m["threads"] = threads
+        m.pop("interrupted", None)
+        m.setdefault("restarts", []).append({"time": utc_now(), "tr": int(tr),
+                                             "checkpoint": checkpoint})
+        self._write()
+
+    def interrupt(self, tr: int, checkpoint: str, reason: str) -> None:
+        """Mark the run ``"interrupted"``: resumable from ``checkpoint`` (a directory name
+        under ``checkpoints/``) at TR ``tr``; ``reason`` the signal's name."""
+        from dtb.rundir import utc_now
+
+        self.manifest["status"] = "interrupted"
+        self.manifest["end_time"] = utc_now()
+        self.manifest["interrupted"] = {"time": utc_now(), "tr": int(tr),
+                                        "checkpoint": checkpoint, "reason": reason}
+        self._write()
 
     def _write(self) -> None:
         from dtb.rundir import _jsonable, write_atomic
@@ -1209,7 +1507,8 @@ class AssimilationRun:
         m["status"] = "complete"
         m["end_time"] = utc_now()
         self._write()
-        self.rd._finished = True
+        if self.rd is not None:
+            self.rd._finished = True
         return m
 
     def fail(self, exc: BaseException) -> None:

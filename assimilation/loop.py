@@ -37,8 +37,8 @@ from dtb.assimilation.enkf import Localization, analysis
 from dtb.assimilation.hemodynamics import Hemodynamics, drive_from_rate
 
 __all__ = ["split_members", "member_gather", "ParamSpec", "Member", "EngineMember",
-           "AssimilationConfig", "AssimilationResult", "assimilate", "free_run", "logit", "expit",
-           "region_means"]
+           "AssimilationConfig", "AssimilationResult", "LoopState", "assimilate", "free_run",
+           "logit", "expit", "region_means"]
 
 
 @dataclass(frozen=True)
@@ -193,6 +193,49 @@ class AssimilationResult:
         return self.theta[-1].std(axis=0, ddof=1)
 
 
+@dataclass
+class LoopState:
+    """Everything ``assimilate`` carries from one TR to the next, at the boundary before TR
+    ``t`` (TRs ``0..t-1`` done): with the members' own (engine) states, what a checkpoint
+    holds to continue bitwise identically.  ``u`` (M, U, P) logit parameters;
+    ``hemo_state`` (4, M, U); ``rng_state`` the filter generator's
+    ``bit_generator.state``; ``base`` the zero-drive rates; ``theta``, ``theta_prior``
+    (t, M, U, P), ``bold_forecast``, ``bold_analysis`` (t, M, R), ``rates`` (t, M, U) the
+    trajectories so far; ``diagnostics`` of the analysed TRs so far; ``timings`` so far."""
+
+    t: int
+    u: np.ndarray
+    hemo_state: np.ndarray
+    rng_state: dict[str, Any]
+    base: np.ndarray
+    theta: np.ndarray
+    theta_prior: np.ndarray
+    bold_forecast: np.ndarray
+    bold_analysis: np.ndarray
+    rates: np.ndarray
+    diagnostics: list[dict[str, Any]]
+    timings: dict[str, float]
+
+    ARRAYS = ("u", "hemo_state", "base", "theta", "theta_prior", "bold_forecast",
+              "bold_analysis", "rates")
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The array fields by name (for a checkpoint file)."""
+        return {k: np.asarray(getattr(self, k)) for k in self.ARRAYS}
+
+    def meta(self) -> dict[str, Any]:
+        """The other fields, JSON-serialisable (floats round-trip exactly)."""
+        return {"t": self.t, "rng_state": self.rng_state, "diagnostics": self.diagnostics,
+                "timings": self.timings}
+
+    @classmethod
+    def from_parts(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> LoopState:
+        """The inverse of ``arrays`` and ``meta``."""
+        return cls(t=int(meta["t"]), rng_state=meta["rng_state"],
+                   diagnostics=list(meta["diagnostics"]), timings=dict(meta["timings"]),
+                   **{k: np.asarray(arrays[k]) for k in cls.ARRAYS})
+
+
 def _identity(x: np.ndarray) -> np.ndarray:
     return x
 
@@ -235,7 +278,9 @@ def assimilate(members: Sequence[Member], obs: np.ndarray, obs_index: np.ndarray
                gather: Callable[[np.ndarray], np.ndarray] | None = None,
                member_ids: Sequence[int] | None = None,
                baseline_hz: np.ndarray | None = None,
-               forecast_from: int | None = None) -> AssimilationResult:
+               forecast_from: int | None = None,
+               boundary: Callable[[int, Callable[[], LoopState]], None] | None = None,
+               resume: LoopState | None = None) -> AssimilationResult:
     """Fit ``params`` to ``obs`` (T, R) BOLD (same units as the model's, fractional change).
 
     ``members``: the M local ensemble members (all of them on one process); ``obs_index``
@@ -254,6 +299,11 @@ def assimilate(members: Sequence[Member], obs: np.ndarray, obs_index: np.ndarray
     members run freely with their parameters frozen at the last analysed values, so
     ``bold_forecast`` there is a multi-step free-running forecast (a held-out later segment;
     its observations are never used).  Default: every TR is assimilated.
+    ``boundary(t, snapshot)``: called at every TR boundary (t = 0 after the spin-up, ...,
+    t = T after the last TR) but the one resumed from, on every rank; ``snapshot()`` gives
+    the ``LoopState`` there (for a checkpoint); an exception it raises ends the run.
+    ``resume``: a ``LoopState`` to continue from instead of the spin-up (the members must
+    have been given their engine states of the same boundary).
     """
     obs = np.asarray(obs, float)
     T, R = obs.shape
@@ -279,34 +329,70 @@ def assimilate(members: Sequence[Member], obs: np.ndarray, obs_index: np.ndarray
     assimilated = np.ones(R, bool) if assimilated is None else np.asarray(assimilated, bool)
     used = np.flatnonzero(assimilated)
     rng = np.random.default_rng(cfg.seed)
-    u = np.stack([p.to_unit(theta0[..., k]) for k, p in enumerate(params)], -1)  # (M, U, P)
     local = list(range(M_loc)) if member_ids is None else [int(i) for i in member_ids]
     if len(local) != M_loc:
         raise ValueError(f"member_ids: {len(local)} ids -- expected {M_loc}, one per member")
 
-    t0 = time.perf_counter()
-    for i, mem in zip(local, members, strict=True):
-        mem.set_params(params, theta0[i].T)
-    spin = _run_members(members, cfg.spinup_s * 1e3, 1)[0] if cfg.spinup_s > 0 else None
-    if spin is None:
-        spin = _run_members(members, cfg.tr_s * 1e3, 1)[0]
-    base = gather(spin).mean(axis=0) if baseline_hz is None else np.asarray(baseline_hz, float)
-    base = np.where(base > 0, base, max(float(base[base > 0].min(initial=1.0)), 1e-3))
+    rec = {k: np.empty((T, M, U, P)) for k in ("theta", "theta_prior")}
+    bold_f = np.empty((T, M, R))
+    bold_a = np.empty((T, M, R))
+    rates_all = np.empty((T, M, U))
     hemo = Hemodynamics((M, U), cfg.hemo)
-    t_spin = time.perf_counter() - t0
+    if resume is None:
+        t0 = time.perf_counter()
+        u = np.stack([p.to_unit(theta0[..., k]) for k, p in enumerate(params)], -1)  # (M,U,P)
+        for i, mem in zip(local, members, strict=True):
+            mem.set_params(params, theta0[i].T)
+        spin = _run_members(members, cfg.spinup_s * 1e3, 1)[0] if cfg.spinup_s > 0 else None
+        if spin is None:
+            spin = _run_members(members, cfg.tr_s * 1e3, 1)[0]
+        base = (gather(spin).mean(axis=0) if baseline_hz is None
+                else np.asarray(baseline_hz, float))
+        base = np.where(base > 0, base, max(float(base[base > 0].min(initial=1.0)), 1e-3))
+        t_spin = time.perf_counter() - t0
+        diags: list[dict[str, Any]] = []
+        t_fc = t_an = 0.0
+        t_first = 0
+    else:
+        t_first = resume.t
+        if not 0 <= t_first <= T or resume.u.shape != (M, U, P):
+            raise ValueError(f"resume: TR {t_first}, parameters {resume.u.shape} -- expected "
+                             f"a TR in [0, {T}] and ({M}, {U}, {P})")
+        u = np.array(resume.u, float)
+        hemo.set_state(resume.hemo_state)
+        rng.bit_generator.state = resume.rng_state
+        base = np.array(resume.base, float)
+        for name, dst, src in (("theta", rec["theta"], resume.theta),
+                               ("theta_prior", rec["theta_prior"], resume.theta_prior),
+                               ("bold_forecast", bold_f, resume.bold_forecast),
+                               ("bold_analysis", bold_a, resume.bold_analysis),
+                               ("rates", rates_all, resume.rates)):
+            if src.shape != (t_first, *dst.shape[1:]):
+                raise ValueError(f"resume.{name}: shape {src.shape} -- expected "
+                                 f"{(t_first, *dst.shape[1:])}")
+            dst[:t_first] = src
+        diags = [dict(d) for d in resume.diagnostics]
+        t_spin = float(resume.timings.get("spinup_s", 0.0))
+        t_fc = float(resume.timings.get("forecast_s", 0.0))
+        t_an = float(resume.timings.get("analysis_s", 0.0))
+
+    def snapshot(t: int) -> LoopState:
+        return LoopState(t, u.copy(), hemo.state, rng.bit_generator.state, base.copy(),
+                         rec["theta"][:t].copy(), rec["theta_prior"][:t].copy(),
+                         bold_f[:t].copy(), bold_a[:t].copy(), rates_all[:t].copy(),
+                         [dict(d) for d in diags],
+                         {"spinup_s": t_spin, "forecast_s": t_fc, "analysis_s": t_an})
 
     unit_of_el = np.concatenate([np.repeat(np.arange(U), P), np.tile(np.arange(U), 4)])
     loc = None
     if cfg.localize:
         el_region = obs_index[unit_of_el]
         loc = Localization.by_membership(el_region, used)
-    rec = {k: np.empty((T, M, U, P)) for k in ("theta", "theta_prior")}
-    bold_f = np.empty((T, M, R))
-    bold_a = np.empty((T, M, R))
-    rates_all = np.empty((T, M, U))
-    diags: list[dict[str, Any]] = []
-    t_fc = t_an = 0.0
-    for t in range(T):
+    for t in range(t_first, T + 1):
+        if boundary is not None and (resume is None or t > t_first):
+            boundary(t, lambda t=t: snapshot(t))
+        if t == T:
+            break
         if t < n_assim:
             u = u + cfg.rw_sd * rng.standard_normal(u.shape)
         theta = np.stack([p.from_unit(u[..., k]) for k, p in enumerate(params)], -1)

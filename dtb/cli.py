@@ -7,7 +7,8 @@ gives is checked before anything expensive happens; errors are printed as
 arguments and 1 for other errors (output directory, runtime failures).
 
 ``dtb simulate`` and ``dtb demo`` live in dtb/simulate.py; on SIGTERM or SIGUSR1 a
-simulation checkpoints and exits 75 (resumable), other commands turn SIGTERM into a failure.
+simulation or an assimilation checkpoints and exits 75 (resumable), other commands turn
+SIGTERM into a failure.
 """
 
 from __future__ import annotations
@@ -169,13 +170,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             d = info()
             print(json.dumps(d, indent=2) if a.json else render(d))
             return 0
-        # SLURM and friends send SIGTERM (or USR1) before SIGKILL.  dtb simulate writes a
-        # checkpoint and stops (exit 75, resumable); other commands turn SIGTERM into an
-        # exception, so a run directory is marked failed instead of being left "running"
+        # SLURM and friends send SIGTERM (or USR1) before SIGKILL.  dtb simulate and dtb
+        # assimilate write a checkpoint and stop (exit 75, resumable); other commands turn
+        # SIGTERM into an exception, so a run directory is marked failed, not left "running"
         on_main = threading.current_thread() is threading.main_thread()
         from dtb.simulate import StopRequest, demo, simulate
 
-        stop = StopRequest() if a.command == "simulate" else None
+        stop = StopRequest() if a.command in ("simulate", "assimilate") else None
         handlers = ({sig: stop for sig in STOP_SIGNALS} if stop is not None
                     else {signal.SIGTERM: _raise_terminated})
         old = {sig: signal.signal(sig, h) for sig, h in handlers.items()} if on_main else {}
@@ -193,7 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if a.command == "assimilate":
                 from dtb.assimilation.cli import run_assimilate
 
-                return run_assimilate(a)
+                a.command_line = ["dtb", *args_list]
+                return run_assimilate(a, stop)
             if a.command == "job":
                 from dtb.jobs import run_job
 
