@@ -1509,6 +1509,9 @@ class AssimilationRun:
         self._write()
         if self.rd is not None:
             self.rd._finished = True
+        from dtb.checkpoint import CHECKPOINTS
+
+        shutil.rmtree(self.path / CHECKPOINTS, ignore_errors=True)  # complete: not needed
         return m
 
     def fail(self, exc: BaseException) -> None:
