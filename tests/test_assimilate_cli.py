@@ -236,12 +236,12 @@ def test_bad_observation_files_are_refused(tmp_path, capsys, brain):
 
 
 def test_failed_run_leaves_only_a_failed_manifest(tmp_path, capsys, monkeypatch):
-    from dtb.assimilation import cli
+    from dtb.assimilation import outputs
 
     def broken(*a, **k):
         raise OSError("disk full (simulated)")
 
-    monkeypatch.setattr(cli, "_figures", broken)
+    monkeypatch.setattr(outputs, "_figures", broken)
     out = tmp_path / "run"
     code, _, err = _run([*TINY, "--out", str(out)], capsys)
     assert code == 1 and "disk full (simulated)" in err

@@ -1,0 +1,384 @@
+"""The run directory of ``dtb assimilate`` (``AssimilationRun``), which holds, when complete:
+
+- ``manifest.json``: written with status ``"running"`` first and replaced atomically, as the
+  last act, with ``"complete"`` (or ``"failed"``, or ``"interrupted"`` after a stop signal);
+  options, layout, timings, checksums;
+- ``assimilation.zarr``: Zarr v3 with dimension names (``xarray.open_zarr(...,
+  consolidated=False)``), the Dataset of ``dataset``, see ``DIMENSIONS`` below (times in
+  seconds, ``time_s``; BOLD a fractional signal change; rates in Hz);
+- ``metrics.json``: the scores (``dtb.assimilation.evaluation.evaluate``);
+- ``figures/``: ``parameters.png``, ``bold.png``, ``fc.png``;
+- with ``--demo``: ``brain.h5`` and ``observed_bold.csv`` (the synthetic data, reusable with
+  ``--brain RUN/brain.h5 --bold RUN/observed_bold.csv --tr 0.8``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dtb.assimilation.evaluation import summary_numbers
+from dtb.assimilation.options import Options
+from dtb.assimilation.problem import Layout, Problem
+from dtb.errors import OutputError
+
+__all__ = ["DIMENSIONS", "MANIFEST_FORMAT", "STORE", "METRICS", "FIGURES", "OBSERVED_CSV",
+           "OUTPUTS", "AssimilationRun", "dataset"]
+
+STORE = "assimilation.zarr"
+METRICS = "metrics.json"
+FIGURES = "figures"
+OBSERVED_CSV = "observed_bold.csv"
+OUTPUTS = (STORE, METRICS, FIGURES, OBSERVED_CSV)
+MANIFEST_FORMAT = "dtb-assimilation"
+
+#: Variables of ``assimilation.zarr`` and their dimensions (``tr`` TRs of the observed
+#: series, ``tr_free`` TRs of the free run, ``member``, ``unit``, ``parameter``, ``region``).
+DIMENSIONS: dict[str, tuple[str, ...]] = {
+    "theta": ("tr", "member", "unit", "parameter"),        # analysed, after each TR
+    "theta_forecast": ("tr", "member", "unit", "parameter"),  # before each analysis
+    "prior": ("member", "unit", "parameter"),              # the initial draws
+    "posterior_mean": ("unit", "parameter"),               # last assimilated TR
+    "posterior_sd": ("unit", "parameter"),
+    "bold_observed": ("tr", "region"),                     # after preprocessing
+    "bold_forecast": ("tr", "member", "region"),           # one step ahead; free after
+    "bold_analysis": ("tr", "member", "region"),
+    "rates": ("tr", "member", "unit"),                     # Hz
+    "bold_free": ("tr_free", "member", "region"),          # posterior-mean free run
+    "innovation": ("tr", "region"),                        # obs - forecast mean
+    "normalized_innovation": ("tr",),
+    "baseline_hz": ("member", "unit"),                     # zero-drive rates
+    "truth": ("unit", "parameter"),                        # twin experiments only
+}
+
+
+# --- outputs ---------------------------------------------------------------------------------
+
+def _tree_digest(path: Path) -> tuple[str, int, int]:
+    import hashlib
+
+    from dtb.rundir import sha256_file
+
+    h = hashlib.sha256()
+    n = size = 0
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        rel = f.relative_to(path).as_posix()
+        h.update(f"{rel}\0{sha256_file(f)}\n".encode())
+        n += 1
+        size += f.stat().st_size
+    return h.hexdigest(), n, size
+
+
+def dataset(prob: Problem, res: Any, free: np.ndarray, o: Options) -> Any:
+    """The results as an xarray Dataset with the dimensions of ``DIMENSIONS``."""
+    import xarray as xr
+
+    T = prob.obs.shape[0]
+    na = prob.n_assim
+    v: dict[str, Any] = {}
+
+    def put(name: str, x: Any, units: str, what: str) -> None:
+        v[name] = xr.Variable(DIMENSIONS[name], np.asarray(x), {"units": units,
+                                                                "description": what})
+
+    put("theta", res.theta, "parameter units", "analysed parameters after each TR (frozen "
+        "after the assimilated TRs)")
+    put("theta_forecast", res.theta_prior, "parameter units",
+        "parameters before each analysis (after the random walk)")
+    put("prior", prob.theta0, "parameter units", "initial draws")
+    put("posterior_mean", res.theta[na - 1].mean(axis=0), "parameter units",
+        "ensemble mean after the last assimilated TR")
+    put("posterior_sd", res.theta[na - 1].std(axis=0, ddof=1), "parameter units",
+        "ensemble SD (ddof 1) after the last assimilated TR")
+    put("bold_observed", prob.obs, "fractional signal change", "observations used")
+    put("bold_forecast", res.bold_forecast, "fractional signal change",
+        "predicted BOLD before each analysis: one step ahead while assimilating, "
+        "free-running after")
+    put("bold_analysis", res.bold_analysis, "fractional signal change", "after each analysis")
+    put("rates", res.rates, "Hz", "mean population rate of each unit over the TR")
+    put("bold_free", free, "fractional signal change",
+        "free run with the posterior-mean parameters (FC)")
+    innov = np.full(T, np.nan)
+    innov[:len(res.diagnostics)] = [d["normalized_innovation"] for d in res.diagnostics]
+    put("innovation", prob.obs - res.bold_forecast.mean(axis=1), "fractional signal change",
+        "observation minus ensemble-mean forecast")
+    put("normalized_innovation", innov, "1", "chi-square per observation (NaN: not analysed)")
+    put("baseline_hz", res.baseline_hz, "Hz", "each member's rates at nominal parameters "
+        "(zero neural drive)")
+    if prob.truth is not None:
+        put("truth", prob.truth, "parameter units", "the twin experiment's true parameters")
+    coords = {
+        "tr": xr.Variable("tr", np.arange(T)),
+        "time_s": xr.Variable("tr", (np.arange(T) + 1) * o.tr_s, {"units": "s"}),
+        "assimilated_tr": xr.Variable("tr", np.arange(T) < na),
+        "member": xr.Variable("member", np.arange(o.members)),
+        "unit": xr.Variable("unit", np.arange(prob.obs_index.size)),
+        "unit_label": xr.Variable("unit", np.asarray(prob.spec.unit_labels, np.int64)),
+        "parameter": xr.Variable("parameter", np.array([p.key for p in prob.params], object)),
+        "low": xr.Variable("parameter", np.array([p.low for p in prob.params])),
+        "high": xr.Variable("parameter", np.array([p.high for p in prob.params])),
+        "region": xr.Variable("region", np.asarray(prob.labels, np.int64)),
+        "assimilated_region": xr.Variable("region", prob.assimilated.copy()),
+        "tr_free": xr.Variable("tr_free", np.arange(free.shape[0])),
+    }
+    return xr.Dataset(v, coords, attrs={"format": "dtb-assimilation", "tr_s": o.tr_s,
+                                         "time_units": "s", "method": o.method,
+                                         "trs_assimilated": na})
+
+
+def _figures(prob: Problem, res: Any, free: np.ndarray, fig_dir: Path, o: Options) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dtb.assimilation.metrics import fc
+
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    T, R = prob.obs.shape
+    t = (np.arange(T) + 1) * o.tr_s
+    na = prob.n_assim
+    names = []
+    # parameters: ensemble mean +- sd for a few units (truth dashed in a twin experiment)
+    U = prob.obs_index.size
+    show = np.unique(np.linspace(0, U - 1, min(6, U)).astype(int))
+    fig, axes = plt.subplots(len(prob.params), 1, figsize=(9, 3.2 * len(prob.params)),
+                             squeeze=False)
+    for k, p in enumerate(prob.params):
+        ax = axes[k, 0]
+        for j, uu in enumerate(show):
+            mu = res.theta[:, :, uu, k].mean(axis=1)
+            sd = res.theta[:, :, uu, k].std(axis=1, ddof=1)
+            ax.plot(t, mu, color=f"C{j}", lw=1.2, label=f"unit {uu}")
+            ax.fill_between(t, mu - sd, mu + sd, color=f"C{j}", alpha=0.2, lw=0)
+            if prob.truth is not None:
+                ax.axhline(prob.truth[uu, k], color=f"C{j}", ls="--", lw=0.8)
+        if na < T:
+            ax.axvspan(t[na - 1], t[-1], color="0.9", zorder=-1)
+        ax.set_ylabel(p.key)
+        ax.set_xlabel("time (s)")
+        ax.legend(ncol=6, fontsize=7)
+    axes[0, 0].set_title("Hyperparameters: ensemble mean ± SD"
+                         + (" (dashed: truth)" if prob.truth is not None else "")
+                         + (" ; grey: frozen, not assimilated" if na < T else ""))
+    fig.tight_layout()
+    fig.savefig(fig_dir / "parameters.png", dpi=90)
+    plt.close(fig)
+    names.append("parameters.png")
+    # observed vs predicted BOLD, a few regions
+    regs = np.unique(np.linspace(0, R - 1, min(4, R)).astype(int))
+    fig, axes = plt.subplots(len(regs), 1, figsize=(9, 2.2 * len(regs)), sharex=True,
+                             squeeze=False)
+    for j, r in enumerate(regs):
+        ax = axes[j, 0]
+        mu = res.bold_forecast[:, :, r].mean(axis=1) * 100
+        sd = res.bold_forecast[:, :, r].std(axis=1, ddof=1) * 100
+        ax.plot(t, prob.obs[:, r] * 100, "k.-", lw=0.8, ms=3, label="observed")
+        ax.plot(t, mu, color="C3", lw=1.2, label="forecast (ensemble mean)")
+        ax.fill_between(t, mu - sd, mu + sd, color="C3", alpha=0.2, lw=0)
+        if na < T:
+            ax.axvspan(t[na - 1], t[-1], color="0.9", zorder=-1)
+        held = "" if prob.assimilated[r] else " (held out)"
+        ax.set_ylabel(f"region {int(prob.labels[r])}{held}\n% signal", fontsize=8)
+    axes[0, 0].legend(fontsize=7, ncol=2)
+    axes[-1, 0].set_xlabel("time (s)")
+    axes[0, 0].set_title("BOLD: observed and one-step forecast (grey: free-running forecast, "
+                         "not assimilated)")
+    fig.tight_layout()
+    fig.savefig(fig_dir / "bold.png", dpi=90)
+    plt.close(fig)
+    names.append("bold.png")
+    # FC
+    fo = fc(prob.obs)
+    ff = np.nanmean(np.stack([fc(free[:, i]) for i in range(free.shape[1])]), axis=0)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
+    for ax, mat, title in ((axes[0], fo, "observed"), (axes[1], ff, "free run, posterior mean")):
+        img = ax.imshow(mat, vmin=-1, vmax=1, cmap="RdBu_r", interpolation="nearest")
+        ax.set_title(f"FC, {title}")
+        ax.set_xlabel("region")
+    axes[0].set_ylabel("region")
+    fig.colorbar(img, ax=axes, label="Pearson r", shrink=0.8)
+    fig.savefig(fig_dir / "fc.png", dpi=90)
+    plt.close(fig)
+    names.append("fc.png")
+    return names
+
+
+def _write_csv(path: Path, labels: np.ndarray, data: np.ndarray) -> tuple[str, int]:
+    from dtb.rundir import write_atomic
+
+    buf = io.StringIO()
+    buf.write(",".join(str(int(v)) for v in labels) + "\n")
+    np.savetxt(buf, data, delimiter=",", fmt="%.10g")
+    return write_atomic(path, buf.getvalue().encode(), "observed BOLD")
+
+
+class AssimilationRun:
+    """The run directory of ``dtb assimilate`` (``dtb.rundir.RunDirectory`` checks and
+    clears it): manifest ``running`` first, outputs through temporary names, manifest
+    ``complete`` last; on an exception the outputs are removed and the manifest says
+    ``failed``."""
+
+    def __init__(self, path: Path, overwrite: bool):
+        from dtb.rundir import RunDirectory
+
+        self.rd: Any = RunDirectory(path, overwrite=overwrite)
+        self.path = Path(path)
+        self.manifest: dict[str, Any] = {}
+
+    @classmethod
+    def reopen(cls, path: Path) -> AssimilationRun:
+        """The run directory of an interrupted run (``--resume``), manifest read back and
+        nothing removed (``resume._read_resume_manifest`` checked it)."""
+        self = cls.__new__(cls)
+        self.rd = None
+        self.path = Path(path)
+        self.manifest = json.loads((self.path / "manifest.json").read_text())
+        self.started = True
+        return self
+
+    def restart(self, tr: int, checkpoint: str, threads: int | None) -> None:
+        """Mark a reopened run ``"running"`` again, appending the restart (time, TR and
+        checkpoint directory name) to ``restarts``."""
+        from dtb.rundir import utc_now
+
+        m = self.manifest
+        m.update(status="running", error=None, end_time=None)
+        if threads is not None:
+            m["threads"] = threads
+        m.pop("interrupted", None)
+        m.setdefault("restarts", []).append({"time": utc_now(), "tr": int(tr),
+                                             "checkpoint": checkpoint})
+        self._write()
+
+    def interrupt(self, tr: int, checkpoint: str, reason: str) -> None:
+        """Mark the run ``"interrupted"``: resumable from ``checkpoint`` (a directory name
+        under ``checkpoints/``) at TR ``tr``; ``reason`` the signal's name."""
+        from dtb.rundir import utc_now
+
+        self.manifest["status"] = "interrupted"
+        self.manifest["end_time"] = utc_now()
+        self.manifest["interrupted"] = {"time": utc_now(), "tr": int(tr),
+                                        "checkpoint": checkpoint, "reason": reason}
+        self._write()
+
+    def _write(self) -> None:
+        from dtb.rundir import _jsonable, write_atomic
+
+        text = json.dumps(_jsonable(self.manifest), indent=2, allow_nan=False) + "\n"
+        write_atomic(self.path / "manifest.json", text.encode(), "manifest")
+
+    def begin(self, o: Options, prob: Problem, lay: Layout) -> None:
+        import platform
+        import socket
+
+        import numba
+
+        from dtb.rundir import utc_now, versions
+
+        opts = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(o).items()
+                if k not in ("extra", "out", "overwrite", "quiet")}
+        self.manifest = {
+            "format": MANIFEST_FORMAT, "format_version": 1, "status": "running",
+            "error": None, "dtb_version": versions()["dtb"], "versions": versions(),
+            "command": list(o.extra.get("command") or ["dtb", *sys.argv[1:]]),
+            "cwd": os.getcwd(), "hostname": socket.gethostname(),
+            "platform": platform.platform(), "source": prob.source, "options": opts,
+            "seed": o.seed, "ranks": lay.ranks,
+            "layout": {"members": o.members, "ranks_per_member": lay.ranks_per_member,
+                       "member_communicators": lay.groups,
+                       "members_per_communicator": o.members // lay.groups},
+            "threads": o.threads or numba.get_num_threads(),
+            "neurons_per_member": prob.net.n_neurons, "units": int(prob.obs_index.size),
+            "start_time": utc_now(), "end_time": None, "timings": None, "outputs": {}}
+        if o.demo:
+            from dtb.rundir import sha256_file
+
+            brain = self.path / "brain.h5"
+            prob.spec.save(brain)
+            self.manifest["source"]["brain"] = str(brain.resolve())
+            self.manifest["source"]["brain_sha256"] = sha256_file(brain)
+        self._write()
+        self.started = True
+
+    def complete(self, o: Options, prob: Problem, res: Any, free: np.ndarray,
+                 metrics: dict[str, Any], lay: Layout) -> dict[str, Any]:
+        from dtb.rundir import _TMP_PREFIX, _jsonable, utc_now, write_atomic
+
+        outputs: dict[str, Any] = {}
+        ds = dataset(prob, res, free, o)
+        tmp = self.path / f"{_TMP_PREFIX}{os.getpid()}-{STORE}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        ds.to_zarr(str(tmp), mode="w", zarr_format=3, consolidated=False)
+        os.replace(tmp, self.path / STORE)
+        digest, n, size = _tree_digest(self.path / STORE)
+        outputs[STORE] = {"path": STORE, "format": "zarr-v3", "sha256_tree": digest,
+                          "files": n, "bytes": size,
+                          "variables": {k: list(DIMENSIONS[k]) for k in ds.data_vars}}
+        text = json.dumps(_jsonable(metrics), indent=2, allow_nan=False) + "\n"
+        d, s = write_atomic(self.path / METRICS, text.encode(), "metrics")
+        outputs[METRICS] = {"path": METRICS, "sha256": d, "bytes": s}
+        if o.demo:
+            d, s = _write_csv(self.path / OBSERVED_CSV, prob.labels, prob.obs)
+            outputs[OBSERVED_CSV] = {"path": OBSERVED_CSV, "sha256": d, "bytes": s,
+                                     "tr_s": o.tr_s}
+        tmpf = self.path / f"{_TMP_PREFIX}{os.getpid()}-{FIGURES}"
+        shutil.rmtree(tmpf, ignore_errors=True)
+        names = _figures(prob, res, free, tmpf, o)
+        os.replace(tmpf, self.path / FIGURES)
+        from dtb.rundir import sha256_file
+
+        outputs[FIGURES] = {n: {"path": f"{FIGURES}/{n}",
+                                "sha256": sha256_file(self.path / FIGURES / n)} for n in names}
+        m = self.manifest
+        m["outputs"] = outputs
+        m["timings"] = metrics["timings"]
+        m["summary"] = summary_numbers(metrics)
+        m["status"] = "complete"
+        m["end_time"] = utc_now()
+        self._write()
+        if self.rd is not None:
+            self.rd._finished = True
+        from dtb.checkpoint import CHECKPOINTS
+
+        shutil.rmtree(self.path / CHECKPOINTS, ignore_errors=True)  # complete: not needed
+        return m
+
+    def fail(self, exc: BaseException) -> None:
+        from dtb.rundir import _TMP_PREFIX, utc_now
+
+        for q in self.path.glob(f"{_TMP_PREFIX}*"):
+            if q.is_dir():
+                shutil.rmtree(q, ignore_errors=True)
+            else:
+                q.unlink(missing_ok=True)
+        for name in OUTPUTS:
+            q = self.path / name
+            if q.is_dir():
+                shutil.rmtree(q, ignore_errors=True)
+            elif q.exists():
+                q.unlink()
+        if not getattr(self, "started", False):
+            return
+        self.manifest["status"] = "failed"
+        self.manifest["error"] = (f"{type(exc).__name__}: {exc}" if str(exc)
+                                  else type(exc).__name__)
+        self.manifest["end_time"] = utc_now()
+        with contextlib.suppress(OutputError):
+            self._write()
+
+    def __enter__(self) -> AssimilationRun:
+        return self
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is not None and self.manifest.get("status") != "complete":
+            self.fail(exc)
+

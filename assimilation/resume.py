@@ -1,0 +1,212 @@
+"""Checkpoint and restart of ``dtb assimilate`` (as ``dtb simulate``).
+
+``--checkpoint-every MS`` writes a checkpoint (``RUN/checkpoints/step-<TR>/``, one file per
+world rank: every local member's engine state, the loop's ``LoopState``, the observations and
+baselines) at the first TR boundary at or after each multiple of MS ms of model time (every
+``ceil(MS / TR)`` TRs, TR in seconds: ``checkpoint_trs``); on SIGTERM or SIGUSR1 the ranks
+agree (an allreduce at every TR boundary), write one at the next boundary and raise
+``Stopped`` (the run is marked ``"interrupted"``, exit 75).  ``dtb assimilate --resume RUN``
+rebuilds the run's arguments from its manifest (``resume_args``), loads the newest usable
+checkpoint (``load_resume``) and continues bitwise identically (``assimilation.zarr``,
+``metrics.json`` but its timings).  Not checkpointed: the twin truth, baselines and spin-up
+before the first boundary, and the posterior-mean free run after the last (a stop requested
+there is honoured at TR 0, or not at all: the run completes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dtb.assimilation.options import Options, UsageError, assimilate_parser
+from dtb.assimilation.outputs import MANIFEST_FORMAT
+from dtb.assimilation.problem import Layout, Problem
+from dtb.errors import DtbError
+
+__all__ = ["Stopped", "Resume", "checkpoint_trs", "resume_args", "load_resume", "checkpointer"]
+
+
+class Stopped(Exception):
+    """Raised at a TR boundary after the checkpoint a stop signal asked for (all ranks)."""
+
+    def __init__(self, tr: int, path: Path, signum: int):
+        import signal
+
+        self.tr, self.path, self.signum = tr, path, signum
+        self.reason = signal.Signals(signum).name
+        super().__init__(f"stopped by {self.reason} at TR {tr}")
+
+
+@dataclass
+class Resume:
+    """What ``--resume`` continues from: the checkpoint's TR, directory, this rank's
+    arrays and the metadata."""
+
+    tr: int
+    path: Path
+    state: dict[str, np.ndarray]
+    meta: dict[str, Any]
+
+
+def checkpoint_trs(ms: float | None, tr_s: float) -> int | None:
+    """``--checkpoint-every`` MS ms in whole TRs: the first TR boundary at or after MS ms of
+    model time, i.e. every ``ceil(MS / TR)`` TRs (None: no periodic checkpoints)."""
+    if ms is None:
+        return None
+    return max(1, math.ceil(ms / (tr_s * 1e3) - 1e-9))
+
+
+_RESUME_KEEPS = ("resume", "checkpoint_every", "threads", "quiet", "command", "command_line",
+                 "run_dir")
+
+
+def resume_args(a: argparse.Namespace, comm: Any) -> tuple[argparse.Namespace, list[str]]:
+    """The arguments of the run ``--resume RUN`` continues (rebuilt from its manifest, with
+    its input files checked) and its recorded command line; raises UsageError (exit 2)."""
+    plain = assimilate_parser().parse_args(["assimilate", "--resume", a.resume])
+    for k, v in vars(plain).items():
+        if k not in _RESUME_KEEPS and getattr(a, k, v) != v:
+            raise UsageError(f"--resume {a.resume}: --{k.replace('_', '-')} cannot be given "
+                             "-- a resumed run continues with the data, options and outputs "
+                             "it was started with (only --checkpoint-every, --threads and "
+                             "--quiet may be given)")
+    run = Path(a.resume)
+    plan: Any = None
+    if comm is None or comm.Get_rank() == 0:
+        try:
+            plan = _read_resume_manifest(run, 1 if comm is None else comm.Get_size())
+        except DtbError as e:
+            plan = e
+    if comm is not None:
+        plan = comm.bcast(plan, root=0)
+    if isinstance(plan, BaseException):
+        raise plan
+    command, manifest = plan
+    b = assimilate_parser().parse_args(["assimilate", *command[2:]])
+    src = manifest.get("source") or {}
+    if src.get("kind") == "brain":
+        b.brain, b.bold = src["brain"], src["bold"]
+    cwd = Path(manifest.get("cwd") or ".")
+    for k in ("labels", "atlas"):
+        v = getattr(b, k)
+        if v is not None and not Path(v).is_absolute():
+            setattr(b, k, str(cwd / v))
+    b.out, b.overwrite, b.resume = str(run), False, str(run)
+    b.quiet = a.quiet
+    if a.threads is not None:
+        b.threads = a.threads
+    b.checkpoint_every = (a.checkpoint_every if a.checkpoint_every is not None
+                          else (manifest.get("options") or {}).get("checkpoint_every"))
+    return b, list(command)
+
+
+def _read_resume_manifest(run: Path, ranks: int) -> tuple[list[str], dict[str, Any]]:
+    """(command line, manifest) of the run at ``run`` after checking that it can be resumed
+    by ``ranks`` ranks: a dtb assimilate run, not complete, its input files unchanged, a
+    checkpoint written by as many ranks (rank 0; raises UsageError)."""
+    from dtb import checkpoint
+    from dtb.rundir import sha256_file
+
+    try:
+        m = json.loads((run / "manifest.json").read_text())
+    except (OSError, ValueError) as e:
+        raise UsageError(f"--resume {run}: no readable manifest.json ({e}) -- expected the "
+                         "run directory of an interrupted dtb assimilate") from None
+    command = m.get("command")
+    if (m.get("format") != MANIFEST_FORMAT or not isinstance(command, list)
+            or len(command) < 2 or command[1] != "assimilate"):
+        raise UsageError(f"--resume {run}: not a dtb assimilate run -- resume it with the "
+                         "command that made it")
+    if m.get("status") == "complete":
+        raise UsageError(f"--resume {run}: the run is complete -- nothing to resume")
+    src = m.get("source") or {}
+    for key in ("brain", "bold"):
+        if src.get("kind") != "brain":
+            break
+        path = Path(src.get(key, ""))
+        if not path.is_file():
+            raise UsageError(f"--resume {run}: the run's {key} file {path} is missing -- "
+                             f"expected it unchanged (sha256 {src.get(key + '_sha256')})")
+        digest = sha256_file(path)
+        if digest != src.get(key + "_sha256"):
+            raise UsageError(f"--resume {run}: the run's {key} file {path} has changed since "
+                             f"the run started (sha256 {digest}, the run recorded "
+                             f"{src.get(key + '_sha256')}) -- a resumed run must read the "
+                             "same files")
+    cands = checkpoint.candidates(run)
+    if not cands:
+        raise UsageError(f"--resume {run}: no checkpoint in {run / checkpoint.CHECKPOINTS} -- "
+                         "the run stopped before writing one; start it again with --overwrite")
+    counts = set()
+    for d in cands:
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            counts.add(int(json.loads((d / checkpoint.COMPLETE).read_text())["ranks"]))
+    if counts and ranks not in counts:
+        raise UsageError(f"--resume {run}: its checkpoints were written by "
+                         f"{' or '.join(map(str, sorted(counts)))} rank(s), this job has "
+                         f"{ranks} -- resume with the same number of ranks (mpiexec -n "
+                         f"{max(counts)})")
+    return command, m
+
+
+def load_resume(run: Path, comm: Any) -> Resume:
+    from dtb import checkpoint
+
+    got = checkpoint.load_latest(run, comm)
+    if got is None:
+        raise UsageError(f"--resume {run}: no usable checkpoint in {run / 'checkpoints'} "
+                         "(each one is missing a rank's file, damaged or written by another "
+                         "number of ranks) -- start the run again with --overwrite")
+    tr, state, meta = got
+    return Resume(tr, checkpoint.step_dir(run, tr), state, meta)
+
+
+def checkpointer(prob: Problem, o: Options, lay: Layout, members: list[Any],
+                  base: np.ndarray, times: dict[str, float], stop: Any, log: Any
+                  ) -> Any:
+    """The loop's ``boundary`` hook: a checkpoint every ``--checkpoint-every`` (in TRs) and,
+    when some rank got a stop signal (``stop.agreed``, a collective at every boundary), one
+    more and ``Stopped``.  Every rank writes its members' engine states and the (identical)
+    loop state; ``dtb.checkpoint.save`` is a collective on the world communicator."""
+    from dtb import checkpoint
+
+    every = checkpoint_trs(o.checkpoint_every, o.tr_s)
+    T = prob.obs.shape[0]
+
+    def boundary(t: int, snapshot: Any) -> None:
+        signum = stop.agreed(lay.comm) if stop is not None else 0
+        if not signum and not (every is not None and 0 < t < T and t % every == 0):
+            return
+        t0 = time.perf_counter()
+        st = snapshot()
+        state: dict[str, np.ndarray] = {f"loop/{k}": v for k, v in st.arrays().items()}
+        for i, mem in zip(lay.local, members, strict=True):
+            for k, v in mem.engine.get_state().items():
+                state[f"member{i:05d}/engine/{k}"] = v
+        state["problem/obs"] = prob.obs
+        state["problem/base"] = base
+        if prob.obs_clean is not None:
+            state["problem/obs_clean"] = prob.obs_clean
+        import signal
+
+        meta = {"tr": t, "trs": T, "tr_s": o.tr_s, "members": o.members,
+                "ranks_per_member": lay.ranks_per_member, "loop": st.meta(),
+                "truth_s": o.extra.get("truth_s", 0.0), "times": times,
+                "signal": signal.Signals(signum).name if signum else None}
+        path = checkpoint.save(o.out, t, state, meta, comm=lay.comm)
+        if log:
+            nbytes = sum(f.stat().st_size for f in path.glob("rank-*.h5"))
+            print(f"dtb: checkpoint at TR {t}: {path} ({nbytes / 1e6:.1f} MB, "
+                  f"{time.perf_counter() - t0:.2f} s)", file=log, flush=True)
+        if signum:
+            raise Stopped(t, path, signum)
+
+    return boundary
