@@ -42,17 +42,25 @@ class Progress:
         self.interval_s = interval_s
         self.redraw_s = redraw_s
         self.t0 = time.perf_counter()
+        self.done0 = 0  # steps already done when timing started (a resumed run)
         self._last_print = self.t0
         self._decile = 0
         self._drawn = False
+
+    def begin(self, done: int) -> None:
+        """Start timing now, at ``done`` steps (non-zero when a run resumes): the real-time
+        factor and ETA count only the steps advanced since."""
+        self.t0 = self._last_print = time.perf_counter()
+        self.done0 = int(done)
 
     def figures(self, done: int, total: int) -> tuple[float, float, float, float, float]:
         """(fraction done, model ms reached, wall s, real-time factor, ETA s)."""
         wall = time.perf_counter() - self.t0
         frac = done / total if total else 1.0
         model_ms = done * self.dt
-        rtf = wall / (model_ms * 1e-3) if model_ms > 0 else float("nan")
-        eta = wall * (total - done) / done if done else float("nan")
+        advanced = done - self.done0
+        rtf = wall / (advanced * self.dt * 1e-3) if advanced > 0 else float("nan")
+        eta = wall * (total - done) / advanced if advanced > 0 else float("nan")
         return frac, model_ms, wall, rtf, eta
 
     def update(self, done: int, total: int) -> None:

@@ -586,6 +586,8 @@ class Recording:
                              f"{self.step0}..{self.step0 + total}")
         chunk = self.chunk_steps()
         every = checkpoint_steps if checkpoint_steps and checkpoint_steps > 0 else None
+        if progress is not None and hasattr(progress, "begin"):
+            progress.begin(done)
         while done < total:
             # the next chunk end: a multiple of the chunk (sampling steps stay chunk ends),
             # a checkpoint step, or the end

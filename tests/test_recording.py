@@ -293,3 +293,18 @@ def test_progress_log_lines_elsewhere(monkeypatch: pytest.MonkeyPatch):
     assert lines[-1].startswith("dtb: simulate 100%  100.0/100.0 ms model time, 700.0 s")
     tenths = [ln.split()[2] for ln in lines]
     assert all(f"{10 * j}%" in tenths for j in range(1, 11))
+
+
+def test_progress_after_a_resume_counts_only_new_steps(monkeypatch: pytest.MonkeyPatch):
+    """A run resumed at 60 % advances 100 steps (10 ms) in 10 s: real-time factor 1000
+    (not 10 s / 70 ms), and 30 s left for the remaining 300 steps."""
+    s = io.StringIO()
+    now = [100.0]
+    monkeypatch.setattr(time, "perf_counter", lambda: now[0])
+    p = Progress(0.1, s, interval_s=1e9)
+    p.begin(600)
+    now[0] = 110.0
+    p.update(700, 1000)
+    line = s.getvalue().splitlines()[-1]
+    assert "70%" in line and "70.0/100.0 ms" in line
+    assert "real-time factor 1e+03" in line and "ETA 30.0 s" in line
