@@ -54,7 +54,6 @@ from dtb.assimilation.problem import (
     twin_truth,
 )
 from dtb.assimilation.resume import Resume, Stopped, checkpointer, load_resume, resume_args
-from dtb.errors import ConfigError, DtbError, InputError
 
 __all__ = ["add_assimilate_parser", "run_assimilate", "main", "DIMENSIONS", "Options",
            "evaluate"]
@@ -246,33 +245,17 @@ def summary(manifest: dict[str, Any], m: dict[str, Any], out: Path) -> str:
     return "\n".join(lines)
 
 
-# --- stand-alone entry point (until dtb.cli registers the command) ----------------------------
+# --- stand-alone entry point -------------------------------------------------------------------
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m dtb.assimilation.cli ARGS``: as ``dtb assimilate ARGS``, with dtb's error
-    handling (``dtb: error: ...``; exit 2 for bad values and inputs, 1 otherwise)."""
-    p = argparse.ArgumentParser(prog="dtb")
-    sub = p.add_subparsers(dest="command", required=True)
-    add_assimilate_parser(sub)
+    """``python -m dtb.assimilation.cli ARGS``: exactly ``dtb assimilate ARGS`` (the same
+    parser, signal handling and error handling, from dtb.cli)."""
+    from dtb.cli import main as dtb_main
+
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] != "assimilate":
         argv = ["assimilate", *argv]
-    a = p.parse_args(argv)
-    a.command_line = ["dtb", *argv]
-    from dtb.cli import EXIT_ERROR, EXIT_USAGE, _mpi_abort, _report_failed_run
-
-    try:
-        return run_assimilate(a)
-    except (ConfigError, InputError) as e:
-        _mpi_abort(e, EXIT_USAGE)
-        print(f"dtb: error: {e}", file=sys.stderr)
-        _report_failed_run(a)
-        return EXIT_USAGE
-    except (DtbError, ValueError, OSError) as e:
-        _mpi_abort(e, EXIT_ERROR)
-        print(f"dtb: error: {e}", file=sys.stderr)
-        _report_failed_run(a)
-        return EXIT_ERROR
+    return dtb_main(argv)
 
 
 if __name__ == "__main__":

@@ -79,17 +79,10 @@ def resume_args(a: argparse.Namespace, comm: Any) -> tuple[argparse.Namespace, l
                              "it was started with (only --checkpoint-every, --threads and "
                              "--quiet may be given)")
     run = Path(a.resume)
-    plan: Any = None
-    if comm is None or comm.Get_rank() == 0:
-        try:
-            plan = _read_resume_manifest(run, 1 if comm is None else comm.Get_size())
-        except DtbError as e:
-            plan = e
-    if comm is not None:
-        plan = comm.bcast(plan, root=0)
-    if isinstance(plan, BaseException):
-        raise plan
-    command, manifest = plan
+    from dtb.distributed import on_root
+
+    size = 1 if comm is None else comm.Get_size()
+    command, manifest = on_root(comm, lambda: _read_resume_manifest(run, size), DtbError)
     b = assimilate_parser().parse_args(["assimilate", *command[2:]])
     src = manifest.get("source") or {}
     if src.get("kind") == "brain":

@@ -266,6 +266,23 @@ class Ownership:
         return cls(arrays[0::2], arrays[1::2], ranks)
 
 
+def on_root(comm, fn, catch: type[BaseException] | tuple = Exception):
+    """``fn()`` computed on rank 0 of ``comm`` (or by the only process) and its result
+    returned on every rank (a collective).  An exception of a ``catch`` type raised there
+    is raised on every rank, instead of leaving the others waiting in the broadcast."""
+    value, error = None, None
+    if comm is None or comm.Get_rank() == 0:
+        try:
+            value = fn()
+        except catch as e:
+            error = e
+    if comm is not None:
+        value, error = comm.bcast((value, error), root=0)
+    if error is not None:
+        raise error
+    return value
+
+
 def planned_ownership(spec, comm, method: str = "metis", routing: str = "direct",
                       ranks_per_node: int | None = None, seed: int = 0) -> Ownership:
     """The ownership of a partition plan of brain ``spec`` over comm's ranks: rank 0 plans
@@ -274,20 +291,13 @@ def planned_ownership(spec, comm, method: str = "metis", routing: str = "direct"
     from dtb.partition import plan
 
     ranks = comm.Get_size() if comm is not None else 1
-    rank0 = comm is None or comm.Get_rank() == 0
-    arrays, error = None, None
-    if rank0:
-        try:
-            pl = plan(spec, ranks, routing=routing, method=method,
-                      ranks_per_node=ranks_per_node, seed=seed)
-            arrays = Ownership.from_plan(pl, spec).to_arrays()
-        except Exception as e:  # every rank must learn of it, not wait in bcast
-            error = e
-    if comm is not None:
-        arrays, error = comm.bcast((arrays, error), root=0)
-    if error is not None:
-        raise error
-    return Ownership.from_arrays(arrays, ranks)
+
+    def make() -> list[np.ndarray]:
+        pl = plan(spec, ranks, routing=routing, method=method,
+                  ranks_per_node=ranks_per_node, seed=seed)
+        return Ownership.from_plan(pl, spec).to_arrays()
+
+    return Ownership.from_arrays(on_root(comm, make), ranks)
 
 
 @nb.njit(cache=True)

@@ -422,18 +422,11 @@ def _resume_plan(a: argparse.Namespace, comm: Any) -> tuple[argparse.Namespace, 
                               "started with (only --checkpoint-every, --threads and --quiet "
                               "may be given)")
     run = Path(a.resume)
-    rank, size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
-    plan: Any = None
-    if rank == 0:
-        try:
-            plan = _read_resume_plan(run, size)
-        except (_UsageError, DtbError) as e:
-            plan = e
-    if comm is not None:
-        plan = comm.bcast(plan, root=0)
-    if isinstance(plan, BaseException):
-        raise plan
-    command, source = plan
+    from dtb.distributed import on_root
+
+    size = comm.Get_size() if comm is not None else 1
+    command, source = on_root(comm, lambda: _read_resume_plan(run, size),
+                              (_UsageError, DtbError))
     b = _parser().parse_args(command[1:])
     if source["kind"] == "config":
         b.config = source["path"]

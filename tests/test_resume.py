@@ -24,6 +24,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from interrupt import signal_after_checkpoint
 
 from dtb import checkpoint as ck
 from dtb.cli import EXIT_TEMPFAIL, main
@@ -71,22 +72,7 @@ def interrupted(out: Path, args: list[str], sig: int = signal.SIGTERM, ranks: in
     cmd = [DTB, "simulate", *args, *EVERY, "--out", str(out)]
     if ranks > 1:
         cmd = [MPIEXEC, "-n", str(ranks), *cmd]
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         env=_env())
-    t0 = time.monotonic()
-    try:
-        while not [d for d in (out / ck.CHECKPOINTS).glob("step-*")
-                   if int(d.name[5:]) >= after]:
-            assert p.poll() is None, f"ended before its first checkpoint:\n{p.stderr.read()}"
-            assert time.monotonic() - t0 < 300, "no checkpoint within 300 s"
-            time.sleep(0.02)
-        p.send_signal(sig)
-        stdout, stderr = p.communicate(timeout=300)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.communicate()
-    return subprocess.CompletedProcess(cmd, p.returncode, stdout, stderr)
+    return signal_after_checkpoint(cmd, out, sig, after, _env())
 
 
 def manifest(run: Path) -> dict:
