@@ -308,3 +308,24 @@ def test_progress_after_a_resume_counts_only_new_steps(monkeypatch: pytest.Monke
     line = s.getvalue().splitlines()[-1]
     assert "70%" in line and "70.0/100.0 ms" in line
     assert "real-time factor 1e+03" in line and "ETA 30.0 s" in line
+
+
+def test_samples_on_the_gpu_backend_read_the_device_state(tiny: Path, tmp_path: Path):
+    """With the state on the device (here the host emulation of the GPU backend), sampled
+    V and synaptic traces are the CPU engine's, not the copy left at construction."""
+    pytest.importorskip("dtb.gpu.hostemu")
+    net, _ = dtb.load_config(tiny)
+    spec = RecordSpec(spikes="none", rates_ms=None, units_ms=None,
+                      samples=SampleSpec((("E", (0, 7, 39)), ("C", (5,))), 3, ("V", "syn")))
+    got = {}
+    for backend in ("cpu", "gpu-emulated"):
+        eng = Engine(net, dt=0.1, seed=3, backend=backend)
+        rec = Recording(eng, tmp_path / backend, spec, 30.0)
+        rec.run()
+        rec.finish(write_atomic)
+        got[backend] = xr.open_zarr(tmp_path / backend / "series.zarr", consolidated=False)
+    names = ["V", "syn0", "syn1", "syn2", "syn3"]
+    assert np.ptp(got["cpu"]["V"].values) > 0  # the state moved
+    assert any(np.ptp(got["cpu"][n].values) > 0 for n in names[1:])
+    for name in names:
+        np.testing.assert_array_equal(got["cpu"][name].values, got["gpu-emulated"][name].values)
