@@ -137,7 +137,8 @@ def _add_record_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--record", action="append", metavar="KIND[:ARGS]",
                    help="what to record, over the config's record section (repeatable): "
                         "spikes:all|none|sample=N, rates:BIN_MS|off, units:BIN_MS|off, "
-                        "samples:n=N,every=K,variables=V+syn, bold:TR_MS|off, hdf5")
+                        "samples:n=N,every=K,variables=V+syn, bold:TR_MS|off, hdf5, "
+                        "chunks:COLUMNS, spike_buffer:MB")
 
 
 # --- simulate ---------------------------------------------------------------------------

@@ -13,6 +13,7 @@ The ``record:`` section of a YAML configuration (or ``--record`` on the command 
       bold: {tr_ms: 720.0, baseline_hz: 5.0}   # BOLD per unit (Balloon-Windkessel)
       hdf5: false              # also write the dense series to series.h5
       chunk_columns: 512       # columns (units, neurons) per chunk of the dense series
+      spike_buffer_mb: 64      # spikes a rank holds in memory before appending them to disk
 
 Defaults: every spike, population rates in 1 ms bins, unit rates in 10 ms bins (networks
 with units), no samples, no BOLD, Zarr only.
@@ -27,6 +28,7 @@ resumed recording (``resume=True``) reopens the outputs and continues bitwise.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -59,7 +61,8 @@ class RecordSpec:
     """What to record.  ``spikes``: "all", "none" or "sample" (``spike_sample`` neurons per
     population); ``rates_ms`` / ``units_ms``: bin widths in ms (None: off); ``samples``;
     ``bold_tr_ms``: BOLD sampling interval in ms (None: off) with ``bold_baseline_hz``;
-    ``hdf5``: also write series.h5."""
+    ``hdf5``: also write series.h5; ``spike_buffer_mb``: spikes (16 bytes each) a rank holds
+    in memory before it appends them to its spill file (dtb.spikes_io)."""
 
     spikes: str = "all"
     spike_sample: int = 0
@@ -70,6 +73,7 @@ class RecordSpec:
     bold_baseline_hz: float = 5.0
     hdf5: bool = False
     chunk_columns: int = 512
+    spike_buffer_mb: float = 64.0
 
     def to_dict(self) -> dict[str, Any]:
         """The ``record:`` mapping that parses back to this spec."""
@@ -82,6 +86,7 @@ class RecordSpec:
                      if self.bold_tr_ms is not None else False),
             "hdf5": self.hdf5,
             "chunk_columns": self.chunk_columns,
+            "spike_buffer_mb": self.spike_buffer_mb,
         }
 
 
@@ -123,7 +128,8 @@ def parse_record(d: Any, add: Callable[[str, Any, str], None],
     if not isinstance(d, Mapping):
         add(path, d, "a mapping (spikes, rates, units, samples, bold, hdf5)")
         return base
-    allowed = {"spikes", "rates", "units", "samples", "bold", "hdf5", "chunk_columns"}
+    allowed = {"spikes", "rates", "units", "samples", "bold", "hdf5", "chunk_columns",
+               "spike_buffer_mb"}
     for k in d:
         if k not in allowed:
             add(f"{path}.{k}", d[k], f"one of the keys {', '.join(sorted(allowed))}")
@@ -172,8 +178,13 @@ def parse_record(d: Any, add: Callable[[str, Any, str], None],
     if not (_int(chunk) and chunk > 0):
         add(f"{path}.chunk_columns", chunk, "a number of columns per chunk > 0")
         chunk = base.chunk_columns
+    buffer_mb = d.get("spike_buffer_mb", base.spike_buffer_mb)
+    if not (_num(buffer_mb) and buffer_mb > 0):
+        add(f"{path}.spike_buffer_mb", buffer_mb, "a buffer size in MB > 0")
+        buffer_mb = base.spike_buffer_mb
     return RecordSpec(spikes, sample, rates, units, samples,
-                      float(tr) if tr is not None else None, float(baseline), hdf5, int(chunk))
+                      float(tr) if tr is not None else None, float(baseline), hdf5, int(chunk),
+                      float(buffer_mb))
 
 
 def _parse_samples(s: Any, path: str, add: Callable[[str, Any, str], None]
@@ -217,8 +228,8 @@ def parse_record_flags(flags: Sequence[str]) -> dict[str, Any]:
     ``spikes:all``, ``spikes:none``, ``spikes:sample=100``; ``rates:1`` / ``rates:off``;
     ``units:10`` / ``units:off``; ``samples:n=5,every=10,variables=V+syn`` (n per
     population; or ``POP=ID+ID+...``); ``bold:720`` / ``bold:tr=720,baseline=5`` /
-    ``bold:off``; ``hdf5``; ``chunks:COLUMNS``.  Values stay strings/numbers for the
-    validator to judge."""
+    ``bold:off``; ``hdf5``; ``chunks:COLUMNS``; ``spike_buffer:MB``.  Values stay
+    strings/numbers for the validator to judge."""
     d: dict[str, Any] = {}
     for flag in flags:
         kind, _, arg = flag.partition(":")
@@ -256,6 +267,8 @@ def parse_record_flags(flags: Sequence[str]) -> dict[str, Any]:
             d["hdf5"] = True
         elif kind == "chunks":
             d["chunk_columns"] = _to_num(arg)
+        elif kind == "spike_buffer":
+            d["spike_buffer_mb"] = _to_num(arg)
         else:
             d[kind] = arg
     return d
@@ -291,8 +304,7 @@ def expand_samples(spec: RecordSpec, network: Any) -> RecordSpec:
         else:
             items.append((pop, v))
     s = SampleSpec(tuple(items), spec.samples.every, spec.samples.variables)
-    return RecordSpec(spec.spikes, spec.spike_sample, spec.rates_ms, spec.units_ms, s,
-                      spec.bold_tr_ms, spec.bold_baseline_hz, spec.hdf5, spec.chunk_columns)
+    return dataclasses.replace(spec, samples=s)
 
 
 def check_record(spec: RecordSpec, network: Any, dt: float,
@@ -361,7 +373,7 @@ class Recording:
     def __init__(self, engine: Any, run_dir: str | Path, spec: RecordSpec, t_ms: float,
                  unit_labels: Sequence[str] | None = None, resume: bool = False):
         from dtb.series import ArraySpec, SeriesStore
-        from dtb.spikes_io import SpikeRecorder, sample_ids
+        from dtb.spikes_io import PARTS_DIR, SpikeRecorder, sample_ids
 
         self.eng = engine
         self.run_dir = Path(run_dir)
@@ -374,7 +386,9 @@ class Recording:
         net = engine.network
         self._pending: list[tuple[np.ndarray, np.ndarray]] = []
         self.spikes = (SpikeRecorder(engine, spec.spike_sample if spec.spikes == "sample"
-                                     else None) if spec.spikes != "none" else None)
+                                     else None, spill_dir=self.run_dir / PARTS_DIR,
+                                     spill_bytes=int(spec.spike_buffer_mb * 2**20))
+                       if spec.spikes != "none" else None)
         # spikes per population on this rank (for the manifest's rates), every neuron
         self._pop_of = np.zeros(n_local, np.int64)
         for lay in engine.layout:

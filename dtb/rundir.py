@@ -385,8 +385,11 @@ class RunDirectory:
             self.manifest["status"] = "running"
             raise
         self._finished = True
-        # the run is complete: its checkpoints can only mislead a job script (and take room)
+        # the run is complete: its checkpoints can only mislead a job script (and take room),
+        # and the spike spill files (dtb.spikes_io) are in the parts now
         shutil.rmtree(self.path / CHECKPOINTS, ignore_errors=True)
+        for q in (self.path / "spikes").glob(".rank-*.spill"):
+            q.unlink(missing_ok=True)
         return self.manifest
 
     # --- interruption and resumption ---------------------------------------------------

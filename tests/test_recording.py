@@ -85,14 +85,16 @@ def test_record_section_parsed(tmp_path: Path):
 def test_bad_record_section_names_every_problem(tmp_path: Path):
     p = _config(tmp_path, {"spikes": "some", "rates": -1, "samples": {"neurons": {"X": 2},
                                                                       "every": 0},
-                           "bold": {"tr_ms": 100}, "colour": "red"})
+                           "bold": {"tr_ms": 100}, "colour": "red",
+                           "spike_buffer_mb": 0})
     with pytest.raises(ConfigError) as e:
         dtb.load_config(p)
     msg = str(e.value)
     for words in ("record.spikes: 'some' -- expected all, none or {sample: N}",
                   "record.rates: -1 -- expected a bin width in ms > 0",
                   "record.samples.every: 0 -- expected a number of steps > 0",
-                  "record.colour: 'red' -- expected one of the keys"):
+                  "record.colour: 'red' -- expected one of the keys",
+                  "record.spike_buffer_mb: 0 -- expected a buffer size in MB > 0"):
         assert words in msg, msg
     p = _config(tmp_path, {"rates": 0.25, "samples": {"neurons": {"X": 2, "E": [40]}},
                            "bold": 100})
@@ -111,6 +113,7 @@ def test_bad_record_section_names_every_problem(tmp_path: Path):
     ("samples:n=2,every=-3", "--record.samples.every: -3"),
     ("nope:1", "--record.nope"),
     ("samples:Q=1", "--record.samples.neurons.Q"),
+    ("spike_buffer:-2", "--record.spike_buffer_mb: -2 -- expected a buffer size in MB > 0"),
 ])
 def test_bad_record_flags_exit_2_before_building(flag, words, tiny: Path, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str],
