@@ -579,11 +579,12 @@ class Engine:
         self._record(st, ix)
         return st, ix
 
-    def sync_host(self) -> None:
-        """Bring the device's state (V, syn, refr, ring, OU) into the engine's arrays, for
-        readers of ``V``/``syn`` (samples); a no-op on the CPU backend."""
+    def sync_host(self, fields: tuple[str, ...] | None = None) -> None:
+        """Bring the device's state into the engine's arrays: ``fields`` of V, syn, refr,
+        ring and OU (None: all), for readers of ``V``/``syn`` (samples) and get_state; a
+        no-op on the CPU backend."""
         if self._gpu is not None:
-            self._gpu.to_engine()
+            self._gpu.to_engine(*(() if fields is None else (tuple(fields),)))
 
     def _run_distributed(self, n_steps: int, m_max: int, buf: dict) -> None:
         """Exchange windows of the smallest delay of any synapse whose source lives on
@@ -708,8 +709,7 @@ class Engine:
             self._psets[ps.set0:ps.set0 + ps.m] = pack(model, ps.vals, self.dt).T
         self._psets = np.ascontiguousarray(self._psets)
         if self._gpu is not None:
-            self._gpu.to_engine()  # from_engine uploads the whole state: bring it back first
-            self._gpu.from_engine()
+            self._gpu.upload_params()
 
     # --- state (checkpoints, ensemble members) -------------------------------------------
     _STATE = ("V", "syn", "refr", "ring", "_ou", "_pq_cache", "_pq_tag", "_psets", "_pid")

@@ -554,7 +554,7 @@ class Recording:
         if s is None or k == 0 or k % s.every or k // s.every > s.rows:
             return
         row = k // s.every - 1
-        self.eng.sync_host()  # on a GPU the state lives on the device
+        self.eng.sync_host(("V", "syn"))  # on a GPU the state lives on the device
         for name in s.names:
             v = (self.eng.V[s.idx] if name == "V"
                  else self.eng.syn[int(name[3:]), s.idx])

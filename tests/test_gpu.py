@@ -8,6 +8,8 @@ spikes and iaf_psc_exp states must be identical.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -18,7 +20,9 @@ pytestmark = pytest.mark.gpu
 
 def _cuda_ok() -> str | None:
     try:
-        import cupy
+        with warnings.catch_warnings():  # a warning on import must not read as "no GPU"
+            warnings.simplefilter("ignore")
+            import cupy
     except Exception as e:  # noqa: BLE001 - ImportError or a CUDA library failing to load
         return f"cupy not importable ({type(e).__name__}: {e})"
     try:
@@ -66,7 +70,10 @@ def test_microcircuit_spikes_identical_to_cpu(graph_windows):
     st, ix = be.advance_local(3000, cpu.min_delay_steps)
     assert len(st) > 1000
     _compare(cpu, be, st, ix)
-    assert be.launches < (3000 * 2 if graph_windows == 0 else 3000 * 2 / 16)
+    if graph_windows == 0:  # one-step windows: dynamics + delivery each
+        assert be.launches == 3000 * 2
+    else:
+        assert be.launches < 3000 * 2 / 16
 
 
 def test_mixed_network_identical_to_cpu():

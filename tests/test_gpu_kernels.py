@@ -462,6 +462,105 @@ def test_state_moves_between_backends_bitwise():
     assert be.max_spikes(22) == 2 * be.n
 
 
+class _CaptureStream:
+    """A stand-in for CuPy's stream capture on the emulated backend: launches between
+    begin_capture and end_capture are recorded, and the returned graph replays them."""
+
+    def __init__(self, be):
+        self.kernels, self.ops = be.kernels, None
+        be.kernels, be.stream = self, self
+
+    def launch(self, name, grid, block, args):
+        if self.ops is not None:
+            self.ops.append((name, grid, block, args))
+        else:
+            self.kernels.launch(name, grid, block, args)
+
+    def begin_capture(self):
+        self.ops = []
+
+    def end_capture(self):
+        ops, self.ops = self.ops, None
+        kernels = self.kernels
+
+        class Graph:
+            def launch(self, stream):
+                for op in ops:
+                    kernels.launch(*op)
+
+        return Graph()
+
+
+@pytest.mark.parametrize("graph_windows", [32, 128])
+def test_graph_replays_and_chunks_reproduce_the_cpu_engine(graph_windows):
+    """The graph path of the backend (capture once, replay, plain launches for the rest,
+    chunks ending inside and between graphs, a call split at an odd step) gives the CPU
+    engine's spikes and state; a replay counts one launch call."""
+    from dtb.models.microcircuit import microcircuit
+
+    cpu, be = _emulated(microcircuit(scale=0.02), seed=3, record_capacity=20_000)
+    _CaptureStream(be)
+    be.graph_windows = graph_windows
+    cpu.run(150.0)
+    st1, ix1 = be.advance_local(577, 1)
+    st2, ix2 = be.advance_local(1500 - 577, 1)
+    _assert_same_run(cpu, be, np.concatenate([st1, st2]), np.concatenate([ix1, ix2]))
+    assert list(be._graphs) == [(1, graph_windows)] and be.graph_error is None
+    n_win = be._chunk_windows(1)
+    assert n_win % graph_windows == 0
+    replays = 577 // n_win * (n_win // graph_windows) + (577 % n_win) // graph_windows
+    replays += (923 // n_win) * (n_win // graph_windows) + (923 % n_win) // graph_windows
+    assert be.launches == replays + 2 * (1500 - replays * graph_windows)
+
+
+def test_chunks_and_record_follow_the_spike_bound(monkeypatch):
+    """A chunk is the most windows whose spike bound fits the record (whole graphs); the
+    record grows to a graph's bound where memory allows, to one window's where it does
+    not, and a window that cannot fit is a DeviceMemoryError."""
+    from dtb.gpu.device import DeviceMemoryError
+
+    cpu, be = _emulated(mixed_network(), seed=5, record_capacity=1)
+    m = cpu.min_delay_steps
+    for cap, g in ((be.max_spikes(m), 0), (10 * be.n, 0), (10 * be.n, 4), (97 * be.n, 32)):
+        be.rec_cap, be.graph_windows = cap, g
+        n = be._chunk_windows(m)
+        best = max(k for k in range(1, 2000) if be.max_spikes(k * m) <= cap)
+        assert n == (best - best % g if g > 1 and best > g else best), (cap, g)
+    be.graph_windows = 32
+    monkeypatch.setattr(be, "_free_bytes", lambda: 1 << 40)
+    be._alloc_record(1)
+    be._size_record(m)
+    assert be.rec_cap == be.max_spikes(32 * m) > be.max_spikes(m)
+    monkeypatch.setattr(be, "_free_bytes", lambda: 8 * 8 * be.max_spikes(m))
+    be._alloc_record(1)
+    be._size_record(m)
+    assert be.rec_cap == be.max_spikes(m)
+    monkeypatch.setattr(be, "_free_bytes", lambda: 8 * be.max_spikes(m) // 2)
+    be._alloc_record(1)
+    with pytest.raises(DeviceMemoryError, match="spike record needs"):
+        be._size_record(m)
+
+
+def test_samples_copy_back_only_what_they_read():
+    """Engine.sync_host(("V", "syn")) brings V and syn from the device and leaves the
+    ring on the host as it was (the ring is most of a partition)."""
+    import dtb
+
+    _host()
+    e = dtb.Engine(mixed_network(), dt=0.1, seed=6, threads=1, backend="gpu-emulated")
+    be = e._gpu
+    ring0 = e.ring.copy()
+    e.run(20.0)
+    assert e.step == be.step == 200
+    e.sync_host(("V", "syn"))
+    np.testing.assert_array_equal(e.V, be.V)
+    np.testing.assert_array_equal(e.syn, be.syn)
+    np.testing.assert_array_equal(e.ring, ring0)
+    assert not np.array_equal(be.ring, ring0)
+    with pytest.raises(ValueError, match="to_engine fields"):
+        e.sync_host(("V", "weights"))
+
+
 def _nvrtc():
     """libnvrtc: $DTB_NVRTC, the nvidia-cuda-nvrtc wheel (nvidia/cu*/lib on sys.path), or
     the system's; its builtins library is loaded first from the same folder."""

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from dtb.gpu.device import DeviceMemory, check_fits, estimate
+from dtb.gpu.device import GIB, DeviceMemory, DeviceMemoryError, check_fits, estimate
 from dtb.gpu.kernels import CudaKernels, HostKernels
 
 CTL_T, CTL_COUNT, CTL_WIN, CTL_TICKET, CTL_BASE, CTL_OVERFLOW, CTL_LEN = 0, 1, 2, 3, 4, 5, 8
@@ -64,7 +64,7 @@ class GpuBackend:
             dev = cupy.cuda.Device()
             sms = dev.attributes["MultiProcessorCount"]
             self._deliver_blocks = deliver_blocks or 8 * sms
-            free = dev.mem_info[0]
+            free = self._free_bytes()
         e = engine
         self.n = int(e.n_local)
         self.n_pop = len(e.layout)  # layout pieces (a population may have several)
@@ -76,11 +76,13 @@ class GpuBackend:
         self._record_min = int(record_capacity)
         self.memory = self._estimate(self._record_min)
         if free is not None:
-            check_fits(self.memory, free, f"GPU {self.xp.cuda.Device().id}")
-        self._upload()
-        if not emulate:
-            self.xp.cuda.Device().synchronize()  # uploads ran on the default stream
+            check_fits(self.memory, free, self._device_name())
         self._graphs: dict[tuple[int, int], Any] = {}
+        # every allocation and copy on the backend's stream: it does not synchronise with
+        # the legacy default stream, so work queued there would be unordered with ours
+        with self._on_stream():
+            self._upload()
+            self._sync()
         self.launches = 0  # host-side launch calls (a graph replay counts one)
         self.graph_error: str | None = None
 
@@ -152,10 +154,63 @@ class GpuBackend:
         self._spikes_per_neuron = self._spike_bound_params()
 
     def _alloc_record(self, cap: int) -> None:
+        """(Re)allocate the spike record for cap entries (on the backend's stream: call it
+        inside _on_stream)."""
+        self.rec_step = self.rec_idx = None  # freed first: the pool can reuse them
         self.rec_cap = int(cap)
-        self.rec_step = self.xp.zeros(self.rec_cap, np.int32)
-        self.rec_idx = self.xp.zeros(self.rec_cap, np.int32)
+        self.rec_step = self.xp.empty(self.rec_cap, np.int32)
+        self.rec_idx = self.xp.empty(self.rec_cap, np.int32)
         self._graphs = {}  # captured graphs hold the old pointers
+
+    def _device_name(self) -> str:
+        return "the host emulation" if self.emulate else f"GPU {self.xp.cuda.Device().id}"
+
+    def _free_bytes(self) -> int | None:
+        """Device memory available to this backend: free on the device plus what CuPy's
+        pool holds unused (None when emulating)."""
+        if self.emulate:
+            return None
+        import cupy
+
+        return int(cupy.cuda.Device().mem_info[0]
+                   + cupy.get_default_memory_pool().free_bytes())
+
+    def _size_record(self, m_max: int) -> None:
+        """Make the record hold at least one window's spike bound (DeviceMemoryError when
+        that does not fit) and, where memory allows, a chunk of graph_windows windows (the
+        growth at most an eighth of the memory available), so that chunks end rarely."""
+        need = max(1, self.max_spikes(m_max))
+        want = max(need, self.max_spikes(max(1, self.graph_windows) * m_max))
+        if want <= self.rec_cap:
+            return
+        free = self._free_bytes()
+        have = self.rec_cap * 8  # freed before the new record is allocated
+        if free is not None and want * 8 - have > (free + have) / 8:
+            want = need
+        if want <= self.rec_cap:
+            return
+        if free is not None and want * 8 > (free + have) * 0.95:
+            raise DeviceMemoryError(
+                f"{self._device_name()}: the spike record needs {want * 8 / GIB:.2f} GiB "
+                f"({want:,} entries: one window of {m_max} steps can hold that many spikes) "
+                f"but {(free + have) / GIB:.2f} GiB are available -- run on more ranks/GPUs")
+        self._alloc_record(want)
+        self.memory = self._estimate(want)
+
+    def _chunk_windows(self, m_max: int) -> int:
+        """Windows of m_max steps per chunk: as many as the record holds by the spike
+        bound over the whole chunk (at least one), whole graphs where graphs are used."""
+        lo, hi = 1, max(1, self.rec_cap)
+        while lo < hi:  # the largest n with max_spikes(n * m_max) <= rec_cap
+            mid = (lo + hi + 1) // 2
+            if self.max_spikes(mid * m_max) <= self.rec_cap:
+                lo = mid
+            else:
+                hi = mid - 1
+        g = self.graph_windows
+        if g > 1 and lo > g:
+            lo -= lo % g
+        return lo
 
     def _spike_bound_params(self) -> list[tuple[int, int, bool]]:
         """Per population: (neurons, smallest refractory steps, resets below threshold)."""
@@ -268,21 +323,15 @@ class GpuBackend:
         """
         if n_steps < 0 or m_max < 1:
             raise ValueError(f"n_steps {n_steps}, m_max {m_max} -- expected >= 0 and >= 1")
-        per_window = max(1, self.max_spikes(m_max))
-        if per_window > self.rec_cap:
-            self._alloc_record(per_window)
-            self.memory = self._estimate(per_window)
         with self._on_stream():
-            return self._advance(n_steps, m_max, per_window)
+            self._size_record(m_max)
+            return self._advance(n_steps, m_max)
 
-    def _advance(self, n_steps: int, m_max: int, per_window: int
-                 ) -> tuple[np.ndarray, np.ndarray]:
+    def _advance(self, n_steps: int, m_max: int) -> tuple[np.ndarray, np.ndarray]:
         steps_out, idx_out = [], []
         done = 0
+        n_win = self._chunk_windows(m_max)
         while done < n_steps:
-            n_win = max(1, self.rec_cap // per_window)
-            if self.graph_windows > 1 and n_win > self.graph_windows:
-                n_win -= n_win % self.graph_windows  # whole graphs per chunk
             steps = min(n_steps - done, n_win * m_max, 2**31 - 1 - m_max)
             ctl = np.zeros(CTL_LEN, np.int64)
             ctl[CTL_T] = ctl[CTL_BASE] = self.step
@@ -336,21 +385,40 @@ class GpuBackend:
         return np.bincount(self._piece_population, weights=per_piece,
                            minlength=self.n_populations).astype(np.int64)
 
-    def to_engine(self) -> None:
-        """Copy the device's dynamic state into the engine's arrays and step (V, syn,
-        refr, ring, OU state).  The engine's Poisson word cache is left as it is: it is a
-        pure function of (neuron, 4-step group), so any content of it stays valid."""
+    STATE = ("V", "syn", "refr", "ring", "ou")
+
+    def to_engine(self, fields: tuple[str, ...] = STATE) -> None:
+        """Copy the device's dynamic state into the engine's arrays and step: ``fields``
+        of V, syn, refr, ring and OU state (all by default; samples need only V and syn,
+        and the ring is most of a partition's state).  The engine's Poisson word cache is
+        left as it is: it is a pure function of (neuron, 4-step group), so any content of
+        it stays valid."""
+        bad = set(fields) - set(self.STATE)
+        if bad:
+            raise ValueError(f"to_engine fields {sorted(bad)} -- expected some of "
+                             f"{', '.join(self.STATE)}")
         with self._on_stream():
             self._sync()
             e = self.engine
-            if self.n:
-                e.V[:] = self._host(self.V)
-                e.syn[:] = self._host(self.syn)
-                e.refr[:] = self._host(self.refr)
-                e.ring[:] = self._host(self.ring)
-            if self.ou_n:
-                e._ou[:] = self._host(self.ou)
+            for name in fields:
+                if name == "ou":
+                    if self.ou_n:
+                        e._ou[:] = self._host(self.ou)
+                elif self.n:
+                    getattr(e, name)[:] = self._host(getattr(self, name))
             e.step = self.step
+
+    def upload_params(self) -> None:
+        """Copy the engine's parameter sets and each neuron's set to the device (after
+        Engine.set_unit_param), leaving the dynamic state where it is."""
+        e = self.engine
+        with self._on_stream():
+            if self.n:
+                self.pid[...] = self.xp.asarray(np.ascontiguousarray(e._pid, np.int32))
+            self.P = self._dev(e._psets, np.float64)  # may have grown: a new array
+            self._graphs = {}  # they hold the old P
+            self._spikes_per_neuron = self._spike_bound_params()
+            self._sync()
 
     def from_engine(self) -> None:
         """Copy the engine's dynamic state, step and parameter sets to the device (after
