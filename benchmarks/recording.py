@@ -50,7 +50,8 @@ def main() -> None:
 
     import dtb
     from dtb.models import microcircuit
-    from dtb.recording import Recording, RecordSpec
+    from dtb.record_spec import RecordSpec
+    from dtb.recording import Recording
     from dtb.rundir import write_atomic
 
     eng = dtb.Engine(microcircuit(a.scale), dt=0.1, seed=a.seed, threads=a.threads)

@@ -33,7 +33,7 @@ from dtb.network import (
     UnitLocal,
 )
 from dtb.neurons import MODELS, check_params
-from dtb.recording import RecordSpec, check_record, parse_record
+from dtb.record_spec import RecordSpec, check_record, parse_record
 
 MAX_DELAY_STEPS = 65535  # delays are stored as uint16 steps
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -42,7 +42,7 @@ NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 @dataclass(frozen=True)
 class SimulationSettings:
     """Time step and duration in ms, the seed (0 <= seed < 2**32), and what to record
-    (the config's ``record:`` section, dtb.recording.RecordSpec; None: the defaults)."""
+    (the config's ``record:`` section, dtb.record_spec.RecordSpec; None: the defaults)."""
 
     dt: float = 0.1
     t: float = 1000.0

@@ -83,7 +83,8 @@ def _resolve(a: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], str]:
     """The validated network and settings, where they came from, and a name for the run."""
     from dtb.config import SimulationSettings, load_config, parse_network
     from dtb.models import BUILTIN
-    from dtb.recording import resolve_record, unit_labels
+    from dtb.record_spec import resolve_record
+    from dtb.recording import unit_labels
     from dtb.rundir import sha256_file
 
     if a.brain is not None:
@@ -266,7 +267,8 @@ def demo(a: argparse.Namespace, command: list[str]) -> int:
     from dtb.brain.commands import demo_inputs
     from dtb.config import SimulationSettings, parse_network
     from dtb.engine import Engine
-    from dtb.recording import resolve_record, unit_labels
+    from dtb.record_spec import resolve_record
+    from dtb.recording import unit_labels
     from dtb.rundir import RunDirectory, sha256_file
 
     for name in ("t", "dt"):

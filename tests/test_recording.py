@@ -25,7 +25,8 @@ from dtb.cli import main
 from dtb.engine import Engine
 from dtb.errors import ConfigError, OutputError
 from dtb.progress import Progress
-from dtb.recording import Recording, RecordSpec, SampleSpec
+from dtb.record_spec import RecordSpec, SampleSpec
+from dtb.recording import Recording
 from dtb.rundir import write_atomic
 from dtb.spikes_io import sample_ids
 
