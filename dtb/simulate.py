@@ -67,6 +67,13 @@ def _check_args(a: argparse.Namespace) -> None:
         raise _UsageError(f"--dt: {a.dt!r} -- expected a time step in ms > 0")
     if a.seed is not None and not 0 <= a.seed < 2**32:
         raise _UsageError(f"--seed: {a.seed!r} -- expected an integer in [0, 2**32)")
+    if getattr(a, "backend", "cpu") == "gpu":
+        from dtb.gpu.device import gpu_unavailable
+
+        why = gpu_unavailable()
+        if why is not None:
+            raise _UsageError(f"--backend gpu: {why} -- run on a machine with a CUDA GPU, "
+                              "or use --backend cpu")
     ce = getattr(a, "checkpoint_every", None)
     if ce is not None and not (math.isfinite(ce) and ce > 0):
         raise _UsageError(f"--checkpoint-every: {ce!r} -- expected a model time in ms > 0")

@@ -198,3 +198,24 @@ def test_gpu_backend_through_the_engine_emulated(brain):
 def test_unknown_backend_is_refused(brain):
     with pytest.raises(ValueError, match="backend"):
         Engine(brain, backend="tpu")
+
+
+def test_gpu_backend_without_a_gpu_is_a_clear_error_before_building(
+        brain, tmp_path, monkeypatch, capsys):
+    """Without CuPy or a device, --backend gpu is refused before anything is built or
+    written (exit 2, the reason named); the Engine raises GpuUnavailable."""
+    import dtb.gpu.device as device
+    from dtb.cli import main
+
+    why = "no CUDA device is visible (CUDA_VISIBLE_DEVICES, driver)"
+    monkeypatch.setattr(device, "gpu_unavailable", lambda: why)
+    built = []
+    monkeypatch.setattr(Engine, "_build", lambda self: built.append(1))
+    out = tmp_path / "run"
+    assert main(["simulate", "--model", "microcircuit", "--scale", "0.01", "--t", "1",
+                 "--backend", "gpu", "--out", str(out)]) == 2
+    assert f"--backend gpu: {why}" in capsys.readouterr().err
+    assert not out.exists() and not built
+    with pytest.raises(device.GpuUnavailable, match="backend gpu: no CUDA device"):
+        Engine(brain, backend="gpu")
+    assert not built

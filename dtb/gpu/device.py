@@ -56,8 +56,34 @@ def device_for_rank(local: int, n_devices: int) -> int:
     return local % n_devices
 
 
+class GpuUnavailable(DtbError, RuntimeError):
+    """The GPU backend was asked for where CuPy or a CUDA device is missing."""
+
+
+def gpu_unavailable() -> str | None:
+    """Why the GPU backend cannot run in this process (None: it can): CuPy missing or
+    failing to load, or no CUDA device visible.  Cheap enough to check before building."""
+    try:
+        import cupy
+    except Exception as e:  # noqa: BLE001 - ImportError, or a CUDA library failing to load
+        return (f"CuPy is not importable ({type(e).__name__}: {e}); install it with "
+                "pip install 'dtb[gpu]' (CUDA 13) or 'dtb[gpu-cuda12]'")
+    try:
+        n = cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:  # noqa: BLE001 - no driver, or a driver too old for the runtime
+        return f"no CUDA device ({type(e).__name__}: {e})"
+    if n < 1:
+        return "no CUDA device is visible (CUDA_VISIBLE_DEVICES, driver)"
+    return None
+
+
 def select_device(comm: Any = None) -> int:
-    """Bind this process to its GPU (see device_for_rank) and return the device number."""
+    """Bind this process to its GPU (see device_for_rank) and return the device number;
+    GpuUnavailable when there is none to bind to."""
+    why = gpu_unavailable()
+    if why is not None:
+        raise GpuUnavailable(f"backend gpu: {why} -- expected a CUDA GPU (or use the cpu "
+                             "backend)")
     import cupy
 
     dev = device_for_rank(local_rank(comm), cupy.cuda.runtime.getDeviceCount())
