@@ -27,7 +27,8 @@ def add_report_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
         "report", help="figures and a summary page of a run directory",
         description="Write RUN_DIR/report: raster.png, rates.png, bold.png, fc.png and "
                     "index.md with the key numbers of the run.")
-    r.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (dtb simulate/demo)")
+    # dest "run", not "run_dir": that name means the directory a command writes (dtb.cli)
+    r.add_argument("run", metavar="RUN_DIR", help="a run directory (dtb simulate/demo)")
     r.add_argument("--out", metavar="DIR", help="where to write (default RUN_DIR/report)")
     r.add_argument("--t-max", type=float, metavar="MS",
                    help="show at most this much model time in the raster (default 1000)")
@@ -36,7 +37,7 @@ def add_report_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
 
 def run_report(args: argparse.Namespace) -> int:
     """``dtb report``: returns the exit code (0)."""
-    out = make_report(args.run_dir, args.out, t_max=args.t_max or 1000.0)
+    out = make_report(args.run, args.out, t_max=args.t_max or 1000.0)
     print(out / "index.md")
     return 0
 
@@ -45,7 +46,8 @@ def make_report(run_dir: str | Path, out: str | Path | None = None,
                 t_max: float = 1000.0) -> Path:
     """Write the report of ``run_dir`` into ``out`` (default run_dir/report); returns it.
 
-    Raises OutputError for a directory that is not a run or cannot be written."""
+    Raises InputError for a directory that is not a run (before anything is written),
+    OutputError for a report that cannot be written."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -54,14 +56,16 @@ def make_report(run_dir: str | Path, out: str | Path | None = None,
 
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / "report"
+    run = open_run(run_dir)  # first: a path that is no run gets nothing written into it
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".probe"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
+        run.close()
         raise OutputError(f"{out}: cannot write the report: {e.strerror or e}") from e
-    with open_run(run_dir) as run:
+    with run:
         figs: list[tuple[str, str]] = []
         numbers = _numbers(run)
         if run.spikes is not None:

@@ -38,6 +38,11 @@ def test_report_writes_figures_and_page(demo_run: Path, capsys: pytest.CaptureFi
 
 
 def test_report_of_a_non_run_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
-    assert main(["report", str(tmp_path)]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith("dtb: error: ") and str(tmp_path) in err and "manifest.json" in err
+    """Bad input: exit 2, the file named, and nothing written (no report/ in it)."""
+    for path in (tmp_path, tmp_path / "missing"):
+        assert main(["report", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"dtb: error: {path / 'manifest.json'}: 'No such file or "
+                              "directory' -- expected the manifest of a run directory"), err
+        assert "status" not in err  # no "run directory ... (status: unknown)" line
+    assert list(tmp_path.iterdir()) == []

@@ -42,15 +42,15 @@ class Run:
     """
 
     def __init__(self, path: str | Path, chunk: int | None = None):
-        from dtb.errors import OutputError
+        from dtb.errors import InputError
 
         self.path = Path(path)
         try:
             self.manifest: dict[str, Any] = json.loads((self.path / "manifest.json").read_text())
         except (OSError, ValueError) as e:
-            raise OutputError(f"{self.path}: not a readable dtb run directory "
-                              f"(manifest.json: {e}) -- expected a directory written by "
-                              "dtb simulate or dtb demo") from e
+            why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            raise InputError(self.path / "manifest.json", None, why, "the manifest of a run "
+                             "directory written by dtb simulate or dtb demo") from e
         self.status = self.manifest.get("status")
         self.sizes = _sizes(self.manifest)
         sim = self.manifest.get("config", {}).get("simulation", {})
