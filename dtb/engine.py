@@ -102,6 +102,10 @@ class Engine(EngineBuild):
             from dtb.gpu.backend import GpuBackend
 
             self._gpu = GpuBackend(self, emulate=backend == "gpu-emulated")
+            if self.ranks > 1:  # detected at start, reported in the manifest
+                from dtb.gpu.device import cuda_aware_mpi
+
+                self.cuda_aware_mpi = cuda_aware_mpi()
         self._spike_steps: list[np.ndarray] = []
         self._spike_idx: list[np.ndarray] = []
         self.keep_spikes = True  # False: spikes go only to run()'s on_window (recorders)
@@ -416,6 +420,19 @@ class Engine(EngineBuild):
             gid = np.concatenate(self.comm.allgather(gid))
         order = np.lexsort((gid, st))
         return (st[order] + 1) * self.dt, gid[order]
+
+    def gpu_report(self) -> dict | None:
+        """The GPU backend's figures for the manifest (None on the CPU backend): device,
+        memory, record size, launches, graphs, and the MPI's CUDA-awareness (several ranks).
+        Spike packets travel through host memory either way: every window's spikes are
+        needed on the host for the recorders, so a device-to-device send would save only
+        the small upload of the packets received."""
+        if self._gpu is None:
+            return None
+        aware = getattr(self, "cuda_aware_mpi", None)
+        return {**self._gpu.report(), "spike_exchange": "host",
+                "cuda_aware_mpi": None if aware is None else
+                {"supported": aware.supported, "how": aware.how}}
 
     def distribution_report(self) -> dict:
         """Per-rank and global figures of a distributed run (a collective on several ranks):

@@ -3,8 +3,8 @@
 A run directory holds
 
 - ``manifest.json``: the configuration (a valid YAML/JSON config that reproduces the run),
-  versions, seed, backend, ranks, threads, host, counts, timings, per-population rates,
-  checksums of the outputs, the command line and a ``status``;
+  versions, seed, backend (with the GPU's figures), ranks, threads, host, counts, timings,
+  per-population rates, checksums of the outputs, the command line and a ``status``;
 - ``spikes.h5``: every spike in the SONATA layout that bmtk writes and reads,
   ``/spikes/<population>/timestamps`` (float64, ms) and ``/spikes/<population>/node_ids``
   (uint64, numbered from 0 within the population), sorted by (node id, time); in a recorded
@@ -369,6 +369,8 @@ class RunDirectory:
                                                if distribution else engine.bytes_per_synapse),
                     "spikes": n_spikes},
             ranks=int(engine.ranks),
+            backend=getattr(engine, "backend", "cpu"),
+            gpu=engine.gpu_report() if hasattr(engine, "gpu_report") else None,
             distribution=distribution,
             timings={"build_s": float(engine.build_s), "simulate_s": float(engine.simulate_s),
                      "model_time_ms": t_ms,

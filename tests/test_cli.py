@@ -29,8 +29,8 @@ from dtb.rundir import RunDirectory, write_run
 
 MANIFEST_KEYS = {
     "format", "format_version", "status", "distribution", "error", "dtb_version", "versions",
-    "source",
-    "config", "seed", "backend", "ranks", "threads", "hostname", "platform", "command", "cwd",
+    "source", "config", "seed", "backend", "gpu", "ranks", "threads", "hostname", "platform",
+    "command", "cwd",
     "start_time", "end_time", "counts", "timings", "rates_hz", "outputs",
 }
 

@@ -219,3 +219,30 @@ def test_gpu_backend_without_a_gpu_is_a_clear_error_before_building(
     with pytest.raises(device.GpuUnavailable, match="backend gpu: no CUDA device"):
         Engine(brain, backend="gpu")
     assert not built
+
+
+def test_manifest_names_the_backend_and_its_device_figures(brain, tmp_path):
+    """The manifest says which backend ran; a GPU backend adds its device, memory per
+    synapse (checked against the arrays allocated) and launch
+    figures; the CPU backend has none."""
+    import json
+
+    from dtb.rundir import write_run
+
+    emu = Engine(brain, dt=0.1, seed=2, threads=1, backend="gpu-emulated")
+    emu.run(5.0)
+    m = write_run(tmp_path / "emu", emu)
+    assert m["backend"] == "gpu-emulated"
+    g = m["gpu"]
+    assert g["device"] == "host emulation" and g["emulated"] is True
+    assert g["memory"]["synapses"] == emu.n_synapses > 0
+    be = emu._gpu  # the estimate is what was allocated: target, weight and delay arrays
+    assert g["memory"]["synapse_bytes"] == be.tgt.nbytes + be.wq.nbytes + be.dly.nbytes
+    assert g["memory"]["index_bytes"] == be.indptr.nbytes
+    assert g["launch_calls"] > 0 and g["spike_exchange"] == "host"
+    assert g["cuda_aware_mpi"] is None  # one rank: nothing to ask the MPI
+    assert json.loads((tmp_path / "emu" / "manifest.json").read_text())["gpu"] == g
+    cpu = Engine(brain, dt=0.1, seed=2, threads=1)
+    cpu.run(5.0)
+    m = write_run(tmp_path / "cpu", cpu)
+    assert m["backend"] == "cpu" and m["gpu"] is None

@@ -313,6 +313,19 @@ class GpuBackend:
         if not self.emulate:
             self.stream.synchronize()
 
+    def report(self) -> dict[str, Any]:
+        """What the manifest records of this backend: device, memory (bytes per synapse
+        and per neuron), spike record size, launch calls so far and CUDA-graph use."""
+        if self.emulate:
+            name = "host emulation"
+        else:
+            props = self.xp.cuda.runtime.getDeviceProperties(self.xp.cuda.Device().id)
+            name = props["name"]
+            name = name.decode() if isinstance(name, bytes) else str(name)
+        return {"device": name, "emulated": self.emulate, "memory": self.memory.to_dict(),
+                "record_entries": self.rec_cap, "launch_calls": self.launches,
+                "graph_windows": self.graph_windows, "graph_error": self.graph_error}
+
     # --- the public interface ----------------------------------------------------------
     def advance_local(self, n_steps: int, m_max: int) -> tuple[np.ndarray, np.ndarray]:
         """Advance n_steps in windows of m_max steps (the last one shorter), delivering this
