@@ -329,7 +329,7 @@ class SpikeRecorder:
         per population).  Spikes in memory only: an in-memory image through ``write(path,
         image) -> (sha256, bytes)``.  Spilled spikes: an external sort into a temporary
         file beside ``path``, renamed when complete; memory stays within the buffer size
-        (plus 24 bytes per neuron of this rank)."""
+        (plus about 40 bytes per neuron of this rank: the sort order and counts)."""
         if not self.spilled:
             image, slices, counts = self.part_image()
             try:
