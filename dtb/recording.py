@@ -77,6 +77,10 @@ class Recording:
         n_local = engine.n_local
         net = engine.network
         self._pending: list[tuple[np.ndarray, np.ndarray]] = []
+        self._pending_n = 0
+        # spikes waiting for absorb are bounded like the spike recorder's buffer, so a
+        # long chunk (1 % of a long run) cannot pile them up in memory either
+        self._absorb_at = max(1, int(spec.spike_buffer_mb * 2**20) // 16)
         self.spikes = (SpikeRecorder(engine, spec.spike_sample if spec.spikes == "sample"
                                      else None, spill_dir=self.run_dir / PARTS_DIR,
                                      spill_bytes=int(spec.spike_buffer_mb * 2**20))
@@ -220,6 +224,9 @@ class Recording:
         """The engine's on_window hook: keep the window's spikes for the next ``absorb``."""
         if len(idx):
             self._pending.append((steps, idx))
+            self._pending_n += len(idx)
+            if self._pending_n >= self._absorb_at:
+                self.absorb()
 
     def absorb(self) -> None:
         """Hand the spikes since the last call to the recorders (one vectorized pass)."""
@@ -227,7 +234,7 @@ class Recording:
             return
         steps = np.concatenate([s for s, _ in self._pending])
         idx = np.concatenate([i for _, i in self._pending])
-        self._pending = []
+        self._pending, self._pending_n = [], 0
         self.pop_counts += np.bincount(self._pop_of[idx], minlength=len(self.pop_counts))
         if self.spikes is not None:
             self.spikes.window(steps, idx)
@@ -360,7 +367,7 @@ class Recording:
             raise ValueError(f"recording state pop_counts: shape {counts.shape} -- expected "
                              f"{self.pop_counts.shape}")
         self.pop_counts = counts.copy()
-        self._pending = []
+        self._pending, self._pending_n = [], 0
 
         def sub(prefix: str) -> dict[str, np.ndarray]:
             return {k[len(prefix):]: v for k, v in d.items() if k.startswith(prefix)}

@@ -135,3 +135,43 @@ def test_a_changed_spill_file_is_refused_by_name(tmp_path: Path):
     assert p.returncode != 0
     assert f"{spill}: chunk 0" in p.stderr and "SHA-256" in p.stderr, p.stderr[-2000:]
     assert json.loads((run / "manifest.json").read_text())["status"] == "failed"
+
+
+def test_recording_memory_stays_within_the_buffer(tmp_path: Path):
+    """Through a Recording (chunks of 1 % of the run), neither the spikes waiting for the
+    next chunk end nor the recorder's own buffer exceed spike_buffer_mb, and the outputs
+    (spikes.h5, population rates) equal those of a run with a large buffer."""
+    import zarr
+
+    from dtb.record_spec import RecordSpec
+    from dtb.recording import Recording
+
+    budget = 12  # spikes (a chunk, 1 % of the run, holds about 900)
+    runs = {}
+    for name, mb in (("big", 64.0), ("tiny", budget * 16 / 2**20)):
+        eng = Engine(microcircuit(0.02), dt=0.1, seed=4, threads=1)
+        eng.keep_spikes = False
+        out = tmp_path / name
+        out.mkdir()
+        spec = RecordSpec(spikes="all", rates_ms=1.0, units_ms=None, spike_buffer_mb=mb)
+        rec = Recording(eng, out, spec, 400.0)
+        peak = [0, 0]
+        inner = rec.window
+
+        def window(steps, idx, rec=rec, inner=inner, peak=peak):
+            inner(steps, idx)
+            peak[0] = max(peak[0], rec._pending_n)
+            peak[1] = max(peak[1], rec.spikes._buffered)
+
+        rec.window = window
+        assert rec.run()
+        res = rec.finish(write_atomic)
+        runs[name] = (out, peak, rec.spikes.spilled, sum(res["pop_counts"].values()))
+    out, peak, spilled, n = runs["tiny"]
+    assert n > 50 * budget and spilled > 40 * budget
+    assert peak[0] < budget and peak[1] < budget
+    assert runs["big"][2] == 0 and runs["big"][3] == n
+    assert _same_spikes(runs["big"][0] / "spikes.h5", out / "spikes.h5") == n
+    a = zarr.open_group(str(runs["big"][0] / "series.zarr"), mode="r")["population_rate"][...]
+    b = zarr.open_group(str(out / "series.zarr"), mode="r")["population_rate"][...]
+    assert np.array_equal(a, b) and a.sum() > 0
