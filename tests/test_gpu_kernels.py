@@ -526,6 +526,15 @@ def test_chunks_and_record_follow_the_spike_bound(monkeypatch):
         n = be._chunk_windows(m)
         best = max(k for k in range(1, 2000) if be.max_spikes(k * m) <= cap)
         assert n == (best - best % g if g > 1 and best > g else best), (cap, g)
+    # asked once per window in a distributed run: computed once, until the bound changes
+    n = be._chunk_windows(m)
+    with monkeypatch.context() as mp:
+        mp.setattr(be, "max_spikes", lambda steps: 1 / 0)
+        assert be._chunk_windows(m) == n
+        be._size_record(m)
+        be._set_spike_bound()
+        with pytest.raises(ZeroDivisionError):
+            be._chunk_windows(m)
     be.graph_windows = 32
     monkeypatch.setattr(be, "_free_bytes", lambda: 1 << 40)
     be._alloc_record(1)

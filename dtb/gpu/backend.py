@@ -78,6 +78,9 @@ class GpuBackend:
         if free is not None:
             check_fits(self.memory, free, self._device_name())
         self._graphs: dict[tuple[int, int], Any] = {}
+        # (m, record size, graph windows) -> windows per chunk (0: record sized only);
+        # cleared whenever the spike bound changes (_set_spike_bound)
+        self._plans: dict[tuple[int, int, int], int] = {}
         # every allocation and copy on the backend's stream: it does not synchronise with
         # the legacy default stream, so work queued there would be unordered with ours
         with self._on_stream():
@@ -151,7 +154,7 @@ class GpuBackend:
         self.ctl = self._dev(np.zeros(CTL_LEN, np.int64))
         self.pop_count = self._dev(np.zeros(max(1, self.n_pop), np.int64))
         self._alloc_record(self._record_min)
-        self._spikes_per_neuron = self._spike_bound_params()
+        self._set_spike_bound()
 
     def _alloc_record(self, cap: int) -> None:
         """(Re)allocate the spike record for cap entries (on the backend's stream: call it
@@ -179,6 +182,9 @@ class GpuBackend:
         """Make the record hold at least one window's spike bound (DeviceMemoryError when
         that does not fit) and, where memory allows, a chunk of graph_windows windows (the
         growth at most an eighth of the memory available), so that chunks end rarely."""
+        key = (m_max, self.rec_cap, self.graph_windows)
+        if key in self._plans:  # a distributed run asks once per window: keep it cheap
+            return
         need = max(1, self.max_spikes(m_max))
         want = max(need, self.max_spikes(max(1, self.graph_windows) * m_max))
         if want <= self.rec_cap:
@@ -196,10 +202,14 @@ class GpuBackend:
                 f"but {(free + have) / GIB:.2f} GiB are available -- run on more ranks/GPUs")
         self._alloc_record(want)
         self.memory = self._estimate(want)
+        self._plans[(m_max, self.rec_cap, self.graph_windows)] = 0
 
     def _chunk_windows(self, m_max: int) -> int:
         """Windows of m_max steps per chunk: as many as the record holds by the spike
         bound over the whole chunk (at least one), whole graphs where graphs are used."""
+        key = (m_max, self.rec_cap, self.graph_windows)
+        if self._plans.get(key):
+            return self._plans[key]
         lo, hi = 1, max(1, self.rec_cap)
         while lo < hi:  # the largest n with max_spikes(n * m_max) <= rec_cap
             mid = (lo + hi + 1) // 2
@@ -210,7 +220,12 @@ class GpuBackend:
         g = self.graph_windows
         if g > 1 and lo > g:
             lo -= lo % g
+        self._plans[key] = lo
         return lo
+
+    def _set_spike_bound(self) -> None:
+        self._spikes_per_neuron = self._spike_bound_params()
+        self._plans = {}
 
     def _spike_bound_params(self) -> list[tuple[int, int, bool]]:
         """Per population: (neurons, smallest refractory steps, resets below threshold)."""
@@ -430,7 +445,7 @@ class GpuBackend:
                 self.pid[...] = self.xp.asarray(np.ascontiguousarray(e._pid, np.int32))
             self.P = self._dev(e._psets, np.float64)  # may have grown: a new array
             self._graphs = {}  # they hold the old P
-            self._spikes_per_neuron = self._spike_bound_params()
+            self._set_spike_bound()
             self._sync()
 
     def from_engine(self) -> None:
@@ -451,7 +466,7 @@ class GpuBackend:
                 self.ou[...] = self.xp.asarray(np.ascontiguousarray(e._ou, np.float64))
             self.P = self._dev(e._psets, np.float64)  # may have grown: a new array
             self._graphs = {}
-            self._spikes_per_neuron = self._spike_bound_params()
+            self._set_spike_bound()
             self.step = int(e.step)
             self._sync()
 
