@@ -239,7 +239,8 @@ def summary(manifest: dict[str, Any], m: dict[str, Any], out: Path) -> str:
         if isinstance(v, dict):
             lines.append(f"  twin {k}: relative RMSE {v['relative_rmse']:.3f} (prior mean "
                          f"{v['relative_rmse_prior_mean']:.3f}), 90 % coverage "
-                         f"{v['coverage_90']:.2f}, correlation with truth "
+                         f"{v['coverage_90']:.2f} ({v['coverage_90_if_calibrated']:.2f} if "
+                         f"calibrated), correlation with truth "
                          f"{g(v['correlation_with_truth'])}")
     lines.append(f"  {out / METRICS}, {out / STORE}, {out / FIGURES}/")
     return "\n".join(lines)

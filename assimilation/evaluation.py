@@ -166,6 +166,8 @@ def _health(prob: Problem, res: Any) -> dict[str, Any]:
 
 
 def _twin(prob: Problem, res: Any, coverage: Any) -> dict[str, Any]:
+    from dtb.assimilation.metrics import calibrated_coverage
+
     na = prob.n_assim
     final = res.theta[na - 1]                                  # (M, U, P)
     post = final.mean(axis=0)
@@ -187,6 +189,8 @@ def _twin(prob: Problem, res: Any, coverage: Any) -> dict[str, Any]:
             "correlation_with_truth": _f(np.corrcoef(post[:, k], truth[:, k])[0, 1]),
             "coverage_50": coverage(final[..., k], truth[:, k], 0.5),
             "coverage_90": coverage(final[..., k], truth[:, k], 0.9),
+            "coverage_50_if_calibrated": calibrated_coverage(final.shape[0], 0.5),
+            "coverage_90_if_calibrated": calibrated_coverage(final.shape[0], 0.9),
             "posterior_sd_mean": float(sd.mean()),
             "spread_error_ratio": float(sd.mean() / max(np.sqrt(np.mean(
                 (post[:, k] - truth[:, k]) ** 2)), 1e-300)),
@@ -195,7 +199,9 @@ def _twin(prob: Problem, res: Any, coverage: Any) -> dict[str, Any]:
     out["truth_bold_sd"] = float(c.std(axis=0).mean()) if c is not None else None
     out["note"] = ("posterior = ensemble after the last assimilated TR; the truth is drawn "
                    "from the prior; coverage_X: fraction of units whose true value lies in "
-                   "the ensemble's central X interval")
+                   "the ensemble's central X interval; coverage_X_if_calibrated: its "
+                   "expectation for a calibrated ensemble of this size (below X for few "
+                   "members: compare with this, not with X)")
     return out
 
 

@@ -15,17 +15,22 @@ baselines computed on the same samples (``tracking_report``).
   ``fc_correlation(a, b)``: Pearson correlation of the upper triangles (diagonal excluded) of
   two FC matrices;
 - ``interval_coverage(samples, truth, level)``: the fraction of true values inside the
-  ensemble's central ``level`` interval (empirical quantiles), for twin experiments.
+  ensemble's central ``level`` interval (empirical quantiles), for twin experiments;
+  ``calibrated_coverage(members, level)``: what that fraction is expected to be for a
+  calibrated ensemble of that size (below ``level`` for small ensembles: about 0.66 for
+  a 90 % interval of 6 members).
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
 __all__ = ["pearson", "overall_correlation", "persistence_forecast", "fit_ar1", "ar1_forecast",
-           "fc", "fc_correlation", "interval_coverage", "tracking_report", "rmse"]
+           "fc", "fc_correlation", "interval_coverage", "calibrated_coverage", "tracking_report",
+           "rmse"]
 
 
 def _2d(x: Any) -> np.ndarray:
@@ -112,6 +117,24 @@ def interval_coverage(samples: Any, truth: Any, level: float = 0.9) -> float:
     lo = np.quantile(s, (1 - level) / 2, axis=0)
     hi = np.quantile(s, (1 + level) / 2, axis=0)
     return float(np.mean((t >= lo) & (t <= hi)))
+
+
+@lru_cache(maxsize=64)
+def calibrated_coverage(members: int, level: float = 0.9) -> float:
+    """The expected ``interval_coverage`` of a calibrated ``members``-member ensemble: the
+    probability that a truth drawn from the same distribution as the members (exchangeable
+    with them) lies in their empirical central ``level`` interval.  Empirical quantiles of M
+    samples bracket less than ``level`` of the distribution (roughly level (M - 1) / (M + 1):
+    the truth's rank is uniform on 0..M), so a 6-member ensemble that is exactly right
+    covers a 90 % interval about 66 % of the time.  Monte Carlo with Gaussian draws and a
+    fixed seed (200,000 cases, standard error < 0.0011); other distributions differ by up
+    to about 0.02 at 6 members (uniform: exactly level (M - 1) / (M + 1))."""
+    if members < 2:
+        raise ValueError(f"members: {members!r} -- expected at least 2")
+    if not 0 < level < 1:
+        raise ValueError(f"level: {level!r} -- expected a probability in (0, 1)")
+    x = np.random.default_rng([members, 90]).standard_normal((200_000, members + 1))
+    return interval_coverage(x[:, :members].T, x[:, members], level)
 
 
 def _summary(r: np.ndarray) -> dict[str, Any]:

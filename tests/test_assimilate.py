@@ -13,7 +13,7 @@ from dtb.assimilation.loop import (
     logit,
     region_means,
 )
-from dtb.assimilation.metrics import interval_coverage
+from dtb.assimilation.metrics import calibrated_coverage, interval_coverage
 
 
 class RateModel:
@@ -33,6 +33,23 @@ class RateModel:
     def run_rates(self, t_ms):
         self.x = 0.9 * self.x + 0.3 * self.rng.standard_normal(self.n_units)
         return 5.0 * self.g * (1 + 0.1 * self.x)
+
+
+def test_calibrated_coverage_is_what_an_exchangeable_truth_scores():
+    """The coverage a calibrated M-member ensemble gets: close to the rank argument
+    level (M - 1) / (M + 1), to a calibrated ensemble of another distribution (uniform,
+    other draws) and to ``level`` itself for large ensembles."""
+    rng = np.random.default_rng(11)
+    for M in (6, 12, 24):
+        x = rng.uniform(size=(M + 1, 100_000))
+        for level in (0.5, 0.9):
+            c = calibrated_coverage(M, level)
+            assert c == pytest.approx(level * (M - 1) / (M + 1), abs=0.03)
+            assert c == pytest.approx(interval_coverage(x[:M], x[M], level), abs=0.03)
+    assert calibrated_coverage(6, 0.9) < 0.7
+    assert calibrated_coverage(400, 0.9) == pytest.approx(0.9, abs=0.01)
+    with pytest.raises(ValueError, match="members"):
+        calibrated_coverage(1, 0.9)
 
 
 def test_logit_bounds_roundtrip():
