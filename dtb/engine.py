@@ -111,6 +111,14 @@ class Engine(EngineBuild):
         self.keep_spikes = True  # False: spikes go only to run()'s on_window (recorders)
         self._on_window = None
         self.simulate_s = 0.0
+        self.exchange = None
+        if self.ranks > 1:
+            # the exchange schedule (a handshake between ranks) is part of the build: made
+            # lazily in the first run, its collectives counted another rank's late start
+            # (opening the outputs) as simulation time
+            from dtb.distributed import Exchange
+
+            self.exchange = Exchange(self, self.routing, self.ranks_per_node)
         self.build_s = time.perf_counter() - t_start
 
     # --- running ------------------------------------------------------------------------
@@ -230,7 +238,7 @@ class Engine(EngineBuild):
         reaches the ring buffer in time when it is delivered at the window's end."""
         from dtb.distributed import Exchange
 
-        if getattr(self, "exchange", None) is None:
+        if self.exchange is None:
             self.exchange = Exchange(self, self.routing, self.ranks_per_node)
         ex = self.exchange
         window = max(m_max, ex.window)

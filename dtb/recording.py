@@ -218,6 +218,11 @@ class Recording:
                                   resume=resume) if specs else None)
         if self.store is not None and self.bold is not None:
             self.store.consumers["unit_rate"] = [self._bold_consumer]
+        if self.comm is not None:
+            # the ranks set the outputs up unevenly (rank 0 creates the stores); without
+            # this the first exchange of the run waits for the last, and the wait is
+            # counted as simulation time
+            self.comm.Barrier()
 
     # --- during the run -----------------------------------------------------------------
     def window(self, steps: np.ndarray, idx: np.ndarray) -> None:
