@@ -11,7 +11,7 @@ The command is put together from small modules, in the order it runs:
 - ``options``: the parser and every value checked (``check_args`` -> ``Options``);
 - ``problem``: the brain, the observations, the parameters and prior draws (``Problem``), the
   MPI layout of member communicators (``Layout``), the members' engines, the twin truth;
-- ``resume``: checkpoints at TR boundaries, stop signals and ``--resume``;
+- ``resume``: checkpoints at TR (and free-run TR) boundaries, stop signals and ``--resume``;
 - ``evaluation``: ``metrics.json``, every score next to its baselines;
 - ``outputs``: the run directory (``AssimilationRun``): manifest, ``assimilation.zarr``
   (``DIMENSIONS``), figures, the demo's observed CSV.
@@ -120,8 +120,11 @@ def run_assimilate(args: argparse.Namespace, stop: Any = None) -> int:
         except Stopped as e:
             if rank0:
                 rd.interrupt(e.tr, e.path.name, e.reason)
-                print(f"dtb: {e.reason}: stopped at TR {e.tr} of {prob.obs.shape[0]} after "
-                      f"writing {e.path} -- resume with: dtb assimilate --resume {o.out}",
+                T = prob.obs.shape[0]
+                where = (f"TR {e.tr} of {T}" if e.tr <= T else
+                         f"TR {e.tr - T} of the posterior-mean free run (step {e.tr})")
+                print(f"dtb: {e.reason}: stopped at {where} after writing {e.path} -- "
+                      f"resume with: dtb assimilate --resume {o.out}",
                       file=sys.stderr, flush=True)
             return EXIT_TEMPFAIL
         if not rank0:
@@ -140,19 +143,24 @@ def _fit(prob: Problem, o: Options, lay: Layout, log: Any, stop: Any = None,
          resume: Resume | None = None) -> tuple[Any, np.ndarray, dict]:
     """The assimilation (first ``n_assim`` TRs analysed, the rest a frozen forecast) and the
     posterior-mean free run; ``(AssimilationResult, bold_free (T_free, M, R), timings)``.
-    Checkpoints at TR boundaries (``resume.checkpointer``); ``resume`` continues from one."""
+    Checkpoints at TR boundaries (``resume.checkpointer``) and, as steps ``T + f``, after
+    free TRs (``resume.free_checkpointer``); ``resume`` continues from either."""
     from dtb.assimilation.loop import (
         AssimilationConfig,
         EngineMember,
+        FreeRunState,
         LoopState,
         assimilate,
         free_run,
     )
+    from dtb.assimilation.resume import free_checkpointer
 
     t0 = time.perf_counter()
     members = [EngineMember(make_engine(prob.net, o, o.seed + 1 + i, lay)) for i in lay.local]
     t_build = time.perf_counter() - t0
     loop_state = None
+    free_state = None
+    T = prob.obs.shape[0]
     if resume is None:
         base_loc = np.stack([nominal_baseline(m, prob, o) for m in members])
         base = gather_rows(lay, base_loc)                                # (M, U)
@@ -168,6 +176,10 @@ def _fit(prob: Problem, o: Options, lay: Layout, log: Any, stop: Any = None,
         loop_state = LoopState.from_parts(
             {k[len("loop/"):]: v for k, v in st.items() if k.startswith("loop/")},
             resume.meta["loop"])
+        if "free" in resume.meta:       # a checkpoint of the free run: the loop is done
+            free_state = FreeRunState(int(resume.meta["free"]["f"]),
+                                      np.asarray(st["free/bold"], float),
+                                      np.asarray(st["free/hemo_state"], float))
     cfg = AssimilationConfig(tr_s=o.tr_s, substeps=o.substeps, obs_var=prob.obs_var,
                              rw_sd=o.rw_sd, inflation=o.inflation, rtps=o.rtps,
                              method=o.method, localize=o.localize, hemo=o.hemo,
@@ -177,7 +189,16 @@ def _fit(prob: Problem, o: Options, lay: Layout, log: Any, stop: Any = None,
         from dtb.assimilation.loop import member_gather
 
         gather = member_gather(lay.comm, lay.member_comm)
-    boundary = checkpointer(prob, o, lay, members, base, {"baseline_s": t_base}, stop, log)
+    times = {"baseline_s": t_base}
+    tr_boundary = checkpointer(prob, o, lay, members, base, times, stop, log)
+    # the loop state after the last TR: what a free-run checkpoint holds of the assimilation
+    final = [loop_state] if loop_state is not None and loop_state.t == T else []
+
+    def boundary(t: int, snapshot: Any) -> None:
+        if t == T:
+            final.append(snapshot())
+        tr_boundary(t, snapshot)
+
     t1 = time.perf_counter()
     res = assimilate(members, prob.obs, prob.obs_index, prob.params, prob.theta0, cfg,
                      assimilated=prob.assimilated, gather=gather, member_ids=lay.local,
@@ -190,14 +211,17 @@ def _fit(prob: Problem, o: Options, lay: Layout, log: Any, stop: Any = None,
               f"{prob.obs.shape[0] - prob.n_assim} forecast ({t_assim:.1f} s: forecast "
               f"{tm['forecast_s']:.1f} s, analysis {tm['analysis_s']:.3f} s)", file=log,
               flush=True)
-    # free run with the posterior mean (the last assimilated TR's ensemble mean)
-    n_free = o.free_run_trs or prob.obs.shape[0]
+    # free run with the posterior mean (the last assimilated TR's ensemble mean),
+    # checkpointed at steps T + f (f free TRs done)
+    n_free = o.free_run_trs or T
+    free_boundary = free_checkpointer(prob, o, lay, members, base, times, stop, log,
+                                      final[-1], n_free)
     post = res.theta[prob.n_assim - 1].mean(axis=0)                      # (U, P)
     t2 = time.perf_counter()
     hs = res.hemo_state[:, lay.local]
     free_loc = free_run(members, prob.params, post.T, n_free, o.tr_s, base_loc,
                         prob.obs_index, prob.obs.shape[1], o.hemo, substeps=o.substeps,
-                        hemo_state=hs)
+                        hemo_state=hs, boundary=free_boundary, resume=free_state)
     free = np.moveaxis(gather_rows(lay, np.moveaxis(free_loc, 1, 0)), 0, 1)
     t_free = time.perf_counter() - t2
     if log:

@@ -37,8 +37,8 @@ from dtb.assimilation.enkf import Localization, analysis
 from dtb.assimilation.hemodynamics import Hemodynamics, drive_from_rate
 
 __all__ = ["split_members", "member_gather", "ParamSpec", "Member", "EngineMember",
-           "AssimilationConfig", "AssimilationResult", "LoopState", "assimilate", "free_run",
-           "logit", "expit", "region_means"]
+           "AssimilationConfig", "AssimilationResult", "LoopState", "FreeRunState", "assimilate",
+           "free_run", "logit", "expit", "region_means"]
 
 
 @dataclass(frozen=True)
@@ -234,6 +234,17 @@ class LoopState:
         return cls(t=int(meta["t"]), rng_state=meta["rng_state"],
                    diagnostics=list(meta["diagnostics"]), timings=dict(meta["timings"]),
                    **{k: np.asarray(arrays[k]) for k in cls.ARRAYS})
+
+
+@dataclass
+class FreeRunState:
+    """Where ``free_run`` stands after ``f`` free TRs: ``bold`` (f, M_loc, R) the rows so
+    far and ``hemo_state`` (4, M_loc, U); with the members' engine states (which hold their
+    parameters), what a checkpoint holds to continue bitwise identically."""
+
+    f: int
+    bold: np.ndarray
+    hemo_state: np.ndarray
 
 
 def _identity(x: np.ndarray) -> np.ndarray:
@@ -440,23 +451,42 @@ def assimilate(members: Sequence[Member], obs: np.ndarray, obs_index: np.ndarray
 def free_run(members: Sequence[Member], params: Sequence[ParamSpec], theta: np.ndarray,
              n_tr: int, tr_s: float, baseline_hz: np.ndarray, obs_index: np.ndarray, R: int,
              hemo: str = "friston2000", flow_gain: float = 0.4, substeps: int = 4,
-             spinup_s: float = 0.0, hemo_state: np.ndarray | None = None) -> np.ndarray:
+             spinup_s: float = 0.0, hemo_state: np.ndarray | None = None,
+             boundary: Callable[[int, Callable[[], FreeRunState]], None] | None = None,
+             resume: FreeRunState | None = None) -> np.ndarray:
     """BOLD (n_tr, M_loc, R) of members running freely with fixed parameters ``theta``
     (P, U) for all members (e.g. the posterior mean) or (M_loc, P, U) one set per member:
     held-out forecasts and FC of the fitted model.  ``hemo_state`` (4, M_loc, U): the
-    members' hemodynamic state to start from (default: rest)."""
+    members' hemodynamic state to start from (default: rest).
+    ``boundary(f, snapshot)``: called after every free TR ``f = 1..n_tr`` (f TRs done) but
+    the one resumed from, on every rank; ``snapshot()`` gives the ``FreeRunState`` there
+    (for a checkpoint); an exception it raises ends the run.  ``resume``: a
+    ``FreeRunState`` to continue from (the members must have been given their engine states
+    of the same point; ``spinup_s`` and ``hemo_state`` are then not used)."""
     theta = np.asarray(theta, float)
     for i, mem in enumerate(members):
         mem.set_params(params, theta[i] if theta.ndim == 3 else theta)
-    if spinup_s > 0:
-        _run_members(members, spinup_s * 1e3, 1)
     h = Hemodynamics((len(members), members[0].n_units), hemo)
-    if hemo_state is not None:
-        h.set_state(hemo_state)
     out = np.empty((n_tr, len(members), R))
-    for t in range(n_tr):
+    f0 = 0
+    if resume is None:
+        if spinup_s > 0:
+            _run_members(members, spinup_s * 1e3, 1)
+        if hemo_state is not None:
+            h.set_state(hemo_state)
+    else:
+        f0 = int(resume.f)
+        if not 0 <= f0 <= n_tr or resume.bold.shape != (f0, len(members), R):
+            raise ValueError(f"resume: free TR {f0}, BOLD {resume.bold.shape} -- expected a "
+                             f"TR in [0, {n_tr}] and {(f0, len(members), R)}")
+        h.set_state(resume.hemo_state)
+        out[:f0] = resume.bold
+    for t in range(f0, n_tr):
         r = _run_members(members, tr_s * 1e3, substeps)
         for k in range(substeps):
             h.step(drive_from_rate(r[k], baseline_hz, flow_gain, hemo), tr_s / substeps)
         out[t] = region_means(h.bold(), obs_index, R)
+        if boundary is not None:
+            f = t + 1
+            boundary(f, lambda f=f: FreeRunState(f, out[:f].copy(), h.state))
     return out

@@ -5,12 +5,16 @@ world rank: every local member's engine state, the loop's ``LoopState``, the obs
 baselines) at the first TR boundary at or after each multiple of MS ms of model time (every
 ``ceil(MS / TR)`` TRs, TR in seconds: ``checkpoint_trs``); on SIGTERM or SIGUSR1 the ranks
 agree (an allreduce at every TR boundary), write one at the next boundary and raise
-``Stopped`` (the run is marked ``"interrupted"``, exit 75).  ``dtb assimilate --resume RUN``
-rebuilds the run's arguments from its manifest (``resume_args``), loads the newest usable
-checkpoint (``load_resume``) and continues bitwise identically (``assimilation.zarr``,
-``metrics.json`` but its timings).  Not checkpointed: the twin truth, baselines and spin-up
-before the first boundary, and the posterior-mean free run after the last (a stop requested
-there is honoured at TR 0, or not at all: the run completes).
+``Stopped`` (the run is marked ``"interrupted"``, exit 75).  The posterior-mean free run
+after the last TR is checkpointed the same way (``free_checkpointer``), at steps ``T + f``
+(T the series' TRs, f the free TRs done; the same cadence in TRs, a stop honoured after the
+next free TR): each such checkpoint holds, besides the above with the assimilation's final
+``LoopState``, this rank's free-run BOLD rows so far and hemodynamic state.
+``dtb assimilate --resume RUN`` rebuilds the run's arguments from its manifest
+(``resume_args``), loads the newest usable checkpoint (``load_resume``) and continues
+bitwise identically (``assimilation.zarr``, ``metrics.json`` but its timings), in the
+assimilation or in the free run.  Not checkpointed: the twin truth, baselines and spin-up
+before the first boundary (a stop requested there is honoured at TR 0).
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ from dtb.assimilation.outputs import MANIFEST_FORMAT
 from dtb.assimilation.problem import Layout, Problem
 from dtb.errors import DtbError
 
-__all__ = ["Stopped", "Resume", "checkpoint_trs", "resume_args", "load_resume", "checkpointer"]
+__all__ = ["Stopped", "Resume", "checkpoint_trs", "resume_args", "load_resume", "checkpointer",
+           "free_checkpointer"]
 
 
 class Stopped(Exception):
@@ -162,24 +167,17 @@ def load_resume(run: Path, comm: Any) -> Resume:
     return Resume(tr, checkpoint.step_dir(run, tr), state, meta)
 
 
-def checkpointer(prob: Problem, o: Options, lay: Layout, members: list[Any],
-                  base: np.ndarray, times: dict[str, float], stop: Any, log: Any
-                  ) -> Any:
-    """The loop's ``boundary`` hook: a checkpoint every ``--checkpoint-every`` (in TRs) and,
-    when some rank got a stop signal (``stop.agreed``, a collective at every boundary), one
-    more and ``Stopped``.  Every rank writes its members' engine states and the (identical)
-    loop state; ``dtb.checkpoint.save`` is a collective on the world communicator."""
+def _saver(prob: Problem, o: Options, lay: Layout, members: list[Any], base: np.ndarray,
+           times: dict[str, float], log: Any) -> Any:
+    """``save(step, loop_state, extra, extra_meta, signum)``: write the checkpoint of
+    ``step`` (every local member's engine state, the loop state, the observations and
+    baselines, and ``extra`` arrays of this rank) and raise ``Stopped`` if ``signum``."""
     from dtb import checkpoint
 
-    every = checkpoint_trs(o.checkpoint_every, o.tr_s)
     T = prob.obs.shape[0]
 
-    def boundary(t: int, snapshot: Any) -> None:
-        signum = stop.agreed(lay.comm) if stop is not None else 0
-        if not signum and not (every is not None and 0 < t < T and t % every == 0):
-            return
-        t0 = time.perf_counter()
-        st = snapshot()
+    def save(step: int, st: Any, extra: dict[str, np.ndarray], extra_meta: dict[str, Any],
+             signum: int, t0: float) -> None:
         state: dict[str, np.ndarray] = {f"loop/{k}": v for k, v in st.arrays().items()}
         for i, mem in zip(lay.local, members, strict=True):
             for k, v in mem.engine.get_state().items():
@@ -188,18 +186,67 @@ def checkpointer(prob: Problem, o: Options, lay: Layout, members: list[Any],
         state["problem/base"] = base
         if prob.obs_clean is not None:
             state["problem/obs_clean"] = prob.obs_clean
+        state.update(extra)
         import signal
 
-        meta = {"tr": t, "trs": T, "tr_s": o.tr_s, "members": o.members,
+        meta = {"tr": step, "trs": T, "tr_s": o.tr_s, "members": o.members,
                 "ranks_per_member": lay.ranks_per_member, "loop": st.meta(),
                 "truth_s": o.extra.get("truth_s", 0.0), "times": times,
-                "signal": signal.Signals(signum).name if signum else None}
-        path = checkpoint.save(o.out, t, state, meta, comm=lay.comm)
+                "signal": signal.Signals(signum).name if signum else None, **extra_meta}
+        path = checkpoint.save(o.out, step, state, meta, comm=lay.comm)
         if log:
             nbytes = sum(f.stat().st_size for f in path.glob("rank-*.h5"))
-            print(f"dtb: checkpoint at TR {t}: {path} ({nbytes / 1e6:.1f} MB, "
+            what = (f"TR {step}" if step <= T
+                    else f"free-run TR {step - T} (step {step})")
+            print(f"dtb: checkpoint at {what}: {path} ({nbytes / 1e6:.1f} MB, "
                   f"{time.perf_counter() - t0:.2f} s)", file=log, flush=True)
         if signum:
-            raise Stopped(t, path, signum)
+            raise Stopped(step, path, signum)
+
+    return save
+
+
+def checkpointer(prob: Problem, o: Options, lay: Layout, members: list[Any],
+                  base: np.ndarray, times: dict[str, float], stop: Any, log: Any
+                  ) -> Any:
+    """The loop's ``boundary`` hook: a checkpoint every ``--checkpoint-every`` (in TRs) and,
+    when some rank got a stop signal (``stop.agreed``, a collective at every boundary), one
+    more and ``Stopped``.  Every rank writes its members' engine states and the (identical)
+    loop state; ``dtb.checkpoint.save`` is a collective on the world communicator."""
+    every = checkpoint_trs(o.checkpoint_every, o.tr_s)
+    T = prob.obs.shape[0]
+    save = _saver(prob, o, lay, members, base, times, log)
+
+    def boundary(t: int, snapshot: Any) -> None:
+        signum = stop.agreed(lay.comm) if stop is not None else 0
+        if not signum and not (every is not None and 0 < t < T and t % every == 0):
+            return
+        save(t, snapshot(), {}, {}, signum, time.perf_counter())
+
+    return boundary
+
+
+def free_checkpointer(prob: Problem, o: Options, lay: Layout, members: list[Any],
+                      base: np.ndarray, times: dict[str, float], stop: Any, log: Any,
+                      final: Any, n_free: int) -> Any:
+    """``free_run``'s ``boundary`` hook, as ``checkpointer`` for the assimilation: after
+    ``f`` free TRs (checkpoint step ``T + f``), a checkpoint when ``T + f`` is a multiple of
+    ``--checkpoint-every`` (in TRs, ``f < n_free``) and, on an agreed stop signal, one more
+    and ``Stopped``.  Each holds, besides what ``checkpointer`` writes (``final``: the
+    assimilation's ``LoopState`` after its last TR), this rank's free-run BOLD rows so far
+    (``free/bold``) and hemodynamic state (``free/hemo_state``)."""
+    every = checkpoint_trs(o.checkpoint_every, o.tr_s)
+    T = prob.obs.shape[0]
+    save = _saver(prob, o, lay, members, base, times, log)
+
+    def boundary(f: int, snapshot: Any) -> None:
+        signum = stop.agreed(lay.comm) if stop is not None else 0
+        if not signum and not (every is not None and 0 < f < n_free
+                               and (T + f) % every == 0):
+            return
+        t0 = time.perf_counter()
+        fs = snapshot()
+        save(T + f, final, {"free/bold": fs.bold, "free/hemo_state": fs.hemo_state},
+             {"free": {"f": f, "trs": n_free}}, signum, t0)
 
     return boundary

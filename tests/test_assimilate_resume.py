@@ -40,6 +40,7 @@ ARGS = ["--demo", "--members", "2", "--trs", "12", "--spinup", "0.3", "--free-ru
         "--neurons", "3000", "--threads", "1", "--quiet"]
 EVERY = ["--checkpoint-every", "1600"]   # ms: every 2 TRs
 T = 12
+FREE = 3                                 # free-run TRs: checkpoint steps T + 1 .. T + FREE
 
 
 def _env() -> dict[str, str]:
@@ -72,14 +73,15 @@ def manifest(run: Path) -> dict:
 
 def assert_interrupted(run: Path, p: subprocess.CompletedProcess[str], sig: int) -> int:
     """Exit 75, status interrupted at the newest checkpoint, which it names, at a TR inside
-    the run; no final outputs.  Returns that TR."""
+    the run (a step T + f: after f TRs of the free run); no final outputs.  Returns that
+    TR."""
     assert p.returncode == EXIT_TEMPFAIL, p.stderr[-3000:]
     m = manifest(run)
     assert m["status"] == "interrupted", m["status"]
     info = m["interrupted"]
     assert info["reason"] == signal.Signals(sig).name
     assert ck.candidates(run)[0].name == info["checkpoint"]
-    assert 2 <= info["tr"] <= T
+    assert 2 <= info["tr"] <= T + FREE
     for name in ("assimilation.zarr", "metrics.json", "figures"):
         assert not (run / name).exists(), name
     assert f"--resume {run}" in p.stderr
@@ -214,6 +216,54 @@ def test_resume_from_the_boundary_before_the_first_tr(ref: Path, tmp_path: Path,
     assert_same_outputs(ref, run)
 
 
+def test_sigterm_during_the_free_run_resume_equals_the_uninterrupted_run(
+        ref: Path, tmp_path: Path) -> None:
+    """The posterior-mean free run is checkpointed too (steps T + f): SIGTERM after its
+    periodic checkpoint at T + 2 stops the run at the next free TR, T + 3, exit 75;
+    resuming from there, and from T + 2 (the newest damaged: one free TR to run again),
+    gives the uninterrupted run."""
+    run = tmp_path / "run"
+    p = interrupted(run, after=T + 1)
+    assert assert_interrupted(run, p, signal.SIGTERM) == T + FREE
+    assert f"TR {FREE} of the posterior-mean free run" in p.stderr
+    assert [d.name for d in ck.candidates(run)] == [ck.step_dir(run, T + FREE).name,
+                                                    ck.step_dir(run, T + 2).name]
+    torn = copy(run, tmp_path / "torn")
+    (ck.candidates(torn)[0] / "rank-00000.h5").write_bytes(b"torn")
+    for r, step in ((run, T + FREE), (torn, T + 2)):
+        p = dtb("assimilate", "--resume", str(r), "--quiet")
+        assert p.returncode == 0, p.stderr
+        restart = manifest(r)["restarts"][0]
+        assert (restart["tr"], restart["checkpoint"]) == (step, ck.step_dir(r, step).name)
+        assert_same_outputs(ref, r)
+
+
+def test_sigterm_at_the_start_of_the_free_run_stops_after_its_first_tr(
+        ref: Path, stopped: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In process, resuming the stopped run: SIGTERM as the free run starts is honoured
+    after its first TR (step T + 1; it used to be ignored: the run completed); the resumed
+    run runs the other free TRs (a periodic checkpoint at T + 2) and equals the
+    uninterrupted one."""
+    from dtb.assimilation import loop
+
+    real = loop.free_run
+
+    def free_run(*a, **k):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real(*a, **k)
+
+    run = copy(stopped, tmp_path / "run")
+    monkeypatch.setattr(loop, "free_run", free_run)
+    assert main(["assimilate", "--resume", str(run), "--quiet"]) == EXIT_TEMPFAIL
+    m = manifest(run)
+    assert m["status"] == "interrupted" and m["interrupted"]["tr"] == T + 1
+    assert ck.candidates(run)[0].name == ck.step_dir(run, T + 1).name
+    monkeypatch.setattr(loop, "free_run", real)
+    assert main(["assimilate", "--resume", str(run), "--quiet"]) == 0
+    assert manifest(run)["restarts"][-1]["tr"] == T + 1
+    assert_same_outputs(ref, run)
+
+
 @pytest.mark.mpi
 @needs_mpi
 def test_two_member_communicators_sigterm_resume_equals_the_uninterrupted_run(
@@ -318,3 +368,17 @@ def test_resume_refuses_options_that_would_change_the_run(stopped: Path, capsys)
     _main_error(capsys, ["assimilate", "--checkpoint-every", "0", "--demo"],
                 "--checkpoint-every")
     assert manifest(stopped)["status"] == "interrupted"
+
+
+@pytest.mark.mpi
+@needs_mpi
+def test_two_member_communicators_stopped_in_the_free_run_resume_equals_the_uninterrupted_run(
+        ref: Path, tmp_path: Path) -> None:
+    """mpiexec -n 2: a stop during the free run (each rank writes its member's free-run rows
+    and hemodynamic state) resumes to the one-process uninterrupted run."""
+    run = tmp_path / "run"
+    assert assert_interrupted(run, interrupted(run, ranks=2, after=T + 1),
+                              signal.SIGTERM) == T + FREE
+    p = dtb("assimilate", "--resume", str(run), "--quiet", ranks=2)
+    assert p.returncode == 0, p.stderr
+    assert_same_outputs(ref, run)
