@@ -47,9 +47,10 @@ def card() -> dict:
         return {"name": "host emulation (no GPU)", "host": platform.node()}
     import cupy
 
+    from dtb.gpu.device import device_name
+
     props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
-    name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
-    out = {"name": name, "sms": props["multiProcessorCount"],
+    out = {"name": device_name(props), "sms": props["multiProcessorCount"],
            "memory_bytes": cupy.cuda.Device().mem_info[1],
            "cuda_driver": cupy.cuda.runtime.driverGetVersion(),
            "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion(), "cupy": cupy.__version__,

@@ -236,11 +236,7 @@ class Engine(EngineBuild):
         delivers local spikes every minimum-delay window.  A spike that crosses ranks
         cannot act before its delay, which is at least the exchange window, so it still
         reaches the ring buffer in time when it is delivered at the window's end."""
-        from dtb.distributed import Exchange
-
-        if self.exchange is None:
-            self.exchange = Exchange(self, self.routing, self.ranks_per_node)
-        ex = self.exchange
+        ex = self.exchange  # built with the engine
         window = max(m_max, ex.window)
         done = 0
         while done < n_steps:
@@ -446,7 +442,7 @@ class Engine(EngineBuild):
         """Per-rank and global figures of a distributed run (a collective on several ranks):
         neurons, synapses, build and simulation seconds, exchange messages, bytes and
         seconds; imbalance = max / mean."""
-        ex = getattr(self, "exchange", None)
+        ex = self.exchange
         mine = {"neurons": self.n_local, "synapses": self.n_synapses,
                 "synapse_bytes": self.bytes_per_synapse * self.n_synapses,
                 "build_s": self.build_s, "simulate_s": self.simulate_s,

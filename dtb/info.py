@@ -55,8 +55,11 @@ def _mpi() -> dict[str, Any]:
     return out
 
 
-def _gpu() -> dict[str, Any]:
-    """cupy's version, whether CUDA is usable, and the names of the visible GPUs."""
+def gpu_status() -> dict[str, Any]:
+    """cupy's version, whether CUDA is usable, and the names of the visible GPUs (also
+    what ``--backend gpu`` checks before building: dtb.gpu.device.gpu_unavailable)."""
+    from dtb.gpu.device import device_name
+
     out: dict[str, Any] = {"cupy": None, "cuda_available": False, "gpus": []}
     try:
         import cupy
@@ -71,8 +74,7 @@ def _gpu() -> dict[str, Any]:
             rt = cupy.cuda.runtime
             out["cuda_runtime"] = rt.runtimeGetVersion()
             for i in range(rt.getDeviceCount()):
-                name = rt.getDeviceProperties(i)["name"]
-                out["gpus"].append(name.decode() if isinstance(name, bytes) else str(name))
+                out["gpus"].append(device_name(rt.getDeviceProperties(i)))
     except Exception as e:
         out["cuda_available"] = False
         out["cuda_error"] = f"{type(e).__name__}: {e}"
@@ -106,7 +108,7 @@ def info() -> dict[str, Any]:
         "hdf5": h5py.version.hdf5_version,
     }
     d.update(_mpi())
-    d.update(_gpu())
+    d.update(gpu_status())
     d["backends"] = ["cpu"] + (["gpu"] if d["cuda_available"] else [])
     return d
 

@@ -258,7 +258,7 @@ class SpikeRecorder:
                                  " does not match the checkpoint's SHA-256 -- the spill "
                                  "file was changed after the checkpoint")
             pos += n
-        if have > total * _REC or (have == 0 and self.spill_path.exists()):
+        if have > total * _REC:
             with open(self.spill_path, "rb+") as f:
                 f.truncate(total * _REC)
                 os.fsync(f.fileno())
@@ -301,26 +301,9 @@ class SpikeRecorder:
 
         if self.spilled:
             raise ValueError("part_image: spikes were spilled to disk -- use write_part")
-        steps, idx = self._memory()
-        key, pop_by_key, node_by_key = self._order()
-        k = key[idx]
-        order = np.lexsort((steps, k))
-        steps, k = steps[order], k[order]
-        start = np.zeros(self.n_local + 1, np.int64)
-        np.cumsum(np.bincount(k, minlength=self.n_local), out=start[1:])
-        slices, counts = self._slices(pop_by_key, node_by_key, start)
         buf = io.BytesIO()
         with h5py.File(buf, "w") as f:
-            _sonata_root(f)
-            root = f.create_group("spikes")
-            for p, name in enumerate(self.names):
-                k0, k1 = np.searchsorted(pop_by_key, [p, p + 1])
-                a, z = start[k0], start[k1]
-                g = root.create_group(name)
-                g.attrs["sorting"] = "by_id"
-                ts = g.create_dataset("timestamps", data=(steps[a:z] + 1) * self.dt)
-                ts.attrs["units"] = "ms"
-                g.create_dataset("node_ids", data=node_by_key[k[a:z]].astype(np.uint64))
+            slices, counts = self._write_sorted(f)
         return buf.getbuffer(), slices, counts
 
     def write_part(self, path: Path, write: Any) -> tuple[str, int, list[Slice],
@@ -337,14 +320,17 @@ class SpikeRecorder:
             finally:
                 image.release()
             return digest, size, slices, counts
+        import h5py
+
         from dtb.errors import OutputError
         from dtb.rundir import sha256_file
 
         tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
         try:
-            slices, counts = self._external_sort(tmp)
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
+            with open(tmp, "wb") as fh, h5py.File(fh, "w") as f:
+                slices, counts = self._write_sorted(f)
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
             digest, size = sha256_file(tmp), tmp.stat().st_size
             os.replace(tmp, path)
         except OSError as e:
@@ -355,9 +341,11 @@ class SpikeRecorder:
             raise
         return digest, size, slices, counts
 
-    def _external_sort(self, target: Path) -> tuple[list[Slice], dict[str, int]]:
-        import h5py
-
+    def _write_sorted(self, f: Any) -> tuple[list[Slice], dict[str, int]]:
+        """Write every recorded spike into the open HDF5 file f, sorted by (population,
+        node id, step): count the spikes per neuron, then, for ranges of neurons whose
+        spikes fit the buffer (all of them at once when nothing was spilled), gather,
+        sort and write each range in place.  Returns the slice table and the counts."""
         key, pop_by_key, node_by_key = self._order()
         per_key = np.zeros(self.n_local, np.int64)
         for _, idx in self._batches():
@@ -366,44 +354,43 @@ class SpikeRecorder:
         np.cumsum(per_key, out=start[1:])
         slices, counts = self._slices(pop_by_key, node_by_key, start)
         # key ranges whose spikes fit the buffer (a range holds at least one key)
-        budget = max(1, self.spill_bytes // _REC)
+        budget = max(1, self.spill_bytes // _REC if self.spilled else int(start[-1]))
         bounds = [0]
         while bounds[-1] < self.n_local:
             k0 = bounds[-1]
             k1 = int(np.searchsorted(start, start[k0] + budget, side="right")) - 1
             bounds.append(min(self.n_local, max(k1, k0 + 1)))
         pop_k0 = np.searchsorted(pop_by_key, np.arange(len(self.names) + 1))
-        with open(target, "wb") as fh, h5py.File(fh, "w") as f:
-            _sonata_root(f)
-            root = f.create_group("spikes")
-            ds = []
-            for name in self.names:
-                g = root.create_group(name)
-                g.attrs["sorting"] = "by_id"
-                ts = g.create_dataset("timestamps", shape=(counts[name],), dtype=np.float64)
-                ts.attrs["units"] = "ms"
-                ds.append((ts, g.create_dataset("node_ids", shape=(counts[name],),
-                                                dtype=np.uint64)))
-            for k0, k1 in zip(bounds[:-1], bounds[1:], strict=True):
-                if start[k1] == start[k0]:
+        _sonata_root(f)
+        root = f.create_group("spikes")
+        ds = []
+        for name in self.names:
+            g = root.create_group(name)
+            g.attrs["sorting"] = "by_id"
+            ts = g.create_dataset("timestamps", shape=(counts[name],), dtype=np.float64)
+            ts.attrs["units"] = "ms"
+            ds.append((ts, g.create_dataset("node_ids", shape=(counts[name],),
+                                            dtype=np.uint64)))
+        for k0, k1 in zip(bounds[:-1], bounds[1:], strict=True):
+            if start[k1] == start[k0]:
+                continue
+            ks, ss = [], []
+            for steps, idx in self._batches():
+                k = key[idx]
+                sel = (k >= k0) & (k < k1)
+                ks.append(k[sel])
+                ss.append(steps[sel])
+            k, st = np.concatenate(ks), np.concatenate(ss)
+            order = np.lexsort((st, k))
+            k, st = k[order], st[order]
+            for p in range(len(self.names)):  # the populations this range covers
+                a, z = max(k0, pop_k0[p]), min(k1, pop_k0[p + 1])
+                if a >= z or start[z] == start[a]:
                     continue
-                ks, ss = [], []
-                for steps, idx in self._batches():
-                    k = key[idx]
-                    sel = (k >= k0) & (k < k1)
-                    ks.append(k[sel])
-                    ss.append(steps[sel])
-                k, st = np.concatenate(ks), np.concatenate(ss)
-                order = np.lexsort((st, k))
-                k, st = k[order], st[order]
-                for p in range(len(self.names)):  # the populations this range covers
-                    a, z = max(k0, pop_k0[p]), min(k1, pop_k0[p + 1])
-                    if a >= z or start[z] == start[a]:
-                        continue
-                    i0, i1 = start[a] - start[k0], start[z] - start[k0]
-                    o0, o1 = start[a] - start[pop_k0[p]], start[z] - start[pop_k0[p]]
-                    ds[p][0][o0:o1] = (st[i0:i1] + 1) * self.dt
-                    ds[p][1][o0:o1] = node_by_key[k[i0:i1]].astype(np.uint64)
+                i0, i1 = start[a] - start[k0], start[z] - start[k0]
+                o0, o1 = start[a] - start[pop_k0[p]], start[z] - start[pop_k0[p]]
+                ds[p][0][o0:o1] = (st[i0:i1] + 1) * self.dt
+                ds[p][1][o0:o1] = node_by_key[k[i0:i1]].astype(np.uint64)
         return slices, counts
 
 

@@ -1,13 +1,37 @@
-"""Shared by the resume tests: start a dtb command, signal it once it has written a
-checkpoint, and collect how it ended."""
+"""Shared by the resume tests: run dtb (under mpiexec on several ranks), start a dtb
+command, signal it once it has written a checkpoint, and collect how it ended."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 from dtb import checkpoint as ck
+
+BIN = Path(sys.executable).parent
+DTB = str(BIN / "dtb")
+MPIEXEC = shutil.which("mpiexec", path=str(BIN)) or shutil.which("mpiexec")
+
+
+def clean_env() -> dict[str, str]:
+    """This environment without the variables that would make a child think it is already
+    a rank of this process's MPI job."""
+    env = dict(os.environ)
+    for k in ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS"):
+        env.pop(k, None)
+    return env
+
+
+def run_dtb(*args: str, ranks: int = 1) -> subprocess.CompletedProcess[str]:
+    """``dtb ARGS`` (under ``mpiexec -n RANKS`` when ranks > 1), output captured."""
+    cmd = [DTB, *args]
+    if ranks > 1:
+        cmd = [MPIEXEC, "-n", str(ranks), *cmd]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=clean_env())
 
 
 def signal_after_checkpoint(cmd: list[str], out: Path, sig: int, after: int,

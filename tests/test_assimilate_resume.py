@@ -18,20 +18,18 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from interrupt import signal_after_checkpoint
+from interrupt import DTB, MPIEXEC, signal_after_checkpoint
+from interrupt import clean_env as _env
+from interrupt import run_dtb as dtb
 
 from dtb import checkpoint as ck
 from dtb.cli import EXIT_TEMPFAIL, main
 
-BIN = Path(sys.executable).parent
-DTB = str(BIN / "dtb")
-MPIEXEC = shutil.which("mpiexec", path=str(BIN)) or shutil.which("mpiexec")
 needs_mpi = pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec (pip install mpich)")
 
 # a small twin experiment: 2 members of 3000 neurons, 12 TRs of 0.8 s (9 assimilated, 3 a
@@ -41,20 +39,6 @@ ARGS = ["--demo", "--members", "2", "--trs", "12", "--spinup", "0.3", "--free-ru
 EVERY = ["--checkpoint-every", "1600"]   # ms: every 2 TRs
 T = 12
 FREE = 3                                 # free-run TRs: checkpoint steps T + 1 .. T + FREE
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    for k in ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS"):
-        env.pop(k, None)
-    return env
-
-
-def dtb(*args: str, ranks: int = 1) -> subprocess.CompletedProcess[str]:
-    cmd = [DTB, *args]
-    if ranks > 1:
-        cmd = [MPIEXEC, "-n", str(ranks), *cmd]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=_env())
 
 
 def interrupted(out: Path, sig: int = signal.SIGTERM, ranks: int = 1,

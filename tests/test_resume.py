@@ -17,22 +17,20 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
-from interrupt import signal_after_checkpoint
+from interrupt import DTB, MPIEXEC, signal_after_checkpoint
+from interrupt import clean_env as _env
+from interrupt import run_dtb as dtb
 
 from dtb import checkpoint as ck
 from dtb.cli import EXIT_TEMPFAIL, main
 from dtb.engine import Engine
 
-BIN = Path(sys.executable).parent
-DTB = str(BIN / "dtb")
-MPIEXEC = shutil.which("mpiexec", path=str(BIN)) or shutil.which("mpiexec")
 needs_mpi = pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec (pip install mpich)")
 
 # the brain: unit rates in 0.1 ms bins (chunks of 3196 rows x 82 units, so several are
@@ -48,20 +46,6 @@ MC_ARGS = ["--model", "microcircuit", "--scale", "0.02", "--t", "2000", "--threa
            "--record", "hdf5"]
 MC_AFTER = 10_000  # interrupt the microcircuit after its checkpoint of step 10000 (1000 ms)
 EVERY = ["--checkpoint-every", "100"]
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    for k in ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS"):
-        env.pop(k, None)
-    return env
-
-
-def dtb(*args: str, ranks: int = 1) -> subprocess.CompletedProcess[str]:
-    cmd = [DTB, *args]
-    if ranks > 1:
-        cmd = [MPIEXEC, "-n", str(ranks), *cmd]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=_env())
 
 
 def interrupted(out: Path, args: list[str], sig: int = signal.SIGTERM, ranks: int = 1,

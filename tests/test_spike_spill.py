@@ -7,16 +7,14 @@ changed after its checkpoint is refused by name."""
 from __future__ import annotations
 
 import json
-import shutil
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
-from interrupt import signal_after_checkpoint
+from interrupt import DTB, MPIEXEC, clean_env, signal_after_checkpoint
+from interrupt import run_dtb as _run
 
 from dtb.cli import EXIT_TEMPFAIL
 from dtb.engine import Engine
@@ -24,18 +22,8 @@ from dtb.models.microcircuit import microcircuit
 from dtb.rundir import write_atomic
 from dtb.spikes_io import SpikeRecorder, spill_name
 
-BIN = Path(sys.executable).parent
-DTB = str(BIN / "dtb")
-MPIEXEC = shutil.which("mpiexec", path=str(BIN)) or shutil.which("mpiexec")
 MC = ["--model", "microcircuit", "--scale", "0.02", "--threads", "1", "--record", "rates:off"]
 TINY_BUFFER = ["--record", "spike_buffer:0.002"]  # 131 spikes
-
-
-def _run(*args: str, ranks: int = 1) -> subprocess.CompletedProcess[str]:
-    cmd = [DTB, *args]
-    if ranks > 1:
-        cmd = [MPIEXEC, "-n", str(ranks), *cmd]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
 
 
 def _same_spikes(a: Path, b: Path) -> int:
@@ -104,9 +92,7 @@ def test_two_ranks_spilling_write_the_spikes_of_one_rank_in_memory(tmp_path: Pat
 def _interrupted(run: Path) -> None:
     cmd = [DTB, "simulate", *MC, *TINY_BUFFER, "--t", "1200", "--checkpoint-every", "100",
            "--out", str(run)]
-    import os
-
-    p = signal_after_checkpoint(cmd, run, signal.SIGTERM, 4000, dict(os.environ))
+    p = signal_after_checkpoint(cmd, run, signal.SIGTERM, 4000, clean_env())
     assert p.returncode == EXIT_TEMPFAIL, p.stderr[-2000:]
     assert (run / spill_name(0)).stat().st_size > 16 * 131 * 10
 

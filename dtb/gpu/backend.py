@@ -78,8 +78,8 @@ class GpuBackend:
         if free is not None:
             check_fits(self.memory, free, self._device_name())
         self._graphs: dict[tuple[int, int], Any] = {}
-        # (m, record size, graph windows) -> windows per chunk (0: record sized only);
-        # cleared whenever the spike bound changes (_set_spike_bound)
+        # (m, record size, graph windows) -> windows per chunk (the record is sized for
+        # such a key already); cleared whenever the spike bound changes (_set_spike_bound)
         self._plans: dict[tuple[int, int, int], int] = {}
         # every allocation and copy on the backend's stream: it does not synchronise with
         # the legacy default stream, so work queued there would be unordered with ours
@@ -202,13 +202,12 @@ class GpuBackend:
                 f"but {(free + have) / GIB:.2f} GiB are available -- run on more ranks/GPUs")
         self._alloc_record(want)
         self.memory = self._estimate(want)
-        self._plans[(m_max, self.rec_cap, self.graph_windows)] = 0
 
     def _chunk_windows(self, m_max: int) -> int:
         """Windows of m_max steps per chunk: as many as the record holds by the spike
         bound over the whole chunk (at least one), whole graphs where graphs are used."""
         key = (m_max, self.rec_cap, self.graph_windows)
-        if self._plans.get(key):
+        if key in self._plans:
             return self._plans[key]
         lo, hi = 1, max(1, self.rec_cap)
         while lo < hi:  # the largest n with max_spikes(n * m_max) <= rec_cap
@@ -334,9 +333,10 @@ class GpuBackend:
         if self.emulate:
             name = "host emulation"
         else:
-            props = self.xp.cuda.runtime.getDeviceProperties(self.xp.cuda.Device().id)
-            name = props["name"]
-            name = name.decode() if isinstance(name, bytes) else str(name)
+            from dtb.gpu.device import device_name
+
+            name = device_name(self.xp.cuda.runtime.getDeviceProperties(
+                self.xp.cuda.Device().id))
         return {"device": name, "emulated": self.emulate, "memory": self.memory.to_dict(),
                 "record_entries": self.rec_cap, "launch_calls": self.launches,
                 "graph_windows": self.graph_windows, "graph_error": self.graph_error}

@@ -60,20 +60,25 @@ class GpuUnavailable(DtbError, RuntimeError):
     """The GPU backend was asked for where CuPy or a CUDA device is missing."""
 
 
+def device_name(props: dict[str, Any]) -> str:
+    """The device name from cupy.cuda.runtime.getDeviceProperties (bytes or str)."""
+    name = props["name"]
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
 def gpu_unavailable() -> str | None:
     """Why the GPU backend cannot run in this process (None: it can): CuPy missing or
-    failing to load, or no CUDA device visible.  Cheap enough to check before building."""
-    try:
-        import cupy
-    except Exception as e:  # noqa: BLE001 - ImportError, or a CUDA library failing to load
-        return (f"CuPy is not importable ({type(e).__name__}: {e}); install it with "
-                "pip install 'dtb[gpu]' (CUDA 13) or 'dtb[gpu-cuda12]'")
-    try:
-        n = cupy.cuda.runtime.getDeviceCount()
-    except Exception as e:  # noqa: BLE001 - no driver, or a driver too old for the runtime
-        return f"no CUDA device ({type(e).__name__}: {e})"
-    if n < 1:
-        return "no CUDA device is visible (CUDA_VISIBLE_DEVICES, driver)"
+    failing to load, or no CUDA device visible (dtb.info's probe, which ``dtb info``
+    reports).  Cheap enough to check before building."""
+    from dtb.info import gpu_status
+
+    g = gpu_status()
+    if g["cupy"] is None:
+        return (f"CuPy is not importable ({g.get('cupy_error', 'not installed')}); install "
+                "it with pip install 'dtb[gpu]' (CUDA 13) or 'dtb[gpu-cuda12]'")
+    if not g["gpus"]:
+        return "no CUDA device " + (f"({g['cuda_error']})" if g.get("cuda_error") else
+                                    "is visible (CUDA_VISIBLE_DEVICES, driver)")
     return None
 
 
