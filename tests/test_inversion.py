@@ -10,8 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dtb.assimilation.inversion import (esmda_alphas, invert, ledoit_wolf, misfit,
-                                        noise_covariance)
+from dtb.assimilation.inversion import esmda_alphas, invert, ledoit_wolf, misfit, noise_covariance
 
 
 def _linear_problem(seed=0, p=3, m=6):
