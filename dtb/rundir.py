@@ -54,7 +54,6 @@ import numpy as np
 
 from dtb.errors import InputError, OutputError
 from dtb.fileio import TMP_PREFIX as _TMP_PREFIX
-from dtb.fileio import fsync_dir as _fsync_dir
 from dtb.fileio import sha256_file as sha256_file  # re-exported: dtb.rundir's API
 from dtb.fileio import why as _why
 from dtb.fileio import write_atomic as write_atomic
@@ -305,25 +304,31 @@ class RunDirectory:
             lock.release()
 
     # --- writing ----------------------------------------------------------------------
-    def _tmp(self, name: str) -> Path:
-        return self.path / f"{_TMP_PREFIX}{os.getpid()}-{name}"
-
     def _write_manifest(self) -> None:
+        """Replace the manifest atomically (dtb.fileio.write_atomic).  A ``"failed"``
+        manifest that a full disk keeps from being written beside the old one is written
+        over it in place (it needs no more room than the old one): a failed run must not
+        stay ``"running"``."""
+        import errno
         import json
 
         final = self.path / MANIFEST
-        tmp = self._tmp(MANIFEST)
+        text = json.dumps(_jsonable(self.manifest), indent=2, allow_nan=False) + "\n"
         try:
-            text = json.dumps(_jsonable(self.manifest), indent=2, allow_nan=False) + "\n"
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, final)
-            _fsync_dir(self.path)
-        except OSError as e:
-            tmp.unlink(missing_ok=True)
-            raise OutputError(f"{final}: cannot write the manifest: {_why(e)}") from e
+            write_atomic(final, text.encode(), "manifest")
+        except OutputError as e:
+            full = isinstance(e.__cause__, OSError) and e.__cause__.errno in (
+                errno.ENOSPC, errno.EDQUOT)
+            if not (full and self.manifest.get("status") == "failed" and final.is_file()):
+                raise
+            try:
+                with open(final, "r+b") as f:
+                    f.write(text.encode())
+                    f.truncate()
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError:
+                raise e from None
 
     def start(self, network: Network, settings: SimulationSettings,
               command: Sequence[str] | None = None, source: Mapping[str, Any] | None = None,
