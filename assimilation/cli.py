@@ -88,12 +88,16 @@ def run_assimilate(args: argparse.Namespace, stop: Any = None) -> int:
     if getattr(args, "resume", None) is not None:
         resume = load_resume(o.out, comm)
     log = None if (o.quiet or not rank0) else sys.stderr
-    if not rank0:
-        run: Any = contextlib.nullcontext()
-    elif resume is not None:
-        run = AssimilationRun.reopen(o.out)
-    else:
-        run = AssimilationRun(o.out, o.overwrite)
+    from dtb.distributed import on_root
+    from dtb.errors import DtbError
+
+    inputs = [x for x in (o.brain, o.bold, o.labels, o.atlas) if x is not None]
+    made: list[AssimilationRun] = []
+    # rank 0 checks and locks the run directory; every rank raises its error, if any
+    on_root(comm, lambda: made.append(AssimilationRun.reopen(o.out, o) if resume is not None
+                                      else AssimilationRun(o.out, o.overwrite, inputs)),
+            DtbError)
+    run: Any = made[0] if made else contextlib.nullcontext()
     with run as rd:
         if rank0:
             args.run_dir = o.out
@@ -116,7 +120,8 @@ def run_assimilate(args: argparse.Namespace, stop: Any = None) -> int:
         elif o.demo:
             twin_truth(prob, o, lay, log)
         try:
-            res, free, secs = _fit(prob, o, lay, log, stop, resume)
+            res, free, secs = _fit(prob, o, lay, log, stop, resume,
+                                   ready=rd.commit if rank0 else None)
         except Stopped as e:
             if rank0:
                 rd.interrupt(e.tr, e.path.name, e.reason)
@@ -140,11 +145,13 @@ def run_assimilate(args: argparse.Namespace, stop: Any = None) -> int:
 
 
 def _fit(prob: Problem, o: Options, lay: Layout, log: Any, stop: Any = None,
-         resume: Resume | None = None) -> tuple[Any, np.ndarray, dict]:
+         resume: Resume | None = None, ready: Any = None) -> tuple[Any, np.ndarray, dict]:
     """The assimilation (first ``n_assim`` TRs analysed, the rest a frozen forecast) and the
     posterior-mean free run; ``(AssimilationResult, bold_free (T_free, M, R), timings)``.
     Checkpoints at TR boundaries (``resume.checkpointer``) and, as steps ``T + f``, after
-    free TRs (``resume.free_checkpointer``); ``resume`` continues from either."""
+    free TRs (``resume.free_checkpointer``); ``resume`` continues from either;
+    ``ready()`` is called once the members are built (the earlier run an --overwrite
+    replaces is removed only then)."""
     from dtb.assimilation.loop import (
         AssimilationConfig,
         EngineMember,
@@ -158,6 +165,8 @@ def _fit(prob: Problem, o: Options, lay: Layout, log: Any, stop: Any = None,
     t0 = time.perf_counter()
     members = [EngineMember(make_engine(prob.net, o, o.seed + 1 + i, lay)) for i in lay.local]
     t_build = time.perf_counter() - t0
+    if ready is not None:
+        ready()
     loop_state = None
     free_state = None
     T = prob.obs.shape[0]

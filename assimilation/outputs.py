@@ -39,6 +39,10 @@ FIGURES = "figures"
 OBSERVED_CSV = "observed_bold.csv"
 OUTPUTS = (STORE, METRICS, FIGURES, OBSERVED_CSV)
 MANIFEST_FORMAT = "dtb-assimilation"
+#: the top-level entries a run of dtb assimilate may write (the manifest's ``written``)
+WRITTEN = ("manifest.json", "brain.h5", *OUTPUTS, "checkpoints")
+#: options a resumed run may set anew, or that name files checked by their SHA-256
+_RESUME_FREE = ("resume", "checkpoint_every", "threads", "brain", "bold", "labels", "atlas")
 
 #: Variables of ``assimilation.zarr`` and their dimensions (``tr`` TRs of the observed
 #: series, ``tr_free`` TRs of the free run, ``member``, ``unit``, ``parameter``, ``region``).
@@ -63,18 +67,18 @@ DIMENSIONS: dict[str, tuple[str, ...]] = {
 # --- outputs ---------------------------------------------------------------------------------
 
 def _tree_digest(path: Path) -> tuple[str, int, int]:
-    import hashlib
+    from dtb.runfiles import tree_digest
 
-    from dtb.rundir import sha256_file
+    return tree_digest(path)
 
-    h = hashlib.sha256()
-    n = size = 0
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        rel = f.relative_to(path).as_posix()
-        h.update(f"{rel}\0{sha256_file(f)}\n".encode())
-        n += 1
-        size += f.stat().st_size
-    return h.hexdigest(), n, size
+
+def options_record(o: Options) -> dict[str, Any]:
+    """The options as the manifest records them (JSON values)."""
+    from dtb.rundir import _jsonable
+
+    opts = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(o).items()
+            if k not in ("extra", "out", "overwrite", "quiet")}
+    return json.loads(json.dumps(_jsonable(opts)))
 
 
 def dataset(prob: Problem, res: Any, free: np.ndarray, o: Options) -> Any:
@@ -227,23 +231,54 @@ class AssimilationRun:
     ``complete`` last; on an exception the outputs are removed and the manifest says
     ``failed``."""
 
-    def __init__(self, path: Path, overwrite: bool):
+    def __init__(self, path: Path, overwrite: bool, inputs: Any = ()):
         from dtb.rundir import RunDirectory
 
-        self.rd: Any = RunDirectory(path, overwrite=overwrite)
+        self.rd: Any = RunDirectory(path, overwrite=overwrite, inputs=inputs)
+        self.lock: Any = self.rd.lock
         self.path = Path(path)
         self.manifest: dict[str, Any] = {}
 
     @classmethod
-    def reopen(cls, path: Path) -> AssimilationRun:
+    def reopen(cls, path: Path, o: Options | None = None) -> AssimilationRun:
         """The run directory of an interrupted run (``--resume``), manifest read back and
-        nothing removed (``resume._read_resume_manifest`` checked it)."""
+        nothing removed (``resume._read_resume_manifest`` checked it), locked.  With the
+        resumed run's options ``o``: raises ``NotResumable`` naming every option that
+        differs from the recorded ones (an edited manifest)."""
+        from dtb.rundir import NotResumable
+        from dtb.runfiles import config_differences, config_digest
+        from dtb.runlock import RunLock
+
         self = cls.__new__(cls)
         self.rd = None
         self.path = Path(path)
-        self.manifest = json.loads((self.path / "manifest.json").read_text())
+        f = self.path / "manifest.json"
+        self.manifest = json.loads(f.read_text())
+        stored = self.manifest.get("config_sha256")
+        if stored is not None and config_digest(self.manifest.get("options")) != stored:
+            raise NotResumable(f"{f}: its \"options\" were edited after the run started "
+                               f"(their SHA-256 is no longer the recorded config_sha256 "
+                               f"{stored}) -- restore the manifest or start a new run")
+        if o is not None:
+            def keep(d: Any) -> Any:
+                return {k: v for k, v in (d or {}).items() if k not in _RESUME_FREE}
+
+            diff = config_differences(keep(self.manifest.get("options")),
+                                      keep(options_record(o)))
+            if diff:
+                raise NotResumable(f"{f}: the recorded options differ from those the run's "
+                                   f"command gives now ({'; '.join(diff[:5])}) -- a resumed "
+                                   "run must continue the run it names; was the manifest "
+                                   "edited?")
+        self.lock = RunLock(self.path)
+        self.lock.acquire()
         self.started = True
         return self
+
+    def commit(self) -> None:
+        """The run is set up: remove the earlier run an --overwrite replaces."""
+        if self.rd is not None:
+            self.rd.commit()
 
     def restart(self, tr: int, checkpoint: str, threads: int | None) -> None:
         """Mark a reopened run ``"running"`` again, appending the restart (time, TR and
@@ -283,15 +318,18 @@ class AssimilationRun:
         import numba
 
         from dtb.rundir import utc_now, versions
+        from dtb.runfiles import config_digest
 
-        opts = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(o).items()
-                if k not in ("extra", "out", "overwrite", "quiet")}
+        if self.rd is not None:
+            self.rd.set_aside()  # an earlier run's files (brain.h5 too) out of the way
+        opts = options_record(o)
         self.manifest = {
             "format": MANIFEST_FORMAT, "format_version": 1, "status": "running",
             "error": None, "dtb_version": versions()["dtb"], "versions": versions(),
             "command": list(o.extra.get("command") or ["dtb", *sys.argv[1:]]),
             "cwd": os.getcwd(), "hostname": socket.gethostname(),
             "platform": platform.platform(), "source": prob.source, "options": opts,
+            "config_sha256": config_digest(opts), "written": sorted(WRITTEN),
             "seed": o.seed, "ranks": lay.ranks,
             "layout": {"members": o.members, "ranks_per_member": lay.ranks_per_member,
                        "member_communicators": lay.groups,
@@ -313,6 +351,7 @@ class AssimilationRun:
                  metrics: dict[str, Any], lay: Layout) -> dict[str, Any]:
         from dtb.rundir import _TMP_PREFIX, _jsonable, utc_now, write_atomic
 
+        self.commit()
         outputs: dict[str, Any] = {}
         ds = dataset(prob, res, free, o)
         tmp = self.path / f"{_TMP_PREFIX}{os.getpid()}-{STORE}"
@@ -337,7 +376,9 @@ class AssimilationRun:
         from dtb.rundir import sha256_file
 
         outputs[FIGURES] = {n: {"path": f"{FIGURES}/{n}",
-                                "sha256": sha256_file(self.path / FIGURES / n)} for n in names}
+                                "sha256": sha256_file(self.path / FIGURES / n),
+                                "bytes": (self.path / FIGURES / n).stat().st_size}
+                            for n in names}
         m = self.manifest
         m["outputs"] = outputs
         m["timings"] = metrics["timings"]
@@ -360,6 +401,8 @@ class AssimilationRun:
                 shutil.rmtree(q, ignore_errors=True)
             else:
                 q.unlink(missing_ok=True)
+        if self.rd is not None and self.rd._restore():
+            return  # failed while starting: the earlier run is back as it was
         for name in OUTPUTS:
             q = self.path / name
             if q.is_dir():
@@ -379,6 +422,9 @@ class AssimilationRun:
         return self
 
     def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
-        if exc is not None and self.manifest.get("status") != "complete":
-            self.fail(exc)
+        try:
+            if exc is not None and self.manifest.get("status") != "complete":
+                self.fail(exc)
+        finally:
+            self.lock.release()
 

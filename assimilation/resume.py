@@ -123,6 +123,10 @@ def _read_resume_manifest(run: Path, ranks: int) -> tuple[list[str], dict[str, A
             or len(command) < 2 or command[1] != "assimilate"):
         raise UsageError(f"--resume {run}: not a dtb assimilate run -- resume it with the "
                          "command that made it")
+    if m.get("format_version") not in (1,):
+        raise UsageError(f"--resume {run}: its manifest has format_version "
+                         f"{m.get('format_version')!r} -- this dtb resumes version 1 (written "
+                         "by a newer or altered dtb?)")
     if m.get("status") == "complete":
         raise UsageError(f"--resume {run}: the run is complete -- nothing to resume")
     src = m.get("source") or {}

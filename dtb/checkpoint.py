@@ -16,7 +16,6 @@ All functions taking ``comm`` are collectives on it (None: one process).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -26,12 +25,14 @@ from typing import Any
 
 import numpy as np
 
-from dtb.errors import OutputError
+from dtb.errors import InputError, OutputError
+from dtb.fileio import sha256_file, write_atomic, write_h5_atomic
 
 CHECKPOINTS = "checkpoints"
 COMPLETE = "COMPLETE.json"
 FORMAT = "dtb-checkpoint"
 FORMAT_VERSION = 1
+FORMAT_VERSIONS = (1,)  # the versions this dtb reads
 KEEP = 2  # complete checkpoints kept (the newest may be damaged on a later read)
 COMPRESS_BYTES = 1 << 16  # arrays at least this large are written compressed
 
@@ -40,40 +41,25 @@ def _rank_size(comm) -> tuple[int, int]:
     return (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
+class UnknownCheckpoint(InputError):
+    """A checkpoint of a format version this dtb does not read (exit status 2)."""
+
+    def __init__(self, message: str):
+        self.path, self.field, self.value, self.expected = "", None, None, ""
+        Exception.__init__(self, message)
 
 
-def _write_atomic(final: Path, write) -> None:
-    tmp = final.with_name(f".tmp-{os.getpid()}-{final.name}")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"{final}: cannot write the checkpoint: {e.strerror or e}") from e
-
-
-def _write_h5(path: Path, state: dict[str, np.ndarray]) -> None:
+def _fill_h5(f: Any, state: dict[str, np.ndarray]) -> None:
     """Arrays of COMPRESS_BYTES or more are compressed (gzip level 1 after byte shuffling):
     the engine's delay ring is mostly zeros (the 4,000-neuron demo brain's 35 MB ring
     compresses to under 1 MB in about 0.06 s, less than writing it plain)."""
-    import h5py
-
-    with h5py.File(path, "w") as f:
-        f.attrs["format"] = FORMAT
-        f.attrs["format_version"] = FORMAT_VERSION
-        for name, x in state.items():
-            x = np.asarray(x)
-            big = x.nbytes >= COMPRESS_BYTES and x.ndim > 0
-            f.create_dataset(name, data=x, **({"compression": "gzip", "compression_opts": 1,
-                                               "shuffle": True} if big else {}))
+    f.attrs["format"] = FORMAT
+    f.attrs["format_version"] = FORMAT_VERSION
+    for name, x in state.items():
+        x = np.asarray(x)
+        big = x.nbytes >= COMPRESS_BYTES and x.ndim > 0
+        f.create_dataset(name, data=x, **({"compression": "gzip", "compression_opts": 1,
+                                           "shuffle": True} if big else {}))
 
 
 def _read_h5(path: Path) -> dict[str, np.ndarray]:
@@ -81,6 +67,10 @@ def _read_h5(path: Path) -> dict[str, np.ndarray]:
 
     out: dict[str, np.ndarray] = {}
     with h5py.File(path, "r") as f:
+        version = f.attrs.get("format_version")
+        if version is not None and int(version) not in FORMAT_VERSIONS:
+            raise UnknownCheckpoint(f"{path}: format_version {int(version)} -- this dtb reads "
+                                    f"checkpoints of version {FORMAT_VERSION}")
         f.visititems(lambda name, obj: out.__setitem__(name, obj[()])
                      if isinstance(obj, h5py.Dataset) else None)
     return out
@@ -110,9 +100,8 @@ def save(run_dir: str | os.PathLike[str], step: int, state: dict[str, np.ndarray
         raise OutputError(err)
     try:
         f = d / f"rank-{rank:05d}.h5"
-        _write_atomic(f, lambda p: _write_h5(p, state))
-        digest = _sha256(f)
-    except OutputError as e:
+        digest, _, _ = write_h5_atomic(f, lambda h5: _fill_h5(h5, state), "checkpoint")
+    except OutputError as e:  # a full disk: reported, never a crash in HDF5
         err, digest = str(e), ""
     except OSError as e:
         err, digest = f"{d}: cannot write the checkpoint: {e.strerror or e}", ""
@@ -125,7 +114,7 @@ def save(run_dir: str | os.PathLike[str], step: int, state: dict[str, np.ndarray
                       "files": {f"rank-{r:05d}.h5": h for r, (h, _) in enumerate(digests)},
                       "meta": meta or {}}
             try:
-                _write_atomic(d / COMPLETE, lambda p: p.write_text(json.dumps(record, indent=1)))
+                write_atomic(d / COMPLETE, json.dumps(record, indent=1).encode(), "checkpoint")
                 if final.exists():  # the same step saved again
                     shutil.rmtree(final)
                 os.replace(d, final)
@@ -134,6 +123,8 @@ def save(run_dir: str | os.PathLike[str], step: int, state: dict[str, np.ndarray
                 errors.append(str(e))
             except OSError as e:
                 errors.append(f"{final}: cannot complete the checkpoint: {e.strerror or e}")
+        if errors:  # every rank has finished writing (the gather): drop the partial one
+            shutil.rmtree(d, ignore_errors=True)
         err = "; ".join(errors) if errors else None
     if comm is not None:
         err = comm.bcast(err, root=0)
@@ -188,13 +179,21 @@ def load_latest(run_dir: str | os.PathLike[str], comm=None
         why = None
         try:
             record = json.loads((d / COMPLETE).read_text())
+            if (record.get("format") == FORMAT
+                    and record.get("format_version") not in FORMAT_VERSIONS):
+                raise UnknownCheckpoint(
+                    f"{d / COMPLETE}: format_version {record.get('format_version')!r} -- this "
+                    f"dtb reads checkpoints of version {FORMAT_VERSION} (written by a newer "
+                    "or altered dtb?); resume it with the dtb that wrote it")
             if record.get("format") != FORMAT or record.get("ranks") != size:
                 why = (f"written by {record.get('ranks')} ranks, this run has {size}"
                        if record.get("format") == FORMAT else "not a dtb checkpoint")
             else:
                 f = d / f"rank-{rank:05d}.h5"
-                if _sha256(f) != record["files"][f.name]:
+                if sha256_file(f) != record["files"][f.name]:
                     why = f"{f.name}: checksum differs (damaged)"
+        except UnknownCheckpoint:
+            raise  # every rank reads the same record: all of them stop here
         except (OSError, ValueError, KeyError) as e:
             why = f"unreadable: {e}"
         whys = comm.allgather(why) if comm is not None else [why]

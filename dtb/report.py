@@ -32,58 +32,150 @@ def add_report_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     r.add_argument("--out", metavar="DIR", help="where to write (default RUN_DIR/report)")
     r.add_argument("--t-max", type=float, metavar="MS",
                    help="show at most this much model time in the raster (default 1000)")
+    r.add_argument("--overwrite", action="store_true",
+                   help="replace files in the output directory that have the names of the "
+                        "report's files but were not written by dtb report (other files "
+                        "there are never touched)")
+    r.add_argument("--verify", action="store_true",
+                   help="check the SHA-256 of every output the run's manifest lists "
+                        "(default: sizes always, checksums when the outputs are small)")
     return r
 
 
 def run_report(args: argparse.Namespace) -> int:
     """``dtb report``: returns the exit code (0)."""
-    out = make_report(args.run, args.out, t_max=args.t_max or 1000.0)
+    t_max = 1000.0 if args.t_max is None else args.t_max
+    out = make_report(args.run, args.out, t_max=t_max, overwrite=args.overwrite,
+                      verify=True if args.verify else None)
     print(out / "index.md")
     return 0
 
 
 def make_report(run_dir: str | Path, out: str | Path | None = None,
-                t_max: float = 1000.0) -> Path:
+                t_max: float = 1000.0, overwrite: bool = False,
+                verify: bool | None = None) -> Path:
     """Write the report of ``run_dir`` into ``out`` (default run_dir/report); returns it.
 
-    Raises InputError for a directory that is not a run (before anything is written),
-    OutputError for a report that cannot be written."""
+    Everything is checked and drawn first, into a temporary directory inside ``out``; only
+    then are the files moved into place.  Files an earlier ``dtb report`` wrote there (its
+    record ``.dtb-report.json``) are replaced; any other file with the name of one the
+    report writes is replaced only with ``overwrite``; other files are never touched.  The
+    directory written is locked (dtb.runlock) while the report is made: ``run_dir`` itself
+    for the default ``out``, else ``out``.  ``verify``: check the run's outputs against
+    their SHA-256 (None: when small; sizes are always checked).
+
+    Raises InputError for a directory that is not a run or whose files differ from its
+    manifest (before anything is written), ``RefusedOutput`` for user files in the way,
+    ``RunDirectoryBusy`` while another dtb process writes the directory, OutputError for a
+    report that cannot be written."""
+    import math
+
     import matplotlib
 
     matplotlib.use("Agg")
     from dtb.analysis import open_run
     from dtb.errors import OutputError
+    from dtb.runlock import RunDirectoryBusy, RunLock, busy_message
 
+    if not (isinstance(t_max, (int, float)) and math.isfinite(t_max) and t_max > 0):
+        from dtb.cli import _UsageError
+
+        raise _UsageError(f"--t-max: {t_max!r} -- expected a model time in ms > 0")
     run_dir = Path(run_dir)
+    inside = out is None
     out = Path(out) if out is not None else run_dir / "report"
-    run = open_run(run_dir)  # first: a path that is no run gets nothing written into it
+    busy = busy_message(run_dir)
+    if busy is not None:
+        raise RunDirectoryBusy(busy + " -- report it once the run has ended")
+    run = open_run(run_dir, verify=verify)  # first: no run, or a damaged one: nothing written
+    lock: RunLock | None = None
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".probe"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputError(f"{out}: cannot write the report: {e.strerror or e}") from e
+        lock = RunLock(run_dir if inside else out)
+        lock.acquire()
+        _write_report(run, out, t_max, overwrite, legacy_ok=inside)
+    finally:
         run.close()
-        raise OutputError(f"{out}: cannot write the report: {e.strerror or e}") from e
-    with run:
-        figs: list[tuple[str, str]] = []
-        numbers = _numbers(run)
-        if run.spikes is not None:
-            _raster(run, out / "raster.png", t_max)
-            figs.append(("Raster (a sample of neurons per population)", "raster.png"))
-        ds = run.dataset
-        if "population_rate" in ds:
-            _rates(ds, out / "rates.png")
-            figs.append(("Population rates", "rates.png"))
-        if "bold" in ds:
-            _bold(ds, out / "bold.png")
-            figs.append(("BOLD per unit", "bold.png"))
-            if ds.sizes["time_bold"] >= 3:
-                fc = _fc(ds, out / "fc.png")
-                figs.append(("Functional connectivity of BOLD", "fc.png"))
-                numbers["fc_mean_offdiag"] = fc
-        _page(run, numbers, figs, out / "index.md")
+        if lock is not None:
+            lock.release()
     return out
+
+
+def _write_report(run: Any, out: Path, t_max: float, overwrite: bool, legacy_ok: bool) -> None:
+    """Draw everything into a temporary directory in ``out``, check the names against what
+    is there, then move the files in and record them."""
+    import json
+    import os
+    import shutil
+
+    from dtb.errors import OutputError
+    from dtb.fileio import TMP_PREFIX, write_atomic
+    from dtb.runfiles import (
+        LEGACY_REPORT_FILES,
+        REPORT_FORMAT,
+        REPORT_RECORD,
+        RefusedOutput,
+        report_files,
+    )
+
+    tmp = out / f"{TMP_PREFIX}{os.getpid()}-report"
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        names = _draw(run, tmp, t_max)
+        mine = report_files(out)
+        if mine is None:
+            mine = set(LEGACY_REPORT_FILES) if legacy_ok else set()
+        theirs = [n for n in names if (out / n).exists() and n not in mine]
+        if theirs and not overwrite:
+            raise RefusedOutput(f"{out}: holds {', '.join(theirs)}, not written by dtb report "
+                                "-- pass --overwrite to replace them, or choose another --out "
+                                "(nothing was changed)")
+        for n in theirs:
+            if (out / n).is_dir() and not (out / n).is_symlink():
+                raise RefusedOutput(f"{out / n}: a directory where the report writes a file "
+                                    "-- move it away or choose another --out")
+        for n in names:
+            os.replace(tmp / n, out / n)
+        for n in sorted(mine - set(names)):  # an earlier report's files not drawn this time
+            q = out / n
+            if q.is_file() or q.is_symlink():
+                q.unlink(missing_ok=True)
+        record = {"format": REPORT_FORMAT, "format_version": 1, "run": str(run.path),
+                  "files": sorted(names)}
+        write_atomic(out / REPORT_RECORD, (json.dumps(record, indent=1) + "\n").encode(),
+                     "report record")
+    except OSError as e:
+        if isinstance(e, OutputError):
+            raise
+        raise OutputError(f"{out}: cannot write the report: {e.strerror or e}") from e
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _draw(run: Any, out: Path, t_max: float) -> list[str]:
+    """The figures and index.md of ``run`` into directory ``out``; returns their names."""
+    figs: list[tuple[str, str]] = []
+    numbers = _numbers(run)
+    if run.spikes is not None:
+        _raster(run, out / "raster.png", t_max)
+        figs.append(("Raster (a sample of neurons per population)", "raster.png"))
+    ds = run.dataset
+    if "population_rate" in ds:
+        _rates(ds, out / "rates.png")
+        figs.append(("Population rates", "rates.png"))
+    if "bold" in ds:
+        _bold(ds, out / "bold.png")
+        figs.append(("BOLD per unit", "bold.png"))
+        if ds.sizes["time_bold"] >= 3:
+            fc = _fc(ds, out / "fc.png")
+            figs.append(("Functional connectivity of BOLD", "fc.png"))
+            numbers["fc_mean_offdiag"] = fc
+    _page(run, numbers, figs, out / "index.md")
+    return [f for _, f in figs] + ["index.md"]
 
 
 def _numbers(run: Any) -> dict[str, Any]:

@@ -37,8 +37,8 @@ or, for an engine that has already run, ``write_run(path, engine)``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
-import hashlib
 import math
 import os
 import platform
@@ -53,6 +53,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dtb.errors import InputError, OutputError
+from dtb.fileio import TMP_PREFIX as _TMP_PREFIX
+from dtb.fileio import sha256_file as sha256_file  # re-exported: dtb.rundir's API
+from dtb.fileio import why as _why
+from dtb.fileio import write_atomic as write_atomic
+from dtb.runfiles import (
+    LOCK,
+    OLD_PREFIX,
+    RefusedOutput,
+    config_digest,
+    foreign_entries,
+    format_problem,
+    read_manifest,
+)
+from dtb.runlock import RunLock
 
 if TYPE_CHECKING:
     from dtb.config import SimulationSettings
@@ -65,9 +79,10 @@ FORMAT = "dtb-run"
 FORMAT_VERSION = 1
 SONATA_MAGIC = 0x0A7A
 SONATA_VERSION = (0, 1)
-_TMP_PREFIX = ".dtb-tmp-"
 OUTPUT_NAMES = ("spikes.h5", "spikes", "series.zarr", "series.h5", "series", "report")
 CHECKPOINTS = "checkpoints"
+#: the top-level entries a run of dtb simulate may write (the manifest's ``written``)
+WRITTEN = (MANIFEST, *OUTPUT_NAMES, CHECKPOINTS)
 RESUMABLE = ("interrupted", "running")  # "running": the job was killed without a warning
 
 
@@ -97,15 +112,6 @@ def versions() -> dict[str, str]:
             "hdf5": h5py.version.hdf5_version}
 
 
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 digest of a file, read in chunks of ``chunk`` bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _jsonable(x: Any) -> Any:
     """Plain JSON values: numpy scalars and arrays to Python, non-finite floats to strings."""
     if isinstance(x, Mapping):
@@ -119,155 +125,226 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return  # some platforms cannot open a directory; the rename is still atomic
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _why(e: OSError) -> str:
-    return e.strerror or str(e)
-
-
-def write_atomic(final: Path, image: Any, what: str = "output") -> tuple[str, int]:
-    """Write bytes (``image``, a buffer) to ``final`` through a temporary name in the same
-    directory, fsynced and renamed; returns (SHA-256 hex digest, size in bytes).
-
-    Plain file I/O reports a full disk as an error where HDF5 itself may crash, so HDF5
-    files are made in memory and written with this.  Raises ``OutputError`` naming ``final``.
-    """
-    final = Path(final)
-    tmp = final.with_name(f"{_TMP_PREFIX}{os.getpid()}-{final.name}")
-    try:
-        digest = hashlib.sha256(image).hexdigest()
-        size = len(memoryview(image))
-        with open(tmp, "wb") as fh:
-            fh.write(image)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-        _fsync_dir(final.parent)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"{final}: cannot write the {what}: {_why(e)}") from e
-    return digest, size
-
-
 class RunDirectory:
-    """A run directory at ``path``, checked and made ready for writing on construction.
+    """A run directory at ``path``, checked, locked and made ready for writing on
+    construction.
 
     Raises ``OutputError`` (naming the path) when ``path`` is a file, lies under a file, is
-    a non-empty directory and ``overwrite`` is false, is a non-empty directory that is not a
-    dtb run directory (no ``manifest.json``; never cleared, even with ``overwrite``), or
-    cannot be written.  The check creates the directory and writes and removes a probe file,
-    so it is true even for root and read-only file systems, and it is cheap: make the
-    ``RunDirectory`` before building the network.  With ``overwrite`` the contents of an
-    earlier run directory are removed here.
+    a non-empty directory and ``overwrite`` is false, or cannot be written;
+    ``RunDirectoryBusy`` when another dtb process holds its lock (dtb.runlock);
+    ``RefusedOutput`` (exit status 2) when ``overwrite`` is given but the directory is not
+    one dtb wrote (no manifest of a known format and version), holds entries dtb did not
+    write (dtb.runfiles: user files are never removed), or would lose one of ``inputs``
+    (files this run reads, such as ``--brain RUN/brain.h5``).  The check creates the
+    directory and writes and removes a probe file, so it is true even for root and
+    read-only file systems, and it is cheap: make the ``RunDirectory`` before building the
+    network.  Nothing is removed here: with ``overwrite`` the earlier run's entries are
+    set aside (renamed into a hidden ``.dtb-old-<pid>/``) when the new run starts, put
+    back if it fails before ``commit()`` (the end of its set-up: every check passed), and
+    removed at ``commit``.
 
     Used as a context manager, an exception raised inside the ``with`` block marks the run
-    ``"failed"`` (if ``start`` was called) and propagates.
+    ``"failed"`` (if ``start`` was called) and propagates; leaving the block releases the
+    lock (also ``close()``).
     """
 
-    def __init__(self, path: str | os.PathLike[str], overwrite: bool = False):
+    def __init__(self, path: str | os.PathLike[str], overwrite: bool = False,
+                 inputs: Sequence[str | os.PathLike[str]] = ()):
         self.path = Path(path)
         self.manifest: dict[str, Any] = {}
         self._started = False
         self._finished = False
-        self._prepare(overwrite)
+        self._replace: list[str] = []       # entries of an earlier run, to set aside
+        self._aside: Path | None = None     # where they are while the new run starts
+        self.restored = False               # a failed start put the earlier run back
+        self.lock = RunLock(self.path)
+        self._prepare(overwrite, inputs)
 
     # --- checks -----------------------------------------------------------------------
-    def _prepare(self, overwrite: bool) -> None:
+    def _prepare(self, overwrite: bool, inputs: Sequence[str | os.PathLike[str]]) -> None:
         p = self.path
         if p.exists() and not p.is_dir():
             raise OutputError(f"{p}: exists and is not a directory -- expected a directory "
                               "for the run (or a path that does not exist yet)")
-        if p.is_dir():
-            try:
-                entries = sorted(os.listdir(p))
-            except OSError as e:
-                raise OutputError(f"{p}: cannot read the directory: {_why(e)}") from e
-            if entries:
-                if not overwrite:
-                    raise OutputError(f"{p}: directory exists and is not empty -- choose "
-                                      "another output directory, or pass --overwrite "
-                                      "(overwrite=True) to replace an earlier run")
-                if MANIFEST not in entries:
-                    raise OutputError(f"{p}: directory is not empty and holds no {MANIFEST}, "
-                                      "so it is not a dtb run directory; refusing to clear "
-                                      "it even with overwrite -- choose another directory")
-                self._clear(entries)
+        created = not p.exists()
         try:
             p.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             blocker = next((a for a in p.parents if a.exists() and not a.is_dir()), None)
             why = f"{blocker} is a file, not a directory" if blocker else _why(e)
             raise OutputError(f"{p}: cannot create the run directory: {why}") from e
-        probe = p / f"{_TMP_PREFIX}probe-{os.getpid()}"
         try:
-            with open(probe, "wb") as f:
-                f.write(b"dtb")
-            probe.unlink()
-        except OSError as e:
-            raise OutputError(f"{p}: run directory is not writable: {_why(e)}") from e
-
-    def _clear(self, entries: Sequence[str]) -> None:
-        for name in entries:
-            q = self.path / name
+            self._check_entries(overwrite, inputs)
+            self.lock.acquire()
+            self._check_entries(overwrite, inputs)  # again, now that no dtb can change it
+            probe = p / f"{_TMP_PREFIX}probe-{os.getpid()}"
             try:
-                if q.is_dir() and not q.is_symlink():
-                    shutil.rmtree(q)
-                else:
-                    q.unlink()
+                with open(probe, "wb") as f:
+                    f.write(b"dtb")
+                probe.unlink()
             except OSError as e:
-                raise OutputError(f"{q}: cannot remove (overwriting {self.path}): "
-                                  f"{_why(e)}") from e
+                raise OutputError(f"{p}: run directory is not writable: {_why(e)}") from e
+        except BaseException:
+            self.lock.release()
+            if created:
+                with contextlib.suppress(OSError):
+                    p.rmdir()
+            raise
+
+    def _check_entries(self, overwrite: bool,
+                       inputs: Sequence[str | os.PathLike[str]]) -> None:
+        """What an earlier run left here may be replaced (see the class docstring)."""
+        p = self.path
+        try:
+            entries = sorted(e for e in os.listdir(p) if e != LOCK)
+        except OSError as e:
+            raise OutputError(f"{p}: cannot read the directory: {_why(e)}") from e
+        if not entries:
+            self._replace = []
+            return
+        from dtb.runlock import busy_message
+
+        busy = busy_message(p)
+        if busy is not None and not self.lock.held:
+            from dtb.runlock import RunDirectoryBusy
+
+            raise RunDirectoryBusy(busy + " -- wait for it to end or choose another "
+                                   "output directory")
+        if not overwrite:
+            raise OutputError(f"{p}: directory exists and is not empty -- choose "
+                              "another output directory, or pass --overwrite "
+                              "(overwrite=True) to replace an earlier run")
+        only_tmp = all(e.startswith((_TMP_PREFIX, OLD_PREFIX)) for e in entries)
+        m = read_manifest(p)
+        problem = None if only_tmp else format_problem(m)
+        if problem is not None:
+            raise RefusedOutput(f"{p}: directory is not empty and is not a dtb run directory "
+                                f"({problem}); refusing to clear it even with --overwrite "
+                                "-- choose another directory")
+        foreign = foreign_entries(p, m or {})
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more"
+                                              if len(foreign) > 5 else "")
+            n = f"{len(foreign)} entr{'y' if len(foreign) == 1 else 'ies'}"
+            raise RefusedOutput(f"{p}: holds {n} that dtb did not write ({shown}); "
+                                "--overwrite replaces only what its manifest lists, and "
+                                "removes nothing here -- move them away or choose another "
+                                "directory")
+        here = p.resolve()
+        for inp in inputs:
+            try:
+                q = Path(inp).resolve()
+            except OSError:
+                continue
+            rel = q.relative_to(here).parts if q.is_relative_to(here) else ()
+            if rel and rel[0] in entries:
+                raise RefusedOutput(f"{p}: --overwrite would remove {q}, an input of this "
+                                    "run -- copy it elsewhere first, or choose another "
+                                    "output directory")
+        self._replace = entries
+
+    # --- replacing an earlier run -----------------------------------------------------
+    def set_aside(self) -> None:
+        """Move the earlier run's entries (``overwrite``) into a hidden directory, out of
+        the new run's way; ``commit`` removes them, a failure before it puts them back."""
+        if not self._replace or self._aside is not None:
+            return
+        aside = self.path / f"{OLD_PREFIX}{os.getpid()}"
+        moved: list[str] = []
+        try:
+            aside.mkdir(exist_ok=True)
+            for name in self._replace:
+                if name.startswith((_TMP_PREFIX, OLD_PREFIX)):
+                    _remove(self.path / name)  # left by a killed run
+                    continue
+                os.replace(self.path / name, aside / name)
+                moved.append(name)
+        except OSError as e:
+            for name in moved:
+                with contextlib.suppress(OSError):
+                    os.replace(aside / name, self.path / name)
+            with contextlib.suppress(OSError):
+                aside.rmdir()
+            raise OutputError(f"{self.path}: cannot replace the earlier run "
+                              f"({name}): {_why(e)}") from e
+        self._aside, self._replace = aside, []
+
+    def commit(self) -> None:
+        """The new run is set up (every check passed): remove the earlier run it replaces."""
+        self.set_aside()
+        if self._aside is not None:
+            _remove(self._aside)
+            self._aside = None
+
+    def _restore(self) -> bool:
+        """Put an earlier run set aside back (the new run failed before ``commit``):
+        remove what the new run wrote, then move the earlier entries back."""
+        if self._aside is None:
+            return False
+        aside, self._aside = self._aside, None
+        for name in os.listdir(self.path):
+            if name != LOCK and self.path / name != aside:
+                _remove(self.path / name)
+        try:
+            for name in os.listdir(aside):
+                os.replace(aside / name, self.path / name)
+            aside.rmdir()
+        except OSError:
+            return False  # what could not be moved back stays in the hidden directory
+        self.restored = True
+        return True
+
+    def close(self) -> None:
+        """Release the run directory's lock (idempotent)."""
+        self.lock.release()
+
+    def __del__(self) -> None:
+        lock = getattr(self, "lock", None)
+        if lock is not None:
+            lock.release()
 
     # --- writing ----------------------------------------------------------------------
-    def _tmp(self, name: str) -> Path:
-        return self.path / f"{_TMP_PREFIX}{os.getpid()}-{name}"
-
     def _write_manifest(self) -> None:
+        """Replace the manifest atomically (dtb.fileio.write_atomic).  A ``"failed"``
+        manifest that a full disk keeps from being written beside the old one is written
+        over it in place (it needs no more room than the old one): a failed run must not
+        stay ``"running"``."""
+        import errno
         import json
 
         final = self.path / MANIFEST
-        tmp = self._tmp(MANIFEST)
+        text = json.dumps(_jsonable(self.manifest), indent=2, allow_nan=False) + "\n"
         try:
-            text = json.dumps(_jsonable(self.manifest), indent=2, allow_nan=False) + "\n"
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, final)
-            _fsync_dir(self.path)
-        except OSError as e:
-            tmp.unlink(missing_ok=True)
-            raise OutputError(f"{final}: cannot write the manifest: {_why(e)}") from e
+            write_atomic(final, text.encode(), "manifest")
+        except OutputError as e:
+            full = isinstance(e.__cause__, OSError) and e.__cause__.errno in (
+                errno.ENOSPC, errno.EDQUOT)
+            if not (full and self.manifest.get("status") == "failed" and final.is_file()):
+                raise
+            try:
+                with open(final, "r+b") as f:
+                    f.write(text.encode())
+                    f.truncate()
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError:
+                raise e from None
 
     def start(self, network: Network, settings: SimulationSettings,
               command: Sequence[str] | None = None, source: Mapping[str, Any] | None = None,
-              threads: int | None = None) -> None:
-        """Write the manifest with status ``"running"``.
+              threads: int | None = None, written: Sequence[str] = ()) -> None:
+        """Write the manifest with status ``"running"`` (an earlier run being replaced is
+        set aside first).
 
         ``settings`` holds dt (ms), t (model time, ms) and seed; ``command`` the command line
         (default ``sys.argv``); ``source`` where the network came from (a built-in model and
-        its arguments, or a config file); ``threads`` the CPU threads the engine will use.
+        its arguments, or a config file); ``threads`` the CPU threads the engine will use;
+        ``written``: top-level entries this run writes besides ``WRITTEN`` (``brain.h5``).
+        The manifest lists them all in ``written`` (what ``--overwrite`` may replace) and
+        the SHA-256 of the configuration in ``config_sha256`` (checked on ``--resume``).
         """
-        if source and source.get("kind") == "brain":
-            # a brain file is the configuration (and may hold 10^5 units): refer to it
-            config = {"brain": source["path"], "sha256": source.get("sha256"),
-                      "name": network.name}
-        else:
-            config = dict(network.to_dict())
-        config["simulation"] = {"dt": settings.dt, "t": settings.t, "seed": settings.seed}
-        if getattr(settings, "record", None) is not None:
-            config["record"] = settings.record.to_dict()
+        self.set_aside()
+        config = run_config(network, settings, source)
         v = versions()
         self.manifest = {
             "format": FORMAT, "format_version": FORMAT_VERSION,
@@ -277,6 +354,8 @@ class RunDirectory:
             "versions": v,
             "source": dict(source) if source else None,
             "config": config,
+            "config_sha256": config_digest(config),
+            "written": sorted({*WRITTEN, *written}),
             "seed": settings.seed,
             "backend": "cpu",
             "ranks": 1,
@@ -345,6 +424,7 @@ class RunDirectory:
         """
         if not self._started:
             raise RuntimeError("RunDirectory.finish() before start()")
+        self.commit()
         t_ms = float(engine.t_ms)
         if recorded is not None:
             outputs = dict(recorded["outputs"])
@@ -396,7 +476,7 @@ class RunDirectory:
 
     # --- interruption and resumption ---------------------------------------------------
     @classmethod
-    def reopen(cls, path: str | os.PathLike[str]) -> RunDirectory:
+    def reopen(cls, path: str | os.PathLike[str], lock: bool = True) -> RunDirectory:
         """An existing run directory to continue (``dtb simulate --resume``): its manifest
         read back, nothing removed.  Raises ``NotResumable`` naming the path when there is
         no run directory there, or its status is ``"complete"`` or ``"failed"`` (a failed
@@ -419,6 +499,10 @@ class RunDirectory:
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise NotResumable(f"{f}: unreadable manifest ({e}) -- expected a dtb run "
                                "directory's manifest.json") from e
+        problem = format_problem(self.manifest)
+        if problem is not None:
+            raise NotResumable(f"{f}: {problem} -- expected the manifest of a run written "
+                               "by this dtb")
         if status == "complete":
             raise NotResumable(f"{self.path}: the run is complete already (status "
                                "\"complete\") -- nothing to resume")
@@ -426,14 +510,43 @@ class RunDirectory:
             raise NotResumable(f"{self.path}: status {status!r} ({self.manifest.get('error')})"
                                " -- only an interrupted run can be resumed; a failed run's "
                                "outputs were removed: start it again with --overwrite")
+        stored = self.manifest.get("config_sha256")
+        if stored is not None and config_digest(self.manifest.get("config")) != stored:
+            raise NotResumable(f"{f}: its \"config\" was edited after the run started (its "
+                               f"SHA-256 is no longer the recorded config_sha256 {stored}) "
+                               "-- a resumed run continues the configuration it started "
+                               "with; restore the manifest or start a new run")
+        self._replace, self._aside, self.restored = [], None, False
+        self.lock = RunLock(self.path)
         probe = self.path / f"{_TMP_PREFIX}probe-{os.getpid()}"
         try:
             probe.write_bytes(b"dtb")
             probe.unlink()
         except OSError as e:
             raise OutputError(f"{self.path}: run directory is not writable: {_why(e)}") from e
+        if lock:
+            self.lock.acquire()
         self._started = True
         return self
+
+    def check_config(self, network: Network, settings: SimulationSettings,
+                     source: Mapping[str, Any] | None) -> None:
+        """Raise ``NotResumable`` naming every field where the configuration rebuilt for
+        ``--resume`` (``network``, ``settings``, ``source``) differs from the one the
+        manifest recorded (an edited manifest, or inputs read differently)."""
+        import json
+
+        from dtb.runfiles import config_differences
+
+        now = json.loads(json.dumps(run_config(network, settings, source)))
+        diff = config_differences(self.manifest.get("config"), now)
+        if diff:
+            shown = "; ".join(diff[:5]) + (f"; and {len(diff) - 5} more" if len(diff) > 5
+                                            else "")
+            raise NotResumable(f"{self.path / MANIFEST}: the recorded configuration differs "
+                               f"from the one the run's command and files give now ({shown})"
+                               " -- a resumed run must continue the run it names; was the "
+                               "manifest edited?")
 
     def restart(self, step: int, t_ms: float, checkpoint: str,
                 threads: int | None = None) -> None:
@@ -454,6 +567,7 @@ class RunDirectory:
     def interrupt(self, step: int, t_ms: float, checkpoint: str, reason: str) -> None:
         """Mark the run ``"interrupted"`` (resumable from ``checkpoint``, a directory name
         under ``checkpoints/``), keeping its partial outputs."""
+        self.commit()
         for q in self.path.glob(f"{_TMP_PREFIX}{os.getpid()}-*"):
             q.unlink(missing_ok=True)
         self.manifest["status"] = "interrupted"
@@ -472,7 +586,9 @@ class RunDirectory:
         else:
             msg = str(error)
         for q in self.path.glob(f"{_TMP_PREFIX}{os.getpid()}-*"):
-            q.unlink(missing_ok=True)
+            _remove(q)
+        if self._restore():
+            return  # the new run failed while starting: the earlier one is back as it was
         if not self._started:
             return
         self.remove_outputs()
@@ -502,8 +618,11 @@ class RunDirectory:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if exc is not None and not self._finished:
-            self.fail(exc)
+        try:
+            if exc is not None and not self._finished:
+                self.fail(exc)
+        finally:
+            self.close()
 
 
 def write_run(path: str | os.PathLike[str], engine: Engine, overwrite: bool = False,
@@ -519,3 +638,31 @@ def write_run(path: str | os.PathLike[str], engine: Engine, overwrite: bool = Fa
     with RunDirectory(path, overwrite) as rd:
         rd.start(engine.network, settings, command, source, engine.threads)
         return rd.finish(engine)
+
+
+def run_config(network: Network, settings: SimulationSettings,
+               source: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The configuration a manifest records (JSON values): the network (or, for a brain
+    file, its path and SHA-256), the simulation settings and what is recorded."""
+    if source and source.get("kind") == "brain":
+        # a brain file is the configuration (and may hold 10^5 units): refer to it
+        config = {"brain": source["path"], "sha256": source.get("sha256"),
+                  "name": network.name}
+    else:
+        config = dict(network.to_dict())
+    config["simulation"] = {"dt": settings.dt, "t": settings.t, "seed": settings.seed}
+    if getattr(settings, "record", None) is not None:
+        config["record"] = settings.record.to_dict()
+    return _jsonable(config)
+
+
+def _remove(q: Path) -> None:
+    """Remove a file, link or directory tree (best effort)."""
+    try:
+        if q.is_dir() and not q.is_symlink():
+            shutil.rmtree(q, ignore_errors=True)
+        else:
+            q.unlink(missing_ok=True)
+    except OSError:
+        pass
+

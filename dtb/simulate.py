@@ -144,13 +144,16 @@ def _default_out(name: str) -> Path:
 def _record_run(eng: Any, out: Path, sim: Any, err: TextIO | None,
                 labels: Any = None, checkpoint_steps: int | None = None,
                 stop: StopRequest | None = None,
-                resume: dict[str, Any] | None = None) -> tuple[dict[str, Any] | None, Any]:
+                resume: dict[str, Any] | None = None,
+                ready: Any = None) -> tuple[dict[str, Any] | None, Any]:
     """Run the engine to sim.t with the recorders of sim.record (progress on ``err``).
 
     ``checkpoint_steps``: write a checkpoint every this many steps; ``stop``: the signal
     handler's request, checked after every chunk (a checkpoint, then a stop); ``resume``:
     this rank's state from a checkpoint (``recording/...`` and ``engine/...``) to continue
-    from.  Returns (what rank 0's RunDirectory.finish needs, None on other ranks; None) when
+    from; ``ready()``: called once the recorders are set up (RunDirectory.commit: the
+    earlier run an --overwrite replaces is removed only then).  Returns (what rank 0's
+    RunDirectory.finish needs, None on other ranks; None) when
     the run reached its end, or (None, the last checkpoint as a _Checkpoint) when it
     stopped on request."""
     from dtb.progress import Progress
@@ -162,6 +165,8 @@ def _record_run(eng: Any, out: Path, sim: Any, err: TextIO | None,
     if resume is not None:  # the recording first: it takes its start step from the engine
         rec.set_state(_sub(resume, "recording/"))
         _set_engine_state(eng, _sub(resume, "engine/"))
+    if ready is not None:
+        ready()
     last: list[_Checkpoint] = []
     agreed = [0]
 
@@ -292,17 +297,18 @@ def demo(a: argparse.Namespace, command: list[str]) -> int:
     out = Path(a.out) if a.out is not None else _default_out("demo")
     with RunDirectory(out, overwrite=a.overwrite) as rd:
         a.run_dir = out
+        rd.set_aside()  # an earlier run's brain.h5 included
         brain = out / "brain.h5"
         spec.save(brain)
         source = {"kind": "brain", "path": str(brain.resolve()), "sha256": sha256_file(brain),
                   "level": spec.level, "units": spec.n_units}
         rd.start(net, sim, command=command, source=source,
-                 threads=a.threads or numba.get_num_threads())
+                 threads=a.threads or numba.get_num_threads(), written=("brain.h5",))
         if err is not None:
             print(f"dtb demo: default subject, {spec.level} level, {spec.n_units} units, "
                   f"{net.n_neurons:,} neurons (run directory {out})", file=err, flush=True)
         eng = Engine(net, dt=sim.dt, seed=sim.seed, threads=a.threads)
-        recorded, _ = _record_run(eng, out, sim, err, unit_labels(spec))
+        recorded, _ = _record_run(eng, out, sim, err, unit_labels(spec), ready=rd.commit)
         manifest = rd.finish(eng, recorded=recorded)
     from dtb.report import make_report
 
@@ -327,7 +333,7 @@ def simulate(a: argparse.Namespace, command: list[str],
               stop: StopRequest | None = None) -> int:
     import numba
 
-    from dtb.distributed import world
+    from dtb.distributed import on_root, world
     from dtb.engine import Engine
     from dtb.rundir import RunDirectory
 
@@ -344,12 +350,24 @@ def simulate(a: argparse.Namespace, command: list[str],
     if comm is not None:
         out = Path(comm.bcast(str(out), root=0))  # one name, even if clocks differ
     err = None if (a.quiet or not rank0) else sys.stderr
-    if not rank0:
-        directory: Any = contextlib.nullcontext()
-    elif resume is not None:
-        directory = RunDirectory.reopen(out)
+    if resume is not None:
+        def make() -> RunDirectory:
+            rd = RunDirectory.reopen(out)
+            try:
+                rd.check_config(net, sim, source)
+            except BaseException:
+                rd.close()
+                raise
+            return rd
     else:
-        directory = RunDirectory(out, overwrite=a.overwrite)
+        inputs = [x for x in (a.brain, a.config) if x is not None]
+
+        def make() -> RunDirectory:
+            return RunDirectory(out, overwrite=a.overwrite, inputs=inputs)
+    made: list[RunDirectory] = []
+    # rank 0 checks and locks the directory; every rank raises its error, if any
+    on_root(comm, lambda: made.append(make()), DtbError)
+    directory: Any = made[0] if made else contextlib.nullcontext()
     with directory as rd:
         threads = a.threads or numba.get_num_threads()
         if rank0:
@@ -382,7 +400,8 @@ def simulate(a: argparse.Namespace, command: list[str],
                   flush=True)
         recorded, stopped = _record_run(eng, out, sim, err, getattr(a, "unit_labels", None),
                                         every, stop,
-                                        resume["state"] if resume is not None else None)
+                                        resume["state"] if resume is not None else None,
+                                        ready=rd.commit if rank0 else None)
         if stopped is not None:
             why = signal.Signals(stopped.signum).name
             if rank0:
@@ -464,7 +483,7 @@ def _read_resume_plan(run: Path, ranks: int) -> tuple[list[str], dict[str, Any]]
     from dtb import checkpoint
     from dtb.rundir import RunDirectory, sha256_file
 
-    m = RunDirectory.reopen(run).manifest  # status, readable manifest
+    m = RunDirectory.reopen(run, lock=False).manifest  # status, format, readable
     command = m.get("command")
     if (not isinstance(command, list) or len(command) < 2
             or command[1] != "simulate"):

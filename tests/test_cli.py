@@ -30,7 +30,7 @@ from dtb.rundir import RunDirectory, write_run
 MANIFEST_KEYS = {
     "format", "format_version", "status", "distribution", "error", "dtb_version", "versions",
     "source", "config", "seed", "backend", "gpu", "ranks", "threads", "hostname", "platform",
-    "command", "cwd",
+    "command", "cwd", "config_sha256", "written",
     "start_time", "end_time", "counts", "timings", "rates_hz", "outputs",
 }
 
@@ -324,7 +324,7 @@ def test_overwrite_never_clears_a_foreign_directory(tiny: Path, tmp_path: Path,
     out = tmp_path / "mine"
     out.mkdir()
     (out / "thesis.tex").write_text("precious")
-    assert main(["simulate", str(tiny), "--out", str(out), "--overwrite"]) == 1
+    assert main(["simulate", str(tiny), "--out", str(out), "--overwrite"]) == 2
     assert "not a dtb run directory" in capsys.readouterr().err
     assert (out / "thesis.tex").read_text() == "precious"
 
@@ -409,7 +409,7 @@ def test_unexpected_error_propagates_and_marks_failed(tiny: Path, tmp_path: Path
 def test_disk_full_writing_spikes(tiny: Path, tmp_path: Path,
                                   capsys: pytest.CaptureFixture[str],
                                   monkeypatch: pytest.MonkeyPatch):
-    import dtb.rundir
+    import dtb.fileio
 
     class Full:
         """A file on a full disk: opening works, writing fails with ENOSPC."""
@@ -434,7 +434,7 @@ def test_disk_full_writing_spikes(tiny: Path, tmp_path: Path,
             return Full(path, mode)
         return open(path, mode, *args, **kwargs)
 
-    monkeypatch.setattr(dtb.rundir, "open", full_open, raising=False)
+    monkeypatch.setattr(dtb.fileio, "open", full_open, raising=False)
     out = tmp_path / "run"
     assert main(["simulate", str(tiny), "--t", "5", "--out", str(out)]) == 1
     err = capsys.readouterr().err

@@ -39,10 +39,19 @@ class Run:
     ``manifest``: the manifest (dict); ``dataset``: the dense series (xarray.Dataset over
     dask arrays; empty when the run recorded none); ``spikes``: a SpikeReader (None without
     spikes.h5); ``sizes``: {population: neurons}; ``dt``, ``t_stop`` in ms.
+
+    Opening checks the run (dtb.runfiles.verify_outputs): every file the manifest lists is
+    present with its recorded size, and its recorded SHA-256 when ``verify`` is true (None:
+    when the outputs hold at most 256 MiB; False: sizes only); every part file the virtual
+    datasets of ``spikes.h5`` read is present.  A damaged run raises ``DamagedOutput``
+    (an InputError) naming the file, instead of reading fill values (spikes at t = 0, NaN
+    rates).
     """
 
-    def __init__(self, path: str | Path, chunk: int | None = None):
+    def __init__(self, path: str | Path, chunk: int | None = None,
+                 verify: bool | None = None):
         from dtb.errors import InputError
+        from dtb.runfiles import DamagedOutput, format_problem, verify_outputs
 
         self.path = Path(path)
         try:
@@ -51,6 +60,19 @@ class Run:
             why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
             raise InputError(self.path / "manifest.json", None, why, "the manifest of a run "
                              "directory written by dtb simulate or dtb demo") from e
+        if not isinstance(self.manifest, dict):
+            problem: str | None = "not a JSON object"
+        else:
+            problem = format_problem(self.manifest)
+            if problem is None and self.manifest.get("format") != "dtb-run":
+                problem = f"format {self.manifest.get('format')!r} (not a simulation)"
+        if problem is not None:
+            raise DamagedOutput(f"{self.path / 'manifest.json'}: {problem} -- expected the "
+                                "manifest of a run directory written by dtb simulate or dtb "
+                                "demo")
+        if self.manifest.get("status") == "complete":
+            verify_outputs(self.path, self.manifest, checksums=verify)
+        _check_virtual_sources(self.path / "spikes.h5")
         self.status = self.manifest.get("status")
         self.sizes = _sizes(self.manifest)
         sim = self.manifest.get("config", {}).get("simulation", {})
@@ -85,6 +107,36 @@ class Run:
                 f"populations, {self.t_stop:g} ms, series {list(self.dataset.data_vars)}>")
 
 
+def _check_virtual_sources(path: Path) -> None:
+    """Every file the virtual datasets of HDF5 file ``path`` read is present (HDF5 would
+    give its fill value for a missing one: spikes at t = 0); raises DamagedOutput."""
+    import h5py
+
+    from dtb.runfiles import DamagedOutput
+
+    if not path.is_file():
+        return
+    missing: set[str] = set()
+    try:
+        with h5py.File(path, "r") as f:
+            def visit(name: str, obj: Any) -> None:
+                if isinstance(obj, h5py.Dataset) and obj.is_virtual:
+                    for vs in obj.virtual_sources():
+                        src = Path(vs.file_name)
+                        src = src if src.is_absolute() else path.parent / src
+                        if vs.file_name != "." and not src.is_file():
+                            missing.add(str(src))
+            f.visititems(visit)
+    except OSError as e:
+        raise DamagedOutput(f"{path}: unreadable HDF5 ({e}) -- the file is damaged; "
+                            "restore it or run again") from e
+    if missing:
+        first = sorted(missing)[0]
+        raise DamagedOutput(f"{first}: missing -- {path} reads its spikes from it "
+                            f"({len(missing)} part file(s) missing); the run directory is "
+                            "damaged (restore the file or run again)")
+
+
 def _sizes(m: dict[str, Any]) -> dict[str, int]:
     sizes = ((m.get("outputs") or {}).get("spikes") or {}).get("sizes")
     if sizes:
@@ -102,9 +154,10 @@ def _sizes(m: dict[str, Any]) -> dict[str, int]:
     return out
 
 
-def open_run(path: str | Path, chunk: int | None = None) -> Run:
-    """Open a run directory (see Run); ``chunk``: spikes per read for the spike reader."""
-    return Run(path, chunk)
+def open_run(path: str | Path, chunk: int | None = None, verify: bool | None = None) -> Run:
+    """Open a run directory (see Run); ``chunk``: spikes per read for the spike reader;
+    ``verify``: check every listed output's SHA-256 (None: when small; sizes always)."""
+    return Run(path, chunk, verify)
 
 
 def functional_connectivity(bold: Any, dim: str | None = None) -> Any:

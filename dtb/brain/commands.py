@@ -124,6 +124,7 @@ def run_build(a: argparse.Namespace) -> int:
     else:
         inputs = {n: getattr(a, n) for n in ("atlas", "gm", "regions", "sc", "lengths",
                                              "labels", "tvb", "pet")}
+        _refuse_input_as_output(out, inputs)
     spec = build(**inputs, options=opt, symmetrize=True if a.symmetrize else None)
     spec.save(out)
     counts = ", ".join(f"{f.name} {int(f.sizes.sum()):,}" for f in spec.families)
@@ -134,6 +135,29 @@ def run_build(a: argparse.Namespace) -> int:
           f"when run; conduction delays {spec.conduction_ms[spec.weights > 0].min():.2f}-"
           f"{spec.conduction_ms[spec.weights > 0].max():.1f} ms")
     return 0
+
+
+def _refuse_input_as_output(out: Path, inputs: dict[str, str | None]) -> None:
+    """Raise RefusedOutput (exit status 2) when ``-o`` names one of the inputs (the same
+    file, through any path or link), whatever --overwrite says: the build would replace
+    the data it reads."""
+    import os
+
+    from dtb.runfiles import RefusedOutput
+
+    for name, given in inputs.items():
+        if given is None:
+            continue
+        same = os.path.realpath(given) == os.path.realpath(out)
+        if not same and out.exists() and Path(given).exists():
+            try:
+                same = os.path.samefile(given, out)
+            except OSError:
+                same = False
+        if same:
+            raise RefusedOutput(f"-o {out}: is the --{name} input {given} -- the brain file "
+                                "would replace the data it is built from; choose another "
+                                "output file (nothing was written)")
 
 
 def _sizes(spec, name: str):

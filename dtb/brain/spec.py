@@ -28,8 +28,6 @@ Units: mm, mm³, ms.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,25 +150,17 @@ class BrainSpec:
 
     # --- file ------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
-        """Write atomically: a temporary file beside the target, renamed when complete."""
-        import h5py
+        """Write atomically: a temporary file beside the target, renamed when complete
+        (dtb.fileio.write_h5_atomic: a full disk is an OutputError naming ``path``, never
+        a crash in HDF5).  The file gets the default mode (0666 less the umask), as every
+        other output."""
+        from dtb.fileio import write_h5_atomic
 
         path = Path(path)
         parent = path.parent if str(path.parent) else Path(".")
         if not parent.is_dir():
             raise OutputError(f"{path}: the folder {parent} does not exist")
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
-        os.close(fd)
-        try:
-            with h5py.File(tmp, "w") as h:
-                self._write(h)
-            os.replace(tmp, path)
-        except OSError as e:
-            Path(tmp).unlink(missing_ok=True)
-            raise OutputError(f"{path}: cannot write the brain file ({e})") from e
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_h5_atomic(path, self._write, "brain file")
 
     def _write(self, h) -> None:
         import h5py
