@@ -37,3 +37,9 @@ class InputError(DtbError, ValueError):
         self.path, self.field, self.value, self.expected = str(path), field, value, expected
         where = f"{path}" + (f": {field}" if field else "")
         super().__init__(f"{where}: {value!r} -- expected {expected}")
+
+
+class ModelError(DtbError, ArithmeticError):
+    """The model cannot go on from its state: for example a hemodynamic state so far from
+    any physiological one that integrating it would take unbounded time.  Names where
+    (TR, region or unit) and the state found there."""
