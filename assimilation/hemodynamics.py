@@ -211,12 +211,22 @@ def physiological_box(params: str | HemoParams = "friston2000",
 def bold_range(params: str | HemoParams = "friston2000",
                flow_range: tuple[float, float] = FLOW_RANGE) -> tuple[float, float]:
     """The lowest and highest BOLD signal (fractional change) of any state in
-    ``physiological_box``: y is linear in q for fixed v and monotone in v for fixed q, so
-    the extremes lie on the corners of the (v, q) box."""
+    ``physiological_box``: y is linear in q for fixed v, and concave in v for fixed q
+    (``-k2 q / v - k3 v``), so its minimum lies on a corner of the (v, q) box and its
+    maximum on an edge q = q_low or q_high, at a corner or at ``v = sqrt(k2 q / k3)``."""
     p = _params(params)
     lo, hi = physiological_box(p, flow_range)
-    ys = [p.V0 * (p.k1 * (1 - q) + p.k2 * (1 - q / v) + p.k3 * (1 - v))
-          for v in np.exp([lo[2], hi[2]]) for q in np.exp([lo[3], hi[3]])]
+    v_lo, v_hi = math.exp(lo[2]), math.exp(hi[2])
+
+    def y(v: float, q: float) -> float:
+        return p.V0 * (p.k1 * (1 - q) + p.k2 * (1 - q / v) + p.k3 * (1 - v))
+
+    ys = []
+    for q in (math.exp(lo[3]), math.exp(hi[3])):
+        vs = [v_lo, v_hi]
+        if p.k3 > 0:
+            vs.append(min(max(math.sqrt(p.k2 * q / p.k3), v_lo), v_hi))
+        ys += [y(v, q) for v in vs]
     return float(min(ys)), float(max(ys))
 
 
