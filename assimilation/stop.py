@@ -10,15 +10,19 @@ can be saved): the run is marked ``"interrupted"`` at its newest checkpoint and 
 ``--resume`` redoes the work done since that checkpoint, with the same result as an
 uninterrupted run.  With no checkpoint yet there is nothing to resume: the run is marked
 ``"failed"`` and exits 128 + the signal number, as other commands do on SIGTERM.
+The environment variable ``DTB_STOP_GRACE_S`` sets another grace period (seconds >= 0; for
+batch systems that signal only shortly before they kill, or to test this path).
 """
 
 from __future__ import annotations
 
+import math
+import os
 import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["STOP_GRACE_S", "Abandoned", "make_poll"]
+__all__ = ["STOP_GRACE_S", "Abandoned", "grace_s", "make_poll"]
 
 STOP_GRACE_S = 5.0  # s: a TR boundary (and its checkpoint) within this is waited for
 
@@ -37,14 +41,32 @@ class Abandoned(Exception):
                          f"{waited_s:.1f} s")
 
 
-def make_poll(stop: Any, grace_s: float = STOP_GRACE_S,
+def grace_s() -> float:
+    """The grace period: ``DTB_STOP_GRACE_S`` if set, else ``STOP_GRACE_S``."""
+    from dtb.assimilation.options import UsageError
+
+    text = os.environ.get("DTB_STOP_GRACE_S")
+    if text is None:
+        return STOP_GRACE_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise UsageError(f"DTB_STOP_GRACE_S: {text[:40]!r} -- expected a number of seconds "
+                         ">= 0")
+    return value
+
+
+def make_poll(stop: Any, grace: float | None = None,
               clock: Callable[[], float] = time.monotonic) -> Callable[[], None] | None:
     """The ``poll`` for the forecast and the integration: raises ``Abandoned`` once
-    ``grace_s`` seconds have passed since ``stop.signum`` was first seen set (None: no
-    ``stop`` to poll).  Only this process's flag is read (no collective: members on other
-    ranks are at other points of the TR)."""
+    ``grace`` seconds (default ``grace_s()``) have passed since ``stop.signum`` was first
+    seen set (None: no ``stop`` to poll).  Only this process's flag is read (no collective:
+    members on other ranks are at other points of the TR)."""
     if stop is None:
         return None
+    grace = grace_s() if grace is None else float(grace)
     seen: list[float] = []
 
     def poll() -> None:
@@ -53,7 +75,7 @@ def make_poll(stop: Any, grace_s: float = STOP_GRACE_S,
         now = clock()
         if not seen:
             seen.append(now)
-        if now - seen[0] >= grace_s:
+        if now - seen[0] >= grace:
             raise Abandoned(int(stop.signum), now - seen[0])
 
     return poll

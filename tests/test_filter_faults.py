@@ -33,6 +33,15 @@ from dtb.errors import ModelError
 SPUN = np.array([-152.2207724, 10.41525043, 2.08305013, -6.67235675])
 
 
+class NoisyRateModel(RateModel):
+    """A stand-in member whose rates vary as much as a small spiking network's: a
+    log-normal activity of its own (SD 0.5 in log rate) around ``5 g`` Hz."""
+
+    def run_rates(self, t_ms):
+        self.x = 0.9 * self.x + 0.3 * self.rng.standard_normal(self.n_units)
+        return 5.0 * self.g * np.exp(0.5 * self.x)
+
+
 def drift(T: int, R: int, seed: int = 0) -> np.ndarray:
     """BOLD that drifts as a random walk of 1 % (0.01) per TR in every region."""
     return np.cumsum(0.01 * np.random.default_rng(seed).standard_normal((T, R)), axis=0)
@@ -58,14 +67,16 @@ def test_state_the_real_run_reached_raises_instead_of_spinning():
 def test_drifting_observations_do_not_hang_the_filter_and_are_reported():
     """The issue's drift, 16 TRs, 4 members: the run ends, every analysed hemodynamic
     state is inside the physiological box, and the report says the observations were far
-    outside what the model produces (the consistent twin below says nothing)."""
+    outside what the model produces (the consistent twin below says nothing).  Before: the
+    analysed states ended at f = 11 times rest and s = 40/s (the way to the real run's
+    q near 0), and nothing was reported."""
     U = R = 8
     T, M = 16, 4
     spec = [ParamSpec("E", "g", 0.5, 2.0)]
     cfg = AssimilationConfig(tr_s=0.8, obs_var=0.002 ** 2, spinup_s=0.0, seed=1)
     rng = np.random.default_rng(3)
     theta0 = rng.uniform(0.8, 1.2, (M, U, 1))
-    members = [RateModel(U, 100 + i) for i in range(M)]
+    members = [NoisyRateModel(U, 100 + i) for i in range(M)]
     res = assimilate(members, drift(T, R), np.arange(R), spec, theta0, cfg)
     lo, hi = physiological_box("friston2000")
     x = res.hemo_state
@@ -153,7 +164,7 @@ def test_a_stop_request_is_seen_inside_a_long_integration():
     step in progress (``Abandoned``) instead of waiting for the TR boundary."""
     now = [0.0]
     stop = SimpleNamespace(signum=15)
-    poll = make_poll(stop, grace_s=5.0, clock=lambda: now[0])
+    poll = make_poll(stop, grace=5.0, clock=lambda: now[0])
 
     def ticking():
         now[0] += 0.01
