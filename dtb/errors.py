@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+MAX_LISTED = 50  # problems a ConfigError lists (its header gives the exact count)
+
 
 class DtbError(Exception):
     """Base class of every error dtb raises on purpose."""
@@ -19,7 +21,10 @@ class ConfigError(DtbError, ValueError):
         where = f"{source}: " if source else ""
         plural = "s" if len(problems) != 1 else ""
         head = f"{where}invalid configuration ({len(problems)} problem{plural})"
-        super().__init__(head + "\n  " + "\n  ".join(self.problems))
+        shown = self.problems[:MAX_LISTED]
+        if len(self.problems) > MAX_LISTED:
+            shown.append(f"... and {len(self.problems) - MAX_LISTED} more")
+        super().__init__(head + "\n  " + "\n  ".join(shown))
 
 
 class OutputError(DtbError, OSError):
