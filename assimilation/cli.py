@@ -40,6 +40,7 @@ from dtb.assimilation.options import (
     UsageError,
     add_assimilate_parser,
     check_args,
+    check_tr,
 )
 from dtb.assimilation.outputs import DIMENSIONS, FIGURES, METRICS, STORE, AssimilationRun
 from dtb.assimilation.problem import (
@@ -87,6 +88,8 @@ def run_assimilate(args: argparse.Namespace, stop: Any = None) -> int:
     if tr_s is None:
         raise UsageError("--tr: missing -- expected the repetition time in seconds")
     o.tr_s = float(tr_s)
+    if getattr(args, "tr", None) is None:              # the TR the BOLD file states
+        check_tr(o.tr_s, o.dt_ms, o.substeps, f"{o.bold}: tr")
     if getattr(args, "resume", None) is not None:
         resume = load_resume(o.out, comm)
     log = None if (o.quiet or not rank0) else sys.stderr
