@@ -40,6 +40,7 @@ from dtb.assimilation.options import (
     UsageError,
     add_assimilate_parser,
     check_args,
+    check_tr,
 )
 from dtb.assimilation.outputs import DIMENSIONS, FIGURES, METRICS, STORE, AssimilationRun
 from dtb.assimilation.problem import (
@@ -54,6 +55,8 @@ from dtb.assimilation.problem import (
     twin_truth,
 )
 from dtb.assimilation.resume import Resume, Stopped, checkpointer, load_resume, resume_args
+from dtb.assimilation.stop import Abandoned, make_poll
+from dtb.errors import ModelError
 
 __all__ = ["add_assimilate_parser", "run_assimilate", "main", "DIMENSIONS", "Options",
            "evaluate"]
@@ -85,6 +88,8 @@ def run_assimilate(args: argparse.Namespace, stop: Any = None) -> int:
     if tr_s is None:
         raise UsageError("--tr: missing -- expected the repetition time in seconds")
     o.tr_s = float(tr_s)
+    if getattr(args, "tr", None) is None:              # the TR the BOLD file states
+        check_tr(o.tr_s, o.dt_ms, o.substeps, f"{o.bold}: tr")
     if getattr(args, "resume", None) is not None:
         resume = load_resume(o.out, comm)
     log = None if (o.quiet or not rank0) else sys.stderr
@@ -112,6 +117,8 @@ def run_assimilate(args: argparse.Namespace, stop: Any = None) -> int:
                   f"per member, {o.members} members on {lay.ranks} rank(s), "
                   f"{prob.obs.shape[0]} TRs of {o.tr_s:g} s ({what})",
                   file=log, flush=True)
+        if log and resume is None:
+            _warn_range(prob, o, log)
         if resume is not None:
             prob.obs = np.asarray(resume.state["problem/obs"], float)
             if "problem/obs_clean" in resume.state:
@@ -122,6 +129,10 @@ def run_assimilate(args: argparse.Namespace, stop: Any = None) -> int:
         try:
             res, free, secs = _fit(prob, o, lay, log, stop, resume,
                                    ready=rd.commit if rank0 else None)
+        except Abandoned as e:
+            return _abandoned(e, rd if rank0 else None, o, lay)
+        except ModelError as e:
+            raise _where(e, prob) from None
         except Stopped as e:
             if rank0:
                 rd.interrupt(e.tr, e.path.name, e.reason)
@@ -163,7 +174,9 @@ def _fit(prob: Problem, o: Options, lay: Layout, log: Any, stop: Any = None,
     from dtb.assimilation.resume import free_checkpointer
 
     t0 = time.perf_counter()
-    members = [EngineMember(make_engine(prob.net, o, o.seed + 1 + i, lay)) for i in lay.local]
+    poll = make_poll(stop)
+    members = [EngineMember(make_engine(prob.net, o, o.seed + 1 + i, lay), poll=poll)
+               for i in lay.local]
     t_build = time.perf_counter() - t0
     if ready is not None:
         ready()
@@ -212,7 +225,7 @@ def _fit(prob: Problem, o: Options, lay: Layout, log: Any, stop: Any = None,
     res = assimilate(members, prob.obs, prob.obs_index, prob.params, prob.theta0, cfg,
                      assimilated=prob.assimilated, gather=gather, member_ids=lay.local,
                      baseline_hz=base, forecast_from=prob.n_assim, boundary=boundary,
-                     resume=loop_state)
+                     resume=loop_state, poll=poll)
     t_assim = time.perf_counter() - t1
     if log:
         tm = res.timings
@@ -230,7 +243,8 @@ def _fit(prob: Problem, o: Options, lay: Layout, log: Any, stop: Any = None,
     hs = res.hemo_state[:, lay.local]
     free_loc = free_run(members, prob.params, post.T, n_free, o.tr_s, base_loc,
                         prob.obs_index, prob.obs.shape[1], o.hemo, substeps=o.substeps,
-                        hemo_state=hs, boundary=free_boundary, resume=free_state)
+                        hemo_state=hs, boundary=free_boundary, resume=free_state,
+                        poll=poll)
     free = np.moveaxis(gather_rows(lay, np.moveaxis(free_loc, 1, 0)), 0, 1)
     t_free = time.perf_counter() - t2
     if log:
@@ -243,6 +257,81 @@ def _fit(prob: Problem, o: Options, lay: Layout, log: Any, stop: Any = None,
             "analysis_fraction_of_forecast": res.timings["analysis_s"]
             / max(res.timings["forecast_s"], 1e-12)}
     return res, free, secs
+
+
+def _warn_range(prob: Problem, o: Options, log: Any) -> None:
+    """Say at once when observed values lie outside the BOLD range of every physiological
+    state: the filter cannot follow them (raw intensities, drift, z-scores unscaled)."""
+    from dtb.assimilation.evaluation import outside_model_range
+
+    r = outside_model_range(prob.obs, o.hemo)
+    if r["values_outside"]:
+        lo, hi = r["model_bold_range"]
+        print(f"dtb assimilate: warning: {r['values_outside']} of {r['values']} observed "
+              f"values (from {r['observed_min']:.3g} to {r['observed_max']:.3g}) lie outside "
+              f"[{lo:.3g}, {hi:.3g}], the BOLD (fractional signal change) any physiological "
+              "state of the model can produce -- check --preprocess (psc, detrend, scale=)",
+              file=log, flush=True)
+
+
+def _abandoned(e: Abandoned, rd: Any, o: Options, lay: Layout) -> int:
+    """A stop signal that no TR boundary followed in time (``dtb.assimilation.stop``): the
+    run is marked interrupted at its newest checkpoint (exit 75), or, with none, failed
+    (``dtb.cli.Terminated``: exit 128 + the signal).  Under MPI the other ranks may be
+    waiting in the forecast's collectives for this one: the job is aborted with status 75
+    once rank 0 has written the manifest (a rank other than 0 aborts at once; the manifest
+    then still says running, which --resume accepts as it does after SIGKILL)."""
+    from dtb import checkpoint
+    from dtb.cli import EXIT_TEMPFAIL, Terminated
+
+    newest = checkpoint.candidates(o.out)
+    if rd is not None and newest:
+        step = int(newest[0].name.split("-", 1)[1])
+        rd.interrupt(step, newest[0].name, e.reason)
+        print(f"dtb: {e.reason}: the TR in progress was given up ({e}); the run stopped at "
+              f"its checkpoint {newest[0]} -- resume with: dtb assimilate --resume {o.out} "
+              "(the work since that checkpoint is done again)", file=sys.stderr, flush=True)
+    if lay.comm is not None and lay.comm.Get_size() > 1:
+        lay.comm.Abort(EXIT_TEMPFAIL if newest else 128 + e.signum)
+    if not newest:
+        print(f"dtb: {e.reason} before the first checkpoint (no TR boundary within "
+              f"{e.waited_s:.1f} s): nothing to resume; use --checkpoint-every to make "
+              "long runs resumable", file=sys.stderr, flush=True)
+        raise Terminated(e.signum)
+    return EXIT_TEMPFAIL
+
+
+def _where(e: ModelError, prob: Problem) -> ModelError:
+    """``e`` with the TR, member and region (label) it happened at, for the user."""
+    idx = getattr(e, "unit", None)
+    tr = getattr(e, "tr", None)
+    where = []
+    if tr is not None:
+        where.append(f"TR {tr}")
+    if idx is not None and len(idx) == 2:
+        labels = prob.spec.unit_labels
+        where.append(f"member {idx[0]}, region {labels[idx[1]]} (unit {idx[1]})")
+    out = ModelError(f"{', '.join(where)}: {e}" if where else str(e))
+    out.tr, out.unit = tr, idx
+    return out
+
+
+def _far_text(far: dict[str, Any]) -> str:
+    """One sentence on observations far outside what the model produces."""
+    parts = []
+    if far["far_trs"]:
+        parts.append(f"normalised innovation above {far['far_threshold']:g} at "
+                     f"{len(far['far_trs'])} TR(s) (max {far['normalized_innovation_max']:.3g}; "
+                     "about 1 expected)")
+    if far["values_outside"]:
+        lo, hi = far["model_bold_range"]
+        parts.append(f"{far['values_outside']} of {far['values']} observed values outside "
+                     f"[{lo:.3g}, {hi:.3g}], the BOLD any physiological state can produce")
+    if far["hemo_values_clamped"]:
+        parts.append(f"{far['hemo_values_clamped']} analysed hemodynamic values put back "
+                     f"into the physiological range at {len(far['hemo_clamped_trs'])} TR(s)")
+    return ("the observations are far outside what the model produces: " + "; ".join(parts)
+            + " -- check the preprocessing (--preprocess psc, detrend, scale=)")
 
 
 def summary(manifest: dict[str, Any], m: dict[str, Any], out: Path) -> str:
@@ -265,6 +354,9 @@ def summary(manifest: dict[str, Any], m: dict[str, Any], out: Path) -> str:
     lines.append(f"  FC correlation (free run, posterior mean): {g(f['fc_correlation'])} "
                  f"(structural connectome: {g(f['baseline_structural'])})")
     h = m["filter"]
+    far = h.get("observations_vs_model") or {}
+    if far.get("far_outside"):
+        lines.append(f"  warning: {_far_text(far)}")
     lines.append(f"  filter: spread/error {g(h['spread_error_ratio'])}, normalized innovation "
                  f"{g(h['normalized_innovation_mean'])}, parameter spread (logit) "
                  f"{g(h['param_spread_logit_first'])} -> {g(h['param_spread_logit_last'])}")

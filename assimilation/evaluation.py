@@ -19,7 +19,13 @@ import numpy as np
 from dtb.assimilation.options import Options
 from dtb.assimilation.problem import Problem
 
-__all__ = ["evaluate", "summary_numbers"]
+__all__ = ["evaluate", "summary_numbers", "observations_vs_model", "outside_model_range",
+           "FAR_NORMALIZED_INNOVATION"]
+
+# a normalised innovation (chi-square per observation, about 1 for a consistent filter) above
+# this at a TR means innovations of 5 predicted SDs RMS: the observations are far outside what
+# the ensemble can produce there (the same threshold as ``diverged``, there on the mean)
+FAR_NORMALIZED_INNOVATION = 25.0
 
 
 def _f(x: Any) -> float | None:
@@ -132,6 +138,7 @@ def evaluate(prob: Problem, res: Any, free: np.ndarray, o: Options) -> dict[str,
                        "baseline_structural: log(1 + SC weights) vs the observed FC; "
                        "about 0.5 counts as good for neural-mass fits to HCP data"}
     m["filter"] = _health(prob, res)
+    m["filter"]["observations_vs_model"] = observations_vs_model(prob, res, o.hemo)
     if prob.truth is not None:
         m["twin"] = _twin(prob, res, interval_coverage)
     return m
@@ -163,6 +170,43 @@ def _health(prob: Problem, res: Any) -> dict[str, Any]:
                     "overconfident); normalized_innovation about 1 when consistent (first "
                     f"{skip} TRs skipped); collapsed: parameter spread < 0.02 on the logit "
                     "scale; diverged: non-finite or mean normalized innovation > 25"}
+
+
+def outside_model_range(obs: np.ndarray, hemo: str) -> dict[str, Any]:
+    """How many observed values (fractional signal change) lie outside the BOLD range of any
+    physiological hemodynamic state (``hemodynamics.bold_range``): values the model cannot
+    produce whatever its parameters (raw intensities, drifts, z-scores without scale=)."""
+    from dtb.assimilation.hemodynamics import bold_range
+
+    lo, hi = bold_range(hemo)
+    x = np.asarray(obs, float)
+    out = (x < lo) | (x > hi)
+    return {"model_bold_range": [lo, hi], "values_outside": int(out.sum()),
+            "values": int(x.size), "observed_min": _f(x.min()) if x.size else None,
+            "observed_max": _f(x.max()) if x.size else None}
+
+
+def observations_vs_model(prob: Problem, res: Any, hemo: str) -> dict[str, Any]:
+    """Where the observations were far outside what the model produced: the assimilated TRs
+    whose normalised innovation exceeded ``FAR_NORMALIZED_INNOVATION``, the observed values
+    outside the model's BOLD range, and how many analysed hemodynamic values had to be put
+    back into the physiological box (``Hemodynamics.clamp_physiological``)."""
+    ni = [(int(d["tr"]), float(d["normalized_innovation"])) for d in res.diagnostics]
+    far = [t for t, v in ni if not v <= FAR_NORMALIZED_INNOVATION]
+    clamped = [int(d.get("hemo_clamped", 0)) for d in res.diagnostics]
+    out = {"far_trs": far, "far_threshold": FAR_NORMALIZED_INNOVATION,
+           "normalized_innovation_max": _f(max((v for _, v in ni), default=float("nan"))),
+           "hemo_values_clamped": int(sum(clamped)),
+           "hemo_clamped_trs": [int(d["tr"]) for d, c in zip(res.diagnostics, clamped,
+                                                              strict=True) if c],
+           **outside_model_range(prob.obs[:prob.n_assim], hemo)}
+    out["far_outside"] = bool(far or out["values_outside"] or out["hemo_values_clamped"])
+    out["note"] = ("far_trs: assimilated TRs whose normalised innovation exceeded "
+                   "far_threshold; values_outside: observed values outside the BOLD range of "
+                   "any physiological state (model_bold_range); hemo_values_clamped: analysed "
+                   "hemodynamic values put back into the physiological box.  Any of them: "
+                   "check the data's preprocessing (psc, detrend, scale=)")
+    return out
 
 
 def _twin(prob: Problem, res: Any, coverage: Any) -> dict[str, Any]:

@@ -25,7 +25,20 @@ while a unit is far from rest, so that a large or abrupt drive stays finite.  Th
 is fourth order in the sub-step (tested).  The sub-step is chosen anew before every sub-step
 (one reduction over the units).  Blood flow is floored at 0.1 % of rest: the model has no
 solution past ``f = 0``, which only a drive far below ``-gamma`` (no rest state) reaches;
-``drive_from_rate`` never produces one.
+``drive_from_rate`` never produces one.  A sub-step shorter than ``min_substep_s`` (10 us by
+default: a rate bound above 50,000 /s, reached only by states far outside physiology, such as
+q near 0 with f thousands of times rest) raises ``dtb.errors.ModelError`` naming the unit and
+its state instead of integrating for ever; a step of ``dt_s`` thus takes at most
+``ceil(dt_s / min_substep_s)`` sub-steps.
+
+Physiological states.  ``physiological_box`` gives bounds on ``(s, log f, log v, log q)`` that
+the model keeps once inside them while the flow stays in ``FLOW_RANGE`` (a quarter to four
+times rest, twice the largest changes measured in activation or hypercapnia): v between
+``f_min^alpha`` and ``f_max^alpha`` (v relaxes towards ``f^alpha``), q between the extremes of
+its relaxation target ``(f E(f) / E0) v^(1 - 1/alpha)`` over that box, and ``|s|`` at most
+``gamma (f_max - 1) / kappa`` (the vasodilatory signal of the largest steady drive, held
+against the decay alone).  ``Hemodynamics.clamp_physiological`` puts a state (an ensemble
+analysis, which is linear and knows no physiology) back inside the box.
 
 Vectorized over any state shape (units, or members x units) and agnostic of the array module:
 ``xp`` is numpy by default, or taken from the first array given (CuPy arrays keep the state on
@@ -40,10 +53,15 @@ from typing import Any
 
 import numpy as np
 
+from dtb.errors import ModelError
+
 LOG_F_MIN = math.log(1e-3)   # flow floor: the model is undefined at f = 0 (see step)
+FLOW_RANGE = (0.25, 4.0)     # physiological flow, relative to rest (physiological_box)
+MIN_SUBSTEP_S = 1e-5         # below this the state is unphysical: ModelError (see step)
 
 __all__ = ["HemoParams", "PARAMETER_SETS", "Hemodynamics", "drive_from_rate", "simulate_bold",
-           "steady_state", "linear_system", "array_module"]
+           "steady_state", "linear_system", "array_module", "physiological_box", "bold_range",
+           "FLOW_RANGE", "MIN_SUBSTEP_S"]
 
 
 @dataclass(frozen=True)
@@ -167,17 +185,64 @@ def linear_system(params: str | HemoParams = "friston2000") -> tuple[np.ndarray,
     return A, b, c
 
 
+def physiological_box(params: str | HemoParams = "friston2000",
+                      flow_range: tuple[float, float] = FLOW_RANGE
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds ``(low (4,), high (4,))`` on ``(s, log f, log v, log q)`` for flows in
+    ``flow_range`` (see the module docstring for why the dynamics keep them)."""
+    p = _params(params)
+    f_lo, f_hi = (float(x) for x in flow_range)
+    if not 0 < f_lo < 1 < f_hi:
+        raise ValueError(f"flow_range: {flow_range!r} -- expected 0 < low < 1 < high")
+    v_lo, v_hi = f_lo ** p.alpha, f_hi ** p.alpha
+
+    def extraction(f: float) -> float:            # f E(f) / E0, increasing in f
+        return f * (1.0 - (1.0 - p.E0) ** (1.0 / f)) / p.E0
+
+    # q* = (f E(f)/E0) v / f_out(v) = (f E(f)/E0) v^(1 - 1/alpha), decreasing in v
+    q_lo = extraction(f_lo) * v_hi ** (1.0 - 1.0 / p.alpha)
+    q_hi = extraction(f_hi) * v_lo ** (1.0 - 1.0 / p.alpha)
+    s_max = p.gamma * (f_hi - 1.0) / p.kappa
+    lo = np.array([-s_max, math.log(f_lo), math.log(v_lo), math.log(q_lo)])
+    hi = np.array([s_max, math.log(f_hi), math.log(v_hi), math.log(q_hi)])
+    return lo, hi
+
+
+def bold_range(params: str | HemoParams = "friston2000",
+               flow_range: tuple[float, float] = FLOW_RANGE) -> tuple[float, float]:
+    """The lowest and highest BOLD signal (fractional change) of any state in
+    ``physiological_box``: y is linear in q for fixed v, and concave in v for fixed q
+    (``-k2 q / v - k3 v``), so its minimum lies on a corner of the (v, q) box and its
+    maximum on an edge q = q_low or q_high, at a corner or at ``v = sqrt(k2 q / k3)``."""
+    p = _params(params)
+    lo, hi = physiological_box(p, flow_range)
+    v_lo, v_hi = math.exp(lo[2]), math.exp(hi[2])
+
+    def y(v: float, q: float) -> float:
+        return p.V0 * (p.k1 * (1 - q) + p.k2 * (1 - q / v) + p.k3 * (1 - v))
+
+    ys = []
+    for q in (math.exp(lo[3]), math.exp(hi[3])):
+        vs = [v_lo, v_hi]
+        if p.k3 > 0:
+            vs.append(min(max(math.sqrt(p.k2 * q / p.k3), v_lo), v_hi))
+        ys += [y(v, q) for v in vs]
+    return float(min(ys)), float(max(ys))
+
+
 class Hemodynamics:
     """Balloon–Windkessel state of every unit (and member): ``state`` is one array
     ``(4, *shape)`` holding ``(s, log f, log v, log q)``.
 
     ``n_units``: an int (one state per unit) or a tuple shape such as ``(members, units)``.
     ``params``: a name in ``PARAMETER_SETS`` or a ``HemoParams``.  ``xp``: ``numpy`` or
-    ``cupy``.  ``max_substep_s``: the longest RK4 sub-step (s), see the module docstring.
+    ``cupy``.  ``max_substep_s``: the longest RK4 sub-step (s), ``min_substep_s`` the shortest
+    before ``ModelError``; see the module docstring.
     """
 
     def __init__(self, n_units: int | tuple[int, ...], params: str | HemoParams = "friston2000",
-                 xp: Any = np, max_substep_s: float = 0.01):
+                 xp: Any = np, max_substep_s: float = 0.01,
+                 min_substep_s: float = MIN_SUBSTEP_S):
         self.p = _params(params)
         self.xp = xp
         self.shape = (int(n_units),) if isinstance(n_units, (int, np.integer)) else tuple(
@@ -185,6 +250,10 @@ class Hemodynamics:
         if not max_substep_s > 0:
             raise ValueError(f"max_substep_s: {max_substep_s!r} -- expected a step > 0 s")
         self.max_substep_s = float(max_substep_s)
+        if not 0 < min_substep_s <= max_substep_s:
+            raise ValueError(f"min_substep_s: {min_substep_s!r} -- expected a step in "
+                             f"(0, {max_substep_s}] s")
+        self.min_substep_s = float(min_substep_s)
         self._x = xp.zeros((4, *self.shape), dtype=float)
         self.substeps = 0            # RK4 sub-steps taken so far (diagnostic)
 
@@ -208,6 +277,19 @@ class Hemodynamics:
         """Back to rest (s = 0, f = v = q = 1)."""
         self._x[...] = 0.0
 
+    def clamp_physiological(self, flow_range: tuple[float, float] = FLOW_RANGE) -> int:
+        """Put every value outside ``physiological_box`` on its nearest bound; returns how
+        many values were moved (0: the state was physiological and is unchanged)."""
+        lo, hi = physiological_box(self.p, flow_range)
+        xp = self.xp
+        shape = (4,) + (1,) * len(self.shape)
+        lo, hi = xp.asarray(lo).reshape(shape), xp.asarray(hi).reshape(shape)
+        out = (self._x < lo) | (self._x > hi)
+        n = int(xp.count_nonzero(out))
+        if n:
+            self._x = xp.minimum(xp.maximum(self._x, lo), hi)
+        return n
+
     @property
     def flow(self) -> Any:
         """f, relative blood inflow, ``shape``."""
@@ -225,18 +307,44 @@ class Hemodynamics:
                          (f - fv) / (p.tau * v),
                          (f * E / p.E0 - fv * q / v) / (p.tau * q)])
 
-    def _rate_bound(self) -> float:
+    def _rates(self) -> Any:
         xp, p = self.xp, self.p
         s = self._x[0]
         f, v, q = xp.exp(self._x[1]), xp.exp(self._x[2]), xp.exp(self._x[3])
         fv = v ** (1.0 / p.alpha)
         lam = xp.maximum(xp.abs(s) / f, (f + fv) / (p.alpha * p.tau * v))
-        lam = xp.maximum(lam, f / (p.E0 * p.tau * q) + fv / (p.tau * v))
-        return max(float(xp.max(lam)) if lam.size else 0.0, p.kappa, p.gamma ** 0.5)
+        return xp.maximum(lam, f / (p.E0 * p.tau * q) + fv / (p.tau * v))
 
-    def step(self, drive: Any, dt_s: float) -> None:
+    def _rate_bound(self) -> float:
+        lam = self._rates()
+        lam_max = float(self.xp.max(lam)) if lam.size else 0.0
+        if not math.isfinite(lam_max):
+            lam_max = math.inf
+        return max(lam_max, self.p.kappa, self.p.gamma ** 0.5)
+
+    def _too_stiff(self, rate: float, dt_s: float) -> ModelError:
+        """The error of a state whose fastest rate needs sub-steps below min_substep_s."""
+        lam = self._rates()
+        lam = self.xp.where(self.xp.isfinite(lam), lam, self.xp.inf)
+        idx = tuple(int(i) for i in np.unravel_index(int(self.xp.argmax(lam)), self.shape))
+        s, lf, lv, lq = (float(self._x[(k, *idx)]) for k in range(4))
+        err = ModelError(
+            f"hemodynamics: unit {idx if len(idx) > 1 else idx[0]}: state s={s:.3g}/s, "
+            f"f={math.exp(min(lf, 700)):.3g}, v={math.exp(min(lv, 700)):.3g}, "
+            f"q={math.exp(min(lq, 700)):.3g} (rest: 0, 1, 1, 1) has a rate of {rate:.3g}/s, "
+            f"which would need sub-steps under {self.min_substep_s:g} s (more than "
+            f"{math.ceil(dt_s / self.min_substep_s):,} for this {dt_s:g} s step) -- expected "
+            "a physiological state; observations far outside what the model can produce "
+            "(raw intensities, drifts, wrong scale: see --preprocess) push the filter there")
+        err.unit = idx
+        return err
+
+    def step(self, drive: Any, dt_s: float, poll: Any = None) -> None:
         """Advance by ``dt_s`` seconds with the neural drive ``drive`` (1/s^2; an array of
-        ``shape`` or anything broadcasting to it) held constant over the step."""
+        ``shape`` or anything broadcasting to it) held constant over the step.  ``poll``:
+        called every 64 sub-steps (a stop request may raise from it).  Raises ModelError
+        (``.unit`` the index of the stiffest unit) when a sub-step would be shorter than
+        ``min_substep_s``."""
         if not dt_s >= 0:
             raise ValueError(f"dt_s: {dt_s!r} -- expected a time step >= 0 s")
         if dt_s == 0:
@@ -244,10 +352,17 @@ class Hemodynamics:
         xp = self.xp
         z = xp.broadcast_to(xp.asarray(drive, dtype=float), self.shape)
         t_left = float(dt_s)
+        n = 0
         while t_left > 0:
-            h = min(self.max_substep_s, 0.5 / self._rate_bound(), t_left)
+            rate = self._rate_bound()
+            if 0.5 / rate < self.min_substep_s and t_left > self.min_substep_s:
+                raise self._too_stiff(rate, dt_s)
+            h = min(self.max_substep_s, 0.5 / rate, t_left)
             if t_left - h < 1e-9 * dt_s:
                 h = t_left
+            n += 1
+            if poll is not None and n % 64 == 0:
+                poll()
             x = self._x
             k1 = self._rhs(x, z)
             k2 = self._rhs(x + 0.5 * h * k1, z)

@@ -13,8 +13,11 @@ and every unit's hemodynamic state (state augmentation).  Every TR:
    baseline = the prior's mean rate per unit, measured in a spin-up);
 3. predicted observation: the BOLD of the observed regions (mean over a region's units);
 4. analysis (``enkf.analysis``, ETKF by default, localised by region membership): updates
-   u and the hemodynamic states.  Spiking state is never averaged, moved or copied between
-   members: each member keeps its own network state and only receives new parameters.
+   u and the hemodynamic states, which are then put back into the physiological box
+   (``Hemodynamics.clamp_physiological``: a linear update knows no physiology, and states
+   far outside it, such as q near 0, make the Balloon model too stiff to integrate).
+   Spiking state is never averaged, moved or copied between members: each member keeps
+   its own network state and only receives new parameters.
 
 Members are ``Member`` objects: ``EngineMember`` wraps a ``dtb.Engine`` (one process, or a
 distributed engine on a member communicator whose ranks sum their counts); several run in
@@ -26,6 +29,7 @@ communicators of P ranks and ``member_gather`` gathers, for the analysis, only t
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +39,7 @@ import numpy as np
 
 from dtb.assimilation.enkf import Localization, analysis
 from dtb.assimilation.hemodynamics import Hemodynamics, drive_from_rate
+from dtb.errors import ModelError
 
 __all__ = ["split_members", "member_gather", "ParamSpec", "Member", "EngineMember",
            "AssimilationConfig", "AssimilationResult", "LoopState", "FreeRunState", "assimilate",
@@ -91,10 +96,19 @@ class Member(Protocol):
 class EngineMember:
     """A ``dtb.Engine`` as an ensemble member: rates from its spikes per unit (all families of
     a unit together).  On a member communicator of several ranks, every rank of the member
-    calls ``run_rates`` and the counts are summed over the member's ranks."""
+    calls ``run_rates`` and the counts are summed over the member's ranks.
 
-    def __init__(self, engine: Any):
+    ``poll``: called after every ``slice_ms`` of model time (rounded up to whole exchange
+    windows, so the engine's windows are those of one long run and the results the same),
+    so that a stop request is seen within a TR; it may raise."""
+
+    def __init__(self, engine: Any, poll: Callable[[], None] | None = None,
+                 slice_ms: float = 25.0):
         self.engine = engine
+        self.poll = poll
+        window = max(int(getattr(engine, "min_delay_steps", 1)),
+                     int(getattr(getattr(engine, "exchange", None), "window", 1)), 1)
+        self._slice_steps = window * max(1, math.ceil(slice_ms / engine.dt / window))
         self.n_units = int(engine.n_units)
         uo = np.asarray(engine.unit_of)
         n = np.bincount(uo[uo >= 0], minlength=self.n_units).astype(float)
@@ -123,7 +137,16 @@ class EngineMember:
             u = uo[idx]
             counts[:] += np.bincount(u[u >= 0], minlength=self.n_units)
 
-        self.engine.run(t_ms, on_window=on_window)
+        if self.poll is None:
+            self.engine.run(t_ms, on_window=on_window)
+        else:
+            dt = self.engine.dt
+            n, done = int(round(t_ms / dt)), 0
+            while done < n:
+                k = min(self._slice_steps, n - done)
+                self.engine.run(k * dt, on_window=on_window)
+                done += k
+                self.poll()
         return self._sum(counts) / (self.neurons * t_ms * 1e-3)
 
 
@@ -274,6 +297,15 @@ def member_gather(comm: Any, member_comm: Any) -> Callable[[np.ndarray], np.ndar
     return gather
 
 
+def _step_at(hemo: Hemodynamics, z: np.ndarray, dt_s: float, poll: Any, t: int) -> None:
+    """``hemo.step``, a ModelError it raises marked with the TR ``t`` it happened in."""
+    try:
+        hemo.step(z, dt_s, poll=poll)
+    except ModelError as e:
+        e.tr = t
+        raise
+
+
 def _run_members(members: Sequence[Member], t_ms: float, parts: int) -> np.ndarray:
     """(parts, M, U) rates of every member over ``parts`` equal pieces of ``t_ms``."""
     out = np.empty((parts, len(members), members[0].n_units))
@@ -291,7 +323,8 @@ def assimilate(members: Sequence[Member], obs: np.ndarray, obs_index: np.ndarray
                baseline_hz: np.ndarray | None = None,
                forecast_from: int | None = None,
                boundary: Callable[[int, Callable[[], LoopState]], None] | None = None,
-               resume: LoopState | None = None) -> AssimilationResult:
+               resume: LoopState | None = None,
+               poll: Callable[[], None] | None = None) -> AssimilationResult:
     """Fit ``params`` to ``obs`` (T, R) BOLD (same units as the model's, fractional change).
 
     ``members``: the M local ensemble members (all of them on one process); ``obs_index``
@@ -315,6 +348,9 @@ def assimilate(members: Sequence[Member], obs: np.ndarray, obs_index: np.ndarray
     the ``LoopState`` there (for a checkpoint); an exception it raises ends the run.
     ``resume``: a ``LoopState`` to continue from instead of the spin-up (the members must
     have been given their engine states of the same boundary).
+    ``poll``: called often inside the hemodynamic integration (a stop request raises from
+    it).  A hemodynamic state that cannot be integrated raises ``ModelError`` naming the TR
+    (``.tr``) and the unit (``.unit``, (member, unit)).
     """
     obs = np.asarray(obs, float)
     T, R = obs.shape
@@ -414,8 +450,8 @@ def assimilate(members: Sequence[Member], obs: np.ndarray, obs_index: np.ndarray
         r_loc = _run_members(members, cfg.tr_s * 1e3, cfg.substeps)      # (S, M_loc, U)
         r = np.stack([gather(r_loc[k]) for k in range(cfg.substeps)])
         for k in range(cfg.substeps):
-            hemo.step(drive_from_rate(r[k], base, cfg.flow_gain, cfg.hemo),
-                      cfg.tr_s / cfg.substeps)
+            _step_at(hemo, drive_from_rate(r[k], base, cfg.flow_gain, cfg.hemo),
+                     cfg.tr_s / cfg.substeps, poll, t)
         rates_all[t] = r.mean(axis=0)
         HE_all = region_means(hemo.bold(), obs_index, R)                  # (M, R)
         bold_f[t] = HE_all
@@ -432,6 +468,7 @@ def assimilate(members: Sequence[Member], obs: np.ndarray, obs_index: np.ndarray
                          rtps_alpha=cfg.rtps, localization=loc)
         u = Ea[:, :U * P].reshape(M, U, P)
         hemo.set_state(np.moveaxis(Ea[:, U * P:].reshape(M, 4, U), 1, 0))
+        clamped = hemo.clamp_physiological()
         tc = time.perf_counter()
         t_an += tc - tb
         theta = np.stack([p.from_unit(u[..., k]) for k, p in enumerate(params)], -1)
@@ -441,7 +478,8 @@ def assimilate(members: Sequence[Member], obs: np.ndarray, obs_index: np.ndarray
                       "innovation_var": d.innovation_var, "expected_var": d.expected_var,
                       "normalized_innovation": d.normalized_innovation,
                       "prior_spread_obs": d.prior_spread_obs,
-                      "param_spread_logit": float(u.std(axis=0, ddof=1).mean())})
+                      "param_spread_logit": float(u.std(axis=0, ddof=1).mean()),
+                      "hemo_clamped": clamped})
     return AssimilationResult(list(params), rec["theta"], rec["theta_prior"], bold_f, bold_a,
                               rates_all, base, diags,
                               {"spinup_s": t_spin, "forecast_s": t_fc, "analysis_s": t_an},
@@ -453,7 +491,8 @@ def free_run(members: Sequence[Member], params: Sequence[ParamSpec], theta: np.n
              hemo: str = "friston2000", flow_gain: float = 0.4, substeps: int = 4,
              spinup_s: float = 0.0, hemo_state: np.ndarray | None = None,
              boundary: Callable[[int, Callable[[], FreeRunState]], None] | None = None,
-             resume: FreeRunState | None = None) -> np.ndarray:
+             resume: FreeRunState | None = None,
+             poll: Callable[[], None] | None = None) -> np.ndarray:
     """BOLD (n_tr, M_loc, R) of members running freely with fixed parameters ``theta``
     (P, U) for all members (e.g. the posterior mean) or (M_loc, P, U) one set per member:
     held-out forecasts and FC of the fitted model.  ``hemo_state`` (4, M_loc, U): the
@@ -462,7 +501,8 @@ def free_run(members: Sequence[Member], params: Sequence[ParamSpec], theta: np.n
     the one resumed from, on every rank; ``snapshot()`` gives the ``FreeRunState`` there
     (for a checkpoint); an exception it raises ends the run.  ``resume``: a
     ``FreeRunState`` to continue from (the members must have been given their engine states
-    of the same point; ``spinup_s`` and ``hemo_state`` are then not used)."""
+    of the same point; ``spinup_s`` and ``hemo_state`` are then not used).  ``poll`` as in
+    ``assimilate``."""
     theta = np.asarray(theta, float)
     for i, mem in enumerate(members):
         mem.set_params(params, theta[i] if theta.ndim == 3 else theta)
@@ -484,7 +524,8 @@ def free_run(members: Sequence[Member], params: Sequence[ParamSpec], theta: np.n
     for t in range(f0, n_tr):
         r = _run_members(members, tr_s * 1e3, substeps)
         for k in range(substeps):
-            h.step(drive_from_rate(r[k], baseline_hz, flow_gain, hemo), tr_s / substeps)
+            _step_at(h, drive_from_rate(r[k], baseline_hz, flow_gain, hemo), tr_s / substeps,
+                     poll, t)
         out[t] = region_means(h.bold(), obs_index, R)
         if boundary is not None:
             f = t + 1

@@ -157,7 +157,11 @@ def _read_hdf5(path: str, dataset: str) -> tuple[np.ndarray, np.ndarray, float |
             raise InputError(path, dataset, _Text("missing"),
                              f"a (T, R) dataset '{dataset}' (choose one with dataset=)")
         d = h[dataset]
-        data = d[()]
+        try:
+            data = d[()]
+        except (OSError, RuntimeError) as e:     # damaged or cut short inside the data
+            raise InputError(path, dataset, _Text(f"unreadable ({e})"),
+                             "a complete HDF5 file (is it truncated?)") from e
         if "labels" in d.attrs:
             labels = _labels_from(path, f"{dataset}.attrs['labels']", d.attrs["labels"])
         elif "labels" in h:

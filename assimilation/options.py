@@ -20,7 +20,7 @@ from typing import Any
 from dtb.errors import ConfigError
 
 __all__ = ["HYPER", "UsageError", "add_assimilate_parser", "Options", "check_args",
-           "assimilate_parser"]
+           "assimilate_parser", "check_tr"]
 
 HYPER = ("g_AMPA", "g_NMDA", "g_GABA_A", "g_GABA_B", "I_e")
 
@@ -250,6 +250,21 @@ def _parse_bounds(text: str, params: Sequence[str]) -> dict[str, tuple[float, fl
     return out
 
 
+def check_tr(tr_s: float, dt_ms: float, substeps: int, flag: str = "--tr") -> None:
+    """A TR must be ``substeps`` rate pieces of a whole number (>= 1) of engine steps: the
+    engine advances whole steps, so any other TR would be silently rounded (a TR of 1e-9 s
+    to no step at all, and a rate of 0/0).  Raises UsageError naming the nearest TRs."""
+    piece = dt_ms * substeps                       # ms: the shortest TR, and its unit
+    k = tr_s * 1e3 / piece
+    if k >= 1 - 1e-9 and abs(k - round(k)) <= 1e-6 * max(1.0, k):
+        return
+    near = sorted({max(1, math.floor(k)), max(1, math.ceil(k))})
+    raise UsageError(f"{flag}: {tr_s!r} s -- expected a whole number of {substeps} pieces of "
+                     f"whole time steps of {dt_ms:g} ms, i.e. a multiple of "
+                     f"{piece / 1e3:g} s (nearest: "
+                     f"{', '.join(f'{n * piece / 1e3:g}' for n in near)} s)")
+
+
 def check_args(a: argparse.Namespace) -> Options:
     """Every command-line value checked (raises ``UsageError``), before any file is read."""
     import numba
@@ -310,6 +325,8 @@ def check_args(a: argparse.Namespace) -> Options:
         raise UsageError(f"--dt: {a.dt!r} -- expected a time step in ms, in (0, 1]")
     if not 1 <= a.substeps <= 1000:
         raise UsageError(f"--substeps: {a.substeps!r} -- expected 1 to 1000 pieces per TR")
+    if tr is not None:
+        check_tr(tr, dt, a.substeps)
     if not (_finite(a.spinup) and 0 <= a.spinup <= 3600):
         raise UsageError(f"--spinup: {a.spinup!r} -- expected a model time in s, in [0, 3600]")
     if a.free_run_trs is not None and not 3 <= a.free_run_trs <= 1_000_000:

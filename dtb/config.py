@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import reprlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,12 +51,32 @@ class SimulationSettings:
     record: RecordSpec | None = None
 
 
+MAX_CONFIG_BYTES = 32 * 2**20   # a config file larger than this is refused unread
+MAX_YAML_NODES = 2_000_000      # values after expanding aliases (billion laughs: 1e9)
+MAX_YAML_DEPTH = 64             # nesting levels (a config needs about 6)
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxtuple, _REPR.maxdict = 3, 8, 8, 8
+_REPR.maxstring, _REPR.maxother, _REPR.maxlong = 80, 80, 40
+
+
+def short_repr(value: Any, limit: int = 200) -> str:
+    """``repr(value)`` for a message, bounded in time and length: nested and long values
+    are elided (``reprlib``) and the text cut at ``limit`` characters, so a huge or
+    self-similar value (a YAML alias bomb) cannot make a message, or its making, huge."""
+    try:
+        text = _REPR.repr(value)
+    except (RecursionError, ValueError):
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
+
+
 class _Problems:
     def __init__(self) -> None:
         self.items: list[str] = []
 
     def add(self, path: str, value: Any, expected: str) -> None:
-        line = f"{path}: {value!r} -- expected {expected}"
+        line = f"{path}: {short_repr(value)} -- expected {expected}"
         if line not in self.items:
             self.items.append(line)
 
@@ -74,7 +95,9 @@ def _keys(d: Any, path: str, allowed: set[str], required: set[str], pr: _Problem
         return False
     for k in d:
         if k not in allowed:
-            pr.items.append(f"{path}.{k}: unknown key (value {d[k]!r}) -- expected one of "
+            name = k if isinstance(k, str) and len(k) <= 60 else short_repr(k, 60)
+            pr.items.append(f"{path}.{name}: unknown key (value "
+                            f"{short_repr(d[k])}) -- expected one of "
                             f"{', '.join(sorted(allowed))}")
     ok = True
     for k in sorted(required - set(d)):
@@ -601,21 +624,101 @@ def parse_network(d: Any, dt: float = 0.1, source: str | None = None) -> Network
     return Network(tuple(pops.values()), tuple(projs), str(name))
 
 
-def load_config(path: str | Path) -> tuple[Network, SimulationSettings]:
-    """Read and validate a YAML configuration: ``simulation``, ``populations``,
-    ``projections`` and optionally ``record`` (dtb.recording; in ``SimulationSettings.record``)."""
+def read_yaml(path: str | Path, what: str = "config") -> Any:
+    """The YAML document in ``path``, read safely; raises ConfigError naming the file.
+
+    Refused, each with what was expected: a file over ``MAX_CONFIG_BYTES``; bytes that are
+    not UTF-8 (the offset named); invalid YAML; more than ``MAX_YAML_NODES`` values once
+    aliases are expanded (an alias bomb costs nothing to write and exponential time to
+    walk), nesting deeper than ``MAX_YAML_DEPTH``, or a recursive alias.  The limits are
+    checked on the parsed node graph before anything is constructed, in time linear in
+    the file."""
     import yaml
 
     path = Path(path)
     src = str(path)
     try:
-        text = path.read_text()
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError([f"file of {size:,} bytes -- expected a {what} of at most "
+                               f"{MAX_CONFIG_BYTES:,} bytes"], src)
+        raw = path.read_bytes()
     except OSError as e:
         raise ConfigError([f"cannot read the file: {e.strerror or e}"], src) from e
     try:
-        d = yaml.safe_load(text)
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise ConfigError([f"byte {e.start} (line {line}): {raw[e.start:e.start + 1]!r} -- "
+                           "expected UTF-8 text"], src) from None
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_yaml_graph(node, src)
+        return loader.construct_document(node)
+    except RecursionError:
+        raise ConfigError([f"nested too deeply -- expected at most {MAX_YAML_DEPTH} levels"],
+                          src) from None
     except yaml.YAMLError as e:
-        raise ConfigError([f"not valid YAML: {e}"], src) from e
+        raise ConfigError([f"not valid YAML: {short_repr(str(e), 400)[1:-1]}"], src) from None
+    finally:
+        loader.dispose()
+
+
+def _check_yaml_graph(root: Any, src: str) -> None:
+    """Expanded size and depth of a composed YAML node graph (aliases are shared nodes),
+    iteratively and with one visit per distinct node; raises ConfigError past the limits
+    or on a cycle."""
+    import yaml
+
+    size: dict[int, int] = {}
+    height: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(root, False)]
+
+    def children(n: Any) -> list[Any]:
+        if isinstance(n, yaml.SequenceNode):
+            return list(n.value)
+        if isinstance(n, yaml.MappingNode):
+            return [x for kv in n.value for x in kv]
+        return []
+
+    while stack:
+        n, done = stack.pop()
+        key = id(n)
+        if done:
+            kids = children(n)
+            size[key] = 1 + sum(size[id(c)] for c in kids)
+            height[key] = 1 + max((height[id(c)] for c in kids), default=0)
+            on_path.discard(key)
+            if size[key] > MAX_YAML_NODES:
+                raise ConfigError([f"line {n.start_mark.line + 1}: {size[key]:,} values once "
+                                   f"aliases are expanded -- expected at most "
+                                   f"{MAX_YAML_NODES:,} (an alias bomb?)"], src)
+            if height[key] > MAX_YAML_DEPTH:
+                raise ConfigError([f"line {n.start_mark.line + 1}: nested more than "
+                                   f"{MAX_YAML_DEPTH} levels -- expected at most "
+                                   f"{MAX_YAML_DEPTH}"], src)
+            continue
+        if key in size:
+            continue
+        if key in on_path:
+            raise ConfigError([f"line {n.start_mark.line + 1}: a recursive alias -- expected "
+                               "a value that does not contain itself"], src)
+        on_path.add(key)
+        stack.append((n, True))
+        stack.extend((c, False) for c in children(n) if id(c) not in size)
+
+
+def load_config(path: str | Path) -> tuple[Network, SimulationSettings]:
+    """Read and validate a YAML configuration: ``simulation``, ``populations``,
+    ``projections`` and optionally ``record`` (dtb.recording; in ``SimulationSettings.record``).
+    The file is read by ``read_yaml`` (bounded in size, expansion and depth)."""
+    path = Path(path)
+    src = str(path)
+    d = read_yaml(path)
     pr = _Problems()
     if not _keys(d, "config", {"name", "simulation", "populations", "projections", "record"},
                  {"populations"}, pr):

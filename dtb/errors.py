@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+MAX_LISTED = 50  # problems a ConfigError lists (its header gives the exact count)
+
 
 class DtbError(Exception):
     """Base class of every error dtb raises on purpose."""
@@ -19,7 +21,10 @@ class ConfigError(DtbError, ValueError):
         where = f"{source}: " if source else ""
         plural = "s" if len(problems) != 1 else ""
         head = f"{where}invalid configuration ({len(problems)} problem{plural})"
-        super().__init__(head + "\n  " + "\n  ".join(self.problems))
+        shown = self.problems[:MAX_LISTED]
+        if len(self.problems) > MAX_LISTED:
+            shown.append(f"... and {len(self.problems) - MAX_LISTED} more")
+        super().__init__(head + "\n  " + "\n  ".join(shown))
 
 
 class OutputError(DtbError, OSError):
@@ -37,3 +42,9 @@ class InputError(DtbError, ValueError):
         self.path, self.field, self.value, self.expected = str(path), field, value, expected
         where = f"{path}" + (f": {field}" if field else "")
         super().__init__(f"{where}: {value!r} -- expected {expected}")
+
+
+class ModelError(DtbError, ArithmeticError):
+    """The model cannot go on from its state: for example a hemodynamic state so far from
+    any physiological one that integrating it would take unbounded time.  Names where
+    (TR, region or unit) and the state found there."""

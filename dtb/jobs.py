@@ -162,11 +162,21 @@ def read_sweep(path: str | os.PathLike[str]) -> list[list[str]]:
     """
     p = Path(path)
     where = f"--sweep {str(p)!r}"
+    from dtb.config import MAX_CONFIG_BYTES, read_yaml, short_repr
+
     try:
-        text = p.read_text()
+        if p.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError([f"{where}: {p.stat().st_size:,} bytes -- expected a sweep "
+                               f"file of at most {MAX_CONFIG_BYTES:,} bytes"], SOURCE)
+        raw = p.read_bytes()
     except OSError as e:
         raise ConfigError([f"{where}: cannot read it ({e.strerror}) -- expected a CSV, TSV, "
                            "YAML or JSON file"], SOURCE) from e
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ConfigError([f"{where}: byte {e.start}: {raw[e.start:e.start + 1]!r} -- "
+                           "expected UTF-8 text"], SOURCE) from None
     rows: list[dict[str, Any]]
     if p.suffix.lower() in (".csv", ".tsv"):
         delim = "\t" if p.suffix.lower() == ".tsv" else ","
@@ -175,13 +185,17 @@ def read_sweep(path: str | os.PathLike[str]) -> list[list[str]]:
             raise ConfigError([f"{where}: a row has more or fewer cells than the header -- "
                                "expected one cell per column"], SOURCE)
     elif p.suffix.lower() in (".yaml", ".yml", ".json"):
-        import yaml
-
-        try:
-            data = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
-        except (ValueError, yaml.YAMLError) as e:
-            raise ConfigError([f"{where}: not valid {p.suffix[1:].upper()} ({e})"],
-                              SOURCE) from e
+        if p.suffix.lower() == ".json":
+            try:
+                data = json.loads(text)
+            except (ValueError, RecursionError) as e:
+                raise ConfigError([f"{where}: not valid JSON ({short_repr(str(e))[1:-1]})"],
+                                  SOURCE) from None
+        else:
+            try:
+                data = read_yaml(p, "sweep file")
+            except ConfigError as e:
+                raise ConfigError([f"{where}: {x}" for x in e.problems], SOURCE) from None
         if not (isinstance(data, list) and all(isinstance(r, dict) for r in data)):
             raise ConfigError([f"{where}: {type(data).__name__} -- expected a list of "
                                "mappings of option to value, one per task"], SOURCE)
@@ -211,7 +225,8 @@ def read_sweep(path: str | os.PathLike[str]) -> list[list[str]]:
             if v is None or v is False or v == "":
                 continue
             if isinstance(v, dict | list):
-                problems.append(f"{where}: row {i}: {k}: {v!r} -- expected a single value")
+                problems.append(f"{where}: row {i}: {k}: {short_repr(v)} -- expected a single "
+                                "value")
                 continue
             if v is True:
                 words.append(f"--{k}")
@@ -226,6 +241,48 @@ def read_sweep(path: str | os.PathLike[str]) -> list[list[str]]:
     if problems:
         raise ConfigError(problems, SOURCE)
     return tasks
+
+
+def check_task_types(tasks: Sequence[Sequence[str]], command: str, where: str) -> list[str]:
+    """Problems with the argument lists of array tasks, found now rather than when a task
+    runs on the cluster: each option must be one ``dtb COMMAND`` has, given a value if and
+    only if it takes one, of its type (integer, number: finite) and among its choices."""
+    from dtb.cli import _parser
+
+    sub = next(a for a in _parser()._actions
+               if isinstance(a, argparse._SubParsersAction)).choices[command]
+    actions = {o: act for act in sub._actions for o in act.option_strings}
+    problems: list[str] = []
+    for i, words in enumerate(tasks):
+        j = 0
+        while j < len(words):
+            opt = words[j]
+            act = actions.get(opt)
+            j += 1
+            if act is None:
+                problems.append(f"{where}: row {i}: option {opt[2:]!r} -- expected an option "
+                                f"of dtb {command}")
+                continue
+            if act.nargs == 0:
+                continue
+            if j >= len(words) or words[j] in actions:
+                problems.append(f"{where}: row {i}: {opt[2:]}: no value -- expected a value")
+                continue
+            value = words[j]
+            j += 1
+            try:
+                x = act.type(value) if act.type is not None else value
+            except (TypeError, ValueError):
+                problems.append(f"{where}: row {i}: {opt[2:]}: {value!r} -- expected "
+                                f"{'an integer' if act.type is int else 'a number'}")
+                continue
+            if isinstance(x, float) and not math.isfinite(x):
+                problems.append(f"{where}: row {i}: {opt[2:]}: {value!r} -- expected a "
+                                "finite number")
+            elif act.choices is not None and x not in act.choices:
+                problems.append(f"{where}: row {i}: {opt[2:]}: {value!r} -- expected one of "
+                                f"{', '.join(map(str, act.choices))}")
+    return problems
 
 
 @dataclasses.dataclass(frozen=True)
@@ -553,6 +610,8 @@ def job_from_args(a: argparse.Namespace, argv: Sequence[str] | None = None) -> S
                 sweep = tuple(tuple(t) for t in read_sweep(a.sweep))
             except ConfigError as e:
                 problems += e.problems
+            else:
+                problems += check_task_types(sweep, a.dtb_command, f"--sweep {a.sweep!r}")
     for opt, v in (("--out", a.out), ("--env-setup", a.env_setup)):
         _no_control(problems, opt, v)
     if a.env_setup is not None and not _CONTROL.search(a.env_setup) \

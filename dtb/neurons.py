@@ -178,6 +178,9 @@ def check_params(model: NeuronModel, p: dict[str, float]) -> list[tuple[str, flo
     on their bounds by the caller.
     """
     bad: list[tuple[str, float, str]] = []
+    nan = {k for k, v in p.items() if isinstance(v, float) and v != v}
+    bad += [(k, p[k], "a number (not NaN)") for k in sorted(nan)]
+    p = {k: v for k, v in p.items() if k not in nan}     # blame NaN itself, not a partner
     positive = (
         ["C_m", "tau_m", "tau_syn_ex", "tau_syn_in"]
         if model is IAF_PSC_EXP
@@ -190,9 +193,9 @@ def check_params(model: NeuronModel, p: dict[str, float]) -> list[tuple[str, flo
         bad.append(("t_ref", p["t_ref"], "a number >= 0"))
     if model is LIF_COND:
         for ch in LIF_CHANNELS:
-            if not p["g_" + ch] >= 0:
+            if "g_" + ch in p and not p["g_" + ch] >= 0:
                 bad.append(("g_" + ch, p["g_" + ch], "a conductance scale >= 0"))
-        if p["mg_block"] not in (0.0, 1.0):
+        if "mg_block" in p and p["mg_block"] not in (0.0, 1.0):
             bad.append(("mg_block", p["mg_block"], "true or false"))
     if "V_reset" in p and "V_th" in p and not p["V_reset"] < p["V_th"]:
         bad.append(("V_reset", p["V_reset"], f"a value below V_th ({p['V_th']})"))

@@ -159,8 +159,8 @@ def parse_record(d: Any, add: Callable[[str, Any, str], None],
             baseline = base.bold_baseline_hz
     elif _num(b) and b > 0:
         tr = b
-    elif b not in (None, False):
-        add(f"{path}.bold", b, "true, false, a TR in ms or {tr_ms: ..., baseline_hz: ...}")
+    elif b is not None and b is not False:   # 0 == False, but bold: 0 is no TR
+        add(f"{path}.bold", b, "true, false, a TR in ms > 0 or {tr_ms: ..., baseline_hz: ...}")
     hdf5 = d.get("hdf5", False)
     if not isinstance(hdf5, bool):
         add(f"{path}.hdf5", hdf5, "true or false")
@@ -344,3 +344,43 @@ def resolve_record(base: RecordSpec | None, flags: Sequence[str] | None, network
     if pr.items:
         raise ConfigError(pr.items, source)
     return spec
+
+
+BYTES_PER_ROW = 24   # a dense series' time axis: start step, time (ms), 1/width (float64)
+
+
+def physical_memory() -> int | None:
+    """This machine's physical memory in bytes (None where the OS does not say)."""
+    import os
+
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def check_duration(spec: RecordSpec, t_ms: float, dt_ms: float,
+                   memory: int | None = None) -> str | None:
+    """A problem with a run of ``t_ms`` (None: none), found before anything is built: more
+    steps than int64 time stamps and float64 times can count exactly (2^53), or recorders
+    whose time axes alone (``BYTES_PER_ROW`` per row: a row per bin of rates and unit rates,
+    per BOLD TR and per sample) would take more than half of ``memory`` (default: this
+    machine's), with the number of bytes stated."""
+    steps = t_ms / dt_ms
+    if not steps < 2.0 ** 53:
+        return (f"{t_ms!r} ms -- expected fewer than 2^53 time steps of {dt_ms!r} ms "
+                f"({steps:.3g} asked)")
+    rows = 0.0
+    for bin_ms in (spec.rates_ms, spec.units_ms, spec.bold_tr_ms):
+        if bin_ms is not None:
+            rows += math.ceil(t_ms / bin_ms)
+    if spec.samples is not None:
+        rows += steps / max(1, int(spec.samples.every))
+    need = rows * BYTES_PER_ROW
+    memory = physical_memory() if memory is None else memory
+    if memory is not None and need > memory / 2:
+        return (f"{t_ms!r} ms -- the recorders' time axes alone ({rows:.3g} rows) would take "
+                f"{need:.3g} bytes, more than half of this machine's {memory:.3g} bytes of "
+                "memory: record coarser bins (--record rates:BIN_MS, units:BIN_MS) or turn "
+                "series off")
+    return None

@@ -128,6 +128,11 @@ def _resolve(a: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], str]:
     net = parse_network(net, sim.dt, a.config)
     record = resolve_record(sim.record, a.record, net, sim.dt, a.config)
     sim = SimulationSettings(sim.dt, sim.t, sim.seed, record)
+    from dtb.record_spec import check_duration
+
+    why = check_duration(record, sim.t, sim.dt)       # bounded by the memory it implies
+    if why is not None:
+        raise _UsageError(f"t: {why}")
     return net, sim, source, name
 
 
@@ -345,6 +350,10 @@ def simulate(a: argparse.Namespace, command: list[str],
         a, resume = _resume_plan(a, comm)
     _check_args(a)
     net, sim, source, name = _resolve(a)
+    if stop is not None and stop.signum:    # a stop while the inputs were read: nothing ran
+        from dtb.cli import Terminated
+
+        raise Terminated(stop.signum)
     every = _checkpoint_steps(a.checkpoint_every, sim.dt)
     out = Path(a.out) if a.out is not None else _default_out(name)
     if comm is not None:

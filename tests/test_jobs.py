@@ -313,7 +313,8 @@ def test_seed_array_gives_each_task_its_seed_and_run_directory(capsys, fake, wor
 
 def test_sweep_file_one_task_per_row(capsys, fake, work, tmp_path):
     sweep = tmp_path / "sweep.csv"
-    sweep.write_text("seed,scale,t\n1,0.1,100\n2,0.2,\n3,0.1,$(touch CANARY)\n")
+    # the shell-injection attempt goes in a string option: a number option is type-checked
+    sweep.write_text("seed,scale,record\n1,0.1,rates:1\n2,0.2,\n3,0.1,$(touch CANARY)\n")
     text = script(capsys, "--model", "microcircuit", "--sweep", str(sweep), "--array", "%2",
                   "--out", "sw", "--dtb", str(fake.dtb))
     bash_ok(text, tmp_path)
@@ -321,9 +322,10 @@ def test_sweep_file_one_task_per_row(capsys, fake, work, tmp_path):
     for task in ("0", "1", "2"):
         assert fake.run(text, work, SLURM_ARRAY_TASK_ID=task).returncode == 0
     calls = fake.calls()
-    assert calls[0][-8:] == ["--seed", "1", "--scale", "0.1", "--t", "100", "--out", "sw/task-0"]
+    assert calls[0][-8:] == ["--seed", "1", "--scale", "0.1", "--record", "rates:1", "--out",
+                             "sw/task-0"]
     assert calls[1][-6:] == ["--seed", "2", "--scale", "0.2", "--out", "sw/task-1"]
-    assert calls[2][-4:] == ["--t", "$(touch CANARY)", "--out", "sw/task-2"]
+    assert calls[2][-4:] == ["--record", "$(touch CANARY)", "--out", "sw/task-2"]
     assert len({c[-1] for c in calls}) == 3
     assert not (work / "CANARY").exists()
     r = fake.run(text, work, SLURM_ARRAY_TASK_ID="7")

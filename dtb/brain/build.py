@@ -51,6 +51,14 @@ DEFAULT_HYPER = {"g_AMPA": 0.00743, "g_NMDA": 0.000869, "g_GABA_A": 3 * 0.0703,
                  "g_GABA_B": 3 * 0.00253, "I_e": 0.0}
 
 
+# Bounds on what a brain file may ask of a run (checked before anything is read): every
+# count must stay far inside int64 (N K < 2^63), and the implied memory is stated
+MAX_NEURONS = 10**12            # 10x the 86 billion neurons of a human brain
+MAX_IN_DEGREE = 10**5           # synapses per neuron (cortex: about 1e4)
+BYTES_PER_NEURON = 64           # state, parameters, ids (lif_cond, CPU; order of magnitude)
+BYTES_PER_SYNAPSE = 8           # target uint32, weight int16, delay uint16 (README, Memory)
+
+
 @dataclass(frozen=True)
 class BuildOptions:
     """Knobs of the brain builder (units: mm/ms = m/s, ms)."""
@@ -82,6 +90,14 @@ class BuildOptions:
             add("neurons", self.neurons, "a positive integer")
         if not (isinstance(self.in_degree, int) and self.in_degree > 0):
             add("in_degree", self.in_degree, "a positive integer")
+        elif isinstance(self.neurons, int) and self.neurons > MAX_NEURONS:
+            need = self.neurons * (BYTES_PER_NEURON + BYTES_PER_SYNAPSE * self.in_degree)
+            add("neurons", self.neurons,
+                f"at most {MAX_NEURONS:.0e} (10x a human brain): {self.neurons:.3g} neurons "
+                f"with {self.in_degree} synapses each would need about {need:.3g} bytes of "
+                "memory to run")
+        elif isinstance(self.in_degree, int) and self.in_degree > MAX_IN_DEGREE:
+            add("in_degree", self.in_degree, f"at most {MAX_IN_DEGREE:,} synapses per neuron")
         if len(self.split) != 3 or min(self.split) < 0 or sum(self.split) <= 0:
             add("split", self.split, "three shares >= 0 (local E, local I, long-range)")
         if not 0 < self.e_fraction < 1:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,9 @@ def _assignments(items: list[str], flag: str) -> dict[str, float]:
             eq = ""
         if not eq:
             raise ConfigError([f"{flag}: {it!r} -- expected NAME=NUMBER"], "dtb build")
+        if not math.isfinite(out[name.strip()]):
+            raise ConfigError([f"{flag}: {name.strip()}: {value.strip()!r} -- expected a "
+                               "finite number"], "dtb build")
     return out
 
 

@@ -841,13 +841,30 @@ class Connectome:
 
 
 def _finish_weights_lengths(wpath: str, lpath: str, w: np.ndarray, l: np.ndarray,
-                            symmetrize: bool | None) -> tuple[np.ndarray, np.ndarray]:
-    """After the entry checks: at least one off-diagonal weight, then the triangle policy."""
+                            symmetrize: bool | None, labels: np.ndarray | None = None,
+                            names: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """After the entry checks: at least one off-diagonal weight, then the triangle policy,
+    then a length > 0 for every off-diagonal connection.
+
+    A connection with a weight but no length is refused, not given the shortest delay:
+    streamlines always have a length, so a 0 there is a missing value (lengths from
+    another tractography, a thresholded matrix), and one step of delay would make that
+    tract the fastest in the brain."""
     if not (w - np.diag(np.diag(w))).any():
         raise InputError(wpath, "weights", _Text("no off-diagonal connection"),
                          "at least one connection > 0 between two regions")
-    return (_symmetry(wpath, "weights", w, symmetrize),
-            _symmetry(lpath, "lengths", l, symmetrize))
+    w = _symmetry(wpath, "weights", w, symmetrize)
+    l = _symmetry(lpath, "lengths", l, symmetrize)
+    bad = (w > 0) & (l <= 0)
+    np.fill_diagonal(bad, False)
+    if bad.any():
+        i, j = (int(x) for x in np.argwhere(bad)[0])
+        raise InputError(lpath, f"lengths entry (row {_key_text(labels, names, i)}, column "
+                                f"{_key_text(labels, names, j)})", float(l[i, j]),
+                         f"a tract length > 0 mm where the weight is > 0 ({float(w[i, j]):g} "
+                         f"in {wpath}; {int(bad.sum())} such entries) -- set the weight to 0 "
+                         "or give the tract's length")
+    return w, l
 
 
 def read_connectome(weights: PathLike, lengths: PathLike,
@@ -871,7 +888,7 @@ def read_connectome(weights: PathLike, lengths: PathLike,
     _check_entries(l.path, "lengths", l.values, l.labels, l.names)
     idx = match(w.labels, w.names, l, "tract lengths", reference=f"weights ({w.path})")
     wv, lv = _finish_weights_lengths(w.path, l.path, w.values, l.values[np.ix_(idx, idx)],
-                                     symmetrize)
+                                     symmetrize, w.labels, w.names)
     names = w.names
     if names is None and l.names is not None and w.labels is not None and l.labels is not None:
         names = [l.names[i] for i in idx]
@@ -1011,7 +1028,8 @@ def read_tvb_zip(path: PathLike, *, symmetrize: bool | None = None) -> Connectom
         raise InputError(where("lengths"), "shape", l.shape, f"the shape of weights: {w.shape}")
     _check_entries(where("weights"), "weights", w, None, names)
     _check_entries(where("lengths"), "lengths", l, None, names)
-    wv, lv = _finish_weights_lengths(where("weights"), where("lengths"), w, l, symmetrize)
+    wv, lv = _finish_weights_lengths(where("weights"), where("lengths"), w, l, symmetrize,
+                                     None, names)
     areas = cortical = hemis = None
     if "areas" in members:
         areas = _tvb_vector(where("areas"), "areas", members["areas"][1], k)

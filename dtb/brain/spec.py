@@ -213,7 +213,10 @@ class BrainSpec:
 
     @classmethod
     def load(cls, path: str | Path) -> BrainSpec:
-        """Read a brain file; a file that is not one, or is damaged, raises InputError."""
+        """Read a brain file; a file that is not one, or is damaged, raises InputError
+        naming the file and the field (dataset or attribute) that is wrong, whatever is
+        wrong with it: missing, truncated, not JSON, of the wrong type, shape or range,
+        or an unknown name (a projection kind, a family type or model, a receptor)."""
         import h5py
 
         path = Path(path)
@@ -225,86 +228,302 @@ class BrainSpec:
             raise InputError(str(path), None, "unreadable",
                              f"an HDF5 brain file written by dtb build ({e})") from e
         with h:
-            fmt = h.attrs.get("format")
+            r = _Reader(h, str(path))
+            fmt = r.attr(h, "format", str)
             if fmt != FORMAT:
-                raise InputError(str(path), "format", fmt, f"'{FORMAT}'")
-            ver = int(h.attrs.get("format_version", -1))
+                raise InputError(str(path), "format", _short(fmt), f"'{FORMAT}'")
+            ver = r.attr(h, "format_version", int)
             if ver != FORMAT_VERSION:
                 raise InputError(str(path), "format_version", ver,
                                  f"{FORMAT_VERSION} (this dtb reads version {FORMAT_VERSION})")
-            try:
-                spec = cls._read(h)
-            except KeyError as e:
-                raise InputError(str(path), str(e), "missing",
-                                 "a complete brain file (is it truncated?)") from e
+            spec = cls._read(r)
         spec.check(str(path))
         return spec
 
     @classmethod
-    def _read(cls, h) -> BrainSpec:
-        def arr(name, dtype=None):
-            a = h[name][()]
-            return a.astype(dtype) if dtype is not None else a
-
+    def _read(cls, r: _Reader) -> BrainSpec:
+        h = r.h
         fams = []
-        for name, fg in h["families"].items():
+        for name, fg in r.group(h, "families").items():
+            where = f"families/{name}"
             fams.append(Family(
-                name=name, type=str(fg.attrs["type"]), model=str(fg.attrs["model"]),
-                sizes=fg["sizes"][()].astype(np.int64), layer=str(fg.attrs["layer"]),
-                params=json.loads(fg.attrs["params"]),
-                hyper={k: v[()] for k, v in fg["hyper"].items()},
-                inputs=json.loads(fg.attrs["inputs"])))
+                name=name, type=r.attr(fg, "type", str, where),
+                model=r.attr(fg, "model", str, where),
+                sizes=r.array(f"{where}/sizes", np.int64), layer=r.attr(fg, "layer", str, where),
+                params=r.json(fg, "params", dict, where),
+                hyper={k: r.array(f"{where}/hyper/{k}", float)
+                       for k in r.group(fg, "hyper", where)},
+                inputs=r.json(fg, "inputs", list, where)))
         rules = []
-        for _, rg in sorted(h["projections"].items()):
-            rules.append(Rule(str(rg.attrs["source"]), str(rg.attrs["target"]),
-                              str(rg.attrs["kind"]), rg["k"][()].astype(np.int64),
-                              json.loads(rg.attrs["weight"]), json.loads(rg.attrs["delay"]),
-                              str(rg.attrs["receptor"])))
+        for i, rg in sorted(r.group(h, "projections").items()):
+            where = f"projections/{i}"
+            rules.append(Rule(r.attr(rg, "source", str, where), r.attr(rg, "target", str, where),
+                              r.attr(rg, "kind", str, where), r.array(f"{where}/k", np.int64),
+                              r.json(rg, "weight", (int, float, dict), where),
+                              r.json(rg, "delay", (int, float, dict), where),
+                              r.attr(rg, "receptor", str, where)))
         pet = pet_mode = None
         if "pet" in h:
-            pet = h["pet/value"][()]
-            pet_mode = str(h["pet"].attrs["mode"])
-        names = [x.decode() if isinstance(x, bytes) else str(x) for x in h["regions/name"][()]]
+            pet = r.array("pet/value", float)
+            pet_mode = r.attr(h["pet"], "mode", str, "pet")
+        names = [x.decode(errors="replace") if isinstance(x, bytes) else str(x)
+                 for x in r.array("regions/name")]
         return cls(
-            level=str(h.attrs["level"]), region_labels=arr("regions/label", np.int64),
-            region_names=names, region_centres_mm=arr("regions/centre_mm"),
-            region_volumes_mm3=arr("regions/volume_mm3"), region_cortical=arr("regions/cortical"),
-            unit_region=arr("units/region", np.int64), unit_coords_mm=arr("units/coords_mm"),
-            unit_volumes_mm3=arr("units/volume_mm3"), weights=arr("connectome/weights"),
-            lengths_mm=arr("connectome/lengths_mm"),
-            conduction_ms=arr("connectome/conduction_ms"), families=fams, rules=rules,
-            options=json.loads(h.attrs["options"]), provenance=json.loads(h.attrs["provenance"]),
-            pet=pet, pet_mode=pet_mode, created=str(h.attrs["created"]),
-            dtb_version=str(h.attrs["dtb_version"]))
+            level=r.attr(h, "level", str), region_labels=r.array("regions/label", np.int64),
+            region_names=names, region_centres_mm=r.array("regions/centre_mm", float),
+            region_volumes_mm3=r.array("regions/volume_mm3", float),
+            region_cortical=r.array("regions/cortical", bool),
+            unit_region=r.array("units/region", np.int64),
+            unit_coords_mm=r.array("units/coords_mm", float),
+            unit_volumes_mm3=r.array("units/volume_mm3", float),
+            weights=r.array("connectome/weights", float),
+            lengths_mm=r.array("connectome/lengths_mm", float),
+            conduction_ms=r.array("connectome/conduction_ms", float), families=fams,
+            rules=rules, options=r.json(h, "options", dict),
+            provenance=r.json(h, "provenance", list),
+            pet=pet, pet_mode=pet_mode, created=r.attr(h, "created", str),
+            dtb_version=r.attr(h, "dtb_version", str))
 
     def check(self, where: str = "brain") -> None:
-        """Shapes and values consistent; raises InputError naming the field."""
+        """Shapes, values and names consistent; raises InputError naming the field."""
+        from dtb.config import _Problems, parse_dist
+        from dtb.neurons import MODELS
+
+        if self.level not in ("region", "voxel"):
+            raise InputError(where, "level", _short(self.level), "region or voxel")
         n_r, n_u = len(self.region_labels), self.n_units
-        for name, a, shape in (("connectome/weights", self.weights, (n_r, n_r)),
+        for name, a, shape in (("regions/label", self.region_labels, (n_r,)),
+                               ("regions/centre_mm", self.region_centres_mm, (n_r, 3)),
+                               ("regions/volume_mm3", self.region_volumes_mm3, (n_r,)),
+                               ("regions/cortical", self.region_cortical, (n_r,)),
+                               ("units/region", self.unit_region, (n_u,)),
+                               ("connectome/weights", self.weights, (n_r, n_r)),
                                ("connectome/lengths_mm", self.lengths_mm, (n_r, n_r)),
                                ("connectome/conduction_ms", self.conduction_ms, (n_r, n_r)),
-                               ("units/coords_mm", self.unit_coords_mm, (n_u, 3))):
-            if a.shape != shape:
-                raise InputError(where, name, f"shape {a.shape}", f"shape {shape}")
-        if n_u and (self.unit_region.min() < 0 or self.unit_region.max() >= n_r):
-            raise InputError(where, "units/region", int(self.unit_region.max()),
+                               ("units/coords_mm", self.unit_coords_mm, (n_u, 3)),
+                               ("units/volume_mm3", self.unit_volumes_mm3, (n_u,))):
+            if np.shape(a) != shape:
+                raise InputError(where, name, f"shape {np.shape(a)}", f"shape {shape}")
+        if len(self.region_names) != n_r:
+            raise InputError(where, "regions/name", f"{len(self.region_names)} names",
+                             f"{n_r}, one per region")
+        if n_r == 0 or n_u == 0:
+            raise InputError(where, "regions" if n_r == 0 else "units", "none",
+                             "at least one region and one unit")
+        for name, a in (("regions/volume_mm3", self.region_volumes_mm3),
+                        ("units/volume_mm3", self.unit_volumes_mm3),
+                        ("connectome/weights", self.weights),
+                        ("connectome/lengths_mm", self.lengths_mm),
+                        ("connectome/conduction_ms", self.conduction_ms)):
+            _finite_nonneg(where, name, a)
+        for name, a in (("regions/centre_mm", self.region_centres_mm),
+                        ("units/coords_mm", self.unit_coords_mm)):
+            if not np.all(np.isfinite(a)):
+                raise InputError(where, name, _first_bad(a, ~np.isfinite(a)), "finite numbers")
+        if self.unit_region.min() < 0 or self.unit_region.max() >= n_r:
+            bad = self.unit_region[(self.unit_region < 0) | (self.unit_region >= n_r)]
+            raise InputError(where, "units/region", int(bad[0]),
                              f"region indices in [0, {n_r})")
+        if np.any(np.diff(self.unit_region) < 0):
+            raise InputError(where, "units/region", "decreasing indices",
+                             "units grouped by region, in region order")
+        seen: set[str] = set()
         for f in self.families:
+            fw = f"families/{f.name}"
+            if not _NAME_RE.match(f.name) or f.name in seen:
+                raise InputError(where, fw, _short(f.name),
+                                 "a distinct name of letters, digits and _")
+            seen.add(f.name)
+            if f.type not in ("E", "I"):
+                raise InputError(where, f"{fw}.attrs['type']", _short(f.type), "E or I")
+            if f.model not in MODELS:
+                raise InputError(where, f"{fw}.attrs['model']", _short(f.model),
+                                 f"one of {', '.join(MODELS)}")
+            model = MODELS[f.model]
             if f.sizes.shape != (n_u,):
-                raise InputError(where, f"families/{f.name}/sizes", f"shape {f.sizes.shape}",
-                                 f"({n_u},)")
+                raise InputError(where, f"{fw}/sizes", f"shape {f.sizes.shape}", f"({n_u},)")
+            if np.any(f.sizes < 0):
+                raise InputError(where, f"{fw}/sizes", int(f.sizes.min()), "sizes >= 0")
             for k, v in f.hyper.items():
+                if k not in model.defaults:
+                    raise InputError(where, f"{fw}/hyper/{k}", "unknown parameter",
+                                     f"a parameter of {f.model}: {', '.join(model.defaults)}")
                 if np.shape(v) != (n_u,):
-                    raise InputError(where, f"families/{f.name}/hyper/{k}",
+                    raise InputError(where, f"{fw}/hyper/{k}",
                                      f"shape {np.shape(v)}", f"({n_u},)")
-        names = {f.name for f in self.families}
+                if not np.all(np.isfinite(v)):
+                    raise InputError(where, f"{fw}/hyper/{k}", _first_bad(v, ~np.isfinite(v)),
+                                     "finite numbers")
+            pr = _Problems()
+            for k, v in f.params.items():
+                if k not in model.defaults:
+                    pr.add(f"params.{k}", v, f"a parameter of {f.model}")
+                else:
+                    parse_dist(v, f"params.{k}", pr)
+            from dtb.config import _parse_inputs
+
+            _parse_inputs(f.inputs, "inputs", model, pr)
+            if pr.items:
+                raise InputError(where, f"{fw}.attrs[{pr.items[0].split(':', 1)[0]}]",
+                                 _Text(pr.items[0].split(": ", 1)[1].split(" -- ")[0]),
+                                 pr.items[0].split(" -- expected ", 1)[-1])
+        if not any(int(f.sizes.sum()) for f in self.families):
+            raise InputError(where, "families", "no neurons", "at least one family with neurons")
+        fams = {f.name: f for f in self.families}
         for i, r in enumerate(self.rules):
-            if r.source not in names or r.target not in names:
-                raise InputError(where, f"projections/{i:04d}", f"{r.source}->{r.target}",
-                                 f"families among {sorted(names)}")
+            rw = f"projections/{i:04d}"
+            if r.source not in fams or r.target not in fams:
+                raise InputError(where, rw, _short(f"{r.source}->{r.target}"),
+                                 f"families among {sorted(fams)}")
+            if r.kind not in ("unit_local", "long_range"):
+                raise InputError(where, f"{rw}.attrs['kind']", _short(r.kind),
+                                 "unit_local or long_range")
+            model = MODELS[fams[r.target].model]
+            if r.receptor not in model.receptors:
+                raise InputError(where, f"{rw}.attrs['receptor']", _short(r.receptor),
+                                 f"a receptor of {model.name}: {', '.join(model.receptors)}")
             if r.k.shape != (n_u,):
-                raise InputError(where, f"projections/{i:04d}/k", f"shape {r.k.shape}",
-                                 f"({n_u},)")
+                raise InputError(where, f"{rw}/k", f"shape {r.k.shape}", f"({n_u},)")
+            if np.any(r.k < 0):
+                raise InputError(where, f"{rw}/k", int(r.k.min()), "in-degrees >= 0")
+            for key, v in (("weight", r.weight), ("delay", r.delay)):
+                pr = _Problems()
+                ok = isinstance(v, (int, float)) and not isinstance(v, bool) or (
+                    isinstance(v, dict) and v.get("dist") in ("uniform", "normal"))
+                if not ok or parse_dist(v, key, pr) is None or pr.items:
+                    raise InputError(where, f"{rw}.attrs['{key}']", _short(v),
+                                     "a finite number or a uniform/normal distribution")
+        if self.pet is not None:
+            if np.shape(self.pet) != (n_r,):
+                raise InputError(where, "pet/value", f"shape {np.shape(self.pet)}", f"({n_r},)")
+            _finite_nonneg(where, "pet/value", self.pet)
+            if self.pet_mode not in ("indegree", "conductance"):
+                raise InputError(where, "pet.attrs['mode']", _short(self.pet_mode),
+                                 "indegree or conductance")
+        # a tract without length is no tract: a connection needs a conduction time
+        bad = (self.weights > 0) & (self.conduction_ms <= 0)
+        np.fill_diagonal(bad, False)
+        if bad.any():
+            i, j = np.argwhere(bad)[0]
+            raise InputError(where, f"connectome/conduction_ms[{i}][{j}]",
+                             float(self.conduction_ms[i, j]),
+                             f"a conduction delay > 0 ms where the weight is > 0 "
+                             f"({float(self.weights[i, j]):g}; {int(bad.sum())} such entries)")
+
+
+_NAME_RE = __import__("re").compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_MAX_REPR = 80
+
+
+class _Text(str):
+    """A value shown as it is (no quotes) in an InputError."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def _short(v: Any) -> Any:
+    """``v`` for a message: a long or odd value cut to _MAX_REPR characters."""
+    text = repr(v)
+    if len(text) <= _MAX_REPR:
+        return v
+    return _Text(text[:_MAX_REPR] + f"... ({len(text)} characters)")
+
+
+def _first_bad(a: Any, mask: np.ndarray) -> Any:
+    idx = tuple(int(x) for x in np.argwhere(mask)[0])
+    return _Text(f"{float(np.asarray(a)[idx])!r} at {list(idx)}")
+
+
+def _finite_nonneg(where: str, name: str, a: np.ndarray) -> None:
+    bad = ~np.isfinite(a) | (a < 0)
+    if bad.any():
+        raise InputError(where, name, _first_bad(a, bad), "finite values >= 0")
+
+
+class _Reader:
+    """Reads a brain file's datasets and attributes, turning every way one can be wrong
+    (missing, unreadable, not JSON, of the wrong type) into an InputError naming it."""
+
+    def __init__(self, h: Any, path: str):
+        self.h, self.path = h, path
+
+    def _fail(self, field: str, value: Any, expected: str, e: BaseException | None = None):
+        err = InputError(self.path, field, value, expected)
+        return err.with_traceback(None) if e is None else err
+
+    def group(self, g: Any, name: str, where: str = "") -> Any:
+        import h5py
+
+        field = f"{where}/{name}" if where else name
+        try:
+            sub = g[name]
+        except (KeyError, OSError, RuntimeError) as e:
+            raise InputError(self.path, field, "missing",
+                             "a complete brain file (is it truncated?)") from e
+        if not isinstance(sub, h5py.Group):
+            raise InputError(self.path, field, "not a group", "a group of the brain file")
+        return sub
+
+    def array(self, name: str, dtype: Any = None) -> np.ndarray:
+        import h5py
+
+        try:
+            d = self.h[name]
+        except (KeyError, OSError, RuntimeError) as e:
+            raise InputError(self.path, name, "missing",
+                             "a complete brain file (is it truncated?)") from e
+        if not isinstance(d, h5py.Dataset):
+            raise InputError(self.path, name, "not a dataset", "a dataset of the brain file")
+        try:
+            a = np.asarray(d[()])
+        except (OSError, RuntimeError, ValueError, TypeError) as e:
+            raise InputError(self.path, name, _Text(f"unreadable ({e})"),
+                             "a complete brain file (is it truncated?)") from e
+        if dtype is None:
+            return a
+        ok = {np.int64: "iu", bool: "b?iu", float: "fiu"}.get(dtype)
+        if ok is not None and a.dtype.kind not in ok:
+            raise InputError(self.path, name, _Text(f"dtype {a.dtype}"),
+                             {np.int64: "integers", bool: "booleans",
+                              float: "numbers"}[dtype])
+        return a.astype(dtype)
+
+    def attr(self, g: Any, name: str, kind: type, where: str = "") -> Any:
+        field = f"{where}.attrs['{name}']" if where else name
+        try:
+            if name not in g.attrs:
+                raise InputError(self.path, field, "missing",
+                                 "a complete brain file (is it truncated?)")
+            v = g.attrs[name]
+        except (OSError, RuntimeError, TypeError, ValueError) as e:
+            raise InputError(self.path, field, _Text(f"unreadable ({e})"),
+                             "an attribute written by dtb build") from e
+        if isinstance(v, bytes):
+            v = v.decode("utf-8", errors="replace")
+        if kind is int:
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+                raise InputError(self.path, field, _short(v), "an integer")
+            return int(v)
+        if not isinstance(v, str):
+            raise InputError(self.path, field, _short(v), "a string")
+        return str(v)
+
+    def json(self, g: Any, name: str, kind: Any, where: str = "") -> Any:
+        import json as _json
+
+        text = self.attr(g, name, str, where)
+        field = f"{where}.attrs['{name}']" if where else name
+        try:
+            v = _json.loads(text)
+        except (ValueError, RecursionError) as e:
+            raise InputError(self.path, field, _short(text),
+                             f"JSON ({type(e).__name__}: {str(e)[:80]})") from None
+        if not isinstance(v, kind) or isinstance(v, bool):
+            want = {dict: "a JSON object", list: "a JSON list"}.get(kind, "a number or a "
+                                                                          "JSON object")
+            raise InputError(self.path, field, _short(v), want)
+        return v
 
 
 def _dist(v: Any):
