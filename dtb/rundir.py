@@ -309,6 +309,8 @@ class RunDirectory:
 
         import h5py
 
+        from dtb.spikes_io import set_sorting
+
         buf = io.BytesIO()
         with h5py.File(buf, "w") as f:
             f.attrs["magic"] = np.uint32(SONATA_MAGIC)
@@ -316,7 +318,7 @@ class RunDirectory:
             root = f.create_group("spikes")
             for name, (times, ids) in spikes.items():
                 g = root.create_group(name)
-                g.attrs["sorting"] = "by_id"
+                set_sorting(g, "by_id")
                 times = np.asarray(times, dtype=np.float64)
                 ids = np.asarray(ids).astype(np.uint64)
                 order = np.lexsort((times, ids))

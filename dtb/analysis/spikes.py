@@ -52,7 +52,10 @@ class SpikeReader:
         return list(self._f["spikes"])
 
     def sorting(self, population: str) -> str:
-        return str(self._f["spikes"][population].attrs.get("sorting", "none"))
+        """How the population's spikes are sorted: none, by_id or by_time (SONATA)."""
+        from dtb.spikes_io import read_sorting
+
+        return read_sorting(self._f["spikes"][population].attrs)
 
     def count(self, population: str) -> int:
         """Spikes of the population in the file."""
