@@ -18,15 +18,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from dtb.errors import OutputError
+
+log = logging.getLogger(__name__)
 
 CHECKPOINTS = "checkpoints"
 COMPLETE = "COMPLETE.json"
@@ -201,7 +203,7 @@ def load_latest(run_dir: str | os.PathLike[str], comm=None
         bad = [w for w in whys if w]
         if bad:
             if rank == 0:
-                print(f"dtb: checkpoint {d} skipped: {bad[0]}", file=sys.stderr, flush=True)
+                log.warning("checkpoint %s skipped: %s", d, bad[0])
             continue
         state = _read_h5(d / f"rank-{rank:05d}.h5")
         return int(record["step"]), state, record.get("meta", {})

@@ -87,8 +87,9 @@ def _parser() -> argparse.ArgumentParser:
                         "METIS (fewest tracts cut; see dtb partition) or contiguous units")
     s.add_argument("--ranks-per-node", type=int, metavar="G",
                    help="group size for two-level routing (default: round(sqrt(ranks)))")
-    s.add_argument("--quiet", action="store_true",
-                   help="print only the run directory (no progress, no summary)")
+    s.add_argument("-q", "--quiet", action="store_true",
+                   help="print only the run directory (no progress, no summary; warnings "
+                        "and errors still)")
     s.add_argument("--checkpoint-every", type=float, metavar="MS",
                    help="write a checkpoint into RUN/checkpoints/ every MS of model time "
                         "(SIGTERM or SIGUSR1 writes one anyway, then exits with status 75)")
@@ -117,7 +118,8 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--neurons", type=int, default=20_000, help="total neurons (20000)")
     m.add_argument("--level", choices=("region", "voxel"), default="region")
     m.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all)")
-    m.add_argument("--quiet", action="store_true", help="print only the run directory")
+    m.add_argument("-q", "--quiet", action="store_true",
+                   help="print only the run directory (warnings and errors still)")
     _add_record_flag(m)
     from dtb.report import add_report_parser
 
@@ -130,6 +132,10 @@ def _parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="versions, MPI, GPUs and available backends",
                        description="Report versions, MPI library, GPUs and backends.")
     i.add_argument("--json", action="store_true", help="machine-readable output")
+    from dtb.log import add_log_flags
+
+    for command in sub.choices.values():
+        add_log_flags(command)
     return p
 
 
@@ -164,6 +170,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = _parser()
     a = parser.parse_args(args_list)  # exits 2 with a usage message on bad syntax
+    from dtb.log import cli_logging, level_from_args
+
+    with cli_logging(level_from_args(a)):
+        return _run(a, args_list)
+
+
+def _run(a: argparse.Namespace, args_list: list[str]) -> int:
+    """The command of the parsed arguments ``a``, its errors turned into exit codes."""
     try:
         if a.command == "info":
             from dtb.info import info, render

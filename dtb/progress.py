@@ -6,10 +6,14 @@ SLURM log, a pipe): one plain line per tenth of the run and at least every ``int
 seconds, e.g.::
 
     dtb: simulate  40%  400.0/1000.0 ms model time, 12.3 s, real-time factor 30.8, ETA 18.5 s
+
+Steps need not be time steps: ``dtb assimilate`` counts TRs (``dt`` = the TR in ms,
+``unit="TR"``), and its lines name them (``TR 12/48``).
 """
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from typing import TextIO
@@ -18,6 +22,8 @@ BAR = 30
 
 
 def _fmt_s(s: float) -> str:
+    if not math.isfinite(s):
+        return "?"
     if s < 100:
         return f"{s:.1f} s"
     m, s = divmod(int(round(s)), 60)
@@ -30,12 +36,15 @@ class Progress:
 
     ``tty``: draw a bar (default: whether ``stream`` is a terminal); ``interval_s``: the
     longest gap between log lines when not on a terminal; ``redraw_s``: the shortest
-    between redraws of the bar.
+    between redraws of the bar; ``unit``: a name for a step, shown with the count of steps
+    done (``"TR"``: ``TR 12/48``), or None.
     """
 
     def __init__(self, dt: float, stream: TextIO | None = None, label: str = "simulate",
-                 tty: bool | None = None, interval_s: float = 60.0, redraw_s: float = 0.2):
+                 tty: bool | None = None, interval_s: float = 60.0, redraw_s: float = 0.2,
+                 unit: str | None = None):
         self.dt = float(dt)
+        self.unit = unit
         self.stream = stream if stream is not None else sys.stderr
         self.label = label
         self.tty = bool(self.stream.isatty()) if tty is None else tty
@@ -72,8 +81,9 @@ class Progress:
                 return
             fill = int(round(BAR * frac))
             line = (f"\r{self.label} [{'#' * fill}{'.' * (BAR - fill)}] {100 * frac:5.1f}%  "
-                    f"{model_ms:.1f}/{total_ms:.1f} ms  RTF {rtf:.3g}  "
-                    f"ETA {_fmt_s(eta) if done else '?'}   ")
+                    f"{self._count(done, total, '  ')}{model_ms:.1f}/{total_ms:.1f} ms  "
+                    f"RTF {rtf:.3g}  "
+                    f"ETA {_fmt_s(eta)}   ")
             self.stream.write(line)
             if done >= total:
                 self.stream.write("\n")
@@ -85,10 +95,14 @@ class Progress:
         if decile > self._decile or now - self._last_print >= self.interval_s:
             self._decile = max(decile, self._decile)
             pct = int(100 * frac + 1e-9)
-            print(f"dtb: {self.label} {pct:3d}%  {model_ms:.1f}/{total_ms:.1f} ms model time, "
+            print(f"dtb: {self.label} {pct:3d}%  {self._count(done, total, ', ')}"
+                  f"{model_ms:.1f}/{total_ms:.1f} ms model time, "
                   f"{wall:.1f} s, real-time factor {rtf:.3g}, ETA {_fmt_s(eta)}",
                   file=self.stream, flush=True)
             self._last_print = now
+
+    def _count(self, done: int, total: int, sep: str) -> str:
+        return f"{self.unit} {done}/{total}{sep}" if self.unit else ""
 
     def close(self) -> None:
         """End a bar left half drawn (a run that stopped early)."""
