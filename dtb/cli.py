@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dtb.errors import ConfigError, DtbError, InputError
+from dtb.errors import ConfigError, DtbError, InputError, command_line_message
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2  # invalid configuration or arguments (argparse uses 2 as well)
@@ -143,8 +143,9 @@ def _add_record_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--record", action="append", metavar="KIND[:ARGS]",
                    help="what to record, over the config's record section (repeatable): "
                         "spikes:all|none|sample=N, rates:BIN_MS|off, units:BIN_MS|off, "
-                        "samples:n=N,every=K,variables=V+syn, bold:TR_MS|off, hdf5, "
-                        "chunks:COLUMNS, spike_buffer:MB")
+                        "samples:n=N,every=K,variables=V+syn, bold:TR|off with the TR's "
+                        "unit (bold:0.72s or bold:720ms; a bare number is ms, as the other "
+                        "kinds' bins), hdf5, chunks:COLUMNS, spike_buffer:MB")
 
 
 # --- simulate ---------------------------------------------------------------------------
@@ -225,17 +226,17 @@ def _run(a: argparse.Namespace, args_list: list[str]) -> int:
                 signal.signal(sig, h)
     except (ConfigError, _UsageError) as e:
         _mpi_abort(e, EXIT_USAGE)
-        print(f"dtb: error: {e}", file=sys.stderr)
+        print(f"dtb: error: {command_line_message(e)}", file=sys.stderr)
         _report_failed_run(a)
         return EXIT_USAGE
     except InputError as e:
         _mpi_abort(e, EXIT_USAGE)
-        print(f"dtb: error: {e}", file=sys.stderr)
+        print(f"dtb: error: {command_line_message(e)}", file=sys.stderr)
         _report_failed_run(a)
         return EXIT_USAGE
     except (DtbError, ValueError, OSError) as e:
         _mpi_abort(e, EXIT_ERROR)
-        print(f"dtb: error: {e}", file=sys.stderr)
+        print(f"dtb: error: {command_line_message(e)}", file=sys.stderr)
         _report_failed_run(a)
         return EXIT_ERROR
     except KeyboardInterrupt:
@@ -265,7 +266,8 @@ def _mpi_abort(e: BaseException, code: int) -> None:
     from mpi4py import MPI
 
     if MPI.Is_initialized() and not MPI.Is_finalized() and MPI.COMM_WORLD.Get_size() > 1:
-        print(f"dtb: rank {MPI.COMM_WORLD.Get_rank()}: error: {e}", file=sys.stderr,
+        rank = MPI.COMM_WORLD.Get_rank()
+        print(f"dtb: rank {rank}: error: {command_line_message(e)}", file=sys.stderr,
               flush=True)
         MPI.COMM_WORLD.Abort(code)
 

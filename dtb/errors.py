@@ -4,7 +4,19 @@ from __future__ import annotations
 
 
 class DtbError(Exception):
-    """Base class of every error dtb raises on purpose."""
+    """Base class of every error dtb raises on purpose.
+
+    ``cli_text``: the same message as the command line says it, naming its flags
+    (``--overwrite``) where the message names a Python argument (``overwrite=True``); None
+    when the message names neither.  Set with ``on_command_line``; ``dtb.cli`` prints
+    ``command_line_message(e)``."""
+
+    cli_text: str | None = None
+
+    def on_command_line(self, text: str) -> DtbError:
+        """Attach the command line's wording of this error; returns the error."""
+        self.cli_text = text
+        return self
 
 
 class ConfigError(DtbError, ValueError):
@@ -37,3 +49,9 @@ class InputError(DtbError, ValueError):
         self.path, self.field, self.value, self.expected = str(path), field, value, expected
         where = f"{path}" + (f": {field}" if field else "")
         super().__init__(f"{where}: {value!r} -- expected {expected}")
+
+
+def command_line_message(e: BaseException) -> str:
+    """The message of ``e`` as the command line shows it (its own wording, if it has one)."""
+    text = getattr(e, "cli_text", None)
+    return text if text is not None else str(e)

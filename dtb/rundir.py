@@ -195,13 +195,17 @@ class RunDirectory:
                 raise OutputError(f"{p}: cannot read the directory: {_why(e)}") from e
             if entries:
                 if not overwrite:
-                    raise OutputError(f"{p}: directory exists and is not empty -- choose "
-                                      "another output directory, or pass --overwrite "
-                                      "(overwrite=True) to replace an earlier run")
+                    head = (f"{p}: directory exists and is not empty -- choose another "
+                            "output directory, or pass ")
+                    raise OutputError(head + "overwrite=True to replace an earlier run"
+                                      ).on_command_line(
+                        head + "--overwrite to replace an earlier run")
                 if MANIFEST not in entries:
-                    raise OutputError(f"{p}: directory is not empty and holds no {MANIFEST}, "
-                                      "so it is not a dtb run directory; refusing to clear "
-                                      "it even with overwrite -- choose another directory")
+                    head = (f"{p}: directory is not empty and holds no {MANIFEST}, so it is "
+                            "not a dtb run directory; refusing to clear it even with ")
+                    tail = " -- choose another directory"
+                    raise OutputError(head + "overwrite=True" + tail).on_command_line(
+                        head + "--overwrite" + tail)
                 self._clear(entries)
         try:
             p.mkdir(parents=True, exist_ok=True)
