@@ -129,6 +129,9 @@ def _parser() -> argparse.ArgumentParser:
 
     add_assimilate_parser(sub)
     add_job_parser(sub)
+    from dtb.warmup import add_warmup_parser
+
+    add_warmup_parser(sub)
     i = sub.add_parser("info", help="versions, MPI, GPUs and available backends",
                        description="Report versions, MPI library, GPUs and backends.")
     i.add_argument("--json", action="store_true", help="machine-readable output")
@@ -220,6 +223,10 @@ def _run(a: argparse.Namespace, args_list: list[str]) -> int:
                 from dtb.report import run_report
 
                 return run_report(a)
+            if a.command == "warmup":
+                from dtb.warmup import run_warmup
+
+                return run_warmup(a)
             return simulate(a, ["dtb", *args_list], stop)
         finally:
             for sig, h in old.items():

@@ -18,6 +18,8 @@ import sys
 import time
 from typing import TextIO
 
+from dtb.compiling import compile_seconds
+
 BAR = 30
 
 
@@ -51,6 +53,7 @@ class Progress:
         self.interval_s = interval_s
         self.redraw_s = redraw_s
         self.t0 = time.perf_counter()
+        self.c0 = compile_seconds()  # first-use compilation is left out of every figure
         self.done0 = 0  # steps already done when timing started (a resumed run)
         self._last_print = self.t0
         self._decile = 0
@@ -60,11 +63,13 @@ class Progress:
         """Start timing now, at ``done`` steps (non-zero when a run resumes): the real-time
         factor and ETA count only the steps advanced since."""
         self.t0 = self._last_print = time.perf_counter()
+        self.c0 = compile_seconds()
         self.done0 = int(done)
 
     def figures(self, done: int, total: int) -> tuple[float, float, float, float, float]:
-        """(fraction done, model ms reached, wall s, real-time factor, ETA s)."""
-        wall = time.perf_counter() - self.t0
+        """(fraction done, model ms reached, wall s, real-time factor, ETA s); wall time
+        without the kernels' first-use compilation."""
+        wall = time.perf_counter() - self.t0 - (compile_seconds() - self.c0)
         frac = done / total if total else 1.0
         model_ms = done * self.dt
         advanced = done - self.done0

@@ -379,6 +379,7 @@ class RunDirectory:
             gpu=engine.gpu_report() if hasattr(engine, "gpu_report") else None,
             distribution=distribution,
             timings={"build_s": float(engine.build_s), "simulate_s": float(engine.simulate_s),
+                     "compile_s": float(getattr(engine, "compile_s", 0.0)),
                      "model_time_ms": t_ms,
                      "rtf": (engine.simulate_s / (t_ms * 1e-3)) if t_ms > 0 else None},
             rates_hz=rates,

@@ -258,12 +258,15 @@ def _summary(m: dict[str, Any], out: Path, command: str = "simulate") -> str:
         what += f" ({src['level']} level, {src['units']:,} units)"
     rtf = f"{t['rtf']:.3g}" if t["rtf"] is not None else "n/a"
     rates = "  ".join(f"{k} {v:.2f}" for k, v in m["rates_hz"].items())
+    compiled = t.get("compile_s") or 0.0
     return "\n".join([
         f"dtb {command}: {what}",
         f"  neurons {c['neurons']:,}  synapses {c['synapses']:,}  "
         f"({c['bytes_per_synapse']:.2f} bytes/synapse)  threads {m['threads']}",
         f"  build {t['build_s']:.2f} s  simulate {t['simulate_s']:.2f} s for "
         f"{t['model_time_ms']:g} ms model time  (real-time factor {rtf})",
+        *([f"  compiling kernels {compiled:.1f} s (first run only; not in the times above)"]
+          if compiled >= 0.05 else []),
         f"  spikes {c['spikes']:,}  rates (Hz): {rates}",
         f"  run directory: {out}",
     ])
