@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -57,6 +58,10 @@ from dtb.assimilation.problem import (
 from dtb.assimilation.resume import Resume, Stopped, checkpointer, load_resume, resume_args
 from dtb.assimilation.stop import Abandoned, make_poll
 from dtb.errors import ModelError
+from dtb.log import ONCE
+from dtb.progress import Progress
+
+log = logging.getLogger(__name__)
 
 __all__ = ["add_assimilate_parser", "run_assimilate", "main", "DIMENSIONS", "Options",
            "evaluate"]
@@ -92,7 +97,8 @@ def run_assimilate(args: argparse.Namespace, stop: Any = None) -> int:
         check_tr(o.tr_s, o.dt_ms, o.substeps, f"{o.bold}: tr")
     if getattr(args, "resume", None) is not None:
         resume = load_resume(o.out, comm)
-    log = None if (o.quiet or not rank0) else sys.stderr
+    # progress lines (per TR, with an ETA) on rank 0's stderr, as dtb simulate's
+    err = None if (o.quiet or not rank0) else sys.stderr
     from dtb.distributed import on_root
     from dtb.errors import DtbError
 
@@ -110,24 +116,27 @@ def run_assimilate(args: argparse.Namespace, stop: Any = None) -> int:
                 rd.begin(o, prob, lay)
             else:
                 rd.restart(resume.tr, resume.path.name, o.threads)
-        if log:
-            what = (f"resuming {o.out} from {resume.path.name}" if resume is not None
-                    else f"run directory {o.out}")
-            print(f"dtb assimilate: {prob.spec.n_units} units, {prob.net.n_neurons:,} neurons "
-                  f"per member, {o.members} members on {lay.ranks} rank(s), "
-                  f"{prob.obs.shape[0]} TRs of {o.tr_s:g} s ({what})",
-                  file=log, flush=True)
-        if log and resume is None:
-            _warn_range(prob, o, log)
+        what = (f"resuming {o.out} from {resume.path.name}" if resume is not None
+                else f"run directory {o.out}")
+        log.info("assimilate: %d units, %s neurons per member, %d members on %d rank(s), "
+                 "%d TRs of %g s (%s)", prob.spec.n_units, f"{prob.net.n_neurons:,}",
+                 o.members, lay.ranks, prob.obs.shape[0], o.tr_s, what, extra=ONCE)
+        if err and resume is None:
+            _warn_range(prob, o, err)
         if resume is not None:
             prob.obs = np.asarray(resume.state["problem/obs"], float)
             if "problem/obs_clean" in resume.state:
                 prob.obs_clean = np.asarray(resume.state["problem/obs_clean"], float)
             o.extra["truth_s"] = float(resume.meta.get("truth_s", 0.0))
         elif o.demo:
-            twin_truth(prob, o, lay, log)
+            truth = _progress(o, err, "twin truth")
+            try:
+                twin_truth(prob, o, lay, truth)
+            finally:
+                if truth is not None:
+                    truth.close()
         try:
-            res, free, secs = _fit(prob, o, lay, log, stop, resume,
+            res, free, secs = _fit(prob, o, lay, err, stop, resume,
                                    ready=rd.commit if rank0 else None)
         except Abandoned as e:
             return _abandoned(e, rd if rank0 else None, o, lay)
@@ -139,9 +148,8 @@ def run_assimilate(args: argparse.Namespace, stop: Any = None) -> int:
                 T = prob.obs.shape[0]
                 where = (f"TR {e.tr} of {T}" if e.tr <= T else
                          f"TR {e.tr - T} of the posterior-mean free run (step {e.tr})")
-                print(f"dtb: {e.reason}: stopped at {where} after writing {e.path} -- "
-                      f"resume with: dtb assimilate --resume {o.out}",
-                      file=sys.stderr, flush=True)
+                log.warning("%s: stopped at %s after writing %s -- resume with: "
+                            "dtb assimilate --resume %s", e.reason, where, e.path, o.out)
             return EXIT_TEMPFAIL
         if not rank0:
             return 0
@@ -155,25 +163,34 @@ def run_assimilate(args: argparse.Namespace, stop: Any = None) -> int:
     return 0
 
 
-def _fit(prob: Problem, o: Options, lay: Layout, log: Any, stop: Any = None,
+def _progress(o: Options, err: Any, label: str) -> Progress | None:
+    """A progress display counted in TRs on ``err`` (None: none)."""
+    return None if err is None else Progress(o.tr_s * 1e3, err, label=label, unit="TR")
+
+
+def _fit(prob: Problem, o: Options, lay: Layout, err: Any, stop: Any = None,
          resume: Resume | None = None, ready: Any = None) -> tuple[Any, np.ndarray, dict]:
     """The assimilation (first ``n_assim`` TRs analysed, the rest a frozen forecast) and the
     posterior-mean free run; ``(AssimilationResult, bold_free (T_free, M, R), timings)``.
     Checkpoints at TR boundaries (``resume.checkpointer``) and, as steps ``T + f``, after
-    free TRs (``resume.free_checkpointer``); ``resume`` continues from either;
-    ``ready()`` is called once the members are built (the earlier run an --overwrite
-    replaces is removed only then)."""
+    free TRs (``resume.free_checkpointer``); ``resume`` continues from either.  Progress
+    per TR on ``err`` (None: none): the assimilation's TRs and the free run's counted
+    together, from the first TR boundary (after the spin-up) on.  ``ready()`` is called once
+    the members are built (the earlier run an --overwrite replaces is removed only then)."""
     from dtb.assimilation.loop import (
         AssimilationConfig,
         EngineMember,
         FreeRunState,
         LoopState,
         assimilate,
-        free_run,
     )
     from dtb.assimilation.resume import free_checkpointer
 
     t0 = time.perf_counter()
+    if resume is None:
+        log.info("assimilate: building %d member(s) per rank and measuring their baselines "
+                 "(%g s of model time each) before TR 1", len(lay.local),
+                 max(o.spinup_s, o.tr_s) + SETTLE_S, extra=ONCE)
     poll = make_poll(stop)
     members = [EngineMember(make_engine(prob.net, o, o.seed + 1 + i, lay), poll=poll)
                for i in lay.local]
@@ -212,44 +229,54 @@ def _fit(prob: Problem, o: Options, lay: Layout, log: Any, stop: Any = None,
 
         gather = member_gather(lay.comm, lay.member_comm)
     times = {"baseline_s": t_base}
-    tr_boundary = checkpointer(prob, o, lay, members, base, times, stop, log)
+    tr_boundary = checkpointer(prob, o, lay, members, base, times, stop)
     # the loop state after the last TR: what a free-run checkpoint holds of the assimilation
     final = [loop_state] if loop_state is not None and loop_state.t == T else []
+    n_free = o.free_run_trs or T
+    progress = _progress(o, err, "assimilate")
+    if progress is not None and resume is not None:  # no boundary at the resumed TR
+        progress.begin(T + free_state.f if free_state is not None else loop_state.t)
+
+    def on_tr(done: int) -> None:
+        if progress is not None:
+            if done == 0:
+                progress.begin(0)  # after the spin-up: the ETA counts TRs only
+            else:
+                progress.update(done, T + n_free)
 
     def boundary(t: int, snapshot: Any) -> None:
         if t == T:
             final.append(snapshot())
         tr_boundary(t, snapshot)
+        on_tr(t)
 
     t1 = time.perf_counter()
-    res = assimilate(members, prob.obs, prob.obs_index, prob.params, prob.theta0, cfg,
-                     assimilated=prob.assimilated, gather=gather, member_ids=lay.local,
-                     baseline_hz=base, forecast_from=prob.n_assim, boundary=boundary,
-                     resume=loop_state, poll=poll)
-    t_assim = time.perf_counter() - t1
-    if log:
+    try:
+        res = assimilate(members, prob.obs, prob.obs_index, prob.params, prob.theta0, cfg,
+                         assimilated=prob.assimilated, gather=gather, member_ids=lay.local,
+                         baseline_hz=base, forecast_from=prob.n_assim, boundary=boundary,
+                         resume=loop_state, poll=poll)
+        t_assim = time.perf_counter() - t1
         tm = res.timings
-        print(f"dtb assimilate: {prob.n_assim} TRs assimilated, "
-              f"{prob.obs.shape[0] - prob.n_assim} forecast ({t_assim:.1f} s: forecast "
-              f"{tm['forecast_s']:.1f} s, analysis {tm['analysis_s']:.3f} s)", file=log,
-              flush=True)
-    # free run with the posterior mean (the last assimilated TR's ensemble mean),
-    # checkpointed at steps T + f (f free TRs done)
-    n_free = o.free_run_trs or T
-    free_boundary = free_checkpointer(prob, o, lay, members, base, times, stop, log,
-                                      final[-1], n_free)
-    post = res.theta[prob.n_assim - 1].mean(axis=0)                      # (U, P)
-    t2 = time.perf_counter()
-    hs = res.hemo_state[:, lay.local]
-    free_loc = free_run(members, prob.params, post.T, n_free, o.tr_s, base_loc,
-                        prob.obs_index, prob.obs.shape[1], o.hemo, substeps=o.substeps,
-                        hemo_state=hs, boundary=free_boundary, resume=free_state,
-                        poll=poll)
-    free = np.moveaxis(gather_rows(lay, np.moveaxis(free_loc, 1, 0)), 0, 1)
-    t_free = time.perf_counter() - t2
-    if log:
-        print(f"dtb assimilate: free run with the posterior mean, {n_free} TRs "
-              f"({t_free:.1f} s)", file=log, flush=True)
+        log.info("assimilate: %d TRs assimilated, %d forecast (%.1f s: forecast %.1f s, "
+                 "analysis %.3f s)", prob.n_assim, prob.obs.shape[0] - prob.n_assim,
+                 t_assim, tm["forecast_s"], tm["analysis_s"], extra=ONCE)
+        # free run with the posterior mean (the last assimilated TR's ensemble mean),
+        # checkpointed at steps T + f (f free TRs done)
+        tr_free = free_checkpointer(prob, o, lay, members, base, times, stop, final[-1],
+                                    n_free)
+
+        def free_boundary(f: int, snapshot: Any) -> None:
+            tr_free(f, snapshot)
+            on_tr(T + f)
+
+        free, t_free = _free_run(prob, o, lay, members, res, base_loc, n_free,
+                                 free_boundary, free_state, poll)
+    finally:
+        if progress is not None:
+            progress.close()
+    log.info("assimilate: free run with the posterior mean, %d TRs (%.1f s)", n_free, t_free,
+             extra=ONCE)
     secs = {"build_s": t_build, "baseline_s": t_base, "spinup_s": res.timings["spinup_s"],
             "forecast_s": res.timings["forecast_s"], "analysis_s": res.timings["analysis_s"],
             "assimilate_s": t_assim, "free_run_s": t_free,
@@ -332,6 +359,24 @@ def _far_text(far: dict[str, Any]) -> str:
                      f"into the physiological range at {len(far['hemo_clamped_trs'])} TR(s)")
     return ("the observations are far outside what the model produces: " + "; ".join(parts)
             + " -- check the preprocessing (--preprocess psc, detrend, scale=)")
+
+
+def _free_run(prob: Problem, o: Options, lay: Layout, members: list[Any], res: Any,
+              base_loc: np.ndarray, n_free: int, boundary: Any, free_state: Any,
+              poll: Any = None) -> tuple[np.ndarray, float]:
+    """The posterior-mean free run, from the last assimilated TR's ensemble mean, with
+    ``boundary`` after every free TR: (bold_free (T_free, M, R), seconds)."""
+    from dtb.assimilation.loop import free_run
+
+    post = res.theta[prob.n_assim - 1].mean(axis=0)                      # (U, P)
+    t2 = time.perf_counter()
+    hs = res.hemo_state[:, lay.local]
+    free_loc = free_run(members, prob.params, post.T, n_free, o.tr_s, base_loc,
+                        prob.obs_index, prob.obs.shape[1], o.hemo, substeps=o.substeps,
+                        hemo_state=hs, boundary=boundary, resume=free_state,
+                        poll=poll)
+    free = np.moveaxis(gather_rows(lay, np.moveaxis(free_loc, 1, 0)), 0, 1)
+    return free, time.perf_counter() - t2
 
 
 def summary(manifest: dict[str, Any], m: dict[str, Any], out: Path) -> str:

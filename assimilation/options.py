@@ -126,7 +126,8 @@ def add_assimilate_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="continue the interrupted run RUN from its newest usable checkpoint "
                         "(only --checkpoint-every, --threads and --quiet may be given)")
     a.add_argument("--overwrite", action="store_true", help="replace an earlier run there")
-    a.add_argument("--quiet", action="store_true", help="print only the run directory")
+    a.add_argument("-q", "--quiet", action="store_true",
+                   help="print only the run directory (warnings and errors still)")
     return a
 
 

@@ -19,6 +19,7 @@ analysis, so the trajectories do not depend on the layout.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +30,9 @@ import numpy as np
 
 from dtb.assimilation.options import Options, UsageError
 from dtb.errors import DtbError, InputError
+from dtb.log import ONCE
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Problem", "load_problem", "spec_name", "Layout", "make_layout", "make_engine",
            "gather_rows", "nominal_baseline", "twin_truth", "TRANSIENT_S", "SETTLE_S",
@@ -285,12 +289,13 @@ def nominal_baseline(mem: Any, prob: Problem, o: Options) -> np.ndarray:
     return np.where(base > 0, base, max(float(base[base > 0].min(initial=1.0)), 1e-3))
 
 
-def twin_truth(prob: Problem, o: Options, lay: Layout, log: Any) -> None:
+def twin_truth(prob: Problem, o: Options, lay: Layout, progress: Any = None) -> None:
     """The twin experiment's data: one more brain (seed ``o.seed``, a network realisation of
     its own) measures its baseline at the nominal values (``nominal_baseline``), settles
     with the true parameters and runs the TRs; its BOLD plus Gaussian noise of SD
     ``DEMO_NOISE_SD`` is the observation.  Run by the first member communicator, sent to
-    every rank."""
+    every rank.  ``progress`` (a dtb.progress.Progress, or None) is updated after every TR
+    of the truth."""
     from dtb.assimilation.loop import EngineMember, free_run
 
     T, R = prob.obs.shape
@@ -299,8 +304,15 @@ def twin_truth(prob: Problem, o: Options, lay: Layout, log: Any) -> None:
         t0 = time.perf_counter()
         mem = EngineMember(make_engine(prob.net, o, o.seed, lay))
         base = nominal_baseline(mem, prob, o)
+        def on_tr(f: int, snapshot: Any) -> None:
+            if progress is not None:
+                if f == 1:  # the settling came before it: the ETA counts from here
+                    progress.begin(1)
+                progress.update(f, T)
+
         clean = free_run([mem], prob.params, prob.truth.T, T, o.tr_s, base, prob.obs_index,
-                         R, o.hemo, substeps=o.substeps, spinup_s=SETTLE_S)[:, 0]
+                         R, o.hemo, substeps=o.substeps, spinup_s=SETTLE_S,
+                         boundary=on_tr)[:, 0]
         payload = (clean, time.perf_counter() - t0)
     if lay.comm is not None:
         payload = lay.comm.bcast(payload, root=0)
@@ -309,7 +321,5 @@ def twin_truth(prob: Problem, o: Options, lay: Layout, log: Any) -> None:
     prob.obs = clean + noise
     prob.obs_clean = clean
     o.extra["truth_s"] = secs
-    if log:
-        print(f"dtb assimilate: twin truth simulated ({T} TRs, {secs:.1f} s)", file=log,
-              flush=True)
+    log.info("assimilate: twin truth simulated (%d TRs, %.1f s)", T, secs, extra=ONCE)
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -34,6 +35,9 @@ from dtb.assimilation.options import Options, UsageError, assimilate_parser
 from dtb.assimilation.outputs import MANIFEST_FORMAT
 from dtb.assimilation.problem import Layout, Problem
 from dtb.errors import DtbError
+from dtb.log import ONCE
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Stopped", "Resume", "checkpoint_trs", "resume_args", "load_resume", "checkpointer",
            "free_checkpointer"]
@@ -172,7 +176,7 @@ def load_resume(run: Path, comm: Any) -> Resume:
 
 
 def _saver(prob: Problem, o: Options, lay: Layout, members: list[Any], base: np.ndarray,
-           times: dict[str, float], log: Any) -> Any:
+           times: dict[str, float]) -> Any:
     """``save(step, loop_state, extra, extra_meta, signum)``: write the checkpoint of
     ``step`` (every local member's engine state, the loop state, the observations and
     baselines, and ``extra`` arrays of this rank) and raise ``Stopped`` if ``signum``."""
@@ -198,12 +202,12 @@ def _saver(prob: Problem, o: Options, lay: Layout, members: list[Any], base: np.
                 "truth_s": o.extra.get("truth_s", 0.0), "times": times,
                 "signal": signal.Signals(signum).name if signum else None, **extra_meta}
         path = checkpoint.save(o.out, step, state, meta, comm=lay.comm)
-        if log:
+        if lay.comm is None or lay.comm.Get_rank() == 0:
             nbytes = sum(f.stat().st_size for f in path.glob("rank-*.h5"))
             what = (f"TR {step}" if step <= T
                     else f"free-run TR {step - T} (step {step})")
-            print(f"dtb: checkpoint at {what}: {path} ({nbytes / 1e6:.1f} MB, "
-                  f"{time.perf_counter() - t0:.2f} s)", file=log, flush=True)
+            log.info("checkpoint at %s: %s (%.1f MB, %.2f s)", what, path, nbytes / 1e6,
+                     time.perf_counter() - t0, extra=ONCE)
         if signum:
             raise Stopped(step, path, signum)
 
@@ -211,7 +215,7 @@ def _saver(prob: Problem, o: Options, lay: Layout, members: list[Any], base: np.
 
 
 def checkpointer(prob: Problem, o: Options, lay: Layout, members: list[Any],
-                  base: np.ndarray, times: dict[str, float], stop: Any, log: Any
+                  base: np.ndarray, times: dict[str, float], stop: Any
                   ) -> Any:
     """The loop's ``boundary`` hook: a checkpoint every ``--checkpoint-every`` (in TRs) and,
     when some rank got a stop signal (``stop.agreed``, a collective at every boundary), one
@@ -219,7 +223,7 @@ def checkpointer(prob: Problem, o: Options, lay: Layout, members: list[Any],
     loop state; ``dtb.checkpoint.save`` is a collective on the world communicator."""
     every = checkpoint_trs(o.checkpoint_every, o.tr_s)
     T = prob.obs.shape[0]
-    save = _saver(prob, o, lay, members, base, times, log)
+    save = _saver(prob, o, lay, members, base, times)
 
     def boundary(t: int, snapshot: Any) -> None:
         signum = stop.agreed(lay.comm) if stop is not None else 0
@@ -231,7 +235,7 @@ def checkpointer(prob: Problem, o: Options, lay: Layout, members: list[Any],
 
 
 def free_checkpointer(prob: Problem, o: Options, lay: Layout, members: list[Any],
-                      base: np.ndarray, times: dict[str, float], stop: Any, log: Any,
+                      base: np.ndarray, times: dict[str, float], stop: Any,
                       final: Any, n_free: int) -> Any:
     """``free_run``'s ``boundary`` hook, as ``checkpointer`` for the assimilation: after
     ``f`` free TRs (checkpoint step ``T + f``), a checkpoint when ``T + f`` is a multiple of
@@ -241,7 +245,7 @@ def free_checkpointer(prob: Problem, o: Options, lay: Layout, members: list[Any]
     (``free/bold``) and hemodynamic state (``free/hemo_state``)."""
     every = checkpoint_trs(o.checkpoint_every, o.tr_s)
     T = prob.obs.shape[0]
-    save = _saver(prob, o, lay, members, base, times, log)
+    save = _saver(prob, o, lay, members, base, times)
 
     def boundary(f: int, snapshot: Any) -> None:
         signum = stop.agreed(lay.comm) if stop is not None else 0

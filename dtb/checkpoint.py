@@ -17,9 +17,9 @@ All functions taking ``comm`` are collectives on it (None: one process).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,8 @@ import numpy as np
 
 from dtb.errors import InputError, OutputError
 from dtb.fileio import sha256_file, write_atomic, write_h5_atomic
+
+log = logging.getLogger(__name__)
 
 CHECKPOINTS = "checkpoints"
 COMPLETE = "COMPLETE.json"
@@ -200,7 +202,7 @@ def load_latest(run_dir: str | os.PathLike[str], comm=None
         bad = [w for w in whys if w]
         if bad:
             if rank == 0:
-                print(f"dtb: checkpoint {d} skipped: {bad[0]}", file=sys.stderr, flush=True)
+                log.warning("checkpoint %s skipped: %s", d, bad[0])
             continue
         state = _read_h5(d / f"rank-{rank:05d}.h5")
         return int(record["step"]), state, record.get("meta", {})

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dtb.errors import ConfigError, DtbError, InputError
+from dtb.errors import ConfigError, DtbError, InputError, command_line_message
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2  # invalid configuration or arguments (argparse uses 2 as well)
@@ -87,8 +87,9 @@ def _parser() -> argparse.ArgumentParser:
                         "METIS (fewest tracts cut; see dtb partition) or contiguous units")
     s.add_argument("--ranks-per-node", type=int, metavar="G",
                    help="group size for two-level routing (default: round(sqrt(ranks)))")
-    s.add_argument("--quiet", action="store_true",
-                   help="print only the run directory (no progress, no summary)")
+    s.add_argument("-q", "--quiet", action="store_true",
+                   help="print only the run directory (no progress, no summary; warnings "
+                        "and errors still)")
     s.add_argument("--checkpoint-every", type=float, metavar="MS",
                    help="write a checkpoint into RUN/checkpoints/ every MS of model time "
                         "(SIGTERM or SIGUSR1 writes one anyway, then exits with status 75)")
@@ -117,7 +118,8 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--neurons", type=int, default=20_000, help="total neurons (20000)")
     m.add_argument("--level", choices=("region", "voxel"), default="region")
     m.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all)")
-    m.add_argument("--quiet", action="store_true", help="print only the run directory")
+    m.add_argument("-q", "--quiet", action="store_true",
+                   help="print only the run directory (warnings and errors still)")
     _add_record_flag(m)
     from dtb.report import add_report_parser
 
@@ -127,9 +129,16 @@ def _parser() -> argparse.ArgumentParser:
 
     add_assimilate_parser(sub)
     add_job_parser(sub)
+    from dtb.warmup import add_warmup_parser
+
+    add_warmup_parser(sub)
     i = sub.add_parser("info", help="versions, MPI, GPUs and available backends",
                        description="Report versions, MPI library, GPUs and backends.")
     i.add_argument("--json", action="store_true", help="machine-readable output")
+    from dtb.log import add_log_flags
+
+    for command in sub.choices.values():
+        add_log_flags(command)
     return p
 
 
@@ -137,8 +146,9 @@ def _add_record_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--record", action="append", metavar="KIND[:ARGS]",
                    help="what to record, over the config's record section (repeatable): "
                         "spikes:all|none|sample=N, rates:BIN_MS|off, units:BIN_MS|off, "
-                        "samples:n=N,every=K,variables=V+syn, bold:TR_MS|off, hdf5, "
-                        "chunks:COLUMNS, spike_buffer:MB")
+                        "samples:n=N,every=K,variables=V+syn, bold:TR|off with the TR's "
+                        "unit (bold:0.72s or bold:720ms; a bare number is ms, as the other "
+                        "kinds' bins), hdf5, chunks:COLUMNS, spike_buffer:MB")
 
 
 # --- simulate ---------------------------------------------------------------------------
@@ -164,6 +174,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = _parser()
     a = parser.parse_args(args_list)  # exits 2 with a usage message on bad syntax
+    from dtb.log import cli_logging, level_from_args
+
+    with cli_logging(level_from_args(a)):
+        return _run(a, args_list)
+
+
+def _run(a: argparse.Namespace, args_list: list[str]) -> int:
+    """The command of the parsed arguments ``a``, its errors turned into exit codes."""
     try:
         if a.command == "info":
             from dtb.info import info, render
@@ -205,23 +223,27 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from dtb.report import run_report
 
                 return run_report(a)
+            if a.command == "warmup":
+                from dtb.warmup import run_warmup
+
+                return run_warmup(a)
             return simulate(a, ["dtb", *args_list], stop)
         finally:
             for sig, h in old.items():
                 signal.signal(sig, h)
     except (ConfigError, _UsageError) as e:
         _mpi_abort(e, EXIT_USAGE)
-        print(f"dtb: error: {e}", file=sys.stderr)
+        print(f"dtb: error: {command_line_message(e)}", file=sys.stderr)
         _report_failed_run(a)
         return EXIT_USAGE
     except InputError as e:
         _mpi_abort(e, EXIT_USAGE)
-        print(f"dtb: error: {e}", file=sys.stderr)
+        print(f"dtb: error: {command_line_message(e)}", file=sys.stderr)
         _report_failed_run(a)
         return EXIT_USAGE
     except (DtbError, ValueError, OSError) as e:
         _mpi_abort(e, EXIT_ERROR)
-        print(f"dtb: error: {e}", file=sys.stderr)
+        print(f"dtb: error: {command_line_message(e)}", file=sys.stderr)
         _report_failed_run(a)
         return EXIT_ERROR
     except KeyboardInterrupt:
@@ -251,7 +273,8 @@ def _mpi_abort(e: BaseException, code: int) -> None:
     from mpi4py import MPI
 
     if MPI.Is_initialized() and not MPI.Is_finalized() and MPI.COMM_WORLD.Get_size() > 1:
-        print(f"dtb: rank {MPI.COMM_WORLD.Get_rank()}: error: {e}", file=sys.stderr,
+        rank = MPI.COMM_WORLD.Get_rank()
+        print(f"dtb: rank {rank}: error: {command_line_message(e)}", file=sys.stderr,
               flush=True)
         MPI.COMM_WORLD.Abort(code)
 

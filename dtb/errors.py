@@ -6,7 +6,19 @@ MAX_LISTED = 50  # problems a ConfigError lists (its header gives the exact coun
 
 
 class DtbError(Exception):
-    """Base class of every error dtb raises on purpose."""
+    """Base class of every error dtb raises on purpose.
+
+    ``cli_text``: the same message as the command line says it, naming its flags
+    (``--overwrite``) where the message names a Python argument (``overwrite=True``); None
+    when the message names neither.  Set with ``on_command_line``; ``dtb.cli`` prints
+    ``command_line_message(e)``."""
+
+    cli_text: str | None = None
+
+    def on_command_line(self, text: str) -> DtbError:
+        """Attach the command line's wording of this error; returns the error."""
+        self.cli_text = text
+        return self
 
 
 class ConfigError(DtbError, ValueError):
@@ -48,3 +60,9 @@ class ModelError(DtbError, ArithmeticError):
     """The model cannot go on from its state: for example a hemodynamic state so far from
     any physiological one that integrating it would take unbounded time.  Names where
     (TR, region or unit) and the state found there."""
+
+
+def command_line_message(e: BaseException) -> str:
+    """The message of ``e`` as the command line shows it (its own wording, if it has one)."""
+    text = getattr(e, "cli_text", None)
+    return text if text is not None else str(e)

@@ -12,6 +12,7 @@ The ``record:`` section of a YAML configuration (or ``--record`` on the command 
         every: 10              # one sample every 10 steps
         variables: [V, syn]    # V (mV) and/or syn (the 4 synaptic channels of the model)
       bold: {tr_ms: 720.0, baseline_hz: 5.0}   # BOLD per unit (Balloon-Windkessel)
+                               # or bold: 0.72s / 720ms / 720 (a bare number is ms)
       hdf5: false              # also write the dense series to series.h5
       chunk_columns: 512       # columns (units, neurons) per chunk of the dense series
       spike_buffer_mb: 64      # spikes a rank holds in memory before appending them to disk
@@ -30,6 +31,11 @@ from typing import Any
 
 SAMPLE_VARIABLES = ("V", "syn")
 N_SYN = 4
+# A BOLD TR given without a unit is in ms (as every time of the engine and the record
+# section); below this many ms a bare number is more likely seconds (dtb assimilate --tr,
+# BIDS RepetitionTime: 0.72 means 720 ms) and is refused as ambiguous.
+MIN_BARE_TR_MS = 20.0
+_UNIT_MS = {"ms": 1.0, "s": 1000.0}
 
 
 @dataclass(frozen=True)
@@ -150,17 +156,20 @@ def parse_record(d: Any, add: Callable[[str, Any, str], None],
         for k in set(b) - {"tr_ms", "baseline_hz"}:
             add(f"{path}.bold.{k}", b[k], "only tr_ms and baseline_hz")
         tr = b.get("tr_ms", 720.0)
-        if not (_num(tr) and tr > 0):
+        if isinstance(tr, str):  # from --record bold:tr=...: a unit may be given
+            tr = _tr_ms(tr, f"{path}.bold.tr_ms", add)
+        elif not (_num(tr) and tr > 0):
             add(f"{path}.bold.tr_ms", tr, "a sampling interval in ms > 0")
             tr = 720.0
         baseline = b.get("baseline_hz", baseline)
         if not (_num(baseline) and baseline > 0):
             add(f"{path}.bold.baseline_hz", baseline, "a baseline firing rate in Hz > 0")
             baseline = base.bold_baseline_hz
-    elif _num(b) and b > 0:
-        tr = b
+    elif (_num(b) and b > 0) or isinstance(b, str):
+        tr = _tr_ms(b, f"{path}.bold", add)
     elif b is not None and b is not False:   # 0 == False, but bold: 0 is no TR
-        add(f"{path}.bold", b, "true, false, a TR in ms > 0 or {tr_ms: ..., baseline_hz: ...}")
+        add(f"{path}.bold", b, "true, false, a TR (0.72s, 720ms; a bare number is ms) or "
+                               "{tr_ms: ..., baseline_hz: ...}")
     hdf5 = d.get("hdf5", False)
     if not isinstance(hdf5, bool):
         add(f"{path}.hdf5", hdf5, "true or false")
@@ -176,6 +185,28 @@ def parse_record(d: Any, add: Callable[[str, Any, str], None],
     return RecordSpec(spikes, sample, rates, units, samples,
                       float(tr) if tr is not None else None, float(baseline), hdf5, int(chunk),
                       float(buffer_mb))
+
+
+def _tr_ms(v: Any, path: str, add: Callable[[str, Any, str], None]) -> float:
+    """A BOLD TR in ms from a number (ms) or a string with its unit (``0.72s``,
+    ``720ms``) or without (ms).  A bare number below MIN_BARE_TR_MS is refused as
+    ambiguous, anything else not a positive time too (720 ms stands in)."""
+    text = str(v).strip().lower()
+    unit = next((u for u in ("ms", "s") if text.endswith(u)), None)
+    number = text[:-len(unit)].strip() if unit else text
+    try:
+        x = float(number)
+    except ValueError:
+        x = float("nan")
+    if not (math.isfinite(x) and x > 0):
+        add(path, v, "a TR > 0 with its unit, e.g. 0.72s or 720ms (a bare number is ms)")
+        return 720.0
+    if unit is None and x < MIN_BARE_TR_MS:
+        add(path, v, f"a TR with its unit: {x:g}s (seconds, as dtb assimilate --tr) or "
+                     f"{x:g}ms -- a bare number is ms, and {x:g} ms is too short for a TR "
+                     f"(below {MIN_BARE_TR_MS:g} ms a bare number is refused as ambiguous)")
+        return 720.0
+    return round(x * _UNIT_MS[unit or "ms"], 9)  # no float noise: 0.72 s is 720.0 ms
 
 
 def _parse_samples(s: Any, path: str, add: Callable[[str, Any, str], None]
@@ -218,9 +249,10 @@ def parse_record_flags(flags: Sequence[str]) -> dict[str, Any]:
 
     ``spikes:all``, ``spikes:none``, ``spikes:sample=100``; ``rates:1`` / ``rates:off``;
     ``units:10`` / ``units:off``; ``samples:n=5,every=10,variables=V+syn`` (n per
-    population; or ``POP=ID+ID+...``); ``bold:720`` / ``bold:tr=720,baseline=5`` /
-    ``bold:off``; ``hdf5``; ``chunks:COLUMNS``; ``spike_buffer:MB``.  Values stay
-    strings/numbers for the validator to judge."""
+    population; or ``POP=ID+ID+...``); ``bold:0.72s`` / ``bold:720ms`` / ``bold:720``
+    (a bare number is ms) / ``bold:tr=0.72s,baseline=5`` / ``bold:off``; ``hdf5``;
+    ``chunks:COLUMNS``; ``spike_buffer:MB``.  Values stay strings/numbers for the validator
+    to judge (a BOLD TR stays a string: its unit is read there)."""
     d: dict[str, Any] = {}
     for flag in flags:
         kind, _, arg = flag.partition(":")
@@ -235,13 +267,13 @@ def parse_record_flags(flags: Sequence[str]) -> dict[str, Any]:
             elif kv:
                 b: dict[str, Any] = {}
                 if "tr" in kv:
-                    b["tr_ms"] = _to_num(kv.pop("tr"))
+                    b["tr_ms"] = kv.pop("tr")
                 if "baseline" in kv:
                     b["baseline_hz"] = _to_num(kv.pop("baseline"))
                 b.update(kv)
                 d["bold"] = b
             else:
-                d["bold"] = _to_num(arg) if arg else True
+                d["bold"] = arg or True
         elif kind == "samples":
             s: dict[str, Any] = {"neurons": {}}
             n = kv.pop("n", None)

@@ -168,12 +168,19 @@ def _draw(run: Any, out: Path, t_max: float) -> list[str]:
         _rates(ds, out / "rates.png")
         figs.append(("Population rates", "rates.png"))
     if "bold" in ds:
-        _bold(ds, out / "bold.png")
-        figs.append(("BOLD per unit", "bold.png"))
-        if ds.sizes["time_bold"] >= 3:
+        n_bold = ds.sizes["time_bold"]
+        if n_bold >= 2:  # a run shorter than a TR or two has no series to draw
+            _bold(ds, out / "bold.png")
+            figs.append(("BOLD per unit", "bold.png"))
+        if n_bold >= 3:
             fc = _fc(ds, out / "fc.png")
             figs.append(("Functional connectivity of BOLD", "fc.png"))
             numbers["fc_mean_offdiag"] = fc
+        else:
+            numbers["notes"].append(
+                f"BOLD: {n_bold} sample(s) in this run -- no "
+                f"{'functional connectivity' if n_bold == 2 else 'BOLD or FC'} figure "
+                "(a figure needs 2 samples, FC 3; record a longer run)")
     _page(run, numbers, figs, out / "index.md")
     return [f for _, f in figs] + ["index.md"]
 
@@ -181,7 +188,7 @@ def _draw(run: Any, out: Path, t_max: float) -> list[str]:
 def _numbers(run: Any) -> dict[str, Any]:
     from dtb.analysis import count_correlation, cv_isi_grouped, mean_rates
 
-    n: dict[str, Any] = {"rates": mean_rates(run), "cv": {}, "corr": {}}
+    n: dict[str, Any] = {"rates": mean_rates(run), "cv": {}, "corr": {}, "notes": []}
     if run.spikes is None:
         return n
     for p in run.spikes.populations:
@@ -292,6 +299,7 @@ def _page(run: Any, n: dict[str, Any], figs: list[tuple[str, str]], path: Path) 
              f"- model time {t.get('model_time_ms', 0):g} ms, build {t.get('build_s', 0):.2f} s,"
              f" simulate {t.get('simulate_s', 0):.2f} s (real-time factor "
              f"{t.get('rtf') or float('nan'):.3g})", ""]
+    lines += [f"- {note}" for note in n["notes"]] + ([""] if n["notes"] else [])
     if "fc_mean_offdiag" in n:
         lines += [f"- mean off-diagonal BOLD functional connectivity: "
                   f"{n['fc_mean_offdiag']:.3f}", ""]

@@ -211,9 +211,10 @@ class RunDirectory:
             raise RunDirectoryBusy(busy + " -- wait for it to end or choose another "
                                    "output directory")
         if not overwrite:
-            raise OutputError(f"{p}: directory exists and is not empty -- choose "
-                              "another output directory, or pass --overwrite "
-                              "(overwrite=True) to replace an earlier run")
+            head = (f"{p}: directory exists and is not empty -- choose another output "
+                    "directory, or pass ")
+            raise OutputError(head + "overwrite=True to replace an earlier run").on_command_line(
+                head + "--overwrite to replace an earlier run")
         only_tmp = all(e.startswith((_TMP_PREFIX, OLD_PREFIX)) for e in entries)
         m = read_manifest(p)
         problem = None if only_tmp else format_problem(m)
@@ -388,6 +389,8 @@ class RunDirectory:
 
         import h5py
 
+        from dtb.spikes_io import set_sorting
+
         buf = io.BytesIO()
         with h5py.File(buf, "w") as f:
             f.attrs["magic"] = np.uint32(SONATA_MAGIC)
@@ -395,7 +398,7 @@ class RunDirectory:
             root = f.create_group("spikes")
             for name, (times, ids) in spikes.items():
                 g = root.create_group(name)
-                g.attrs["sorting"] = "by_id"
+                set_sorting(g, "by_id")
                 times = np.asarray(times, dtype=np.float64)
                 ids = np.asarray(ids).astype(np.uint64)
                 order = np.lexsort((times, ids))
@@ -453,6 +456,7 @@ class RunDirectory:
             gpu=engine.gpu_report() if hasattr(engine, "gpu_report") else None,
             distribution=distribution,
             timings={"build_s": float(engine.build_s), "simulate_s": float(engine.simulate_s),
+                     "compile_s": float(getattr(engine, "compile_s", 0.0)),
                      "model_time_ms": t_ms,
                      "rtf": (engine.simulate_s / (t_ms * 1e-3)) if t_ms > 0 else None},
             rates_hz=rates,

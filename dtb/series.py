@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -205,8 +206,16 @@ class SeriesStore:
                                                       shuffle="shuffle")],
                            "fill_value": np.nan}
         ds = xr.Dataset(data_vars, coords=coords, attrs=attrs)
-        ds.to_zarr(str(self.path), mode="w", compute=False, zarr_format=3, consolidated=False,
-                   encoding=enc)
+        with warnings.catch_warnings():
+            # consolidated metadata (every array's metadata in the root zarr.json) is what
+            # xarray.open_zarr looks for first: without it, it warns and falls back.  It is
+            # zarr-python's extension of Zarr v3, and says so in a warning: readers that do
+            # not know it read the arrays' own zarr.json files.  The metadata is final here
+            # (shapes and attributes never change), so it is written once, now.
+            warnings.filterwarnings("ignore", message="Consolidated metadata is currently "
+                                    "not part")
+            ds.to_zarr(str(self.path), mode="w", compute=False, zarr_format=3,
+                       consolidated=True, encoding=enc)
 
     # --- accumulation -------------------------------------------------------------------
     def add_counts(self, name: str, rows: np.ndarray, lcols: np.ndarray) -> None:

@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import datetime as _dt
 import json
+import logging
 import math
 import signal
 import sys
@@ -23,6 +24,9 @@ from typing import Any, TextIO
 
 from dtb.cli import EXIT_TEMPFAIL, _parser, _UsageError
 from dtb.errors import DtbError
+from dtb.log import ONCE
+
+log = logging.getLogger(__name__)
 
 
 class StopRequest:
@@ -176,7 +180,7 @@ def _record_run(eng: Any, out: Path, sim: Any, err: TextIO | None,
     agreed = [0]
 
     def on_checkpoint() -> None:
-        last.append(_save_checkpoint(eng, rec, out, err, agreed[0]))
+        last.append(_save_checkpoint(eng, rec, out, agreed[0]))
 
     def stop_requested() -> bool:
         agreed[0] = stop.agreed(rec.comm) if stop is not None else 0
@@ -235,10 +239,9 @@ def _set_engine_state(eng: Any, d: dict[str, Any]) -> None:
         eng._spike_idx = [np.asarray(d["kept_spikes/idx"], np.int64)]
 
 
-def _save_checkpoint(eng: Any, rec: Any, out: Path, err: TextIO | None,
-                     signum: int) -> _Checkpoint:
+def _save_checkpoint(eng: Any, rec: Any, out: Path, signum: int) -> _Checkpoint:
     """Write this rank's engine and recorder state as the checkpoint of the engine's
-    step (a collective); reports it on ``err``."""
+    step (a collective); logs it (rank 0)."""
     import time
 
     from dtb import checkpoint
@@ -251,9 +254,8 @@ def _save_checkpoint(eng: Any, rec: Any, out: Path, err: TextIO | None,
     path = checkpoint.save(out, eng.step, state, meta, comm=rec.comm)
     nbytes = sum(f.stat().st_size for f in path.glob("rank-*.h5"))
     c = _Checkpoint(path, eng.step, eng.t_ms, nbytes, time.perf_counter() - t0, signum)
-    if err is not None:
-        print(f"dtb: checkpoint at {c.t_ms:g} ms: {path} ({nbytes / 1e6:.1f} MB, "
-              f"{c.seconds:.2f} s)", file=err, flush=True)
+    log.info("checkpoint at %g ms: %s (%.1f MB, %.2f s)", c.t_ms, path, nbytes / 1e6,
+             c.seconds, extra=ONCE)
     return c
 
 
@@ -266,12 +268,15 @@ def _summary(m: dict[str, Any], out: Path, command: str = "simulate") -> str:
         what += f" ({src['level']} level, {src['units']:,} units)"
     rtf = f"{t['rtf']:.3g}" if t["rtf"] is not None else "n/a"
     rates = "  ".join(f"{k} {v:.2f}" for k, v in m["rates_hz"].items())
+    compiled = t.get("compile_s") or 0.0
     return "\n".join([
         f"dtb {command}: {what}",
         f"  neurons {c['neurons']:,}  synapses {c['synapses']:,}  "
         f"({c['bytes_per_synapse']:.2f} bytes/synapse)  threads {m['threads']}",
         f"  build {t['build_s']:.2f} s  simulate {t['simulate_s']:.2f} s for "
         f"{t['model_time_ms']:g} ms model time  (real-time factor {rtf})",
+        *([f"  compiling kernels {compiled:.1f} s (first run only; not in the times above)"]
+          if compiled >= 0.05 else []),
         f"  spikes {c['spikes']:,}  rates (Hz): {rates}",
         f"  run directory: {out}",
     ])
@@ -309,9 +314,8 @@ def demo(a: argparse.Namespace, command: list[str]) -> int:
                   "level": spec.level, "units": spec.n_units}
         rd.start(net, sim, command=command, source=source,
                  threads=a.threads or numba.get_num_threads(), written=("brain.h5",))
-        if err is not None:
-            print(f"dtb demo: default subject, {spec.level} level, {spec.n_units} units, "
-                  f"{net.n_neurons:,} neurons (run directory {out})", file=err, flush=True)
+        log.info("demo: default subject, %s level, %d units, %s neurons (run directory %s)",
+                 spec.level, spec.n_units, f"{net.n_neurons:,}", out)
         eng = Engine(net, dt=sim.dt, seed=sim.seed, threads=a.threads)
         recorded, _ = _record_run(eng, out, sim, err, unit_labels(spec), ready=rd.commit)
         manifest = rd.finish(eng, recorded=recorded)
@@ -386,12 +390,11 @@ def simulate(a: argparse.Namespace, command: list[str],
             else:
                 rd.restart(resume["step"], resume["step"] * sim.dt, resume["path"].name,
                            threads)
-        if err is not None:
-            what = (f"resuming {out} from {resume['path'].name} "
-                    f"({resume['step'] * sim.dt:g} of {sim.t:g} ms)" if resume is not None
-                    else f"run directory {out}")
-            print(f"dtb: building {net.name}: {net.n_neurons:,} neurons on {ranks} rank(s) "
-                  f"({what})", file=err, flush=True)
+        what = (f"resuming {out} from {resume['path'].name} "
+                f"({resume['step'] * sim.dt:g} of {sim.t:g} ms)" if resume is not None
+                else f"run directory {out}")
+        log.info("building %s: %s neurons on %d rank(s) (%s)", net.name,
+                 f"{net.n_neurons:,}", ranks, what, extra=ONCE)
         own = None
         if a.partition != "slices":
             from dtb.brain.spec import BrainSpec
@@ -403,10 +406,8 @@ def simulate(a: argparse.Namespace, command: list[str],
                      routing=a.routing, ranks_per_node=a.ranks_per_node, ownership=own,
                      backend=a.backend)
         eng.partition = a.partition
-        if err is not None:
-            print(f"dtb: built {eng.n_synapses:,} synapses in {eng.build_s:.2f} s "
-                  f"({eng.threads} threads{' on rank 0' if ranks > 1 else ''})", file=err,
-                  flush=True)
+        log.info("built %s synapses in %.2f s (%d threads%s)", f"{eng.n_synapses:,}",
+                 eng.build_s, eng.threads, " on rank 0" if ranks > 1 else "", extra=ONCE)
         recorded, stopped = _record_run(eng, out, sim, err, getattr(a, "unit_labels", None),
                                         every, stop,
                                         resume["state"] if resume is not None else None,
@@ -415,9 +416,9 @@ def simulate(a: argparse.Namespace, command: list[str],
             why = signal.Signals(stopped.signum).name
             if rank0:
                 rd.interrupt(stopped.step, stopped.t_ms, stopped.path.name, why)
-                print(f"dtb: {why}: stopped at {stopped.t_ms:g} of {sim.t:g} ms after "
-                      f"writing {stopped.path} -- resume with: dtb simulate --resume {out}",
-                      file=sys.stderr, flush=True)
+                log.warning("%s: stopped at %g of %g ms after writing %s -- resume with: "
+                            "dtb simulate --resume %s", why, stopped.t_ms, sim.t,
+                            stopped.path, out)
             return EXIT_TEMPFAIL
         dist = eng.distribution_report() if ranks > 1 else None
         if not rank0:
@@ -438,7 +439,8 @@ def _checkpoint_steps(ms: float | None, dt: float) -> int | None:
     return every
 
 
-_RESUME_KEEPS = ("resume", "checkpoint_every", "threads", "quiet", "command")
+_RESUME_KEEPS = ("resume", "checkpoint_every", "threads", "quiet", "command", "verbose",
+                 "log_level")
 
 
 def _resume_plan(a: argparse.Namespace, comm: Any) -> tuple[argparse.Namespace, dict]:

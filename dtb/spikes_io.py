@@ -7,6 +7,8 @@ gathers only a table of counts (one row per owned slice of a population) and wri
 
 ``/spikes/<population>/timestamps``  float64 (n,), ms, attribute ``units = "ms"``
 ``/spikes/<population>/node_ids``    uint64 (n,), numbered from 0 within the population
+``/spikes/<population>`` attribute ``sorting``: SONATA's HDF5 enum (uint8: none 0,
+by_id 1, by_time 2), ``by_id`` here
 
 Each slice a rank owns is one source segment, and segments are laid out in increasing id
 order, so ``spikes.h5`` is sorted by (node id, time) (``sorting = "by_id"``) whatever the
@@ -78,6 +80,37 @@ class Slice:
     rank: int
     offset: int
     count: int
+
+
+SORTINGS = ("none", "by_id", "by_time")  # SONATA's ``sorting`` enum: uint8 codes 0, 1, 2
+
+
+def sorting_dtype() -> np.dtype:
+    """The HDF5 enum type of SONATA's ``sorting`` attribute (uint8: none 0, by_id 1,
+    by_time 2), as libsonata reads it (a string attribute cannot be converted to it)."""
+    import h5py
+
+    return h5py.enum_dtype({name: i for i, name in enumerate(SORTINGS)}, basetype=np.uint8)
+
+
+def set_sorting(group: Any, sorting: str) -> None:
+    """Write ``sorting`` (one of SORTINGS) on an open h5py group, as the SONATA enum."""
+    group.attrs.create("sorting", np.uint8(SORTINGS.index(sorting)), dtype=sorting_dtype())
+
+
+def read_sorting(attrs: Any) -> str:
+    """The ``sorting`` of a spikes group's attributes as a name: the SONATA enum, or the
+    string that dtb wrote before it wrote the enum (and other writers may); ``"none"``
+    when absent or unknown."""
+    v = attrs.get("sorting")
+    if v is None:
+        return "none"
+    if isinstance(v, bytes):
+        v = v.decode()
+    if isinstance(v, str):
+        return v if v in SORTINGS else "none"
+    code = int(np.asarray(v).reshape(-1)[0])
+    return SORTINGS[code] if 0 <= code < len(SORTINGS) else "none"
 
 
 def _sonata_root(f: Any) -> None:
@@ -366,7 +399,7 @@ class SpikeRecorder:
         ds = []
         for name in self.names:
             g = root.create_group(name)
-            g.attrs["sorting"] = "by_id"
+            set_sorting(g, "by_id")
             ts = g.create_dataset("timestamps", shape=(counts[name],), dtype=np.float64)
             ts.attrs["units"] = "ms"
             ds.append((ts, g.create_dataset("node_ids", shape=(counts[name],),
@@ -415,7 +448,7 @@ def master_image(names: Sequence[str], slices: Sequence[Slice],
             n = int(sum(s.count for s in mine))
             totals[name] = n
             g = root.create_group(name)
-            g.attrs["sorting"] = "by_id" if ok and firsts == sorted(firsts) else "none"
+            set_sorting(g, "by_id" if ok and firsts == sorted(firsts) else "none")
             for ds, dtype in (("timestamps", np.float64), ("node_ids", np.uint64)):
                 if n == 0:
                     d = g.create_dataset(ds, shape=(0,), dtype=dtype)
@@ -485,4 +518,4 @@ def _sortings(path: Path) -> dict[str, str]:
     import h5py
 
     with h5py.File(path, "r") as f:
-        return {k: str(g.attrs["sorting"]) for k, g in f["spikes"].items()}
+        return {k: read_sorting(g.attrs) for k, g in f["spikes"].items()}

@@ -14,6 +14,7 @@ from dtb.analysis import (
     SpikeReader,
     count_correlation,
     cv_isi,
+    cv_isi_grouped,
     functional_connectivity,
     open_run,
     population_rate,
@@ -159,3 +160,37 @@ def test_open_run_dataset_and_spikes_agree(brain_run: Path):
         fc = functional_connectivity(ds.bold)
         assert fc.shape == (ds.sizes["unit"], ds.sizes["unit"])
         assert np.allclose(np.diag(fc.values)[np.isfinite(np.diag(fc.values))], 1.0)
+
+
+def _cv_one_by_one(trains: list[np.ndarray], min_spikes: int = 3) -> tuple[list[int], list[float]]:
+    """The CV of ISIs neuron by neuron, with plain numpy: the independent expectation."""
+    ids, cvs = [], []
+    for i, t in enumerate(trains):
+        if len(t) >= min_spikes:
+            d = np.diff(np.sort(t))
+            ids.append(i)
+            cvs.append(float(np.std(d) / np.mean(d)))
+    return ids, cvs
+
+
+@pytest.mark.parametrize("silent", ["last", "first", "middle", "all", "none", "last-three"])
+def test_cv_grouped_with_silent_neurons(silent: str):
+    """Regression (issue 15, defect 1): a block whose last neuron never fired made
+    cv_isi_grouped index past the end (IndexError; dtb report on short runs).  Silent
+    neurons anywhere, and neurons with 1 or 2 spikes, against the per-neuron computation."""
+    rng = np.random.default_rng(7)
+    n = 12
+    trains = [np.sort(rng.uniform(0, 100, rng.integers(1, 9))) for _ in range(n)]
+    trains[4] = trains[4][:1]
+    trains[5] = trains[5][:2]
+    quiet = {"last": [n - 1], "first": [0], "middle": [3, 6], "all": list(range(n)),
+             "none": [], "last-three": [n - 3, n - 2, n - 1]}[silent]
+    for i in quiet:
+        trains[i] = np.zeros(0)
+    ids = np.arange(100, 100 + n)
+    off = np.r_[0, np.cumsum([len(t) for t in trains])]
+    t = np.concatenate(trains)
+    got_ids, got_cv = cv_isi_grouped(ids, off, t)
+    want_ids, want_cv = _cv_one_by_one(trains)
+    assert list(got_ids) == [100 + i for i in want_ids]
+    np.testing.assert_allclose(got_cv, want_cv, rtol=1e-12)

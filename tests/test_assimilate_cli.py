@@ -308,3 +308,23 @@ def test_one_member_communicator_of_two_ranks_matches_one_process(tmp_path, one_
     assert man["layout"] == {"members": 2, "ranks_per_member": 2, "member_communicators": 1,
                              "members_per_communicator": 2}
     _same_trajectories(one_process, out)
+
+
+def test_progress_per_tr_with_an_eta(tmp_path, capsys):
+    """Regression (issue 15, defect 5): dtb assimilate said one line and then nothing until
+    it ended (16 minutes before TR 91 of a 200-TR fit).  Now the same progress lines as dtb
+    simulate, counted in TRs (the assimilation's and the free run's), with an ETA; the twin
+    truth's TRs too; and none with --quiet."""
+    import re
+
+    args = [a for a in TINY if a != "--quiet"]
+    code, _, err = _run([*args, "--out", str(tmp_path / "r")], capsys)
+    assert code == 0, err
+    lines = [ln for ln in err.splitlines() if re.match(r"dtb: assimilate +\d+%", ln)]
+    trs = [int(re.search(r"  TR (\d+)/15, ", ln).group(1)) for ln in lines]  # 12 + 3 free
+    assert len(trs) >= 5 and trs == sorted(trs) and trs[-1] == 15, err
+    assert all(re.search(r"real-time factor [\d.]+, ETA [\d.]+ s$", ln) for ln in lines[1:])
+    truth = [ln for ln in err.splitlines() if re.match(r"dtb: twin truth +\d+%", ln)]
+    assert truth and "TR 12/12" in truth[-1], err
+    code, _, err = _run([*TINY, "--out", str(tmp_path / "q")], capsys)
+    assert code == 0 and "%" not in err and "TR " not in err, err

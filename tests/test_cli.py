@@ -26,6 +26,7 @@ from dtb.cli import main
 from dtb.engine import Engine
 from dtb.errors import OutputError
 from dtb.rundir import RunDirectory, write_run
+from dtb.spikes_io import read_sorting
 
 MANIFEST_KEYS = {
     "format", "format_version", "status", "distribution", "error", "dtb_version", "versions",
@@ -187,7 +188,7 @@ def test_microcircuit_spikes_are_sonata(micro_run: Path):
         assert list(f.attrs["version"]) == [0, 1] and f.attrs["version"].dtype == np.uint32
         assert set(f["spikes"]) == set(sizes)
         for name, g in f["spikes"].items():
-            assert g.attrs["sorting"] == "by_id"
+            assert read_sorting(g.attrs) == "by_id"  # the SONATA enum (test_sonata.py)
             ts, ids = g["timestamps"], g["node_ids"]
             assert ts.dtype == np.float64 and ts.attrs["units"] == "ms"
             assert ids.dtype == np.uint64

@@ -188,11 +188,14 @@ def _read_run(run: Path) -> dict:
     import h5py
     import zarr
 
+    from dtb.spikes_io import read_sorting
+
     out = {}
     with h5py.File(run / "spikes.h5", "r") as f:
         out["attrs"] = (int(f.attrs["magic"]), list(f.attrs["version"]))
         for pop, g in f["spikes"].items():
-            out[f"spikes/{pop}"] = (g.attrs["sorting"], g["timestamps"][()], g["node_ids"][()])
+            out[f"spikes/{pop}"] = (read_sorting(g.attrs), g["timestamps"][()],
+                                    g["node_ids"][()])
     root = zarr.open_group(str(run / "series.zarr"), mode="r")
     for name, arr in root.arrays():
         out[f"zarr/{name}"] = arr[...]

@@ -20,7 +20,7 @@ from dtb.cli import EXIT_TEMPFAIL
 from dtb.engine import Engine
 from dtb.models.microcircuit import microcircuit
 from dtb.rundir import write_atomic
-from dtb.spikes_io import SpikeRecorder, spill_name
+from dtb.spikes_io import SpikeRecorder, read_sorting, spill_name
 
 MC = ["--model", "microcircuit", "--scale", "0.02", "--threads", "1", "--record", "rates:off"]
 TINY_BUFFER = ["--record", "spike_buffer:0.002"]  # 131 spikes
@@ -33,7 +33,7 @@ def _same_spikes(a: Path, b: Path) -> int:
         assert sorted(fa["spikes"]) == sorted(fb["spikes"])
         for pop in fa["spikes"]:
             ga, gb = fa["spikes"][pop], fb["spikes"][pop]
-            assert ga.attrs["sorting"] == gb.attrs["sorting"] == "by_id"
+            assert read_sorting(ga.attrs) == read_sorting(gb.attrs) == "by_id"
             for ds in ("timestamps", "node_ids"):
                 x, y = ga[ds][()], gb[ds][()]
                 assert x.dtype == y.dtype and np.array_equal(x, y), f"{pop}/{ds}"

@@ -52,7 +52,10 @@ class SpikeReader:
         return list(self._f["spikes"])
 
     def sorting(self, population: str) -> str:
-        return str(self._f["spikes"][population].attrs.get("sorting", "none"))
+        """How the population's spikes are sorted: none, by_id or by_time (SONATA)."""
+        from dtb.spikes_io import read_sorting
+
+        return read_sorting(self._f["spikes"][population].attrs)
 
     def count(self, population: str) -> int:
         """Spikes of the population in the file."""
@@ -135,11 +138,18 @@ def cv_isi_grouped(ids: np.ndarray, offsets: np.ndarray, times: np.ndarray,
                    min_spikes: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """CV of inter-spike intervals of each neuron of a block (see SpikeReader.neurons):
     (node ids, CV) for neurons with at least ``min_spikes`` spikes.  CV = std / mean of the
-    intervals (population standard deviation)."""
+    intervals (population standard deviation).
+
+    ``ids`` (k,), ``offsets`` (k+1,) and ``times`` (ms) as SpikeReader.neurons yields them;
+    a neuron may have no spikes (offsets[i] == offsets[i+1]), anywhere in the block."""
+    ids, offsets = np.asarray(ids), np.asarray(offsets, np.int64)
+    times = np.asarray(times, np.float64)
     n = np.diff(offsets)
     isi = np.diff(times)
     same = np.ones(len(times), bool)
-    same[offsets[:-1]] = False  # the first spike of a neuron starts no interval
+    # the first spike of a neuron starts no interval; a silent neuron has no first spike
+    # (its offset may be len(times), when it is last)
+    same[offsets[:-1][n > 0]] = False
     isi = isi[same[1:]]
     owner = np.repeat(np.arange(len(ids)), np.maximum(n - 1, 0))
     k = np.bincount(owner, minlength=len(ids)).astype(float)

@@ -295,11 +295,14 @@ def _assemble(opt: BuildOptions, regions: _Regions, weights, lengths_mm, unit_re
     empty = np.flatnonzero((n_per_unit > 0) & ~_has_both(fam_sizes))
     if empty.size or np.any(n_per_unit == 0):
         u = int(empty[0]) if empty.size else int(np.flatnonzero(n_per_unit == 0)[0])
-        raise ConfigError([f"neurons: {opt.neurons} -- expected enough neurons for an "
-                           f"excitatory and an inhibitory cell in every unit (unit {u}, "
-                           f"region {int(regions.labels[unit_region[u]])}, gets "
-                           f"{int(n_per_unit[u])}); use more neurons"
-                           + (" or the region level" if opt.level == "voxel" else "")],
+        least = min_neurons(opt, unit_vol, cortical_unit)
+        raise ConfigError([f"neurons: {opt.neurons} -- expected at least {least} for this "
+                           f"brain ({n_u} units; the fewest that give every unit an "
+                           "excitatory and an inhibitory cell: with "
+                           f"{opt.neurons}, unit {u}, region "
+                           f"{int(regions.labels[unit_region[u]])}, gets "
+                           f"{int(n_per_unit[u])})"
+                           + (", or use the region level" if opt.level == "voxel" else "")],
                           "dtb build")
     # every region with neurons needs long-range input (its connectome row)
     has = np.bincount(unit_region, weights=n_per_unit, minlength=len(regions.labels)) > 0
@@ -379,6 +382,24 @@ def _family_sizes(opt: BuildOptions, n: np.ndarray, cortical: np.ndarray) -> dic
     e, i = e_i(np.where(cortical, 0, n), opt.e_fraction)
     out["E"], out["I"] = e, i
     return out
+
+
+def min_neurons(opt: BuildOptions, unit_vol: np.ndarray, cortical_unit: np.ndarray) -> int:
+    """The fewest neurons (``opt.neurons``) with which every unit of volumes ``unit_vol``
+    (cortical flags ``cortical_unit``) gets an excitatory and an inhibitory cell: N such
+    that N works and N - 1 does not, found by doubling, then bisection."""
+    def works(n: int) -> bool:
+        per_unit = largest_remainder(n, unit_vol)
+        return bool(np.all(per_unit > 0)
+                    and np.all(_has_both(_family_sizes(opt, per_unit, cortical_unit))))
+
+    lo, hi = 0, max(2 * len(unit_vol), 1)  # lo fails (or is 0), hi is tried next
+    while not works(hi):
+        lo, hi = hi, 2 * hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if works(mid) else (mid, hi)
+    return hi
 
 
 def _has_both(fam_sizes: dict[str, np.ndarray]) -> np.ndarray:

@@ -735,9 +735,13 @@ def read_matrix(path: PathLike, labels: PathLike | Sequence[int] | None = None,
                                if header is not None else (None, None))
     if labels is None:
         if header is None:
-            raise InputError(path, "labels", _Text("none given"),
-                             "a header row of region labels, or labels= a label list file "
-                             "(one label per line, or 'label'/'name' columns)")
+            def expected(how: str) -> str:
+                return (f"a header row of region labels, or {how} a label list file (one "
+                        "label per line, or 'label'/'name' columns)")
+
+            where = (path, "labels", _Text("none given"))
+            raise InputError(*where, expected("labels=")).on_command_line(
+                str(InputError(*where, expected("--labels FILE,"))))
         return LabelledMatrix(str(path), head_labels, head_names, values, prov)
     lab, names, lprov, where = _resolve_labels(labels)
     if len(lab) != k:
@@ -803,10 +807,16 @@ def _symmetry(path: str, role: str, values: np.ndarray, symmetrize: bool | None)
     side = _triangle(values)
     if symmetrize is None and side is not None:
         other = "lower" if side == "upper" else "upper"
-        raise InputError(path, f"{role}: {other} triangle", _Text("all zero"),
-                         "a full matrix (MRtrix tck2connectome writes only the upper triangle "
-                         "unless run with -symmetric): re-run with -symmetric, or pass "
-                         "symmetrize=True to mirror it (symmetrize=False keeps it as read)")
+        def expected(mirror: str, keep: str) -> str:
+            return ("a full matrix (MRtrix tck2connectome writes only the upper triangle "
+                    f"unless run with -symmetric): re-run with -symmetric, or {mirror} to "
+                    f"mirror it{keep}")
+
+        where = (path, f"{role}: {other} triangle", _Text("all zero"))
+        raise InputError(*where, expected("pass symmetrize=True",
+                                          " (symmetrize=False keeps it as read)")
+                         ).on_command_line(str(InputError(*where, expected(
+                             "give dtb build --symmetrize", ""))))
     if not symmetrize:
         return values
     if side is not None:
