@@ -69,8 +69,8 @@ def _preprocess(bold: Any, steps: list[tuple[str, Any]]) -> Any:
         if name == "psc":
             mean = bold.data.mean(axis=0)
             if np.any(mean <= 0):
-                bad = int(bold.labels[int(np.argmax(mean <= 0))])
-                raise InputError(bold.source, f"label {bad}", float(mean[mean <= 0][0]),
+                bad = bold.column(int(np.argmax(mean <= 0)))
+                raise InputError(bold.source, bad, float(mean[mean <= 0][0]),
                                  "a positive mean signal for psc (raw scanner intensities)")
             bold = replace(bold, data=bold.data / mean - 1.0)
         elif name == "detrend":
@@ -134,7 +134,7 @@ def _draw(params: Sequence[Any], center: np.ndarray, sd: float, shape: tuple[int
 def load_problem(o: Options) -> Problem:
     """Read the brain and the observations (or make the demo's brain) and check that they
     fit together; raises UsageError / InputError.  Cheap: nothing is simulated."""
-    from dtb.assimilation.observations import match_labels, read_bold
+    from dtb.assimilation.observations import match_labels, read_bold, resolve_regions
     from dtb.rundir import sha256_file
 
     if o.demo:
@@ -160,13 +160,25 @@ def load_problem(o: Options) -> Problem:
         obs_index = np.searchsorted(labels, unit_labels)
     else:
         bold = read_bold(o.bold, o.tr_s, labels=o.labels, dataset=o.dataset, atlas=o.atlas)
+        header = "names" if bold.labels is None else "labels"
+        bold = resolve_regions(bold, spec.region_labels, spec.region_names, o.allow_extra)
+        if o.confounds is not None:
+            from dtb.assimilation.confounds import read_confounds, regress_confounds
+
+            X, used_cols = read_confounds(o.confounds, o.confound_columns, bold.n_samples)
+            bold = regress_confounds(bold, X)
+            source.update({"confounds": str(Path(o.confounds).resolve()),
+                           "confounds_sha256": sha256_file(o.confounds),
+                           "confound_columns": used_cols})
         bold = _preprocess(bold, o.preprocess)
         obs_index, used = match_labels(bold, unit_labels, o.allow_unobserved, o.allow_extra)
         labels = bold.labels
         obs = bold.data
         source.update({"bold": str(Path(o.bold).resolve()), "bold_sha256": sha256_file(o.bold),
-                       "tr_s": bold.tr_s, "time_points": bold.n_samples,
-                       "regions": int(labels.size)})
+                       "tr_s": bold.tr_s, "tr_source": bold.tr_source,
+                       "time_points": bold.n_samples, "regions": int(labels.size),
+                       "matched_by": header,
+                       "no_coverage": [str(v) for v in bold.no_coverage]})
         o.extra["tr_s"] = bold.tr_s
     T, R = obs.shape
     assimilated = np.zeros(R, bool)
