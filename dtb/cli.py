@@ -122,6 +122,9 @@ def _parser() -> argparse.ArgumentParser:
     from dtb.report import add_report_parser
 
     add_report_parser(sub)
+    from dtb.export import add_export_parser
+
+    add_export_parser(sub)
     from dtb.assimilation.cli import add_assimilate_parser
     from dtb.jobs import add_job_parser
 
@@ -205,6 +208,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from dtb.report import run_report
 
                 return run_report(a)
+            if a.command == "export":
+                from dtb.export import run_export
+
+                return run_export(a)
             return simulate(a, ["dtb", *args_list], stop)
         finally:
             for sig, h in old.items():

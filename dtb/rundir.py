@@ -66,7 +66,8 @@ FORMAT_VERSION = 1
 SONATA_MAGIC = 0x0A7A
 SONATA_VERSION = (0, 1)
 _TMP_PREFIX = ".dtb-tmp-"
-OUTPUT_NAMES = ("spikes.h5", "spikes", "series.zarr", "series.h5", "series", "report")
+OUTPUT_NAMES = ("spikes.h5", "spikes", "series.zarr", "series.h5", "series", "report",
+                "bold.tsv", "bold.json")
 CHECKPOINTS = "checkpoints"
 RESUMABLE = ("interrupted", "running")  # "running": the job was killed without a warning
 

@@ -89,6 +89,7 @@ def _check_args(a: argparse.Namespace) -> None:
 def _resolve(a: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], str]:
     """The validated network and settings, where they came from, and a name for the run."""
     from dtb.config import SimulationSettings, load_config, parse_network
+    from dtb.export import UnitRegions
     from dtb.models import BUILTIN
     from dtb.record_spec import resolve_record
     from dtb.recording import unit_labels
@@ -105,6 +106,7 @@ def _resolve(a: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], str]:
         source = {"kind": "brain", "path": str(path.resolve()), "sha256": sha256_file(path),
                   "level": spec.level, "units": spec.n_units}
         a.unit_labels = unit_labels(spec)
+        a.unit_regions = UnitRegions.from_spec(spec)
     elif a.config is not None:
         net, sim = load_config(a.config)
         path = Path(a.config)
@@ -144,21 +146,25 @@ def _default_out(name: str) -> Path:
 def _record_run(eng: Any, out: Path, sim: Any, err: TextIO | None,
                 labels: Any = None, checkpoint_steps: int | None = None,
                 stop: StopRequest | None = None,
-                resume: dict[str, Any] | None = None) -> tuple[dict[str, Any] | None, Any]:
+                resume: dict[str, Any] | None = None,
+                regions: Any = None) -> tuple[dict[str, Any] | None, Any]:
     """Run the engine to sim.t with the recorders of sim.record (progress on ``err``).
 
     ``checkpoint_steps``: write a checkpoint every this many steps; ``stop``: the signal
     handler's request, checked after every chunk (a checkpoint, then a stop); ``resume``:
     this rank's state from a checkpoint (``recording/...`` and ``engine/...``) to continue
-    from.  Returns (what rank 0's RunDirectory.finish needs, None on other ranks; None) when
-    the run reached its end, or (None, the last checkpoint as a _Checkpoint) when it
-    stopped on request."""
+    from; ``regions``: a brain's ``dtb.export.UnitRegions`` (the series' ``label``
+    coordinate, and the regions of ``bold.tsv``, written when BOLD is recorded).  Returns
+    (what rank 0's RunDirectory.finish needs, None on other ranks; None) when the run
+    reached its end, or (None, the last checkpoint as a _Checkpoint) when it stopped on
+    request."""
     from dtb.progress import Progress
     from dtb.recording import Recording
     from dtb.rundir import write_atomic
 
     eng.keep_spikes = False  # the recorders hold what the run writes
-    rec = Recording(eng, out, sim.record, sim.t, labels, resume=resume is not None)
+    rec = Recording(eng, out, sim.record, sim.t, labels, resume=resume is not None,
+                    unit_region_labels=None if regions is None else regions.unit_label)
     if resume is not None:  # the recording first: it takes its start step from the engine
         rec.set_state(_sub(resume, "recording/"))
         _set_engine_state(eng, _sub(resume, "engine/"))
@@ -184,7 +190,12 @@ def _record_run(eng: Any, out: Path, sim: Any, err: TextIO | None,
     if not finished:
         rec.abort()  # closes the HDF5 part; everything else is in the checkpoint
         return None, last[-1]
-    return rec.finish(write_atomic), None
+    recorded = rec.finish(write_atomic)
+    if recorded is not None and rec.bold is not None and rec.store is not None:
+        from dtb.export import write_run_bold_tsv
+
+        recorded["outputs"].update(write_run_bold_tsv(out, regions, labels))
+    return recorded, None
 
 
 @dataclass
@@ -274,6 +285,7 @@ def demo(a: argparse.Namespace, command: list[str]) -> int:
     from dtb.brain.commands import demo_inputs
     from dtb.config import SimulationSettings, parse_network
     from dtb.engine import Engine
+    from dtb.export import UnitRegions
     from dtb.record_spec import resolve_record
     from dtb.recording import unit_labels
     from dtb.rundir import RunDirectory, sha256_file
@@ -302,7 +314,8 @@ def demo(a: argparse.Namespace, command: list[str]) -> int:
             print(f"dtb demo: default subject, {spec.level} level, {spec.n_units} units, "
                   f"{net.n_neurons:,} neurons (run directory {out})", file=err, flush=True)
         eng = Engine(net, dt=sim.dt, seed=sim.seed, threads=a.threads)
-        recorded, _ = _record_run(eng, out, sim, err, unit_labels(spec))
+        recorded, _ = _record_run(eng, out, sim, err, unit_labels(spec),
+                                  regions=UnitRegions.from_spec(spec))
         manifest = rd.finish(eng, recorded=recorded)
     from dtb.report import make_report
 
@@ -382,7 +395,8 @@ def simulate(a: argparse.Namespace, command: list[str],
                   flush=True)
         recorded, stopped = _record_run(eng, out, sim, err, getattr(a, "unit_labels", None),
                                         every, stop,
-                                        resume["state"] if resume is not None else None)
+                                        resume["state"] if resume is not None else None,
+                                        getattr(a, "unit_regions", None))
         if stopped is not None:
             why = signal.Signals(stopped.signum).name
             if rank0:

@@ -12,45 +12,23 @@ members, 12 TRs, one thread.
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+from named_brain import NAMES, build_named_brain
 
 from dtb.cli import main
 
-NAMES = ["Precentral_L", "Precentral_R", "Frontal_Sup_L", "Frontal_Sup_R", "Occipital_L",
-         "Occipital_R"]
 TR = 0.8
 T = 12
 FAST = ["--members", "2", "--spinup", "0.3", "--free-run-trs", "3", "--dt", "0.5",
         "--threads", "1", "--quiet"]
 
 
-def _matrix(path: Path, m: np.ndarray) -> Path:
-    rows = [",".join(NAMES)] + [",".join(f"{v:.4f}" for v in r) for r in m]
-    path.write_text("\n".join(rows) + "\n")
-    return path
-
-
 @pytest.fixture(scope="module")
 def brain(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("named")
-    rng = np.random.default_rng(0)
-    w = rng.uniform(0.1, 1.0, (6, 6))
-    w = (w + w.T) / 2
-    np.fill_diagonal(w, 0)
-    ln = rng.uniform(20, 100, (6, 6))
-    ln = (ln + ln.T) / 2
-    np.fill_diagonal(ln, 0)
-    out = d / "brain.h5"
-    with warnings.catch_warnings():       # no atlas or volume table: equal volumes, said so
-        warnings.simplefilter("ignore", UserWarning)
-        assert main(["build", "--sc", str(_matrix(d / "sc.csv", w)), "--lengths",
-                     str(_matrix(d / "lengths.csv", ln)), "--neurons", "1200", "-o",
-                     str(out)]) == 0
-    return out
+    return build_named_brain(tmp_path_factory.mktemp("named"))
 
 
 def _derivative(d: Path, order: list[int], seed: int = 1) -> tuple[Path, np.ndarray]:
