@@ -278,6 +278,9 @@ def _summary(m: dict[str, Any], out: Path, command: str = "simulate") -> str:
     ])
 
 
+DEMO_BOLD_TR_MS = 720.0   # dtb demo records BOLD at this TR (ms) unless --record bold:...
+
+
 def demo(a: argparse.Namespace, command: list[str]) -> int:
     import numba
 
@@ -299,8 +302,11 @@ def demo(a: argparse.Namespace, command: list[str]) -> int:
     err = None if a.quiet else sys.stderr
     spec = build(**demo_inputs(), options=BuildOptions(level=a.level, neurons=a.neurons))
     net = parse_network(spec.to_network(name="default_subject"), a.dt)
+    # BOLD at an HCP-like TR unless --record says otherwise (dtb report explains what a
+    # short run's BOLD can and cannot show)
+    flags = [f"bold:{DEMO_BOLD_TR_MS:g}", *(a.record or [])]
     sim = SimulationSettings(dt=a.dt, t=a.t, seed=a.seed,
-                             record=resolve_record(None, a.record, net, a.dt))
+                             record=resolve_record(None, flags, net, a.dt))
     out = Path(a.out) if a.out is not None else _default_out("demo")
     with RunDirectory(out, overwrite=a.overwrite) as rd:
         a.run_dir = out
@@ -328,8 +334,10 @@ def demo(a: argparse.Namespace, command: list[str]) -> int:
           f"    {out / 'brain.h5'}       the brain built from data/default_subject "
           "(dtb.BrainSpec.load)\n"
           f"    {out / 'spikes.h5'}      every spike, SONATA layout (h5py; /spikes/<family>)\n"
-          f"    {out / 'series.zarr'}    population and region rates (xarray.open_zarr, "
-          "dtb.analysis.open_run)\n"
+          f"    {out / 'series.zarr'}    population and unit rates, BOLD per unit "
+          "(xarray.open_zarr, dtb.analysis.open_run)\n"
+          + (f"    {out / 'bold.tsv'}       BOLD per region, TSV + BIDS sidecar "
+             "(dtb assimilate --bold)\n" if (out / "bold.tsv").exists() else "") +
           f"    {out / 'manifest.json'}  configuration, versions, seed, counts, timings, "
           "rates, checksums, status\n"
           f"    {report / 'index.md'}  figures and statistics (dtb report)")
