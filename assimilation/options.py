@@ -97,7 +97,8 @@ def add_assimilate_parser(subparsers: Any) -> argparse.ArgumentParser:
     e.add_argument("--prior-sd", type=float, default=0.8, metavar="S",
                    help="prior spread on the logit scale around the brain's values (0.8)")
     e.add_argument("--holdout-regions", default="", metavar="L1,L2",
-                   help="region labels left out of the assimilation (scored only)")
+                   help="regions left out of the assimilation (scored only), by label or "
+                        "by name")
     e.add_argument("--holdout-fraction", type=float, default=0.25, metavar="F",
                    help="the last fraction F of the TRs is not assimilated: a free-running "
                         "forecast with frozen parameters (0.25)")
@@ -156,7 +157,7 @@ class Options:
     population: str
     bounds: dict[str, tuple[float, float]]
     prior_sd: float
-    holdout_regions: tuple[int, ...]
+    holdout_regions: tuple[int | str, ...]      # region labels or names
     holdout_fraction: float
     preprocess: list[tuple[str, Any]]
     method: str
@@ -309,11 +310,8 @@ def check_args(a: argparse.Namespace) -> Options:
     bounds = _parse_bounds(a.bounds, params)
     if not (_finite(a.prior_sd) and a.prior_sd > 0):
         raise UsageError(f"--prior-sd: {a.prior_sd!r} -- expected a spread > 0 (logit scale)")
-    try:
-        held = tuple(int(x) for x in _split_list(a.holdout_regions))
-    except ValueError:
-        raise UsageError(f"--holdout-regions: {a.holdout_regions!r} -- expected integer "
-                         "region labels, e.g. 3,17") from None
+    held = tuple(int(x) if x.lstrip("-").isdigit() else x
+                 for x in _split_list(a.holdout_regions))
     if len(set(held)) != len(held):
         raise UsageError(f"--holdout-regions: {a.holdout_regions!r} -- expected distinct "
                          "labels")

@@ -183,11 +183,16 @@ def load_problem(o: Options) -> Problem:
     T, R = obs.shape
     assimilated = np.zeros(R, bool)
     assimilated[np.unique(obs_index[obs_index >= 0])] = True
-    for lab in o.holdout_regions:
+    label_of = {str(n): int(v) for v, n in zip(spec.region_labels, spec.region_names,
+                                                strict=True)}
+    for key in o.holdout_regions:
+        lab = key if isinstance(key, int) else label_of.get(key, -1)
         hits = np.flatnonzero(labels == lab)
         if hits.size == 0 or not assimilated[hits[0]]:
-            raise UsageError(f"--holdout-regions: {lab} -- expected labels of observed regions "
-                             f"of the brain ({int(labels[assimilated][0])}, ...)")
+            shown = key if isinstance(key, int) else repr(key)
+            raise UsageError(f"--holdout-regions: {shown} -- expected labels or names of "
+                             f"observed regions of the brain, each once "
+                             f"({int(labels[assimilated][0])}, ...)")
         assimilated[hits[0]] = False
     if not assimilated.any():
         raise UsageError("--holdout-regions: every observed region held out -- expected at "

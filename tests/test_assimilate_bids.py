@@ -51,13 +51,20 @@ def test_bold_headed_by_the_brains_region_names_is_accepted(tmp_path, brain, cap
                                                       for r in x) + "\n")
     out = tmp_path / "run"
     code = main(["assimilate", "--brain", str(brain), "--bold", str(csv), "--tr", str(TR),
-                 *FAST, "--out", str(out)])
+                 "--holdout-regions", "Occipital_R", *FAST, "--out", str(out)])
     assert code == 0, capsys.readouterr().err
     import xarray as xr
 
     ds = xr.open_zarr(out / "assimilation.zarr", consolidated=False).load()
     np.testing.assert_array_equal(ds.region.values, [1, 2, 3, 4, 5, 6])
+    assert ds.region_name.values.tolist() == NAMES
     np.testing.assert_allclose(ds.bold_observed.values, x)
+    # held out by name: region 6 is predicted, not assimilated
+    assert ds.assimilated_region.values.tolist() == [True] * 5 + [False]
+    code = main(["assimilate", "--brain", str(brain), "--bold", str(csv), "--tr", str(TR),
+                 "--holdout-regions", "Insula_L", *FAST, "--out", str(tmp_path / "r2")])
+    assert code == 2 and "--holdout-regions: 'Insula_L' -- expected labels or names of " \
+                         "observed regions" in capsys.readouterr().err
 
 
 def test_a_bids_derivative_headed_by_names_goes_in_without_editing(tmp_path, brain, capsys):
