@@ -298,8 +298,9 @@ def _masker_means(path: str, img: Any, atlas: str, aimg: Any) -> tuple[np.ndarra
     except Exception as e:  # nilearn raises many kinds for grids it cannot map
         raise InputError(atlas, "resampling", _Text(f"{type(e).__name__}: {e}"),
                          f"an atlas that nilearn can resample onto {path}'s grid") from e
-    ids = masker.region_ids_
-    labels = np.array([int(ids[i]) for i in range(data.shape[1])], np.int64)
+    ids = getattr(masker, "region_ids_", None)      # nilearn >= 0.11; labels_ before
+    labels = np.array([int(ids[i]) for i in range(data.shape[1])] if ids is not None
+                      else [int(v) for v in masker.labels_ if int(v) != 0], np.int64)
     return np.asarray(data, float), labels
 
 
