@@ -93,7 +93,8 @@ def write_run_bold_tsv(run_dir: str | Path, regions: UnitRegions | None,
     """Write ``bold.tsv`` and ``bold.json`` into ``run_dir`` from its ``series.zarr``
     (see the module docstring).  Without ``regions`` (a network that is not a brain) each
     unit is a column, labelled 1..U and named by ``unit_names``.  Returns the manifest's
-    output entries ``{"bold_tsv": {...}, "bold_json": {...}}``."""
+    output entries ``{"bold_tsv": {...}, "bold_json": {...}}`` (none for a run shorter than
+    one TR)."""
     from dtb.bids import write_bold_tsv
 
     run_dir = Path(run_dir)
@@ -106,6 +107,8 @@ def write_run_bold_tsv(run_dir: str | Path, regions: UnitRegions | None,
                               list(unit_names) if unit_names is not None
                               else [str(i) for i in range(1, n + 1)])
     data, labels, tr_s = region_bold(store, regions.unit_label)
+    if data.shape[0] == 0:
+        return {}              # a run shorter than one TR: no table (dtb report says why)
     name_of = dict(zip(regions.labels.tolist(), regions.names, strict=True))
     names = [name_of.get(int(v), str(int(v))) for v in labels]
     files = write_bold_tsv(run_dir / BOLD_TSV, data, labels, names, tr_s,
