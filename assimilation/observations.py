@@ -2,22 +2,37 @@
 
 Accepted files (``read_bold(path, tr_s, ...)``):
 
-- CSV/TSV (``.csv``, ``.tsv``, ``.txt``): a header row of region labels (integers), then one
-  row per time point (T rows, R columns);
-- ``.npy``: a (T, R) array, with ``labels`` given (a list, or a text file of one label a line);
+- CSV/TSV (``.csv``, ``.tsv``, ``.txt``): a header row of region labels (integers) or of
+  region names (as XCP-D's and nilearn's ``*_timeseries.tsv`` are headed), then one row per
+  time point (T rows, R columns).  ``n/a`` (BIDS' missing value) is accepted for a whole
+  column only: a region without coverage, dropped and remembered (``BoldData.no_coverage``);
+  ``n/a`` in some rows of a column is refused;
+- ``.npy``: a (T, R) array, with ``labels`` given (a list, or a text file of one label or
+  name a line);
 - HDF5 (``.h5``, ``.hdf5``): a dataset (``dataset=``, default ``"bold"``) of shape (T, R) with
-  a ``labels`` attribute (R ints) or a ``labels`` dataset beside it, and optionally a ``tr``
-  attribute in seconds (then it must agree with ``tr_s`` if both are given);
-- a 4D NIfTI (``.nii``, ``.nii.gz``) with an ``atlas=`` label volume on the same grid: the
-  series of each atlas label is the mean over its voxels (label 0 is background); the TR is
-  read from the header's 4th zoom (seconds, or milliseconds when the header says ``msec``)
-  and checked against ``tr_s``.
+  a ``labels`` attribute (R labels or names) or a ``labels`` dataset beside it, and optionally
+  a ``tr`` attribute in seconds;
+- a 4D NIfTI (``.nii``, ``.nii.gz``) with an ``atlas=`` label volume: the series of each atlas
+  label is the mean over its voxels (label 0 is background).  On the same grid this is done
+  here; on another grid (other shape or affine) nilearn's ``NiftiLabelsMasker`` resamples the
+  atlas onto the BOLD grid (nearest neighbour) and averages, when the ``nilearn`` extra is
+  installed (``pip install 'dtb[nilearn]'``), and the grids are refused otherwise.  The TR is
+  read from the header's 4th zoom (seconds, or milliseconds when the header says ``msec``).
 
-The result is a ``BoldData``: ``data`` (T, R) float64, ``labels`` (R,) ints, ``tr_s`` (s).
+A header is either all labels or all names (``_header_keys``): every cell an integer gives
+labels, no cell a number gives names, a mix is refused naming the odd column.
+
+The TR (seconds) may come from ``tr_s`` (``--tr``), from the file (HDF5 ``tr``, the NIfTI
+header) and from a BIDS JSON sidecar beside the file (``dtb.bids.sidecar_tr``:
+``RepetitionTime`` in s, or ``SamplingFrequency`` in Hz); every source given must agree to
+1 ms, and a disagreement is refused naming both.
+
+The result is a ``BoldData``: ``data`` (T, R) float64, ``labels`` (R,) ints or ``names`` (R,)
+strings, ``tr_s`` (s).  ``resolve_regions`` gives named columns their brain labels.
 Every problem is an ``InputError`` naming the file, the field, the value and what was
 expected: missing or unreadable files, NaN or infinite samples, a TR that is not positive or
-disagrees with the file, unknown or duplicate labels, fewer than ``min_samples`` time points,
-constant series.
+disagrees with another source, unknown, ambiguous or duplicate labels and names, fewer than
+``min_samples`` time points, constant series.
 
 Preprocessing (``preprocess``), in this order, each optional:
 
@@ -28,14 +43,18 @@ Preprocessing (``preprocess``), in this order, each optional:
   ``high_hz`` None for a high-pass); resting-state work typically keeps 0.01-0.1 Hz;
 - ``zscore``: every region to mean 0 and standard deviation 1 (ddof 0).
 
-Label matching (``match_labels``) is explicit and by label, never by position: each unit of
-the brain takes the observed series of its region's label; observed regions that the brain
-lacks and brain regions without an observation are errors unless allowed.
+Region matching is explicit, by label or by name, never by position, in both directions
+(``resolve_regions`` then ``match_labels``): a header of labels is matched to the brain's
+region labels, a header of names to the brain's region names (exactly, case included); each
+unit of the brain takes the observed series of its region; observed regions that the brain
+lacks and brain regions without an observation are errors unless allowed.  An integer header
+cell that is also the *name* of another brain region is ambiguous and refused.
 """
 
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -44,10 +63,11 @@ import numpy as np
 
 from dtb.errors import InputError
 
-__all__ = ["BoldData", "read_bold", "preprocess", "match_labels"]
+__all__ = ["BoldData", "read_bold", "preprocess", "resolve_regions", "match_labels"]
 
 PathLike = str | os.PathLike
 MIN_SAMPLES = 10
+MISSING = "n/a"        # BIDS' missing value in TSV files
 
 
 class _Text(str):
@@ -65,13 +85,31 @@ def _listed(items: Any, most: int = 10) -> _Text:
 
 @dataclass(frozen=True)
 class BoldData:
-    """Observed BOLD: ``data`` (T time points, R regions), ``labels`` (R,) region labels,
-    ``tr_s`` the repetition time in seconds, ``source`` the file it came from."""
+    """Observed BOLD: ``data`` (T time points, R regions); the columns' regions as ``labels``
+    (R,) int64 region labels, or, before ``resolve_regions``, only as ``names`` (R,) region
+    names (``labels`` None); ``tr_s`` the repetition time in seconds and ``tr_source`` where
+    it came from; ``source`` the file; ``no_coverage`` the labels (or names) of columns that
+    were all ``n/a`` and were dropped."""
 
     data: np.ndarray
-    labels: np.ndarray
+    labels: np.ndarray | None
     tr_s: float
     source: str = ""
+    names: tuple[str, ...] | None = None
+    no_coverage: tuple[Any, ...] = ()
+    tr_source: str = ""
+
+    def column(self, r: int) -> str:
+        """How column ``r`` is named in messages: ``label 7`` or ``region 'Precentral_L'``."""
+        if self.labels is not None:
+            return f"label {int(self.labels[r])}"
+        return f"region {self.names[r]!r}" if self.names is not None else f"column {r + 1}"
+
+    def keys(self) -> list[Any]:
+        """The columns' labels, or their names when only names are known."""
+        if self.labels is not None:
+            return [int(v) for v in self.labels]
+        return list(self.names or ())
 
     @property
     def n_samples(self) -> int:
@@ -87,14 +125,29 @@ def _suffix(p: Path) -> str:
     return ".nii.gz" if name.endswith(".nii.gz") else p.suffix.lower()
 
 
-def _labels_from(path: str, field: str, values: Any) -> np.ndarray:
+Keys = tuple[np.ndarray | None, tuple[str, ...] | None]
+
+
+def _cell(v: Any) -> str:
+    s = v.decode() if isinstance(v, bytes) else str(v)
+    s = s.strip()
+    if len(s) >= 2 and s[0] == s[-1] and s[0] in "\"'":
+        s = s[1:-1].strip()
+    return s
+
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return True
+
+
+def _labels_from(path: str, field: str, cells: list[str]) -> np.ndarray:
     out = []
-    for v in np.atleast_1d(np.asarray(values, dtype=object)).ravel():
-        s = v.decode() if isinstance(v, bytes) else str(v)
-        try:
-            f = float(s.strip())
-        except ValueError:
-            raise InputError(path, field, s, "integer region labels") from None
+    for s in cells:
+        f = float(s)
         if not f.is_integer() or f <= 0:
             raise InputError(path, field, s, "integer region labels > 0")
         out.append(int(f))
@@ -105,47 +158,99 @@ def _labels_from(path: str, field: str, values: Any) -> np.ndarray:
     return lab
 
 
-def _read_table(path: str) -> tuple[np.ndarray, np.ndarray]:
+def _header_keys(path: str, field: str, values: Any) -> Keys:
+    """A header (or label list) as ``(labels, None)`` when every cell is a number (integer
+    labels > 0), ``(None, names)`` when none is; a mix is refused naming the odd column."""
+    cells = [_cell(v) for v in np.atleast_1d(np.asarray(values, dtype=object)).ravel()]
+    numeric = [_is_number(c) for c in cells]
+    if all(numeric):
+        return _labels_from(path, field, cells), None
+    if any(numeric):
+        n = sum(numeric)
+        majority = numeric[0] if 2 * n == len(cells) else 2 * n > len(cells)
+        j = next(i for i, x in enumerate(numeric) if x != majority)
+        kind = "an integer region label" if majority else "a region name"
+        raise InputError(path, f"{field} column {j + 1}", cells[j],
+                         f"{kind} like the other columns (a header is all region labels or "
+                         "all region names)")
+    empty = [i for i, c in enumerate(cells) if not c]
+    if empty:
+        raise InputError(path, f"{field} column {empty[0] + 1}", "", "a region name")
+    dup = sorted(c for c, k in Counter(cells).items() if k > 1)
+    if dup:
+        raise InputError(path, field, _listed(dup), "distinct region names")
+    return None, tuple(cells)
+
+
+def _split_rows(path: str) -> tuple[list[str], list[list[str]]]:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(path, "file", _Text(f"unreadable ({e})"), "a text table") from e
     rows = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     if not rows:
-        raise InputError(path, "file", _Text("empty"), "a header of labels and rows of values")
+        raise InputError(path, "file", _Text("empty"), "a header of labels or names and rows "
+                         "of values")
     sep = "\t" if "\t" in rows[0] else ("," if "," in rows[0] else None)
     split = (lambda s: [c.strip() for c in s.split(sep)]) if sep else (lambda s: s.split())
-    labels = _labels_from(path, "header", split(rows[0]))
-    data = np.empty((len(rows) - 1, len(labels)))
-    for i, row in enumerate(rows[1:]):
-        cells = split(row)
-        if len(cells) != len(labels):
+    return split(rows[0]), [split(r) for r in rows[1:]]
+
+
+def _read_table(path: str) -> tuple[np.ndarray, Keys, tuple[Any, ...]]:
+    """A labelled or named table: data (T, R) with its keys; whole-``n/a`` columns dropped
+    (their keys returned as the third item)."""
+    header, body = _split_rows(path)
+    labels, names = _header_keys(path, "header", header)
+    keys = labels.tolist() if labels is not None else list(names)
+
+    def where(j: int) -> str:
+        return f"label {keys[j]}" if labels is not None else f"region {keys[j]!r}"
+
+    data = np.empty((len(body), len(keys)))
+    for i, cells in enumerate(body):
+        if len(cells) != len(keys):
             raise InputError(path, f"row {i + 1}", _Text(f"{len(cells)} values"),
-                             f"{len(labels)} values, one per label in the header")
+                             f"{len(keys)} values, one per column of the header")
         for j, c in enumerate(cells):
+            if c == MISSING:
+                data[i, j] = np.nan
+                continue
             try:
                 data[i, j] = float(c)
             except ValueError:
-                raise InputError(path, f"row {i + 1}, label {labels[j]}", c,
-                                 "a number") from None
-    return data, labels
+                raise InputError(path, f"row {i + 1}, {where(j)}", c, "a number") from None
+    na = np.array([[c == MISSING for c in cells] for cells in body], bool).reshape(data.shape)
+    empty = na.all(axis=0) if len(body) else np.zeros(len(keys), bool)
+    partial = np.flatnonzero(na.any(axis=0) & ~empty)
+    if partial.size:
+        j = int(partial[0])
+        raise InputError(path, f"row {int(np.argmax(na[:, j])) + 1}, {where(j)}", MISSING,
+                         "a number (n/a is accepted for a whole column only: a region "
+                         "without coverage)")
+    keep = ~empty
+    dropped = tuple(k for k, e in zip(keys, empty, strict=True) if e)
+    if labels is not None:
+        return data[:, keep], (labels[keep], None), dropped
+    return data[:, keep], (None, tuple(n for n, k in zip(names, keep, strict=True) if k)), \
+        dropped
 
 
-def _read_label_list(path: str, labels: Any) -> np.ndarray:
+def _read_label_list(path: str, labels: Any) -> Keys:
     if labels is None:
         raise InputError(path, "labels", None, "labels for a .npy table (labels=[...] or a "
-                         "file with one label a line)")
+                         "file with one label or name a line)")
     if isinstance(labels, (str, os.PathLike)):
         try:
-            items = Path(labels).read_text(encoding="utf-8").split()
+            items = [ln for ln in Path(labels).read_text(encoding="utf-8").splitlines()
+                     if ln.strip()]
         except OSError as e:
             raise InputError(str(labels), "labels", _Text(f"unreadable ({e.strerror})"),
-                             "a text file of region labels, one a line") from e
-        return _labels_from(str(labels), "labels", items)
-    return _labels_from(path, "labels", labels)
+                             "a text file of region labels or names, one a line") from e
+        return _header_keys(str(labels), "labels", items)
+    return _header_keys(path, "labels", labels)
 
 
-def _read_hdf5(path: str, dataset: str) -> tuple[np.ndarray, np.ndarray, float | None]:
+def _read_hdf5(path: str, dataset: str) -> tuple[np.ndarray, Keys, float | None]:
     import h5py
 
     try:
@@ -163,19 +268,48 @@ def _read_hdf5(path: str, dataset: str) -> tuple[np.ndarray, np.ndarray, float |
             raise InputError(path, dataset, _Text(f"unreadable ({e})"),
                              "a complete HDF5 file (is it truncated?)") from e
         if "labels" in d.attrs:
-            labels = _labels_from(path, f"{dataset}.attrs['labels']", d.attrs["labels"])
+            keys = _header_keys(path, f"{dataset}.attrs['labels']", d.attrs["labels"])
         elif "labels" in h:
-            labels = _labels_from(path, "labels", h["labels"][()])
+            keys = _header_keys(path, "labels", h["labels"][()])
         else:
             raise InputError(path, f"{dataset}.attrs['labels']", _Text("missing"),
                              "region labels as an attribute of the dataset or a 'labels' "
                              "dataset")
         tr = d.attrs.get("tr", h.attrs.get("tr"))
-    return np.asarray(data), labels, (float(tr) if tr is not None else None)
+    return np.asarray(data), keys, (float(tr) if tr is not None else None)
 
 
-def _read_nifti(path: str, atlas: PathLike | None) -> tuple[np.ndarray, np.ndarray,
-                                                               float | None]:
+def _masker_means(path: str, img: Any, atlas: str, aimg: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Region means of a 4D image through nilearn's NiftiLabelsMasker, the atlas resampled
+    (nearest neighbour) onto the BOLD grid; InputError when nilearn is missing."""
+    try:
+        from nilearn.maskers import NiftiLabelsMasker
+    except ImportError:
+        raise InputError(atlas, "grid", _Text(f"shape {tuple(aimg.shape)}, affine "
+                                              f"{np.round(aimg.affine, 3).tolist()}"),
+                         f"the BOLD image's grid (shape {tuple(img.shape[:3])}, affine "
+                         f"{np.round(img.affine, 3).tolist()}), or the nilearn extra to "
+                         "resample the atlas onto it: pip install 'dtb[nilearn]'") from None
+    import warnings
+
+    masker = NiftiLabelsMasker(labels_img=aimg, resampling_target="data", strategy="mean",
+                               standardize=None, detrend=False)
+    try:
+        with warnings.catch_warnings():
+            # nilearn reports the resampling it was asked for as a warning
+            warnings.simplefilter("ignore", UserWarning)
+            data = masker.fit_transform(img)
+    except Exception as e:  # nilearn raises many kinds for grids it cannot map
+        raise InputError(atlas, "resampling", _Text(f"{type(e).__name__}: {e}"),
+                         f"an atlas that nilearn can resample onto {path}'s grid") from e
+    ids = getattr(masker, "region_ids_", None)      # nilearn >= 0.11; labels_ before
+    labels = np.array([int(ids[i]) for i in range(data.shape[1])] if ids is not None
+                      else [int(v) for v in masker.labels_ if int(v) != 0], np.int64)
+    return np.asarray(data, float), labels
+
+
+def _read_nifti(path: str, atlas: PathLike | None) -> tuple[np.ndarray, Keys, float | None,
+                                                               str]:
     import nibabel as nib
 
     if atlas is None:
@@ -195,26 +329,27 @@ def _read_nifti(path: str, atlas: PathLike | None) -> tuple[np.ndarray, np.ndarr
     except Exception as e:
         raise InputError(str(atlas), "file", _Text(f"unreadable ({type(e).__name__}: {e})"),
                          "a 3D NIfTI label volume") from e
-    if lab.shape != vol.shape[:3]:
-        raise InputError(str(atlas), "shape", tuple(lab.shape),
-                         f"the BOLD image's grid {tuple(vol.shape[:3])}")
-    if not np.allclose(aimg.affine, img.affine, atol=1e-3):
-        raise InputError(str(atlas), "affine", _Text(str(np.round(aimg.affine, 3).tolist())),
-                         f"the BOLD image's affine {np.round(img.affine, 3).tolist()}")
+    if lab.ndim != 3:
+        raise InputError(str(atlas), "shape", tuple(lab.shape), "a 3D label volume")
     if not np.all(np.equal(np.mod(lab, 1), 0)):
         raise InputError(str(atlas), "labels", _Text("non-integer values"),
                          "integer region labels")
-    lab = lab.astype(np.int64)
-    labels = np.unique(lab[lab > 0])
-    if labels.size == 0:
-        raise InputError(str(atlas), "labels", _Text("all voxels 0"), "labelled regions")
-    flat = vol.reshape(-1, vol.shape[3])
-    idx = np.searchsorted(labels, lab.ravel())
-    keep = lab.ravel() > 0
-    sums = np.zeros((labels.size, vol.shape[3]))
-    np.add.at(sums, idx[keep], flat[keep])
-    counts = np.bincount(idx[keep], minlength=labels.size)
-    data = (sums / counts[:, None]).T
+    how = "atlas on the BOLD grid"
+    if lab.shape != vol.shape[:3] or not np.allclose(aimg.affine, img.affine, atol=1e-3):
+        data, labels = _masker_means(path, img, str(atlas), aimg)
+        how = "atlas resampled onto the BOLD grid (nilearn NiftiLabelsMasker, nearest)"
+    else:
+        lab = lab.astype(np.int64)
+        labels = np.unique(lab[lab > 0])
+        if labels.size == 0:
+            raise InputError(str(atlas), "labels", _Text("all voxels 0"), "labelled regions")
+        flat = vol.reshape(-1, vol.shape[3])
+        idx = np.searchsorted(labels, lab.ravel())
+        keep = lab.ravel() > 0
+        sums = np.zeros((labels.size, vol.shape[3]))
+        np.add.at(sums, idx[keep], flat[keep])
+        counts = np.bincount(idx[keep], minlength=labels.size)
+        data = (sums / counts[:, None]).T
     zooms = img.header.get_zooms()
     tr = float(zooms[3]) if len(zooms) > 3 and zooms[3] > 0 else None
     if tr is not None:
@@ -223,14 +358,38 @@ def _read_nifti(path: str, atlas: PathLike | None) -> tuple[np.ndarray, np.ndarr
             tr *= 1e-3
         elif unit == "usec":
             tr *= 1e-6
-    return data, labels, tr
+    return data, (labels, None), tr, how
+
+
+def _agreed_tr(src: str, tr_s: float | None, file_tr: float | None,
+               side: tuple[str, str, float] | None) -> tuple[float | None, str]:
+    """The TR every given source agrees on (to 1 ms) and where it came from."""
+    if file_tr is not None and tr_s is not None and abs(file_tr - tr_s) > 1e-3:
+        raise InputError(src, "tr", file_tr, f"the given TR {tr_s} s (the file and --tr "
+                         "disagree)")
+    if side is not None:
+        where, field, value = side
+        for other, what in ((tr_s, f"the given --tr {tr_s} s (the sidecar and --tr "
+                                   "disagree)"),
+                            (file_tr, f"the TR in {src}'s header, {file_tr} s (the sidecar "
+                                      "and the file disagree)")):
+            if other is not None and abs(value - other) > 1e-3:
+                raise InputError(where, field, value, what)
+    if tr_s is not None:
+        return tr_s, "--tr"
+    if side is not None:
+        return side[2], f"{side[0]} ({side[1]})"
+    return file_tr, ("the file" if file_tr is not None else "")
 
 
 def read_bold(path: PathLike, tr_s: float | None = None, labels: Any = None,
               dataset: str = "bold", atlas: PathLike | None = None,
-              min_samples: int = MIN_SAMPLES) -> BoldData:
+              min_samples: int = MIN_SAMPLES, sidecar: bool = True) -> BoldData:
     """Read observed BOLD (see the module docstring for the formats); ``tr_s`` in seconds
-    (required unless the file records it; when both are given they must agree to 1 ms)."""
+    (required unless the file or its JSON sidecar records it; every source given must agree
+    to 1 ms).  ``sidecar``: read the BIDS sidecar beside the file when there is one."""
+    from dtb.bids import sidecar_tr
+
     p = Path(path)
     src = str(path)
     if not p.exists():
@@ -239,49 +398,109 @@ def read_bold(path: PathLike, tr_s: float | None = None, labels: Any = None,
         raise InputError(src, "file", _Text("not a regular file"), "a file")
     suf = _suffix(p)
     file_tr = None
+    dropped: tuple[Any, ...] = ()
+    how = ""
     if suf in (".csv", ".tsv", ".txt"):
-        data, lab = _read_table(src)
+        data, keys, dropped = _read_table(src)
     elif suf == ".npy":
         try:
             data = np.load(src, allow_pickle=False)
         except (OSError, ValueError) as e:
             raise InputError(src, "file", _Text(f"unreadable ({e})"), "a .npy array") from e
-        lab = _read_label_list(src, labels)
+        keys = _read_label_list(src, labels)
     elif suf in (".h5", ".hdf5"):
-        data, lab, file_tr = _read_hdf5(src, dataset)
+        data, keys, file_tr = _read_hdf5(src, dataset)
     elif suf in (".nii", ".nii.gz"):
-        data, lab, file_tr = _read_nifti(src, atlas)
+        data, keys, file_tr, how = _read_nifti(src, atlas)
     else:
         raise InputError(src, "suffix", suf or _Text("none"),
                          ".csv, .tsv, .txt, .npy, .h5, .hdf5, .nii or .nii.gz")
+    lab, names = keys
+    n_cols = lab.size if lab is not None else len(names)
     data = np.asarray(data)
-    if data.ndim != 2 or data.shape[1] != lab.size:
+    if data.ndim != 2 or data.shape[1] != n_cols:
         raise InputError(src, "shape", tuple(data.shape),
-                         f"(time points, {lab.size} regions) matching the labels")
+                         f"(time points, {n_cols} regions) matching the labels")
     if not np.issubdtype(data.dtype, np.number):
         raise InputError(src, "data type", str(data.dtype), "real numbers")
-    data = data.astype(float)
-    bad = np.argwhere(~np.isfinite(data))
+    out = BoldData(data.astype(float), lab, 0.0, src, names, dropped)
+    bad = np.argwhere(~np.isfinite(out.data))
     if bad.size:
         t, r = bad[0]
-        raise InputError(src, f"time point {t}, label {lab[r]}", float(data[t, r]),
+        raise InputError(src, f"time point {t}, {out.column(r)}", float(out.data[t, r]),
                          f"finite values ({len(bad)} non-finite in all)")
-    if file_tr is not None and tr_s is not None and abs(file_tr - tr_s) > 1e-3:
-        raise InputError(src, "tr", file_tr, f"the given TR {tr_s} s (the file and --tr "
-                         "disagree)")
-    tr = tr_s if tr_s is not None else file_tr
+    tr, tr_from = _agreed_tr(src, tr_s, file_tr, sidecar_tr(p) if sidecar else None)
     if tr is None:
-        raise InputError(src, "tr", None, "a repetition time in seconds (--tr)")
+        raise InputError(src, "tr", None, "a repetition time in seconds (--tr, or "
+                         "RepetitionTime in a JSON sidecar beside the file)")
     if not (np.isfinite(tr) and 0 < tr <= 60):
         raise InputError(src, "tr", tr, "a repetition time in seconds, in (0, 60]")
-    if data.shape[0] < min_samples:
-        raise InputError(src, "time points", data.shape[0],
+    if out.n_samples < min_samples:
+        raise InputError(src, "time points", out.n_samples,
                          f"at least {min_samples} time points")
-    flat = np.flatnonzero(np.ptp(data, axis=0) == 0)
+    flat = np.flatnonzero(np.ptp(out.data, axis=0) == 0)
     if flat.size:
-        raise InputError(src, f"label {lab[flat[0]]}", _Text("a constant series"),
+        raise InputError(src, out.column(int(flat[0])), _Text("a constant series"),
                          "a varying signal in every region")
-    return BoldData(data, lab, float(tr), src)
+    if how:
+        tr_from = f"{tr_from}; {how}"
+    return replace(out, tr_s=float(tr), tr_source=tr_from)
+
+
+def resolve_regions(bold: BoldData, region_labels: Any, region_names: Any,
+                    allow_extra: bool = False) -> BoldData:
+    """Give every observed column its brain region label: a header of labels is kept (and
+    refused where an integer is also the *name* of another brain region: ambiguous), a
+    header of names is matched to ``region_names`` exactly.  Names the brain lacks are an
+    error unless ``allow_extra`` (then their columns are dropped).  ``region_labels`` (K,)
+    and ``region_names`` (K,) are the brain's (``BrainSpec.region_labels``,
+    ``.region_names``).  Returns the BoldData with ``labels`` set (and ``names`` where the
+    brain names them)."""
+    rl = [int(v) for v in np.asarray(region_labels).ravel()]
+    rn = [str(v) for v in region_names]
+    name_of = dict(zip(rl, rn, strict=True))
+    by_name: dict[str, list[int]] = {}
+    for lab, n in zip(rl, rn, strict=True):
+        by_name.setdefault(n, []).append(lab)
+    src = bold.source
+    if bold.labels is not None:
+        for j, lab in enumerate(bold.labels.tolist()):
+            other = [x for x in by_name.get(str(lab), []) if x != lab]
+            if other:
+                mine = (f"the brain's label {lab} is region {name_of[lab]!r}"
+                        if lab in name_of else f"the brain has no label {lab}")
+                raise InputError(src, f"header column {j + 1}", lab,
+                                 f"an unambiguous region: read as a label, but {mine} and "
+                                 f"its region with label {other[0]} is named '{lab}'")
+        names = tuple(name_of.get(lab, str(lab)) for lab in bold.labels.tolist())
+        return replace(bold, names=names)
+    labels, keep, unknown = [], [], []
+    for j, n in enumerate(bold.names or ()):
+        hits = by_name.get(n, [])
+        if len(hits) > 1:
+            raise InputError(src, f"header column {j + 1}", n,
+                             f"a region name the brain has once (labels {_listed(hits)} "
+                             "share it; head the table with labels instead)")
+        if hits:
+            labels.append(hits[0])
+            keep.append(j)
+        else:
+            unknown.append(n)
+    if unknown and not allow_extra:
+        folded = {n.casefold(): n for n in rn}
+        near = [f"{n!r} (the brain has {folded[n.casefold()]!r})" for n in unknown
+                if n.casefold() in folded]
+        hint = f"; names differ in case: {', '.join(near[:3])}" if near else ""
+        raise InputError(src, "header", _listed(unknown),
+                         f"names of the brain's regions (it has no region so named; it has "
+                         f"{_listed(rn, 6)}{hint})")
+    if not keep:
+        raise InputError(src, "header", _listed(bold.names or ()),
+                         f"at least one of the brain's region names {_listed(rn, 6)}")
+    gone = tuple(by_name[n][0] if len(by_name.get(n, [])) == 1 else n
+                 for n in bold.no_coverage)
+    return replace(bold, data=bold.data[:, keep], labels=np.asarray(labels, np.int64),
+                   names=tuple(bold.names[j] for j in keep), no_coverage=gone)
 
 
 def preprocess(bold: BoldData, detrend: str | int | None = None,
@@ -326,7 +545,8 @@ def preprocess(bold: BoldData, detrend: str | int | None = None,
 
 def match_labels(bold: BoldData, unit_labels: Any, allow_unobserved: bool = False,
                  allow_extra: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Map observed regions to the brain's units by label.
+    """Map observed regions to the brain's units by label (a table headed by names goes
+    through ``resolve_regions`` first).
 
     ``unit_labels`` (U,): the region label of every unit (``BrainSpec.unit_labels``).
     Returns ``(obs_index, unit_obs)``: ``obs_index`` (U,) the observed column of every unit
@@ -334,14 +554,20 @@ def match_labels(bold: BoldData, unit_labels: Any, allow_unobserved: bool = Fals
     ``unit_obs`` (R_used,) the observed columns that some unit has, in file order.  Observed
     labels that no unit has are an error unless ``allow_extra``.
     """
+    if bold.labels is None:
+        raise InputError(bold.source, "header", _listed(bold.names or ()),
+                         "region labels (a table headed by names needs the brain's region "
+                         "names: resolve_regions)")
     ul = np.asarray(unit_labels, dtype=np.int64)
     pos = {int(v): i for i, v in enumerate(bold.labels)}
     obs_index = np.array([pos.get(int(v), -1) for v in ul], dtype=np.int64)
     missing = sorted(set(ul[obs_index < 0].tolist()))
     if missing and not allow_unobserved:
+        empty = [m for m in missing if m in bold.no_coverage]
+        why = (f"; {_listed(empty)} are all n/a in the file: no coverage" if empty else "")
         raise InputError(bold.source, "labels", _listed(missing),
                          "an observed series for every region of the brain (these brain "
-                         "regions have none; allow unobserved regions to go on)")
+                         f"regions have none{why}; allow unobserved regions to go on)")
     extra = sorted(set(bold.labels.tolist()) - set(ul.tolist()))
     if extra and not allow_extra:
         raise InputError(bold.source, "labels", _listed(extra),

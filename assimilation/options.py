@@ -48,12 +48,25 @@ def add_assimilate_parser(subparsers: Any) -> argparse.ArgumentParser:
     d = a.add_argument_group("data")
     d.add_argument("--brain", metavar="BRAIN.h5", help="a brain file written by dtb build")
     d.add_argument("--bold", metavar="FILE",
-                   help="observed BOLD: CSV/TSV (header of region labels), .npy (with "
-                        "--labels), HDF5 (dataset 'bold' with a labels attribute) or 4D NIfTI "
-                        "(with --atlas)")
-    d.add_argument("--tr", type=float, metavar="SECONDS", help="repetition time, s")
-    d.add_argument("--labels", metavar="FILE", help="region labels of a .npy table")
-    d.add_argument("--atlas", metavar="NIFTI", help="label volume of a 4D NIfTI BOLD image")
+                   help="observed BOLD: CSV/TSV (header of region labels or names, e.g. "
+                        "XCP-D's *_timeseries.tsv), .npy (with --labels), HDF5 (dataset "
+                        "'bold' with a labels attribute) or 4D NIfTI (with --atlas); a BIDS "
+                        "JSON sidecar beside it gives the TR")
+    d.add_argument("--tr", type=float, metavar="SECONDS",
+                   help="repetition time, s (default: RepetitionTime of the JSON sidecar "
+                        "beside --bold, or the file's own)")
+    d.add_argument("--labels", metavar="FILE",
+                   help="region labels (or names) of a .npy table, one a line")
+    d.add_argument("--atlas", metavar="NIFTI",
+                   help="label volume of a 4D NIfTI BOLD image (another grid needs the "
+                        "nilearn extra)")
+    d.add_argument("--confounds", metavar="TSV",
+                   help="confounds table (fMRIPrep's *_desc-confounds_timeseries.tsv) whose "
+                        "--confound-columns are regressed out (least squares) before "
+                        "--preprocess")
+    d.add_argument("--confound-columns", default="", metavar="C1,C2",
+                   help="columns of --confounds, names or patterns (e.g. trans_*,rot_*,"
+                        "csf,white_matter)")
     d.add_argument("--dataset", default="bold", help="HDF5 dataset name (bold)")
     d.add_argument("--preprocess", default="", metavar="STEPS",
                    help="comma-separated: psc (fractional signal change, x/mean - 1), "
@@ -84,7 +97,8 @@ def add_assimilate_parser(subparsers: Any) -> argparse.ArgumentParser:
     e.add_argument("--prior-sd", type=float, default=0.8, metavar="S",
                    help="prior spread on the logit scale around the brain's values (0.8)")
     e.add_argument("--holdout-regions", default="", metavar="L1,L2",
-                   help="region labels left out of the assimilation (scored only)")
+                   help="regions left out of the assimilation (scored only), by label or "
+                        "by name")
     e.add_argument("--holdout-fraction", type=float, default=0.25, metavar="F",
                    help="the last fraction F of the TRs is not assimilated: a free-running "
                         "forecast with frozen parameters (0.25)")
@@ -144,7 +158,7 @@ class Options:
     population: str
     bounds: dict[str, tuple[float, float]]
     prior_sd: float
-    holdout_regions: tuple[int, ...]
+    holdout_regions: tuple[int | str, ...]      # region labels or names
     holdout_fraction: float
     preprocess: list[tuple[str, Any]]
     method: str
@@ -172,6 +186,8 @@ class Options:
     allow_unobserved: bool = False
     allow_extra: bool = False
     checkpoint_every: float | None = None
+    confounds: str | None = None
+    confound_columns: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -272,7 +288,8 @@ def check_args(a: argparse.Namespace) -> Options:
 
     if a.demo:
         given = [f for f, v in (("--brain", a.brain), ("--bold", a.bold),
-                                ("--labels", a.labels), ("--atlas", a.atlas)) if v is not None]
+                                ("--labels", a.labels), ("--atlas", a.atlas),
+                                ("--confounds", a.confounds)) if v is not None]
         if given:
             raise UsageError(f"--demo: makes its own brain and synthetic BOLD -- drop "
                              f"{given[0]}")
@@ -283,6 +300,13 @@ def check_args(a: argparse.Namespace) -> Options:
         for flag, v in (("--neurons", a.neurons), ("--trs", a.trs)):
             if v is not None:
                 raise UsageError(f"{flag}: applies to --demo only -- drop it or add --demo")
+    columns = tuple(_split_list(a.confound_columns))
+    if a.confounds is not None and not columns:
+        raise UsageError("--confounds: given without --confound-columns -- expected the "
+                         "columns to regress out, e.g. --confound-columns 'trans_*,rot_*'")
+    if columns and a.confounds is None:
+        raise UsageError("--confound-columns: given without --confounds -- expected "
+                         "--confounds TSV")
     tr = 0.8 if a.demo and a.tr is None else a.tr
     if tr is not None and not (_finite(tr) and 0 < tr <= 60):
         raise UsageError(f"--tr: {a.tr!r} -- expected a repetition time in seconds, in (0, 60]")
@@ -302,11 +326,8 @@ def check_args(a: argparse.Namespace) -> Options:
     bounds = _parse_bounds(a.bounds, params)
     if not (_finite(a.prior_sd) and a.prior_sd > 0):
         raise UsageError(f"--prior-sd: {a.prior_sd!r} -- expected a spread > 0 (logit scale)")
-    try:
-        held = tuple(int(x) for x in _split_list(a.holdout_regions))
-    except ValueError:
-        raise UsageError(f"--holdout-regions: {a.holdout_regions!r} -- expected integer "
-                         "region labels, e.g. 3,17") from None
+    held = tuple(int(x) if x.lstrip("-").isdigit() else x
+                 for x in _split_list(a.holdout_regions))
     if len(set(held)) != len(held):
         raise UsageError(f"--holdout-regions: {a.holdout_regions!r} -- expected distinct "
                          "labels")
@@ -375,7 +396,7 @@ def check_args(a: argparse.Namespace) -> Options:
                    overwrite=a.overwrite, quiet=a.quiet, neurons=neurons, trs=trs,
                    labels=a.labels, atlas=a.atlas, dataset=a.dataset,
                    allow_unobserved=a.allow_unobserved, allow_extra=a.allow_extra,
-                   checkpoint_every=ce)
+                   checkpoint_every=ce, confounds=a.confounds, confound_columns=columns)
 
 
 def assimilate_parser() -> argparse.ArgumentParser:

@@ -8,6 +8,9 @@
   seconds, ``time_s``; BOLD a fractional signal change; rates in Hz);
 - ``metrics.json``: the scores (``dtb.assimilation.evaluation.evaluate``);
 - ``figures/``: ``parameters.png``, ``bold.png``, ``fc.png``;
+- ``bold_free.tsv`` and its BIDS sidecar ``bold_free.json``: the posterior-mean free run's
+  BOLD, the mean over members (tr_free x region), headed by the regions' names (or labels,
+  ``dtb.bids.region_header``), readable by ``dtb assimilate --bold``;
 - with ``--demo``: ``brain.h5`` and ``observed_bold.csv`` (the synthetic data, reusable with
   ``--brain RUN/brain.h5 --bold RUN/observed_bold.csv --tr 0.8``).
 """
@@ -31,13 +34,14 @@ from dtb.assimilation.problem import Layout, Problem
 from dtb.errors import OutputError
 
 __all__ = ["DIMENSIONS", "MANIFEST_FORMAT", "STORE", "METRICS", "FIGURES", "OBSERVED_CSV",
-           "OUTPUTS", "AssimilationRun", "dataset"]
+           "FREE_TSV", "OUTPUTS", "AssimilationRun", "dataset", "region_names"]
 
 STORE = "assimilation.zarr"
 METRICS = "metrics.json"
 FIGURES = "figures"
 OBSERVED_CSV = "observed_bold.csv"
-OUTPUTS = (STORE, METRICS, FIGURES, OBSERVED_CSV)
+FREE_TSV = "bold_free.tsv"
+OUTPUTS = (STORE, METRICS, FIGURES, OBSERVED_CSV, FREE_TSV, "bold_free.json")
 MANIFEST_FORMAT = "dtb-assimilation"
 #: the top-level entries a run of dtb assimilate may write (the manifest's ``written``)
 WRITTEN = ("manifest.json", "brain.h5", *OUTPUTS, "checkpoints")
@@ -79,6 +83,13 @@ def options_record(o: Options) -> dict[str, Any]:
     opts = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(o).items()
             if k not in ("extra", "out", "overwrite", "quiet")}
     return json.loads(json.dumps(_jsonable(opts)))
+
+
+def region_names(prob: Problem) -> list[str]:
+    """The brain's names of the observed regions (``prob.labels``)."""
+    name_of = dict(zip(np.asarray(prob.spec.region_labels).tolist(),
+                       (str(n) for n in prob.spec.region_names), strict=True))
+    return [name_of.get(int(v), str(int(v))) for v in prob.labels]
 
 
 def dataset(prob: Problem, res: Any, free: np.ndarray, o: Options) -> Any:
@@ -130,6 +141,7 @@ def dataset(prob: Problem, res: Any, free: np.ndarray, o: Options) -> Any:
         "low": xr.Variable("parameter", np.array([p.low for p in prob.params])),
         "high": xr.Variable("parameter", np.array([p.high for p in prob.params])),
         "region": xr.Variable("region", np.asarray(prob.labels, np.int64)),
+        "region_name": xr.Variable("region", np.asarray(region_names(prob), object)),
         "assimilated_region": xr.Variable("region", prob.assimilated.copy()),
         "tr_free": xr.Variable("tr_free", np.arange(free.shape[0])),
     }
@@ -369,6 +381,14 @@ class AssimilationRun:
             d, s = _write_csv(self.path / OBSERVED_CSV, prob.labels, prob.obs)
             outputs[OBSERVED_CSV] = {"path": OBSERVED_CSV, "sha256": d, "bytes": s,
                                      "tr_s": o.tr_s}
+        from dtb.bids import write_bold_tsv
+
+        for name, entry in write_bold_tsv(
+                self.path / FREE_TSV, free.mean(axis=1), prob.labels, region_names(prob),
+                o.tr_s, {"Description": "BOLD of the free run with the posterior-mean "
+                                        "parameters, the mean over members, written by dtb "
+                                        "assimilate"}).items():
+            outputs[name] = entry
         tmpf = self.path / f"{_TMP_PREFIX}{os.getpid()}-{FIGURES}"
         shutil.rmtree(tmpf, ignore_errors=True)
         names = _figures(prob, res, free, tmpf, o)

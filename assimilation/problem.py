@@ -73,8 +73,8 @@ def _preprocess(bold: Any, steps: list[tuple[str, Any]]) -> Any:
         if name == "psc":
             mean = bold.data.mean(axis=0)
             if np.any(mean <= 0):
-                bad = int(bold.labels[int(np.argmax(mean <= 0))])
-                raise InputError(bold.source, f"label {bad}", float(mean[mean <= 0][0]),
+                bad = bold.column(int(np.argmax(mean <= 0)))
+                raise InputError(bold.source, bad, float(mean[mean <= 0][0]),
                                  "a positive mean signal for psc (raw scanner intensities)")
             bold = replace(bold, data=bold.data / mean - 1.0)
         elif name == "detrend":
@@ -138,7 +138,7 @@ def _draw(params: Sequence[Any], center: np.ndarray, sd: float, shape: tuple[int
 def load_problem(o: Options) -> Problem:
     """Read the brain and the observations (or make the demo's brain) and check that they
     fit together; raises UsageError / InputError.  Cheap: nothing is simulated."""
-    from dtb.assimilation.observations import match_labels, read_bold
+    from dtb.assimilation.observations import match_labels, read_bold, resolve_regions
     from dtb.rundir import sha256_file
 
     if o.demo:
@@ -164,22 +164,39 @@ def load_problem(o: Options) -> Problem:
         obs_index = np.searchsorted(labels, unit_labels)
     else:
         bold = read_bold(o.bold, o.tr_s, labels=o.labels, dataset=o.dataset, atlas=o.atlas)
+        header = "names" if bold.labels is None else "labels"
+        bold = resolve_regions(bold, spec.region_labels, spec.region_names, o.allow_extra)
+        if o.confounds is not None:
+            from dtb.assimilation.confounds import read_confounds, regress_confounds
+
+            X, used_cols = read_confounds(o.confounds, o.confound_columns, bold.n_samples)
+            bold = regress_confounds(bold, X)
+            source.update({"confounds": str(Path(o.confounds).resolve()),
+                           "confounds_sha256": sha256_file(o.confounds),
+                           "confound_columns": used_cols})
         bold = _preprocess(bold, o.preprocess)
         obs_index, used = match_labels(bold, unit_labels, o.allow_unobserved, o.allow_extra)
         labels = bold.labels
         obs = bold.data
         source.update({"bold": str(Path(o.bold).resolve()), "bold_sha256": sha256_file(o.bold),
-                       "tr_s": bold.tr_s, "time_points": bold.n_samples,
-                       "regions": int(labels.size)})
+                       "tr_s": bold.tr_s, "tr_source": bold.tr_source,
+                       "time_points": bold.n_samples, "regions": int(labels.size),
+                       "matched_by": header,
+                       "no_coverage": [str(v) for v in bold.no_coverage]})
         o.extra["tr_s"] = bold.tr_s
     T, R = obs.shape
     assimilated = np.zeros(R, bool)
     assimilated[np.unique(obs_index[obs_index >= 0])] = True
-    for lab in o.holdout_regions:
+    label_of = {str(n): int(v) for v, n in zip(spec.region_labels, spec.region_names,
+                                                strict=True)}
+    for key in o.holdout_regions:
+        lab = key if isinstance(key, int) else label_of.get(key, -1)
         hits = np.flatnonzero(labels == lab)
         if hits.size == 0 or not assimilated[hits[0]]:
-            raise UsageError(f"--holdout-regions: {lab} -- expected labels of observed regions "
-                             f"of the brain ({int(labels[assimilated][0])}, ...)")
+            shown = key if isinstance(key, int) else repr(key)
+            raise UsageError(f"--holdout-regions: {shown} -- expected labels or names of "
+                             f"observed regions of the brain, each once "
+                             f"({int(labels[assimilated][0])}, ...)")
         assimilated[hits[0]] = False
     if not assimilated.any():
         raise UsageError("--holdout-regions: every observed region held out -- expected at "

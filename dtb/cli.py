@@ -124,6 +124,9 @@ def _parser() -> argparse.ArgumentParser:
     from dtb.report import add_report_parser
 
     add_report_parser(sub)
+    from dtb.export import add_export_parser
+
+    add_export_parser(sub)
     from dtb.assimilation.cli import add_assimilate_parser
     from dtb.jobs import add_job_parser
 
@@ -227,6 +230,10 @@ def _run(a: argparse.Namespace, args_list: list[str]) -> int:
                 from dtb.warmup import run_warmup
 
                 return run_warmup(a)
+            if a.command == "export":
+                from dtb.export import run_export
+
+                return run_export(a)
             return simulate(a, ["dtb", *args_list], stop)
         finally:
             for sig, h in old.items():

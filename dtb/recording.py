@@ -57,13 +57,16 @@ class Recording:
 
     ``engine``: a built Engine; ``run_dir``: the run directory (made by rank 0's
     RunDirectory); ``spec``: a validated RecordSpec; ``t_ms``: the model time the run will
-    cover (sizes the dense arrays); ``unit_labels``: (n_units,) names of the units.
+    cover (sizes the dense arrays); ``unit_labels``: (n_units,) names of the units;
+    ``unit_region_labels``: (n_units,) their integer region labels (a brain's), stored as the
+    ``label`` coordinate beside the names.
     ``resume``: the outputs exist already (an interrupted run): open them for writing
     without recreating them, then ``set_state`` from the checkpoint, then the engine's.
     """
 
     def __init__(self, engine: Any, run_dir: str | Path, spec: RecordSpec, t_ms: float,
-                 unit_labels: Sequence[str] | None = None, resume: bool = False):
+                 unit_labels: Sequence[str] | None = None, resume: bool = False,
+                 unit_region_labels: Sequence[int] | None = None):
         from dtb.series import ArraySpec, SeriesStore
         from dtb.spikes_io import PARTS_DIR, SpikeRecorder, sample_ids
 
@@ -140,7 +143,9 @@ class Recording:
                 if tr % bs:  # the hemodynamic drive bin must divide the TR
                     bs = math.gcd(tr, bs)
             t, per_s = time_axis(bs)
-            extra = {"unit_neurons": per_unit.astype(np.int64)}
+            by_label = ({"label": np.asarray(unit_region_labels, np.int64)}
+                        if unit_region_labels is not None else {})
+            extra = {"unit_neurons": per_unit.astype(np.int64), **by_label}
             specs.append(ArraySpec(
                 "unit_rate", "time_unit", "unit", t, labels,
                 attrs={"units": "Hz", "bin_ms": bs * dt,
@@ -162,7 +167,8 @@ class Recording:
                            "baseline_hz": spec.bold_baseline_hz,
                            "description": "BOLD fractional signal change per unit "
                                           "(Balloon-Windkessel driven by the unit rate)"},
-                    chunk_cols=self._unit_spec.chunk_cols, direct=True))
+                    extra_coords=by_label, chunk_cols=self._unit_spec.chunk_cols,
+                    direct=True))
         self.bold = getattr(self, "bold", None)
 
         self.samples: _Samples | None = None

@@ -4,8 +4,20 @@ Writes ``RUN_DIR/report/``: ``raster.png`` (a sample of neurons per population),
 ``rates.png`` (population rates), ``bold.png`` (BOLD per unit, when recorded), ``fc.png``
 (functional connectivity of the BOLD signal) and ``index.md``, a short page with the key
 numbers (status, sizes, timings, rates, CV of inter-spike intervals, spike-count
-correlation) linking the figures.  Everything is read lazily through dtb.analysis, so a
-report of a large run reads only the sampled neurons' spikes and the dense series.
+correlation) linking the figures, and notes: why BOLD or FC figures are absent, and when a
+series is still in its start-up transient or too short for FC (``bold_notes``).
+
+The BOLD start-up transient: the run starts the hemodynamic model at rest and the network
+from its initial state, so the first seconds of BOLD are the response to the start of the
+simulation.  Its length is taken as the network's transient (``NETWORK_TRANSIENT_MS``) plus
+the time in which the hemodynamic model's slowest mode decays to 5 % (``ln 20 / |Re
+lambda|``, lambda the eigenvalue of the model linearised at rest with the smallest decay
+rate: 4.8 s for friston2000, 9.2 s for friston2003, 9.4 s for stephan2007).  FC is computed
+over the samples after it, and called too short below ``FC_MIN_SAMPLES`` samples (the
+sampling SD of a correlation of N independent samples is about 1/sqrt(N): 0.22 at 20).
+
+Everything is read lazily through dtb.analysis, so a report of a large run reads only the
+sampled neurons' spikes and the dense series.
 """
 
 from __future__ import annotations
@@ -19,6 +31,8 @@ import numpy as np
 RASTER_NEURONS = 50   # neurons per population in the raster
 STAT_NEURONS = 200    # neurons per population for the CV of ISIs
 PAIRS = 100           # pairs per population for the count correlation
+NETWORK_TRANSIENT_MS = 300.0   # the network's own start-up transient (as dtb assimilate's)
+FC_MIN_SAMPLES = 20   # fewer BOLD samples after the transient: FC called too short
 
 
 def add_report_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -167,22 +181,82 @@ def _draw(run: Any, out: Path, t_max: float) -> list[str]:
     if "population_rate" in ds:
         _rates(ds, out / "rates.png")
         figs.append(("Population rates", "rates.png"))
+    notes, first = bold_notes(run.manifest, ds, run.t_stop)
+    numbers["notes"].extend(notes)
     if "bold" in ds:
         n_bold = ds.sizes["time_bold"]
         if n_bold >= 2:  # a run shorter than a TR or two has no series to draw
             _bold(ds, out / "bold.png")
             figs.append(("BOLD per unit", "bold.png"))
-        if n_bold >= 3:
-            fc = _fc(ds, out / "fc.png")
+        if n_bold - first >= 3:  # FC without the start-up transient
+            fc = _fc(ds.isel(time_bold=slice(first, None)), out / "fc.png")
             figs.append(("Functional connectivity of BOLD", "fc.png"))
             numbers["fc_mean_offdiag"] = fc
-        else:
+        elif n_bold < 3:
             numbers["notes"].append(
                 f"BOLD: {n_bold} sample(s) in this run -- no "
                 f"{'functional connectivity' if n_bold == 2 else 'BOLD or FC'} figure "
                 "(a figure needs 2 samples, FC 3; record a longer run)")
     _page(run, numbers, figs, out / "index.md")
     return [f for _, f in figs] + ["index.md"]
+
+
+def bold_transient_ms(model: str = "friston2000") -> float:
+    """The BOLD start-up transient in ms (see the module docstring)."""
+    from dtb.assimilation.hemodynamics import linear_system
+
+    A = linear_system(model)[0]
+    slowest = float(np.min(np.abs(np.linalg.eigvals(A).real)))
+    return NETWORK_TRANSIENT_MS + 1e3 * np.log(20.0) / slowest
+
+
+def bold_notes(manifest: dict[str, Any], ds: Any, t_stop_ms: float) -> tuple[list[str], int]:
+    """Notes for the report on the run's BOLD: why it is absent, whether it is still in its
+    start-up transient, whether it is long enough for FC.  Returns ``(notes, first)``:
+    ``first`` the index of the first BOLD sample after the transient (0 when every sample
+    is in it, so that what there is can still be shown)."""
+    notes: list[str] = []
+    if "bold" not in ds:
+        kind = (manifest.get("source") or {}).get("kind")
+        if kind == "brain" or "unit_rate" in ds:
+            notes.append("No BOLD recorded, so no BOLD or FC figures: record it with "
+                         "`--record bold:720` (TR in ms) or `record: {bold: {tr_ms: 720}}`, "
+                         "and run for a minute or more of model time.")
+        else:
+            notes.append("No BOLD: this network has no units (regions or voxels) to compute "
+                         "it for, so no BOLD or FC figures (build a brain with `dtb build`).")
+        return notes, 0
+    b = ds.bold
+    n = int(b.sizes["time_bold"])
+    tr = float(b.attrs.get("tr_ms", 0.0)) or (t_stop_ms / max(n, 1))
+    transient = bold_transient_ms(str(b.attrs.get("model", "friston2000")))
+    times = np.asarray(b.time_bold.values, float)
+    first = int(np.searchsorted(times, transient, side="right"))
+    if n == 0:
+        notes.append(f"BOLD was recorded with a TR of {tr:g} ms, but the run ({t_stop_ms:g} "
+                     "ms) is shorter than one TR: no samples, so no BOLD or FC figures.")
+        return notes, 0
+    if first >= n:
+        notes.append(f"**BOLD still in its start-up transient**: all {n} samples lie in the "
+                     f"first {transient / 1e3:.1f} s, the hemodynamic response to the start "
+                     f"of the simulation; they say nothing about ongoing activity. Run for a "
+                     f"minute or more of model time (`--t 60000`).")
+        first = 0
+    elif first > 0:
+        notes.append(f"The first {first} of {n} BOLD samples (up to {transient / 1e3:.1f} s) "
+                     "are the start-up transient; FC below is computed without them.")
+    used = n - first
+    if used < 3:
+        notes.append(f"**Too short for FC**: {used} BOLD sample(s) (TR {tr:g} ms); "
+                     "functional connectivity needs at least 3, and many more to mean "
+                     "anything, so no FC figure.")
+    elif used < FC_MIN_SAMPLES:
+        notes.append(f"**Too short for FC**: {used} BOLD samples (TR {tr:g} ms) after the "
+                     f"transient; a correlation over N samples has a sampling SD of about "
+                     f"1/sqrt(N) ({1 / np.sqrt(used):.2f} here), so the FC figure is mostly "
+                     f"noise. Aim for {FC_MIN_SAMPLES} samples at the very least (minutes of "
+                     "model time).")
+    return notes, first
 
 
 def _numbers(run: Any) -> dict[str, Any]:
@@ -256,8 +330,11 @@ def _bold(ds: Any, path: Path) -> None:
 
     b = ds.bold
     fig, ax = plt.subplots(figsize=(9, 4))
+    t = np.asarray(b.time_bold.values, float)
+    tr = float(b.attrs.get("tr_ms", 0.0)) or (t[1] - t[0] if t.size > 1 else t[0])
+    # each sample is stamped at the end of its TR: it covers (t - TR, t]
     img = ax.imshow(100 * b.values.T, aspect="auto", interpolation="nearest", cmap="RdBu_r",
-                    extent=(float(b.time_bold[0]), float(b.time_bold[-1]), b.sizes["unit"], 0))
+                    extent=(float(t[0] - tr), float(t[-1]), b.sizes["unit"], 0))
     fig.colorbar(img, ax=ax, label="BOLD (% signal change)")
     ax.set_xlabel("time (ms)")
     ax.set_ylabel("unit")
@@ -303,6 +380,8 @@ def _page(run: Any, n: dict[str, Any], figs: list[tuple[str, str]], path: Path) 
     if "fc_mean_offdiag" in n:
         lines += [f"- mean off-diagonal BOLD functional connectivity: "
                   f"{n['fc_mean_offdiag']:.3f}", ""]
+    if n.get("notes"):
+        lines += ["## Notes", ""] + [f"- {x}" for x in n["notes"]] + [""]
     lines += ["| population | neurons | rate (Hz) | CV of ISI | count corr. (10 ms) |",
               "|---|---:|---:|---:|---:|"]
     for p, r in n["rates"].items():

@@ -79,7 +79,8 @@ FORMAT = "dtb-run"
 FORMAT_VERSION = 1
 SONATA_MAGIC = 0x0A7A
 SONATA_VERSION = (0, 1)
-OUTPUT_NAMES = ("spikes.h5", "spikes", "series.zarr", "series.h5", "series", "report")
+OUTPUT_NAMES = ("spikes.h5", "spikes", "series.zarr", "series.h5", "series", "report",
+                "bold.tsv", "bold.json")
 CHECKPOINTS = "checkpoints"
 #: the top-level entries a run of dtb simulate may write (the manifest's ``written``)
 WRITTEN = (MANIFEST, *OUTPUT_NAMES, CHECKPOINTS)

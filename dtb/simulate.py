@@ -93,6 +93,7 @@ def _check_args(a: argparse.Namespace) -> None:
 def _resolve(a: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], str]:
     """The validated network and settings, where they came from, and a name for the run."""
     from dtb.config import SimulationSettings, load_config, parse_network
+    from dtb.export import UnitRegions
     from dtb.models import BUILTIN
     from dtb.record_spec import resolve_record
     from dtb.recording import unit_labels
@@ -109,6 +110,7 @@ def _resolve(a: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], str]:
         source = {"kind": "brain", "path": str(path.resolve()), "sha256": sha256_file(path),
                   "level": spec.level, "units": spec.n_units}
         a.unit_labels = unit_labels(spec)
+        a.unit_regions = UnitRegions.from_spec(spec)
     elif a.config is not None:
         net, sim = load_config(a.config)
         path = Path(a.config)
@@ -154,23 +156,25 @@ def _record_run(eng: Any, out: Path, sim: Any, err: TextIO | None,
                 labels: Any = None, checkpoint_steps: int | None = None,
                 stop: StopRequest | None = None,
                 resume: dict[str, Any] | None = None,
-                ready: Any = None) -> tuple[dict[str, Any] | None, Any]:
+                ready: Any = None, regions: Any = None) -> tuple[dict[str, Any] | None, Any]:
     """Run the engine to sim.t with the recorders of sim.record (progress on ``err``).
 
     ``checkpoint_steps``: write a checkpoint every this many steps; ``stop``: the signal
     handler's request, checked after every chunk (a checkpoint, then a stop); ``resume``:
     this rank's state from a checkpoint (``recording/...`` and ``engine/...``) to continue
     from; ``ready()``: called once the recorders are set up (RunDirectory.commit: the
-    earlier run an --overwrite replaces is removed only then).  Returns (what rank 0's
-    RunDirectory.finish needs, None on other ranks; None) when
-    the run reached its end, or (None, the last checkpoint as a _Checkpoint) when it
-    stopped on request."""
+    earlier run an --overwrite replaces is removed only then); ``regions``: a brain's
+    ``dtb.export.UnitRegions`` (the series' ``label`` coordinate, and the regions of
+    ``bold.tsv``, written when BOLD is recorded).  Returns (what rank 0's
+    RunDirectory.finish needs, None on other ranks; None) when the run reached its end, or
+    (None, the last checkpoint as a _Checkpoint) when it stopped on request."""
     from dtb.progress import Progress
     from dtb.recording import Recording
     from dtb.rundir import write_atomic
 
     eng.keep_spikes = False  # the recorders hold what the run writes
-    rec = Recording(eng, out, sim.record, sim.t, labels, resume=resume is not None)
+    rec = Recording(eng, out, sim.record, sim.t, labels, resume=resume is not None,
+                    unit_region_labels=None if regions is None else regions.unit_label)
     if resume is not None:  # the recording first: it takes its start step from the engine
         rec.set_state(_sub(resume, "recording/"))
         _set_engine_state(eng, _sub(resume, "engine/"))
@@ -198,7 +202,12 @@ def _record_run(eng: Any, out: Path, sim: Any, err: TextIO | None,
     if not finished:
         rec.abort()  # closes the HDF5 part; everything else is in the checkpoint
         return None, last[-1]
-    return rec.finish(write_atomic), None
+    recorded = rec.finish(write_atomic)
+    if recorded is not None and rec.bold is not None and rec.store is not None:
+        from dtb.export import write_run_bold_tsv
+
+        recorded["outputs"].update(write_run_bold_tsv(out, regions, labels))
+    return recorded, None
 
 
 @dataclass
@@ -282,6 +291,9 @@ def _summary(m: dict[str, Any], out: Path, command: str = "simulate") -> str:
     ])
 
 
+DEMO_BOLD_TR_MS = 720.0   # dtb demo records BOLD at this TR (ms) unless --record bold:...
+
+
 def demo(a: argparse.Namespace, command: list[str]) -> int:
     import numba
 
@@ -289,6 +301,7 @@ def demo(a: argparse.Namespace, command: list[str]) -> int:
     from dtb.brain.commands import demo_inputs
     from dtb.config import SimulationSettings, parse_network
     from dtb.engine import Engine
+    from dtb.export import UnitRegions
     from dtb.record_spec import resolve_record
     from dtb.recording import unit_labels
     from dtb.rundir import RunDirectory, sha256_file
@@ -302,8 +315,11 @@ def demo(a: argparse.Namespace, command: list[str]) -> int:
     err = None if a.quiet else sys.stderr
     spec = build(**demo_inputs(), options=BuildOptions(level=a.level, neurons=a.neurons))
     net = parse_network(spec.to_network(name="default_subject"), a.dt)
+    # BOLD at an HCP-like TR unless --record says otherwise (dtb report explains what a
+    # short run's BOLD can and cannot show)
+    flags = [f"bold:{DEMO_BOLD_TR_MS:g}", *(a.record or [])]
     sim = SimulationSettings(dt=a.dt, t=a.t, seed=a.seed,
-                             record=resolve_record(None, a.record, net, a.dt))
+                             record=resolve_record(None, flags, net, a.dt))
     out = Path(a.out) if a.out is not None else _default_out("demo")
     with RunDirectory(out, overwrite=a.overwrite) as rd:
         a.run_dir = out
@@ -317,7 +333,8 @@ def demo(a: argparse.Namespace, command: list[str]) -> int:
         log.info("demo: default subject, %s level, %d units, %s neurons (run directory %s)",
                  spec.level, spec.n_units, f"{net.n_neurons:,}", out)
         eng = Engine(net, dt=sim.dt, seed=sim.seed, threads=a.threads)
-        recorded, _ = _record_run(eng, out, sim, err, unit_labels(spec), ready=rd.commit)
+        recorded, _ = _record_run(eng, out, sim, err, unit_labels(spec), ready=rd.commit,
+                                  regions=UnitRegions.from_spec(spec))
         manifest = rd.finish(eng, recorded=recorded)
     from dtb.report import make_report
 
@@ -330,8 +347,10 @@ def demo(a: argparse.Namespace, command: list[str]) -> int:
           f"    {out / 'brain.h5'}       the brain built from data/default_subject "
           "(dtb.BrainSpec.load)\n"
           f"    {out / 'spikes.h5'}      every spike, SONATA layout (h5py; /spikes/<family>)\n"
-          f"    {out / 'series.zarr'}    population and region rates (xarray.open_zarr, "
-          "dtb.analysis.open_run)\n"
+          f"    {out / 'series.zarr'}    population and unit rates, BOLD per unit "
+          "(xarray.open_zarr, dtb.analysis.open_run)\n"
+          + (f"    {out / 'bold.tsv'}       BOLD per region, TSV + BIDS sidecar "
+             "(dtb assimilate --bold)\n" if (out / "bold.tsv").exists() else "") +
           f"    {out / 'manifest.json'}  configuration, versions, seed, counts, timings, "
           "rates, checksums, status\n"
           f"    {report / 'index.md'}  figures and statistics (dtb report)")
@@ -411,7 +430,8 @@ def simulate(a: argparse.Namespace, command: list[str],
         recorded, stopped = _record_run(eng, out, sim, err, getattr(a, "unit_labels", None),
                                         every, stop,
                                         resume["state"] if resume is not None else None,
-                                        ready=rd.commit if rank0 else None)
+                                        ready=rd.commit if rank0 else None,
+                                        regions=getattr(a, "unit_regions", None))
         if stopped is not None:
             why = signal.Signals(stopped.signum).name
             if rank0:

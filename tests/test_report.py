@@ -82,3 +82,74 @@ def test_report_of_a_run_shorter_than_a_tr(tmp_path: Path):
         rep = out / "report"
         assert not (rep / "bold.png").exists() and not (rep / "fc.png").exists()
         assert f"BOLD: {n_bold} sample(s) in this run" in (rep / "index.md").read_text()
+
+
+# --- notes on BOLD: absent, in its start-up transient, too short for FC (issue 15) ----------
+
+def _bold_ds(n: int, tr_ms: float, model: str = "friston2000"):
+    import numpy as np
+    import xarray as xr
+
+    t = tr_ms * (1 + np.arange(n))
+    data = np.random.default_rng(0).standard_normal((n, 4))
+    return xr.Dataset({"bold": xr.DataArray(data, dims=("time_bold", "unit"),
+                                            coords={"time_bold": t},
+                                            attrs={"tr_ms": tr_ms, "model": model})})
+
+
+def test_bold_transient_is_the_slowest_hemodynamic_mode_decaying_to_5_percent():
+    """Independently of the eigen-solver: the linearised model is block triangular, its
+    rates the roots of l^2 + kappa l + gamma (flow; underdamped for these sets: real part
+    -kappa/2), -1/(alpha tau) (volume) and -1/tau (deoxyhaemoglobin)."""
+    import math
+
+    from dtb.assimilation.hemodynamics import PARAMETER_SETS
+    from dtb.report import NETWORK_TRANSIENT_MS, bold_transient_ms
+
+    for name, p in PARAMETER_SETS.items():
+        assert p.kappa ** 2 < 4 * p.gamma
+        slowest = min(p.kappa / 2, 1 / (p.alpha * p.tau), 1 / p.tau)
+        want = NETWORK_TRANSIENT_MS + 1e3 * math.log(20) / slowest
+        assert bold_transient_ms(name) == pytest.approx(want, rel=1e-9), name
+    assert bold_transient_ms() == pytest.approx(5093.2, abs=0.1)
+
+
+def test_report_notes_say_why_bold_or_fc_is_absent_or_unreliable(demo_run: Path):
+    import xarray as xr
+
+    from dtb.report import bold_notes
+
+    # the demo fixture: 6 samples of 0.1 s, all inside the 5.1 s transient
+    page = (demo_run / "report" / "index.md").read_text()
+    assert "**BOLD still in its start-up transient**: all 6 samples lie in the first " \
+           "5.1 s" in page
+    assert "**Too short for FC**: 6 BOLD samples" in page
+    # 12 samples of 0.8 s: the first 6 (to 4.8 s) are the transient, FC from the other 6
+    notes, first = bold_notes({}, _bold_ds(12, 800.0), 9600.0)
+    assert first == 6
+    assert notes[0].startswith("The first 6 of 12 BOLD samples (up to 5.1 s) are the "
+                               "start-up transient")
+    assert "**Too short for FC**: 6 BOLD samples (TR 800 ms) after the transient" in notes[1]
+    # long enough for FC: only the transient is mentioned
+    notes, first = bold_notes({}, _bold_ds(100, 800.0), 80000.0)
+    assert first == 6 and len(notes) == 1 and "FC below is computed without them" in notes[0]
+    # no BOLD: why, and how to get it
+    notes, _ = bold_notes({"source": {"kind": "brain"}}, xr.Dataset(), 1000.0)
+    assert "No BOLD recorded, so no BOLD or FC figures: record it with `--record " \
+           "bold:720`" in notes[0]
+    notes, _ = bold_notes({"source": {"kind": "model"}}, xr.Dataset(), 1000.0)
+    assert "this network has no units" in notes[0]
+    notes, _ = bold_notes({}, _bold_ds(0, 720.0), 500.0)
+    assert "shorter than one TR: no samples" in notes[0]
+
+
+def test_demo_records_bold_and_writes_the_region_table(tmp_path: Path):
+    out = tmp_path / "demo"
+    assert main(["demo", "--neurons", "3000", "--t", "800", "--threads", "1", "--out",
+                 str(out), "--quiet"]) == 0
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["config"]["record"]["bold"]["tr_ms"] == 720
+    assert (out / "bold.tsv").read_text().count("\n") == 2          # header + 1 TR
+    page = (out / "report" / "index.md").read_text()
+    assert "still in its start-up transient" in page and "no FC figure" in page
+    assert not (out / "report" / "fc.png").exists()
