@@ -9,6 +9,13 @@ Each point builds a brain from an HCP development subject's own SC and tract len
 
 - global coupling ``G``: a multiplier on the weight of every ``long_range`` rule (per synapse;
   it scales the AMPA and the NMDA trace increment of long-range spikes alike);
+  ``lr_to_I``: a further multiplier on the long-range rules onto inhibitory families (0: long
+  range excites E cells only, no feed-forward inhibition); ``w_EE``: a multiplier on the
+  unit-local E -> E weight (recurrent excitation); ``lr_k`` = a: long-range in-degree of each
+  unit times (s / mean s)^a, s its region's SC in-strength (row sum; neuron-weighted mean
+  unchanged).  a = 0 is the builder's recipe: every neuron gets the same number of
+  long-range inputs, so a region's input is its SC row normalised to sum 1; a = 1 makes the
+  coupling proportional to the SC itself, as in neural-mass models;
 - ``split`` (local E : local I : long-range in-degree), ``hyper`` (per-unit conductance
   scales, e.g. g_NMDA, g_GABA_A, g_GABA_B, I_e), ``background`` (OU current mean, sigma, tau),
   ``neurons``, ``t_s`` (model seconds), ``dt`` (ms), ``seed``.
@@ -62,11 +69,18 @@ from dtb.assimilation.hemodynamics import drive_from_rate, simulate_bold  # noqa
 HERE = Path(__file__).resolve().parent
 DTB = str(Path(sys.executable).with_name("dtb"))
 
-BASE = {"subject": "101309", "G": 1.0, "split": [4, 1, 2], "hyper": {}, "background": None,
-        "neurons": 4000, "in_degree": 100, "t_s": 140.0, "dt": 0.5, "seed": 1}
+BASE = {"subject": "101309", "G": 1.0, "lr_to_I": 1.0, "w_EE": 1.0, "lr_k": 0.0,
+        "split": [4, 1, 2],
+        "hyper": {}, "background": None, "neurons": 4000, "in_degree": 100, "t_s": 140.0,
+        "dt": 0.5, "seed": 1}
 
 PHASES: dict[str, list[dict[str, Any]]] = {
     "g": [{"name": f"G{g:g}", "G": g} for g in (1, 2, 3, 4, 6, 8)],
+    "b": [{"name": "k0.5-G1", "lr_k": 0.5}, {"name": "k0.5-G2", "lr_k": 0.5, "G": 2},
+          {"name": "k1-G1", "lr_k": 1.0}, {"name": "noLRI-G1", "lr_to_I": 0.0},
+          {"name": "noLRI-k0.5-G1", "lr_to_I": 0.0, "lr_k": 0.5}],
+    "b2": [{"name": "k1-G2", "lr_k": 1.0, "G": 2}, {"name": "k1-G3", "lr_k": 1.0, "G": 3},
+           {"name": "k0.5-G3", "lr_k": 0.5, "G": 3}],
 }
 
 
@@ -96,10 +110,18 @@ def build_brain(p: dict[str, Any], files: dict[str, Path], out: Path) -> dict[st
         spec = build(sc=str(files["sc"]), lengths=str(files["lengths"]),
                      regions=str(files["regions"]), options=opt)
     n_lr = 0
+    strength = spec.weights.sum(axis=1)[spec.unit_region]  # SC in-strength of each unit
+    nw = spec.neurons_per_unit()
+    rel = strength / np.average(strength, weights=nw)
     for r in spec.rules:
+        if r.kind == "long_range" and float(p["lr_k"]) != 0.0:
+            r.k = np.floor(r.k * rel ** float(p["lr_k"]) + 0.5).astype(np.int64)
         if r.kind == "long_range":
-            r.weight = float(r.weight) * float(p["G"])
+            r.weight = float(r.weight) * float(p["G"]) * (
+                float(p["lr_to_I"]) if r.target.endswith("I") else 1.0)
             n_lr += 1
+        elif r.source.endswith("E") and r.target.endswith("E"):
+            r.weight = float(r.weight) * float(p["w_EE"])
     spec.save(out)
     return {"hyper": hyper, "background": opt.background, "long_range_rules": n_lr}
 
@@ -247,13 +269,84 @@ def _line(res: dict[str, Any]) -> str:
             f"| wall {res['wall_s']:.0f}s rtf {res['timings']['rtf']:.2f}")
 
 
+def linear_reference(sid: str) -> list[dict[str, Any]]:
+    """FC of a linear stochastic network on the subject's SC, the best any model whose
+    regions respond linearly to their summed long-range input can do with that coupling:
+    dx/dt = -x + g W x / lambda_max(W) + white noise, stationary covariance from the Lyapunov
+    equation, for W = D^(a-1) SC (D the in-strengths; a = 0: rows normalised, as dtb's
+    fixed long-range in-degree makes them; a = 1: the SC itself), against the held-out FC."""
+    import scipy.linalg as sl
+
+    sub = hcp.load_subject(sid)
+    fho = S.fc(sub.bold[hcp.HELDOUT])
+    sc = sub.sc.copy()
+    np.fill_diagonal(sc, 0.0)
+    d = sc.sum(axis=1)
+    out = []
+    for a in (0.0, 0.5, 1.0):
+        w = sc * (d ** (a - 1.0))[:, None]
+        lam = float(np.max(np.real(np.linalg.eigvals(w))))
+        for g in (0.5, 0.8, 0.9, 0.95, 0.98):
+            c = sl.solve_continuous_lyapunov(-np.eye(len(w)) + g / lam * w, -np.eye(len(w)))
+            sd = np.sqrt(np.diag(c))
+            f = c / np.outer(sd, sd)
+            out.append({"subject": sid, "a": a, "g": g, "fc_r_heldout": S.fc_fit(f, fho),
+                        "mean_fc": float(S.upper(f).mean())})
+    return out
+
+
 def collect(work: Path) -> Path:
     lines = [json.loads(x) for x in (work / "points.jsonl").read_text().splitlines() if x]
     stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%d-%H%M%S")
     out = HERE / "results" / f"fit_regime-{stamp}.json"
+    lin = [x for sid in hcp.DEV_SUBJECTS for x in linear_reference(sid)]
     out.write_text(json.dumps({"benchmark": "fit_regime", "machine": machine(),
-                               "points": lines}, indent=1))
+                               "defaults": BASE, "points": lines, "linear_reference": lin},
+                              indent=1))
     return out
+
+
+def figure(results: Path, out: Path) -> None:
+    """Scores against G per long-range recipe (subject 101309, 140 s runs), and the linear
+    network's ceiling; no HCP-derived matrix is drawn (HCP terms)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    r = json.loads(results.read_text())
+    pts = [p for p in r["points"] if p["point"]["subject"] == "101309"
+           and p["point"].get("t_s") == 140.0 and p["point"].get("neurons") == 4000
+           and not p["point"].get("hyper") and p["point"].get("background") is None
+           and p["point"].get("lr_to_I", 1.0) == 1.0 and p["point"].get("w_EE", 1.0) == 1.0
+           and list(p["point"].get("split", [4, 1, 2])) == [4, 1, 2]]
+    data = pts[0]["data"]
+    fig, ax = plt.subplots(1, 4, figsize=(16, 3.6))
+    for a, mk in ((0.0, "o-"), (0.5, "s-"), (1.0, "^-")):
+        q = sorted((p for p in pts if float(p["point"].get("lr_k", 0.0)) == a),
+                   key=lambda p: p["point"]["G"])
+        if not q:
+            continue
+        g = [p["point"]["G"] for p in q]
+        lab = f"long-range k ~ strength^{a:g}"
+        ax[0].plot(g, [p["bold"]["mean_fc"] for p in q], mk, label=lab)
+        ax[1].plot(g, [p["bold"]["fc_r_heldout"] for p in q], mk, label=lab)
+        ax[2].plot(g, [p["rates_hz"]["E"] for p in q], mk, label=lab)
+        ax[3].plot(g, [p["rate_dynamics"]["slow_over_poisson"] for p in q], mk, label=lab)
+    ax[0].axhline(data["mean_fc_heldout"], color="k", ls="--", label="data (held-out)")
+    ax[1].axhline(data["logsc_r_heldout"], color="k", ls="--", label="log-SC")
+    ax[0].set_ylabel("mean FC (BOLD)")
+    ax[1].set_ylabel("FC fit r, held-out TRs 600-1199")
+    ax[2].set_ylabel("E rate (Hz)")
+    ax[3].set_ylabel("rate power < 0.1 Hz / Poisson floor")
+    ax[3].set_yscale("log")
+    for x in ax:
+        x.set_xlabel("global coupling G")
+    ax[1].legend(fontsize=7)
+    ax[0].legend(fontsize=7)
+    fig.suptitle("dtb regime sweep, HCP 101309, 80 regions x 50 neurons, 120 s analysed")
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -268,7 +361,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fcd-step", type=int, default=2, help="TRs")
     ap.add_argument("--keep", action="store_true", help="keep run directories")
     ap.add_argument("--collect", action="store_true")
+    ap.add_argument("--figure", type=Path, help="draw benchmarks/fit_regime.png from a "
+                    "results JSON and exit")
     a = ap.parse_args(argv)
+    if a.figure:
+        figure(a.figure, HERE / "fit_regime.png")
+        return 0
     a.work.mkdir(parents=True, exist_ok=True)
     pts = [q for ph in a.phase for q in PHASES[ph]] + [json.loads(s) for s in a.point]
     for p in pts:
