@@ -353,25 +353,12 @@ class SpikeRecorder:
             finally:
                 image.release()
             return digest, size, slices, counts
-        import h5py
+        from dtb.fileio import write_h5_atomic
 
-        from dtb.errors import OutputError
-        from dtb.rundir import sha256_file
-
+        # through dtb.fileio.LatchedFile: a full disk is an OutputError, not a crash in HDF5
         tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-        try:
-            with open(tmp, "wb") as fh, h5py.File(fh, "w") as f:
-                slices, counts = self._write_sorted(f)
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-            digest, size = sha256_file(tmp), tmp.stat().st_size
-            os.replace(tmp, path)
-        except OSError as e:
-            tmp.unlink(missing_ok=True)
-            raise OutputError(f"{path}: cannot write the spikes: {e.strerror or e}") from e
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        digest, size, (slices, counts) = write_h5_atomic(path, self._write_sorted, "spikes",
+                                                         tmp=tmp)
         return digest, size, slices, counts
 
     def _write_sorted(self, f: Any) -> tuple[list[Slice], dict[str, int]]:
