@@ -1,0 +1,352 @@
+"""Fitting a brain to summary statistics of BOLD (FC, FCD, regional variance) by ES-MDA.
+
+The inversion mode of the twin (``inversion.py`` holds the method): parameters that the data
+can identify, a forward map from them to statistics of a simulated BOLD series, and the
+noise of that map.
+
+Parameters (``FitParameter``), each a bounded number ``x`` estimated on the logit scale:
+
+- ``coupling``: the global long-range coupling ``G``, a factor on the weight of every
+  ``long_range`` rule of the brain (every whole-brain model's first parameter: functional
+  connectivity depends on it most).  It changes synapse weights, so each forward run builds
+  its own network (members have their own realisations anyway);
+- ``"<family>.<hyperparameter>"`` (``"E.I_e"``, ``"E.g_AMPA"``): a per-unit hyperparameter of
+  the brain, either scaled everywhere (``mode="scale"``: ``value_u = x * nominal_u``) or
+  shifted along a spatial map (``mode="shift"``: ``value_u = nominal_u + x * map_u``; map
+  (U,) per unit, e.g. z-scored SC strength or a gradient; the default map of ones is a
+  uniform shift).  A few map coefficients instead of one number per region keep 80-200
+  regions from meaning 80-200 free parameters (pMFM's approach).
+
+Forward map (``simulate_bold``): build the brain with ``G``, set the hyperparameters, drop
+the network's start, run ``spinup_s`` of hemodynamic warm-up and ``n_tr`` TRs; each unit's
+population rate (relative to its mean over the run) drives a Balloon–Windkessel model
+(``hemodynamics``) and the region BOLD is the mean over its units.  Statistics
+(``StatisticsConfig``): the Fisher-z FC upper triangle, optionally quantiles of the FCD
+distribution and log regional variances.  ``observable="rates"`` fits the same statistics of
+the region rates per TR instead of BOLD (the neural FC, with far more independent samples
+per second: what a short twin experiment, or a test, can afford).
+
+Units: ms inside the engine (``dt_ms``), seconds for TRs, spin-up and BOLD time.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from dtb.assimilation import summary
+from dtb.assimilation.hemodynamics import Hemodynamics, drive_from_rate
+from dtb.assimilation.loop import EngineMember, expit, logit, region_means
+from dtb.errors import ConfigError
+
+__all__ = ["COUPLING", "FitParameter", "ForwardConfig", "StatisticsConfig", "with_coupling",
+           "simulate_bold", "bold_from_rates", "statistics", "member_seed", "Forward",
+           "FitResult", "fit"]
+
+COUPLING = "coupling"
+NETWORK_TRANSIENT_MS = 300.0   # ms of the network's start dropped before rates count
+
+
+@dataclass(frozen=True)
+class FitParameter:
+    """One estimated number in ``(low, high)``: ``name`` = ``"coupling"`` or
+    ``"<family>.<hyperparameter>"``; ``mode`` ``"scale"`` or ``"shift"`` (see the module
+    docstring); ``map`` (U,) per unit for a shift (None: ones)."""
+
+    name: str
+    low: float
+    high: float
+    mode: str = "scale"
+    map: np.ndarray | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        bad = []
+        if not (np.isfinite(self.low) and np.isfinite(self.high) and self.low < self.high):
+            bad.append(f"{self.name}: bounds ({self.low}, {self.high}) -- expected finite "
+                       "low < high")
+        if self.name != COUPLING and self.name.count(".") != 1:
+            bad.append(f"{self.name}: name -- expected 'coupling' or FAMILY.PARAMETER "
+                       "(E.I_e, E.g_AMPA)")
+        if self.mode not in ("scale", "shift"):
+            bad.append(f"{self.name}: mode {self.mode!r} -- expected 'scale' or 'shift'")
+        if self.name == COUPLING and (self.mode != "scale" or self.map is not None):
+            bad.append(f"{self.name}: mode {self.mode!r} -- coupling is one global factor")
+        if self.mode == "scale" and self.map is not None:
+            bad.append(f"{self.name}: a map with mode 'scale' -- maps shift (mode 'shift')")
+        if bad:
+            raise ConfigError(bad, "fit parameters")
+
+    def to_unbounded(self, x: Any) -> np.ndarray:
+        return logit((np.asarray(x, float) - self.low) / (self.high - self.low))
+
+    def from_unbounded(self, u: Any) -> np.ndarray:
+        return self.low + (self.high - self.low) * expit(u)
+
+    def unit_values(self, x: float, nominal: np.ndarray) -> np.ndarray:
+        """The per-unit values (U,) this parameter gives at ``x``."""
+        if self.mode == "scale":
+            return x * nominal
+        m = np.ones_like(nominal) if self.map is None else np.asarray(self.map, float)
+        if m.shape != nominal.shape:
+            raise ConfigError([f"{self.name}: map of shape {m.shape} -- expected "
+                               f"{nominal.shape} (one value per unit)"], "fit parameters")
+        return nominal + x * m
+
+
+@dataclass(frozen=True)
+class ForwardConfig:
+    """One forward run: ``n_tr`` TRs of ``tr_s`` seconds after ``spinup_s`` seconds, at
+    ``dt_ms``; ``substeps`` rate samples per TR drive the hemodynamics; ``threads`` numba
+    threads per run."""
+
+    tr_s: float
+    n_tr: int
+    dt_ms: float = 0.5
+    spinup_s: float = 10.0
+    substeps: int = 4
+    hemo: str = "friston2000"
+    flow_gain: float = 0.4
+    threads: int = 1
+    observable: str = "bold"
+
+    def __post_init__(self) -> None:
+        bad = []
+        steps = self.tr_s * 1e3 / self.substeps / self.dt_ms
+        if not (self.tr_s > 0 and self.dt_ms > 0 and self.substeps >= 1
+                and abs(steps - round(steps)) < 1e-9 and round(steps) >= 1):
+            bad.append(f"tr_s: {self.tr_s} -- expected a TR of whole steps of "
+                       f"{self.dt_ms} ms per substep ({self.substeps} substeps)")
+        if not (isinstance(self.n_tr, int | np.integer) and self.n_tr >= 3):
+            bad.append(f"n_tr: {self.n_tr!r} -- expected at least 3 TRs")
+        if self.observable not in ("bold", "rates"):
+            bad.append(f"observable: {self.observable!r} -- expected 'bold' or 'rates'")
+        if not self.spinup_s >= 0:
+            bad.append(f"spinup_s: {self.spinup_s} -- expected seconds >= 0 of hemodynamic "
+                       "warm-up")
+        if bad:
+            raise ConfigError(bad, "forward run")
+
+
+@dataclass(frozen=True)
+class StatisticsConfig:
+    """Which statistics of a BOLD series (T, R) are fitted: the Fisher-z FC upper triangle
+    (``fc``), ``fcd_quantiles`` quantiles of the FCD distribution (windows ``window`` TRs,
+    ``step`` TRs apart; 0: none), log regional variances (``variance``) and log regional
+    means (``mean``: for ``observable="rates"``, the log rates in Hz; BOLD's mean is 0)."""
+
+    fc: bool = True
+    fcd_quantiles: int = 0
+    window: int = 30
+    step: int = 3
+    variance: bool = False
+    mean: bool = False
+
+
+def statistics(bold: np.ndarray, cfg: StatisticsConfig = StatisticsConfig()) -> np.ndarray:
+    """The fitted statistics of one BOLD series ``bold`` (T, R), concatenated (m,)."""
+    parts = []
+    if cfg.fc:
+        parts.append(summary.upper(summary.fc(bold, fisher_z=True)))
+    if cfg.fcd_quantiles:
+        q = (np.arange(cfg.fcd_quantiles) + 0.5) / cfg.fcd_quantiles
+        parts.append(np.quantile(summary.fcd_values(bold, cfg.window, cfg.step), q))
+    if cfg.variance:
+        parts.append(np.log(summary.regional_variance(bold)))
+    if cfg.mean:
+        parts.append(np.log(np.maximum(bold.mean(axis=0), 1e-3)))
+    if not parts:
+        raise ConfigError(["statistics: none selected -- expected fc, fcd_quantiles, "
+                           "variance or mean"], "fit statistics")
+    return np.concatenate(parts)
+
+
+def with_coupling(spec: Any, G: float) -> Any:
+    """A copy of the BrainSpec ``spec`` whose long-range rules' weights are multiplied by
+    ``G`` (numbers only: the builder's weights)."""
+    if not (np.isfinite(G) and G >= 0):
+        raise ConfigError([f"coupling: {G!r} -- expected a finite factor >= 0"], "fit")
+    out = copy.copy(spec)
+    rules = []
+    for r in spec.rules:
+        r2 = copy.copy(r)
+        if r.kind == "long_range":
+            if not isinstance(r.weight, int | float | np.integer | np.floating):
+                raise ConfigError([f"rules: {r.source}->{r.target} long_range weight "
+                                   f"{r.weight!r} -- expected a number to scale by the "
+                                   "coupling"], "fit")
+            r2.weight = float(r.weight) * float(G)
+        rules.append(r2)
+    out.rules = rules
+    return out
+
+
+def member_seed(seed: int, iteration: int, member: int) -> int:
+    """A distinct, reproducible engine seed per (fit seed, iteration, member): every
+    forward run gets a fresh network realisation and noise."""
+    return int(np.random.SeedSequence([seed, iteration, member]).generate_state(1)[0])
+
+
+def _nominal(spec: Any, name: str) -> np.ndarray:
+    fam, par = name.split(".")
+    for f in spec.families:
+        if f.name == fam:
+            if par not in f.hyper:
+                raise ConfigError([f"{name}: no hyperparameter {par!r} in family {fam!r} -- "
+                                   f"expected one of {sorted(f.hyper)}"], "fit parameters")
+            return np.asarray(f.hyper[par], float)
+    raise ConfigError([f"{name}: no family {fam!r} -- expected one of "
+                       f"{[f.name for f in spec.families]}"], "fit parameters")
+
+
+def simulate_bold(spec: Any, params: Sequence[FitParameter], x: np.ndarray, seed: int,
+                  cfg: ForwardConfig) -> np.ndarray:
+    """BOLD per region (n_tr, R) (fractional signal change; regions in the order of
+    ``spec.region_labels``) of the brain ``spec`` at parameter values ``x`` (P,); with
+    ``cfg.observable == "rates"`` the region rates (Hz) per TR instead."""
+    from dtb.engine import Engine
+
+    x = np.asarray(x, float)
+    G = 1.0
+    unit_values: dict[str, np.ndarray] = {}
+    for p, v in zip(params, x, strict=True):
+        if p.name == COUPLING:
+            G = float(v)
+        else:
+            unit_values[p.name] = p.unit_values(float(v), _nominal(spec, p.name))
+    net = with_coupling(spec, G).to_network()
+    eng = Engine(net, dt=cfg.dt_ms, seed=seed, threads=cfg.threads)
+    eng.keep_spikes = False
+    mem = EngineMember(eng)
+    for name, v in unit_values.items():
+        fam, par = name.split(".")
+        eng.set_unit_param(fam, par, v)
+    piece_ms = cfg.tr_s * 1e3 / cfg.substeps
+    mem.run_rates(NETWORK_TRANSIENT_MS)                 # the start from uniform V: dropped
+    n_warm = int(round(cfg.spinup_s * 1e3 / piece_ms))
+    rates = np.stack([mem.run_rates(piece_ms)
+                      for _ in range(n_warm + cfg.n_tr * cfg.substeps)])   # (pieces, U) Hz
+    if cfg.observable == "rates":
+        rec = rates[n_warm:].reshape(cfg.n_tr, cfg.substeps, -1).mean(axis=1)   # (T, U)
+        return region_means(rec, np.asarray(spec.unit_region, np.int64),
+                            len(spec.region_labels))
+    return bold_from_rates(rates, n_warm, spec.unit_region, len(spec.region_labels), cfg)
+
+
+def bold_from_rates(rates: np.ndarray, n_warm: int, unit_region: np.ndarray, n_regions: int,
+                    cfg: ForwardConfig) -> np.ndarray:
+    """Region BOLD (n_tr, R) from unit rates ``rates`` (pieces, U) in Hz, one row per
+    ``tr_s / substeps`` seconds: the first ``n_warm`` rows warm the hemodynamics up and are
+    not returned.  The baseline of the drive is each unit's mean rate over all rows, so the
+    BOLD fluctuates around rest instead of answering the start (what a recording of a
+    resting brain sees), and the warm-up lets the hemodynamic state forget its initial
+    condition (``dtb.report.bold_transient_ms``: 5.1 s to 5 % for friston2000)."""
+    base = np.maximum(rates.mean(axis=0), 1e-3)
+    h = Hemodynamics((1, rates.shape[1]), cfg.hemo)
+    obs_index = np.asarray(unit_region, np.int64)
+    out = np.empty((cfg.n_tr, n_regions))
+    dt_s = cfg.tr_s / cfg.substeps
+    for i in range(rates.shape[0]):
+        h.step(drive_from_rate(rates[i][None], base[None], cfg.flow_gain, cfg.hemo), dt_s)
+        k = i - n_warm + 1
+        if k > 0 and k % cfg.substeps == 0:
+            out[k // cfg.substeps - 1] = region_means(h.bold(), obs_index, n_regions)[0]
+    return out
+
+
+@dataclass
+class Forward:
+    """The forward map of an inversion: ``Forward(...)(U, iteration)`` runs one brain per row
+    of ``U`` (N, P) on the unbounded scale and returns their statistics (N, m).
+
+    ``run_map(fn, items)``: how the runs are distributed (the builtin ``map`` by default;
+    member communicators or a process pool pass their own).  ``bolds`` keeps the last
+    iteration's BOLD series (N, n_tr, R) for scoring."""
+
+    spec: Any
+    params: Sequence[FitParameter]
+    cfg: ForwardConfig
+    stats: StatisticsConfig = StatisticsConfig()
+    seed: int = 0
+    run_map: Callable[[Callable[..., Any], Iterable[Any]], Iterable[Any]] = map
+    bolds: np.ndarray | None = None
+
+    def values(self, U: np.ndarray) -> np.ndarray:
+        """Parameter values (N, P) of unbounded rows ``U`` (N, P)."""
+        U = np.atleast_2d(np.asarray(U, float))
+        return np.stack([p.from_unbounded(U[:, k]) for k, p in enumerate(self.params)], -1)
+
+    def unbounded(self, X: np.ndarray) -> np.ndarray:
+        X = np.atleast_2d(np.asarray(X, float))
+        return np.stack([p.to_unbounded(X[:, k]) for k, p in enumerate(self.params)], -1)
+
+    def run(self, X: np.ndarray, iteration: int) -> np.ndarray:
+        """BOLD (N, n_tr, R) of parameter values ``X`` (N, P)."""
+        jobs = [(self.spec, self.params, X[i], member_seed(self.seed, iteration, i), self.cfg)
+                for i in range(X.shape[0])]
+        return np.stack(list(self.run_map(_run_job, jobs)))
+
+    def __call__(self, U: np.ndarray, iteration: int) -> np.ndarray:
+        self.bolds = self.run(self.values(U), iteration)
+        return np.stack([statistics(b, self.stats) for b in self.bolds])
+
+
+def _run_job(job: tuple[Any, ...]) -> np.ndarray:
+    spec, params, x, seed, cfg = job
+    return simulate_bold(spec, params, x, seed, cfg)
+
+
+NOISE_ITERATION = 1_000_000   # the seeds' iteration index of the repeated runs behind Gamma
+
+
+@dataclass
+class FitResult:
+    """An inversion's outcome: ``prior`` and ``posterior`` parameter values (N, P),
+    ``y`` (m,) the fitted data statistics, ``Gamma`` (m, m) the noise used, ``noise_runs``
+    (K, m) the statistics of repeated runs at the prior centre behind it, and the
+    ``inversion`` (``inversion.InversionResult`` on the unbounded scale)."""
+
+    params: Sequence[FitParameter]
+    prior: np.ndarray
+    posterior: np.ndarray
+    y: np.ndarray
+    Gamma: np.ndarray
+    noise_runs: np.ndarray
+    inversion: Any
+
+    @property
+    def posterior_mean(self) -> np.ndarray:
+        """The mean on the unbounded scale, mapped back (P,): the logit-space mean."""
+        u = self.inversion.U.mean(axis=0)
+        return np.array([p.from_unbounded(u[k]) for k, p in enumerate(self.params)])
+
+
+def fit(forward: Forward, y: np.ndarray, members: int, iterations: int, seed: int = 0,
+        noise_runs: int = 8, data_noise: float = 1.0, prior_sd: float = 1.0,
+        centre: Sequence[float] | None = None, ratio: float = 1.0,
+        callback: Callable[[int, Any], None] | None = None) -> FitResult:
+    """Fit ``forward``'s parameters to the data statistics ``y`` (m,) by ES-MDA.
+
+    Noise: ``noise_runs`` repeated forward runs at the prior centre (other seeds and network
+    realisations) give the model's own run-to-run covariance (``noise_covariance``); the data
+    statistics are one more draw of such a process, so Gamma = (1 + ``data_noise``) times it
+    (``data_noise`` = 1: data as long as the runs).  Prior: independent normals of SD
+    ``prior_sd`` on the logit scale around ``centre`` (default: the middle of the bounds).
+    ``iterations`` updates with ``esmda_alphas(iterations, ratio)``; members draw fresh seeds
+    at every iteration.  ``callback(i, iteration)`` after each update."""
+    from dtb.assimilation.inversion import esmda_alphas, invert, noise_covariance
+
+    P = len(forward.params)
+    c = (np.zeros(P) if centre is None
+         else np.array([p.to_unbounded(v) for p, v in zip(forward.params, centre, strict=True)]))
+    S = forward(np.repeat(c[None], noise_runs, axis=0), NOISE_ITERATION)
+    Gamma = (1.0 + data_noise) * noise_covariance(S, floor=1e-12)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 7]))
+    U0 = c + prior_sd * rng.standard_normal((members, P))
+    res = invert(forward, U0, np.asarray(y, float), Gamma, esmda_alphas(iterations, ratio),
+                 method="enkf", rng=rng, final_forward=False, callback=callback)
+    return FitResult(forward.params, forward.values(U0), forward.values(res.U),
+                     np.asarray(y, float), Gamma, S, res)
