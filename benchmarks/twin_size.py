@@ -29,7 +29,8 @@ hemodynamics (``drive_from_rate`` against the run's own baseline).  From these:
 - realisation mismatch: the BOLD of two realisations at the same (true) parameters: what
   separates the truth from a member that has exactly the true values;
 - information: correlation across regions between the truth's BOLD and its logit
-  g_AMPA offset, per TR, and of the late mean;
+  g_AMPA offset, per TR, and of its mean from TR 7 on (the BOLD has followed the
+  parameters by then);
 - lag: the paired BOLD slope per TR relative to its late value (the hemodynamic step
   response of a parameter change; the rate responds within a TR).
 
@@ -396,7 +397,7 @@ MEASURE_ROWS = [
      lambda s: f"{s['mismatch_late_sd']:.4f}; {s['mismatch_rms_per_tr']:.4f}"),
     ("parameter signal / realisation mismatch",
      lambda s: f"{s['snr_param_over_mismatch']:.2f}"),
-    ("information: corr(truth's late BOLD, its logit g_AMPA offset)",
+    (f"information: corr(truth's mean BOLD from TR {LATE_FROM + 1}, its logit g_AMPA offset)",
      lambda s: f"{s['info_corr_late']:.2f} ("
                + ", ".join(f"{x:.2f}" for x in s['info_corr_late_each']) + ")"),
     ("information per TR 1, 2, 3, 4, 8",
