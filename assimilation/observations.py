@@ -171,7 +171,13 @@ def _read_hdf5(path: str, dataset: str) -> tuple[np.ndarray, np.ndarray, float |
                              "region labels as an attribute of the dataset or a 'labels' "
                              "dataset")
         tr = d.attrs.get("tr", h.attrs.get("tr"))
-    return np.asarray(data), labels, (float(tr) if tr is not None else None)
+    if tr is not None:
+        try:
+            tr = float(tr)
+        except (TypeError, ValueError):
+            raise InputError(path, f"{dataset}.attrs['tr']", _Text(repr(tr)[:80]),
+                             "a repetition time in seconds") from None
+    return np.asarray(data), labels, tr
 
 
 def _read_nifti(path: str, atlas: PathLike | None) -> tuple[np.ndarray, np.ndarray,
