@@ -95,8 +95,8 @@ def _labels_from(path: str, field: str, values: Any) -> np.ndarray:
             f = float(s.strip())
         except ValueError:
             raise InputError(path, field, s, "integer region labels") from None
-        if not f.is_integer() or f <= 0:
-            raise InputError(path, field, s, "integer region labels > 0")
+        if not f.is_integer() or f <= 0 or f >= 2**63:
+            raise InputError(path, field, s, "integer region labels > 0 (and < 2^63)")
         out.append(int(f))
     lab = np.asarray(out, dtype=np.int64)
     uniq, counts = np.unique(lab, return_counts=True)

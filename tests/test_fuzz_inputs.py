@@ -232,3 +232,28 @@ def test_fuzz_bold_hdf5(tmp_path, data):
         if data.draw(st.booleans()):
             d.attrs["tr"] = data.draw(st.one_of(st.floats(allow_nan=True), st.text(max_size=3)))
     _judge("bold", f, lambda: read_bold(str(f), 0.8), InputError)
+
+
+@settings(FUZZ, max_examples=100)
+@given(n_regions=st.integers(1, 5), n_rows=st.integers(0, 15), data=st.data())
+def test_fuzz_bold_table_one_cell_damaged(tmp_path, n_regions, n_rows, data):
+    """A well-formed table (distinct labels, finite values) with at most one cell or
+    label replaced by an arbitrary one."""
+    labels = data.draw(st.lists(st.integers(1, 500), min_size=n_regions, max_size=n_regions,
+                                unique=True))
+    rows = [[repr(x) for x in data.draw(st.lists(st.floats(-1, 1), min_size=n_regions,
+                                                 max_size=n_regions))]
+            for _ in range(n_rows)]
+    header = [str(x) for x in labels]
+    if data.draw(st.booleans()):
+        target = rows if rows and data.draw(st.booleans()) else [header]
+        row = data.draw(st.sampled_from(target))
+        row[data.draw(st.integers(0, n_regions - 1))] = data.draw(cells)
+    f = tmp_path / "bold.csv"
+    f.write_text(",".join(header) + "\n" + "".join(",".join(r) + "\n" for r in rows))
+
+    def read():
+        b = read_bold(str(f), 0.8)
+        assert np.all(np.isfinite(b.data)) and b.data.shape == (n_rows, n_regions)
+
+    _judge("bold", f, read, InputError)
