@@ -291,6 +291,9 @@ def demo(a: argparse.Namespace, command: list[str]) -> int:
         raise _UsageError(f"--seed: {a.seed!r} -- expected an integer in [0, 2**32)")
     err = None if a.quiet else sys.stderr
     spec = build(**demo_inputs(), options=BuildOptions(level=a.level, neurons=a.neurons))
+    from dtb.threads import choose_threads
+
+    a.threads = choose_threads(a.threads)
     net = parse_network(spec.to_network(name="default_subject"), a.dt)
     sim = SimulationSettings(dt=a.dt, t=a.t, seed=a.seed,
                              record=resolve_record(None, a.record, net, a.dt))
@@ -343,6 +346,10 @@ def simulate(a: argparse.Namespace, command: list[str],
         a, resume = _resume_plan(a, comm)
     _check_args(a)
     net, sim, source, name = _resolve(a)
+    if comm is None:  # one process: as many threads as cores are free (dtb.threads)
+        from dtb.threads import choose_threads
+
+        a.threads = choose_threads(a.threads)
     every = _checkpoint_steps(a.checkpoint_every, sim.dt)
     out = Path(a.out) if a.out is not None else _default_out(name)
     if comm is not None:
