@@ -88,6 +88,10 @@ def run_assimilate(args: argparse.Namespace, stop: Any = None) -> int:
     lay = make_layout(comm, o.members, o.ranks_per_member)
     if o.threads is not None:
         lay.threads = o.threads
+    elif comm is None:  # one process: as many threads as cores are free (dtb.threads)
+        from dtb.threads import choose_threads
+
+        lay.threads = choose_threads(None)
     prob = load_problem(o)
     tr_s = o.extra.get("tr_s", o.tr_s)
     if tr_s is None:

@@ -314,6 +314,9 @@ def demo(a: argparse.Namespace, command: list[str]) -> int:
         raise _UsageError(f"--seed: {a.seed!r} -- expected an integer in [0, 2**32)")
     err = None if a.quiet else sys.stderr
     spec = build(**demo_inputs(), options=BuildOptions(level=a.level, neurons=a.neurons))
+    from dtb.threads import choose_threads
+
+    a.threads = choose_threads(a.threads)
     net = parse_network(spec.to_network(name="default_subject"), a.dt)
     # BOLD at an HCP-like TR unless --record says otherwise (dtb report explains what a
     # short run's BOLD can and cannot show)
@@ -377,6 +380,10 @@ def simulate(a: argparse.Namespace, command: list[str],
         from dtb.cli import Terminated
 
         raise Terminated(stop.signum)
+    if comm is None:  # one process: as many threads as cores are free (dtb.threads)
+        from dtb.threads import choose_threads
+
+        a.threads = choose_threads(a.threads)
     every = _checkpoint_steps(a.checkpoint_every, sim.dt)
     out = Path(a.out) if a.out is not None else _default_out(name)
     if comm is not None:
