@@ -10,7 +10,9 @@ every resumable one resumes to the uninterrupted run's outputs, bit for bit:
 - exit 75, "interrupted" at its newest checkpoint -> resumes;
 - SIGKILL: "running" -> resumes from its newest checkpoint, or, with none, is refused (2);
 - SIGTERM before any checkpoint: exit 143, "failed" -> refused (2);
-- or it had finished (exit 0) and equals the reference.
+- or it had finished (its manifest complete; the signal may still have ended the exiting
+  process).
+Which of these a moment gives depends on the machine's speed: the outcomes are printed.
 """
 
 from __future__ import annotations
@@ -67,13 +69,12 @@ def test_signal_at_a_random_moment_then_resume(reference, tmp_path, sig, after_s
             p.kill()
             p.communicate()
     rc = p.returncode
-    if rc == 0:
-        OUTCOMES["finished before the signal"] += 1
-        m = json.loads((out / "manifest.json").read_text())
-        assert m["status"] == "complete"
-        return
     status = (json.loads((out / "manifest.json").read_text())["status"]
               if (out / "manifest.json").exists() else None)
+    if rc == 0 or status == "complete":      # done before the signal, or as it came (exiting)
+        assert status == "complete" and rc in (0, -sig), (rc, status)
+        OUTCOMES["finished before the signal took effect"] += 1
+        return
     resumable = bool(ck.candidates(out)) and status in ("interrupted", "running")
     if sig == signal.SIGTERM:
         assert rc in (75, 128 + signal.SIGTERM), err[-3000:]
