@@ -88,10 +88,6 @@ def run_assimilate(args: argparse.Namespace, stop: Any = None) -> int:
     lay = make_layout(comm, o.members, o.ranks_per_member)
     if o.threads is not None:
         lay.threads = o.threads
-    elif comm is None:  # one process: as many threads as cores are free (dtb.threads)
-        from dtb.threads import choose_threads
-
-        lay.threads = choose_threads(None)
     prob = load_problem(o)
     tr_s = o.extra.get("tr_s", o.tr_s)
     if tr_s is None:
@@ -190,6 +186,12 @@ def _fit(prob: Problem, o: Options, lay: Layout, err: Any, stop: Any = None,
     )
     from dtb.assimilation.resume import free_checkpointer
 
+    if o.threads is None and lay.comm is None:
+        # one process: as many threads as cores are idle (dtb.threads), sized once every
+        # check has passed, so the line that says so never precedes an error
+        from dtb.threads import choose_threads
+
+        lay.threads = choose_threads(None)
     t0 = time.perf_counter()
     if resume is None:
         log.info("assimilate: building %d member(s) per rank and measuring their baselines "

@@ -314,9 +314,6 @@ def demo(a: argparse.Namespace, command: list[str]) -> int:
         raise _UsageError(f"--seed: {a.seed!r} -- expected an integer in [0, 2**32)")
     err = None if a.quiet else sys.stderr
     spec = build(**demo_inputs(), options=BuildOptions(level=a.level, neurons=a.neurons))
-    from dtb.threads import choose_threads
-
-    a.threads = choose_threads(a.threads)
     net = parse_network(spec.to_network(name="default_subject"), a.dt)
     # BOLD at an HCP-like TR unless --record says otherwise (dtb report explains what a
     # short run's BOLD can and cannot show)
@@ -335,6 +332,11 @@ def demo(a: argparse.Namespace, command: list[str]) -> int:
                  threads=a.threads or numba.get_num_threads(), written=("brain.h5",))
         log.info("demo: default subject, %s level, %d units, %s neurons (run directory %s)",
                  spec.level, spec.n_units, f"{net.n_neurons:,}", out)
+        from dtb.threads import choose_threads
+
+        # threads sized from the idle cores once every check has passed (so the line that
+        # says so never precedes an error)
+        a.threads = choose_threads(a.threads)
         eng = Engine(net, dt=sim.dt, seed=sim.seed, threads=a.threads)
         recorded, _ = _record_run(eng, out, sim, err, unit_labels(spec), ready=rd.commit,
                                   regions=UnitRegions.from_spec(spec))
@@ -380,10 +382,6 @@ def simulate(a: argparse.Namespace, command: list[str],
         from dtb.cli import Terminated
 
         raise Terminated(stop.signum)
-    if comm is None:  # one process: as many threads as cores are free (dtb.threads)
-        from dtb.threads import choose_threads
-
-        a.threads = choose_threads(a.threads)
     every = _checkpoint_steps(a.checkpoint_every, sim.dt)
     out = Path(a.out) if a.out is not None else _default_out(name)
     if comm is not None:
@@ -428,6 +426,10 @@ def simulate(a: argparse.Namespace, command: list[str],
 
             own = planned_ownership(BrainSpec.load(a.brain), comm, method=a.partition,
                                     routing=a.routing, ranks_per_node=a.ranks_per_node)
+        if comm is None:  # one process: as many threads as cores are idle (dtb.threads)
+            from dtb.threads import choose_threads
+
+            a.threads = choose_threads(a.threads)
         eng = Engine(net, dt=sim.dt, seed=sim.seed, threads=a.threads, comm=comm,
                      routing=a.routing, ranks_per_node=a.ranks_per_node, ownership=own,
                      backend=a.backend)

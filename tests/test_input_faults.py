@@ -241,7 +241,7 @@ def test_record_bold_zero_refused(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["simulate", "--model", "microcircuit", "--scale", "0.02", "--t", "5",
                  "--record", "bold:0", "--out", str(out), "--quiet"]) == 2
-    assert "--record.bold: 0 -- expected" in capsys.readouterr().err and not out.exists()
+    assert "--record.bold: '0' -- expected" in capsys.readouterr().err and not out.exists()
 
 
 def test_sweep_values_type_checked(tmp_path, capsys):
