@@ -79,9 +79,14 @@ PHASES: dict[str, list[dict[str, Any]]] = {
     "b": [{"name": "k0.5-G1", "lr_k": 0.5}, {"name": "k0.5-G2", "lr_k": 0.5, "G": 2},
           {"name": "k1-G1", "lr_k": 1.0}, {"name": "noLRI-G1", "lr_to_I": 0.0},
           {"name": "noLRI-k0.5-G1", "lr_to_I": 0.0, "lr_k": 0.5}],
+    "seeds": [{"name": f"noLRI-k0.5-G1-seed{k}", "lr_to_I": 0.0, "lr_k": 0.5, "seed": k}
+              for k in (2, 3)]
+    + [{"name": "LRI0.25-k0.5-G1", "lr_to_I": 0.25, "lr_k": 0.5},
+       {"name": "noLRI-k1-G1.5", "lr_to_I": 0.0, "lr_k": 1.0, "G": 1.5}],
     "c": [{"name": f"noLRI-k0.5-G{g:g}", "lr_to_I": 0.0, "lr_k": 0.5, "G": g}
           for g in (0.5, 1.5)]
-    + [{"name": "noLRI-k1-G1", "lr_to_I": 0.0, "lr_k": 1.0},
+    + [{"name": "noLRI-k0.5-G0.75", "lr_to_I": 0.0, "lr_k": 0.5, "G": 0.75},
+       {"name": "noLRI-k1-G1", "lr_to_I": 0.0, "lr_k": 1.0},
        {"name": "LRI0.5-k0.5-G1", "lr_to_I": 0.5, "lr_k": 0.5},
        {"name": "noLRI-k0.5-G1-NMDAx3", "lr_to_I": 0.0, "lr_k": 0.5, "hyper": {"g_NMDA": "x3"}},
        {"name": "noLRI-k0.5-G1-GABABx3", "lr_to_I": 0.0, "lr_k": 0.5,
@@ -89,7 +94,8 @@ PHASES: dict[str, list[dict[str, Any]]] = {
     # the best point and the unfitted default on the three development subjects, 300 s
     "subjects": [{"name": f"{n}-long", "subject": sid, "t_s": 320.0, **kw}
                  for n, kw in (("best", {"lr_to_I": 0.0, "lr_k": 0.5, "G": 1.0}),
-                               ("default", {}))
+                               ("default", {}),
+                               ("best25", {"lr_to_I": 0.25, "lr_k": 0.5, "G": 1.0}))
                  for sid in hcp.DEV_SUBJECTS],
 }
 
@@ -344,12 +350,17 @@ def figure(results: Path, out: Path) -> None:
     fig, ax = plt.subplots(1, 4, figsize=(16, 3.6))
     for (a, lri), mk in (((0.0, 1.0), "o-"), ((0.5, 1.0), "s-"), ((1.0, 1.0), "^-"),
                          ((0.0, 0.0), "o--"), ((0.5, 0.0), "s--"), ((1.0, 0.0), "^--"),
-                         ((0.5, 0.5), "d:")):
-        q = sorted((p for p in pts if float(p["point"].get("lr_k", 0.0)) == a
-                    and float(p["point"].get("lr_to_I", 1.0)) == lri),
+                         ((0.5, 0.5), "d:"), ((0.5, 0.25), "v:")):
+        same = [p for p in pts if float(p["point"].get("lr_k", 0.0)) == a
+                and float(p["point"].get("lr_to_I", 1.0)) == lri]
+        q = sorted((p for p in same if p["point"].get("seed", 1) == 1),
                    key=lambda p: p["point"]["G"])
         if not q:
             continue
+        other = [p for p in same if p["point"].get("seed", 1) != 1]  # other realisations
+        for k, key in enumerate((("bold", "mean_fc"), ("bold", "fc_r_heldout"))):
+            ax[k].plot([p["point"]["G"] for p in other], [p[key[0]][key[1]] for p in other],
+                       mk[0], mfc="none", color="gray")
         g = [p["point"]["G"] for p in q]
         lab = f"k ~ s^{a:g}, LR->I x{lri:g}"
         ax[0].plot(g, [p["bold"]["mean_fc"] for p in q], mk, label=lab)
@@ -368,7 +379,8 @@ def figure(results: Path, out: Path) -> None:
     ax[3].set_yscale("log")
     for x in ax:
         x.set_xlabel("global coupling G")
-    fig.suptitle("dtb regime sweep, HCP 101309, 80 regions x 50 neurons, 120 s analysed")
+    fig.suptitle("dtb regime sweep, HCP 101309, 80 regions x 50 neurons, 120 s analysed "
+                 "(open grey: other network realisations)")
     fig.tight_layout()
     fig.savefig(out, dpi=90)
 
