@@ -36,7 +36,6 @@ Units: ms inside the engine (``dt_ms``), seconds for TRs, spin-up and BOLD time.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +45,7 @@ import numpy as np
 from dtb.assimilation import summary
 from dtb.assimilation.hemodynamics import Hemodynamics, drive_from_rate
 from dtb.assimilation.loop import EngineMember, expit, logit, region_means
+from dtb.brain.recipe import scale_long_range
 from dtb.errors import ConfigError
 
 __all__ = ["COUPLING", "SC_EXPONENT", "FitParameter", "ForwardConfig", "StatisticsConfig",
@@ -178,47 +178,10 @@ def statistics(bold: np.ndarray, cfg: StatisticsConfig = StatisticsConfig()) -> 
 
 def with_coupling(spec: Any, G: float, targets: dict[str, float] | None = None,
                   sc_exponent: float = 0.0) -> Any:
-    """A copy of the BrainSpec ``spec`` with its long-range projections changed:
-
-    - every long-range rule's weight times ``G`` (numbers only: the builder's weights), and
-      times ``targets[family]`` for rules onto that family (``{"I": 0.25}``: a quarter of
-      the long-range drive onto inhibitory cells; the builder matches every long-range
-      input to an E cell with one to an I cell, whose feed-forward inhibition cancels the
-      drive that correlates regions, ``benchmarks/README.md``, regime study);
-    - with ``sc_exponent`` a != 0, each unit's long-range in-degree times (s / <s>)^a,
-      s its region's SC in-strength and <s> its neuron-weighted mean (rounded per unit):
-      strongly connected regions get more long-range inputs, as tractography suggests.
-    """
-    targets = dict(targets or {})
-    bad = [f"coupling: {G!r} -- expected a finite factor >= 0"] if not (
-        np.isfinite(G) and G >= 0) else []
-    fams = {f.name for f in spec.families}
-    bad += [f"coupling.{k}: {v!r} -- expected a family ({sorted(fams)}) and a finite "
-            "factor >= 0" for k, v in targets.items()
-            if k not in fams or not (np.isfinite(v) and v >= 0)]
-    if not np.isfinite(sc_exponent):
-        bad.append(f"sc_exponent: {sc_exponent!r} -- expected a finite number")
-    if bad:
-        raise ConfigError(bad, "fit")
-    rel = None
-    if sc_exponent != 0.0:
-        strength = np.asarray(spec.weights, float).sum(axis=1)[spec.unit_region]
-        rel = strength / np.average(strength, weights=spec.neurons_per_unit())
-    out = copy.copy(spec)
-    rules = []
-    for r in spec.rules:
-        r2 = copy.copy(r)
-        if r.kind == "long_range":
-            if not isinstance(r.weight, int | float | np.integer | np.floating):
-                raise ConfigError([f"rules: {r.source}->{r.target} long_range weight "
-                                   f"{r.weight!r} -- expected a number to scale by the "
-                                   "coupling"], "fit")
-            r2.weight = float(r.weight) * float(G) * float(targets.get(r.target, 1.0))
-            if rel is not None:
-                r2.k = np.floor(np.asarray(r.k) * rel ** sc_exponent + 0.5).astype(np.int64)
-        rules.append(r2)
-    out.rules = rules
-    return out
+    """A copy of the BrainSpec ``spec`` with its long-range projections changed: weights
+    times ``G`` (and ``targets[family]`` onto that family), in-degrees times
+    (SC strength / mean)^``sc_exponent`` (``dtb.brain.recipe.scale_long_range``)."""
+    return scale_long_range(spec, G, targets, sc_exponent, where="fit")
 
 
 def member_seed(seed: int, iteration: int, member: int) -> int:

@@ -175,3 +175,33 @@ def test_twin_fit_recovers_the_coupling(tiny):
     mis = [float(np.mean(it.misfit)) for it in res.inversion.iterations]
     assert mis[-1] < mis[0] / 2
     assert res.Gamma.shape == (y.size, y.size) and res.noise_runs.shape == (6, y.size)
+
+
+def test_build_applies_the_long_range_recipe_the_fit_estimates(tiny, tmp_path):
+    """dtb build --coupling/--lr-inhibitory/--lr-sc-exponent gives the brain the fit's
+    forward runs would build (one transform, dtb.brain.recipe), stored with the options
+    and read back from brain.h5."""
+    from dtb.brain.spec import BrainSpec
+    from dtb.cli import main
+
+    d = tmp_path
+    head = ",".join(str(i) for i in range(1, 7))
+    for name, m in (("sc.csv", tiny.weights), ("len.csv", tiny.lengths_mm)):
+        (d / name).write_text(head + "\n" + "\n".join(",".join(repr(float(x)) for x in r)
+                                                      for r in m) + "\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        assert main(["build", "--sc", str(d / "sc.csv"), "--lengths", str(d / "len.csv"),
+                     "--neurons", "600", "--coupling", "1.5", "--lr-inhibitory", "0.25",
+                     "--lr-sc-exponent", "0.5", "-o", str(d / "b.h5"), "-q"]) == 0
+    got = BrainSpec.load(d / "b.h5")
+    want = with_coupling(tiny, 1.5, {"I": 0.25}, 0.5)
+    assert [(r.source, r.target, r.kind, r.weight) for r in got.rules] == \
+        [(r.source, r.target, r.kind, r.weight) for r in want.rules]
+    for a, b in zip(got.rules, want.rules, strict=True):
+        assert np.array_equal(a.k, b.k)
+    assert got.options["lr_inhibitory"] == 0.25 and got.options["lr_sc_exponent"] == 0.5
+    with pytest.raises(ConfigError, match="lr_inhibitory"):
+        from dtb.brain.build import BuildOptions
+
+        BuildOptions(lr_inhibitory=-1.0).check()
