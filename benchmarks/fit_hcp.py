@@ -60,10 +60,12 @@ from __future__ import annotations
 import os
 
 # every forward run single-threaded, set before numba is imported (here and in the workers,
-# which inherit the environment)
-os.environ["NUMBA_NUM_THREADS"] = "1"
-os.environ.setdefault("OMP_WAIT_POLICY", "passive")
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+# which inherit the environment); only when run as a script, so that importing the module
+# (the tests do) leaves a process's numba threads alone
+if __name__ in ("__main__", "__mp_main__"):
+    os.environ["NUMBA_NUM_THREADS"] = "1"
+    os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
 import datetime as _dt  # noqa: E402
