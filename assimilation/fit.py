@@ -344,6 +344,13 @@ def fit(forward: Forward, y: np.ndarray, members: int, iterations: int, seed: in
     at every iteration.  ``callback(i, iteration)`` after each update."""
     from dtb.assimilation.inversion import esmda_alphas, invert, noise_covariance
 
+    bad = [f"{name}: {v!r} -- expected an integer >= {least}{why}" for name, v, least, why in (
+        ("members", members, 2, ""), ("iterations", iterations, 1, ""),
+        ("noise_runs", noise_runs, 3, " (two runs make every standardised statistic +-1, "
+                                       "a singular covariance that no shrinkage repairs)"))
+        if not (isinstance(v, int | np.integer) and v >= least)]
+    if bad:
+        raise ConfigError(bad, "fit")
     P = len(forward.params)
     c = (np.zeros(P) if centre is None
          else np.array([p.to_unbounded(v) for p, v in zip(forward.params, centre, strict=True)]))
