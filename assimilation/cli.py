@@ -186,6 +186,12 @@ def _fit(prob: Problem, o: Options, lay: Layout, err: Any, stop: Any = None,
     )
     from dtb.assimilation.resume import free_checkpointer
 
+    if o.threads is None and lay.comm is None:
+        # one process: as many threads as cores are idle (dtb.threads), sized once every
+        # check has passed, so the line that says so never precedes an error
+        from dtb.threads import choose_threads
+
+        lay.threads = choose_threads(None)
     t0 = time.perf_counter()
     if resume is None:
         log.info("assimilate: building %d member(s) per rank and measuring their baselines "
@@ -354,9 +360,6 @@ def _far_text(far: dict[str, Any]) -> str:
         lo, hi = far["model_bold_range"]
         parts.append(f"{far['values_outside']} of {far['values']} observed values outside "
                      f"[{lo:.3g}, {hi:.3g}], the BOLD any physiological state can produce")
-    if far["hemo_values_clamped"]:
-        parts.append(f"{far['hemo_values_clamped']} analysed hemodynamic values put back "
-                     f"into the physiological range at {len(far['hemo_clamped_trs'])} TR(s)")
     return ("the observations are far outside what the model produces: " + "; ".join(parts)
             + " -- check the preprocessing (--preprocess psc, detrend, scale=)")
 
@@ -402,6 +405,10 @@ def summary(manifest: dict[str, Any], m: dict[str, Any], out: Path) -> str:
     far = h.get("observations_vs_model") or {}
     if far.get("far_outside"):
         lines.append(f"  warning: {_far_text(far)}")
+    if far.get("hemo_values_clamped"):
+        lines.append(f"  note: the analysis put {far['hemo_values_clamped']} hemodynamic values "
+                     f"back into the physiological range (at {len(far['hemo_clamped_trs'])} "
+                     "TRs)")
     lines.append(f"  filter: spread/error {g(h['spread_error_ratio'])}, normalized innovation "
                  f"{g(h['normalized_innovation_mean'])}, parameter spread (logit) "
                  f"{g(h['param_spread_logit_first'])} -> {g(h['param_spread_logit_last'])}")

@@ -200,12 +200,13 @@ def observations_vs_model(prob: Problem, res: Any, hemo: str) -> dict[str, Any]:
            "hemo_clamped_trs": [int(d["tr"]) for d, c in zip(res.diagnostics, clamped,
                                                               strict=True) if c],
            **outside_model_range(prob.obs[:prob.n_assim], hemo)}
-    out["far_outside"] = bool(far or out["values_outside"] or out["hemo_values_clamped"])
+    out["far_outside"] = bool(far or out["values_outside"])
     out["note"] = ("far_trs: assimilated TRs whose normalised innovation exceeded "
                    "far_threshold; values_outside: observed values outside the BOLD range of "
-                   "any physiological state (model_bold_range); hemo_values_clamped: analysed "
-                   "hemodynamic values put back into the physiological box.  Any of them: "
-                   "check the data's preprocessing (psc, detrend, scale=)")
+                   "any physiological state (model_bold_range); far_outside: either, check the "
+                   "data's preprocessing (psc, detrend, scale=).  hemo_values_clamped: "
+                   "analysed hemodynamic values put back into the physiological box (data far "
+                   "from the model, or a small ensemble's analysis extrapolating)")
     return out
 
 

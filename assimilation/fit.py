@@ -10,6 +10,11 @@ Parameters (``FitParameter``), each a bounded number ``x`` estimated on the logi
   ``long_range`` rule of the brain (every whole-brain model's first parameter: functional
   connectivity depends on it most).  It changes synapse weights, so each forward run builds
   its own network (members have their own realisations anyway);
+- ``"coupling.<family>"``: a further factor on the long-range weights onto one family
+  (``"coupling.I"``: how much of the long-range drive reaches inhibitory cells; the regime
+  study found the builder's equal drive onto E and I cells cancels inter-regional
+  correlation by feed-forward inhibition);
+- ``"sc_exponent"``: a, each unit's long-range in-degree times (SC in-strength / mean)^a;
 - ``"<family>.<hyperparameter>"`` (``"E.I_e"``, ``"E.g_AMPA"``): a per-unit hyperparameter of
   the brain, either scaled everywhere (``mode="scale"``: ``value_u = x * nominal_u``) or
   shifted along a spatial map (``mode="shift"``: ``value_u = nominal_u + x * map_u``; map
@@ -31,7 +36,6 @@ Units: ms inside the engine (``dt_ms``), seconds for TRs, spin-up and BOLD time.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,13 +45,15 @@ import numpy as np
 from dtb.assimilation import summary
 from dtb.assimilation.hemodynamics import Hemodynamics, drive_from_rate
 from dtb.assimilation.loop import EngineMember, expit, logit, region_means
+from dtb.brain.recipe import scale_long_range
 from dtb.errors import ConfigError
 
-__all__ = ["COUPLING", "FitParameter", "ForwardConfig", "StatisticsConfig", "with_coupling",
-           "simulate_bold", "bold_from_rates", "statistics", "member_seed", "Forward",
-           "FitResult", "fit"]
+__all__ = ["COUPLING", "SC_EXPONENT", "FitParameter", "ForwardConfig", "StatisticsConfig",
+           "with_coupling", "simulate_bold", "bold_from_rates", "statistics", "member_seed",
+           "Forward", "FitResult", "fit"]
 
 COUPLING = "coupling"
+SC_EXPONENT = "sc_exponent"
 NETWORK_TRANSIENT_MS = 300.0   # ms of the network's start dropped before rates count
 
 
@@ -68,17 +74,23 @@ class FitParameter:
         if not (np.isfinite(self.low) and np.isfinite(self.high) and self.low < self.high):
             bad.append(f"{self.name}: bounds ({self.low}, {self.high}) -- expected finite "
                        "low < high")
-        if self.name != COUPLING and self.name.count(".") != 1:
-            bad.append(f"{self.name}: name -- expected 'coupling' or FAMILY.PARAMETER "
-                       "(E.I_e, E.g_AMPA)")
+        if self.name not in (COUPLING, SC_EXPONENT) and self.name.count(".") != 1:
+            bad.append(f"{self.name}: name -- expected 'coupling', 'coupling.FAMILY', "
+                       "'sc_exponent' or FAMILY.PARAMETER (E.I_e, E.g_AMPA)")
         if self.mode not in ("scale", "shift"):
             bad.append(f"{self.name}: mode {self.mode!r} -- expected 'scale' or 'shift'")
-        if self.name == COUPLING and (self.mode != "scale" or self.map is not None):
-            bad.append(f"{self.name}: mode {self.mode!r} -- coupling is one global factor")
+        if self.structural and (self.mode != "scale" or self.map is not None):
+            bad.append(f"{self.name}: mode {self.mode!r} -- a global number, no map")
         if self.mode == "scale" and self.map is not None:
             bad.append(f"{self.name}: a map with mode 'scale' -- maps shift (mode 'shift')")
         if bad:
             raise ConfigError(bad, "fit parameters")
+
+    @property
+    def structural(self) -> bool:
+        """A parameter of the long-range projections (coupling, coupling.FAMILY,
+        sc_exponent): each forward run builds its network with it."""
+        return self.name in (COUPLING, SC_EXPONENT) or self.name.startswith(COUPLING + ".")
 
     def to_unbounded(self, x: Any) -> np.ndarray:
         return logit((np.asarray(x, float) - self.low) / (self.high - self.low))
@@ -164,24 +176,12 @@ def statistics(bold: np.ndarray, cfg: StatisticsConfig = StatisticsConfig()) -> 
     return np.concatenate(parts)
 
 
-def with_coupling(spec: Any, G: float) -> Any:
-    """A copy of the BrainSpec ``spec`` whose long-range rules' weights are multiplied by
-    ``G`` (numbers only: the builder's weights)."""
-    if not (np.isfinite(G) and G >= 0):
-        raise ConfigError([f"coupling: {G!r} -- expected a finite factor >= 0"], "fit")
-    out = copy.copy(spec)
-    rules = []
-    for r in spec.rules:
-        r2 = copy.copy(r)
-        if r.kind == "long_range":
-            if not isinstance(r.weight, int | float | np.integer | np.floating):
-                raise ConfigError([f"rules: {r.source}->{r.target} long_range weight "
-                                   f"{r.weight!r} -- expected a number to scale by the "
-                                   "coupling"], "fit")
-            r2.weight = float(r.weight) * float(G)
-        rules.append(r2)
-    out.rules = rules
-    return out
+def with_coupling(spec: Any, G: float, targets: dict[str, float] | None = None,
+                  sc_exponent: float = 0.0) -> Any:
+    """A copy of the BrainSpec ``spec`` with its long-range projections changed: weights
+    times ``G`` (and ``targets[family]`` onto that family), in-degrees times
+    (SC strength / mean)^``sc_exponent`` (``dtb.brain.recipe.scale_long_range``)."""
+    return scale_long_range(spec, G, targets, sc_exponent, where="fit")
 
 
 def member_seed(seed: int, iteration: int, member: int) -> int:
@@ -210,14 +210,19 @@ def simulate_bold(spec: Any, params: Sequence[FitParameter], x: np.ndarray, seed
     from dtb.engine import Engine
 
     x = np.asarray(x, float)
-    G = 1.0
+    G, sc_exp = 1.0, 0.0
+    targets: dict[str, float] = {}
     unit_values: dict[str, np.ndarray] = {}
     for p, v in zip(params, x, strict=True):
         if p.name == COUPLING:
             G = float(v)
+        elif p.name.startswith(COUPLING + "."):
+            targets[p.name.split(".", 1)[1]] = float(v)
+        elif p.name == SC_EXPONENT:
+            sc_exp = float(v)
         else:
             unit_values[p.name] = p.unit_values(float(v), _nominal(spec, p.name))
-    net = with_coupling(spec, G).to_network()
+    net = with_coupling(spec, G, targets, sc_exp).to_network()
     eng = Engine(net, dt=cfg.dt_ms, seed=seed, threads=cfg.threads)
     eng.keep_spikes = False
     mem = EngineMember(eng)
@@ -339,6 +344,13 @@ def fit(forward: Forward, y: np.ndarray, members: int, iterations: int, seed: in
     at every iteration.  ``callback(i, iteration)`` after each update."""
     from dtb.assimilation.inversion import esmda_alphas, invert, noise_covariance
 
+    bad = [f"{name}: {v!r} -- expected an integer >= {least}{why}" for name, v, least, why in (
+        ("members", members, 2, ""), ("iterations", iterations, 1, ""),
+        ("noise_runs", noise_runs, 3, " (two runs make every standardised statistic +-1, "
+                                       "a singular covariance that no shrinkage repairs)"))
+        if not (isinstance(v, int | np.integer) and v >= least)]
+    if bad:
+        raise ConfigError(bad, "fit")
     P = len(forward.params)
     c = (np.zeros(P) if centre is None
          else np.array([p.to_unbounded(v) for p, v in zip(forward.params, centre, strict=True)]))

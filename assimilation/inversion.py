@@ -178,8 +178,10 @@ def noise_covariance(samples: np.ndarray, floor: float = 0.0) -> np.ndarray:
     much as K allows.
     """
     X = np.asarray(samples, dtype=float)
-    if X.ndim != 2 or X.shape[0] < 2:
-        raise ValueError(f"samples: shape {X.shape} -- expected (K >= 2 runs, m statistics)")
+    if X.ndim != 2 or X.shape[0] < 3:
+        # with K = 2 every standardised column is +-1: Ledoit-Wolf finds nothing to shrink
+        # and the estimate is singular
+        raise ValueError(f"samples: shape {X.shape} -- expected (K >= 3 runs, m statistics)")
     sd = X.std(axis=0, ddof=0)
     var = sd ** 2 * X.shape[0] / (X.shape[0] - 1) + floor
     if not np.all(var > 0):

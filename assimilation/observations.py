@@ -147,9 +147,12 @@ def _is_number(s: str) -> bool:
 def _labels_from(path: str, field: str, cells: list[str]) -> np.ndarray:
     out = []
     for s in cells:
-        f = float(s)
-        if not f.is_integer() or f <= 0:
-            raise InputError(path, field, s, "integer region labels > 0")
+        try:
+            f = float(s)
+        except ValueError:
+            raise InputError(path, field, s, "integer region labels") from None
+        if not f.is_integer() or f <= 0 or f >= 2**63:
+            raise InputError(path, field, s, "integer region labels > 0 (and < 2^63)")
         out.append(int(f))
     lab = np.asarray(out, dtype=np.int64)
     uniq, counts = np.unique(lab, return_counts=True)
@@ -276,7 +279,13 @@ def _read_hdf5(path: str, dataset: str) -> tuple[np.ndarray, Keys, float | None]
                              "region labels as an attribute of the dataset or a 'labels' "
                              "dataset")
         tr = d.attrs.get("tr", h.attrs.get("tr"))
-    return np.asarray(data), keys, (float(tr) if tr is not None else None)
+    if tr is not None:
+        try:
+            tr = float(tr)
+        except (TypeError, ValueError):
+            raise InputError(path, f"{dataset}.attrs['tr']", _Text(repr(tr)[:80]),
+                             "a repetition time in seconds") from None
+    return np.asarray(data), keys, tr
 
 
 def _masker_means(path: str, img: Any, atlas: str, aimg: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -3,8 +3,8 @@
 - ``manifest.json``: written with status ``"running"`` first and replaced atomically, as the
   last act, with ``"complete"`` (or ``"failed"``, or ``"interrupted"`` after a stop signal);
   options, layout, timings, checksums;
-- ``assimilation.zarr``: Zarr v3 with dimension names (``xarray.open_zarr(...,
-  consolidated=False)``), the Dataset of ``dataset``, see ``DIMENSIONS`` below (times in
+- ``assimilation.zarr``: Zarr v3 with dimension names and consolidated metadata
+  (``xarray.open_zarr(path)``), the Dataset of ``dataset``, see ``DIMENSIONS`` below (times in
   seconds, ``time_s``; BOLD a fractional signal change; rates in Hz);
 - ``metrics.json``: the scores (``dtb.assimilation.evaluation.evaluate``);
 - ``figures/``: ``parameters.png``, ``bold.png``, ``fc.png``;
@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -368,7 +369,12 @@ class AssimilationRun:
         ds = dataset(prob, res, free, o)
         tmp = self.path / f"{_TMP_PREFIX}{os.getpid()}-{STORE}"
         shutil.rmtree(tmp, ignore_errors=True)
-        ds.to_zarr(str(tmp), mode="w", zarr_format=3, consolidated=False)
+        with warnings.catch_warnings():
+            # consolidated metadata, as series.zarr: xarray.open_zarr opens the store without
+            # a warning (zarr-python's extension of Zarr v3, which it says in a warning)
+            warnings.filterwarnings("ignore", message="Consolidated metadata is currently "
+                                    "not part")
+            ds.to_zarr(str(tmp), mode="w", zarr_format=3, consolidated=True)
         os.replace(tmp, self.path / STORE)
         digest, n, size = _tree_digest(self.path / STORE)
         outputs[STORE] = {"path": STORE, "format": "zarr-v3", "sha256_tree": digest,

@@ -36,7 +36,7 @@ def _dtb(args: list[str], cache: Path) -> tuple[float, str]:
 
 
 def demo(out: Path, cache: Path, t_ms: float, threads: int | None) -> dict:
-    args = ["demo", "--out", str(out), "--t", str(t_ms), "--quiet"]
+    args = ["demo", "--out", str(out), "--t", str(t_ms)]  # not -q: it would hide the message
     if threads:
         args += ["--threads", str(threads)]
     wall, err = _dtb(args, cache)

@@ -79,8 +79,24 @@ PHASES: dict[str, list[dict[str, Any]]] = {
     "b": [{"name": "k0.5-G1", "lr_k": 0.5}, {"name": "k0.5-G2", "lr_k": 0.5, "G": 2},
           {"name": "k1-G1", "lr_k": 1.0}, {"name": "noLRI-G1", "lr_to_I": 0.0},
           {"name": "noLRI-k0.5-G1", "lr_to_I": 0.0, "lr_k": 0.5}],
-    "b2": [{"name": "k1-G2", "lr_k": 1.0, "G": 2}, {"name": "k1-G3", "lr_k": 1.0, "G": 3},
-           {"name": "k0.5-G3", "lr_k": 0.5, "G": 3}],
+    "seeds": [{"name": f"noLRI-k0.5-G1-seed{k}", "lr_to_I": 0.0, "lr_k": 0.5, "seed": k}
+              for k in (2, 3)]
+    + [{"name": "LRI0.25-k0.5-G1", "lr_to_I": 0.25, "lr_k": 0.5},
+       {"name": "noLRI-k1-G1.5", "lr_to_I": 0.0, "lr_k": 1.0, "G": 1.5}],
+    "c": [{"name": f"noLRI-k0.5-G{g:g}", "lr_to_I": 0.0, "lr_k": 0.5, "G": g}
+          for g in (0.5, 1.5)]
+    + [{"name": "noLRI-k0.5-G0.75", "lr_to_I": 0.0, "lr_k": 0.5, "G": 0.75},
+       {"name": "noLRI-k1-G1", "lr_to_I": 0.0, "lr_k": 1.0},
+       {"name": "LRI0.5-k0.5-G1", "lr_to_I": 0.5, "lr_k": 0.5},
+       {"name": "noLRI-k0.5-G1-NMDAx3", "lr_to_I": 0.0, "lr_k": 0.5, "hyper": {"g_NMDA": "x3"}},
+       {"name": "noLRI-k0.5-G1-GABABx3", "lr_to_I": 0.0, "lr_k": 0.5,
+        "hyper": {"g_GABA_B": "x3"}}],
+    # the best point and the unfitted default on the three development subjects, 300 s
+    "subjects": [{"name": f"{n}-long", "subject": sid, "t_s": 320.0, **kw}
+                 for n, kw in (("best", {"lr_to_I": 0.0, "lr_k": 0.5, "G": 1.0}),
+                               ("default", {}),
+                               ("best25", {"lr_to_I": 0.25, "lr_k": 0.5, "G": 1.0}))
+                 for sid in hcp.DEV_SUBJECTS],
 }
 
 
@@ -147,6 +163,14 @@ def _lowpass(x: np.ndarray, dt_s: float, f_hi: float) -> np.ndarray:
     return np.fft.irfft(X, n=x.shape[0], axis=0)
 
 
+def _peak_hz(x: np.ndarray, dt_s: float, f_lo: float = 0.5) -> float:
+    """Frequency (Hz) of the largest periodogram value of ``x`` above ``f_lo``."""
+    p = np.abs(np.fft.rfft(x - x.mean())) ** 2
+    f = np.fft.rfftfreq(len(x), dt_s)
+    ok = f > f_lo
+    return float(f[ok][np.argmax(p[ok])])
+
+
 def data_stats(sub: hcp.Subject, window: int, step: int) -> dict[str, Any]:
     """The subject's targets (held-out and full FC, held-out FCD values) and baselines."""
     ho = sub.bold[hcp.HELDOUT]
@@ -207,6 +231,8 @@ def analyse(run: Path, d: dict[str, Any], drop_s: float, window: int, step: int,
             "corr_1s_bins": float(np.nanmean(S.upper(S.fc(u1)))),
             "autocorr_1s": float(np.nanmean(ac1)),
             "global_cv_1s": float(u1.mean(axis=1).std() / u1.mean()),
+            "sync_10ms": float(uk.mean(axis=1).var() / uk.var(axis=0).mean()),
+            "global_peak_hz": _peak_hz(uk.mean(axis=1), dt_u),
         }}
     b = np.asarray(g["bold"], float)
     t_b = np.asarray(g["time_bold"])
@@ -318,23 +344,34 @@ def figure(results: Path, out: Path) -> None:
     pts = [p for p in r["points"] if p["point"]["subject"] == "101309"
            and p["point"].get("t_s") == 140.0 and p["point"].get("neurons") == 4000
            and not p["point"].get("hyper") and p["point"].get("background") is None
-           and p["point"].get("lr_to_I", 1.0) == 1.0 and p["point"].get("w_EE", 1.0) == 1.0
+           and p["point"].get("w_EE", 1.0) == 1.0
            and list(p["point"].get("split", [4, 1, 2])) == [4, 1, 2]]
     data = pts[0]["data"]
     fig, ax = plt.subplots(1, 4, figsize=(16, 3.6))
-    for a, mk in ((0.0, "o-"), (0.5, "s-"), (1.0, "^-")):
-        q = sorted((p for p in pts if float(p["point"].get("lr_k", 0.0)) == a),
+    for (a, lri), mk in (((0.0, 1.0), "o-"), ((0.5, 1.0), "s-"), ((1.0, 1.0), "^-"),
+                         ((0.0, 0.0), "o--"), ((0.5, 0.0), "s--"), ((1.0, 0.0), "^--"),
+                         ((0.5, 0.5), "d:"), ((0.5, 0.25), "v:")):
+        same = [p for p in pts if float(p["point"].get("lr_k", 0.0)) == a
+                and float(p["point"].get("lr_to_I", 1.0)) == lri]
+        q = sorted((p for p in same if p["point"].get("seed", 1) == 1),
                    key=lambda p: p["point"]["G"])
         if not q:
             continue
+        other = [p for p in same if p["point"].get("seed", 1) != 1]  # other realisations
+        for k, key in enumerate((("bold", "mean_fc"), ("bold", "fc_r_heldout"))):
+            ax[k].plot([p["point"]["G"] for p in other], [p[key[0]][key[1]] for p in other],
+                       mk[0], mfc="none", color="gray")
         g = [p["point"]["G"] for p in q]
-        lab = f"long-range k ~ strength^{a:g}"
+        lab = f"k ~ s^{a:g}, LR->I x{lri:g}"
         ax[0].plot(g, [p["bold"]["mean_fc"] for p in q], mk, label=lab)
         ax[1].plot(g, [p["bold"]["fc_r_heldout"] for p in q], mk, label=lab)
         ax[2].plot(g, [p["rates_hz"]["E"] for p in q], mk, label=lab)
         ax[3].plot(g, [p["rate_dynamics"]["slow_over_poisson"] for p in q], mk, label=lab)
+    ax[2].legend(fontsize=7)
     ax[0].axhline(data["mean_fc_heldout"], color="k", ls="--", label="data (held-out)")
     ax[1].axhline(data["logsc_r_heldout"], color="k", ls="--", label="log-SC")
+    for x in ax[:2]:
+        x.legend(handles=x.get_lines()[-1:], fontsize=7)
     ax[0].set_ylabel("mean FC (BOLD)")
     ax[1].set_ylabel("FC fit r, held-out TRs 600-1199")
     ax[2].set_ylabel("E rate (Hz)")
@@ -342,11 +379,54 @@ def figure(results: Path, out: Path) -> None:
     ax[3].set_yscale("log")
     for x in ax:
         x.set_xlabel("global coupling G")
-    ax[1].legend(fontsize=7)
-    ax[0].legend(fontsize=7)
-    fig.suptitle("dtb regime sweep, HCP 101309, 80 regions x 50 neurons, 120 s analysed")
+    fig.suptitle("dtb regime sweep, HCP 101309, 80 regions x 50 neurons, 120 s analysed "
+                 "(open grey: other network realisations)")
     fig.tight_layout()
     fig.savefig(out, dpi=90)
+
+
+def table(results: Path) -> str:
+    """The README's tables (markdown) from a results JSON."""
+    r = json.loads(results.read_text())
+    rows = ["| point | subject | s | G | k ~ s^a | LR->I | other | E / I Hz | mean FC | "
+            "FC r held-out | FC r full | FCD KS | BOLD SD % | slow / Poisson | slow-rate corr "
+            "| autocorr 1 s | sync | wall s (RTF) |",
+            "|---" * 18 + "|"]
+    for x in r["points"]:
+        p, b, rd = x["point"], x["bold"], x["rate_dynamics"]
+        other = ", ".join(f"{k} {v}" for k, v in p.get("hyper", {}).items())
+        if p.get("background"):
+            other += f" bg {p['background']}"
+        if list(p.get("split", [4, 1, 2])) != [4, 1, 2]:
+            other += f" split {p['split']}"
+        sync = rd.get("sync_10ms")
+        rows.append(
+            f"| {p['name']} | {p['subject']} | {p['t_s'] - x['drop_s']:g} | {p['G']:g} | "
+            f"{float(p.get('lr_k', 0.0)):g} | {p.get('lr_to_I', 1.0):g} | {other} | "
+            f"{x['rates_hz']['E']:.1f} / {x['rates_hz']['I']:.1f} | {b['mean_fc']:.3f} | "
+            f"{b['fc_r_heldout']:.3f} | {b['fc_r_full']:.3f} | {b['fcd_ks']:.3f} | "
+            f"{b['sd_pct']:.3f} | {rd['slow_over_poisson']:.1f} | "
+            f"{rd['slow_rate_mean_corr']:.3f} | {rd['autocorr_1s']:.2f} | "
+            f"{'' if sync is None else f'{sync:.3f}'} | {x['wall_s']:.0f} "
+            f"({x['timings']['rtf']:.2f}) |")
+    data = {}
+    for x in r["points"]:
+        data[x["point"]["subject"]] = x["data"]
+    rows += ["", "| subject | data mean FC held-out | log-SC r held-out | log-SC r full | "
+             "split-half r | BOLD SD % held-out |", "|---|---|---|---|---|---|"]
+    for sid, d in sorted(data.items()):
+        rows.append(f"| {sid} | {d['mean_fc_heldout']:.3f} | {d['logsc_r_heldout']:.3f} | "
+                    f"{d['logsc_r_full']:.3f} | {d['split_half_r']:.3f} | "
+                    f"{d['bold_sd_pct_heldout']:.3f} |")
+    rows += ["", "| SC coupling | " + " | ".join(f"g = {g}" for g in
+                                                  (0.5, 0.8, 0.9, 0.95, 0.98)) + " |",
+             "|---" * 6 + "|"]
+    for sid in sorted({x["subject"] for x in r["linear_reference"]}):
+        for a in (0.0, 0.5, 1.0):
+            q = [x for x in r["linear_reference"] if x["subject"] == sid and x["a"] == a]
+            rows.append(f"| {sid}, W = D^{a - 1:g} SC | " + " | ".join(
+                f"{x['fc_r_heldout']:.2f} ({x['mean_fc']:.2f})" for x in q) + " |")
+    return "\n".join(rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -363,7 +443,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--collect", action="store_true")
     ap.add_argument("--figure", type=Path, help="draw benchmarks/fit_regime.png from a "
                     "results JSON and exit")
+    ap.add_argument("--table", type=Path, help="print the README's tables from a results "
+                    "JSON and exit")
     a = ap.parse_args(argv)
+    if a.table:
+        print(table(a.table))
+        return 0
     if a.figure:
         figure(a.figure, HERE / "fit_regime.png")
         return 0

@@ -16,7 +16,8 @@ a hash are compared).  Configurations:
 - ``N threads, spin (OpenMP default)``: libgomp's default waiting (GOMP_SPINCOUNT=300000,
   its default spin before sleeping; set, it also keeps dtb from choosing a policy);
 - ``N threads, passive``: OMP_WAIT_POLICY=PASSIVE;
-- ``dtb default``: no setting at all (what a user gets).
+- ``dtb default``: no setting at all (what a user of dtb simulate gets: idle threads
+  sleep, and as many threads as cores are idle when the run starts, dtb.threads).
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ def worker(scale: float, t_ms: float, presim_ms: float, threads: int | None) -> 
     import dtb
     from dtb.models import microcircuit
 
+    if threads is None:  # what dtb simulate does without --threads
+        from dtb.threads import choose_threads
+
+        threads = choose_threads(None)
     eng = dtb.Engine(microcircuit(scale), dt=0.1, seed=1, threads=threads)
     eng.run(presim_ms)
     out: dict = {"threads": eng.threads, "layer": None}

@@ -25,6 +25,11 @@ from dtb.network import (
     Projection,
     UnitLocal,
 )
+from dtb.threads import configure as _configure_threads
+
+# OpenMP's waiting policy, before its runtime starts (at numba's first parallel loop, not
+# at an import): idle threads sleep unless the user chose otherwise (dtb.threads)
+_configure_threads()
 
 __version__ = "0.1.0"
 

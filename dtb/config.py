@@ -119,7 +119,7 @@ def parse_dist(v: Any, path: str, pr: _Problems) -> Dist | None:
     spec = {"constant": ({"value"}, set()), "uniform": ({"low", "high"}, set()),
             "normal": ({"mean", "std"}, {"low", "high"}),
             "lognormal": ({"mu", "sigma"}, {"low", "high"})}
-    if kind not in spec:
+    if not isinstance(kind, str) or kind not in spec:
         pr.add(f"{path}.dist", kind, f"one of {', '.join(spec)}")
         return None
     req, opt = spec[kind]
@@ -245,7 +245,7 @@ def _parse_inputs(v: Any, path: str, model, pr: _Problems) -> tuple:
 
 def _resolve_receptor(rec, model, ptype, weight_hint, path, pr) -> str | None:
     if rec is not None:
-        if rec not in model.receptors:
+        if not isinstance(rec, str) or rec not in model.receptors:
             pr.add(path, rec, f"a receptor of {model.name}: {', '.join(model.receptors)}")
             return None
         return rec
@@ -286,7 +286,7 @@ def _parse_population(d: Any, path: str, pr: _Problems) -> Population | None:
         pr.add(f"{path}.size", size, "a positive integer")
         ok = False
     model_name = d.get("model", "lif_cond")
-    if model_name not in MODELS:
+    if not isinstance(model_name, str) or model_name not in MODELS:
         pr.add(f"{path}.model", model_name, f"one of {', '.join(MODELS)}")
         return None
     model = MODELS[model_name]
@@ -454,7 +454,8 @@ def _parse_rule(d: Any, path: str, pr: _Problems):
         d = d.to_dict()
     kinds = {"fixed_indegree": "k", "fixed_total_number": "n", "pairwise_bernoulli": "p",
              "unit_local": "k", "long_range": "k"}
-    if not isinstance(d, dict) or d.get("kind") not in kinds:
+    if (not isinstance(d, dict) or not isinstance(d.get("kind"), str)
+            or d.get("kind") not in kinds):
         pr.add(f"{path}.kind", d.get("kind") if isinstance(d, dict) else d,
                f"one of {', '.join(kinds)}")
         return None
@@ -484,7 +485,7 @@ def _parse_projection(d: Any, path: str, pops: dict[str, Population], declared: 
     src, tgt = d["source"], d["target"]
     ok = True
     for k, v in (("source", src), ("target", tgt)):
-        if v not in declared:
+        if not isinstance(v, str) or v not in declared:
             names = ", ".join(sorted(str(x) for x in declared)) or "none defined"
             pr.add(f"{path}.{k}", v, f"the name of a population ({names})")
             ok = False
@@ -593,8 +594,9 @@ def parse_network(d: Any, dt: float = 0.1, source: str | None = None) -> Network
     if not isinstance(raw_pops, (list, tuple)) or not raw_pops:
         pr.add("populations", raw_pops, "a non-empty list of populations")
         raw_pops = []
-    declared = {(pd.name if isinstance(pd, Population) else pd.get("name"))
-                for pd in raw_pops if isinstance(pd, (dict, Population))}
+    declared = {n for n in (pd.name if isinstance(pd, Population) else pd.get("name")
+                            for pd in raw_pops if isinstance(pd, (dict, Population)))
+                if isinstance(n, str)}
     for i, pd in enumerate(raw_pops):
         p = _parse_population(pd, f"populations[{i}]", pr)
         if p is None:
@@ -651,8 +653,9 @@ def read_yaml(path: str | Path, what: str = "config") -> Any:
         line = raw[:e.start].count(b"\n") + 1
         raise ConfigError([f"byte {e.start} (line {line}): {raw[e.start:e.start + 1]!r} -- "
                            "expected UTF-8 text"], src) from None
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)           # its reader refuses control characters
         node = loader.get_single_node()
         if node is None:
             return None
@@ -664,7 +667,8 @@ def read_yaml(path: str | Path, what: str = "config") -> Any:
     except yaml.YAMLError as e:
         raise ConfigError([f"not valid YAML: {short_repr(str(e), 400)[1:-1]}"], src) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _check_yaml_graph(root: Any, src: str) -> None:

@@ -85,7 +85,9 @@ def info() -> dict[str, Any]:
     """The installation's versions and capabilities.
 
     Keys: ``dtb``, ``python``, ``python_executable``, ``platform``, ``numpy``, ``numba``,
-    ``numba_threads`` (CPU threads the engine uses by default), ``h5py``, ``hdf5``,
+    ``numba_threads`` (CPU threads the engine uses by default), ``openmp_waiting`` (the
+    OpenMP waiting settings in force, dtb.threads), ``kernel_cache`` (where numba caches
+    the kernels, dtb.compiling), ``h5py``, ``hdf5``,
     ``mpi4py`` and ``mpi_library`` (None when not installed), ``cupy`` (None when not
     installed), ``cuda_available``, ``gpus`` (device names), and ``backends`` (``"cpu"``
     always, ``"gpu"`` when CUDA is usable through cupy).
@@ -95,6 +97,8 @@ def info() -> dict[str, Any]:
     import numpy as np
 
     from dtb import __version__
+    from dtb.compiling import cache_dir
+    from dtb.threads import waiting_policy
 
     d: dict[str, Any] = {
         "dtb": __version__,
@@ -104,6 +108,8 @@ def info() -> dict[str, Any]:
         "numpy": np.__version__,
         "numba": numba.__version__,
         "numba_threads": numba.get_num_threads(),
+        "openmp_waiting": waiting_policy(),
+        "kernel_cache": cache_dir(),
         "h5py": h5py.__version__,
         "hdf5": h5py.version.hdf5_version,
     }
@@ -135,7 +141,9 @@ def render(d: dict[str, Any]) -> str:
         ("python", f"{d['python']} ({d['python_executable']})"),
         ("platform", d["platform"]),
         ("numpy", d["numpy"]),
-        ("numba", f"{d['numba']} ({d['numba_threads']} threads)"),
+        ("numba", f"{d['numba']} ({d['numba_threads']} threads; OpenMP waiting "
+                  f"{' '.join(f'{k}={v}' for k, v in d['openmp_waiting'].items()) or 'default'}"
+                  f"; kernel cache {d['kernel_cache']})"),
         ("h5py", f"{d['h5py']} (HDF5 {d['hdf5']})"),
         ("mpi4py", mpi),
         ("cupy", cupy),

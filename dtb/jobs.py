@@ -222,6 +222,8 @@ def read_sweep(path: str | os.PathLike[str]) -> list[list[str]]:
                 continue
             if isinstance(v, str):
                 v = v.strip()
+                if p.suffix.lower() in (".csv", ".tsv"):     # as the docstring says
+                    v = {"true": True, "false": False, "null": None}.get(v.lower(), v)
             if v is None or v is False or v == "":
                 continue
             if isinstance(v, dict | list):
@@ -264,6 +266,10 @@ def check_task_types(tasks: Sequence[Sequence[str]], command: str, where: str) -
                                 f"of dtb {command}")
                 continue
             if act.nargs == 0:
+                if j < len(words) and words[j] not in actions:
+                    problems.append(f"{where}: row {i}: {opt[2:]}: {words[j]!r} -- expected "
+                                    "true (a flag takes no value)")
+                    j += 1
                 continue
             if j >= len(words) or words[j] in actions:
                 problems.append(f"{where}: row {i}: {opt[2:]}: no value -- expected a value")

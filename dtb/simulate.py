@@ -332,6 +332,11 @@ def demo(a: argparse.Namespace, command: list[str]) -> int:
                  threads=a.threads or numba.get_num_threads(), written=("brain.h5",))
         log.info("demo: default subject, %s level, %d units, %s neurons (run directory %s)",
                  spec.level, spec.n_units, f"{net.n_neurons:,}", out)
+        from dtb.threads import choose_threads
+
+        # threads sized from the idle cores once every check has passed (so the line that
+        # says so never precedes an error)
+        a.threads = choose_threads(a.threads)
         eng = Engine(net, dt=sim.dt, seed=sim.seed, threads=a.threads)
         recorded, _ = _record_run(eng, out, sim, err, unit_labels(spec), ready=rd.commit,
                                   regions=UnitRegions.from_spec(spec))
@@ -421,6 +426,10 @@ def simulate(a: argparse.Namespace, command: list[str],
 
             own = planned_ownership(BrainSpec.load(a.brain), comm, method=a.partition,
                                     routing=a.routing, ranks_per_node=a.ranks_per_node)
+        if comm is None:  # one process: as many threads as cores are idle (dtb.threads)
+            from dtb.threads import choose_threads
+
+            a.threads = choose_threads(a.threads)
         eng = Engine(net, dt=sim.dt, seed=sim.seed, threads=a.threads, comm=comm,
                      routing=a.routing, ranks_per_node=a.ranks_per_node, ownership=own,
                      backend=a.backend)

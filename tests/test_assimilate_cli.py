@@ -60,7 +60,7 @@ def test_twin_experiment_recovers_per_region_conductances(demo: Path) -> None:
     Recomputed here from the Zarr store, independently of metrics.json."""
     import xarray as xr
 
-    ds = xr.open_zarr(demo / "assimilation.zarr", consolidated=False).load()
+    ds = xr.open_zarr(demo / "assimilation.zarr").load()   # consolidated: no warning
     na = int(ds.attrs["trs_assimilated"])
     truth = ds.truth.values[:, 0]
     final = ds.theta.values[na - 1, :, :, 0]                      # (M, U)

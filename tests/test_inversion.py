@@ -176,4 +176,6 @@ def test_noise_covariance_is_usable_when_runs_are_few():
     assert np.linalg.norm(C - true) < np.linalg.norm(S - true)
     with pytest.raises(ValueError, match="floor"):
         noise_covariance(np.ones((5, 3)))
+    with pytest.raises(ValueError, match="K >= 3"):       # two runs: singular, always
+        noise_covariance(X[:2])
     assert np.allclose(np.diag(noise_covariance(np.ones((5, 3)), floor=0.1)), 0.1)

@@ -125,7 +125,8 @@ def test_two_ranks_say_it_once(tmp_path: Path):
 
 LIBRARY_PRINTS = {  # modules that print a command's result to stdout (or draw progress)
     "dtb/cli.py", "dtb/simulate.py", "dtb/report.py", "dtb/info.py", "dtb/jobs.py",
-    "dtb/progress.py", "dtb/brain/commands.py", "dtb/partition/cli.py",
+    "dtb/progress.py", "dtb/brain/commands.py", "dtb/partition/cli.py", "dtb/warmup.py",
+    "dtb/export.py",
     "assimilation/cli.py"}
 
 

@@ -47,16 +47,6 @@ def run(tmp_path: Path) -> Path:
     return out
 
 
-@pytest.fixture()
-def no_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
-    """dtb report's statistics are beside the point here (and dtb.analysis.spikes has its
-    own issue with short runs): figures and the page only."""
-    import dtb.report
-
-    monkeypatch.setattr(dtb.report, "_numbers",
-                        lambda run: {"rates": {}, "cv": {}, "corr": {}})
-
-
 # --- 1. --overwrite replaces only what dtb wrote ------------------------------------------
 
 @pytest.mark.parametrize("forged", [{}, {"format": "dtb-run", "format_version": 1},
@@ -90,7 +80,7 @@ def test_overwrite_of_a_run_with_user_files_removes_nothing(run: Path,
     assert snapshot(run) == before
 
 
-def test_overwrite_replaces_a_dtb_run_and_its_report(run: Path, no_numbers: None):
+def test_overwrite_replaces_a_dtb_run_and_its_report(run: Path):
     assert main(["report", str(run)]) == 0
     assert main(["simulate", *MC, "--t", "10", "--out", str(run), "--overwrite"]) == 0
     m = manifest(run)
@@ -233,7 +223,7 @@ def test_build_output_equal_to_an_input_is_refused(tmp_path: Path, how: str,
 
 # --- 4. dtb report never replaces a user's files; nothing removed before all checks pass ----
 
-def test_report_keeps_user_files_unless_overwrite(run: Path, tmp_path: Path, no_numbers: None,
+def test_report_keeps_user_files_unless_overwrite(run: Path, tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]):
     d = tmp_path / "figs"
     d.mkdir()
@@ -252,7 +242,7 @@ def test_report_keeps_user_files_unless_overwrite(run: Path, tmp_path: Path, no_
     assert (d / "notes.txt").read_text() == "keep me" and not (d / LOCK).exists()
 
 
-def test_invalid_report_option_changes_nothing(run: Path, no_numbers: None,
+def test_invalid_report_option_changes_nothing(run: Path,
                                                capsys: pytest.CaptureFixture[str]):
     assert main(["report", str(run)]) == 0
     before = snapshot(run)
@@ -309,7 +299,7 @@ DAMAGE = ["delete part", "truncate part", "alter part", "delete chunk", "alter c
 
 
 @pytest.mark.parametrize("how", DAMAGE)
-def test_damaged_run_is_refused_naming_the_file(run: Path, how: str, no_numbers: None,
+def test_damaged_run_is_refused_naming_the_file(run: Path, how: str,
                                                 capsys: pytest.CaptureFixture[str]):
     from dtb.analysis import open_run
 
@@ -353,19 +343,20 @@ def test_missing_part_of_an_unfinished_run_is_refused(run: Path):
 
 @pytest.fixture()
 def stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An interrupted run with one checkpoint (a stop request before the first chunk)."""
+    """An interrupted run with one checkpoint (a stop request at the first chunk boundary:
+    a stop while the inputs load ends the process before anything ran, exit 143)."""
     from dtb.simulate import StopRequest
 
-    init = StopRequest.__init__
+    agreed = StopRequest.agreed
 
-    def stop_at_once(self: StopRequest) -> None:
-        init(self)
-        self.signum = int(signal.SIGTERM)
+    def stop_at_first_boundary(self: StopRequest, comm: object) -> int:
+        self.signum = self.signum or int(signal.SIGTERM)
+        return agreed(self, comm)
 
-    monkeypatch.setattr(StopRequest, "__init__", stop_at_once)
+    monkeypatch.setattr(StopRequest, "agreed", stop_at_first_boundary)
     out = tmp_path / "stopped"
     assert main(["simulate", *MC, "--t", "20", "--out", str(out)]) == 75
-    monkeypatch.setattr(StopRequest, "__init__", init)
+    monkeypatch.setattr(StopRequest, "agreed", agreed)
     assert manifest(out)["status"] == "interrupted" and ck.candidates(out)
     return out
 

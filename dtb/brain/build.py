@@ -24,6 +24,7 @@ a TVB zip); optionally PET.  Knobs: ``BuildOptions``.  The published DTB recipe
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -33,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from dtb.brain import inputs as bi
+from dtb.brain.recipe import scale_long_range
 from dtb.brain.spec import BrainSpec, Family, Rule
 from dtb.errors import ConfigError, InputError
 from dtb.neurons import LIF_COND, check_params
@@ -76,6 +78,11 @@ class BuildOptions:
     background: dict[str, float] = field(
         default_factory=lambda: {"mean": 0.6, "sigma": 0.12, "tau": 10.0})  # OU current
     pet_mode: str = "indegree"
+    # the long-range recipe (dtb.brain.recipe): weights x coupling, onto inhibitory families
+    # x lr_inhibitory more, in-degrees x (SC strength / mean)^lr_sc_exponent
+    coupling: float = 1.0
+    lr_inhibitory: float = 1.0
+    lr_sc_exponent: float = 0.0
 
     def check(self) -> None:
         """Every knob in range, before any file is read; raises ConfigError."""
@@ -106,6 +113,13 @@ class BuildOptions:
             add("velocity", self.velocity, "a conduction velocity > 0 mm/ms")
         if not self.local_delay >= 0:
             add("local_delay", self.local_delay, "a delay >= 0 ms")
+        for name in ("coupling", "lr_inhibitory"):
+            v = getattr(self, name)
+            if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
+                add(name, v, "a finite factor >= 0")
+        if not (isinstance(self.lr_sc_exponent, int | float)
+                and math.isfinite(self.lr_sc_exponent) and abs(self.lr_sc_exponent) <= 4):
+            add("lr_sc_exponent", self.lr_sc_exponent, "an exponent in [-4, 4]")
         if self.pet_mode not in ("indegree", "conductance"):
             add("pet_mode", self.pet_mode, "indegree or conductance")
         for k in self.params:
@@ -350,6 +364,10 @@ def _assemble(opt: BuildOptions, regions: _Regions, weights, lengths_mm, unit_re
         families=families, rules=rules, options=_options_dict(opt),
         pet=pet_values, pet_mode=opt.pet_mode if pet_values is not None else None,
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    if (opt.coupling, opt.lr_inhibitory, opt.lr_sc_exponent) != (1.0, 1.0, 0.0):
+        inhibitory = {f.name: opt.lr_inhibitory for f in families if f.type == "I"}
+        spec = scale_long_range(spec, opt.coupling, inhibitory, opt.lr_sc_exponent,
+                                where="dtb build")
     spec.check("dtb build")
     return spec
 

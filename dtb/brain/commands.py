@@ -52,6 +52,16 @@ def add_build_parser(sub: Any) -> None:
     k.add_argument("--background", default="0.6,0.12,10", metavar="MEAN,SD,TAU",
                    help="Ornstein-Uhlenbeck background current: mean, sd, tau ms "
                         "(0.6,0.12,10)")
+    lr = b.add_argument_group("long-range recipe (dtb.brain.recipe; the regime study in "
+                              "benchmarks/README.md)")
+    lr.add_argument("--coupling", type=float, default=1.0, metavar="G",
+                    help="global coupling: every long-range weight times G (1.0)")
+    lr.add_argument("--lr-inhibitory", type=float, default=1.0, metavar="F",
+                    help="long-range weights onto inhibitory cells times F more (1.0; "
+                         "0-0.25 let regions correlate on HCP subjects)")
+    lr.add_argument("--lr-sc-exponent", type=float, default=0.0, metavar="A",
+                    help="long-range in-degree times (SC in-strength / mean)^A (0.0; 0.5 "
+                         "let FC follow the SC on HCP subjects)")
     b.add_argument("-o", "--out", required=True, metavar="BRAIN.h5", help="output file")
     b.add_argument("--overwrite", action="store_true", help="replace an existing file")
 
@@ -79,7 +89,9 @@ def options_from_args(a: argparse.Namespace):
                        e_fraction=a.e_fraction, velocity=a.velocity,
                        local_delay=a.local_delay, layers=a.layers, pet_mode=a.pet_mode,
                        params=params, hyper=hyper,
-                       background={"mean": mean, "sigma": sd, "tau": tau})
+                       background={"mean": mean, "sigma": sd, "tau": tau},
+                       coupling=a.coupling, lr_inhibitory=a.lr_inhibitory,
+                       lr_sc_exponent=a.lr_sc_exponent)
     opt.check()
     return opt
 
