@@ -238,6 +238,21 @@ def _write_csv(path: Path, labels: np.ndarray, data: np.ndarray) -> tuple[str, i
     return write_atomic(path, buf.getvalue().encode(), "observed BOLD")
 
 
+def _replace_dir(tmp: Path, dest: Path) -> None:
+    """Move the finished directory ``tmp`` to ``dest``.  A ``dest`` already there was left by
+    this run's own completion, killed before its manifest said complete (a SIGKILL, then
+    --resume): this process holds the run directory's lock, so it is set aside and removed
+    (os.replace cannot replace a non-empty directory)."""
+    if dest.exists():
+        old = tmp.with_name(tmp.name + "-old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(dest, old)
+        os.replace(tmp, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, dest)
+
+
 class AssimilationRun:
     """The run directory of ``dtb assimilate`` (``dtb.rundir.RunDirectory`` checks and
     clears it): manifest ``running`` first, outputs through temporary names, manifest
@@ -375,7 +390,7 @@ class AssimilationRun:
             warnings.filterwarnings("ignore", message="Consolidated metadata is currently "
                                     "not part")
             ds.to_zarr(str(tmp), mode="w", zarr_format=3, consolidated=True)
-        os.replace(tmp, self.path / STORE)
+        _replace_dir(tmp, self.path / STORE)
         digest, n, size = _tree_digest(self.path / STORE)
         outputs[STORE] = {"path": STORE, "format": "zarr-v3", "sha256_tree": digest,
                           "files": n, "bytes": size,
@@ -398,7 +413,7 @@ class AssimilationRun:
         tmpf = self.path / f"{_TMP_PREFIX}{os.getpid()}-{FIGURES}"
         shutil.rmtree(tmpf, ignore_errors=True)
         names = _figures(prob, res, free, tmpf, o)
-        os.replace(tmpf, self.path / FIGURES)
+        _replace_dir(tmpf, self.path / FIGURES)
         from dtb.rundir import sha256_file
 
         outputs[FIGURES] = {n: {"path": f"{FIGURES}/{n}",

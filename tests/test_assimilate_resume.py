@@ -366,3 +366,25 @@ def test_two_member_communicators_stopped_in_the_free_run_resume_equals_the_unin
     p = dtb("assimilate", "--resume", str(run), "--quiet", ranks=2)
     assert p.returncode == 0, p.stderr
     assert_same_outputs(ref, run)
+
+
+def test_outputs_left_by_a_killed_completion_are_replaced(tmp_path):
+    """Regression (found by tests/test_assimilate_random_signals.py, SIGKILL at 13.9 s): a
+    run killed after writing assimilation.zarr but before its manifest said complete is
+    resumed, and the resumed completion wrote its store with os.replace onto the leftover,
+    non-empty directory: 'Directory not empty', exit 1.  The leftover is now replaced."""
+    from dtb.assimilation.outputs import _replace_dir
+
+    dest = tmp_path / "assimilation.zarr"
+    (dest / "theta").mkdir(parents=True)
+    (dest / "theta" / "c0").write_bytes(b"old")
+    tmp = tmp_path / ".dtb-tmp-1-assimilation.zarr"
+    (tmp / "theta").mkdir(parents=True)
+    (tmp / "theta" / "c0").write_bytes(b"new")
+    _replace_dir(tmp, dest)
+    assert (dest / "theta" / "c0").read_bytes() == b"new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["assimilation.zarr"]
+    fresh = tmp_path / ".dtb-tmp-2-figures"
+    fresh.mkdir()
+    _replace_dir(fresh, tmp_path / "figures")
+    assert (tmp_path / "figures").is_dir() and not fresh.exists()
