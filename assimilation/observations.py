@@ -61,6 +61,7 @@ from typing import Any
 
 import numpy as np
 
+from dtb.bids import is_number
 from dtb.errors import InputError
 
 __all__ = ["BoldData", "read_bold", "preprocess", "resolve_regions", "match_labels"]
@@ -136,14 +137,6 @@ def _cell(v: Any) -> str:
     return s
 
 
-def _is_number(s: str) -> bool:
-    try:
-        float(s)
-    except ValueError:
-        return False
-    return True
-
-
 def _labels_from(path: str, field: str, cells: list[str]) -> np.ndarray:
     out = []
     for s in cells:
@@ -165,7 +158,7 @@ def _header_keys(path: str, field: str, values: Any) -> Keys:
     """A header (or label list) as ``(labels, None)`` when every cell is a number (integer
     labels > 0), ``(None, names)`` when none is; a mix is refused naming the odd column."""
     cells = [_cell(v) for v in np.atleast_1d(np.asarray(values, dtype=object)).ravel()]
-    numeric = [_is_number(c) for c in cells]
+    numeric = [is_number(c) for c in cells]
     if all(numeric):
         return _labels_from(path, field, cells), None
     if any(numeric):

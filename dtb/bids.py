@@ -95,7 +95,8 @@ def sidecar_tr(path: PathLike) -> tuple[str, str, float] | None:
     return None
 
 
-def _is_number(s: str) -> bool:
+def is_number(s: str) -> bool:
+    """Whether the text ``s`` reads as a number (a label column, not a name)."""
     try:
         float(s)
     except ValueError:
@@ -112,7 +113,7 @@ def region_header(labels: Sequence[int], names: Sequence[str] | None) -> list[st
         return labs
     nm = [str(n).strip() for n in names]
     usable = (len(set(nm)) == len(nm) and all(nm)
-              and not any(_is_number(n) or any(c in n for c in "\t,\"'") for n in nm)
+              and not any(is_number(n) or any(c in n for c in "\t,\"'") for n in nm)
               and nm != labs)
     return nm if usable else labs
 

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from dtb.errors import InputError, OutputError
+from dtb.fileio import write_h5_atomic
 
 __all__ = ["UnitRegions", "region_bold", "write_run_bold_tsv", "consolidate_spikes",
            "write_nwb", "add_export_parser", "run_export", "BOLD_TSV"]
@@ -171,8 +172,9 @@ def consolidate_spikes(run_dir: str | Path, out: str | Path, overwrite: bool = F
         raise InputError(str(src_path), "file", "missing", "spikes.h5 (a run that recorded "
                          "spikes)")
     out, tmp = _target(out, overwrite)
-    try:
-        with h5py.File(src_path, "r") as src, h5py.File(tmp, "w") as dst:
+
+    def fill(dst: Any) -> None:
+        with h5py.File(src_path, "r") as src:
             _copy_attrs(src, dst)
             for gname, g in src.items():
                 dg = dst.create_group(gname)
@@ -188,13 +190,10 @@ def consolidate_spikes(run_dir: str | Path, out: str | Path, overwrite: bool = F
                         for i in range(0, n, COPY_CHUNK):
                             d[i:i + COPY_CHUNK] = ds[i:i + COPY_CHUNK]
                         _copy_attrs(ds, d)
-        os.replace(tmp, out)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"{out}: cannot write the spikes: {e}") from e
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+
+    # through dtb.fileio's latched file: a full disk is an OutputError naming ``out``,
+    # and the temporary file is removed whatever fails
+    write_h5_atomic(out, fill, "spikes", tmp=tmp)
     return out
 
 
