@@ -20,6 +20,7 @@ from dtb.errors import InputError
 PathLike = str | os.PathLike
 MAX_LISTED = 10          # at most this many missing labels/names are listed in a message
 LABEL_MAX = int(np.iinfo(np.int32).max)   # atlas labels are stored as int32
+_MAX_REPR = 80           # a value longer than this (as repr) is cut in a message
 
 
 class _Text(str):
@@ -27,6 +28,14 @@ class _Text(str):
 
     def __repr__(self) -> str:
         return str(self)
+
+
+def _short(v: Any) -> Any:
+    """``v`` for a message: a long or odd value cut to _MAX_REPR characters."""
+    text = repr(v)
+    if len(text) <= _MAX_REPR:
+        return v
+    return _Text(text[:_MAX_REPR] + f"... ({len(text)} characters)")
 
 
 def _listed(items: Iterable[Any]) -> _Text:
