@@ -176,7 +176,7 @@ def outside_model_range(obs: np.ndarray, hemo: str) -> dict[str, Any]:
     """How many observed values (fractional signal change) lie outside the BOLD range of any
     physiological hemodynamic state (``hemodynamics.bold_range``): values the model cannot
     produce whatever its parameters (raw intensities, drifts, z-scores without scale=)."""
-    from dtb.assimilation.hemodynamics import bold_range
+    from dtb.model.hemodynamics import bold_range
 
     lo, hi = bold_range(hemo)
     x = np.asarray(obs, float)

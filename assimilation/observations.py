@@ -23,7 +23,7 @@ A header is either all labels or all names (``_header_keys``): every cell an int
 labels, no cell a number gives names, a mix is refused naming the odd column.
 
 The TR (seconds) may come from ``tr_s`` (``--tr``), from the file (HDF5 ``tr``, the NIfTI
-header) and from a BIDS JSON sidecar beside the file (``dtb.bids.sidecar_tr``:
+header) and from a BIDS JSON sidecar beside the file (``dtb.io.bids.sidecar_tr``:
 ``RepetitionTime`` in s, or ``SamplingFrequency`` in Hz); every source given must agree to
 1 ms, and a disagreement is refused naming both.
 
@@ -61,8 +61,8 @@ from typing import Any
 
 import numpy as np
 
-from dtb.bids import is_number
 from dtb.errors import InputError
+from dtb.io.bids import is_number
 
 __all__ = ["BoldData", "read_bold", "preprocess", "resolve_regions", "match_labels"]
 
@@ -390,7 +390,7 @@ def read_bold(path: PathLike, tr_s: float | None = None, labels: Any = None,
     """Read observed BOLD (see the module docstring for the formats); ``tr_s`` in seconds
     (required unless the file or its JSON sidecar records it; every source given must agree
     to 1 ms).  ``sidecar``: read the BIDS sidecar beside the file when there is one."""
-    from dtb.bids import sidecar_tr
+    from dtb.io.bids import sidecar_tr
 
     p = Path(path)
     src = str(path)

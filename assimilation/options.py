@@ -17,20 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dtb.errors import ConfigError
+from dtb.errors import UsageError
 
 __all__ = ["HYPER", "UsageError", "add_assimilate_parser", "Options", "check_args",
            "assimilate_parser", "check_tr"]
 
 HYPER = ("g_AMPA", "g_NMDA", "g_GABA_A", "g_GABA_B", "I_e")
-
-
-class UsageError(ConfigError):
-    """An invalid command-line value (exit status 2), worded ``--flag: value -- expected``."""
-
-    def __init__(self, message: str):
-        self.problems, self.source = [message], None
-        Exception.__init__(self, message)
 
 
 # --- the command line -----------------------------------------------------------------------
@@ -353,7 +345,7 @@ def check_args(a: argparse.Namespace) -> Options:
         raise UsageError(f"--spinup: {a.spinup!r} -- expected a model time in s, in [0, 3600]")
     if a.free_run_trs is not None and not 3 <= a.free_run_trs <= 1_000_000:
         raise UsageError(f"--free-run-trs: {a.free_run_trs!r} -- expected at least 3 TRs")
-    from dtb.assimilation.hemodynamics import PARAMETER_SETS
+    from dtb.model.hemodynamics import PARAMETER_SETS
 
     if a.hemo not in PARAMETER_SETS:
         raise UsageError(f"--hemo: {a.hemo!r} -- expected one of {', '.join(PARAMETER_SETS)}")

@@ -57,8 +57,8 @@ def _mpi() -> dict[str, Any]:
 
 def gpu_status() -> dict[str, Any]:
     """cupy's version, whether CUDA is usable, and the names of the visible GPUs (also
-    what ``--backend gpu`` checks before building: dtb.gpu.device.gpu_unavailable)."""
-    from dtb.gpu.device import device_name
+    what ``--backend gpu`` checks before building: dtb.engine.gpu.device.gpu_unavailable)."""
+    from dtb.engine.gpu.device import device_name
 
     out: dict[str, Any] = {"cupy": None, "cuda_available": False, "gpus": []}
     try:
@@ -86,8 +86,8 @@ def info() -> dict[str, Any]:
 
     Keys: ``dtb``, ``python``, ``python_executable``, ``platform``, ``numpy``, ``numba``,
     ``numba_threads`` (CPU threads the engine uses by default), ``openmp_waiting`` (the
-    OpenMP waiting settings in force, dtb.threads), ``kernel_cache`` (where numba caches
-    the kernels, dtb.compiling), ``h5py``, ``hdf5``,
+    OpenMP waiting settings in force, dtb.engine.threads), ``kernel_cache`` (where numba caches
+    the kernels, dtb.engine.compiling), ``h5py``, ``hdf5``,
     ``mpi4py`` and ``mpi_library`` (None when not installed), ``cupy`` (None when not
     installed), ``cuda_available``, ``gpus`` (device names), and ``backends`` (``"cpu"``
     always, ``"gpu"`` when CUDA is usable through cupy).
@@ -97,8 +97,8 @@ def info() -> dict[str, Any]:
     import numpy as np
 
     from dtb import __version__
-    from dtb.compiling import cache_dir
-    from dtb.threads import waiting_policy
+    from dtb.engine.compiling import cache_dir
+    from dtb.engine.threads import waiting_policy
 
     d: dict[str, Any] = {
         "dtb": __version__,

@@ -1,7 +1,7 @@
 """Logging: dtb's messages go through the standard library's ``logging``.
 
 Library modules log to ``logging.getLogger(__name__)`` (loggers under ``"dtb"``) and never
-print; the command line (``dtb.cli``) installs one handler for the duration of a command,
+print; the command line (``dtb.cli.main``) installs one handler for the duration of a command,
 at the level of ``--log-level`` (or ``-q``: warnings and errors, ``-v``: debug):
 
     dtb: building microcircuit: 7,712 neurons on 1 rank(s) (run directory runs/mc)
@@ -12,7 +12,7 @@ Under MPI every rank logs with its rank in the prefix, except what only needs sa
 ``log.info(..., extra=ONCE)`` is emitted by rank 0 alone, without a prefix.  Python
 warnings (``warnings.warn``, which the library uses for what the caller can fix) are shown
 by the command line as one ``dtb: warning:`` line, without a source line.  Progress bars and
-log lines (``dtb.progress``) and the commands' results on stdout are not log records.
+log lines (``dtb.cli.progress``) and the commands' results on stdout are not log records.
 
 Used as a library, dtb configures nothing: Python's last-resort handler prints warnings and
 errors to stderr, and an application's own ``logging`` configuration applies.
@@ -37,8 +37,7 @@ _RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")
 def mpi_rank() -> int | None:
     """This process's rank when an MPI launcher started several (from the environment, so
     MPI is not initialised); None otherwise."""
-    from dtb.distributed import launched_under_mpi
-
+    from dtb.engine.context import launched_under_mpi
     if not launched_under_mpi():
         return None
     for var in _RANK_VARS:

@@ -146,12 +146,12 @@ setup() {
 
 # --- tests -----------------------------------------------------------------------------------
 
-# `dtb job slurm ARGS...` (python -m dtb.jobs while the dtb command does not register it yet)
+# `dtb job slurm ARGS...` (python -m dtb.cli.jobs while the dtb command does not register it yet)
 gen() {
     if "$DTB" job slurm --help >/dev/null 2>&1; then
         "$DTB" job slurm "$@"
     else
-        "$PY" -m dtb.jobs slurm "$@"
+        "$PY" -m dtb.cli.jobs slurm "$@"
     fi
 }
 

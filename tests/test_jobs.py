@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from dtb import jobs
+from dtb.cli.main import jobs
 
 BASH = "/bin/bash"
 HOSTILE = ["; rm -rf /", "$(touch CANARY)", "`touch CANARY`", "a'b\"c", "x && touch CANARY",

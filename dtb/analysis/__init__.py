@@ -40,7 +40,7 @@ class Run:
     dask arrays; empty when the run recorded none); ``spikes``: a SpikeReader (None without
     spikes.h5); ``sizes``: {population: neurons}; ``dt``, ``t_stop`` in ms.
 
-    Opening checks the run (dtb.runfiles.verify_outputs): every file the manifest lists is
+    Opening checks the run (dtb.io.runfiles.verify_outputs): every file the manifest lists is
     present with its recorded size, and its recorded SHA-256 when ``verify`` is true (None:
     when the outputs hold at most 256 MiB; False: sizes only); every part file the virtual
     datasets of ``spikes.h5`` read is present.  A damaged run raises ``DamagedOutput``
@@ -51,7 +51,7 @@ class Run:
     def __init__(self, path: str | Path, chunk: int | None = None,
                  verify: bool | None = None):
         from dtb.errors import InputError
-        from dtb.runfiles import DamagedOutput, format_problem, verify_outputs
+        from dtb.io.runfiles import DamagedOutput, format_problem, verify_outputs
 
         self.path = Path(path)
         try:
@@ -112,7 +112,7 @@ def _check_virtual_sources(path: Path) -> None:
     give its fill value for a missing one: spikes at t = 0); raises DamagedOutput."""
     import h5py
 
-    from dtb.runfiles import DamagedOutput
+    from dtb.io.runfiles import DamagedOutput
 
     if not path.is_file():
         return

@@ -53,7 +53,7 @@ class SpikeReader:
 
     def sorting(self, population: str) -> str:
         """How the population's spikes are sorted: none, by_id or by_time (SONATA)."""
-        from dtb.spikes_io import read_sorting
+        from dtb.io.sonata import read_sorting
 
         return read_sorting(self._f["spikes"][population].attrs)
 

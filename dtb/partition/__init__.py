@@ -101,7 +101,6 @@ Messages (per rank per exchange window)
 """
 
 from dtb.partition.assign import contiguous_atoms
-from dtb.partition.cli import add_partition_parser, render, run_partition
 from dtb.partition.evaluate import _p as _p
 from dtb.partition.evaluate import _rank_model as _rank_model
 from dtb.partition.evaluate import message_counts
@@ -129,6 +128,5 @@ PEER_SAMPLE = 2048  # target ranks sampled for direct peer counts above EXACT_PE
 __all__ = [
     "BYTES_PER_SPIKE", "DEFAULT_RATE_HZ", "EXACT_PEERS_MAX", "MAX_RANKS", "MAX_REFINE",
     "METHODS", "METIS_SCALE", "PEER_SAMPLE", "ROUTINGS", "Atoms", "Costs", "Plan",
-    "add_partition_parser", "atom_graph", "compactness", "contiguous_atoms", "make_atoms",
-    "message_counts", "plan", "render", "run_partition",
+    "atom_graph", "compactness", "contiguous_atoms", "make_atoms", "message_counts", "plan",
 ]

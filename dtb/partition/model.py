@@ -81,7 +81,7 @@ class _Model:
 def _delay_low(v: Any) -> float:
     """The smallest delay (ms) a rule's delay setting can give."""
     from dtb.brain.spec import _dist
-    from dtb.network import as_dist
+    from dtb.model.network import as_dist
 
     return float(max(0.0, as_dist(_dist(v)).bounds()[0]))
 
