@@ -26,12 +26,12 @@ from dtb.model.network import (
     Projection,
     UnitLocal,
 )
+from dtb.version import __version__
 
 # OpenMP's waiting policy, before its runtime starts (at numba's first parallel loop, not
 # at an import): idle threads sleep unless the user chose otherwise (dtb.engine.threads)
 _configure_threads()
 
-__version__ = "0.1.0"
 
 __all__ = [
     "BrainSpec", "ConfigError", "DCInput", "Dist", "DtbError", "Engine", "FixedInDegree",

@@ -20,6 +20,7 @@ errors to stderr, and an application's own ``logging`` configuration applies.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import logging
 import os
@@ -27,6 +28,8 @@ import sys
 import warnings
 from collections.abc import Iterator
 from typing import Any, TextIO
+
+from dtb.launch import launched_under_mpi
 
 ROOT = "dtb"
 ONCE = {"once": True}  # extra= for a record that rank 0 alone emits (it speaks for the job)
@@ -37,7 +40,6 @@ _RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")
 def mpi_rank() -> int | None:
     """This process's rank when an MPI launcher started several (from the environment, so
     MPI is not initialised); None otherwise."""
-    from dtb.engine.context import launched_under_mpi
     if not launched_under_mpi():
         return None
     for var in _RANK_VARS:
@@ -128,7 +130,6 @@ def cli_logging(level: int = logging.INFO, stream: TextIO | None = None) -> Iter
 def add_log_flags(parser: Any) -> None:
     """``--log-level``, ``-v/--verbose`` and (unless the command has its own ``--quiet``)
     ``-q/--quiet`` on a command's parser and on its subcommands' (``dtb job slurm``)."""
-    import argparse
 
     for action in parser._actions:  # argparse has no public way to list subcommands
         if isinstance(action, argparse._SubParsersAction):

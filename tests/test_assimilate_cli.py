@@ -3,7 +3,7 @@ conductances, metrics.json puts the baselines next to the model, the outputs ope
 xarray, bad options and observation files are refused before anything is written, a failed
 run leaves no outputs, and the MPI member layouts give the single-process trajectories.
 
-The command is called through ``dtb.cli.assimilate.main`` (``dtb assimilate`` once the
+The command is called through ``dtb.cli.main.main`` (``dtb assimilate`` once the
 lead registers it in dtb/cli/main.py), in process; the MPI cases run ``python -m
 dtb.cli.assimilate`` under MPICH's mpiexec.
 """
@@ -21,7 +21,8 @@ import h5py
 import numpy as np
 import pytest
 
-from dtb.cli.assimilate import DIMENSIONS, main
+from dtb.cli.assimilate import DIMENSIONS
+from dtb.cli.main import main
 from dtb.io.rundir import sha256_file
 
 BIN = Path(sys.executable).parent
@@ -261,7 +262,7 @@ def _env() -> dict[str, str]:
 
 
 def _cli(out: Path, ranks: int, extra: list[str]) -> None:
-    cmd = [sys.executable, "-m", "dtb.cli.assimilate", *TINY, "--out", str(out), *extra]
+    cmd = [sys.executable, "-m", "dtb.cli", "assimilate", *TINY, "--out", str(out), *extra]
     if ranks > 1:
         cmd = [MPIEXEC, "-n", str(ranks), *cmd]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=_env())

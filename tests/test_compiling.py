@@ -17,7 +17,8 @@ from interrupt import DTB, clean_env
 
 from dtb.cli.progress import Progress
 from dtb.cli.warmup import NETWORK
-from dtb.engine.simulation import Engine, compiling
+from dtb.engine import compiling
+from dtb.engine.simulation import Engine
 from dtb.model.config import parse_network
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "ei_lif_cond.yaml"

@@ -58,7 +58,7 @@ def _nvcc(args: list[str], sources: list[Path], tag: str) -> Path:
 
 
 def _cu_files() -> list[Path]:
-    from dtb.engine.gpu.kernels import kernel_dir
+    from dtb.engine.gpu.sources import kernel_dir
 
     return sorted(kernel_dir().glob("*.cu"))
 
@@ -66,7 +66,7 @@ def _cu_files() -> list[Path]:
 @needs_nvcc
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
 def test_every_cu_file_compiles_with_nvcc(arch):
-    from dtb.engine.gpu.kernels import kernel_files
+    from dtb.engine.gpu.sources import kernel_files
 
     files = _cu_files()
     assert {f.name for f in files} >= {"dynamics.cu", "delivery.cu"}
@@ -81,7 +81,8 @@ def test_every_cu_file_compiles_with_nvcc(arch):
 def test_the_nvrtc_translation_unit_is_self_contained(arch, tmp_path):
     """What GpuBackend hands to NVRTC (headers inlined, no include path) compiles alone and
     exports the kernels it launches, unmangled."""
-    from dtb.engine.gpu.kernels import NVRTC_OPTIONS, SIGNATURES, cuda_source
+    from dtb.engine.gpu.kernels import NVRTC_OPTIONS, SIGNATURES
+    from dtb.engine.gpu.sources import cuda_source
 
     src = tmp_path / "dtb_gpu.cu"
     src.write_text(cuda_source())
@@ -95,7 +96,7 @@ def test_the_nvrtc_translation_unit_is_self_contained(arch, tmp_path):
 def test_fmad_false_keeps_the_neuron_update_unfused(tmp_path):
     """--fmad=false removes the fused multiply-adds that nvcc otherwise makes of the
     psc_exp update (which the CPU never fuses): the PTX is checked both ways."""
-    from dtb.engine.gpu.kernels import kernel_dir
+    from dtb.engine.gpu.sources import kernel_dir
 
     src = tmp_path / "psc.cu"
     src.write_text('#include "dynamics.cu"\n'
@@ -600,7 +601,8 @@ def test_nvrtc_compiles_the_backend_source(arch):
     DTB_NVRTC to its path, e.g. from the nvidia-cuda-nvrtc wheel)."""
     import ctypes
 
-    from dtb.engine.gpu.kernels import NVRTC_OPTIONS, SIGNATURES, cuda_source
+    from dtb.engine.gpu.kernels import NVRTC_OPTIONS, SIGNATURES
+    from dtb.engine.gpu.sources import cuda_source
 
     lib = _nvrtc()
     if lib is None:

@@ -271,8 +271,8 @@ def test_planner_messages_equal_reference(subject):
 
 def test_sampled_peer_counts(subject, monkeypatch):
     exact = pt.plan(subject, 96)
-    monkeypatch.setattr(pt, "EXACT_PEERS_MAX", 32)
-    monkeypatch.setattr(pt, "PEER_SAMPLE", 48)
+    monkeypatch.setattr(pt.model, "EXACT_PEERS_MAX", 32)
+    monkeypatch.setattr(pt.model, "PEER_SAMPLE", 48)
     est = pt.plan(subject, 96)
     assert est.summary["peers_sampled_ranks"] == 48
     assert est.out_peers.mean() == pytest.approx(exact.out_peers.mean(), rel=0.1)

@@ -165,12 +165,12 @@ class BrainSpec:
     def _write(self, h) -> None:
         import h5py
 
-        import dtb
+        from dtb.version import __version__
 
         str_t = h5py.string_dtype()
         h.attrs["format"] = FORMAT
         h.attrs["format_version"] = FORMAT_VERSION
-        h.attrs["dtb_version"] = dtb.__version__
+        h.attrs["dtb_version"] = __version__
         h.attrs["created"] = self.created or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         h.attrs["level"] = self.level
         h.attrs["options"] = json.dumps(self.options)
@@ -286,8 +286,9 @@ class BrainSpec:
 
     def check(self, where: str = "brain") -> None:
         """Shapes, values and names consistent; raises InputError naming the field."""
-        from dtb.model.config import _Problems, parse_dist
+        from dtb.model.config import parse_dist
         from dtb.model.neurons import MODELS
+        from dtb.model.problems import Problems as _Problems
 
         if self.level not in ("region", "voxel"):
             raise InputError(where, "level", _short(self.level), "region or voxel")

@@ -29,13 +29,21 @@ import contextlib
 import logging
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dtb.assimilation.evaluation import evaluate
+from dtb.assimilation.evaluation import evaluate, outside_model_range
+from dtb.assimilation.loop import (
+    AssimilationConfig,
+    EngineMember,
+    FreeRunState,
+    LoopState,
+    assimilate,
+    free_run,
+    member_gather,
+)
 from dtb.assimilation.options import (
     Options,
     UsageError,
@@ -55,15 +63,26 @@ from dtb.assimilation.problem import (
     nominal_baseline,
     twin_truth,
 )
-from dtb.assimilation.resume import Resume, Stopped, checkpointer, load_resume, resume_args
+from dtb.assimilation.resume import (
+    Resume,
+    Stopped,
+    checkpointer,
+    free_checkpointer,
+    load_resume,
+    resume_args,
+)
 from dtb.assimilation.stop import Abandoned, make_poll
+from dtb.cli.exits import EXIT_TEMPFAIL, Terminated
 from dtb.cli.progress import Progress
-from dtb.errors import ModelError
+from dtb.engine.context import on_root, world
+from dtb.engine.threads import choose_threads
+from dtb.errors import DtbError, ModelError
+from dtb.io import checkpoint
 from dtb.log import ONCE
 
 log = logging.getLogger(__name__)
 
-__all__ = ["add_assimilate_parser", "run_assimilate", "main", "DIMENSIONS", "Options",
+__all__ = ["add_assimilate_parser", "run_assimilate", "DIMENSIONS", "Options",
            "evaluate"]
 
 
@@ -72,8 +91,6 @@ def run_assimilate(args: argparse.Namespace, stop: Any = None) -> int:
     signal, ``stop`` being ``dtb.cli.simulate.StopRequest``); errors are raised
     (``UsageError``, ``InputError``: status 2; ``OutputError`` and others: 1), as
     ``dtb.cli.main.main`` expects."""
-    from dtb.cli.exits import EXIT_TEMPFAIL
-    from dtb.engine.context import world
     comm = world()
     rank0 = comm is None or comm.Get_rank() == 0
     resume: Resume | None = None
@@ -98,8 +115,6 @@ def run_assimilate(args: argparse.Namespace, stop: Any = None) -> int:
         resume = load_resume(o.out, comm)
     # progress lines (per TR, with an ETA) on rank 0's stderr, as dtb simulate's
     err = None if (o.quiet or not rank0) else sys.stderr
-    from dtb.engine.context import on_root
-    from dtb.errors import DtbError
 
     inputs = [x for x in (o.brain, o.bold, o.labels, o.atlas) if x is not None]
     made: list[AssimilationRun] = []
@@ -176,19 +191,10 @@ def _fit(prob: Problem, o: Options, lay: Layout, err: Any, stop: Any = None,
     per TR on ``err`` (None: none): the assimilation's TRs and the free run's counted
     together, from the first TR boundary (after the spin-up) on.  ``ready()`` is called once
     the members are built (the earlier run an --overwrite replaces is removed only then)."""
-    from dtb.assimilation.loop import (
-        AssimilationConfig,
-        EngineMember,
-        FreeRunState,
-        LoopState,
-        assimilate,
-    )
-    from dtb.assimilation.resume import free_checkpointer
 
     if o.threads is None and lay.comm is None:
         # one process: as many threads as cores are idle (dtb.engine.threads), sized once every
         # check has passed, so the line that says so never precedes an error
-        from dtb.engine.threads import choose_threads
 
         lay.threads = choose_threads(None)
     t0 = time.perf_counter()
@@ -230,8 +236,6 @@ def _fit(prob: Problem, o: Options, lay: Layout, err: Any, stop: Any = None,
                              spinup_s=SETTLE_S, seed=o.seed)
     gather = None
     if lay.comm is not None:
-        from dtb.assimilation.loop import member_gather
-
         gather = member_gather(lay.comm, lay.member_comm)
     times = {"baseline_s": t_base}
     tr_boundary = checkpointer(prob, o, lay, members, base, times, stop)
@@ -294,7 +298,6 @@ def _fit(prob: Problem, o: Options, lay: Layout, err: Any, stop: Any = None,
 def _warn_range(prob: Problem, o: Options, log: Any) -> None:
     """Say at once when observed values lie outside the BOLD range of every physiological
     state: the filter cannot follow them (raw intensities, drift, z-scores unscaled)."""
-    from dtb.assimilation.evaluation import outside_model_range
 
     r = outside_model_range(prob.obs, o.hemo)
     if r["values_outside"]:
@@ -313,8 +316,6 @@ def _abandoned(e: Abandoned, rd: Any, o: Options, lay: Layout) -> int:
     waiting in the forecast's collectives for this one: the job is aborted with status 75
     once rank 0 has written the manifest (a rank other than 0 aborts at once; the manifest
     then still says running, which --resume accepts as it does after SIGKILL)."""
-    from dtb.cli.exits import EXIT_TEMPFAIL, Terminated
-    from dtb.io import checkpoint
 
     newest = checkpoint.candidates(o.out)
     if rd is not None and newest:
@@ -368,7 +369,6 @@ def _free_run(prob: Problem, o: Options, lay: Layout, members: list[Any], res: A
               poll: Any = None) -> tuple[np.ndarray, float]:
     """The posterior-mean free run, from the last assimilated TR's ensemble mean, with
     ``boundary`` after every free TR: (bold_free (T_free, M, R), seconds)."""
-    from dtb.assimilation.loop import free_run
 
     post = res.theta[prob.n_assim - 1].mean(axis=0)                      # (U, P)
     t2 = time.perf_counter()
@@ -420,20 +420,3 @@ def summary(manifest: dict[str, Any], m: dict[str, Any], out: Path) -> str:
                          f"{g(v['correlation_with_truth'])}")
     lines.append(f"  {out / METRICS}, {out / STORE}, {out / FIGURES}/")
     return "\n".join(lines)
-
-
-# --- stand-alone entry point -------------------------------------------------------------------
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m dtb.cli.assimilate ARGS``: exactly ``dtb assimilate ARGS`` (the same
-    parser, signal handling and error handling, from dtb.cli.main)."""
-    from dtb.cli.main import main as dtb_main
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] != "assimilate":
-        argv = ["assimilate", *argv]
-    return dtb_main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

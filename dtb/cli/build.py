@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from pathlib import Path
 from typing import Any
 
+from dtb.brain.build import DEFAULT_HYPER, BuildOptions, build
 from dtb.data import demo_inputs
 from dtb.errors import ConfigError, OutputError
+from dtb.io.runfiles import RefusedOutput
 
 
 def add_build_parser(sub: Any) -> None:
@@ -68,8 +71,6 @@ def add_build_parser(sub: Any) -> None:
 
 
 def options_from_args(a: argparse.Namespace):
-    from dtb.brain.build import BuildOptions
-
     try:
         split = tuple(float(x) for x in a.split.split(":"))
     except ValueError:
@@ -77,7 +78,6 @@ def options_from_args(a: argparse.Namespace):
     if len(split) != 3:
         raise ConfigError([f"--split: {a.split!r} -- expected three shares E:I:L, e.g. 4:1:2"],
                           "dtb build")
-    from dtb.brain.build import DEFAULT_HYPER
 
     params = _assignments(a.param, "--param")
     hyper = dict(DEFAULT_HYPER, **_assignments(a.hyper, "--hyper"))
@@ -114,8 +114,6 @@ def _assignments(items: list[str], flag: str) -> dict[str, float]:
 
 
 def run_build(a: argparse.Namespace) -> int:
-    from dtb.brain.build import build
-
     opt = options_from_args(a)
     out = Path(a.out)
     if out.exists() and not a.overwrite:
@@ -149,9 +147,7 @@ def _refuse_input_as_output(out: Path, inputs: dict[str, str | None]) -> None:
     """Raise RefusedOutput (exit status 2) when ``-o`` names one of the inputs (the same
     file, through any path or link), whatever --overwrite says: the build would replace
     the data it reads."""
-    import os
 
-    from dtb.io.runfiles import RefusedOutput
 
     for name, given in inputs.items():
         if given is None:

@@ -31,10 +31,15 @@ import shlex
 import string
 import sys
 from collections.abc import Sequence
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 from dtb.errors import ConfigError
+from dtb.model.config import MAX_CONFIG_BYTES, read_yaml
+from dtb.model.problems import short_repr
+from dtb.models import BUILTIN
+from dtb.version import __version__
 
 __all__ = [
     "EX_TEMPFAIL",
@@ -95,8 +100,6 @@ def template_dir() -> Path:
     """The folder of the Slurm templates: ``dtb.job_templates`` when installed as package
     data, else the repository's ``jobs/`` beside the ``dtb`` package (editable installs)."""
     try:
-        from importlib.resources import files
-
         d = Path(str(files("dtb.job_templates")))
         if (d / "simulate.sbatch").is_file():
             return d
@@ -162,7 +165,6 @@ def read_sweep(path: str | os.PathLike[str]) -> list[list[str]]:
     """
     p = Path(path)
     where = f"--sweep {str(p)!r}"
-    from dtb.model.config import MAX_CONFIG_BYTES, read_yaml, short_repr
 
     try:
         if p.stat().st_size > MAX_CONFIG_BYTES:
@@ -245,13 +247,14 @@ def read_sweep(path: str | os.PathLike[str]) -> list[list[str]]:
     return tasks
 
 
-def check_task_types(tasks: Sequence[Sequence[str]], command: str, where: str) -> list[str]:
+def check_task_types(tasks: Sequence[Sequence[str]], command: str, where: str,
+                     parser: argparse.ArgumentParser) -> list[str]:
     """Problems with the argument lists of array tasks, found now rather than when a task
-    runs on the cluster: each option must be one ``dtb COMMAND`` has, given a value if and
-    only if it takes one, of its type (integer, number: finite) and among its choices."""
-    from dtb.cli.parser import _parser
+    runs on the cluster: each option must be one ``dtb COMMAND`` has (in ``parser``, the
+    ``dtb`` parser), given a value if and only if it takes one, of its type (integer,
+    number: finite) and among its choices."""
 
-    sub = next(a for a in _parser()._actions
+    sub = next(a for a in parser._actions
                if isinstance(a, argparse._SubParsersAction)).choices[command]
     actions = {o: act for act in sub._actions for o in act.option_strings}
     problems: list[str] = []
@@ -440,7 +443,6 @@ class SlurmJob:
 
     def script(self) -> str:
         """The sbatch script."""
-        from dtb import __version__
 
         values = {
             "SBATCH": "\n".join(self.sbatch_lines()),
@@ -495,10 +497,10 @@ def _default_dtb() -> list[str]:
     return [str(exe)] if exe.is_file() else ["dtb"]
 
 
-def job_from_args(a: argparse.Namespace, argv: Sequence[str] | None = None) -> SlurmJob:
+def job_from_args(a: argparse.Namespace, argv: Sequence[str] | None,
+                  parser: argparse.ArgumentParser) -> SlurmJob:
     """Validate ``dtb job slurm`` arguments into a :class:`SlurmJob`; ConfigError lists every
     problem (option, value, expectation)."""
-    from dtb.models import BUILTIN
 
     problems: list[str] = []
     extra: list[str] = []
@@ -617,7 +619,8 @@ def job_from_args(a: argparse.Namespace, argv: Sequence[str] | None = None) -> S
             except ConfigError as e:
                 problems += e.problems
             else:
-                problems += check_task_types(sweep, a.dtb_command, f"--sweep {a.sweep!r}")
+                problems += check_task_types(sweep, a.dtb_command, f"--sweep {a.sweep!r}",
+                                             parser)
     for opt, v in (("--out", a.out), ("--env-setup", a.env_setup)):
         _no_control(problems, opt, v)
     if a.env_setup is not None and not _CONTROL.search(a.env_setup) \
@@ -748,13 +751,14 @@ def add_job_parser(sub: Any) -> None:
                         "(e.g. '--t 10000 --seed 3'); split like a shell would, then quoted")
 
 
-def run_job(a: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
+def run_job(a: argparse.Namespace, argv: Sequence[str] | None,
+            parser: argparse.ArgumentParser) -> int:
     """``dtb job slurm``: write the script; invalid values print ``dtb: error: ...`` naming
     option, value and expectation, and return 2."""
     if argv is None:
         argv = sys.argv[1:]
     try:
-        job = job_from_args(a, argv)
+        job = job_from_args(a, argv, parser)
         text = job.script()
     except ConfigError as e:
         print(f"dtb: error: {e}", file=sys.stderr)
@@ -775,16 +779,3 @@ def run_job(a: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
           + (f", array {job.array_spec}" if job.is_array else "") + f"); submit it with: "
           f"sbatch {shlex.quote(str(out))}", file=sys.stderr)
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m dtb.cli.jobs slurm ...``: the same as ``dtb job slurm ...``."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="dtb")
-    add_job_parser(parser.add_subparsers(dest="command", required=True))
-    a = parser.parse_args(["job", *args])
-    return run_job(a, ["job", *args])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

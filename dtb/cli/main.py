@@ -18,9 +18,12 @@ import json
 import signal
 import sys
 import threading
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
+from dtb.cli.assimilate import run_assimilate
+from dtb.cli.build import run_build
 from dtb.cli.exits import (
     EXIT_ERROR,
     EXIT_USAGE,
@@ -28,8 +31,17 @@ from dtb.cli.exits import (
     Terminated,
     _raise_terminated,
 )
+from dtb.cli.jobs import run_job
 from dtb.cli.parser import _parser
+from dtb.cli.partition import run_partition
+from dtb.cli.report import run_report
+from dtb.cli.simulate import StopRequest, demo, simulate
+from dtb.cli.warmup import run_warmup
 from dtb.errors import ConfigError, DtbError, InputError, UsageError, command_line_message
+from dtb.info import info, render
+from dtb.io.export import run_export
+from dtb.launch import launched_under_mpi
+from dtb.log import cli_logging, level_from_args
 
 # --- simulate ---------------------------------------------------------------------------
 
@@ -54,18 +66,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = _parser()
     a = parser.parse_args(args_list)  # exits 2 with a usage message on bad syntax
-    from dtb.log import cli_logging, level_from_args
 
     with cli_logging(level_from_args(a)):
-        return _run(a, args_list)
+        return _run(a, args_list, parser)
 
 
-def _run(a: argparse.Namespace, args_list: list[str]) -> int:
+def _run(a: argparse.Namespace, args_list: list[str], parser: argparse.ArgumentParser) -> int:
     """The command of the parsed arguments ``a``, its errors turned into exit codes."""
     try:
         if a.command == "info":
-            from dtb.info import info, render
-
             d = info()
             print(json.dumps(d, indent=2) if a.json else render(d))
             return 0
@@ -73,7 +82,6 @@ def _run(a: argparse.Namespace, args_list: list[str]) -> int:
         # assimilate write a checkpoint and stop (exit 75, resumable); other commands turn
         # SIGTERM into an exception, so a run directory is marked failed, not left "running"
         on_main = threading.current_thread() is threading.main_thread()
-        from dtb.cli.simulate import StopRequest, demo, simulate
 
         stop = StopRequest() if a.command in ("simulate", "assimilate") else None
         handlers = ({sig: stop for sig in STOP_SIGNALS} if stop is not None
@@ -81,37 +89,23 @@ def _run(a: argparse.Namespace, args_list: list[str]) -> int:
         old = {sig: signal.signal(sig, h) for sig, h in handlers.items()} if on_main else {}
         try:
             if a.command == "build":
-                from dtb.cli.build import run_build
-
                 return run_build(a)
             if a.command == "demo":
                 return demo(a, ["dtb", *args_list])
             if a.command == "partition":
-                from dtb.cli.partition import run_partition
-
                 return run_partition(a)
             if a.command == "assimilate":
-                from dtb.cli.assimilate import run_assimilate
-
                 a.command_line = ["dtb", *args_list]
                 return run_assimilate(a, stop)
             if a.command == "job":
-                from dtb.cli.jobs import run_job
-
-                return run_job(a, args_list)
+                return run_job(a, args_list, parser)
             if a.command == "report":
-                from dtb.cli.report import run_report
-
                 return run_report(a)
             if a.command == "warmup":
-                from dtb.cli.warmup import run_warmup
-
                 return run_warmup(a)
             if a.command == "export":
-                from dtb.io.export import run_export
-
                 return run_export(a)
-            return simulate(a, ["dtb", *args_list], stop)
+            return simulate(a, ["dtb", *args_list], stop, parser)
         finally:
             for sig, h in old.items():
                 signal.signal(sig, h)
@@ -139,7 +133,6 @@ def _run(a: argparse.Namespace, args_list: list[str]) -> int:
         _report_failed_run(a)
         return 128 + e.signum
     except Exception as e:  # a bug: keep the traceback, but never leave other ranks waiting
-        import traceback
 
         if _launched_mpi():
             traceback.print_exc()
@@ -150,7 +143,6 @@ def _run(a: argparse.Namespace, args_list: list[str]) -> int:
 def _mpi_abort(e: BaseException, code: int) -> None:
     """Under MPI a failure on one rank must end the whole job promptly (the others would
     wait in a collective for ever): print this rank's message and abort every rank."""
-    from dtb.engine.context import launched_under_mpi
     if not launched_under_mpi():
         return
     from mpi4py import MPI
@@ -163,5 +155,4 @@ def _mpi_abort(e: BaseException, code: int) -> None:
 
 
 def _launched_mpi() -> bool:
-    from dtb.engine.context import launched_under_mpi
     return launched_under_mpi()

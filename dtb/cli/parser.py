@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import argparse
 
+from dtb.cli.assimilate import add_assimilate_parser
+from dtb.cli.build import add_build_parser
+from dtb.cli.jobs import add_job_parser
+from dtb.cli.partition import add_partition_parser
+from dtb.cli.report import add_report_parser
+from dtb.cli.warmup import add_warmup_parser
+from dtb.io.export import add_export_parser
+from dtb.log import add_log_flags
+from dtb.version import __version__
+
 
 def _parser() -> argparse.ArgumentParser:
-    from dtb import __version__
-
     p = argparse.ArgumentParser(
         prog="dtb", description="dtb: a distributed whole-brain digital-twin simulator.")
     p.add_argument("--version", action="version", version=f"dtb {__version__}")
@@ -59,8 +67,6 @@ def _parser() -> argparse.ArgumentParser:
                         "--quiet)")
     _add_record_flag(s)
 
-    from dtb.cli.build import add_build_parser
-    from dtb.cli.partition import add_partition_parser
 
     add_build_parser(sub)
     add_partition_parser(sub)
@@ -80,24 +86,18 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("-q", "--quiet", action="store_true",
                    help="print only the run directory (warnings and errors still)")
     _add_record_flag(m)
-    from dtb.cli.report import add_report_parser
 
     add_report_parser(sub)
-    from dtb.io.export import add_export_parser
 
     add_export_parser(sub)
-    from dtb.cli.assimilate import add_assimilate_parser
-    from dtb.cli.jobs import add_job_parser
 
     add_assimilate_parser(sub)
     add_job_parser(sub)
-    from dtb.cli.warmup import add_warmup_parser
 
     add_warmup_parser(sub)
     i = sub.add_parser("info", help="versions, MPI, GPUs and available backends",
                        description="Report versions, MPI library, GPUs and backends.")
     i.add_argument("--json", action="store_true", help="machine-readable output")
-    from dtb.log import add_log_flags
 
     for command in sub.choices.values():
         add_log_flags(command)

@@ -8,6 +8,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+from dtb.brain.build import build
+from dtb.brain.spec import BrainSpec
+from dtb.data import demo_inputs
 from dtb.errors import ConfigError
 from dtb.partition.model import BYTES_PER_SPIKE, DEFAULT_RATE_HZ, MAX_RANKS, METHODS, ROUTINGS
 from dtb.partition.planner import Plan, _stats, plan
@@ -49,14 +52,9 @@ def run_partition(a: argparse.Namespace) -> int:
             raise ConfigError([f"--json: {a.json!r} -- expected a file in an existing "
                                "folder"], "dtb partition")
     if a.demo:
-        from dtb.brain.build import build
-        from dtb.data import demo_inputs
-
         spec = build(**demo_inputs())
         name = "default subject (embedded)"
     else:
-        from dtb.brain.spec import BrainSpec
-
         spec = BrainSpec.load(a.brain)
         name = str(a.brain)
     pl = plan(spec, a.ranks, routing=a.routing, method=a.method, rate_hz=a.rate,

@@ -23,10 +23,33 @@ sampled neurons' spikes and the dense series.
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from dtb.analysis import (
+    count_correlation,
+    cv_isi_grouped,
+    functional_connectivity,
+    mean_rates,
+    open_run,
+)
+from dtb.errors import OutputError, UsageError
+from dtb.io.fileio import TMP_PREFIX, write_atomic
+from dtb.io.runfiles import (
+    LEGACY_REPORT_FILES,
+    REPORT_FORMAT,
+    REPORT_RECORD,
+    RefusedOutput,
+    report_files,
+)
+from dtb.io.runlock import RunDirectoryBusy, RunLock, busy_message
+from dtb.model.hemodynamics import linear_system
 
 RASTER_NEURONS = 50   # neurons per population in the raster
 STAT_NEURONS = 200    # neurons per population for the CV of ISIs
@@ -82,18 +105,12 @@ def make_report(run_dir: str | Path, out: str | Path | None = None,
     manifest (before anything is written), ``RefusedOutput`` for user files in the way,
     ``RunDirectoryBusy`` while another dtb process writes the directory, OutputError for a
     report that cannot be written."""
-    import math
 
     import matplotlib
 
     matplotlib.use("Agg")
-    from dtb.analysis import open_run
-    from dtb.errors import OutputError
-    from dtb.io.runlock import RunDirectoryBusy, RunLock, busy_message
 
     if not (isinstance(t_max, (int, float)) and math.isfinite(t_max) and t_max > 0):
-        from dtb.errors import UsageError
-
         raise UsageError(f"--t-max: {t_max!r} -- expected a model time in ms > 0")
     run_dir = Path(run_dir)
     inside = out is None
@@ -121,19 +138,7 @@ def make_report(run_dir: str | Path, out: str | Path | None = None,
 def _write_report(run: Any, out: Path, t_max: float, overwrite: bool, legacy_ok: bool) -> None:
     """Draw everything into a temporary directory in ``out``, check the names against what
     is there, then move the files in and record them."""
-    import json
-    import os
-    import shutil
 
-    from dtb.errors import OutputError
-    from dtb.io.fileio import TMP_PREFIX, write_atomic
-    from dtb.io.runfiles import (
-        LEGACY_REPORT_FILES,
-        REPORT_FORMAT,
-        REPORT_RECORD,
-        RefusedOutput,
-        report_files,
-    )
 
     tmp = out / f"{TMP_PREFIX}{os.getpid()}-report"
     try:
@@ -203,7 +208,6 @@ def _draw(run: Any, out: Path, t_max: float) -> list[str]:
 
 def bold_transient_ms(model: str = "friston2000") -> float:
     """The BOLD start-up transient in ms (see the module docstring)."""
-    from dtb.model.hemodynamics import linear_system
 
     A = linear_system(model)[0]
     slowest = float(np.min(np.abs(np.linalg.eigvals(A).real)))
@@ -260,8 +264,6 @@ def bold_notes(manifest: dict[str, Any], ds: Any, t_stop_ms: float) -> tuple[lis
 
 
 def _numbers(run: Any) -> dict[str, Any]:
-    from dtb.analysis import count_correlation, cv_isi_grouped, mean_rates
-
     n: dict[str, Any] = {"rates": mean_rates(run), "cv": {}, "corr": {}, "notes": []}
     if run.spikes is None:
         return n
@@ -347,7 +349,6 @@ def _bold(ds: Any, path: Path) -> None:
 def _fc(ds: Any, path: Path) -> float:
     import matplotlib.pyplot as plt
 
-    from dtb.analysis import functional_connectivity
 
     fc = functional_connectivity(ds.bold).values
     fig, ax = plt.subplots(figsize=(5.5, 5))

@@ -18,14 +18,34 @@ import logging
 import math
 import signal
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from dtb.cli.exits import EXIT_TEMPFAIL
-from dtb.cli.parser import _parser
+import numba
+import numpy as np
+
+from dtb.brain.build import BuildOptions, build
+from dtb.brain.spec import BrainSpec
+from dtb.cli.exits import EXIT_TEMPFAIL, Terminated
+from dtb.cli.progress import Progress
+from dtb.cli.report import make_report
+from dtb.data import demo_inputs
+from dtb.engine.context import on_root, world
+from dtb.engine.gpu.device import gpu_unavailable
+from dtb.engine.recording import Recording, unit_labels
+from dtb.engine.simulation import Engine
+from dtb.engine.threads import choose_threads
 from dtb.errors import DtbError, UsageError
+from dtb.io import checkpoint
+from dtb.io.export import UnitRegions, write_run_bold_tsv
+from dtb.io.rundir import RunDirectory, sha256_file, write_atomic
 from dtb.log import ONCE
+from dtb.model.config import SimulationSettings, load_config, parse_network
+from dtb.model.record_spec import check_duration, resolve_record
+from dtb.models import BUILTIN
+from dtb.partition.ownership import planned_ownership
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +71,6 @@ class StopRequest:
 
 
 def _check_args(a: argparse.Namespace) -> None:
-    from dtb.models import BUILTIN
-
     if sum(x is not None for x in (a.config, a.model, a.brain)) != 1:
         raise UsageError("give exactly one of CONFIG.yaml, --brain BRAIN.h5 or --model "
                           f"({', '.join(BUILTIN)})")
@@ -73,8 +91,6 @@ def _check_args(a: argparse.Namespace) -> None:
     if a.seed is not None and not 0 <= a.seed < 2**32:
         raise UsageError(f"--seed: {a.seed!r} -- expected an integer in [0, 2**32)")
     if getattr(a, "backend", "cpu") == "gpu":
-        from dtb.engine.gpu.device import gpu_unavailable
-
         why = gpu_unavailable()
         if why is not None:
             raise UsageError(f"--backend gpu: {why} -- run on a machine with a CUDA GPU, "
@@ -83,8 +99,6 @@ def _check_args(a: argparse.Namespace) -> None:
     if ce is not None and not (math.isfinite(ce) and ce > 0):
         raise UsageError(f"--checkpoint-every: {ce!r} -- expected a model time in ms > 0")
     if a.threads is not None:
-        import numba
-
         top = numba.config.NUMBA_NUM_THREADS
         if not 1 <= a.threads <= top:
             raise UsageError(f"--threads: {a.threads!r} -- expected 1 to {top} "
@@ -93,16 +107,8 @@ def _check_args(a: argparse.Namespace) -> None:
 
 def _resolve(a: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], str]:
     """The validated network and settings, where they came from, and a name for the run."""
-    from dtb.engine.recording import unit_labels
-    from dtb.io.export import UnitRegions
-    from dtb.io.rundir import sha256_file
-    from dtb.model.config import SimulationSettings, load_config, parse_network
-    from dtb.model.record_spec import resolve_record
-    from dtb.models import BUILTIN
 
     if a.brain is not None:
-        from dtb.brain.spec import BrainSpec
-
         path = Path(a.brain)
         spec = BrainSpec.load(path)
         sim = SimulationSettings()
@@ -135,7 +141,6 @@ def _resolve(a: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], str]:
     net = parse_network(net, sim.dt, a.config)
     record = resolve_record(sim.record, a.record, net, sim.dt, a.config)
     sim = SimulationSettings(sim.dt, sim.t, sim.seed, record)
-    from dtb.model.record_spec import check_duration
 
     why = check_duration(record, sim.t, sim.dt)       # bounded by the memory it implies
     if why is not None:
@@ -169,9 +174,6 @@ def _record_run(eng: Any, out: Path, sim: Any, err: TextIO | None,
     ``bold.tsv``, written when BOLD is recorded).  Returns (what rank 0's
     RunDirectory.finish needs, None on other ranks; None) when the run reached its end, or
     (None, the last checkpoint as a _Checkpoint) when it stopped on request."""
-    from dtb.cli.progress import Progress
-    from dtb.engine.recording import Recording
-    from dtb.io.rundir import write_atomic
 
     eng.keep_spikes = False  # the recorders hold what the run writes
     rec = Recording(eng, out, sim.record, sim.t, labels, resume=resume is not None,
@@ -205,8 +207,6 @@ def _record_run(eng: Any, out: Path, sim: Any, err: TextIO | None,
         return None, last[-1]
     recorded = rec.finish(write_atomic)
     if recorded is not None and rec.bold is not None and rec.store is not None:
-        from dtb.io.export import write_run_bold_tsv
-
         recorded["outputs"].update(write_run_bold_tsv(out, regions, labels))
     return recorded, None
 
@@ -230,7 +230,6 @@ def _sub(d: dict[str, Any], prefix: str) -> dict[str, Any]:
 
 def _engine_state(eng: Any) -> dict[str, Any]:
     """The engine's state (get_state) plus the spikes it keeps, if it keeps them."""
-    import numpy as np
 
     d = eng.get_state()
     if eng.keep_spikes:  # Engine keeps them in two lists; no public accessor to add
@@ -241,8 +240,6 @@ def _engine_state(eng: Any) -> dict[str, Any]:
 
 
 def _set_engine_state(eng: Any, d: dict[str, Any]) -> None:
-    import numpy as np
-
     eng.set_state({k: v for k, v in d.items() if not k.startswith("kept_spikes/")})
     if "kept_spikes/steps" in d:
         eng._spike_steps = [np.asarray(d["kept_spikes/steps"], np.int64)]
@@ -252,9 +249,7 @@ def _set_engine_state(eng: Any, d: dict[str, Any]) -> None:
 def _save_checkpoint(eng: Any, rec: Any, out: Path, signum: int) -> _Checkpoint:
     """Write this rank's engine and recorder state as the checkpoint of the engine's
     step (a collective); logs it (rank 0)."""
-    import time
 
-    from dtb.io import checkpoint
     t0 = time.perf_counter()
     state = {f"engine/{k}": v for k, v in _engine_state(eng).items()}
     state.update({f"recording/{k}": v for k, v in rec.get_state().items()})
@@ -295,16 +290,7 @@ DEMO_BOLD_TR_MS = 720.0   # dtb demo records BOLD at this TR (ms) unless --recor
 
 
 def demo(a: argparse.Namespace, command: list[str]) -> int:
-    import numba
 
-    from dtb.brain.build import BuildOptions, build
-    from dtb.data import demo_inputs
-    from dtb.engine.recording import unit_labels
-    from dtb.engine.simulation import Engine
-    from dtb.io.export import UnitRegions
-    from dtb.io.rundir import RunDirectory, sha256_file
-    from dtb.model.config import SimulationSettings, parse_network
-    from dtb.model.record_spec import resolve_record
 
     for name in ("t", "dt"):
         v = getattr(a, name)
@@ -332,7 +318,6 @@ def demo(a: argparse.Namespace, command: list[str]) -> int:
                  threads=a.threads or numba.get_num_threads(), written=("brain.h5",))
         log.info("demo: default subject, %s level, %d units, %s neurons (run directory %s)",
                  spec.level, spec.n_units, f"{net.n_neurons:,}", out)
-        from dtb.engine.threads import choose_threads
 
         # threads sized from the idle cores once every check has passed (so the line that
         # says so never precedes an error)
@@ -341,7 +326,6 @@ def demo(a: argparse.Namespace, command: list[str]) -> int:
         recorded, _ = _record_run(eng, out, sim, err, unit_labels(spec), ready=rd.commit,
                                   regions=UnitRegions.from_spec(spec))
         manifest = rd.finish(eng, recorded=recorded)
-    from dtb.cli.report import make_report
 
     report = make_report(out)  # derived from the finished run, so after the manifest
     if a.quiet:
@@ -362,24 +346,20 @@ def demo(a: argparse.Namespace, command: list[str]) -> int:
     return 0
 
 
-def simulate(a: argparse.Namespace, command: list[str],
-              stop: StopRequest | None = None) -> int:
-    import numba
-
-    from dtb.engine.context import on_root, world
-    from dtb.engine.simulation import Engine
-    from dtb.io.rundir import RunDirectory
+def simulate(a: argparse.Namespace, command: list[str], stop: StopRequest | None,
+             parser: argparse.ArgumentParser) -> int:
+    """``dtb simulate``: ``a`` parsed by ``parser`` (the ``dtb`` parser, which ``--resume``
+    uses to re-read the run's command line); ``command`` the whole command line."""
 
     comm = world()
     rank0 = comm is None or comm.Get_rank() == 0
     ranks = comm.Get_size() if comm is not None else 1
     resume = None
     if a.resume is not None:
-        a, resume = _resume_plan(a, comm)
+        a, resume = _resume_plan(a, comm, parser)
     _check_args(a)
     net, sim, source, name = _resolve(a)
     if stop is not None and stop.signum:    # a stop while the inputs were read: nothing ran
-        from dtb.cli.exits import Terminated
 
         raise Terminated(stop.signum)
     every = _checkpoint_steps(a.checkpoint_every, sim.dt)
@@ -421,12 +401,9 @@ def simulate(a: argparse.Namespace, command: list[str],
                  f"{net.n_neurons:,}", ranks, what, extra=ONCE)
         own = None
         if a.partition != "slices":
-            from dtb.brain.spec import BrainSpec
-            from dtb.partition.ownership import planned_ownership
             own = planned_ownership(BrainSpec.load(a.brain), comm, method=a.partition,
                                     routing=a.routing, ranks_per_node=a.ranks_per_node)
         if comm is None:  # one process: as many threads as cores are idle (dtb.engine.threads)
-            from dtb.engine.threads import choose_threads
 
             a.threads = choose_threads(a.threads)
         eng = Engine(net, dt=sim.dt, seed=sim.seed, threads=a.threads, comm=comm,
@@ -471,15 +448,15 @@ _RESUME_KEEPS = ("resume", "checkpoint_every", "threads", "quiet", "command", "v
                  "log_level")
 
 
-def _resume_plan(a: argparse.Namespace, comm: Any) -> tuple[argparse.Namespace, dict]:
+def _resume_plan(a: argparse.Namespace, comm: Any, parser: argparse.ArgumentParser
+                 ) -> tuple[argparse.Namespace, dict]:
     """The arguments of the run ``--resume RUN`` continues, and its checkpoint.
 
     Rebuilt from RUN's manifest: the command line it was started with, its source file
     (checked: present, same SHA-256) and its newest usable checkpoint (same rank count).
     Options other than --checkpoint-every, --threads and --quiet are refused: a resumed run
     is the run it continues.  Raises UsageError / NotResumable (exit status 2)."""
-    from dtb.io import checkpoint
-    plain = _parser().parse_args(["simulate", "--resume", a.resume])
+    plain = parser.parse_args(["simulate", "--resume", a.resume])
     for k, v in vars(a).items():
         if k not in _RESUME_KEEPS and getattr(plain, k, None) != v:
             flag = "CONFIG.yaml" if k == "config" else "--" + k.replace("_", "-")
@@ -488,11 +465,10 @@ def _resume_plan(a: argparse.Namespace, comm: Any) -> tuple[argparse.Namespace, 
                               "started with (only --checkpoint-every, --threads and --quiet "
                               "may be given)")
     run = Path(a.resume)
-    from dtb.engine.context import on_root
     size = comm.Get_size() if comm is not None else 1
     command, source = on_root(comm, lambda: _read_resume_plan(run, size),
                               (UsageError, DtbError))
-    b = _parser().parse_args(command[1:])
+    b = parser.parse_args(command[1:])
     if source["kind"] == "config":
         b.config = source["path"]
     elif source["kind"] == "brain":
@@ -517,8 +493,6 @@ def _read_resume_plan(run: Path, ranks: int) -> tuple[list[str], dict[str, Any]]
     """(the command line, the source) of the run at ``run``, after checking that it can
     be resumed by ``ranks`` ranks (rank 0)."""
 
-    from dtb.io import checkpoint
-    from dtb.io.rundir import RunDirectory, sha256_file
 
     m = RunDirectory.reopen(run, lock=False).manifest  # status, format, readable
     command = m.get("command")

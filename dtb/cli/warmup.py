@@ -16,6 +16,12 @@ import logging
 import time
 from typing import Any
 
+from dtb.brain.build import BuildOptions, build
+from dtb.data import demo_inputs
+from dtb.engine.compiling import cache_dir, compile_seconds, install
+from dtb.engine.simulation import Engine
+from dtb.model.config import parse_network
+
 log = logging.getLogger(__name__)
 
 _UNIFORM_V = {"dist": "uniform", "low": -65.0, "high": -50.0}
@@ -48,11 +54,6 @@ T_MS = 5.0
 def warm_up(threads: int | None = None) -> dict[str, float]:
     """Build and run the warm-up networks; returns {"seconds": wall time, "compile_s":
     of which compiling} (compile_s about 0 when every kernel was in the cache)."""
-    from dtb.brain.build import BuildOptions, build
-    from dtb.data import demo_inputs
-    from dtb.engine.compiling import compile_seconds, install
-    from dtb.engine.simulation import Engine
-    from dtb.model.config import parse_network
 
     install()
     t0, c0 = time.perf_counter(), compile_seconds()
@@ -74,7 +75,6 @@ def add_warmup_parser(sub: Any) -> None:
 
 def run_warmup(a: argparse.Namespace) -> int:
     """``dtb warmup``: returns 0; prints what it did and where the cache is."""
-    from dtb.engine.compiling import cache_dir
 
     r = warm_up(a.threads)
     what = (f"compiled in {r['compile_s']:.1f} s" if r["compile_s"] >= 0.05

@@ -24,6 +24,9 @@ import logging
 import threading
 import time
 
+from numba.core import event
+
+from dtb.kernels.loop import run_windows
 from dtb.log import ONCE
 
 log = logging.getLogger(__name__)
@@ -44,8 +47,6 @@ def compile_seconds() -> float:
 def cache_dir() -> str | None:
     """Where numba caches the kernels (None when it cannot tell)."""
     try:
-        from dtb.kernels.loop import run_windows
-
         return str(run_windows._cache._cache_path)  # numba's own choice of locator
     except Exception:  # noqa: BLE001 - only for a message
         return None
@@ -58,8 +59,6 @@ def _say_once() -> None:
 
 
 def _listener_class() -> type:
-    from numba.core import event
-
     class _CompileTimer(event.Listener):
         """Adds the wall time of outermost compilations to the running total."""
 
@@ -88,7 +87,6 @@ _installed: list[object] = []
 
 def install() -> None:
     """Listen to numba's compile events (once per process; dtb.engine.simulation calls it)."""
-    from numba.core import event
 
     with _lock:
         if _installed:

@@ -7,21 +7,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
+
+import numba
 
 from dtb.errors import ConfigError
+from dtb.launch import launched_under_mpi
 from dtb.model.network import Network
-
-MPI_ENV = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "PMIX_RANK", "PMI_RANK")
-
-
-def launched_under_mpi() -> bool:
-    """True when an MPI launcher (mpiexec, srun with PMI) started this process with
-    more than one rank; decided from the environment, so MPI is not initialised."""
-    for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS"):
-        v = os.environ.get(var)
-        if v is not None and v.isdigit() and int(v) > 1:
-            return True
-    return False
 
 
 def world():
@@ -32,7 +24,6 @@ def world():
     """
     if not launched_under_mpi():
         return None
-    import sys
 
     from mpi4py import MPI
 
@@ -53,7 +44,6 @@ def world():
 def threads_per_rank(comm) -> int:
     """CPU threads for each rank: the node's cores shared among the ranks on that node
     (at most numba's configured maximum)."""
-    import numba
     from mpi4py import MPI
 
     local = comm.Split_type(MPI.COMM_TYPE_SHARED)

@@ -19,6 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from dtb.io.series import ArraySpec, SeriesStore
+from dtb.io.sonata import PARTS_DIR, SpikeRecorder, gather_spikes_write, sample_ids
+from dtb.model.hemodynamics import Hemodynamics
 from dtb.model.record_spec import N_SYN, RecordSpec
 
 # --- the recorders ------------------------------------------------------------------------
@@ -67,8 +70,6 @@ class Recording:
     def __init__(self, engine: Any, run_dir: str | Path, spec: RecordSpec, t_ms: float,
                  unit_labels: Sequence[str] | None = None, resume: bool = False,
                  unit_region_labels: Sequence[int] | None = None):
-        from dtb.io.series import ArraySpec, SeriesStore
-        from dtb.io.sonata import PARTS_DIR, SpikeRecorder, sample_ids
 
         self.eng = engine
         self.run_dir = Path(run_dir)
@@ -367,7 +368,6 @@ class Recording:
     def set_state(self, d: dict[str, np.ndarray]) -> None:
         """Continue from ``get_state`` of a recording of the same run, rank and rank count
         (constructed with ``resume=True``)."""
-        from dtb.model.hemodynamics import Hemodynamics
 
         for k, want in (("step0", self.step0), ("n_steps", self.n_steps)):
             if int(d[k]) != want:
@@ -407,7 +407,6 @@ class Recording:
     def _bold_consumer(self, r0: int, r1: int, cols: np.ndarray, counts: np.ndarray) -> None:
         """Unit spike counts of rows r0..r1-1 for the owned columns ``cols``: step one
         hemodynamic model per chunk column (so results do not depend on the rank count)."""
-        from dtb.model.hemodynamics import Hemodynamics
 
         b = self.bold
         us = self._unit_spec
@@ -450,7 +449,6 @@ class Recording:
         writes bytes atomically (RunDirectory.write_atomic).  Returns, on rank 0, the
         manifest's outputs and the spike counts per population:
         ``{"outputs": {...}, "pop_counts": {...}}``; None on other ranks."""
-        from dtb.io.sonata import gather_spikes_write
 
         self.absorb()
         self.flush(final=True)

@@ -25,6 +25,13 @@ from dtb.engine.build import (  # noqa: F401 - CDF_LEN, PopulationLayout, poisso
     PopulationLayout,
     poisson_cdf_table,
 )
+from dtb.engine.compiling import Stopwatch
+from dtb.engine.context import check_same_config, threads_per_rank
+from dtb.engine.decomposition import Ownership
+from dtb.engine.decomposition import ownership as cost_slices
+from dtb.engine.exchange import Exchange
+from dtb.engine.gpu.backend import GpuBackend
+from dtb.engine.gpu.device import cuda_aware_mpi, select_device
 from dtb.kernels import dynamics as kd
 from dtb.kernels.connect import FIX_BITS
 from dtb.kernels.delivery import deliver
@@ -49,7 +56,6 @@ class Engine(EngineBuild):
     def __init__(self, network: Network, dt: float = 0.1, seed: int = 1,
                  threads: int | None = None, comm=None, routing: str = "direct",
                  ranks_per_node: int | None = None, ownership=None, backend: str = "cpu"):
-        from dtb.engine.compiling import Stopwatch
 
         watch = Stopwatch()  # build time without first-use compilation (compile_s)
         if not (isinstance(seed, int) and 0 <= seed < 2**32):
@@ -68,10 +74,7 @@ class Engine(EngineBuild):
         self.comm = comm
         self.rank = comm.Get_rank() if comm is not None else 0
         self.ranks = comm.Get_size() if comm is not None else 1
-        from dtb.engine.decomposition import Ownership
-        from dtb.engine.decomposition import ownership as cost_slices
         if self.ranks > 1:
-            from dtb.engine.context import check_same_config
             check_same_config(comm, self.network, self.dt, self.seed)
         if ownership is None:
             ownership = Ownership.from_starts(cost_slices(self.network, self.ranks))
@@ -85,7 +88,6 @@ class Engine(EngineBuild):
         self.partition = "slices"  # how ownership was chosen (the CLI names plans)
         if threads is None and comm is not None and comm.Get_size() > 1:
             # ranks on one node share its cores: oversubscribed OpenMP threads spin-wait
-            from dtb.engine.context import threads_per_rank
             threads = threads_per_rank(comm)
         if threads is not None:
             nb.set_num_threads(threads)
@@ -94,16 +96,12 @@ class Engine(EngineBuild):
         self._unit_values: dict[tuple[str, str], np.ndarray] = {}
         self._gpu = None
         if backend == "gpu":  # bind this rank to its GPU before anything touches CUDA
-            from dtb.engine.gpu.device import select_device
 
             select_device(comm)
         self._build()
         if backend != "cpu":
-            from dtb.engine.gpu.backend import GpuBackend
-
             self._gpu = GpuBackend(self, emulate=backend == "gpu-emulated")
             if self.ranks > 1:  # detected at start, reported in the manifest
-                from dtb.engine.gpu.device import cuda_aware_mpi
 
                 self.cuda_aware_mpi = cuda_aware_mpi()
         self._spike_steps: list[np.ndarray] = []
@@ -116,7 +114,6 @@ class Engine(EngineBuild):
             # the exchange schedule (a handshake between ranks) is part of the build: made
             # lazily in the first run, its collectives counted another rank's late start
             # (opening the outputs) as simulation time
-            from dtb.engine.exchange import Exchange
             self.exchange = Exchange(self, self.routing, self.ranks_per_node)
         self.build_s = watch.seconds()
         self.compile_s = watch.compile_s
@@ -137,7 +134,6 @@ class Engine(EngineBuild):
         n_steps = int(round(t_ms / self.dt))
         if n_steps < 0:
             raise ValueError(f"t: {t_ms!r} -- expected a model time >= 0 ms")
-        from dtb.engine.compiling import Stopwatch
 
         watch = Stopwatch()
         m_max = self.min_delay_steps

@@ -18,7 +18,13 @@ happens at numba's first parallel loop: ``configure()`` runs when dtb is importe
 
 from __future__ import annotations
 
+import logging
 import os
+import time
+
+import numba
+
+from dtb.launch import launched_under_mpi
 
 USER_CHOICES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
 
@@ -40,7 +46,6 @@ def waiting_policy() -> dict[str, str]:
 def idle_cores(sample_s: float = 0.1) -> float | None:
     """How many of this process's CPUs were idle over the next ``sample_s`` seconds (from
     /proc/stat, the CPUs of the process's affinity); None where that cannot be read."""
-    import time
 
     try:
         mine = sorted(os.sched_getaffinity(0))
@@ -78,7 +83,6 @@ def default_threads(sample_s: float = 0.1) -> int:
     (``NUMBA_NUM_THREADS``, by default every core).  A quiet node gets every core; a node
     whose cores other processes keep busy gets fewer, as many threads as would find a free
     core.  The spikes do not depend on it (results are identical for any thread count)."""
-    import numba
 
     top = int(numba.config.NUMBA_NUM_THREADS)
     idle = idle_cores(sample_s)
@@ -93,12 +97,9 @@ def choose_threads(requested: int | None) -> int | None:
     logged when other processes keep some cores busy."""
     if requested is not None:
         return requested
-    from dtb.engine.context import launched_under_mpi
     if launched_under_mpi():
         return None
-    import logging
 
-    import numba
 
     n = default_threads()
     top = int(numba.config.NUMBA_NUM_THREADS)

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from dtb.errors import InputError
+from dtb.io.rundir import write_atomic
 
 __all__ = ["sidecar_path", "sidecar_tr", "region_header", "write_bold_tsv", "MAX_TR_S"]
 
@@ -126,7 +127,6 @@ def write_bold_tsv(path: PathLike, data: np.ndarray, labels: Sequence[int],
     (``RepetitionTime`` = ``tr_s`` seconds, ``Units``, ``Columns``, the column labels and
     ``meta``), each atomically.  Returns ``{file name: {"path", "sha256", "bytes"}}`` for
     the two files."""
-    from dtb.io.rundir import write_atomic
 
     data = np.asarray(data, float)
     head = region_header(labels, names)

@@ -23,6 +23,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 
 from dtb.errors import InputError, OutputError
@@ -65,8 +66,6 @@ def _fill_h5(f: Any, state: dict[str, np.ndarray]) -> None:
 
 
 def _read_h5(path: Path) -> dict[str, np.ndarray]:
-    import h5py
-
     out: dict[str, np.ndarray] = {}
     with h5py.File(path, "r") as f:
         version = f.attrs.get("format_version")

@@ -28,17 +28,24 @@ is replaced only with ``overwrite``.  Bad runs or paths raise ``InputError`` /
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
+import zarr
 
-from dtb.errors import InputError, OutputError
+from dtb.errors import ConfigError, InputError, OutputError
+from dtb.io.bids import sidecar_path, write_bold_tsv
 from dtb.io.fileio import write_h5_atomic
+from dtb.io.rundir import _TMP_PREFIX
+from dtb.io.sonata import sample_ids
 
 __all__ = ["UnitRegions", "region_bold", "write_run_bold_tsv", "consolidate_spikes",
            "write_nwb", "add_export_parser", "run_export", "BOLD_TSV"]
@@ -68,7 +75,6 @@ def region_bold(store: str | Path, unit_label: np.ndarray) -> tuple[np.ndarray, 
                                                                       float]:
     """``(data (T, R), labels (R,), tr_s)``: the ``bold`` array of the Zarr store averaged
     over the units of each region label (labels in ascending order), and the TR in s."""
-    import zarr
 
     g = zarr.open_group(str(store), mode="r")
     bold = g["bold"]
@@ -96,13 +102,10 @@ def write_run_bold_tsv(run_dir: str | Path, regions: UnitRegions | None,
     unit is a column, labelled 1..U and named by ``unit_names``.  Returns the manifest's
     output entries ``{"bold_tsv": {...}, "bold_json": {...}}`` (none for a run shorter than
     one TR)."""
-    from dtb.io.bids import write_bold_tsv
 
     run_dir = Path(run_dir)
     store = run_dir / "series.zarr"
     if regions is None:
-        import zarr
-
         n = zarr.open_group(str(store), mode="r")["bold"].shape[1]
         regions = UnitRegions(np.arange(1, n + 1), np.arange(1, n + 1),
                               list(unit_names) if unit_names is not None
@@ -149,7 +152,6 @@ def _target(out: str | Path, overwrite: bool) -> tuple[Path, Path]:
         raise OutputError(f"{out}: exists and is not a file -- expected a file path")
     if not out.parent.is_dir():
         raise OutputError(f"{out}: the folder {out.parent} does not exist -- create it first")
-    from dtb.io.rundir import _TMP_PREFIX
 
     return out, out.with_name(f"{_TMP_PREFIX}{os.getpid()}-{out.name}")
 
@@ -163,7 +165,6 @@ def _copy_attrs(src: Any, dst: Any) -> None:
 def consolidate_spikes(run_dir: str | Path, out: str | Path, overwrite: bool = False) -> Path:
     """Write the run's spikes as one self-contained SONATA file ``out`` (see the module
     docstring); returns ``out``."""
-    import h5py
 
     run_dir = Path(run_dir)
     _complete_run(run_dir)
@@ -198,11 +199,9 @@ def consolidate_spikes(run_dir: str | Path, out: str | Path, overwrite: bool = F
 
 
 def _nwb_units(run_dir: Path, m: dict[str, Any]) -> Any:
-    import h5py
     from hdmf.common import ElementIdentifiers, VectorData, VectorIndex
     from pynwb.misc import Units
 
-    from dtb.io.sonata import sample_ids
 
     sp = (m.get("outputs") or {}).get("spikes") or {}
     sizes = sp.get("sizes") or {}
@@ -247,7 +246,6 @@ def _nwb_units(run_dir: Path, m: dict[str, Any]) -> Any:
 
 
 def _nwb_bold(nwb: Any, run_dir: Path, m: dict[str, Any]) -> None:
-    import zarr
     from hdmf.common import DynamicTable, VectorData
     from pynwb import TimeSeries
 
@@ -282,7 +280,6 @@ def write_nwb(run_dir: str | Path, out: str | Path, overwrite: bool = False) -> 
     except ImportError:
         raise InputError(str(out), "format", "nwb", "pynwb, the nwb extra (pip install "
                          "'dtb[nwb]')") from None
-    import datetime as dt
 
     run_dir = Path(run_dir)
     m = _complete_run(run_dir)
@@ -335,9 +332,7 @@ def add_export_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run_export(a: argparse.Namespace) -> int:
     """``dtb export``: see ``add_export_parser``."""
-    import shutil
 
-    from dtb.errors import ConfigError
 
     if not (a.spikes or a.nwb or a.bold):
         raise ConfigError(["export: nothing to write -- expected --spikes OUT.h5, --nwb "
@@ -354,7 +349,6 @@ def run_export(a: argparse.Namespace) -> int:
         if not src.is_file():
             raise InputError(str(src), "file", "missing", "a run that recorded BOLD (record "
                              "bold: {tr_ms: ...}, --record bold:TR_MS)")
-        from dtb.io.bids import sidecar_path
 
         pairs = [(src, *_target(a.bold, a.overwrite))]
         pairs.append((sidecar_path(src), *_target(sidecar_path(pairs[0][1]), a.overwrite)))

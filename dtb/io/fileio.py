@@ -21,6 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import h5py
+
 from dtb.errors import OutputError
 
 TMP_PREFIX = ".dtb-tmp-"  # temporary files in a run directory; never user files
@@ -140,7 +142,6 @@ def write_h5_atomic(final: str | os.PathLike[str], fill: Callable[[Any], Any],
     ``OutputError`` naming ``final``, and an exception of ``fill`` propagates; in both
     cases the temporary file is removed.  ``tmp``: the temporary name to use (default
     ``tmp_name(final)``)."""
-    import h5py
 
     final = Path(final)
     tmp = tmp or tmp_name(final)

@@ -39,6 +39,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
+import io
+import json
 import math
 import os
 import platform
@@ -50,6 +53,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+import h5py
+import numba
 import numpy as np
 
 from dtb.errors import InputError, OutputError
@@ -61,12 +66,16 @@ from dtb.io.runfiles import (
     LOCK,
     OLD_PREFIX,
     RefusedOutput,
+    config_differences,
     config_digest,
     foreign_entries,
     format_problem,
     read_manifest,
 )
-from dtb.io.runlock import RunLock
+from dtb.io.runlock import RunDirectoryBusy, RunLock, busy_message
+from dtb.io.sonata import set_sorting
+from dtb.model.config import SimulationSettings
+from dtb.version import __version__
 
 if TYPE_CHECKING:
     from dtb.engine.simulation import Engine
@@ -103,10 +112,7 @@ def utc_now() -> str:
 
 def versions() -> dict[str, str]:
     """Versions of dtb, Python and the libraries a run's results depend on."""
-    import h5py
-    import numba
 
-    from dtb import __version__
 
     return {"dtb": __version__, "python": platform.python_version(), "numpy": np.__version__,
             "numba": numba.__version__, "h5py": h5py.__version__,
@@ -203,12 +209,9 @@ class RunDirectory:
         if not entries:
             self._replace = []
             return
-        from dtb.io.runlock import busy_message
 
         busy = busy_message(p)
         if busy is not None and not self.lock.held:
-            from dtb.io.runlock import RunDirectoryBusy
-
             raise RunDirectoryBusy(busy + " -- wait for it to end or choose another "
                                    "output directory")
         if not overwrite:
@@ -311,8 +314,6 @@ class RunDirectory:
         manifest that a full disk keeps from being written beside the old one is written
         over it in place (it needs no more room than the old one): a failed run must not
         stay ``"running"``."""
-        import errno
-        import json
 
         final = self.path / MANIFEST
         text = json.dumps(_jsonable(self.manifest), indent=2, allow_nan=False) + "\n"
@@ -386,11 +387,8 @@ class RunDirectory:
         plain write reports it as an ``OutputError``.  Returns the manifest's ``outputs``
         entry (path, sha256, bytes, spikes per population).
         """
-        import io
 
-        import h5py
 
-        from dtb.io.sonata import set_sorting
 
         buf = io.BytesIO()
         with h5py.File(buf, "w") as f:
@@ -486,7 +484,6 @@ class RunDirectory:
         read back, nothing removed.  Raises ``NotResumable`` naming the path when there is
         no run directory there, or its status is ``"complete"`` or ``"failed"`` (a failed
         run's outputs are removed), ``OutputError`` when it cannot be written."""
-        import json
 
         self = cls.__new__(cls)
         self.path = Path(path)
@@ -539,9 +536,7 @@ class RunDirectory:
         """Raise ``NotResumable`` naming every field where the configuration rebuilt for
         ``--resume`` (``network``, ``settings``, ``source``) differs from the one the
         manifest recorded (an edited manifest, or inputs read differently)."""
-        import json
 
-        from dtb.io.runfiles import config_differences
 
         now = json.loads(json.dumps(run_config(network, settings, source)))
         diff = config_differences(self.manifest.get("config"), now)
@@ -637,7 +632,6 @@ def write_run(path: str | os.PathLike[str], engine: Engine, overwrite: bool = Fa
 
     The recorded simulation settings are the engine's dt (ms), model time reached (ms) and seed.
     """
-    from dtb.model.config import SimulationSettings
 
     settings = SimulationSettings(engine.dt, engine.t_ms, engine.seed)
     with RunDirectory(path, overwrite) as rd:

@@ -35,7 +35,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import dask.array as da
+import h5py
 import numpy as np
+import xarray as xr
+import zarr
+from zarr.codecs import BloscCodec
 
 from dtb.errors import OutputError
 
@@ -163,7 +168,6 @@ class SeriesStore:
         if err:
             raise OutputError(err)
         self._arrays = {}
-        import zarr
 
         for s in specs:
             if s.write:
@@ -184,10 +188,6 @@ class SeriesStore:
 
     # --- metadata (rank 0) ------------------------------------------------------------
     def _create(self, attrs: dict[str, Any]) -> None:
-        import dask.array as da
-        import xarray as xr
-        from zarr.codecs import BloscCodec
-
         data_vars, coords, enc = {}, {}, {}
         for s in self.specs.values():
             if not s.write:
@@ -357,8 +357,6 @@ class SeriesStore:
         return f"{SERIES_PARTS}/rank-{rank:05d}.h5"
 
     def _open_part(self) -> None:
-        import h5py
-
         path = self.run_dir / self._part(self.rank)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -387,8 +385,6 @@ class SeriesStore:
         self._h5[name][r0:r1, off:off + (c1 - c0)] = block
 
     def _write_h5_master(self) -> None:
-        import h5py
-
         path = self.run_dir / SERIES_H5
         with h5py.File(path, "w") as f:
             for s in self.specs.values():

@@ -39,7 +39,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
+
+from dtb.errors import OutputError
+from dtb.io.fileio import write_h5_atomic
 
 SONATA_MAGIC = 0x0A7A
 SONATA_VERSION = (0, 1)
@@ -88,7 +92,6 @@ SORTINGS = ("none", "by_id", "by_time")  # SONATA's ``sorting`` enum: uint8 code
 def sorting_dtype() -> np.dtype:
     """The HDF5 enum type of SONATA's ``sorting`` attribute (uint8: none 0, by_id 1,
     by_time 2), as libsonata reads it (a string attribute cannot be converted to it)."""
-    import h5py
 
     return h5py.enum_dtype({name: i for i, name in enumerate(SORTINGS)}, basetype=np.uint8)
 
@@ -191,7 +194,6 @@ class SpikeRecorder:
 
     def _spill(self) -> None:
         """Append the in-memory spikes to the spill file (one chunk)."""
-        from dtb.errors import OutputError
 
         steps, idx = self._memory()
         if not len(idx):
@@ -330,7 +332,6 @@ class SpikeRecorder:
         """This rank's part file as bytes (an in-memory HDF5 image), its slice table and its
         spike count per population.  Sorted by (population, node id, step).  Only for
         spikes held in memory (nothing spilled): see ``write_part``."""
-        import h5py
 
         if self.spilled:
             raise ValueError("part_image: spikes were spilled to disk -- use write_part")
@@ -353,7 +354,6 @@ class SpikeRecorder:
             finally:
                 image.release()
             return digest, size, slices, counts
-        from dtb.io.fileio import write_h5_atomic
 
         # through dtb.io.fileio.LatchedFile: a full disk is an OutputError, not a crash in HDF5
         tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
@@ -420,7 +420,6 @@ def master_image(names: Sequence[str], slices: Sequence[Slice],
     source segment per slice, slices in increasing id order.  ``part_counts`` is
     {rank: {population: spikes in that rank's part}}.  Returns the image and the spike
     count per population."""
-    import h5py
 
     buf = io.BytesIO()
     totals: dict[str, int] = {}
@@ -481,8 +480,6 @@ def gather_spikes_write(rec: SpikeRecorder, run_dir: Path, comm: Any,
         return None
     bad = [r for r in rows if r["error"]]
     if bad:
-        from dtb.errors import OutputError
-
         raise OutputError(f"{Path(run_dir) / bad[0]['path']}: cannot write the spikes: "
                           f"{bad[0]['error']}")
     all_slices = [s for r in rows for s in r["slices"]]
@@ -502,7 +499,5 @@ def gather_spikes_write(rec: SpikeRecorder, run_dir: Path, comm: Any,
 
 
 def _sortings(path: Path) -> dict[str, str]:
-    import h5py
-
     with h5py.File(path, "r") as f:
         return {k: read_sorting(g.attrs) for k, g in f["spikes"].items()}

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import math
 import re
-import reprlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from dtb.errors import ConfigError
 from dtb.model.network import (
@@ -34,6 +34,7 @@ from dtb.model.network import (
     UnitLocal,
 )
 from dtb.model.neurons import MODELS, check_params
+from dtb.model.problems import Problems, short_repr
 from dtb.model.record_spec import RecordSpec, check_record, parse_record
 
 MAX_DELAY_STEPS = 65535  # delays are stored as uint16 steps
@@ -55,32 +56,6 @@ MAX_CONFIG_BYTES = 32 * 2**20   # a config file larger than this is refused unre
 MAX_YAML_NODES = 2_000_000      # values after expanding aliases (billion laughs: 1e9)
 MAX_YAML_DEPTH = 64             # nesting levels (a config needs about 6)
 
-_REPR = reprlib.Repr()
-_REPR.maxlevel, _REPR.maxlist, _REPR.maxtuple, _REPR.maxdict = 3, 8, 8, 8
-_REPR.maxstring, _REPR.maxother, _REPR.maxlong = 80, 80, 40
-
-
-def short_repr(value: Any, limit: int = 200) -> str:
-    """``repr(value)`` for a message, bounded in time and length: nested and long values
-    are elided (``reprlib``) and the text cut at ``limit`` characters, so a huge or
-    self-similar value (a YAML alias bomb) cannot make a message, or its making, huge."""
-    try:
-        text = _REPR.repr(value)
-    except (RecursionError, ValueError):
-        text = f"<{type(value).__name__}>"
-    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
-
-
-class _Problems:
-    def __init__(self) -> None:
-        self.items: list[str] = []
-
-    def add(self, path: str, value: Any, expected: str) -> None:
-        line = f"{path}: {short_repr(value)} -- expected {expected}"
-        if line not in self.items:
-            self.items.append(line)
-
-
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
@@ -89,7 +64,7 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _keys(d: Any, path: str, allowed: set[str], required: set[str], pr: _Problems) -> bool:
+def _keys(d: Any, path: str, allowed: set[str], required: set[str], pr: Problems) -> bool:
     if not isinstance(d, dict):
         pr.add(path, d, "a mapping")
         return False
@@ -106,7 +81,7 @@ def _keys(d: Any, path: str, allowed: set[str], required: set[str], pr: _Problem
     return ok
 
 
-def parse_dist(v: Any, path: str, pr: _Problems) -> Dist | None:
+def parse_dist(v: Any, path: str, pr: Problems) -> Dist | None:
     """A number, or a mapping {dist: constant|uniform|normal|lognormal, ...}."""
     if isinstance(v, Dist):
         v = v.to_dict()
@@ -154,7 +129,7 @@ def parse_dist(v: Any, path: str, pr: _Problems) -> Dist | None:
     return d
 
 
-def parse_simulation(d: Any, pr: _Problems, path: str = "simulation") -> SimulationSettings:
+def parse_simulation(d: Any, pr: Problems, path: str = "simulation") -> SimulationSettings:
     if d is None:
         return SimulationSettings()
     if not _keys(d, path, {"dt", "t", "seed"}, set(), pr):
@@ -175,7 +150,7 @@ def parse_simulation(d: Any, pr: _Problems, path: str = "simulation") -> Simulat
     return SimulationSettings(float(dt), float(t), int(seed))
 
 
-def _parse_inputs(v: Any, path: str, model, pr: _Problems) -> tuple:
+def _parse_inputs(v: Any, path: str, model, pr: Problems) -> tuple:
     if v is None:
         return ()
     if not isinstance(v, (list, tuple)):
@@ -271,7 +246,7 @@ def _check_weight_sign(model, receptor, bounds, path, pr) -> None:
                          "(bound a normal distribution with high: 0)")
 
 
-def _parse_population(d: Any, path: str, pr: _Problems) -> Population | None:
+def _parse_population(d: Any, path: str, pr: Problems) -> Population | None:
     if isinstance(d, Population):
         d = d.to_dict()
     if not _keys(d, path, {"name", "size", "model", "params", "initial", "inputs", "type",
@@ -348,7 +323,7 @@ def _bounds(v: Dist | PerUnit) -> tuple[float, float]:
     return v.bounds()
 
 
-def _parse_units(d: dict, path: str, size: int | None, pr: _Problems):
+def _parse_units(d: dict, path: str, size: int | None, pr: Problems):
     """Unit sizes (>= 0, summing to size) and non-decreasing group indices."""
     units = d.get("units")
     groups = d.get("groups")
@@ -383,7 +358,7 @@ def _short(v: Any) -> Any:
     return v
 
 
-def _parse_per_unit(v: dict, path: str, units, pr: _Problems) -> PerUnit | None:
+def _parse_per_unit(v: dict, path: str, units, pr: Problems) -> PerUnit | None:
     if set(v) != {"per_unit"}:
         pr.add(path, _short(v), "{per_unit: [one value per unit]}")
         return None
@@ -400,7 +375,7 @@ def _parse_per_unit(v: dict, path: str, units, pr: _Problems) -> PerUnit | None:
     return PerUnit(tuple(float(x) for x in vals))
 
 
-def _parse_unit_rule(d: Any, path: str, pr: _Problems):
+def _parse_unit_rule(d: Any, path: str, pr: Problems):
     """unit_local {k} or long_range {k, probs, conduction_ms}; k one int or one per unit."""
     kind = d["kind"] if isinstance(d, dict) else d.kind
     get = d.get if isinstance(d, dict) else (lambda key: getattr(d, key, None))
@@ -446,7 +421,7 @@ def _parse_unit_rule(d: Any, path: str, pr: _Problems):
     return LongRange(k, mats[0], mats[1])
 
 
-def _parse_rule(d: Any, path: str, pr: _Problems):
+def _parse_rule(d: Any, path: str, pr: Problems):
     kind = d.get("kind") if isinstance(d, dict) else getattr(d, "kind", None)
     if kind in ("unit_local", "long_range"):
         return _parse_unit_rule(d, path, pr)
@@ -475,7 +450,7 @@ def _parse_rule(d: Any, path: str, pr: _Problems):
 
 
 def _parse_projection(d: Any, path: str, pops: dict[str, Population], declared: set,
-                      dt: float, pr: _Problems) -> Projection | None:
+                      dt: float, pr: Problems) -> Projection | None:
     if isinstance(d, Projection):
         d = {**d.to_dict(), "rule": d.rule}  # keep rule arrays as they are
     if not _keys(d, path, {"source", "target", "rule", "weight", "delay", "receptor",
@@ -540,7 +515,7 @@ def _parse_projection(d: Any, path: str, pops: dict[str, Population], declared: 
 
 
 def _check_unit_rule(rule, pre: Population, post: Population, no_self: bool, path: str,
-                     pr: _Problems) -> None:
+                     pr: Problems) -> None:
     """Unit rules need units on both sides, per-unit k of the right length, and inputs
     for every target unit that asks for some."""
     if pre.units is None or post.units is None:
@@ -586,7 +561,7 @@ def parse_network(d: Any, dt: float = 0.1, source: str | None = None) -> Network
     if isinstance(d, Network):
         d = {"name": d.name, "populations": list(d.populations),
              "projections": list(d.projections)}
-    pr = _Problems()
+    pr = Problems()
     if not _keys(d, "network", {"name", "populations", "projections"}, {"populations"}, pr):
         raise ConfigError(pr.items, source)
     pops: dict[str, Population] = {}
@@ -635,7 +610,6 @@ def read_yaml(path: str | Path, what: str = "config") -> Any:
     walk), nesting deeper than ``MAX_YAML_DEPTH``, or a recursive alias.  The limits are
     checked on the parsed node graph before anything is constructed, in time linear in
     the file."""
-    import yaml
 
     path = Path(path)
     src = str(path)
@@ -675,7 +649,6 @@ def _check_yaml_graph(root: Any, src: str) -> None:
     """Expanded size and depth of a composed YAML node graph (aliases are shared nodes),
     iteratively and with one visit per distinct node; raises ConfigError past the limits
     or on a cycle."""
-    import yaml
 
     size: dict[int, int] = {}
     height: dict[int, int] = {}
@@ -724,7 +697,7 @@ def load_config(path: str | Path) -> tuple[Network, SimulationSettings]:
     path = Path(path)
     src = str(path)
     d = read_yaml(path)
-    pr = _Problems()
+    pr = Problems()
     if not _keys(d, "config", {"name", "simulation", "populations", "projections", "record"},
                  {"populations"}, pr):
         raise ConfigError(pr.items, src)

@@ -25,9 +25,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from dtb.errors import ConfigError
+from dtb.model.problems import Problems
 
 SAMPLE_VARIABLES = ("V", "syn")
 N_SYN = 4
@@ -358,10 +362,8 @@ def resolve_record(base: RecordSpec | None, flags: Sequence[str] | None, network
     """The record spec of a run: the configuration's (or the defaults), with ``--record``
     flags laid over it, validated against the network and dt; raises ConfigError naming
     ``--record`` or ``record`` and the offending value."""
-    from dtb.errors import ConfigError
-    from dtb.model.config import _Problems
 
-    pr = _Problems()
+    pr = Problems()
     spec = base if base is not None else RecordSpec()
     if flags:
         over = parse_record_flags(flags)
@@ -383,7 +385,6 @@ BYTES_PER_ROW = 24   # a dense series' time axis: start step, time (ms), 1/width
 
 def physical_memory() -> int | None:
     """This machine's physical memory in bytes (None where the OS does not say)."""
-    import os
 
     try:
         return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))

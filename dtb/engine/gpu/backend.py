@@ -26,8 +26,16 @@ from typing import Any
 
 import numpy as np
 
-from dtb.engine.gpu.device import GIB, DeviceMemory, DeviceMemoryError, check_fits, estimate
+from dtb.engine.gpu.device import (
+    GIB,
+    DeviceMemory,
+    DeviceMemoryError,
+    check_fits,
+    device_name,
+    estimate,
+)
 from dtb.engine.gpu.kernels import CudaKernels, HostKernels
+from dtb.model.neurons import MODELS
 
 CTL_T, CTL_COUNT, CTL_WIN, CTL_TICKET, CTL_BASE, CTL_OVERFLOW, CTL_LEN = 0, 1, 2, 3, 4, 5, 8
 BLOCK = 256
@@ -133,7 +141,6 @@ class GpuBackend:
         self.pop_lo = self._dev(e._piece_lo, np.int64)
         self.pop_first = self._dev(e._piece_first, np.int64)
         self.pop_gid0 = self._dev(e._piece_gid0, np.int64)
-        from dtb.model.neurons import MODELS
 
         self.pop_model = self._dev([MODELS[lay.model].code for lay in e.layout], np.int64)
         # projections by source: per piece (local spikes), per population (remote ones)
@@ -333,8 +340,6 @@ class GpuBackend:
         if self.emulate:
             name = "host emulation"
         else:
-            from dtb.engine.gpu.device import device_name
-
             name = device_name(self.xp.cuda.runtime.getDeviceProperties(
                 self.xp.cuda.Device().id))
         return {"device": name, "emulated": self.emulate, "memory": self.memory.to_dict(),

@@ -70,7 +70,6 @@ def gpu_unavailable() -> str | None:
     """Why the GPU backend cannot run in this process (None: it can): CuPy missing or
     failing to load, or no CUDA device visible (dtb.info's probe, which ``dtb info``
     reports).  Cheap enough to check before building."""
-    from dtb.info import gpu_status
 
     g = gpu_status()
     if g["cupy"] is None:
@@ -237,3 +236,28 @@ def check_fits(mem: DeviceMemory, free_bytes: int, device: str = "the GPU",
         f"{mem.synapses:,} synapses at {mem.bytes_per_synapse:.2f} bytes each; spike "
         f"record {mem.record_bytes / GIB:.2f} GiB) -- run on more ranks/GPUs, or a smaller "
         "model")
+
+
+def gpu_status() -> dict[str, Any]:
+    """cupy's version, whether CUDA is usable, and the names of the visible GPUs (also
+    what ``--backend gpu`` checks before building: dtb.engine.gpu.device.gpu_unavailable)."""
+
+    out: dict[str, Any] = {"cupy": None, "cuda_available": False, "gpus": []}
+    try:
+        import cupy
+    except Exception as e:  # ImportError, or a CUDA library that fails to load
+        if not isinstance(e, ImportError):
+            out["cupy_error"] = f"{type(e).__name__}: {e}"
+        return out
+    out["cupy"] = cupy.__version__
+    try:
+        out["cuda_available"] = bool(cupy.cuda.is_available())
+        if out["cuda_available"]:
+            rt = cupy.cuda.runtime
+            out["cuda_runtime"] = rt.runtimeGetVersion()
+            for i in range(rt.getDeviceCount()):
+                out["gpus"].append(device_name(rt.getDeviceProperties(i)))
+    except Exception as e:
+        out["cuda_available"] = False
+        out["cuda_error"] = f"{type(e).__name__}: {e}"
+    return out

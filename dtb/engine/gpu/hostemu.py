@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from dtb.engine.gpu.kernels import kernel_dir, kernel_files
+from dtb.engine.gpu.sources import kernel_dir, kernel_files
 
 HERE = Path(__file__).resolve().parent
 

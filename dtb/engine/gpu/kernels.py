@@ -15,11 +15,12 @@ pointer arguments are ``p``, scalars are ``i32``, ``i64``, ``u32``, ``f64``.
 from __future__ import annotations
 
 import ctypes
-import re
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from dtb.engine.gpu.hostemu import load_host_library
+from dtb.engine.gpu.sources import cuda_source
 
 #: NVRTC options: no fused multiply-add (the CPU kernels never fuse), IEEE division and
 #: square root (NVRTC's defaults, spelled out).  No -std: CuPy may add its own.
@@ -46,46 +47,6 @@ SIGNATURES: dict[str, list[str]] = {
 _NUMPY_SCALAR = {"i32": np.int32, "i64": np.int64, "u32": np.uint32, "f64": np.float64}
 _CTYPES = {"p": ctypes.c_void_p, "i32": ctypes.c_int32, "i64": ctypes.c_int64,
            "u32": ctypes.c_uint32, "f64": ctypes.c_double}
-
-
-def kernel_dir() -> Path:
-    """The folder of the kernel sources (the installed ``dtb.kernels`` package)."""
-    import dtb.kernels
-
-    return Path(dtb.kernels.__file__).resolve().parent
-
-
-def kernel_files() -> list[Path]:
-    """Every CUDA source and header of dtb.kernels, sorted by name."""
-    d = kernel_dir()
-    return sorted([*d.glob("*.cu"), *d.glob("*.cuh")])
-
-
-_INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"\s*$', re.M)
-
-
-def inline_includes(path: Path, seen: set[str] | None = None) -> str:
-    """The source of path with its local ``#include "x"`` lines replaced by the files'
-    text (each file once), so NVRTC needs no include path."""
-    seen = set() if seen is None else seen
-    seen.add(path.name)
-
-    def sub(m: re.Match) -> str:
-        name = m.group(1)
-        if name in seen:
-            return f"// (already included: {name})"
-        return inline_includes(path.parent / name, seen)
-
-    return _INCLUDE.sub(sub, path.read_text())
-
-
-def cuda_source() -> str:
-    """The one translation unit that the GPU backend compiles: dynamics.cu and
-    delivery.cu with their headers inlined."""
-    d = kernel_dir()
-    seen: set[str] = set()
-    return inline_includes(d / "dynamics.cu", seen) + "\n" + inline_includes(
-        d / "delivery.cu", seen)
 
 
 def check_args(name: str, args: tuple) -> None:
@@ -128,8 +89,6 @@ class HostKernels:
     the delivery launches take the number of warps from grid * block / 32."""
 
     def __init__(self):
-        from dtb.engine.gpu.hostemu import load_host_library
-
         self.lib = load_host_library()
         self._fn = {}
         for name, sig in SIGNATURES.items():
