@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import h5py
 import numpy as np
 
 from dtb.brain.reading import _short, _Text
@@ -27,8 +28,6 @@ class BrainFileReader:
         return err.with_traceback(None) if e is None else err
 
     def group(self, g: Any, name: str, where: str = "") -> Any:
-        import h5py
-
         field = f"{where}/{name}" if where else name
         try:
             sub = g[name]
@@ -40,8 +39,6 @@ class BrainFileReader:
         return sub
 
     def array(self, name: str, dtype: Any = None) -> np.ndarray:
-        import h5py
-
         try:
             d = self.h[name]
         except (KeyError, OSError, RuntimeError) as e:

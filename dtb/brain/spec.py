@@ -34,14 +34,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 
 from dtb.brain.brainfile import BrainFileReader
 from dtb.brain.reading import _short, _Text
-from dtb.config import _parse_inputs, _Problems, parse_dist
 from dtb.errors import InputError, OutputError
-from dtb.fileio import write_h5_atomic
-from dtb.network import (
+from dtb.io.fileio import write_h5_atomic
+from dtb.model.config import _parse_inputs, parse_dist
+from dtb.model.network import (
     DCInput,
     Dist,
     LongRange,
@@ -53,7 +54,9 @@ from dtb.network import (
     Projection,
     UnitLocal,
 )
-from dtb.neurons import MODELS
+from dtb.model.neurons import MODELS
+from dtb.model.problems import Problems
+from dtb.version import __version__
 
 FORMAT = "dtb-brain"
 FORMAT_VERSION = 1
@@ -159,7 +162,7 @@ class BrainSpec:
     # --- file ------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
         """Write atomically: a temporary file beside the target, renamed when complete
-        (dtb.fileio.write_h5_atomic: a full disk is an OutputError naming ``path``, never
+        (dtb.io.fileio.write_h5_atomic: a full disk is an OutputError naming ``path``, never
         a crash in HDF5).  The file gets the default mode (0666 less the umask), as every
         other output."""
         path = Path(path)
@@ -169,14 +172,10 @@ class BrainSpec:
         write_h5_atomic(path, self._write, "brain file")
 
     def _write(self, h) -> None:
-        import h5py
-
-        import dtb
-
         str_t = h5py.string_dtype()
         h.attrs["format"] = FORMAT
         h.attrs["format_version"] = FORMAT_VERSION
-        h.attrs["dtb_version"] = dtb.__version__
+        h.attrs["dtb_version"] = __version__
         h.attrs["created"] = self.created or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         h.attrs["level"] = self.level
         h.attrs["options"] = json.dumps(self.options)
@@ -223,8 +222,6 @@ class BrainSpec:
         naming the file and the field (dataset or attribute) that is wrong, whatever is
         wrong with it: missing, truncated, not JSON, of the wrong type, shape or range,
         or an unknown name (a projection kind, a family type or model, a receptor)."""
-        import h5py
-
         path = Path(path)
         try:
             h = h5py.File(path, "r")
@@ -380,7 +377,7 @@ def _check_family(f: Family, where: str, n_u: int, seen: set[str]) -> None:
         if not np.all(np.isfinite(v)):
             raise InputError(where, f"{fw}/hyper/{k}", _first_bad(v, ~np.isfinite(v)),
                              "finite numbers")
-    pr = _Problems()
+    pr = Problems()
     for k, v in f.params.items():
         if k not in model.defaults:
             pr.add(f"params.{k}", v, f"a parameter of {f.model}")
@@ -411,7 +408,7 @@ def _check_rule(r: Rule, rw: str, where: str, fams: dict[str, Family], n_u: int)
     if np.any(r.k < 0):
         raise InputError(where, f"{rw}/k", int(r.k.min()), "in-degrees >= 0")
     for key, v in (("weight", r.weight), ("delay", r.delay)):
-        pr = _Problems()
+        pr = Problems()
         ok = isinstance(v, (int, float)) and not isinstance(v, bool) or (
             isinstance(v, dict) and v.get("dist") in ("uniform", "normal"))
         if not ok or parse_dist(v, key, pr) is None or pr.items:
