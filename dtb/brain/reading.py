@@ -6,7 +6,6 @@ one line).  Units: sizes in bytes.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from dtb.errors import InputError
+from dtb.io.fileio import digest_file
 
 PathLike = str | os.PathLike
 MAX_LISTED = 10          # at most this many missing labels/names are listed in a message
@@ -91,17 +91,13 @@ def _existing_file(path: PathLike, role: str) -> Path:
 
 
 def provenance(role: str, path: PathLike) -> Provenance:
-    """Hash a file (sha256, read in 1 MiB chunks) and record its size in bytes."""
+    """Hash a file (sha256, ``dtb.io.fileio.digest_file``) and record its size in bytes."""
     p = _existing_file(path, role)
-    digest, size = hashlib.sha256(), 0
     try:
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-                size += len(chunk)
+        digest, size = digest_file(p)
     except OSError as e:
         raise InputError(path, role, _Text(f"unreadable ({e.strerror})"), "a readable file") from e
-    return Provenance(role, str(path), digest.hexdigest(), size)
+    return Provenance(role, str(path), digest, size)
 
 
 def _role_path(prov: list[Provenance], role: str, default: str) -> str:
