@@ -235,7 +235,7 @@ def test_manifest_names_the_backend_and_its_device_figures(brain, tmp_path):
     g = m["gpu"]
     assert g["device"] == "host emulation" and g["emulated"] is True
     assert g["memory"]["synapses"] == emu.n_synapses > 0
-    be = emu._gpu  # the estimate is what was allocated: target, weight and delay arrays
+    be = emu.backend  # the estimate is what was allocated: target, weight and delay arrays
     assert g["memory"]["synapse_bytes"] == be.tgt.nbytes + be.wq.nbytes + be.dly.nbytes
     assert g["memory"]["index_bytes"] == be.indptr.nbytes
     assert g["launch_calls"] > 0 and g["spike_exchange"] == "host"

@@ -113,9 +113,8 @@ def test_deliver_remote_matches_cpu_delivery():
     pop = rng.integers(0, len(cpu.network.populations), k)
     src = np.array([rng.integers(0, cpu.network.populations[p].size) for p in pop], np.int64)
     steps = rng.integers(0, 10_000, k).astype(np.int64)
-    deliver(k, steps, pop, src, cpu._pop_proj_ptr, cpu._pop_proj, cpu._proj_row0,
-            cpu._proj_post_lo, cpu._proj_post_hi, cpu._proj_port, cpu._proj_shift, cpu._indptr,
-            cpu._tgt, cpu._wq, cpu._dly, cpu.ring, 2)
+    deliver(k, steps, pop, src, cpu._pop_proj_ptr, cpu._pop_proj, cpu.backend._synapses(),
+            cpu.ring, 2)
     be.deliver_remote(steps, pop, src)
     np.testing.assert_array_equal(be.get_state()["ring"], cpu.ring)
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from dtb.engine.backend import Emit
 from dtb.engine.gpu.device import (
     GIB,
     DeviceMemory,
@@ -474,6 +475,24 @@ class GpuBackend:
             self._set_spike_bound()
             self.step = int(e.step)
             self._sync()
+
+    # --- the backend protocol (dtb.engine.backend) -----------------------------------------
+    def advance(self, n_steps: int, m_max: int, emit: Emit) -> tuple[np.ndarray, np.ndarray]:
+        st, ix = self.advance_local(n_steps, m_max)
+        emit(st, ix, n_steps)
+        return st, ix
+
+    def advance_window(self, m: int, emit: Emit) -> tuple[np.ndarray, np.ndarray]:
+        return self.advance(m, m, emit)
+
+    def sync_host(self, fields: tuple[str, ...] | None = None) -> None:
+        self.to_engine(*(() if fields is None else (fields,)))
+
+    def params_changed(self) -> None:
+        self.upload_params()
+
+    def state_changed(self) -> None:
+        self.from_engine()
 
     def get_state(self) -> dict[str, np.ndarray]:
         """Engine.get_state() of the device's state (the same keys and arrays, so a GPU
