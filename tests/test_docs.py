@@ -1,7 +1,8 @@
 """The architecture page (docs/architecture.md) and the API reference (docs/api.rst) cannot
 rot silently: the page names every package and top-level module of dtb, every module,
-name and file it names exists, and the API reference lists every package that lives
-outside dtb/ (the recursive scan from ``dtb`` cannot find those).  The independent
+name and file it names exists, each noun lives in the module its table gives, its layer
+diagram is the import-linter contract, and the API reference lists every package that
+lives outside dtb/ (the recursive scan from ``dtb`` cannot find those).  The independent
 expectation is the source tree itself: dtb/ and the package_dir mappings of setup.cfg.
 Building the HTML is CI's job (.ci/run), not the suite's."""
 
@@ -134,3 +135,18 @@ def test_api_reference_lists_packages_outside_dtb():
 
 def test_readme_links_the_architecture():
     assert "docs/architecture.md" in (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_layers_are_those_import_linter_checks():
+    """The page's layer diagram is setup.cfg's layers contract, top to bottom."""
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    contract = [{f"dtb.{m.strip()}" for m in line.split("|")}
+                for line in cfg["importlinter:contract:layers"]["layers"].splitlines() if line]
+    text = ARCHITECTURE.read_text(encoding="utf-8")
+    block = text.split("## Layers", 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
+    drawn = [{m.strip() for m in re.split(r"\s{2,}", line.strip())[0].split("|")}
+             for line in block.splitlines() if line]
+    assert drawn == contract, (
+        f"{ARCHITECTURE.relative_to(ROOT)}: the layers drawn {drawn} -- expected those of "
+        f"setup.cfg's [importlinter:contract:layers], top to bottom: {contract}")
