@@ -5,11 +5,13 @@ advances its own block of neurons through all m steps without synchronising; spi
 delivered once, at the end of the window (delivery.py).
 
 Step s of a neuron (covering model time [s dt, (s+1) dt)) follows NEST's order:
+
   1. external current for the step: I_e + DC + Ornstein-Uhlenbeck inputs;
      Poisson background adds its spikes to this step's input slot;
   2. V advances over the step with the synaptic state at its start (exact propagators);
   3. synaptic traces decay and take the input that arrives at (s+1) dt (ring slot s);
   4. V >= V_th: spike stamped (s+1) dt, V := V_reset, refractory for n_ref steps.
+
 Input slots hold integer fixed point (units 2**-32), so their sums are exact.
 """
 
