@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from dtb.engine.backend import Backend
-from dtb.engine.build import EngineBuild
+from dtb.engine.build import Partition, PopulationLayout, build_partition
 from dtb.engine.compiling import Stopwatch
 from dtb.engine.context import Context, check_same_config
 from dtb.engine.cpu import CpuBackend
@@ -36,7 +36,7 @@ from dtb.model.network import Network, PerUnit, as_dist
 from dtb.model.neurons import MODELS, N_PARAM_ROWS, pack
 
 
-class Simulation(EngineBuild):
+class Simulation:
     """A network instantiated on this process (its part of it under MPI) and advanced in
     time: ``Simulation(network, context, decomposition, seed=, dt=)``.
 
@@ -69,7 +69,8 @@ class Simulation(EngineBuild):
         self.ownership = _checked(decomposition, self.network, context.ranks)
         self.step = 0
         self._unit_values: dict[tuple[str, str], np.ndarray] = {}
-        self._build()
+        self.part: Partition = build_partition(self.network, self.dt, self.seed, self.ownership,
+                                               context.rank, context.threads)
         self.backend: Backend = (CpuBackend(self) if context.backend == "cpu" else
                                  GpuBackend(self, emulate=context.backend == "gpu-emulated"))
         self._spike_steps: list[np.ndarray] = []
@@ -92,6 +93,30 @@ class Simulation(EngineBuild):
     threads = property(lambda self: self.context.threads)
     routing = property(lambda self: self.context.routing)
     ranks_per_node = property(lambda self: self.context.ranks_per_node)
+
+    # what was built (dtb.engine.build.Partition; the kernels' bundles: kernels/bundles.py)
+    neurons = property(lambda self: self.part.neurons)
+    blocks = property(lambda self: self.part.blocks)
+    inputs = property(lambda self: self.part.inputs)
+    istate = property(lambda self: self.part.istate)
+    pieces = property(lambda self: self.part.pieces)
+    synapse_arrays = property(lambda self: self.part.synapses)
+    tables = property(lambda self: self.part.tables)
+    layout: list[PopulationLayout] = property(lambda self: self.part.layout)  # type: ignore
+    gids = property(lambda self: self.part.gids)
+    unit_of = property(lambda self: self.part.unit_of)
+    n_units = property(lambda self: self.part.n_units)
+    ports = property(lambda self: self.part.ports)
+    n_local = property(lambda self: self.part.n_local)
+    n_neurons = property(lambda self: self.part.n_neurons)
+    n_synapses = property(lambda self: self.part.tables.n_synapses)
+    min_delay_steps = property(lambda self: self.part.tables.min_delay_steps)
+    max_delay_steps = property(lambda self: self.part.tables.max_delay_steps)
+    bytes_per_synapse = property(lambda self: self.part.tables.bytes_per_synapse)
+    V = property(lambda self: self.part.neurons.V)
+    syn = property(lambda self: self.part.neurons.syn)
+    refr = property(lambda self: self.part.neurons.refr)
+    ring = property(lambda self: self.part.neurons.ring)
 
     @property
     def partition(self) -> str:
@@ -178,8 +203,9 @@ class Simulation(EngineBuild):
                 st, ix = self.backend.advance(w, m_max, self._advanced)
             r_st, r_gid = ex.exchange(t0, st, ix)
             if len(r_st) and self.n_synapses:
-                pop = np.searchsorted(self._pop_gid0, r_gid, side="right") - 1
-                self.backend.deliver_remote(r_st, pop, r_gid - self._pop_gid0[pop])
+                g0 = self.part.pop_gid0
+                pop = np.searchsorted(g0, r_gid, side="right") - 1
+                self.backend.deliver_remote(r_st, pop, r_gid - g0[pop])
             done += w
 
     def synapses(self, pid: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -188,12 +214,13 @@ class Simulation(EngineBuild):
         model's unit) and delay in steps; each (n_synapses,)."""
         q = self.network.projections[pid]
         n_pre = self.network.population(q.source).size
-        r0 = int(self._proj_row0[pid])
-        ptr = self._indptr[r0:r0 + n_pre + 1]
+        csr = self.part.synapses
+        r0 = int(csr.row0[pid])
+        ptr = csr.indptr[r0:r0 + n_pre + 1]
         a, z = int(ptr[0]), int(ptr[-1])
         src = np.repeat(np.arange(n_pre), np.diff(ptr))
-        w = self._wq[a:z].astype(np.float64) * 2.0 ** (int(self._proj_shift[pid]) - FIX_BITS)
-        return src, self._tgt[a:z].astype(np.int64), w, self._dly[a:z].astype(np.int64)
+        w = csr.wq[a:z].astype(np.float64) * 2.0 ** (int(csr.shift[pid]) - FIX_BITS)
+        return src, csr.tgt[a:z].astype(np.int64), w, csr.dly[a:z].astype(np.int64)
 
     # --- hyperparameters ---------------------------------------------------------------
     def _unit_population(self, population: str, name: str):
@@ -239,33 +266,38 @@ class Simulation(EngineBuild):
             raise ValueError(f"{population}.{name}: values of shape {v.shape} -- expected "
                              f"{len(pop.units)} finite values (one per unit)")
         self._unit_values[(population, name)] = v.copy()
+        P, pid = self.part.neurons.P, self.part.neurons.pid
         for k, lay in enumerate(self.layout):
             if lay.index != i:
                 continue
-            ps = self._piece_sets[k]
+            ps = self.part.param_sets[k]
             units = self.unit_of[lay.lo:lay.hi]
             if ps.mode == "population":  # becomes one set per unit, appended
                 m = len(pop.units)
                 ps.vals = {key: np.repeat(x, m) for key, x in ps.vals.items()}
-                ps.mode, ps.set0, ps.m = "unit", len(self._psets), m
-                self._psets = np.concatenate([self._psets, np.zeros((m, N_PARAM_ROWS))])
-                self._pid[lay.lo:lay.hi] = ps.set0 + units
+                ps.mode, ps.set0, ps.m = "unit", len(P), m
+                P = np.concatenate([P, np.zeros((m, N_PARAM_ROWS))])
+                pid[lay.lo:lay.hi] = ps.set0 + units
             ps.vals[name] = v if ps.mode == "unit" else v[units]
-            self._psets[ps.set0:ps.set0 + ps.m] = pack(model, ps.vals, self.dt).T
-        self._psets = np.ascontiguousarray(self._psets)
+            P[ps.set0:ps.set0 + ps.m] = pack(model, ps.vals, self.dt).T
+        self.part.neurons = self.part.neurons._replace(P=np.ascontiguousarray(P))
         self.backend.params_changed()
 
     # --- state (checkpoints, ensemble members) -------------------------------------------
-    _STATE = ("V", "syn", "refr", "ring", "_ou", "_pq_cache", "_pq_tag", "_psets", "_pid")
+    # state key -> (bundle of the Partition, field): everything that evolves
+    _STATE = {"V": ("neurons", "V"), "syn": ("neurons", "syn"), "refr": ("neurons", "refr"),
+              "ring": ("neurons", "ring"), "ou": ("istate", "ou"),
+              "pq_cache": ("istate", "pq_cache"), "pq_tag": ("istate", "pq_tag"),
+              "psets": ("neurons", "P"), "pid": ("neurons", "pid")}
 
     def get_state(self) -> dict[str, np.ndarray]:
         """A copy of everything that evolves: neuron and synapse state, delay ring, input
         generators' state, parameter sets (hyperparameters) and the step; arrays only, so
         it can be written to HDF5.  ``set_state`` of it continues bitwise identically."""
         self.sync_host()
-        d = {k.lstrip("_"): getattr(self, k).copy() for k in self._STATE}
+        d = {k: getattr(getattr(self.part, b), f).copy() for k, (b, f) in self._STATE.items()}
         d["step"] = np.array(self.step, np.int64)
-        for k, ps in enumerate(self._piece_sets):
+        for k, ps in enumerate(self.part.param_sets):
             d[f"piece{k}/mode"] = np.array(("population", "unit", "neuron").index(ps.mode))
             d[f"piece{k}/set0"] = np.array(ps.set0, np.int64)
             for name, x in ps.vals.items():
@@ -275,17 +307,20 @@ class Simulation(EngineBuild):
         return d
 
     def set_state(self, d: dict[str, np.ndarray]) -> None:
-        """Restore a state from ``get_state`` of an engine built from the same network,
+        """Restore a state from ``get_state`` of a simulation built from the same network,
         dt, seed and layout (ranks); shapes are checked."""
-        for k in self._STATE:
-            x = np.asarray(d[k.lstrip("_")])
-            cur = getattr(self, k)
-            if k != "_psets" and x.shape != cur.shape:
-                raise ValueError(f"state {k.lstrip('_')}: shape {x.shape} -- expected "
-                                 f"{cur.shape} (a state of another network or layout?)")
-            setattr(self, k, np.ascontiguousarray(x.astype(cur.dtype, copy=True)))
+        new: dict[str, dict[str, np.ndarray]] = {"neurons": {}, "istate": {}}
+        for k, (b, f) in self._STATE.items():
+            x = np.asarray(d[k])
+            cur = getattr(getattr(self.part, b), f)
+            if k != "psets" and x.shape != cur.shape:
+                raise ConfigError([f"state {k}: shape {x.shape} -- expected {cur.shape} (a "
+                                   "state of another network or layout?)"])
+            new[b][f] = np.ascontiguousarray(x.astype(cur.dtype, copy=True))
+        self.part.neurons = self.part.neurons._replace(**new["neurons"])
+        self.part.istate = self.part.istate._replace(**new["istate"])
         self.step = int(d["step"])
-        for k, ps in enumerate(self._piece_sets):
+        for k, ps in enumerate(self.part.param_sets):
             ps.mode = ("population", "unit", "neuron")[int(d[f"piece{k}/mode"])]
             ps.set0 = int(d[f"piece{k}/set0"])
             ps.vals = {name: np.asarray(d[f"piece{k}/vals/{name}"], float).copy()
@@ -301,7 +336,7 @@ class Simulation(EngineBuild):
     @property
     def P(self) -> np.ndarray:
         """Every neuron's packed parameters, (N_PARAM_ROWS, n) (a copy, for inspection)."""
-        return self._psets[self._pid].T
+        return self.part.neurons.P[self.part.neurons.pid].T
 
     # --- results ------------------------------------------------------------------------
     @property
@@ -381,7 +416,7 @@ class Simulation(EngineBuild):
         """Per population: spike times (ms) and node ids numbered from 0 in the population."""
         t, g = self.spikes()
         out = {}
-        for p, g0 in zip(self.network.populations, self._pop_gid0, strict=True):
+        for p, g0 in zip(self.network.populations, self.part.pop_gid0, strict=True):
             sel = (g >= g0) & (g < g0 + p.size)
             out[p.name] = (t[sel], g[sel] - g0)
         return out
@@ -389,8 +424,9 @@ class Simulation(EngineBuild):
     def local_index(self, gids: np.ndarray) -> np.ndarray:
         """Engine indices of global ids this rank owns (int64, like ``gids``)."""
         g = np.asarray(gids, np.int64)
-        k = np.searchsorted(self._piece_gid0, g, side="right") - 1
-        return self._piece_lo[k] + g - self._piece_gid0[k]
+        gid0 = self.part.piece_gid0
+        k = np.searchsorted(gid0, g, side="right") - 1
+        return self.part.pieces.lo[k] + g - gid0[k]
 
     def rates(self, t_from_ms: float = 0.0) -> dict[str, float]:
         """Mean firing rate per population (Hz) over [t_from_ms, now]."""
