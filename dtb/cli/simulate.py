@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import numba
-import numpy as np
 
 from dtb.brain.build import BuildOptions, build
 from dtb.brain.spec import BrainSpec
@@ -33,7 +32,7 @@ from dtb.cli.progress import Progress
 from dtb.cli.report import make_report
 from dtb.data import demo_inputs
 from dtb.engine.context import on_root, world
-from dtb.engine.gpu.device import gpu_unavailable
+from dtb.engine.gpu import device as gpu_device
 from dtb.engine.recording import Recording, unit_labels
 from dtb.engine.simulation import Engine
 from dtb.engine.threads import choose_threads
@@ -91,7 +90,7 @@ def _check_args(a: argparse.Namespace) -> None:
     if a.seed is not None and not 0 <= a.seed < 2**32:
         raise UsageError(f"--seed: {a.seed!r} -- expected an integer in [0, 2**32)")
     if getattr(a, "backend", "cpu") == "gpu":
-        why = gpu_unavailable()
+        why = gpu_device.gpu_unavailable()
         if why is not None:
             raise UsageError(f"--backend gpu: {why} -- run on a machine with a CUDA GPU, "
                               "or use --backend cpu")
@@ -232,18 +231,15 @@ def _engine_state(eng: Any) -> dict[str, Any]:
     """The engine's state (get_state) plus the spikes it keeps, if it keeps them."""
 
     d = eng.get_state()
-    if eng.keep_spikes:  # Engine keeps them in two lists; no public accessor to add
-        st, ix = eng._spike_steps, eng._spike_idx
-        d["kept_spikes/steps"] = np.concatenate(st) if st else np.zeros(0, np.int64)
-        d["kept_spikes/idx"] = np.concatenate(ix) if ix else np.zeros(0, np.int64)
+    if eng.keep_spikes:
+        d["kept_spikes/steps"], d["kept_spikes/idx"] = eng.kept_spikes()
     return d
 
 
 def _set_engine_state(eng: Any, d: dict[str, Any]) -> None:
     eng.set_state({k: v for k, v in d.items() if not k.startswith("kept_spikes/")})
     if "kept_spikes/steps" in d:
-        eng._spike_steps = [np.asarray(d["kept_spikes/steps"], np.int64)]
-        eng._spike_idx = [np.asarray(d["kept_spikes/idx"], np.int64)]
+        eng.keep(d["kept_spikes/steps"], d["kept_spikes/idx"])
 
 
 def _save_checkpoint(eng: Any, rec: Any, out: Path, signum: int) -> _Checkpoint:
@@ -409,7 +405,6 @@ def simulate(a: argparse.Namespace, command: list[str], stop: StopRequest | None
         eng = Engine(net, dt=sim.dt, seed=sim.seed, threads=a.threads, comm=comm,
                      routing=a.routing, ranks_per_node=a.ranks_per_node, ownership=own,
                      backend=a.backend)
-        eng.partition = a.partition
         log.info("built %s synapses in %.2f s (%d threads%s)", f"{eng.n_synapses:,}",
                  eng.build_s, eng.threads, " on rank 0" if ranks > 1 else "", extra=ONCE)
         recorded, stopped = _record_run(eng, out, sim, err, getattr(a, "unit_labels", None),

@@ -451,7 +451,7 @@ class RunDirectory:
                                                if distribution else engine.bytes_per_synapse),
                     "spikes": n_spikes},
             ranks=int(engine.ranks),
-            backend=getattr(engine, "backend", "cpu"),
+            backend=engine.context.backend,
             gpu=engine.gpu_report() if hasattr(engine, "gpu_report") else None,
             distribution=distribution,
             timings={"build_s": float(engine.build_s), "simulate_s": float(engine.simulate_s),
