@@ -31,8 +31,9 @@ def in_degree_per_neuron(network: Network) -> list[np.ndarray]:
         elif isinstance(r, PairwiseBernoulli):
             out[q.target] += r.p * pre.size
         else:  # unit rules: k per target unit
-            k = np.full(len(post.units), r.k) if isinstance(r.k, int) else np.asarray(r.k)
-            out[q.target] += np.repeat(k, post.units)
+            units = post.unit_sizes
+            k = np.full(len(units), r.k) if isinstance(r.k, int) else np.asarray(r.k)
+            out[q.target] += np.repeat(k, units)
     return [out[p.name] for p in network.populations]
 
 
@@ -51,13 +52,13 @@ def ownership(network: Network, ranks: int) -> np.ndarray:
     n_pop = len(network.populations)
     starts = np.zeros((ranks + 1, n_pop), np.int64)
     cost = [c + UPDATE_COST for c in in_degree_per_neuron(network)]
-    groups: dict[tuple, list[int]] = {}
+    groups: dict[tuple[int, bool], list[int]] = {}  # (units, True) or (index, False)
     for i, p in enumerate(network.populations):
-        key = (len(p.units),) if p.units is not None else ("plain", i)
+        key = (len(p.units), True) if p.units is not None else (i, False)
         groups.setdefault(key, []).append(i)
     cuts_frac = np.arange(ranks + 1) / ranks
     for key, members in groups.items():
-        if key[0] == "plain":
+        if not key[1]:
             i = members[0]
             cum = np.concatenate([[0.0], np.cumsum(cost[i])])
             starts[:, i] = np.searchsorted(cum, cum[-1] * cuts_frac, side="left")
@@ -67,7 +68,7 @@ def ownership(network: Network, ranks: int) -> np.ndarray:
         bounds = []
         unit_cost = np.zeros(n_units)
         for i in members:
-            b = np.concatenate([[0], np.cumsum(network.populations[i].units)])
+            b = np.concatenate([[0], np.cumsum(network.populations[i].unit_sizes)])
             bounds.append(b)
             cum_i = np.concatenate([[0.0], np.cumsum(cost[i])])
             unit_cost += cum_i[b[1:]] - cum_i[b[:-1]]
