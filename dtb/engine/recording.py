@@ -367,12 +367,12 @@ class Recording:
 
         for k, want in (("step0", self.step0), ("n_steps", self.n_steps)):
             if int(d[k]) != want:
-                raise ValueError(f"recording state {k}: {int(d[k])} -- expected {want} "
-                                 "(a checkpoint of another run?)")
+                raise ConfigError([f"recording state {k}: {int(d[k])} -- expected {want} "
+                                   "(a checkpoint of another run?)"])
         counts = np.asarray(d["pop_counts"], np.int64)
         if counts.shape != self.pop_counts.shape:
-            raise ValueError(f"recording state pop_counts: shape {counts.shape} -- expected "
-                             f"{self.pop_counts.shape}")
+            raise ConfigError([f"recording state pop_counts: shape {counts.shape} -- expected "
+                               f"{self.pop_counts.shape}"])
         self.pop_counts = counts.copy()
         self._pending, self._pending_n = [], 0
 
@@ -382,9 +382,9 @@ class Recording:
         for what, obj in (("spikes/", self.spikes), ("series/", self.store)):
             has = any(k.startswith(what) for k in d)
             if (obj is not None) != has:
-                raise ValueError(f"recording state: {what.rstrip('/')} "
-                                 f"{'missing' if obj is not None else 'unexpected'} -- the "
-                                 "checkpoint was written with another record section")
+                raise ConfigError([f"recording state: {what.rstrip('/')} "
+                                   f"{'missing' if obj is not None else 'unexpected'} -- the "
+                                   "checkpoint was written with another record section"])
             if obj is not None:
                 obj.set_state(sub(what))
         if self.bold is not None:

@@ -250,16 +250,16 @@ class Simulation:
         try:
             i = [p.name for p in self.network.populations].index(population)
         except ValueError:
-            raise ValueError(f"population: {population!r} -- expected one of "
-                             f"{[p.name for p in self.network.populations]}") from None
+            raise ConfigError([f"population: {population!r} -- expected one of "
+                               f"{[p.name for p in self.network.populations]}"]) from None
         pop = self.network.populations[i]
         if pop.units is None:
-            raise ValueError(f"population {population!r} has no units -- expected a "
-                             "population with per-unit structure (a brain family)")
+            raise ConfigError([f"population {population!r} has no units -- expected a "
+                               "population with per-unit structure (a brain family)"])
         model = MODELS[pop.model]
         if name not in model.defaults:
-            raise ValueError(f"{population}.{name}: unknown parameter of {pop.model} -- "
-                             f"expected one of {sorted(model.defaults)}")
+            raise ConfigError([f"{population}.{name}: unknown parameter of {pop.model} -- "
+                               f"expected one of {sorted(model.defaults)}"])
         return i, pop, model
 
     def unit_param(self, population: str, name: str) -> np.ndarray:
@@ -275,8 +275,8 @@ class Simulation:
             return np.asarray(raw.values, float)
         d = as_dist(raw)
         if d.kind != "constant":
-            raise ValueError(f"{population}.{name}: drawn per neuron ({d.kind}) -- has no "
-                             "per-unit value")
+            raise ConfigError([f"{population}.{name}: drawn per neuron ({d.kind}) -- has no "
+                               "per-unit value"])
         return np.full(len(pop.units), float(d.a))
 
     def set_unit_param(self, population: str, name: str, values) -> None:
@@ -286,8 +286,8 @@ class Simulation:
         i, pop, model = self._unit_population(population, name)
         v = np.asarray(values, float)
         if v.shape != (len(pop.units),) or not np.all(np.isfinite(v)):
-            raise ValueError(f"{population}.{name}: values of shape {v.shape} -- expected "
-                             f"{len(pop.units)} finite values (one per unit)")
+            raise ConfigError([f"{population}.{name}: values of shape {v.shape} -- expected "
+                               f"{len(pop.units)} finite values (one per unit)"])
         self._unit_values[(population, name)] = v.copy()
         P, pid = self.part.neurons.P, self.part.neurons.pid
         for k, lay in enumerate(self.layout):
