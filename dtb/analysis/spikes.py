@@ -104,7 +104,7 @@ class SpikeReader:
         z = _search(ids, node_id + 1)
         return ts[a:z]
 
-    def trains(self, population: str, node_ids: Sequence[int]) -> list[np.ndarray]:
+    def trains(self, population: str, node_ids: Sequence[int] | np.ndarray) -> list[np.ndarray]:
         """Spike times (ms) of each of ``node_ids``."""
         return [self.train(population, int(n)) for n in node_ids]
 
