@@ -156,7 +156,7 @@ class Simulation:
             if nxt <= self.step:
                 raise ConfigError([f"epoch end: step {nxt} -- expected one after the "
                                    f"current step {self.step}"])
-            self._advance_steps(nxt - self.step, on_window)
+            self.run((nxt - self.step) * self.dt, on_window)  # an epoch is a run
             if on_epoch is not None and not on_epoch(self.step):
                 return self.step >= step_end
         return True
