@@ -43,9 +43,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
+
+from dtb.errors import ConfigError
 
 __all__ = ["Diagnostics", "Localization", "analysis", "inflate", "rtps", "gaspari_cohn",
            "rank_histogram", "ranks", "spread", "rmse", "spread_error_ratio"]
@@ -96,14 +97,14 @@ class Localization:
         w = np.asarray(self.weights, dtype=float)
         g = np.asarray(self.state_group, dtype=np.int64)
         if w.ndim != 2 or g.ndim != 1:
-            raise ValueError(f"localization: weights shape {w.shape}, state_group shape "
-                             f"{g.shape} -- expected (G, m) and (n,)")
+            raise ConfigError([f"localization: weights shape {w.shape}, state_group shape "
+                               f"{g.shape} -- expected (G, m) and (n,)"])
         if not np.all((w >= 0) & (w <= 1)):
-            raise ValueError("localization.weights: values outside [0, 1] -- expected "
-                             "weights in [0, 1]")
+            raise ConfigError(["localization.weights: values outside [0, 1] -- expected "
+                               "weights in [0, 1]"])
         if g.size and (g.min() < 0 or g.max() >= w.shape[0]):
-            raise ValueError(f"localization.state_group: values in [{g.min()}, {g.max()}] -- "
-                             f"expected group indices in [0, {w.shape[0]})")
+            raise ConfigError([f"localization.state_group: values in [{g.min()}, {g.max()}] -- "
+                               f"expected group indices in [0, {w.shape[0]})"])
         object.__setattr__(self, "weights", w)
         object.__setattr__(self, "state_group", g)
 
@@ -197,19 +198,19 @@ def rank_histogram(r: np.ndarray, n_members: int) -> np.ndarray:
     return np.bincount(np.asarray(r, dtype=np.int64).ravel(), minlength=n_members + 1)
 
 
-def _whitener(R: np.ndarray, m: int) -> tuple[Any, bool]:
+def _whitener(R: np.ndarray, m: int) -> tuple[Callable[[np.ndarray], np.ndarray], bool]:
     """A function x -> x R^(-1/2) on the last axis, and whether R is diagonal."""
     R = np.asarray(R, dtype=float)
     if R.shape == (m,):
         if not np.all(R > 0):
-            raise ValueError("R: variances <= 0 -- expected observation-error variances > 0")
+            raise ConfigError(["R: variances <= 0 -- expected observation-error variances > 0"])
         s = 1.0 / np.sqrt(R)
         return (lambda x: x * s), True
     if R.shape == (m, m):
         L = np.linalg.cholesky(R)        # raises LinAlgError when not positive definite
         return (lambda x: np.linalg.solve(L, np.swapaxes(x, -1, -2)).swapaxes(-1, -2)
                 if x.ndim > 1 else np.linalg.solve(L, x)), False
-    raise ValueError(f"R: shape {R.shape} -- expected ({m},) variances or ({m}, {m})")
+    raise ConfigError([f"R: shape {R.shape} -- expected ({m},) variances or ({m}, {m})"])
 
 
 def _normalized_innovation(S: np.ndarray, d: np.ndarray) -> float:
@@ -234,31 +235,31 @@ def _normalized_innovation(S: np.ndarray, d: np.ndarray) -> float:
 def _check_analysis(E: np.ndarray, HE: np.ndarray, y: np.ndarray, R: np.ndarray, method: str,
                     inflation: float, rtps_alpha: float, localization: Localization | None
                     ) -> Callable[[np.ndarray], np.ndarray]:
-    """ValueError unless ``analysis``'s arguments fit together; the whitener of ``R``."""
+    """ConfigError unless ``analysis``'s arguments fit together; the whitener of ``R``."""
     if E.ndim != 2 or HE.ndim != 2 or HE.shape[0] != E.shape[0] or y.shape != HE.shape[1:]:
-        raise ValueError(f"analysis: E {E.shape}, HE {HE.shape}, y {y.shape} -- expected "
-                         "(N, n), (N, m) and (m,)")
+        raise ConfigError([f"analysis: E {E.shape}, HE {HE.shape}, y {y.shape} -- expected "
+                           "(N, n), (N, m) and (m,)"])
     N, n = E.shape
     m = HE.shape[1]
     if N < 2:
-        raise ValueError(f"analysis: {N} member -- expected at least 2")
+        raise ConfigError([f"analysis: {N} member -- expected at least 2"])
     if method not in METHODS:
-        raise ValueError(f"method: {method!r} -- expected one of {METHODS}")
+        raise ConfigError([f"method: {method!r} -- expected one of {METHODS}"])
     if not inflation > 0:
-        raise ValueError(f"inflation: {inflation!r} -- expected a factor > 0")
+        raise ConfigError([f"inflation: {inflation!r} -- expected a factor > 0"])
     if not 0.0 <= rtps_alpha <= 1.0:
-        raise ValueError(f"rtps_alpha: {rtps_alpha!r} -- expected a value in [0, 1]")
+        raise ConfigError([f"rtps_alpha: {rtps_alpha!r} -- expected a value in [0, 1]"])
     if not (np.all(np.isfinite(E)) and np.all(np.isfinite(HE)) and np.all(np.isfinite(y))):
-        raise ValueError("analysis: non-finite values in E, HE or y -- expected finite numbers")
+        raise ConfigError(["analysis: non-finite values in E, HE or y -- expected finite numbers"])
     white, diagonal = _whitener(R, m)
     if localization is not None:
         if not diagonal:
-            raise ValueError("R: a full covariance with localization -- expected variances "
-                             "(m,): R-localization tapers each observation's weight")
+            raise ConfigError(["R: a full covariance with localization -- expected variances "
+                               "(m,): R-localization tapers each observation's weight"])
         if localization.weights.shape[1] != m or localization.state_group.shape != (n,):
-            raise ValueError(f"localization: weights {localization.weights.shape}, "
-                             f"state_group {localization.state_group.shape} -- expected "
-                             f"(G, {m}) and ({n},)")
+            raise ConfigError([f"localization: weights {localization.weights.shape}, "
+                               f"state_group {localization.state_group.shape} -- expected "
+                               f"(G, {m}) and ({n},)"])
     return white
 
 
@@ -270,8 +271,8 @@ def _perturbed_innovations(S: np.ndarray, d: np.ndarray,
     gen = rng if isinstance(rng, np.random.Generator) else (
         np.random.default_rng(rng) if rng is not None else None)
     if gen is None:
-        raise ValueError("rng: None -- expected a numpy Generator or a seed for the "
-                         "perturbed-observation EnKF")
+        raise ConfigError(["rng: None -- expected a numpy Generator or a seed for the "
+                           "perturbed-observation EnKF"])
     eps = gen.standard_normal((N, m))
     eps -= eps.mean(axis=0)
     return d[None, :] - S + eps       # whitened y + e_i - (inflated) HE_i; eps ~ N(0, I)

@@ -34,6 +34,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -41,7 +42,7 @@ import numpy as np
 from dtb.assimilation.enkf import Diagnostics, Localization, analysis
 from dtb.assimilation.members import EngineMember, Member, member_gather, split_members
 from dtb.assimilation.parameters import ParamSpec, expit, logit
-from dtb.errors import ModelError
+from dtb.errors import ConfigError, ModelError
 from dtb.model.hemodynamics import Hemodynamics, drive_from_rate
 
 __all__ = ["split_members", "member_gather", "ParamSpec", "Member", "EngineMember",
@@ -169,11 +170,17 @@ class FreeRunState:
     hemo_state: np.ndarray
 
 
+def _free_run_state(f: int, bold: np.ndarray, hemo: Hemodynamics) -> FreeRunState:
+    """The ``FreeRunState`` after ``f`` free TRs of ``bold`` (n_tr, M_loc, R) (copies)."""
+    return FreeRunState(f, bold[:f].copy(), hemo.state)
+
+
 def _identity(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def _step_at(hemo: Hemodynamics, z: np.ndarray, dt_s: float, poll: Any, t: int) -> None:
+def _step_at(hemo: Hemodynamics, z: np.ndarray, dt_s: float, poll: Callable[[], None] | None,
+             t: int) -> None:
     """``hemo.step``, a ModelError it raises marked with the TR ``t`` it happened in."""
     try:
         hemo.step(z, dt_s, poll=poll)
@@ -215,28 +222,28 @@ class _Run:
         U = members[0].n_units
         theta0 = np.asarray(theta0, float)
         if theta0.shape[1:] != (U, P):
-            raise ValueError(f"theta0: shape {theta0.shape} -- expected (M, {U}, {P})")
+            raise ConfigError([f"theta0: shape {theta0.shape} -- expected (M, {U}, {P})"])
         if gather is None:
             gather = _identity
             if theta0.shape[0] != M_loc:
-                raise ValueError(f"theta0: {theta0.shape[0]} members -- expected {M_loc}")
+                raise ConfigError([f"theta0: {theta0.shape[0]} members -- expected {M_loc}"])
         M = theta0.shape[0]
         lo = np.array([p.low for p in params])
         hi = np.array([p.high for p in params])
         if np.any(theta0 <= lo) or np.any(theta0 >= hi):
-            raise ValueError("theta0: values on or outside the bounds -- expected low < theta "
-                             "< high for every parameter")
+            raise ConfigError(["theta0: values on or outside the bounds -- expected low < theta "
+                               "< high for every parameter"])
         n_assim = T if forecast_from is None else int(forecast_from)
         if not 0 <= n_assim <= T:
-            raise ValueError(f"forecast_from: {forecast_from!r} -- expected a TR index in "
-                             f"[0, {T}]")
+            raise ConfigError([f"forecast_from: {forecast_from!r} -- expected a TR index in "
+                               f"[0, {T}]"])
         assimilated = np.ones(R, bool) if assimilated is None else np.asarray(assimilated, bool)
         self.used = np.flatnonzero(assimilated)
         self.rng = np.random.default_rng(cfg.seed)
         local = list(range(M_loc)) if member_ids is None else [int(i) for i in member_ids]
         if len(local) != M_loc:
-            raise ValueError(f"member_ids: {len(local)} ids -- expected {M_loc}, one per "
-                             "member")
+            raise ConfigError([f"member_ids: {len(local)} ids -- expected {M_loc}, one per "
+                               "member"])
         self.members, self.obs, self.obs_index, self.params = members, obs, obs_index, params
         self.theta0, self.cfg, self.gather, self.local = theta0, cfg, gather, local
         self.T, self.R, self.P, self.M, self.U, self.n_assim = T, R, P, M, U, n_assim
@@ -273,8 +280,8 @@ class _Run:
         T, M, U, P = self.T, self.M, self.U, self.P
         self.t_first = t_first = resume.t
         if not 0 <= t_first <= T or resume.u.shape != (M, U, P):
-            raise ValueError(f"resume: TR {t_first}, parameters {resume.u.shape} -- expected "
-                             f"a TR in [0, {T}] and ({M}, {U}, {P})")
+            raise ConfigError([f"resume: TR {t_first}, parameters {resume.u.shape} -- expected "
+                               f"a TR in [0, {T}] and ({M}, {U}, {P})"])
         self.u = np.array(resume.u, float)
         self.hemo.set_state(resume.hemo_state)
         self.rng.bit_generator.state = resume.rng_state
@@ -285,15 +292,15 @@ class _Run:
                                ("bold_analysis", self.bold_analysis, resume.bold_analysis),
                                ("rates", self.rates, resume.rates)):
             if src.shape != (t_first, *dst.shape[1:]):
-                raise ValueError(f"resume.{name}: shape {src.shape} -- expected "
-                                 f"{(t_first, *dst.shape[1:])}")
+                raise ConfigError([f"resume.{name}: shape {src.shape} -- expected "
+                                   f"{(t_first, *dst.shape[1:])}"])
             dst[:t_first] = src
         self.diagnostics = [dict(d) for d in resume.diagnostics]
         self.timings = {k: float(resume.timings.get(k, 0.0)) for k in self.timings}
 
     def snapshot(self, t: int) -> LoopState:
         """The ``LoopState`` at the boundary before TR ``t`` (copies)."""
-        return LoopState(t, self.u.copy(), self.hemo.state, self.rng.bit_generator.state,
+        return LoopState(t, self.u.copy(), self.hemo.state, dict(self.rng.bit_generator.state),
                          self.base.copy(), self.theta[:t].copy(), self.theta_prior[:t].copy(),
                          self.bold_forecast[:t].copy(), self.bold_analysis[:t].copy(),
                          self.rates[:t].copy(), [dict(d) for d in self.diagnostics],
@@ -425,7 +432,7 @@ def assimilate(members: Sequence[Member], obs: np.ndarray, obs_index: np.ndarray
     loc = run.localization() if cfg.localize else None
     for t in range(run.t_first, run.T + 1):
         if boundary is not None and (resume is None or t > run.t_first):
-            boundary(t, lambda t=t: run.snapshot(t))
+            boundary(t, partial(run.snapshot, t))
         if t == run.T:
             break
         run.tr(t, loc, poll)
@@ -463,8 +470,8 @@ def free_run(members: Sequence[Member], params: Sequence[ParamSpec], theta: np.n
     else:
         f0 = int(resume.f)
         if not 0 <= f0 <= n_tr or resume.bold.shape != (f0, len(members), R):
-            raise ValueError(f"resume: free TR {f0}, BOLD {resume.bold.shape} -- expected a "
-                             f"TR in [0, {n_tr}] and {(f0, len(members), R)}")
+            raise ConfigError([f"resume: free TR {f0}, BOLD {resume.bold.shape} -- expected a "
+                               f"TR in [0, {n_tr}] and {(f0, len(members), R)}"])
         h.set_state(resume.hemo_state)
         out[:f0] = resume.bold
     for t in range(f0, n_tr):
@@ -475,5 +482,5 @@ def free_run(members: Sequence[Member], params: Sequence[ParamSpec], theta: np.n
         out[t] = region_means(h.bold(), obs_index, R)
         if boundary is not None:
             f = t + 1
-            boundary(f, lambda f=f: FreeRunState(f, out[:f].copy(), h.state))
+            boundary(f, partial(_free_run_state, f, out, h))
     return out

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from dtb.assimilation.parameters import ParamSpec
+from dtb.errors import ConfigError
 
 __all__ = ["Member", "EngineMember", "split_members", "member_gather"]
 
@@ -32,6 +33,26 @@ class Member(Protocol):
         """Advance ``t_ms`` ms; the population rate of every unit (n_units,) in Hz."""
 
 
+class RateEngine(Protocol):
+    """What ``EngineMember`` needs of a ``dtb.Engine``: its step ``dt`` (ms), its units and
+    every neuron's unit (-1 none), per-unit parameters and a run that reports its spikes
+    ``on_window(steps, neuron indices)``.  Optional, read when present: ``comm`` and
+    ``ranks`` (a distributed engine), ``min_delay_steps`` and ``exchange.window``."""
+
+    dt: float
+
+    @property
+    def n_units(self) -> int: ...
+
+    @property
+    def unit_of(self) -> np.ndarray: ...
+
+    def set_unit_param(self, population: str, name: str, values: np.ndarray) -> None: ...
+
+    def run(self, t_ms: float,
+            on_window: Callable[[np.ndarray, np.ndarray], None] | None = None) -> object: ...
+
+
 class EngineMember:
     """A ``dtb.Engine`` as an ensemble member: rates from its spikes per unit (all families of
     a unit together).  On a member communicator of several ranks, every rank of the member
@@ -41,7 +62,7 @@ class EngineMember:
     windows, so the engine's windows are those of one long run and the results the same),
     so that a stop request is seen within a TR; it may raise."""
 
-    def __init__(self, engine: Any, poll: Callable[[], None] | None = None,
+    def __init__(self, engine: RateEngine, poll: Callable[[], None] | None = None,
                  slice_ms: float = 25.0):
         self.engine = engine
         self.poll = poll
@@ -54,7 +75,7 @@ class EngineMember:
         self._unit_of = uo
         self.neurons = self._sum(n)
         if np.any(self.neurons == 0):
-            raise ValueError("engine: units without neurons -- expected every unit populated")
+            raise ConfigError(["engine: units without neurons -- expected every unit populated"])
 
     def _sum(self, x: np.ndarray) -> np.ndarray:
         comm = getattr(self.engine, "comm", None)
@@ -95,8 +116,8 @@ def split_members(comm: Any, ranks_per_member: int) -> tuple[Any, int, int]:
     ``comm=member_comm``."""
     size = comm.Get_size()
     if ranks_per_member < 1 or size % ranks_per_member:
-        raise ValueError(f"ranks per member: {ranks_per_member} -- expected a divisor of the "
-                         f"{size} ranks")
+        raise ConfigError([f"ranks per member: {ranks_per_member} -- expected a divisor of the "
+                           f"{size} ranks"])
     index = comm.Get_rank() // ranks_per_member
     return comm.Split(color=index, key=comm.Get_rank()), index, size // ranks_per_member
 

@@ -21,17 +21,23 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from dtb.assimilation.confounds import read_confounds, regress_confounds
-from dtb.assimilation.loop import free_run
-from dtb.assimilation.members import EngineMember, member_gather, split_members
-from dtb.assimilation.observations import match_labels, preprocess, read_bold, resolve_regions
+from dtb.assimilation.loop import FreeRunState, free_run
+from dtb.assimilation.members import EngineMember, Member, member_gather, split_members
+from dtb.assimilation.observations import (
+    BoldData,
+    match_labels,
+    preprocess,
+    read_bold,
+    resolve_regions,
+)
 from dtb.assimilation.options import Options
 from dtb.assimilation.parameters import ParamSpec
 from dtb.brain.build import BuildOptions, build
@@ -39,9 +45,10 @@ from dtb.brain.spec import BrainSpec
 from dtb.data import demo_inputs
 from dtb.engine.context import threads_per_rank
 from dtb.engine.simulation import Engine
-from dtb.errors import DtbError, InputError, UsageError
+from dtb.errors import ConfigError, DtbError, InputError, UsageError
 from dtb.io.fileio import sha256_file
 from dtb.log import ONCE
+from dtb.model.network import Network
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +64,13 @@ class Problem:
     estimated parameters with their bounds, the prior draws and, in a twin experiment, the
     truth."""
 
-    spec: Any
-    net: Any
+    spec: BrainSpec
+    net: Network
     obs: np.ndarray                 # (T, R) after preprocessing
     labels: np.ndarray              # (R,) region labels of the observed columns
     obs_index: np.ndarray           # (U,) observed column of each unit, -1 none
     assimilated: np.ndarray         # (R,) bool
-    params: list[Any]               # ParamSpec
+    params: list[ParamSpec]
     center: np.ndarray              # (U, P) the brain's values (prior centre)
     theta0: np.ndarray              # (M, U, P)
     n_assim: int
@@ -73,7 +80,7 @@ class Problem:
     obs_clean: np.ndarray | None = None
 
 
-def _preprocess(bold: Any, steps: list[tuple[str, Any]]) -> Any:
+def _preprocess(bold: BoldData, steps: list[tuple[str, Any]]) -> BoldData:
     kw: dict[str, Any] = {}
     scale = None
     for name, v in steps:
@@ -104,7 +111,7 @@ def _preprocess(bold: Any, steps: list[tuple[str, Any]]) -> Any:
     return bold
 
 
-def _param_specs(o: Options, spec: Any, where: str) -> tuple[list[Any], np.ndarray]:
+def _param_specs(o: Options, spec: BrainSpec, where: str) -> tuple[list[ParamSpec], np.ndarray]:
     fam = {f.name: f for f in spec.families}
     if o.population not in fam:
         raise UsageError(f"--population: {o.population!r} -- expected a family of {where} "
@@ -132,7 +139,7 @@ def _param_specs(o: Options, spec: Any, where: str) -> tuple[list[Any], np.ndarr
     return out, np.stack(center, axis=-1)
 
 
-def _draw(params: Sequence[Any], center: np.ndarray, sd: float, shape: tuple[int, ...],
+def _draw(params: Sequence[ParamSpec], center: np.ndarray, sd: float, shape: tuple[int, ...],
           rng: np.random.Generator) -> np.ndarray:
     """Draws (*shape, U, P) of ``to_unit(center) + sd N(0, 1)`` mapped back into the bounds."""
     u = np.stack([p.to_unit(center[:, k]) for k, p in enumerate(params)], -1)
@@ -293,7 +300,7 @@ def make_layout(comm: Any, members: int, ranks_per_member: int) -> Layout:
                   list(range(group * k, (group + 1) * k)), threads_per_rank(comm))
 
 
-def make_engine(net: Any, o: Options, seed: int, lay: Layout) -> Any:
+def make_engine(net: Network, o: Options, seed: int, lay: Layout) -> Engine:
     comm = lay.member_comm if lay.ranks_per_member > 1 else None
     eng = Engine(net, dt=o.dt_ms, seed=seed, threads=lay.threads, comm=comm)
     eng.keep_spikes = False
@@ -313,7 +320,7 @@ SETTLE_S = 0.5      # s with the prior draws before the first TR
 DEMO_NOISE_SD = 0.001  # synthetic observation noise of the twin experiment (fraction)
 
 
-def nominal_baseline(mem: Any, prob: Problem, o: Options) -> np.ndarray:
+def nominal_baseline(mem: Member, prob: Problem, o: Options) -> np.ndarray:
     """A member's own per-unit rates (Hz) at the brain's nominal parameters, after a
     transient, over ``--spinup`` s: its zero-drive baseline (so the BOLD of every member, and
     of the truth, is the activity relative to its own network at nominal parameters)."""
@@ -323,31 +330,45 @@ def nominal_baseline(mem: Any, prob: Problem, o: Options) -> np.ndarray:
     return np.where(base > 0, base, max(float(base[base > 0].min(initial=1.0)), 1e-3))
 
 
-def twin_truth(prob: Problem, o: Options, lay: Layout, progress: Any = None) -> None:
+class TrProgress(Protocol):
+    """What ``twin_truth`` reports its TRs to (``dtb.cli.progress.Progress``)."""
+
+    def begin(self, done: int) -> None: ...
+
+    def update(self, done: int, total: int) -> None: ...
+
+
+def twin_truth(prob: Problem, o: Options, lay: Layout,
+               progress: TrProgress | None = None) -> None:
     """The twin experiment's data: one more brain (seed ``o.seed``, a network realisation of
     its own) measures its baseline at the nominal values (``nominal_baseline``), settles
     with the true parameters and runs the TRs; its BOLD plus Gaussian noise of SD
     ``DEMO_NOISE_SD`` is the observation.  Run by the first member communicator, sent to
     every rank.  ``progress`` (a dtb.cli.progress.Progress, or None) is updated after every TR
     of the truth."""
+    if prob.truth is None:
+        raise ConfigError(["truth: None -- expected the Problem of a twin experiment "
+                           "(load_problem draws its true parameters when Options.demo)"])
+    truth = prob.truth
     T, R = prob.obs.shape
     payload = None
     if lay.group == 0:
         t0 = time.perf_counter()
         mem = EngineMember(make_engine(prob.net, o, o.seed, lay))
         base = nominal_baseline(mem, prob, o)
-        def on_tr(f: int, snapshot: Any) -> None:
+        def on_tr(f: int, snapshot: Callable[[], FreeRunState]) -> None:
             if progress is not None:
                 if f == 1:  # the settling came before it: the ETA counts from here
                     progress.begin(1)
                 progress.update(f, T)
 
-        clean = free_run([mem], prob.params, prob.truth.T, T, o.tr_s, base, prob.obs_index,
+        clean = free_run([mem], prob.params, truth.T, T, o.tr_s, base, prob.obs_index,
                          R, o.hemo, substeps=o.substeps, spinup_s=SETTLE_S,
                          boundary=on_tr)[:, 0]
         payload = (clean, time.perf_counter() - t0)
     if lay.comm is not None:
         payload = lay.comm.bcast(payload, root=0)
+    assert payload is not None  # group 0 made it; without MPI this rank is group 0
     clean, secs = payload
     noise = DEMO_NOISE_SD * np.random.default_rng([o.seed, 3]).standard_normal(clean.shape)
     prob.obs = clean + noise

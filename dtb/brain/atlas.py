@@ -9,6 +9,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
 
@@ -48,7 +49,7 @@ class AtlasImage:
     provenance: list[Provenance]
 
 
-def _nibabel():
+def _nibabel() -> ModuleType:
     """Import nibabel, with an install hint when it is missing."""
     try:
         import nibabel
@@ -69,17 +70,17 @@ def _load_volume(path: PathLike, role: str) -> tuple[np.ndarray, np.ndarray]:
         data = np.asanyarray(img.dataobj)
         affine = np.array(img.affine, dtype=np.float64)
     except Exception as e:  # nibabel, gzip, zlib and numpy all raise their own types
-        raise InputError(path, role, _why(e),
+        raise InputError(str(path), role, _why(e),
                          "a complete image readable by nibabel (.nii, .nii.gz, .mgz)") from e
     while data.ndim > 3 and data.shape[-1] == 1:
         data = data[..., 0]
     if data.ndim != 3:
-        raise InputError(path, "shape", tuple(data.shape),
+        raise InputError(str(path), "shape", tuple(data.shape),
                          "a 3-D volume (X, Y, Z), or 4-D holding a single volume")
     if affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
-        raise InputError(path, "affine", _Text(str(affine.tolist())), "a finite 4x4 affine")
+        raise InputError(str(path), "affine", _Text(str(affine.tolist())), "a finite 4x4 affine")
     if data.dtype.kind not in "biuf":
-        raise InputError(path, "data type", str(data.dtype), "a real numeric image")
+        raise InputError(str(path), "data type", str(data.dtype), "a real numeric image")
     return data, affine
 
 
@@ -95,18 +96,18 @@ def _as_labels(path: PathLike, data: np.ndarray) -> np.ndarray:
             bad = ~np.isfinite(data) | (data != np.round(data))
         if bad.any():
             v = _first_voxel(bad)
-            raise InputError(path, f"voxel {v}", _plain(data[v]),
+            raise InputError(str(path), f"voxel {v}", _plain(data[v]),
                              "integer region labels (a parcellation, not a probability map)")
     bad = data < 0
     if bad.any():
         v = _first_voxel(bad)
-        raise InputError(path, f"voxel {v}", _plain(data[v]), "labels >= 0 (0 = background)")
+        raise InputError(str(path), f"voxel {v}", _plain(data[v]), "labels >= 0 (0 = background)")
     top = data.max()
     if top > LABEL_MAX:
         v = _first_voxel(data == top)
-        raise InputError(path, f"voxel {v}", _plain(top), f"labels <= {LABEL_MAX}")
+        raise InputError(str(path), f"voxel {v}", _plain(top), f"labels <= {LABEL_MAX}")
     if top == 0:
-        raise InputError(path, "labels", _Text("all voxels 0"), "at least one labelled voxel")
+        raise InputError(str(path), "labels", _Text("all voxels 0"), "at least one labelled voxel")
     return data.astype(np.int32)
 
 
@@ -117,7 +118,7 @@ def _as_gm(path: PathLike, data: np.ndarray) -> np.ndarray:
         bad = ~np.isfinite(gm) | (gm < 0) | (gm > GM_MAX)
     if bad.any():
         v = _first_voxel(bad)
-        raise InputError(path, f"voxel {v}", _plain(gm[v]),
+        raise InputError(str(path), f"voxel {v}", _plain(gm[v]),
                          "a grey-matter probability or volume fraction in [0, 1]")
     return np.clip(gm, 0.0, 1.0)
 
@@ -126,12 +127,12 @@ def _check_same_grid(path: PathLike, shape: tuple, affine: np.ndarray,
                      ref_path: str, ref_shape: tuple, ref_affine: np.ndarray) -> None:
     """InputError unless (shape, affine) equal the reference grid (affine within GRID_ATOL)."""
     if tuple(shape) != tuple(ref_shape):
-        raise InputError(path, "shape", tuple(shape),
+        raise InputError(str(path), "shape", tuple(shape),
                          f"the grid of {ref_path}: shape {tuple(ref_shape)} "
                          "(resample onto the atlas grid first)")
     if not np.allclose(affine, ref_affine, rtol=0.0, atol=GRID_ATOL):
         i, j = np.unravel_index(int(np.argmax(np.abs(affine - ref_affine))), (4, 4))
-        raise InputError(path, f"affine[{i}, {j}]", float(affine[i, j]),
+        raise InputError(str(path), f"affine[{i}, {j}]", float(affine[i, j]),
                          f"{float(ref_affine[i, j])} as in {ref_path} (the same grid within "
                          f"{GRID_ATOL} mm; resample onto the atlas grid first)")
 
@@ -140,7 +141,7 @@ def _voxel_volume(path: PathLike, affine: np.ndarray) -> float:
     """Volume of one voxel in mm^3 from the affine; InputError when degenerate."""
     vol = abs(float(np.linalg.det(affine[:3, :3])))
     if not np.isfinite(vol) or vol <= 0.0:
-        raise InputError(path, "affine", _Text(str(affine.tolist())),
+        raise InputError(str(path), "affine", _Text(str(affine.tolist())),
                          "a voxel-to-mm affine with non-zero voxel volume")
     return vol
 

@@ -23,7 +23,8 @@ class BrainFileReader:
     def __init__(self, h: Any, path: str):
         self.h, self.path = h, path
 
-    def _fail(self, field: str, value: Any, expected: str, e: BaseException | None = None):
+    def _fail(self, field: str, value: Any, expected: str,
+              e: BaseException | None = None) -> InputError:
         err = InputError(self.path, field, value, expected)
         return err.with_traceback(None) if e is None else err
 

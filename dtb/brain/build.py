@@ -89,7 +89,7 @@ class BuildOptions:
         """Every knob in range, before any file is read; raises ConfigError."""
         bad: list[str] = []
 
-        def add(name, value, expected):
+        def add(name: str, value: Any, expected: str) -> None:
             bad.append(f"{name}: {value!r} -- expected {expected}")
 
         if self.level not in ("region", "voxel"):
@@ -185,8 +185,11 @@ def build(*, atlas: str | None = None, gm: str | None = None, regions: str | Non
         raise ConfigError(["level: 'voxel' -- expected an --atlas (and --gm) to take voxels "
                            "from"], "dtb build")
 
-    conn = (bi.read_tvb_zip(tvb, symmetrize=symmetrize) if tvb is not None
-            else bi.read_connectome(sc, lengths, labels, symmetrize=symmetrize))
+    if tvb is not None:
+        conn = bi.read_tvb_zip(tvb, symmetrize=symmetrize)
+    else:
+        assert sc is not None and lengths is not None  # the checks above: both, or --tvb
+        conn = bi.read_connectome(sc, lengths, labels, symmetrize=symmetrize)
     prov = list(conn.provenance)
     img = None
     meta = bi.read_region_table(regions) if regions is not None else None
@@ -208,45 +211,43 @@ def build(*, atlas: str | None = None, gm: str | None = None, regions: str | Non
         warnings.warn("no atlas or volume table: every region gets the same volume",
                       stacklevel=2)
         table = None
-    regions, idx = _regions(table, conn)
+    ref_regions, idx = _regions(table, conn)
     weights = conn.weights[np.ix_(idx, idx)].copy()
     np.fill_diagonal(weights, 0.0)
     lengths_mm = conn.lengths_mm[np.ix_(idx, idx)].copy()
 
     if opt.level == "region":
-        unit_region = np.arange(len(regions.labels))
-        unit_vol = regions.volumes.copy()
-        unit_xyz = regions.centres.copy()
+        unit_region = np.arange(len(ref_regions.labels))
+        unit_vol = ref_regions.volumes.copy()
+        unit_xyz = ref_regions.centres.copy()
     else:
-        unit_region, unit_vol, unit_xyz = _voxel_units(img, regions.labels)
+        assert img is not None  # level "voxel" was refused above without an atlas
+        unit_region, unit_vol, unit_xyz = _voxel_units(img, ref_regions.labels)
 
     pet_values = None
     if pet is not None:
         raw = bi.read_pet(pet, img)
-        prov.append(_prov_dict(bi.provenance("pet", pet)))
-        order = bi.match(regions.labels, regions.names, raw, "PET table", path=str(pet),
+        prov.append(bi.provenance("pet", pet))
+        order = bi.match(ref_regions.labels, ref_regions.names, raw, "PET table", path=str(pet),
                          allow_extra=True)
         keys = list(raw)
         pet_values = np.array([raw[keys[i]] for i in order], float)
 
-    spec = _assemble(opt, regions, weights, lengths_mm, unit_region, unit_vol, unit_xyz,
+    spec = _assemble(opt, ref_regions, weights, lengths_mm, unit_region, unit_vol, unit_xyz,
                      pet_values, conn.provenance[0].path if conn.provenance else "connectome")
-    spec.provenance = [_prov_dict(p) for p in prov if not isinstance(p, dict)] + \
-        [p for p in prov if isinstance(p, dict)]
+    spec.provenance = [asdict(p) for p in prov]
     return spec
 
 
-def _prov_dict(p) -> dict[str, Any]:
-    return asdict(p) if not isinstance(p, dict) else p
-
-
-def _names_from(conn) -> dict[int, str] | None:
+def _names_from(conn: bi.Connectome) -> dict[int, str] | None:
+    """label -> name of a connectome that has both (names for the atlas's regions)."""
     if conn.labels is not None and conn.names is not None:
         return {int(a): str(b) for a, b in zip(conn.labels, conn.names, strict=True)}
     return None
 
 
-def _regions(table, conn) -> tuple[_Regions, np.ndarray]:
+def _regions(table: bi.RegionTable | None,
+             conn: bi.Connectome) -> tuple[_Regions, np.ndarray]:
     """Regions in the reference order (the atlas or volume table when given, else the
     connectome's) and the connectome indices matched to them, explicitly."""
     k = conn.weights.shape[0]
@@ -265,20 +266,25 @@ def _regions(table, conn) -> tuple[_Regions, np.ndarray]:
                          f"volume of region {int(table.labels[bad[0]])}",
                          float(table.volumes_mm3[bad[0]]),
                          "a grey-matter volume > 0 (empty region)")
-    centres = table.centres_mm
-    if centres is None:
-        centres = (conn.centres_mm[idx] if conn.centres_mm is not None
-                   else np.zeros((len(idx), 3)))
-    cortical = table.cortical
-    if cortical is None:
-        cortical = (conn.cortical[idx] if conn.cortical is not None
-                    else np.ones(len(idx), bool))
+    if table.centres_mm is not None:
+        centres = table.centres_mm
+    elif conn.centres_mm is not None:
+        centres = conn.centres_mm[idx]
+    else:
+        centres = np.zeros((len(idx), 3))
+    if table.cortical is not None:
+        cortical = table.cortical
+    elif conn.cortical is not None:
+        cortical = conn.cortical[idx]
+    else:
+        cortical = np.ones(len(idx), bool)
     return _Regions(np.asarray(table.labels, np.int64), list(table.names),
                     np.asarray(table.volumes_mm3, float), np.asarray(centres, float),
                     np.asarray(cortical, bool)), idx
 
 
-def _voxel_units(img, region_labels: np.ndarray):
+def _voxel_units(img: bi.AtlasImage, region_labels: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One unit per grey-matter voxel (gm > 0 inside a labelled region), ordered by region
     then voxel index, so every region's voxels are contiguous."""
     lab = img.labels.reshape(-1)
@@ -301,8 +307,10 @@ def _split_k(opt: BuildOptions) -> tuple[int, int, int]:
     return k_e, k_i, opt.in_degree - k_e - k_i
 
 
-def _assemble(opt: BuildOptions, regions: _Regions, weights, lengths_mm, unit_region,
-              unit_vol, unit_xyz, pet_values, conn_path: str = "connectome") -> BrainSpec:
+def _assemble(opt: BuildOptions, regions: _Regions, weights: np.ndarray,
+              lengths_mm: np.ndarray, unit_region: np.ndarray, unit_vol: np.ndarray,
+              unit_xyz: np.ndarray, pet_values: np.ndarray | None,
+              conn_path: str = "connectome") -> BrainSpec:
     n_u = len(unit_region)
     n_per_unit = largest_remainder(opt.neurons, unit_vol)
     cortical_unit = regions.cortical[unit_region]
@@ -381,7 +389,7 @@ def _options_dict(opt: BuildOptions) -> dict[str, Any]:
 
 def _family_sizes(opt: BuildOptions, n: np.ndarray, cortical: np.ndarray) -> dict[str, np.ndarray]:
     """Neurons per unit of every family (0 where a family is absent)."""
-    def e_i(total, frac):
+    def e_i(total: np.ndarray, frac: float) -> tuple[np.ndarray, np.ndarray]:
         # at least one cell of each kind wherever a unit has two or more neurons
         e = np.floor(total * frac + 0.5).astype(np.int64)
         e = np.where(total >= 2, np.clip(e, 1, total - 1), e)
@@ -427,11 +435,16 @@ def _has_both(fam_sizes: dict[str, np.ndarray]) -> np.ndarray:
     return e & i
 
 
-def _rules(opt, fam_sizes, weights, unit_region, cortical_unit, regions, scale_k, ks):
+def _rules(opt: BuildOptions, fam_sizes: dict[str, np.ndarray], weights: np.ndarray,
+           unit_region: np.ndarray, cortical_unit: np.ndarray, regions: _Regions,
+           scale_k: np.ndarray, ks: tuple[int, int, int]) -> list[Rule]:
+    """The projection rules: in-degrees (U,) per target unit of every (source, target)
+    family pair, local E/I and long-range, as ``ks`` (local E, local I, long-range) x
+    ``scale_k`` (the PET in-degree scale) give them."""
     k_e, k_i, k_l = ks
     n_u = len(unit_region)
 
-    def k_arr(k, mask=None):
+    def k_arr(k: float, mask: np.ndarray | None = None) -> np.ndarray:
         a = np.floor(k * scale_k + 0.5).astype(np.int64)
         return a if mask is None else np.where(mask, a, 0)
 
@@ -484,7 +497,7 @@ def _rules(opt, fam_sizes, weights, unit_region, cortical_unit, regions, scale_k
     return rules
 
 
-def build_to_file(out: str | Path, **kwargs) -> BrainSpec:
+def build_to_file(out: str | Path, **kwargs: Any) -> BrainSpec:
     """build() and save atomically; nothing is written when anything fails."""
     spec = build(**kwargs)
     spec.save(out)

@@ -39,6 +39,8 @@ def match(reference_labels: np.ndarray | Sequence[int] | None,
     """
     o_labels, o_names, o_path = _keys_of(other)
     where = path or o_path or what
+    ref: list[int] | list[str]
+    oth: list[int] | list[str]
     if reference_labels is not None and o_labels is not None:
         kind = "labels"
         ref, oth = [int(x) for x in reference_labels], [int(x) for x in o_labels]

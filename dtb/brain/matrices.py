@@ -95,19 +95,19 @@ def _text_matrix(path: PathLike, role: str) -> tuple[np.ndarray, list[str] | Non
         return _numeric_rows(str(path), role, rows), None
     header, body = list(rows[0][1]), rows[1:]
     if not body:
-        raise InputError(path, role, _Text("a header and no rows"), "one row per region")
+        raise InputError(str(path), role, _Text("a header and no rows"), "one row per region")
     if _has_row_labels(header, body):
         if len(body[0][1]) == len(header):
             header = header[1:]
         for i, (line, cells) in enumerate(body):
             want = header[i] if i < len(header) else _Text("no more rows")
             if cells[0] != want:
-                raise InputError(path, f"line {line}, column 1 (row label)", cells[0],
+                raise InputError(str(path), f"line {line}, column 1 (row label)", cells[0],
                                  f"{want!r}: row labels in the header's order")
         body = [(line, cells[1:]) for line, cells in body]
     for line, cells in body:
         if len(cells) != len(header):
-            raise InputError(path, f"line {line}", _Text(f"{len(cells)} values"),
+            raise InputError(str(path), f"line {line}", _Text(f"{len(cells)} values"),
                              f"{len(header)} values, one per header column")
     return _numeric_rows(str(path), role, body), header
 
@@ -118,10 +118,10 @@ def _npy_matrix(path: PathLike, role: str) -> np.ndarray:
     try:
         values = np.load(p, allow_pickle=False)
     except Exception as e:
-        raise InputError(path, role, _why(e),
+        raise InputError(str(path), role, _why(e),
                          "a complete NumPy .npy file holding a 2-D numeric array") from e
     if not isinstance(values, np.ndarray) or values.dtype.kind not in "biuf":
-        raise InputError(path, "data type", str(getattr(values, "dtype", type(values))),
+        raise InputError(str(path), "data type", str(getattr(values, "dtype", type(values))),
                          "a real numeric array")
     return values.astype(np.float64)
 
@@ -160,7 +160,7 @@ def read_matrix(path: PathLike, labels: PathLike | Sequence[int] | None = None,
     else:
         values, header = _text_matrix(path, role)
     if values.ndim != 2 or values.shape[0] != values.shape[1] or values.shape[0] == 0:
-        raise InputError(path, "shape", tuple(values.shape), "a square region x region matrix")
+        raise InputError(str(path), "shape", tuple(values.shape), "a square region x region matrix")
     k = values.shape[0]
     head_labels, head_names = (_keys_from_cells(str(path), "header", header)
                                if header is not None else (None, None))
@@ -170,9 +170,9 @@ def read_matrix(path: PathLike, labels: PathLike | Sequence[int] | None = None,
                 return (f"a header row of region labels, or {how} a label list file (one "
                         "label per line, or 'label'/'name' columns)")
 
-            where = (path, "labels", _Text("none given"))
-            raise InputError(*where, expected("labels=")).on_command_line(
-                str(InputError(*where, expected("--labels FILE,"))))
+            missing = (str(path), "labels", _Text("none given"))
+            raise InputError(*missing, expected("labels=")).on_command_line(
+                str(InputError(*missing, expected("--labels FILE,"))))
         return LabelledMatrix(str(path), head_labels, head_names, values, prov)
     lab, names, lprov, where = _resolve_labels(labels)
     if len(lab) != k:
@@ -193,6 +193,7 @@ def _check_header_agrees(path: str, head_labels: np.ndarray | None,
         same = np.array_equal(head_labels, labels)
         shown = head_labels.tolist()
     else:
+        assert head_names is not None, "a header gives labels or names"  # _keys_from_cells
         same = names is not None and list(names) == list(head_names)
         shown = head_names
     if not same:

@@ -25,12 +25,12 @@ def read_pet(path: PathLike, atlas: AtlasImage | None = None) -> dict[int, float
     if str(path).lower().endswith(_IMAGE_SUFFIXES):
         return _pet_image(path, atlas)
     t = _Table.read(path, "pet")
-    labels, keep = t.labels(t.pick("label", "index", required="'label'"))
+    labels, keep = t.labels(t.need("label", "index", required="'label'"))
     vcol = t.pick("value")
     if vcol is None:
         rest = [c for c in t.header if c not in ("label", "index", "name")]
         if len(rest) != 1:
-            raise InputError(path, "header", _listed(t.header),
+            raise InputError(str(path), "header", _listed(t.header),
                              "a 'value' column (or exactly one column besides 'label'/'name')")
         vcol = rest[0]
     values = t.numbers(vcol, "a PET value > 0", lambda v: v > 0)[keep]
@@ -40,7 +40,7 @@ def read_pet(path: PathLike, atlas: AtlasImage | None = None) -> dict[int, float
 def _pet_image(path: PathLike, atlas: AtlasImage | None) -> dict[int, float]:
     """Mean PET value per atlas label from an image on the atlas grid."""
     if atlas is None:
-        raise InputError(path, "atlas", None,
+        raise InputError(str(path), "atlas", None,
                          "an atlas image on the same grid: a PET map is averaged per region")
     data, affine = _load_volume(path, "pet")
     ref = _role_path(atlas.provenance, "atlas", "the atlas")
@@ -50,13 +50,13 @@ def _pet_image(path: PathLike, atlas: AtlasImage | None) -> dict[int, float]:
     bad = inside & ~np.isfinite(values)
     if bad.any():
         v = _first_voxel(bad)
-        raise InputError(path, f"voxel {v}", float(values[v]),
+        raise InputError(str(path), f"voxel {v}", float(values[v]),
                          "finite PET values inside every atlas region")
     labels, inv = np.unique(atlas.labels[inside], return_inverse=True)
     means = (np.bincount(inv, weights=values[inside], minlength=len(labels))
              / np.bincount(inv, minlength=len(labels)))
     bad_r = np.flatnonzero(means <= 0)
     if len(bad_r):
-        raise InputError(path, f"label {int(labels[bad_r[0]])}", float(means[bad_r[0]]),
+        raise InputError(str(path), f"label {int(labels[bad_r[0]])}", float(means[bad_r[0]]),
                          "a mean PET value > 0 in every atlas region")
     return {int(lab): float(m) for lab, m in zip(labels, means, strict=True)}

@@ -58,9 +58,9 @@ def _why(e: BaseException) -> _Text:
     return _Text(f"unreadable ({type(e).__name__}: {' '.join(str(e).split())})")
 
 
-def _check_distinct(path: str, field: str, keys: Sequence) -> None:
+def _check_distinct(path: str, field: str | None, keys: Sequence[Any]) -> None:
     """InputError naming the first key listed twice."""
-    seen = set()
+    seen: set[Any] = set()
     for k in keys:
         if k in seen:
             raise InputError(path, field, _plain(k), "each region once")
@@ -84,9 +84,9 @@ def _existing_file(path: PathLike, role: str) -> Path:
     """The path as a Path, or InputError when it does not name a regular file."""
     p = Path(path)
     if not p.exists():
-        raise InputError(path, role, _Text("no such file"), "an existing file")
+        raise InputError(str(path), role, _Text("no such file"), "an existing file")
     if not p.is_file():
-        raise InputError(path, role, _Text("not a regular file"), "a file, not a directory")
+        raise InputError(str(path), role, _Text("not a regular file"), "a file, not a directory")
     return p
 
 
@@ -96,7 +96,8 @@ def provenance(role: str, path: PathLike) -> Provenance:
     try:
         digest, size = digest_file(p)
     except OSError as e:
-        raise InputError(path, role, _Text(f"unreadable ({e.strerror})"), "a readable file") from e
+        raise InputError(str(path), role, _Text(f"unreadable ({e.strerror})"),
+                         "a readable file") from e
     return Provenance(role, str(path), digest, size)
 
 
@@ -111,7 +112,8 @@ def _read_bytes(path: PathLike, role: str) -> bytes:
     try:
         return p.read_bytes()
     except OSError as e:
-        raise InputError(path, role, _Text(f"unreadable ({e.strerror})"), "a readable file") from e
+        raise InputError(str(path), role, _Text(f"unreadable ({e.strerror})"),
+                         "a readable file") from e
 
 
 def _decode(path: str, role: str, raw: bytes) -> str:

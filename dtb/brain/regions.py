@@ -41,8 +41,8 @@ def read_region_table(path: PathLike) -> RegionTable:
     """
     prov = [provenance("region_table", path)]
     t = _Table.read(path, "region_table")
-    labels, keep = t.labels(t.pick("label", required="'label'"))
-    vcol = t.pick("volume", "volume_mm3", required="'volume' (mm^3)")
+    labels, keep = t.labels(t.need("label", required="'label'"))
+    vcol = t.need("volume", "volume_mm3", required="'volume' (mm^3)")
     volumes = t.numbers(vcol, "a region volume > 0 mm^3 (an empty region cannot hold neurons)",
                         lambda v: v > 0)
     ncol = t.pick("name")
@@ -50,7 +50,7 @@ def read_region_table(path: PathLike) -> RegionTable:
     xyz = [c for c in ("x", "y", "z") if c in t.header]
     centres = None
     if xyz and len(xyz) != 3:
-        raise InputError(path, "header", _listed(xyz), "all of 'x', 'y', 'z' or none")
+        raise InputError(str(path), "header", _listed(xyz), "all of 'x', 'y', 'z' or none")
     if xyz:
         centres = np.stack([t.numbers(c, "a coordinate in mm", lambda v: True) for c in xyz],
                            axis=1)[keep]
@@ -67,35 +67,38 @@ def _read_label_file(path: PathLike) -> tuple[np.ndarray, list[str] | None]:
     rows = _read_rows(path, "labels")
     if not _is_number(rows[0][1][0]):
         t = _Table.read(path, "labels", rows)
-        labels, keep = t.labels(t.pick("label", "index", required="'label'"))
+        labels, keep = t.labels(t.need("label", "index", required="'label'"))
         ncol = t.pick("name")
         names = [c for (_, c), k in zip(t.cells(ncol), keep, strict=True) if k] if ncol else None
         return labels, names
-    out, names, seen = [], [], {}
+    out: list[int] = []
+    given: list[str | None] = []     # each label's name, None where the line has none
+    seen: dict[int, tuple[int, str | None]] = {}
     for line, cells in rows:
         lab = _parse_label(str(path), f"line {line}", cells[0])
         name = cells[1] if len(cells) > 1 else None
         if name is not None and _is_number(name):
-            raise InputError(path, f"line {line}", _Text(" ".join(cells)),
+            raise InputError(str(path), f"line {line}", _Text(" ".join(cells)),
                              "one label per line, or 'label name ...' lines (a lookup table)")
         if lab == 0 and name is not None:
             continue          # the lookup table's background entry ("0 Unknown")
         if lab == 0:
-            raise InputError(path, f"line {line}", 0, "region labels > 0 (0 is the background)")
+            raise InputError(str(path), f"line {line}", 0,
+                             "region labels > 0 (0 is the background)")
         if lab in seen:
             first_line, first_name = seen[lab]
             if name is not None and name == first_name:
                 continue      # an alias line (MRtrix fs_default.txt: Left-Thalamus[-Proper])
-            raise InputError(path, f"line {line}", lab,
+            raise InputError(str(path), f"line {line}", lab,
                              f"each region label once (also on line {first_line})")
         seen[lab] = (line, name)
         out.append(lab)
-        names.append(name)
+        given.append(name)
     if not out:
-        raise InputError(path, "labels", _Text("no labels other than 0"), "region labels > 0")
-    named = any(n is not None for n in names)
+        raise InputError(str(path), "labels", _Text("no labels other than 0"), "region labels > 0")
+    named = any(n is not None for n in given)
     return (np.array(out, dtype=np.int64),
-            [n if n is not None else str(lab) for n, lab in zip(names, out, strict=True)]
+            [n if n is not None else str(lab) for n, lab in zip(given, out, strict=True)]
             if named else None)
 
 

@@ -137,7 +137,7 @@ class BrainSpec:
         return np.sum([f.sizes for f in self.families], axis=0)
 
     # --- the engine's view -----------------------------------------------------------
-    def to_network(self, name: str = "brain"):
+    def to_network(self, name: str = "brain") -> Network:
         """The dtb Network: one population per family (units = the spec's units, groups =
         their regions) and one projection per rule."""
         groups = tuple(int(r) for r in self.unit_region)
@@ -153,9 +153,9 @@ class BrainSpec:
                 type=f.type, units=tuple(int(x) for x in f.sizes), groups=groups))
         projs = []
         for r in self.rules:
-            k = tuple(int(x) for x in r.k)
-            rule = (UnitLocal(k) if r.kind == "unit_local"
-                    else LongRange(k, self.weights, self.conduction_ms))
+            indegree = tuple(int(x) for x in r.k)
+            rule = (UnitLocal(indegree) if r.kind == "unit_local"
+                    else LongRange(indegree, self.weights, self.conduction_ms))
             projs.append(Projection(r.source, r.target, rule, _dist(r.weight), _dist(r.delay),
                                     receptor=r.receptor))
         return Network(tuple(pops), tuple(projs), name=name)
@@ -172,7 +172,7 @@ class BrainSpec:
             raise OutputError(f"{path}: the folder {parent} does not exist")
         write_h5_atomic(path, self._write, "brain file")
 
-    def _write(self, h) -> None:
+    def _write(self, h: h5py.File) -> None:
         str_t = h5py.string_dtype()
         h.attrs["format"] = FORMAT
         h.attrs["format_version"] = FORMAT_VERSION
@@ -450,7 +450,7 @@ def _finite_nonneg(where: str, name: str, a: np.ndarray) -> None:
         raise InputError(where, name, _first_bad(a, bad), "finite values >= 0")
 
 
-def _dist(v: Any):
+def _dist(v: Any) -> float | Dist:
     if isinstance(v, (int, float)):
         return float(v)
     if isinstance(v, dict) and v.get("dist") == "uniform":
@@ -460,7 +460,7 @@ def _dist(v: Any):
     raise InputError("brain", "weight/delay", v, "a number or a uniform/normal distribution")
 
 
-def _input(d: dict[str, Any]):
+def _input(d: dict[str, Any]) -> OUInput | DCInput | PoissonInput:
     kind = d["type"]
     if kind == "ou":
         return OUInput(d["mean"], d["sigma"], d["tau"])

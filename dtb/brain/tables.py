@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,7 +51,7 @@ def _read_rows(path: PathLike, role: str) -> Rows:
     """Rows of a text table file; InputError when it holds no data."""
     rows = _split_rows(_decode(str(path), role, _read_bytes(path, role)))
     if not rows:
-        raise InputError(path, role, _Text("empty file"), "at least one row of data")
+        raise InputError(str(path), role, _Text("empty file"), "at least one row of data")
     return rows
 
 
@@ -101,31 +102,36 @@ class _Table:
         header = [c.strip().lower() for c in rows[0][1]]
         dup = next((c for c in header if header.count(c) > 1), None)
         if dup is not None:
-            raise InputError(path, f"line {rows[0][0]}: header", dup, "distinct column names")
+            raise InputError(str(path), f"line {rows[0][0]}: header", dup, "distinct column names")
         for line, cells in rows[1:]:
             if len(cells) != len(header):
-                raise InputError(path, f"line {line}", _Text(f"{len(cells)} cells"),
+                raise InputError(str(path), f"line {line}", _Text(f"{len(cells)} cells"),
                                  f"{len(header)} cells, one per header column {header}")
         if len(rows) < 2:
-            raise InputError(path, role, _Text("a header and no rows"), "one row per region")
+            raise InputError(str(path), role, _Text("a header and no rows"), "one row per region")
         return cls(str(path), header, rows[1:])
 
-    def pick(self, *names: str, required: str | None = None) -> str | None:
-        """The first of names present as a column; InputError (naming `required`) when absent."""
+    def pick(self, *names: str) -> str | None:
+        """The one of names present as a column, or None; InputError when several are."""
         found = [n for n in names if n in self.header]
         if len(found) > 1:
             raise InputError(self.path, "header", _listed(found), "only one of these columns")
-        if not found and required:
+        return found[0] if found else None
+
+    def need(self, *names: str, required: str) -> str:
+        """As ``pick``, but InputError (naming ``required``, e.g. "'label'") when absent."""
+        found = self.pick(*names)
+        if found is None:
             raise InputError(self.path, "header", _listed(self.header),
                              f"a {required} column")
-        return found[0] if found else None
+        return found
 
     def cells(self, col: str) -> list[tuple[int, str]]:
         """(line, cell) of one column."""
         j = self.header.index(col)
         return [(line, cells[j]) for line, cells in self.rows]
 
-    def numbers(self, col: str, expected: str, ok) -> np.ndarray:
+    def numbers(self, col: str, expected: str, ok: Callable[[float], bool]) -> np.ndarray:
         """A column as float64; InputError at the first cell that is not a number or fails ok."""
         out = []
         for line, cell in self.cells(col):
@@ -144,7 +150,9 @@ class _Table:
         Label 0 (the background) rows are dropped (keep False); labels must be distinct
         positive integers.
         """
-        out, keep, seen = [], [], {}
+        out: list[int] = []
+        keep: list[bool] = []
+        seen: dict[int, int] = {}    # label -> the line it is on
         for line, cell in self.cells(col):
             lab = _parse_label(self.path, f"line {line}: column '{col}'", cell)
             keep.append(lab != 0)

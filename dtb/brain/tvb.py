@@ -56,19 +56,19 @@ def _zip_members(path: PathLike) -> dict[str, tuple[str, str]]:
                 if kind is None or kind == "orientations" or member.endswith("/"):
                     continue
                 if kind in found:
-                    raise InputError(path, kind, _listed([found[kind], member]),
+                    raise InputError(str(path), kind, _listed([found[kind], member]),
                                      f"one {kind} file in the archive")
                 found[kind] = member
             missing = [k for k in ("weights", "lengths", "centres") if k not in found]
             if missing:
-                raise InputError(path, "members", _listed(zf.namelist()),
+                raise InputError(str(path), "members", _listed(zf.namelist()),
                                  "a TVB connectivity zip with weights.txt, tract_lengths.txt "
                                  f"and centres.txt (missing: {', '.join(missing)})")
             return {kind: (m, _member_text(path, zf, m)) for kind, m in found.items()}
     except InputError:
         raise
     except Exception as e:  # BadZipFile, zlib.error, EOFError, OSError, ...
-        raise InputError(path, "tvb_zip", _why(e),
+        raise InputError(str(path), "tvb_zip", _why(e),
                          "a complete zip archive (TVB connectivity)") from e
 
 
