@@ -149,6 +149,8 @@ class StatisticsConfig:
     (``fc``), ``fcd_quantiles`` quantiles of the FCD distribution (windows ``window`` TRs,
     ``step`` TRs apart; 0: none), log regional variances (``variance``) and log regional
     means (``mean``: for ``observable="rates"``, the log rates in Hz; BOLD's mean is 0).
+    ``detrend``: each region detrended first (``summary.detrend``: "none", "constant",
+    "linear"), the data's as the model's.
 
     ``fc_components``: 0 fits the whole FC triangle (R(R-1)/2 numbers); k > 0 fits its
     projection on the k leading principal components of the prior ensemble's FC triangles
@@ -164,9 +166,16 @@ class StatisticsConfig:
     variance: bool = False
     mean: bool = False
     fc_components: int = 0
+    detrend: str = "none"
 
     def __post_init__(self) -> None:
         bad = []
+        if self.detrend not in ("none", "constant", "linear"):
+            bad.append(f"detrend: {self.detrend!r} -- expected 'none', 'constant' or "
+                       "'linear'")
+        elif self.mean and self.detrend != "none":
+            bad.append(f"mean: with detrend {self.detrend!r} -- expected detrend 'none' "
+                       "(a detrended series has mean 0)")
         if not (isinstance(self.fc_components, int | np.integer) and self.fc_components >= 0):
             bad.append(f"fc_components: {self.fc_components!r} -- expected a whole number "
                        ">= 0 (0: the whole FC triangle)")
@@ -237,6 +246,8 @@ def n_fc(n_regions: int, cfg: StatisticsConfig) -> int:
 def statistics(bold: np.ndarray, cfg: StatisticsConfig = StatisticsConfig()) -> np.ndarray:
     """The fitted statistics of one BOLD series ``bold`` (T, R), concatenated (m,), before
     any ``FcBasis`` reduction (FC first, then FCD quantiles, variances, means)."""
+    if cfg.detrend != "none":
+        bold = summary.detrend(bold, cfg.detrend)
     parts = []
     if cfg.fc:
         parts.append(summary.upper(summary.fc(bold, fisher_z=True)))

@@ -131,6 +131,8 @@ def _parser() -> argparse.ArgumentParser:
     from dtb.jobs import add_job_parser
 
     add_assimilate_parser(sub)
+    from dtb.assimilation.fit_cli import add_fit_parser, run_fit  # dtb fit (issue 13)
+    add_fit_parser(sub).set_defaults(run=run_fit)
     add_job_parser(sub)
     from dtb.warmup import add_warmup_parser
 
@@ -218,6 +220,8 @@ def _run(a: argparse.Namespace, args_list: list[str]) -> int:
 
                 a.command_line = ["dtb", *args_list]
                 return run_assimilate(a, stop)
+            if a.command == "fit":
+                return a.run(a, args_list[args_list.index("fit") + 1:])
             if a.command == "job":
                 from dtb.jobs import run_job
 
