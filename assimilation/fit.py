@@ -31,6 +31,13 @@ distribution and log regional variances.  ``observable="rates"`` fits the same s
 the region rates per TR instead of BOLD (the neural FC, with far more independent samples
 per second: what a short twin experiment, or a test, can afford).
 
+With thousands of FC statistics and a handful of members the ensemble collapses (the gain
+reads sampling noise as information; ``benchmarks/fit_reduction.py``):
+``StatisticsConfig(fc_components=k)`` fits the FC triangle's projection on the k leading
+principal axes of the prior ensemble's FC (``FcBasis``, found after the first forward
+runs).  ``Fitter`` is the ES-MDA loop one step at a time, its state checkpointable
+(``dtb fit``); ``fit`` runs it through.
+
 Units: ms inside the engine (``dt_ms``), seconds for TRs, spin-up and BOLD time.
 """
 

@@ -51,7 +51,11 @@ def inputs(tmp_path_factory) -> Path:
     spec = BrainSpec.load(d / "brain.h5")
     cfg = ForwardConfig(tr_s=0.05, n_tr=400, spinup_s=0.0, substeps=1, observable="rates")
     x = simulate_bold(spec, [FitParameter("coupling", 0.25, 8.0)], [TRUTH], 424242, cfg)
-    _write(d / "bold.csv", [str(n) for n in spec.region_names], x)
+    names = [str(n) for n in spec.region_names]
+    _write(d / "bold.csv", names, x)
+    # a "group" FC: the fit TRs' own FC, columns in reverse order (matched by name)
+    g = np.corrcoef(x[:200].T)[::-1, ::-1]
+    _write(d / "group.csv", names[::-1], g)
     return d
 
 
@@ -62,7 +66,8 @@ def _args(d: Path, out: Path, *extra: str) -> list[str]:
             "--members", "6", "--iterations", "2", "--noise-runs", "4",
             "--fc-components", "3", "--fit-mean", "--detrend", "none",
             "--observable", "rates", "--spinup-s", "0", "--substeps", "1",
-            "--window", "20", "--step", "5", "--out", str(out), "-q", *extra]
+            "--window", "20", "--step", "5", "--group-fc", str(d / "group.csv"),
+            "--out", str(out), "-q", *extra]
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +108,12 @@ def test_twin_through_the_command_moves_the_coupling_to_the_truth(inputs, whole)
         np.corrcoef(S.upper(np.corrcoef(fitted.T)), S.upper(np.corrcoef(obs_test.T)))[0, 1])
     assert b["split_half"]["fc_r"] == pytest.approx(
         np.corrcoef(S.upper(np.corrcoef(data[:200].T)), S.upper(np.corrcoef(obs_test.T)))[0, 1])
-    assert {"log_sc", "split_half"} <= set(b) and "group_fc" not in b
+    # the group FC given was the fit TRs' FC: it scores what the split half does
+    assert b["group_fc"]["fc_r"] == pytest.approx(b["split_half"]["fc_r"], abs=1e-9)
+    sc = np.loadtxt(inputs / "sc.csv", delimiter=",", skiprows=1)
+    logsc = np.log(np.where(sc > 0, sc, sc[sc > 0].min()))
+    assert b["log_sc"]["fc_r"] == pytest.approx(
+        np.corrcoef(S.upper(logsc), S.upper(np.corrcoef(obs_test.T)))[0, 1])
     assert 0 <= m["heldout"]["fitted"]["fcd_ks"] <= 1
     # the free run's table is BOLD dtb assimilate can read
     from dtb.assimilation.observations import read_bold
@@ -177,6 +187,19 @@ def test_bold_header_must_cover_the_brain(inputs, tmp_path, capsys):
     args[args.index("--bold") + 1] = str(tmp_path / "odd.csv")
     assert main(args) == 2
     assert "'Nowhere'" in capsys.readouterr().err
+
+
+def test_group_fc_is_checked(inputs, tmp_path, capsys):
+    g = np.loadtxt(inputs / "group.csv", delimiter=",", skiprows=1)
+    heads = (inputs / "group.csv").read_text().splitlines()[0].split(",")
+    g[0, 1] += 0.3
+    _write(tmp_path / "asym.csv", heads, g)
+    args = _args(inputs, tmp_path / "out")
+    args[args.index("--group-fc") + 1] = str(tmp_path / "asym.csv")
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "asym.csv" in err and "symmetric" in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_resume_refuses_other_options_and_foreign_directories(inputs, tmp_path, capsys):
