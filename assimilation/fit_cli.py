@@ -91,6 +91,10 @@ def run_fit(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
         sub = argparse.ArgumentParser(prog="dtb").add_subparsers(dest="command")
         p = add_fit_parser(sub)
         rec = p.parse_args(recorded)
+        for k in ("brain", "bold", "labels", "group_fc", "params"):
+            v = getattr(rec, k)                  # relative to where the run started
+            if v is not None and not Path(v).is_absolute():
+                setattr(rec, k, str(Path(m.get("cwd", ".")) / v))
         for k in ("stop_after", "threads", "procs", "quiet"):
             setattr(rec, k, getattr(args, k))
         rec.out = str(run_dir)

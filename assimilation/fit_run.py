@@ -301,18 +301,24 @@ def _summary_numbers(m: dict[str, Any]) -> dict[str, Any]:
 
 class _Progress:
     """Lines on ``err`` after each stage: forward runs done of all, seconds, an ETA from the
-    mean time per forward run so far."""
+    mean time per forward run so far (compilation left out)."""
 
     def __init__(self, err: Any, total: int, done: int = 0):
+        from dtb.compiling import compile_seconds
+
         self.err, self.total, self.done0, self.done = err, total, done, done
         self.t0 = time.perf_counter()
+        self.c0 = compile_seconds()
 
     def stage(self, runs: int, text: str) -> None:
+        from dtb.compiling import compile_seconds
+
         self.done += runs
         if self.err is None:
             return
         dt = time.perf_counter() - self.t0
-        rate = dt / max(self.done - self.done0, 1)
+        # first-use compilation (numba) is left out of the rate the ETA assumes
+        rate = max(dt - (compile_seconds() - self.c0), 0.0) / max(self.done - self.done0, 1)
         eta = rate * (self.total - self.done)
         print(f"dtb fit: {text} -- {self.done}/{self.total} forward runs, {dt:.0f} s, "
               f"ETA {_fmt(eta)}", file=self.err, flush=True)
