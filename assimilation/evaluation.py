@@ -16,8 +16,20 @@ from typing import Any
 
 import numpy as np
 
+from dtb.assimilation.metrics import (
+    calibrated_coverage,
+    fc,
+    fc_correlation,
+    fit_ar1,
+    interval_coverage,
+    overall_correlation,
+    pearson,
+    rmse,
+    tracking_report,
+)
 from dtb.assimilation.options import Options
 from dtb.assimilation.problem import Problem
+from dtb.model.hemodynamics import bold_range
 
 __all__ = ["evaluate", "summary_numbers", "observations_vs_model", "outside_model_range",
            "FAR_NORMALIZED_INNOVATION"]
@@ -37,7 +49,6 @@ def _multistep(obs: np.ndarray, pred: np.ndarray, train: np.ndarray) -> dict[str
     """Scores of a free-running forecast ``pred`` (H, R) of ``obs`` (H, R), next to the
     forecasts that use only the data before the segment (``train``): persistence (the last
     value held), AR(1) iterated from it, and the training mean."""
-    from dtb.assimilation.metrics import fit_ar1, overall_correlation, pearson, rmse
 
     H = obs.shape[0]
     coef = fit_ar1(train)
@@ -83,7 +94,6 @@ def _sc_fc(spec: Any, labels: np.ndarray) -> np.ndarray:
 
 def evaluate(prob: Problem, res: Any, free: np.ndarray, o: Options) -> dict[str, Any]:
     """metrics.json: every score next to its baselines, on the same samples (see README)."""
-    from dtb.assimilation.metrics import fc, fc_correlation, interval_coverage, tracking_report
 
     obs, na = prob.obs, prob.n_assim
     used = np.flatnonzero(prob.assimilated)
@@ -176,7 +186,6 @@ def outside_model_range(obs: np.ndarray, hemo: str) -> dict[str, Any]:
     """How many observed values (fractional signal change) lie outside the BOLD range of any
     physiological hemodynamic state (``hemodynamics.bold_range``): values the model cannot
     produce whatever its parameters (raw intensities, drifts, z-scores without scale=)."""
-    from dtb.assimilation.hemodynamics import bold_range
 
     lo, hi = bold_range(hemo)
     x = np.asarray(obs, float)
@@ -211,8 +220,6 @@ def observations_vs_model(prob: Problem, res: Any, hemo: str) -> dict[str, Any]:
 
 
 def _twin(prob: Problem, res: Any, coverage: Any) -> dict[str, Any]:
-    from dtb.assimilation.metrics import calibrated_coverage
-
     na = prob.n_assim
     final = res.theta[na - 1]                                  # (M, U, P)
     post = final.mean(axis=0)

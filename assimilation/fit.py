@@ -50,10 +50,10 @@ from typing import Any
 import numpy as np
 
 from dtb.assimilation import summary
-from dtb.assimilation.hemodynamics import Hemodynamics, drive_from_rate
 from dtb.assimilation.loop import EngineMember, expit, logit, region_means
 from dtb.brain.recipe import scale_long_range
 from dtb.errors import ConfigError
+from dtb.model.hemodynamics import Hemodynamics, drive_from_rate
 
 __all__ = ["COUPLING", "SC_EXPONENT", "FitParameter", "ForwardConfig", "StatisticsConfig",
            "FcBasis", "fc_basis", "n_fc", "with_coupling", "simulate_bold", "bold_from_rates",
@@ -302,7 +302,7 @@ def simulate_bold(spec: Any, params: Sequence[FitParameter], x: np.ndarray, seed
     """BOLD per region (n_tr, R) (fractional signal change; regions in the order of
     ``spec.region_labels``) of the brain ``spec`` at parameter values ``x`` (P,); with
     ``cfg.observable == "rates"`` the region rates (Hz) per TR instead."""
-    from dtb.engine import Engine
+    from dtb.engine.simulation import Engine
 
     x = np.asarray(x, float)
     G, sc_exp = 1.0, 0.0
@@ -343,7 +343,7 @@ def bold_from_rates(rates: np.ndarray, n_warm: int, unit_region: np.ndarray, n_r
     not returned.  The baseline of the drive is each unit's mean rate over all rows, so the
     BOLD fluctuates around rest instead of answering the start (what a recording of a
     resting brain sees), and the warm-up lets the hemodynamic state forget its initial
-    condition (``dtb.report.bold_transient_ms``: 5.1 s to 5 % for friston2000)."""
+    condition (``dtb.cli.report.bold_transient_ms``: 5.1 s to 5 % for friston2000)."""
     base = np.maximum(rates.mean(axis=0), 1e-3)
     h = Hemodynamics((1, rates.shape[1]), cfg.hemo)
     obs_index = np.asarray(unit_region, np.int64)

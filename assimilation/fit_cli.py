@@ -109,7 +109,7 @@ def run_fit(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
         inputs = [x for x in (o.brain, o.bold, o.group_fc) if x is not None]
         run = FitRun(o.out, o.overwrite, inputs)
         resume = False
-    from dtb.cli import EXIT_TEMPFAIL
+    from dtb.cli.exits import EXIT_TEMPFAIL
 
     err = None if o.quiet else sys.stderr
     with run as rd:
@@ -130,7 +130,7 @@ def run_fit(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m dtb.assimilation.fit_cli ARGS``: exactly ``dtb fit ARGS``."""
-    from dtb.cli import main as dtb_main
+    from dtb.cli.main import main as dtb_main
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] != "fit":

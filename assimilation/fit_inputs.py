@@ -111,7 +111,7 @@ def load_inputs(o: FitOptions) -> FitInputs:
     """Read and check the brain, the BOLD (and the group FC); raises InputError /
     ConfigError.  Cheap: nothing is simulated."""
     from dtb.assimilation.observations import read_bold, resolve_regions
-    from dtb.fileio import sha256_file
+    from dtb.io.fileio import sha256_file
 
     spec = _load_brain(o.brain)
     bold = read_bold(o.bold, o.tr_s, labels=o.labels, dataset=o.dataset)

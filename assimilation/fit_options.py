@@ -233,7 +233,7 @@ def _param(name: str, lo: float, hi: float, c: float | None, mode: str,
 
 
 def _params_yaml(path: str) -> list[tuple[FitParameter, float]]:
-    from dtb.config import read_yaml
+    from dtb.model.config import read_yaml
 
     d = read_yaml(path, "parameter file")
     items = d.get("parameters") if isinstance(d, dict) else None

@@ -59,7 +59,7 @@ FREE_ITERATION = 2_000_000      # the seeds' iteration index of the scored free 
 def _register_format() -> None:
     """dtb's run-directory checks (``--overwrite``) accept manifests of known formats:
     this one is added here, so that the format list and this module cannot disagree."""
-    from dtb.runfiles import FORMATS
+    from dtb.io.runfiles import FORMATS
 
     FORMATS.setdefault(MANIFEST_FORMAT, (1,))
 
@@ -82,7 +82,7 @@ class FitRun:
     says ``failed`` (``interrupted`` when a checkpoint lets ``--resume`` continue)."""
 
     def __init__(self, path: Path, overwrite: bool, inputs: Any = ()):
-        from dtb.rundir import RunDirectory
+        from dtb.io.rundir import RunDirectory
 
         self.rd: Any = RunDirectory(path, overwrite=overwrite, inputs=inputs)
         self.lock = self.rd.lock
@@ -95,8 +95,8 @@ class FitRun:
         """The directory of an unfinished fit, locked, nothing removed; raises
         ``NotResumable`` when it is not one (no manifest of this format, complete, no
         checkpoint)."""
-        from dtb.rundir import NotResumable
-        from dtb.runlock import RunLock
+        from dtb.io.rundir import NotResumable
+        from dtb.io.runlock import RunLock
 
         self = cls.__new__(cls)
         self.rd = None
@@ -111,7 +111,7 @@ class FitRun:
         return self
 
     def _write(self) -> None:
-        from dtb.rundir import _jsonable, write_atomic
+        from dtb.io.rundir import _jsonable, write_atomic
 
         text = json.dumps(_jsonable(self.manifest), indent=2, allow_nan=False) + "\n"
         write_atomic(self.path / "manifest.json", text.encode(), "manifest")
@@ -120,8 +120,8 @@ class FitRun:
         import platform
         import socket
 
-        from dtb.rundir import utc_now, versions
-        from dtb.runfiles import config_digest
+        from dtb.io.rundir import utc_now, versions
+        from dtb.io.runfiles import config_digest
 
         if self.rd is not None:
             self.rd.set_aside()
@@ -142,7 +142,7 @@ class FitRun:
             self.rd.commit()
 
     def restart(self, iteration: int) -> None:
-        from dtb.rundir import utc_now
+        from dtb.io.rundir import utc_now
 
         m = self.manifest
         m.update(status="running", error=None, end_time=None)
@@ -154,7 +154,7 @@ class FitRun:
                    extra: dict[str, Any]) -> None:
         """Write the fitter's state (and ``extra`` JSON values) to ``checkpoints/fit.npz``,
         atomically."""
-        from dtb.fileio import write_atomic
+        from dtb.io.fileio import write_atomic
 
         arrays, meta = state
         buf = io.BytesIO()
@@ -164,7 +164,7 @@ class FitRun:
         write_atomic(self.path / CHECKPOINT, buf.getbuffer(), "checkpoint")
 
     def load_checkpoint(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        from dtb.rundir import NotResumable
+        from dtb.io.rundir import NotResumable
 
         f = self.path / CHECKPOINT
         try:
@@ -177,7 +177,7 @@ class FitRun:
         return arrays, meta
 
     def interrupt(self, iteration: int, reason: str) -> None:
-        from dtb.rundir import utc_now
+        from dtb.io.rundir import utc_now
 
         self.manifest.update(status="interrupted", end_time=utc_now(),
                              interrupted={"time": utc_now(), "iteration": int(iteration),
@@ -188,9 +188,9 @@ class FitRun:
         """Write the outputs (``files``: fit.h5's arrays and attributes, figures' inputs),
         then the manifest ``complete``; the checkpoint is removed."""
         from dtb.assimilation.fit_score import figures
-        from dtb.bids import write_bold_tsv
-        from dtb.fileio import sha256_file, write_atomic, write_h5_atomic
-        from dtb.rundir import _TMP_PREFIX, _jsonable, utc_now
+        from dtb.io.bids import write_bold_tsv
+        from dtb.io.fileio import sha256_file, write_atomic, write_h5_atomic
+        from dtb.io.rundir import _TMP_PREFIX, _jsonable, utc_now
 
         self.commit()
         outputs: dict[str, Any] = {}
@@ -233,7 +233,7 @@ class FitRun:
         return m
 
     def fail(self, exc: BaseException) -> None:
-        from dtb.rundir import _TMP_PREFIX, utc_now
+        from dtb.io.rundir import _TMP_PREFIX, utc_now
 
         for q in self.path.glob(f"{_TMP_PREFIX}*"):
             shutil.rmtree(q, ignore_errors=True) if q.is_dir() else q.unlink(missing_ok=True)
@@ -269,8 +269,8 @@ class FitRun:
 
 def read_resumable(path: Path) -> dict[str, Any]:
     """The manifest of an unfinished ``dtb fit`` run at ``path``; raises NotResumable."""
-    from dtb.rundir import NotResumable
-    from dtb.runfiles import config_digest, read_manifest
+    from dtb.io.rundir import NotResumable
+    from dtb.io.runfiles import config_digest, read_manifest
 
     m = read_manifest(path)
     if m is None or m.get("format") != MANIFEST_FORMAT:
@@ -304,14 +304,14 @@ class _Progress:
     mean time per forward run so far (compilation left out)."""
 
     def __init__(self, err: Any, total: int, done: int = 0):
-        from dtb.compiling import compile_seconds
+        from dtb.engine.compiling import compile_seconds
 
         self.err, self.total, self.done0, self.done = err, total, done, done
         self.t0 = time.perf_counter()
         self.c0 = compile_seconds()
 
     def stage(self, runs: int, text: str) -> None:
-        from dtb.compiling import compile_seconds
+        from dtb.engine.compiling import compile_seconds
 
         self.done += runs
         if self.err is None:
@@ -467,7 +467,7 @@ def execute(o: FitOptions, inp: FitInputs, run: FitRun, resume: bool, err: Any
 
 def check_resume_inputs(m: dict[str, Any]) -> None:
     """The inputs of a resumed run are the files it started with (SHA-256)."""
-    from dtb.fileio import sha256_file
+    from dtb.io.fileio import sha256_file
 
     src = m.get("source", {})
     for k in ("brain", "bold", "group_fc"):

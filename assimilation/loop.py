@@ -38,8 +38,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from dtb.assimilation.enkf import Localization, analysis
-from dtb.assimilation.hemodynamics import Hemodynamics, drive_from_rate
 from dtb.errors import ModelError
+from dtb.model.hemodynamics import Hemodynamics, drive_from_rate
 
 __all__ = ["split_members", "member_gather", "ParamSpec", "Member", "EngineMember",
            "AssimilationConfig", "AssimilationResult", "LoopState", "FreeRunState", "assimilate",

@@ -23,7 +23,7 @@ A header is either all labels or all names (``_header_keys``): every cell an int
 labels, no cell a number gives names, a mix is refused naming the odd column.
 
 The TR (seconds) may come from ``tr_s`` (``--tr``), from the file (HDF5 ``tr``, the NIfTI
-header) and from a BIDS JSON sidecar beside the file (``dtb.bids.sidecar_tr``:
+header) and from a BIDS JSON sidecar beside the file (``dtb.io.bids.sidecar_tr``:
 ``RepetitionTime`` in s, or ``SamplingFrequency`` in Hz); every source given must agree to
 1 ms, and a disagreement is refused naming both.
 
@@ -54,15 +54,18 @@ cell that is also the *name* of another brain region is ambiguous and refused.
 from __future__ import annotations
 
 import os
+import warnings
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
+from scipy.signal import butter, sosfiltfilt
 
-from dtb.bids import is_number
 from dtb.errors import InputError
+from dtb.io.bids import is_number, sidecar_tr
 
 __all__ = ["BoldData", "read_bold", "preprocess", "resolve_regions", "match_labels"]
 
@@ -247,8 +250,6 @@ def _read_label_list(path: str, labels: Any) -> Keys:
 
 
 def _read_hdf5(path: str, dataset: str) -> tuple[np.ndarray, Keys, float | None]:
-    import h5py
-
     try:
         h = h5py.File(path, "r")
     except OSError as e:
@@ -292,7 +293,6 @@ def _masker_means(path: str, img: Any, atlas: str, aimg: Any) -> tuple[np.ndarra
                          f"the BOLD image's grid (shape {tuple(img.shape[:3])}, affine "
                          f"{np.round(img.affine, 3).tolist()}), or the nilearn extra to "
                          "resample the atlas onto it: pip install 'dtb[nilearn]'") from None
-    import warnings
 
     masker = NiftiLabelsMasker(labels_img=aimg, resampling_target="data", strategy="mean",
                                standardize=None, detrend=False)
@@ -390,7 +390,6 @@ def read_bold(path: PathLike, tr_s: float | None = None, labels: Any = None,
     """Read observed BOLD (see the module docstring for the formats); ``tr_s`` in seconds
     (required unless the file or its JSON sidecar records it; every source given must agree
     to 1 ms).  ``sidecar``: read the BIDS sidecar beside the file when there is one."""
-    from dtb.bids import sidecar_tr
 
     p = Path(path)
     src = str(path)
@@ -522,8 +521,6 @@ def preprocess(bold: BoldData, detrend: str | int | None = None,
         coef, *_ = np.linalg.lstsq(V, x, rcond=None)
         x = x - V @ coef
     if band is not None:
-        from scipy.signal import butter, sosfiltfilt
-
         lo, hi = band
         nyq = 0.5 / bold.tr_s
         if lo < 0 or (hi is not None and not lo < hi < nyq) or (hi is None and not lo > 0):

@@ -11,26 +11,22 @@ on the logit scale.
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dtb.errors import ConfigError
+import numba
+
+from dtb.errors import UsageError
+from dtb.model.hemodynamics import PARAMETER_SETS
 
 __all__ = ["HYPER", "UsageError", "add_assimilate_parser", "Options", "check_args",
            "assimilate_parser", "check_tr"]
 
 HYPER = ("g_AMPA", "g_NMDA", "g_GABA_A", "g_GABA_B", "I_e")
-
-
-class UsageError(ConfigError):
-    """An invalid command-line value (exit status 2), worded ``--flag: value -- expected``."""
-
-    def __init__(self, message: str):
-        self.problems, self.source = [message], None
-        Exception.__init__(self, message)
 
 
 # --- the command line -----------------------------------------------------------------------
@@ -284,7 +280,6 @@ def check_tr(tr_s: float, dt_ms: float, substeps: int, flag: str = "--tr") -> No
 
 def check_args(a: argparse.Namespace) -> Options:
     """Every command-line value checked (raises ``UsageError``), before any file is read."""
-    import numba
 
     if a.demo:
         given = [f for f, v in (("--brain", a.brain), ("--bold", a.bold),
@@ -353,7 +348,6 @@ def check_args(a: argparse.Namespace) -> Options:
         raise UsageError(f"--spinup: {a.spinup!r} -- expected a model time in s, in [0, 3600]")
     if a.free_run_trs is not None and not 3 <= a.free_run_trs <= 1_000_000:
         raise UsageError(f"--free-run-trs: {a.free_run_trs!r} -- expected at least 3 TRs")
-    from dtb.assimilation.hemodynamics import PARAMETER_SETS
 
     if a.hemo not in PARAMETER_SETS:
         raise UsageError(f"--hemo: {a.hemo!r} -- expected one of {', '.join(PARAMETER_SETS)}")
@@ -379,8 +373,6 @@ def check_args(a: argparse.Namespace) -> Options:
     if a.out is not None:
         out = Path(a.out)
     else:
-        import datetime as _dt
-
         out = Path("runs") / ("assimilate-" + _dt.datetime.now(_dt.UTC).strftime(
             "%Y%m%dT%H%M%SZ"))
     return Options(demo=a.demo, brain=None if a.brain is None else Path(a.brain),

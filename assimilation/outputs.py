@@ -10,7 +10,7 @@
 - ``figures/``: ``parameters.png``, ``bold.png``, ``fc.png``;
 - ``bold_free.tsv`` and its BIDS sidecar ``bold_free.json``: the posterior-mean free run's
   BOLD, the mean over members (tr_free x region), headed by the regions' names (or labels,
-  ``dtb.bids.region_header``), readable by ``dtb assimilate --bold``;
+  ``dtb.io.bids.region_header``), readable by ``dtb assimilate --bold``;
 - with ``--demo``: ``brain.h5`` and ``observed_bold.csv`` (the synthetic data, reusable with
   ``--brain RUN/brain.h5 --bold RUN/observed_bold.csv --tr 0.8``).
 """
@@ -21,18 +21,37 @@ import contextlib
 import io
 import json
 import os
+import platform
 import shutil
+import socket
 import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
+import numba
 import numpy as np
+import xarray as xr
 
 from dtb.assimilation.evaluation import summary_numbers
+from dtb.assimilation.metrics import fc
 from dtb.assimilation.options import Options
 from dtb.assimilation.problem import Layout, Problem
 from dtb.errors import OutputError
+from dtb.io.bids import write_bold_tsv
+from dtb.io.checkpoint import CHECKPOINTS
+from dtb.io.rundir import (
+    _TMP_PREFIX,
+    NotResumable,
+    RunDirectory,
+    _jsonable,
+    sha256_file,
+    utc_now,
+    versions,
+    write_atomic,
+)
+from dtb.io.runfiles import config_differences, config_digest, tree_digest
+from dtb.io.runlock import RunLock
 
 __all__ = ["DIMENSIONS", "MANIFEST_FORMAT", "STORE", "METRICS", "FIGURES", "OBSERVED_CSV",
            "FREE_TSV", "OUTPUTS", "AssimilationRun", "dataset", "region_names"]
@@ -72,14 +91,11 @@ DIMENSIONS: dict[str, tuple[str, ...]] = {
 # --- outputs ---------------------------------------------------------------------------------
 
 def _tree_digest(path: Path) -> tuple[str, int, int]:
-    from dtb.runfiles import tree_digest
-
     return tree_digest(path)
 
 
 def options_record(o: Options) -> dict[str, Any]:
     """The options as the manifest records them (JSON values)."""
-    from dtb.rundir import _jsonable
 
     opts = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(o).items()
             if k not in ("extra", "out", "overwrite", "quiet")}
@@ -95,7 +111,6 @@ def region_names(prob: Problem) -> list[str]:
 
 def dataset(prob: Problem, res: Any, free: np.ndarray, o: Options) -> Any:
     """The results as an xarray Dataset with the dimensions of ``DIMENSIONS``."""
-    import xarray as xr
 
     T = prob.obs.shape[0]
     na = prob.n_assim
@@ -157,7 +172,6 @@ def _figures(prob: Problem, res: Any, free: np.ndarray, fig_dir: Path, o: Option
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from dtb.assimilation.metrics import fc
 
     fig_dir.mkdir(parents=True, exist_ok=True)
     T, R = prob.obs.shape
@@ -230,8 +244,6 @@ def _figures(prob: Problem, res: Any, free: np.ndarray, fig_dir: Path, o: Option
 
 
 def _write_csv(path: Path, labels: np.ndarray, data: np.ndarray) -> tuple[str, int]:
-    from dtb.rundir import write_atomic
-
     buf = io.StringIO()
     buf.write(",".join(str(int(v)) for v in labels) + "\n")
     np.savetxt(buf, data, delimiter=",", fmt="%.10g")
@@ -254,14 +266,12 @@ def _replace_dir(tmp: Path, dest: Path) -> None:
 
 
 class AssimilationRun:
-    """The run directory of ``dtb assimilate`` (``dtb.rundir.RunDirectory`` checks and
+    """The run directory of ``dtb assimilate`` (``dtb.io.rundir.RunDirectory`` checks and
     clears it): manifest ``running`` first, outputs through temporary names, manifest
     ``complete`` last; on an exception the outputs are removed and the manifest says
     ``failed``."""
 
     def __init__(self, path: Path, overwrite: bool, inputs: Any = ()):
-        from dtb.rundir import RunDirectory
-
         self.rd: Any = RunDirectory(path, overwrite=overwrite, inputs=inputs)
         self.lock: Any = self.rd.lock
         self.path = Path(path)
@@ -273,9 +283,6 @@ class AssimilationRun:
         nothing removed (``resume._read_resume_manifest`` checked it), locked.  With the
         resumed run's options ``o``: raises ``NotResumable`` naming every option that
         differs from the recorded ones (an edited manifest)."""
-        from dtb.rundir import NotResumable
-        from dtb.runfiles import config_differences, config_digest
-        from dtb.runlock import RunLock
 
         self = cls.__new__(cls)
         self.rd = None
@@ -311,7 +318,6 @@ class AssimilationRun:
     def restart(self, tr: int, checkpoint: str, threads: int | None) -> None:
         """Mark a reopened run ``"running"`` again, appending the restart (time, TR and
         checkpoint directory name) to ``restarts``."""
-        from dtb.rundir import utc_now
 
         m = self.manifest
         m.update(status="running", error=None, end_time=None)
@@ -325,7 +331,6 @@ class AssimilationRun:
     def interrupt(self, tr: int, checkpoint: str, reason: str) -> None:
         """Mark the run ``"interrupted"``: resumable from ``checkpoint`` (a directory name
         under ``checkpoints/``) at TR ``tr``; ``reason`` the signal's name."""
-        from dtb.rundir import utc_now
 
         self.manifest["status"] = "interrupted"
         self.manifest["end_time"] = utc_now()
@@ -334,19 +339,12 @@ class AssimilationRun:
         self._write()
 
     def _write(self) -> None:
-        from dtb.rundir import _jsonable, write_atomic
-
         text = json.dumps(_jsonable(self.manifest), indent=2, allow_nan=False) + "\n"
         write_atomic(self.path / "manifest.json", text.encode(), "manifest")
 
     def begin(self, o: Options, prob: Problem, lay: Layout) -> None:
-        import platform
-        import socket
 
-        import numba
 
-        from dtb.rundir import utc_now, versions
-        from dtb.runfiles import config_digest
 
         if self.rd is not None:
             self.rd.set_aside()  # an earlier run's files (brain.h5 too) out of the way
@@ -366,8 +364,6 @@ class AssimilationRun:
             "neurons_per_member": prob.net.n_neurons, "units": int(prob.obs_index.size),
             "start_time": utc_now(), "end_time": None, "timings": None, "outputs": {}}
         if o.demo:
-            from dtb.rundir import sha256_file
-
             brain = self.path / "brain.h5"
             prob.spec.save(brain)
             self.manifest["source"]["brain"] = str(brain.resolve())
@@ -377,7 +373,6 @@ class AssimilationRun:
 
     def complete(self, o: Options, prob: Problem, res: Any, free: np.ndarray,
                  metrics: dict[str, Any], lay: Layout) -> dict[str, Any]:
-        from dtb.rundir import _TMP_PREFIX, _jsonable, utc_now, write_atomic
 
         self.commit()
         outputs: dict[str, Any] = {}
@@ -402,7 +397,6 @@ class AssimilationRun:
             d, s = _write_csv(self.path / OBSERVED_CSV, prob.labels, prob.obs)
             outputs[OBSERVED_CSV] = {"path": OBSERVED_CSV, "sha256": d, "bytes": s,
                                      "tr_s": o.tr_s}
-        from dtb.bids import write_bold_tsv
 
         for name, entry in write_bold_tsv(
                 self.path / FREE_TSV, free.mean(axis=1), prob.labels, region_names(prob),
@@ -414,7 +408,6 @@ class AssimilationRun:
         shutil.rmtree(tmpf, ignore_errors=True)
         names = _figures(prob, res, free, tmpf, o)
         _replace_dir(tmpf, self.path / FIGURES)
-        from dtb.rundir import sha256_file
 
         outputs[FIGURES] = {n: {"path": f"{FIGURES}/{n}",
                                 "sha256": sha256_file(self.path / FIGURES / n),
@@ -429,14 +422,11 @@ class AssimilationRun:
         self._write()
         if self.rd is not None:
             self.rd._finished = True
-        from dtb.checkpoint import CHECKPOINTS
 
         shutil.rmtree(self.path / CHECKPOINTS, ignore_errors=True)  # complete: not needed
         return m
 
     def fail(self, exc: BaseException) -> None:
-        from dtb.rundir import _TMP_PREFIX, utc_now
-
         for q in self.path.glob(f"{_TMP_PREFIX}*"):
             if q.is_dir():
                 shutil.rmtree(q, ignore_errors=True)

@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from dtb.assimilation.options import Options, UsageError
-from dtb.errors import DtbError, InputError
+from dtb.assimilation.options import Options
+from dtb.errors import DtbError, InputError, UsageError
 from dtb.log import ONCE
 
 log = logging.getLogger(__name__)
@@ -139,11 +139,11 @@ def load_problem(o: Options) -> Problem:
     """Read the brain and the observations (or make the demo's brain) and check that they
     fit together; raises UsageError / InputError.  Cheap: nothing is simulated."""
     from dtb.assimilation.observations import match_labels, read_bold, resolve_regions
-    from dtb.rundir import sha256_file
+    from dtb.io.rundir import sha256_file
 
     if o.demo:
         from dtb.brain.build import BuildOptions, build
-        from dtb.brain.commands import demo_inputs
+        from dtb.data import demo_inputs
 
         spec = build(**demo_inputs(), options=BuildOptions(neurons=o.neurons))
         where = "the default subject"
@@ -266,14 +266,13 @@ def make_layout(comm: Any, members: int, ranks_per_member: int) -> Layout:
     k = members // groups
     # ranks on one node share its cores (oversubscribed numba threads spin-wait); a
     # collective, so here, where every rank takes part
-    from dtb.distributed import threads_per_rank
-
+    from dtb.engine.context import threads_per_rank
     return Layout(comm, mcomm, groups, group, ranks_per_member,
                   list(range(group * k, (group + 1) * k)), threads_per_rank(comm))
 
 
 def make_engine(net: Any, o: Options, seed: int, lay: Layout) -> Any:
-    from dtb.engine import Engine
+    from dtb.engine.simulation import Engine
 
     comm = lay.member_comm if lay.ranks_per_member > 1 else None
     eng = Engine(net, dt=o.dt_ms, seed=seed, threads=lay.threads, comm=comm)
@@ -311,7 +310,7 @@ def twin_truth(prob: Problem, o: Options, lay: Layout, progress: Any = None) -> 
     its own) measures its baseline at the nominal values (``nominal_baseline``), settles
     with the true parameters and runs the TRs; its BOLD plus Gaussian noise of SD
     ``DEMO_NOISE_SD`` is the observation.  Run by the first member communicator, sent to
-    every rank.  ``progress`` (a dtb.progress.Progress, or None) is updated after every TR
+    every rank.  ``progress`` (a dtb.cli.progress.Progress, or None) is updated after every TR
     of the truth."""
     from dtb.assimilation.loop import EngineMember, free_run
 

@@ -24,6 +24,7 @@ import contextlib
 import json
 import logging
 import math
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,10 +32,13 @@ from typing import Any
 
 import numpy as np
 
-from dtb.assimilation.options import Options, UsageError, assimilate_parser
+from dtb.assimilation.options import Options, assimilate_parser
 from dtb.assimilation.outputs import MANIFEST_FORMAT
 from dtb.assimilation.problem import Layout, Problem
-from dtb.errors import DtbError
+from dtb.engine.context import on_root
+from dtb.errors import DtbError, UsageError
+from dtb.io import checkpoint
+from dtb.io.rundir import sha256_file
 from dtb.log import ONCE
 
 log = logging.getLogger(__name__)
@@ -47,8 +51,6 @@ class Stopped(Exception):
     """Raised at a TR boundary after the checkpoint a stop signal asked for (all ranks)."""
 
     def __init__(self, tr: int, path: Path, signum: int):
-        import signal
-
         self.tr, self.path, self.signum = tr, path, signum
         self.reason = signal.Signals(signum).name
         super().__init__(f"stopped by {self.reason} at TR {tr}")
@@ -88,8 +90,6 @@ def resume_args(a: argparse.Namespace, comm: Any) -> tuple[argparse.Namespace, l
                              "it was started with (only --checkpoint-every, --threads and "
                              "--quiet may be given)")
     run = Path(a.resume)
-    from dtb.distributed import on_root
-
     size = 1 if comm is None else comm.Get_size()
     command, manifest = on_root(comm, lambda: _read_resume_manifest(run, size), DtbError)
     b = assimilate_parser().parse_args(["assimilate", *command[2:]])
@@ -114,8 +114,6 @@ def _read_resume_manifest(run: Path, ranks: int) -> tuple[list[str], dict[str, A
     """(command line, manifest) of the run at ``run`` after checking that it can be resumed
     by ``ranks`` ranks: a dtb assimilate run, not complete, its input files unchanged, a
     checkpoint written by as many ranks (rank 0; raises UsageError)."""
-    from dtb import checkpoint
-    from dtb.rundir import sha256_file
 
     try:
         m = json.loads((run / "manifest.json").read_text())
@@ -164,8 +162,6 @@ def _read_resume_manifest(run: Path, ranks: int) -> tuple[list[str], dict[str, A
 
 
 def load_resume(run: Path, comm: Any) -> Resume:
-    from dtb import checkpoint
-
     got = checkpoint.load_latest(run, comm)
     if got is None:
         raise UsageError(f"--resume {run}: no usable checkpoint in {run / 'checkpoints'} "
@@ -180,8 +176,6 @@ def _saver(prob: Problem, o: Options, lay: Layout, members: list[Any], base: np.
     """``save(step, loop_state, extra, extra_meta, signum)``: write the checkpoint of
     ``step`` (every local member's engine state, the loop state, the observations and
     baselines, and ``extra`` arrays of this rank) and raise ``Stopped`` if ``signum``."""
-    from dtb import checkpoint
-
     T = prob.obs.shape[0]
 
     def save(step: int, st: Any, extra: dict[str, np.ndarray], extra_meta: dict[str, Any],
@@ -195,7 +189,6 @@ def _saver(prob: Problem, o: Options, lay: Layout, members: list[Any], base: np.
         if prob.obs_clean is not None:
             state["problem/obs_clean"] = prob.obs_clean
         state.update(extra)
-        import signal
 
         meta = {"tr": step, "trs": T, "tr_s": o.tr_s, "members": o.members,
                 "ranks_per_member": lay.ranks_per_member, "loop": st.meta(),
@@ -220,7 +213,7 @@ def checkpointer(prob: Problem, o: Options, lay: Layout, members: list[Any],
     """The loop's ``boundary`` hook: a checkpoint every ``--checkpoint-every`` (in TRs) and,
     when some rank got a stop signal (``stop.agreed``, a collective at every boundary), one
     more and ``Stopped``.  Every rank writes its members' engine states and the (identical)
-    loop state; ``dtb.checkpoint.save`` is a collective on the world communicator."""
+    loop state; ``dtb.io.checkpoint.save`` is a collective on the world communicator."""
     every = checkpoint_trs(o.checkpoint_every, o.tr_s)
     T = prob.obs.shape[0]
     save = _saver(prob, o, lay, members, base, times)

@@ -1,6 +1,6 @@
 """Stop requests inside a TR of ``dtb assimilate``.
 
-A stop signal (SIGTERM, SIGUSR1: ``dtb.simulate.StopRequest``) is normally honoured at the
+A stop signal (SIGTERM, SIGUSR1: ``dtb.cli.simulate.StopRequest``) is normally honoured at the
 next TR boundary, with a checkpoint there (``resume.checkpointer``).  A TR can take long (a
 large brain, many members, or a forecast that has run into trouble), so the forecast and the
 hemodynamic integration also ``poll`` the request: once ``STOP_GRACE_S`` seconds have passed
@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import time
 from collections.abc import Callable
 from typing import Any
+
+from dtb.errors import UsageError
 
 __all__ = ["STOP_GRACE_S", "Abandoned", "grace_s", "make_poll"]
 
@@ -32,8 +35,6 @@ class Abandoned(Exception):
     progress is given up."""
 
     def __init__(self, signum: int, waited_s: float):
-        import signal
-
         self.signum = signum
         self.reason = signal.Signals(signum).name
         self.waited_s = waited_s
@@ -43,7 +44,6 @@ class Abandoned(Exception):
 
 def grace_s() -> float:
     """The grace period: ``DTB_STOP_GRACE_S`` if set, else ``STOP_GRACE_S``."""
-    from dtb.assimilation.options import UsageError
 
     text = os.environ.get("DTB_STOP_GRACE_S")
     if text is None:

@@ -38,8 +38,8 @@ def loop_case(level: str, neurons: int, members: int, trs: int, dt: float,
               threads: int) -> dict:
     from dtb.assimilation.loop import AssimilationConfig, EngineMember, ParamSpec, assimilate
     from dtb.brain.build import BuildOptions, build
-    from dtb.brain.commands import demo_inputs
-    from dtb.engine import Engine
+    from dtb.data import demo_inputs
+    from dtb.engine.simulation import Engine
 
     spec = build(**demo_inputs(), options=BuildOptions(level=level, neurons=neurons))
     net = spec.to_network()

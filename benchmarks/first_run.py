@@ -7,7 +7,7 @@ Each case runs in a fresh process with ``NUMBA_CACHE_DIR`` pointing to its own e
 folder (a cold cache) or to one filled by the case before (warm), so the machine's own
 cache is not touched.  Recorded per run: wall time of the command, and the manifest's
 ``build_s``, ``simulate_s`` and ``compile_s`` (first-use compilation, kept out of the other
-two; dtb.compiling).  The goal (issue 16): cold simulate_s / warm simulate_s <= 2, with the
+two; dtb.engine.compiling).  The goal (issue 16): cold simulate_s / warm simulate_s <= 2, with the
 compilation reported apart.
 """
 

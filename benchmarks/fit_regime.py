@@ -64,7 +64,7 @@ import hcp  # noqa: E402
 from microcircuit import machine  # noqa: E402
 
 from dtb.assimilation import summary as S  # noqa: E402
-from dtb.assimilation.hemodynamics import drive_from_rate, simulate_bold  # noqa: E402
+from dtb.model.hemodynamics import drive_from_rate, simulate_bold  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DTB = str(Path(sys.executable).with_name("dtb"))

@@ -36,7 +36,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 import dtb  # noqa: E402
-from dtb.gpu.backend import GpuBackend  # noqa: E402
+from dtb.engine.gpu.backend import GpuBackend  # noqa: E402
 
 EMULATE = False  # --emulate: the kernels' host build, to check this script without a GPU
 
@@ -47,7 +47,7 @@ def card() -> dict:
         return {"name": "host emulation (no GPU)", "host": platform.node()}
     import cupy
 
-    from dtb.gpu.device import device_name
+    from dtb.engine.gpu.device import device_name
 
     props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
     out = {"name": device_name(props), "sms": props["multiProcessorCount"],

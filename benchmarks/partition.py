@@ -47,8 +47,8 @@ def make_brains(d: Path) -> dict[str, Path]:
     from brain_build import make_grid
 
     from dtb.brain.build import BuildOptions, build
-    from dtb.brain.commands import demo_inputs
     from dtb.data import DEFAULT_SUBJECT as s
+    from dtb.data import demo_inputs
 
     out = {"subject": d / "subject.h5", "subject-86e9": d / "subject-86e9.h5",
            "voxel-2mm": d / "voxel-2mm.h5"}

@@ -49,10 +49,10 @@ def main() -> None:
     a = ap.parse_args()
 
     import dtb
+    from dtb.engine.recording import Recording
+    from dtb.io.rundir import write_atomic
+    from dtb.model.record_spec import RecordSpec
     from dtb.models import microcircuit
-    from dtb.record_spec import RecordSpec
-    from dtb.recording import Recording
-    from dtb.rundir import write_atomic
 
     eng = dtb.Engine(microcircuit(a.scale), dt=0.1, seed=a.seed, threads=a.threads)
     eng.keep_spikes = False

@@ -17,7 +17,7 @@ a hash are compared).  Configurations:
   its default spin before sleeping; set, it also keeps dtb from choosing a policy);
 - ``N threads, passive``: OMP_WAIT_POLICY=PASSIVE;
 - ``dtb default``: no setting at all (what a user of dtb simulate gets: idle threads
-  sleep, and as many threads as cores are idle when the run starts, dtb.threads).
+  sleep, and as many threads as cores are idle when the run starts, dtb.engine.threads).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def worker(scale: float, t_ms: float, presim_ms: float, threads: int | None) -> 
     from dtb.models import microcircuit
 
     if threads is None:  # what dtb simulate does without --threads
-        from dtb.threads import choose_threads
+        from dtb.engine.threads import choose_threads
 
         threads = choose_threads(None)
     eng = dtb.Engine(microcircuit(scale), dt=0.1, seed=1, threads=threads)
@@ -55,9 +55,9 @@ def worker(scale: float, t_ms: float, presim_ms: float, threads: int | None) -> 
         try:
             if busy is not None:
                 time.sleep(0.5)  # let it take its core
-            s0, n0 = eng.simulate_s, len(eng._spike_steps)
+            s0, n0 = eng.simulate_s, len(eng.kept_spikes()[0])
             eng.run(t_ms)
-            st = np.concatenate(eng._spike_steps[n0:]) if len(eng._spike_steps) > n0 else []
+            st = eng.kept_spikes()[0][n0:]
             out[case] = {"rtf": (eng.simulate_s - s0) / (t_ms * 1e-3),
                          "spikes": int(len(st))}
         finally:

@@ -89,7 +89,7 @@ def _options(neurons: int, seed: int, trs: int, threads: int, extra: list[str] |
 def bold_from_rates(rates: np.ndarray, base: np.ndarray, tr_s: float) -> np.ndarray:
     """BOLD (T, U) at the end of each TR from piece rates ``rates`` (T, S, U) in Hz, driven
     against ``base`` (U,) Hz exactly as the loop does (hemodynamics from rest at TR 0)."""
-    from dtb.assimilation.hemodynamics import Hemodynamics, drive_from_rate
+    from dtb.model.hemodynamics import Hemodynamics, drive_from_rate
 
     T, S, U = rates.shape
     h = Hemodynamics(U)

@@ -3,14 +3,15 @@
 Public API: the network description (``Network``, ``Population``, ``Projection``, rules,
 inputs, ``Dist``), ``Engine`` to build and run it, ``load_config`` for YAML files,
 ``BrainSpec`` for personalised brains (``dtb.brain.build`` makes them from images),
-``models`` with built-in networks, and ``dtb.rundir.write_run`` for run directories.
+``models`` with built-in networks, and ``dtb.io.rundir.write_run`` for run directories.
 """
 
 from dtb.brain.spec import BrainSpec
-from dtb.config import SimulationSettings, load_config, parse_network
-from dtb.engine import Engine
+from dtb.engine.simulation import Engine
+from dtb.engine.threads import configure as _configure_threads
 from dtb.errors import ConfigError, DtbError, InputError, OutputError
-from dtb.network import (
+from dtb.model.config import SimulationSettings, load_config, parse_network
+from dtb.model.network import (
     DCInput,
     Dist,
     FixedInDegree,
@@ -25,13 +26,12 @@ from dtb.network import (
     Projection,
     UnitLocal,
 )
-from dtb.threads import configure as _configure_threads
+from dtb.version import __version__
 
 # OpenMP's waiting policy, before its runtime starts (at numba's first parallel loop, not
-# at an import): idle threads sleep unless the user chose otherwise (dtb.threads)
+# at an import): idle threads sleep unless the user chose otherwise (dtb.engine.threads)
 _configure_threads()
 
-__version__ = "0.1.0"
 
 __all__ = [
     "BrainSpec", "ConfigError", "DCInput", "Dist", "DtbError", "Engine", "FixedInDegree",

@@ -10,7 +10,7 @@ class DtbError(Exception):
 
     ``cli_text``: the same message as the command line says it, naming its flags
     (``--overwrite``) where the message names a Python argument (``overwrite=True``); None
-    when the message names neither.  Set with ``on_command_line``; ``dtb.cli`` prints
+    when the message names neither.  Set with ``on_command_line``; ``dtb.cli.main`` prints
     ``command_line_message(e)``."""
 
     cli_text: str | None = None
@@ -37,6 +37,15 @@ class ConfigError(DtbError, ValueError):
         if len(self.problems) > MAX_LISTED:
             shown.append(f"... and {len(self.problems) - MAX_LISTED} more")
         super().__init__(head + "\n  " + "\n  ".join(shown))
+
+
+class UsageError(ConfigError):
+    """An invalid command-line value (exit status 2), worded ``--flag: value -- expected``:
+    a configuration error of one problem whose message is that problem alone."""
+
+    def __init__(self, message: str):
+        super().__init__([message])
+        self.args = (message,)
 
 
 class OutputError(DtbError, OSError):

@@ -13,6 +13,15 @@ import subprocess
 import sys
 from typing import Any
 
+import h5py
+import numba
+import numpy as np
+
+from dtb.engine.compiling import cache_dir
+from dtb.engine.gpu.device import gpu_status
+from dtb.engine.threads import waiting_policy
+from dtb.version import __version__
+
 _MPI_PROBE = (
     "import mpi4py\n"
     "mpi4py.rc.initialize = False\n"
@@ -55,50 +64,18 @@ def _mpi() -> dict[str, Any]:
     return out
 
 
-def gpu_status() -> dict[str, Any]:
-    """cupy's version, whether CUDA is usable, and the names of the visible GPUs (also
-    what ``--backend gpu`` checks before building: dtb.gpu.device.gpu_unavailable)."""
-    from dtb.gpu.device import device_name
-
-    out: dict[str, Any] = {"cupy": None, "cuda_available": False, "gpus": []}
-    try:
-        import cupy
-    except Exception as e:  # ImportError, or a CUDA library that fails to load
-        if not isinstance(e, ImportError):
-            out["cupy_error"] = f"{type(e).__name__}: {e}"
-        return out
-    out["cupy"] = cupy.__version__
-    try:
-        out["cuda_available"] = bool(cupy.cuda.is_available())
-        if out["cuda_available"]:
-            rt = cupy.cuda.runtime
-            out["cuda_runtime"] = rt.runtimeGetVersion()
-            for i in range(rt.getDeviceCount()):
-                out["gpus"].append(device_name(rt.getDeviceProperties(i)))
-    except Exception as e:
-        out["cuda_available"] = False
-        out["cuda_error"] = f"{type(e).__name__}: {e}"
-    return out
-
-
 def info() -> dict[str, Any]:
     """The installation's versions and capabilities.
 
     Keys: ``dtb``, ``python``, ``python_executable``, ``platform``, ``numpy``, ``numba``,
     ``numba_threads`` (CPU threads the engine uses by default), ``openmp_waiting`` (the
-    OpenMP waiting settings in force, dtb.threads), ``kernel_cache`` (where numba caches
-    the kernels, dtb.compiling), ``h5py``, ``hdf5``,
+    OpenMP waiting settings in force, dtb.engine.threads), ``kernel_cache`` (where numba caches
+    the kernels, dtb.engine.compiling), ``h5py``, ``hdf5``,
     ``mpi4py`` and ``mpi_library`` (None when not installed), ``cupy`` (None when not
     installed), ``cuda_available``, ``gpus`` (device names), and ``backends`` (``"cpu"``
     always, ``"gpu"`` when CUDA is usable through cupy).
     """
-    import h5py
-    import numba
-    import numpy as np
 
-    from dtb import __version__
-    from dtb.compiling import cache_dir
-    from dtb.threads import waiting_policy
 
     d: dict[str, Any] = {
         "dtb": __version__,

@@ -1,7 +1,7 @@
 """Logging: dtb's messages go through the standard library's ``logging``.
 
 Library modules log to ``logging.getLogger(__name__)`` (loggers under ``"dtb"``) and never
-print; the command line (``dtb.cli``) installs one handler for the duration of a command,
+print; the command line (``dtb.cli.main``) installs one handler for the duration of a command,
 at the level of ``--log-level`` (or ``-q``: warnings and errors, ``-v``: debug):
 
     dtb: building microcircuit: 7,712 neurons on 1 rank(s) (run directory runs/mc)
@@ -12,7 +12,7 @@ Under MPI every rank logs with its rank in the prefix, except what only needs sa
 ``log.info(..., extra=ONCE)`` is emitted by rank 0 alone, without a prefix.  Python
 warnings (``warnings.warn``, which the library uses for what the caller can fix) are shown
 by the command line as one ``dtb: warning:`` line, without a source line.  Progress bars and
-log lines (``dtb.progress``) and the commands' results on stdout are not log records.
+log lines (``dtb.cli.progress``) and the commands' results on stdout are not log records.
 
 Used as a library, dtb configures nothing: Python's last-resort handler prints warnings and
 errors to stderr, and an application's own ``logging`` configuration applies.
@@ -20,6 +20,7 @@ errors to stderr, and an application's own ``logging`` configuration applies.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import logging
 import os
@@ -27,6 +28,8 @@ import sys
 import warnings
 from collections.abc import Iterator
 from typing import Any, TextIO
+
+from dtb.launch import launched_under_mpi
 
 ROOT = "dtb"
 ONCE = {"once": True}  # extra= for a record that rank 0 alone emits (it speaks for the job)
@@ -37,8 +40,6 @@ _RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")
 def mpi_rank() -> int | None:
     """This process's rank when an MPI launcher started several (from the environment, so
     MPI is not initialised); None otherwise."""
-    from dtb.distributed import launched_under_mpi
-
     if not launched_under_mpi():
         return None
     for var in _RANK_VARS:
@@ -129,7 +130,6 @@ def cli_logging(level: int = logging.INFO, stream: TextIO | None = None) -> Iter
 def add_log_flags(parser: Any) -> None:
     """``--log-level``, ``-v/--verbose`` and (unless the command has its own ``--quiet``)
     ``-q/--quiet`` on a command's parser and on its subcommands' (``dtb job slurm``)."""
-    import argparse
 
     for action in parser._actions:  # argparse has no public way to list subcommands
         if isinstance(action, argparse._SubParsersAction):

@@ -146,14 +146,8 @@ setup() {
 
 # --- tests -----------------------------------------------------------------------------------
 
-# `dtb job slurm ARGS...` (python -m dtb.jobs while the dtb command does not register it yet)
-gen() {
-    if "$DTB" job slurm --help >/dev/null 2>&1; then
-        "$DTB" job slurm "$@"
-    else
-        "$PY" -m dtb.jobs slurm "$@"
-    fi
-}
+# `dtb job slurm ARGS...`
+gen() { "$DTB" job slurm "$@"; }
 
 field() { scontrol show job -o "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n 1; }
 

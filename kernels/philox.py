@@ -104,7 +104,7 @@ def normal_pair(w0, w1, w2, w3):
     return math.sqrt(-2.0 * math.log(u1)) * math.cos(_TWO_PI * u2)
 
 
-# Distribution codes shared with dtb.network.Dist.
+# Distribution codes shared with dtb.model.network.Dist.
 D_CONSTANT = 0
 D_UNIFORM = 1
 D_NORMAL = 2

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from dtb import checkpoint as ck
+from dtb.io import checkpoint as ck
 
 BIN = Path(sys.executable).parent
 DTB = str(BIN / "dtb")

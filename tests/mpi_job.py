@@ -15,12 +15,12 @@ import sys
 import numpy as np
 
 import dtb
-from dtb.distributed import world
+from dtb.engine.context import world
 
 
 def brain_spec():
     from dtb.brain.build import BuildOptions, build
-    from dtb.brain.commands import demo_inputs
+    from dtb.data import demo_inputs
 
     return build(**demo_inputs(), options=BuildOptions(neurons=6000))
 
@@ -66,8 +66,7 @@ def network(name: str):
 def uneven_ownership(net, ranks: int):
     """Rank 0 owns the silent population, rank 1 the bursting one, rank 2 (or 0) the
     rest; ranks above 2 own nothing at all."""
-    from dtb.distributed import Ownership
-
+    from dtb.engine.decomposition import Ownership
     where = {"S": 0, "B": min(1, ranks - 1)}
     rest = min(2, ranks - 1) if ranks > 2 else 0
     return Ownership([np.array([0, p.size]) for p in net.populations],
@@ -85,8 +84,7 @@ def main() -> None:
     if partition == "uneven":
         own = uneven_ownership(net, comm.Get_size() if comm is not None else 1)
     elif partition != "slices":  # a plan of the brain: metis or contiguous
-        from dtb.distributed import planned_ownership
-
+        from dtb.partition.ownership import planned_ownership
         own = planned_ownership(brain_spec(), comm, method=partition, routing=routing)
     eng = dtb.Engine(net, dt=0.1, seed=seed, comm=comm, routing=routing,
                      ranks_per_node=2, ownership=own)

@@ -21,7 +21,7 @@ def _matrix(path: Path, m: np.ndarray) -> Path:
 
 def build_named_brain(d: Path, neurons: int = 1200) -> Path:
     """``d/brain.h5``, built with ``dtb build --sc --lengths`` from names-headed CSVs."""
-    from dtb.cli import main
+    from dtb.cli.main import main
 
     rng = np.random.default_rng(0)
     w = rng.uniform(0.1, 1.0, (6, 6))

@@ -19,7 +19,7 @@ from dtb.analysis import (
     open_run,
     population_rate,
 )
-from dtb.cli import main
+from dtb.cli.main import main
 
 T_MS = 200_000.0  # 200 s of synthetic activity
 
@@ -127,7 +127,7 @@ def test_functional_connectivity_chunked(tmp_path: Path):
 @pytest.fixture(scope="module")
 def brain_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from dtb.brain.build import BuildOptions, build
-    from dtb.brain.commands import demo_inputs
+    from dtb.data import demo_inputs
 
     d = tmp_path_factory.mktemp("brainrun")
     build(**demo_inputs(), options=BuildOptions(neurons=3000)).save(d / "brain.h5")

@@ -119,8 +119,8 @@ def test_engine_members_run_and_take_parameters():
     """Real engines: a small brain from the default subject; two members with different
     g_AMPA fire at different rates, and the loop runs a few TRs end to end."""
     from dtb.brain.build import BuildOptions, build
-    from dtb.brain.commands import demo_inputs
-    from dtb.engine import Engine
+    from dtb.data import demo_inputs
+    from dtb.engine.simulation import Engine
 
     spec = build(**demo_inputs(), options=BuildOptions(neurons=6000))
     net = spec.to_network()

@@ -3,9 +3,9 @@ conductances, metrics.json puts the baselines next to the model, the outputs ope
 xarray, bad options and observation files are refused before anything is written, a failed
 run leaves no outputs, and the MPI member layouts give the single-process trajectories.
 
-The command is called through ``dtb.assimilation.cli.main`` (``dtb assimilate`` once the
-lead registers it in dtb/cli.py), in process; the MPI cases run ``python -m
-dtb.assimilation.cli`` under MPICH's mpiexec.
+The command is called through ``dtb.cli.main.main`` (``dtb assimilate`` once the
+lead registers it in dtb/cli/main.py), in process; the MPI cases run ``python -m
+dtb.cli.assimilate`` under MPICH's mpiexec.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ import h5py
 import numpy as np
 import pytest
 
-from dtb.assimilation.cli import DIMENSIONS, main
-from dtb.rundir import sha256_file
+from dtb.cli.assimilate import DIMENSIONS
+from dtb.cli.main import main
+from dtb.io.rundir import sha256_file
 
 BIN = Path(sys.executable).parent
 MPIEXEC = shutil.which("mpiexec", path=str(BIN)) or shutil.which("mpiexec")
@@ -154,7 +155,7 @@ def test_outputs_open_with_xarray_with_documented_shapes(demo: Path) -> None:
 @pytest.fixture(scope="module")
 def brain(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from dtb.brain.build import BuildOptions, build
-    from dtb.brain.commands import demo_inputs
+    from dtb.data import demo_inputs
 
     path = tmp_path_factory.mktemp("brain") / "brain.h5"
     build(**demo_inputs(), options=BuildOptions(neurons=3000)).save(path)
@@ -261,7 +262,7 @@ def _env() -> dict[str, str]:
 
 
 def _cli(out: Path, ranks: int, extra: list[str]) -> None:
-    cmd = [sys.executable, "-m", "dtb.assimilation.cli", *TINY, "--out", str(out), *extra]
+    cmd = [sys.executable, "-m", "dtb.cli", "assimilate", *TINY, "--out", str(out), *extra]
     if ranks > 1:
         cmd = [MPIEXEC, "-n", str(ranks), *cmd]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=_env())

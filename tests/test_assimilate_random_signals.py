@@ -29,7 +29,7 @@ import pytest
 from interrupt import DTB, clean_env, run_dtb
 from test_assimilate_resume import ARGS, EVERY, assert_same_outputs
 
-from dtb import checkpoint as ck
+from dtb.io import checkpoint as ck
 
 pytestmark = pytest.mark.slow
 CASES = 6

@@ -27,8 +27,9 @@ from interrupt import DTB, MPIEXEC, signal_after_checkpoint
 from interrupt import clean_env as _env
 from interrupt import run_dtb as dtb
 
-from dtb import checkpoint as ck
-from dtb.cli import EXIT_TEMPFAIL, main
+from dtb.cli.exits import EXIT_TEMPFAIL
+from dtb.cli.main import main
+from dtb.io import checkpoint as ck
 
 needs_mpi = pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec (pip install mpich)")
 
@@ -325,7 +326,7 @@ def test_resume_with_changed_or_missing_input_files_is_refused(stopped: Path,
                                                                capsys) -> None:
     """A run of --brain/--bold files (the demo's own, as a user would reuse them): a
     changed or missing file is refused, naming it and the recorded checksum."""
-    from dtb.rundir import sha256_file
+    from dtb.io.rundir import sha256_file
 
     run = copy(stopped, tmp_path / "run")
     m = manifest(run)

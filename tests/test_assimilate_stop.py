@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 from interrupt import DTB, clean_env, run_dtb, signal_after_checkpoint
 
-from dtb import checkpoint as ck
-from dtb.cli import EXIT_TEMPFAIL
+from dtb.cli.exits import EXIT_TEMPFAIL
+from dtb.io import checkpoint as ck
 
 pytestmark = pytest.mark.slow
 TR_S = 3.0

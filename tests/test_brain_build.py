@@ -28,9 +28,9 @@ from scipy import stats
 
 import dtb
 from dtb.brain.build import BuildOptions, build, largest_remainder
-from dtb.brain.commands import demo_inputs
 from dtb.brain.spec import BrainSpec
-from dtb.cli import main
+from dtb.cli.main import main
+from dtb.data import demo_inputs
 from dtb.errors import ConfigError, InputError, OutputError
 
 DT = 0.1

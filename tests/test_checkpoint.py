@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from dtb import checkpoint as ck
+from dtb.io import checkpoint as ck
 
 
 def _state(k: int) -> dict[str, np.ndarray]:

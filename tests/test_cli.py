@@ -1,6 +1,6 @@
 """The ``dtb`` command line, run directories and ``dtb info``.
 
-Most tests call ``dtb.cli.main(argv)`` in this process (fast: numba kernels compile once);
+Most tests call ``dtb.cli.main.main(argv)`` in this process (fast: numba kernels compile once);
 a few run the installed ``dtb`` command in a subprocess to see what a user sees.
 """
 
@@ -22,11 +22,11 @@ import pytest
 import yaml
 
 import dtb
-from dtb.cli import main
-from dtb.engine import Engine
+from dtb.cli.main import main
+from dtb.engine.simulation import Engine
 from dtb.errors import OutputError
-from dtb.rundir import RunDirectory, write_run
-from dtb.spikes_io import read_sorting
+from dtb.io.rundir import RunDirectory, write_run
+from dtb.io.sonata import read_sorting
 
 MANIFEST_KEYS = {
     "format", "format_version", "status", "distribution", "error", "dtb_version", "versions",
@@ -61,7 +61,7 @@ def _dtb_command() -> list[str]:
     script = Path(sys.executable).parent / "dtb"
     if script.is_file():
         return [str(script)]
-    return [sys.executable, "-c", "import sys; from dtb.cli import main; sys.exit(main())"]
+    return [sys.executable, "-c", "import sys; from dtb.cli.main import main; sys.exit(main())"]
 
 
 def _manifest(run: Path) -> dict:
@@ -410,7 +410,7 @@ def test_unexpected_error_propagates_and_marks_failed(tiny: Path, tmp_path: Path
 def test_disk_full_writing_spikes(tiny: Path, tmp_path: Path,
                                   capsys: pytest.CaptureFixture[str],
                                   monkeypatch: pytest.MonkeyPatch):
-    import dtb.fileio
+    import dtb.io.fileio
 
     class Full:
         """A file on a full disk: opening works, writing fails with ENOSPC."""
@@ -435,7 +435,7 @@ def test_disk_full_writing_spikes(tiny: Path, tmp_path: Path,
             return Full(path, mode)
         return open(path, mode, *args, **kwargs)
 
-    monkeypatch.setattr(dtb.fileio, "open", full_open, raising=False)
+    monkeypatch.setattr(dtb.io.fileio, "open", full_open, raising=False)
     out = tmp_path / "run"
     assert main(["simulate", str(tiny), "--t", "5", "--out", str(out)]) == 1
     err = capsys.readouterr().err

@@ -15,11 +15,11 @@ import numba
 import pytest
 from interrupt import DTB, clean_env
 
-from dtb import compiling
-from dtb.config import parse_network
-from dtb.engine import Engine
-from dtb.progress import Progress
-from dtb.warmup import NETWORK
+from dtb.cli.progress import Progress
+from dtb.cli.warmup import NETWORK
+from dtb.engine import compiling
+from dtb.engine.simulation import Engine
+from dtb.model.config import parse_network
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "ei_lif_cond.yaml"
 _fresh = iter(range(10**6))
@@ -78,7 +78,7 @@ def test_compilation_during_a_run_is_not_simulation_time():
 
 def test_progress_leaves_compilation_out(monkeypatch):
     spent = [0.0]
-    monkeypatch.setattr("dtb.progress.compile_seconds", lambda: spent[0])
+    monkeypatch.setattr("dtb.cli.progress.compile_seconds", lambda: spent[0])
     p = Progress(0.1, io.StringIO(), tty=False)
     p.begin(0)
     time.sleep(0.3)
@@ -114,7 +114,7 @@ def test_a_cold_cache_is_said_and_reported_apart(tmp_path: Path):
 
 def test_warmup_reaches_the_kernels_that_runs_use(tmp_path: Path, capsys):
     """After dtb warmup, a microcircuit, a config and a brain run compile nothing."""
-    from dtb.cli import main
+    from dtb.cli.main import main
 
     assert main(["warmup", "--threads", "1"]) == 0
     assert capsys.readouterr().out.startswith("dtb warmup: kernels ready in ")

@@ -15,7 +15,7 @@ import pytest
 from scipy import stats
 
 import dtb
-from dtb.connectivity import generate, total_number_counts
+from dtb.engine.connectivity import generate, total_number_counts
 from dtb.kernels import connect as kc
 from dtb.kernels import philox as ph
 from dtb.models.microcircuit import (

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from dtb.brain.build import BuildOptions, build
-from dtb.brain.commands import demo_inputs
-from dtb.engine import Engine
-from dtb.network import PerUnit
+from dtb.data import demo_inputs
+from dtb.engine.simulation import Engine
+from dtb.model.network import PerUnit
 
 
 @pytest.fixture(scope="module")
@@ -153,8 +153,7 @@ def test_state_of_another_network_is_refused(brain):
 def test_several_pieces_of_a_population_on_one_process(brain):
     """Ownership ranges that split every population into pieces (as a METIS plan does on
     each rank) give the same synapses and spikes as one piece per population."""
-    from dtb.distributed import Ownership
-
+    from dtb.engine.decomposition import Ownership
     sizes = [p.size for p in brain.populations]
     own = Ownership([np.array([0, n // 3, n // 2, n]) for n in sizes],
                     [np.zeros(3, np.int64) for _ in sizes], 1)
@@ -174,7 +173,7 @@ def test_several_pieces_of_a_population_on_one_process(brain):
 def test_gpu_backend_through_the_engine_emulated(brain):
     """backend="gpu-emulated" runs the CUDA kernels' code on the host through the same
     engine loop: same spikes as the CPU backend, hyperparameters and state included."""
-    pytest.importorskip("dtb.gpu.hostemu")
+    pytest.importorskip("dtb.engine.gpu.hostemu")
     cpu = Engine(brain, dt=0.1, seed=6, threads=1)
     emu = Engine(brain, dt=0.1, seed=6, threads=1, backend="gpu-emulated")
     seen = []
@@ -204,8 +203,8 @@ def test_gpu_backend_without_a_gpu_is_a_clear_error_before_building(
         brain, tmp_path, monkeypatch, capsys):
     """Without CuPy or a device, --backend gpu is refused before anything is built or
     written (exit 2, the reason named); the Engine raises GpuUnavailable."""
-    import dtb.gpu.device as device
-    from dtb.cli import main
+    import dtb.engine.gpu.device as device
+    from dtb.cli.main import main
 
     why = "no CUDA device is visible (CUDA_VISIBLE_DEVICES, driver)"
     monkeypatch.setattr(device, "gpu_unavailable", lambda: why)
@@ -227,7 +226,7 @@ def test_manifest_names_the_backend_and_its_device_figures(brain, tmp_path):
     figures; the CPU backend has none."""
     import json
 
-    from dtb.rundir import write_run
+    from dtb.io.rundir import write_run
 
     emu = Engine(brain, dt=0.1, seed=2, threads=1, backend="gpu-emulated")
     emu.run(5.0)
@@ -236,7 +235,7 @@ def test_manifest_names_the_backend_and_its_device_figures(brain, tmp_path):
     g = m["gpu"]
     assert g["device"] == "host emulation" and g["emulated"] is True
     assert g["memory"]["synapses"] == emu.n_synapses > 0
-    be = emu._gpu  # the estimate is what was allocated: target, weight and delay arrays
+    be = emu.backend  # the estimate is what was allocated: target, weight and delay arrays
     assert g["memory"]["synapse_bytes"] == be.tgt.nbytes + be.wq.nbytes + be.dly.nbytes
     assert g["memory"]["index_bytes"] == be.indptr.nbytes
     assert g["launch_calls"] > 0 and g["spike_exchange"] == "host"

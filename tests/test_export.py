@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from named_brain import NAMES, build_named_brain
 
-from dtb.cli import main
+from dtb.cli.main import main
 
 TR_MS = 800
 

@@ -19,15 +19,15 @@ import pytest
 from test_assimilate import RateModel
 
 from dtb.assimilation.evaluation import observations_vs_model
-from dtb.assimilation.hemodynamics import (
+from dtb.assimilation.loop import AssimilationConfig, ParamSpec, assimilate
+from dtb.assimilation.stop import Abandoned, make_poll
+from dtb.errors import ModelError
+from dtb.model.hemodynamics import (
     PARAMETER_SETS,
     Hemodynamics,
     bold_range,
     physiological_box,
 )
-from dtb.assimilation.loop import AssimilationConfig, ParamSpec, assimilate
-from dtb.assimilation.stop import Abandoned, make_poll
-from dtb.errors import ModelError
 
 # the state of the stiffest unit when the real run spun (s, log f, log v, log q)
 SPUN = np.array([-152.2207724, 10.41525043, 2.08305013, -6.67235675])

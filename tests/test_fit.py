@@ -23,9 +23,9 @@ from dtb.assimilation.fit import (
     statistics,
     with_coupling,
 )
-from dtb.assimilation.hemodynamics import drive_from_rate
-from dtb.assimilation.hemodynamics import simulate_bold as hemo_bold
 from dtb.errors import ConfigError
+from dtb.model.hemodynamics import drive_from_rate
+from dtb.model.hemodynamics import simulate_bold as hemo_bold
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +183,7 @@ def test_build_applies_the_long_range_recipe_the_fit_estimates(tiny, tmp_path):
     forward runs would build (one transform, dtb.brain.recipe), stored with the options
     and read back from brain.h5."""
     from dtb.brain.spec import BrainSpec
-    from dtb.cli import main
+    from dtb.cli.main import main
 
     d = tmp_path
     head = ",".join(str(i) for i in range(1, 7))

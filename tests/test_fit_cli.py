@@ -14,7 +14,7 @@ import pytest
 
 from dtb.assimilation import summary as S
 from dtb.assimilation.fit import FitParameter, ForwardConfig, simulate_bold
-from dtb.cli import main
+from dtb.cli.main import main
 from dtb.errors import ConfigError
 
 R = 6
@@ -211,7 +211,7 @@ def test_resume_refuses_other_options_and_foreign_directories(inputs, tmp_path, 
 
 def test_params_yaml(tmp_path):
     from dtb.assimilation.fit_options import check_args
-    from dtb.cli import _parser
+    from dtb.cli.parser import _parser
 
     (tmp_path / "p.yaml").write_text("parameters:\n  - {name: coupling, low: 0.5, high: 3, "
                                      "centre: 1}\n  - {name: E.I_e, low: -0.2, high: 0.2, "

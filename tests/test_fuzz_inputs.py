@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 
 from dtb.assimilation.observations import read_bold
 from dtb.brain.spec import BrainSpec
-from dtb.config import load_config
 from dtb.errors import ConfigError, InputError
+from dtb.model.config import load_config
 
 FUZZ = settings(derandomize=True, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -132,7 +132,7 @@ def test_fuzz_config_raw_text(tmp_path, parts, raw):
 @pytest.fixture(scope="module")
 def brain(tmp_path_factory) -> Path:
     from dtb.brain.build import BuildOptions, build
-    from dtb.brain.commands import demo_inputs
+    from dtb.data import demo_inputs
 
     d = demo_inputs()
     p = tmp_path_factory.mktemp("fuzzbrain") / "brain.h5"

@@ -39,7 +39,7 @@ if _WHY is not None:
 
 
 def _pair(net, seed=1, **kw):
-    from dtb.gpu.backend import GpuBackend
+    from dtb.engine.gpu.backend import GpuBackend
 
     cpu = dtb.Engine(net, dt=0.1, seed=seed)
     return cpu, GpuBackend(dtb.Engine(net, dt=0.1, seed=seed), **kw)
@@ -92,7 +92,7 @@ def test_mixed_network_identical_to_cpu():
 def test_brain_demo_identical_to_cpu():
     pytest.importorskip("nibabel")
     from dtb.brain.build import BuildOptions, build
-    from dtb.brain.commands import demo_inputs
+    from dtb.data import demo_inputs
 
     net = build(**demo_inputs(), options=BuildOptions(neurons=6000)).to_network()
     cpu, be = _pair(net, seed=2)
@@ -113,9 +113,8 @@ def test_deliver_remote_matches_cpu_delivery():
     pop = rng.integers(0, len(cpu.network.populations), k)
     src = np.array([rng.integers(0, cpu.network.populations[p].size) for p in pop], np.int64)
     steps = rng.integers(0, 10_000, k).astype(np.int64)
-    deliver(k, steps, pop, src, cpu._pop_proj_ptr, cpu._pop_proj, cpu._proj_row0,
-            cpu._proj_post_lo, cpu._proj_post_hi, cpu._proj_port, cpu._proj_shift, cpu._indptr,
-            cpu._tgt, cpu._wq, cpu._dly, cpu.ring, 2)
+    deliver(k, steps, pop, src, cpu._pop_proj_ptr, cpu._pop_proj, cpu.backend._synapses(),
+            cpu.ring, 2)
     be.deliver_remote(steps, pop, src)
     np.testing.assert_array_equal(be.get_state()["ring"], cpu.ring)
 
@@ -129,7 +128,7 @@ def test_device_bytes_per_synapse_at_most_8():
     from dtb.models.microcircuit import microcircuit
 
     eng = dtb.Engine(microcircuit(scale=0.1), dt=0.1, seed=1)
-    from dtb.gpu.backend import GpuBackend
+    from dtb.engine.gpu.backend import GpuBackend
 
     be = GpuBackend(eng)
     allocated = be.tgt.nbytes + be.wq.nbytes + be.dly.nbytes + be.indptr.nbytes
@@ -143,13 +142,13 @@ def test_device_bytes_per_synapse_at_most_8():
 def test_a_partition_too_large_fails_early_with_the_figures():
     import cupy
 
-    from dtb.gpu.device import DeviceMemoryError, check_fits, estimate
+    from dtb.engine.gpu.device import DeviceMemoryError, check_fits, estimate
 
     free = cupy.cuda.Device().mem_info[0]
     big = estimate(50_000_000, 20_000_000_000, 50_000_000, 200, 2, 0, 1 << 22)
     with pytest.raises(DeviceMemoryError, match=r"bytes each"):
         check_fits(big, free)
-    from dtb.gpu.backend import GpuBackend
+    from dtb.engine.gpu.backend import GpuBackend
     from dtb.models.microcircuit import microcircuit
 
     eng = dtb.Engine(microcircuit(scale=0.02), dt=0.1, seed=1)

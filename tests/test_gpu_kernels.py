@@ -1,5 +1,5 @@
 """The CUDA kernels without a GPU: they compile with nvcc for sm_80 and sm_90, and their
-host build (the same inline functions, dtb/gpu/hostemu.cpp) agrees bit for bit with the
+host build (the same inline functions, dtb/engine/gpu/hostemu.cpp) agrees bit for bit with the
 numba kernels -- function by function here, and whole runs through GpuBackend in
 test_gpu_emulated below.  Random123's known-answer vectors pin Philox independently.
 """
@@ -17,17 +17,17 @@ import numba as nb
 import numpy as np
 import pytest
 
-from dtb.engine import poisson_cdf_table
+from dtb.engine.build import poisson_cdf_table
 from dtb.kernels import dynamics as kd
 from dtb.kernels import philox as ph
-from dtb.neurons import IAF_PSC_EXP, LIF_COND, pack
+from dtb.model.neurons import IAF_PSC_EXP, LIF_COND, pack
 
 NVCC = shutil.which("nvcc")
 needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc (CUDA toolkit) not on the PATH")
 
 
 def _host():
-    from dtb.gpu.hostemu import HostBuildError, load_host_library
+    from dtb.engine.gpu.hostemu import HostBuildError, load_host_library
 
     try:
         return load_host_library()
@@ -58,7 +58,7 @@ def _nvcc(args: list[str], sources: list[Path], tag: str) -> Path:
 
 
 def _cu_files() -> list[Path]:
-    from dtb.gpu.kernels import kernel_dir
+    from dtb.engine.gpu.sources import kernel_dir
 
     return sorted(kernel_dir().glob("*.cu"))
 
@@ -66,7 +66,7 @@ def _cu_files() -> list[Path]:
 @needs_nvcc
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
 def test_every_cu_file_compiles_with_nvcc(arch):
-    from dtb.gpu.kernels import kernel_files
+    from dtb.engine.gpu.sources import kernel_files
 
     files = _cu_files()
     assert {f.name for f in files} >= {"dynamics.cu", "delivery.cu"}
@@ -81,7 +81,8 @@ def test_every_cu_file_compiles_with_nvcc(arch):
 def test_the_nvrtc_translation_unit_is_self_contained(arch, tmp_path):
     """What GpuBackend hands to NVRTC (headers inlined, no include path) compiles alone and
     exports the kernels it launches, unmangled."""
-    from dtb.gpu.kernels import NVRTC_OPTIONS, SIGNATURES, cuda_source
+    from dtb.engine.gpu.kernels import NVRTC_OPTIONS, SIGNATURES
+    from dtb.engine.gpu.sources import cuda_source
 
     src = tmp_path / "dtb_gpu.cu"
     src.write_text(cuda_source())
@@ -95,7 +96,7 @@ def test_the_nvrtc_translation_unit_is_self_contained(arch, tmp_path):
 def test_fmad_false_keeps_the_neuron_update_unfused(tmp_path):
     """--fmad=false removes the fused multiply-adds that nvcc otherwise makes of the
     psc_exp update (which the CPU never fuses): the PTX is checked both ways."""
-    from dtb.gpu.kernels import kernel_dir
+    from dtb.engine.gpu.sources import kernel_dir
 
     src = tmp_path / "psc.cu"
     src.write_text('#include "dynamics.cu"\n'
@@ -352,7 +353,7 @@ def mixed_network():
 
 def _emulated(net, seed=3, **kw):
     import dtb
-    from dtb.gpu.backend import GpuBackend
+    from dtb.engine.gpu.backend import GpuBackend
 
     _host()
     cpu = dtb.Engine(net, dt=0.1, seed=seed, threads=1)
@@ -405,7 +406,7 @@ def test_emulated_microcircuit_matches_step_by_step_windows():
 def test_emulated_brain_demo_matches():
     """The default subject's brain (lif_cond, long-range delays up to tens of ms)."""
     from dtb.brain.build import BuildOptions, build
-    from dtb.brain.commands import demo_inputs
+    from dtb.data import demo_inputs
 
     net = build(**demo_inputs(), options=BuildOptions(neurons=3000)).to_network()
     cpu, be = _emulated(net, seed=2)
@@ -426,9 +427,8 @@ def test_deliver_remote_matches_numba_delivery():
     pop = rng.integers(0, len(cpu.layout), k)
     src = np.array([rng.integers(0, cpu.layout[p].pop_size) for p in pop], np.int64)
     steps = rng.integers(0, 10_000, k).astype(np.int64)
-    deliver(k, steps, pop, src, cpu._pop_proj_ptr, cpu._pop_proj, cpu._proj_row0,
-            cpu._proj_post_lo, cpu._proj_post_hi, cpu._proj_port, cpu._proj_shift, cpu._indptr,
-            cpu._tgt, cpu._wq, cpu._dly, cpu.ring, 2)
+    deliver(k, steps, pop, src, cpu._pop_proj_ptr, cpu._pop_proj, cpu.backend._synapses(),
+            cpu.ring, 2)
     be.deliver_remote(steps, pop, src)
     ring = be.get_state()["ring"]
     assert np.count_nonzero(ring) > 1000
@@ -441,13 +441,13 @@ def test_state_moves_between_backends_bitwise():
     cpu = _emulated(mixed_network(), seed=5)[0]
     m = cpu.min_delay_steps
     cpu.run(30.0)
-    ref_st, ref_ix = cpu._advance_local(200, m, cpu._buffers(m))
+    ref_st, ref_ix = cpu.backend.advance(200, m, cpu._advanced)
     _, be = _emulated(mixed_network(), seed=5)
     be.advance_local(300, m)
     mid = be.get_state()
     cpu2, be2 = _emulated(mixed_network(), seed=5)
     cpu2.set_state(mid)  # GPU -> CPU
-    st, ix = cpu2._advance_local(200, m, cpu2._buffers(m))
+    st, ix = cpu2.backend.advance(200, m, cpu2._advanced)
     order = np.lexsort((ix, st))
     np.testing.assert_array_equal(st[order], ref_st[np.lexsort((ref_ix, ref_st))])
     be2.set_state(mid)  # GPU -> GPU
@@ -517,7 +517,7 @@ def test_chunks_and_record_follow_the_spike_bound(monkeypatch):
     """A chunk is the most windows whose spike bound fits the record (whole graphs); the
     record grows to a graph's bound where memory allows, to one window's where it does
     not, and a window that cannot fit is a DeviceMemoryError."""
-    from dtb.gpu.device import DeviceMemoryError
+    from dtb.engine.gpu.device import DeviceMemoryError
 
     cpu, be = _emulated(mixed_network(), seed=5, record_capacity=1)
     m = cpu.min_delay_steps
@@ -557,7 +557,7 @@ def test_samples_copy_back_only_what_they_read():
 
     _host()
     e = dtb.Engine(mixed_network(), dt=0.1, seed=6, threads=1, backend="gpu-emulated")
-    be = e._gpu
+    be = e.backend
     ring0 = e.ring.copy()
     e.run(20.0)
     assert e.step == be.step == 200
@@ -600,7 +600,8 @@ def test_nvrtc_compiles_the_backend_source(arch):
     DTB_NVRTC to its path, e.g. from the nvidia-cuda-nvrtc wheel)."""
     import ctypes
 
-    from dtb.gpu.kernels import NVRTC_OPTIONS, SIGNATURES, cuda_source
+    from dtb.engine.gpu.kernels import NVRTC_OPTIONS, SIGNATURES
+    from dtb.engine.gpu.sources import cuda_source
 
     lib = _nvrtc()
     if lib is None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.linalg import expm
 
-from dtb.assimilation.hemodynamics import (
+from dtb.model.hemodynamics import (
     PARAMETER_SETS,
     Hemodynamics,
     drive_from_rate,

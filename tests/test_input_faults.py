@@ -21,11 +21,11 @@ import numpy as np
 import pytest
 
 from dtb.brain.build import BuildOptions, build
-from dtb.brain.commands import demo_inputs
 from dtb.brain.spec import BrainSpec
-from dtb.cli import main
-from dtb.config import MAX_YAML_DEPTH, load_config, read_yaml
+from dtb.cli.main import main
+from dtb.data import demo_inputs
 from dtb.errors import ConfigError, InputError
+from dtb.model.config import MAX_YAML_DEPTH, load_config, read_yaml
 
 
 @pytest.fixture(scope="module")
@@ -208,9 +208,9 @@ def test_non_utf8_and_oversized_yaml_named(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match=r"(?s)latin1\.yaml.*byte \d+ \(line 4\): b'\\xe9' -- "
                                           "expected UTF-8 text"):
         load_config(f)
-    import dtb.config
+    import dtb.model.config
 
-    monkeypatch.setattr(dtb.config, "MAX_CONFIG_BYTES", 64)
+    monkeypatch.setattr(dtb.model.config, "MAX_CONFIG_BYTES", 64)
     g = tmp_path / "good.yaml"
     g.write_text(GOOD)
     with pytest.raises(ConfigError, match=r"(?s)good\.yaml.*file of \d+ bytes -- expected a "
@@ -231,7 +231,7 @@ def test_nan_parameter_blames_itself(tmp_path, capsys):
     assert main(["build", "--demo", "--param", "V_th=nan", "-o", str(tmp_path / "b.h5")]) == 2
     err = capsys.readouterr().err
     assert "--param: V_th: 'nan' -- expected a finite number" in err and "V_reset" not in err
-    from dtb.neurons import LIF_COND, check_params
+    from dtb.model.neurons import LIF_COND, check_params
 
     bad = check_params(LIF_COND, {**LIF_COND.defaults, "V_th": float("nan")})
     assert [b[0] for b in bad] == ["V_th"]

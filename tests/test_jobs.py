@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from dtb import jobs
+from dtb.cli import jobs
+from dtb.cli.main import main
 
 BASH = "/bin/bash"
 HOSTILE = ["; rm -rf /", "$(touch CANARY)", "`touch CANARY`", "a'b\"c", "x && touch CANARY",
@@ -30,7 +31,7 @@ HOSTILE = ["; rm -rf /", "$(touch CANARY)", "`touch CANARY`", "a'b\"c", "x && to
 def gen(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     """Run ``dtb job slurm ARGS``; (exit status, stdout, stderr)."""
     try:
-        rc = jobs.main(["slurm", *args])
+        rc = main(["job", "slurm", *args])
     except SystemExit as e:  # argparse
         rc = int(e.code or 0)
     out, err = capsys.readouterr()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from interrupt import DTB, MPIEXEC, clean_env
 
-from dtb.cli import _parser
+from dtb.cli.parser import _parser
 from dtb.log import ONCE, cli_logging, level_from_args
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,7 +57,7 @@ def test_rank_prefix_and_say_once(monkeypatch: pytest.MonkeyPatch, rank: int | N
         monkeypatch.setenv("PMI_SIZE", "2")
         monkeypatch.setenv("PMI_RANK", str(rank))
     out = io.StringIO()
-    log = logging.getLogger("dtb.simulate")
+    log = logging.getLogger("dtb.cli.simulate")
     with cli_logging(logging.INFO, out):
         log.info("built %d synapses", 12, extra=ONCE)
         log.info("my part")
@@ -124,10 +124,10 @@ def test_two_ranks_say_it_once(tmp_path: Path):
 
 
 LIBRARY_PRINTS = {  # modules that print a command's result to stdout (or draw progress)
-    "dtb/cli.py", "dtb/simulate.py", "dtb/report.py", "dtb/info.py", "dtb/jobs.py",
-    "dtb/progress.py", "dtb/brain/commands.py", "dtb/partition/cli.py", "dtb/warmup.py",
-    "dtb/export.py",
-    "assimilation/cli.py"}
+    "dtb/cli/main.py", "dtb/cli/simulate.py", "dtb/cli/report.py", "dtb/info.py", "dtb/cli/jobs.py",
+    "dtb/cli/progress.py", "dtb/cli/build.py", "dtb/cli/partition.py", "dtb/cli/warmup.py",
+    "dtb/io/export.py",
+    "dtb/cli/assimilate.py"}
 
 
 def test_library_modules_log_and_do_not_print():

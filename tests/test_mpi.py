@@ -131,7 +131,7 @@ def test_silent_bursting_and_empty_ranks(tmp_path, ranks, routing):
 def test_cli_runs_a_brain_on_a_metis_plan(tmp_path):
     import h5py
 
-    from dtb.cli import main
+    from dtb.cli.main import main
 
     brain = tmp_path / "b.h5"
     assert main(["build", "--demo", "--neurons", "4000", "-o", str(brain)]) == 0
@@ -188,7 +188,7 @@ def _read_run(run: Path) -> dict:
     import h5py
     import zarr
 
-    from dtb.spikes_io import read_sorting
+    from dtb.io.sonata import read_sorting
 
     out = {}
     with h5py.File(run / "spikes.h5", "r") as f:
@@ -214,7 +214,7 @@ def test_recorded_outputs_identical_on_1_and_4_ranks(tmp_path, partition):
     columns make every rank own and write some.  A METIS plan gives ranks several slices of
     each population, in no particular id order."""
     from dtb.brain.build import BuildOptions, build
-    from dtb.brain.commands import demo_inputs
+    from dtb.data import demo_inputs
 
     brain = tmp_path / "brain.h5"
     build(**demo_inputs(), options=BuildOptions(neurons=6000)).save(brain)

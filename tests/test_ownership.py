@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from dtb.brain.build import BuildOptions, build
-from dtb.brain.commands import demo_inputs
-from dtb.distributed import UPDATE_COST, in_degree_per_neuron, ownership
+from dtb.data import demo_inputs
+from dtb.engine.decomposition import UPDATE_COST, in_degree_per_neuron, ownership
 from dtb.models import microcircuit
 
 

@@ -16,8 +16,9 @@ import pytest
 
 from dtb import partition as pt
 from dtb.brain.build import BuildOptions, build
-from dtb.brain.commands import demo_inputs
 from dtb.brain.spec import BrainSpec, Family, Rule
+from dtb.cli.partition import add_partition_parser, run_partition
+from dtb.data import demo_inputs
 from dtb.errors import ConfigError
 
 
@@ -182,7 +183,7 @@ def test_window_is_the_smallest_crossing_delay():
 def _generated(spec: BrainSpec, pl: pt.Plan):
     """Every synapse of the spec's network (seed 3), as source and target ranks, and the
     source neurons' global ids."""
-    from dtb.engine import Engine
+    from dtb.engine.simulation import Engine
 
     net = spec.to_network()
     off = net.offsets()
@@ -270,8 +271,8 @@ def test_planner_messages_equal_reference(subject):
 
 def test_sampled_peer_counts(subject, monkeypatch):
     exact = pt.plan(subject, 96)
-    monkeypatch.setattr(pt, "EXACT_PEERS_MAX", 32)
-    monkeypatch.setattr(pt, "PEER_SAMPLE", 48)
+    monkeypatch.setattr(pt.model, "EXACT_PEERS_MAX", 32)
+    monkeypatch.setattr(pt.model, "PEER_SAMPLE", 48)
     est = pt.plan(subject, 96)
     assert est.summary["peers_sampled_ranks"] == 48
     assert est.out_peers.mean() == pytest.approx(exact.out_peers.mean(), rel=0.1)
@@ -323,13 +324,13 @@ def test_invalid_arguments(subject, kwargs, flag):
 
 def _parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser()
-    pt.add_partition_parser(p.add_subparsers(dest="command"))
+    add_partition_parser(p.add_subparsers(dest="command"))
     return p.parse_args(["partition", *argv])
 
 
 def test_cli_demo(tmp_path, capsys):
     out = tmp_path / "plan.json"
-    assert pt.run_partition(_parse(["--demo", "--ranks", "16", "--routing", "two-level",
+    assert run_partition(_parse(["--demo", "--ranks", "16", "--routing", "two-level",
                                     "--json", str(out)])) == 0
     text = capsys.readouterr().out
     assert "imbalance" in text and "messages/window direct" in text and "two-level" in text
@@ -342,7 +343,7 @@ def test_cli_demo(tmp_path, capsys):
 def test_cli_brain_file(tmp_path, capsys, small_subject):
     path = tmp_path / "brain.h5"
     small_subject.save(path)
-    assert pt.run_partition(_parse(["--brain", str(path), "--ranks", "8", "--method",
+    assert run_partition(_parse(["--brain", str(path), "--ranks", "8", "--method",
                                     "contiguous", "--ranks-per-node", "2"])) == 0
     assert "8 ranks, method contiguous" in capsys.readouterr().out
 
@@ -355,7 +356,7 @@ def test_cli_brain_file(tmp_path, capsys, small_subject):
 ])
 def test_cli_invalid(argv, flag):
     with pytest.raises(ConfigError, match=flag):
-        pt.run_partition(_parse(argv))
+        run_partition(_parse(argv))
 
 
 def test_message_weight_keeps_regions_compact(voxel_subject):

@@ -21,14 +21,14 @@ import xarray as xr
 import yaml
 
 import dtb
-from dtb.cli import main
-from dtb.engine import Engine
+from dtb.cli.main import main
+from dtb.cli.progress import Progress
+from dtb.engine.recording import Recording
+from dtb.engine.simulation import Engine
 from dtb.errors import ConfigError, OutputError
-from dtb.progress import Progress
-from dtb.record_spec import RecordSpec, SampleSpec
-from dtb.recording import Recording
-from dtb.rundir import write_atomic
-from dtb.spikes_io import sample_ids
+from dtb.io.rundir import write_atomic
+from dtb.io.sonata import sample_ids
+from dtb.model.record_spec import RecordSpec, SampleSpec
 
 TINY = textwrap.dedent("""\
     name: tiny
@@ -230,7 +230,7 @@ def test_series_disk_full_is_an_output_error(tiny: Path, tmp_path: Path,
 def test_killed_run_is_never_complete(tiny: Path, tmp_path: Path):
     """SIGKILL mid-run (no handler can run): the manifest still says running."""
     out = tmp_path / "run"
-    p = subprocess.Popen([sys.executable, "-c", "import sys; from dtb.cli import main; "
+    p = subprocess.Popen([sys.executable, "-c", "import sys; from dtb.cli.main import main; "
                           "sys.exit(main())", "simulate", str(tiny), "--t", "100000", "--out",
                           str(out)], stderr=subprocess.PIPE, text=True)
     try:
@@ -317,7 +317,7 @@ def test_progress_after_a_resume_counts_only_new_steps(monkeypatch: pytest.Monke
 def test_samples_on_the_gpu_backend_read_the_device_state(tiny: Path, tmp_path: Path):
     """With the state on the device (here the host emulation of the GPU backend), sampled
     V and synaptic traces are the CPU engine's, not the copy left at construction."""
-    pytest.importorskip("dtb.gpu.hostemu")
+    pytest.importorskip("dtb.engine.gpu.hostemu")
     net, _ = dtb.load_config(tiny)
     spec = RecordSpec(spikes="none", rates_ms=None, units_ms=None,
                       samples=SampleSpec((("E", (0, 7, 39)), ("C", (5,))), 3, ("V", "syn")))

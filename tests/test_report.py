@@ -9,7 +9,7 @@ import matplotlib.image
 import pytest
 from interrupt import MPIEXEC, run_dtb
 
-from dtb.cli import main
+from dtb.cli.main import main
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +103,8 @@ def test_bold_transient_is_the_slowest_hemodynamic_mode_decaying_to_5_percent():
     -kappa/2), -1/(alpha tau) (volume) and -1/tau (deoxyhaemoglobin)."""
     import math
 
-    from dtb.assimilation.hemodynamics import PARAMETER_SETS
-    from dtb.report import NETWORK_TRANSIENT_MS, bold_transient_ms
+    from dtb.cli.report import NETWORK_TRANSIENT_MS, bold_transient_ms
+    from dtb.model.hemodynamics import PARAMETER_SETS
 
     for name, p in PARAMETER_SETS.items():
         assert p.kappa ** 2 < 4 * p.gamma
@@ -117,7 +117,7 @@ def test_bold_transient_is_the_slowest_hemodynamic_mode_decaying_to_5_percent():
 def test_report_notes_say_why_bold_or_fc_is_absent_or_unreliable(demo_run: Path):
     import xarray as xr
 
-    from dtb.report import bold_notes
+    from dtb.cli.report import bold_notes
 
     # the demo fixture: 6 samples of 0.1 s, all inside the 5.1 s transient
     page = (demo_run / "report" / "index.md").read_text()

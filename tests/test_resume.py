@@ -27,9 +27,10 @@ from interrupt import DTB, MPIEXEC, signal_after_checkpoint
 from interrupt import clean_env as _env
 from interrupt import run_dtb as dtb
 
-from dtb import checkpoint as ck
-from dtb.cli import EXIT_TEMPFAIL, main
-from dtb.engine import Engine
+from dtb.cli.exits import EXIT_TEMPFAIL
+from dtb.cli.main import main
+from dtb.engine.simulation import Engine
+from dtb.io import checkpoint as ck
 
 needs_mpi = pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec (pip install mpich)")
 

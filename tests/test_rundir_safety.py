@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 from interrupt import DTB, MPIEXEC, clean_env
 
-from dtb import checkpoint as ck
-from dtb.cli import main
-from dtb.runfiles import DamagedOutput, RefusedOutput
-from dtb.runlock import LOCK, RunDirectoryBusy, RunLock
+from dtb.cli.main import main
+from dtb.io import checkpoint as ck
+from dtb.io.runfiles import DamagedOutput, RefusedOutput
+from dtb.io.runlock import LOCK, RunDirectoryBusy, RunLock
 
 MC = ["--model", "microcircuit", "--scale", "0.02", "--threads", "1", "--quiet"]
 
@@ -91,7 +91,7 @@ def test_overwrite_replaces_a_dtb_run_and_its_report(run: Path):
 
 
 def test_overwrite_refuses_to_remove_an_input_of_the_run(run: Path):
-    from dtb.rundir import RunDirectory
+    from dtb.io.rundir import RunDirectory
 
     with pytest.raises(RefusedOutput, match="an input of this run"):
         RunDirectory(run, overwrite=True, inputs=[run / "spikes.h5"])
@@ -102,7 +102,7 @@ def test_overwrite_refuses_to_remove_an_input_of_the_run(run: Path):
 
 def _hold_lock(path: Path) -> subprocess.Popen[str]:
     """Another process holding ``path``'s lock until killed."""
-    code = ("import sys, time; from dtb.runlock import RunLock; "
+    code = ("import sys, time; from dtb.io.runlock import RunLock; "
             f"RunLock({str(path)!r}).acquire(); print('held', flush=True); time.sleep(600)")
     p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert p.stdout is not None and p.stdout.readline().strip() == "held"
@@ -173,7 +173,7 @@ def test_concurrent_runs_into_one_directory_one_wins(tmp_path: Path):
         winner = (1, 2)[[r[2] for r in res].index(0)]
         m = manifest(out)
         assert m["status"] == "complete" and m["seed"] == winner
-        from dtb.runfiles import verify_outputs
+        from dtb.io.runfiles import verify_outputs
 
         verify_outputs(out, m, checksums=True)  # the winner's outputs, whole
 
@@ -200,7 +200,7 @@ def test_mpi_ranks_all_learn_that_the_directory_is_locked(tmp_path: Path):
 @pytest.mark.parametrize("how", ["same", "link", "dotted"])
 def test_build_output_equal_to_an_input_is_refused(tmp_path: Path, how: str,
                                                    capsys: pytest.CaptureFixture[str]):
-    from dtb.brain.commands import demo_inputs
+    from dtb.data import demo_inputs
 
     src = demo_inputs()
     for k in ("regions", "sc", "lengths"):
@@ -313,11 +313,11 @@ def test_damaged_run_is_refused_naming_the_file(run: Path, how: str,
 
 
 def test_checksums_on_request_sizes_always(run: Path, monkeypatch: pytest.MonkeyPatch):
-    import dtb.runfiles
+    import dtb.io.runfiles
     from dtb.analysis import open_run
 
     _damage(run, "alter part")
-    monkeypatch.setattr(dtb.runfiles, "HASH_BYTES", 0)  # "large" outputs: sizes only
+    monkeypatch.setattr(dtb.io.runfiles, "HASH_BYTES", 0)  # "large" outputs: sizes only
     open_run(run).close()
     with pytest.raises(DamagedOutput, match="SHA-256"):
         open_run(run, verify=True)
@@ -345,7 +345,7 @@ def test_missing_part_of_an_unfinished_run_is_refused(run: Path):
 def stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An interrupted run with one checkpoint (a stop request at the first chunk boundary:
     a stop while the inputs load ends the process before anything ran, exit 143)."""
-    from dtb.simulate import StopRequest
+    from dtb.cli.simulate import StopRequest
 
     agreed = StopRequest.agreed
 
@@ -373,7 +373,7 @@ def _edit(path: Path, **changes) -> None:
 
 def test_resume_refuses_unknown_versions_and_edited_config(stopped: Path,
                                                            capsys: pytest.CaptureFixture[str]):
-    from dtb.runfiles import config_digest
+    from dtb.io.runfiles import config_digest
 
     mf = stopped / "manifest.json"
     original = mf.read_text()
@@ -412,7 +412,7 @@ def test_disk_full_writing_a_checkpoint_in_process(tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]):
     import errno
 
-    from dtb.fileio import LatchedFile
+    from dtb.io.fileio import LatchedFile
 
     real = LatchedFile.write
 
@@ -470,7 +470,7 @@ def test_disk_full_at_each_write_on_a_small_tmpfs(tmp_path: Path):
                 left = [p.name for p in out.rglob("*") if p.name.startswith((".dtb-", ".step"))]
                 assert left == [], left
             else:
-                from dtb.runfiles import verify_outputs
+                from dtb.io.runfiles import verify_outputs
 
                 verify_outputs(out, manifest(out), checksums=True)
         finally:

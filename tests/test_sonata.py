@@ -69,7 +69,7 @@ def test_sorting_attribute_reads_old_and_new_files(tmp_path: Path):
     """dtb.analysis still reads files whose ``sorting`` is a string (written by dtb before
     the enum, or by other tools); an absent or unknown value reads as none."""
     from dtb.analysis import SpikeReader
-    from dtb.spikes_io import SORTINGS, set_sorting
+    from dtb.io.sonata import SORTINGS, set_sorting
 
     path = tmp_path / "s.h5"
     with h5py.File(path, "w") as f:

@@ -1,5 +1,5 @@
 """Spikes beyond a rank's in-memory buffer are appended to its spill file and come back
-through an external sort (dtb.spikes_io): the part files and spikes.h5 must read exactly as
+through an external sort (dtb.io.sonata): the part files and spikes.h5 must read exactly as
 when every spike stays in memory (the independent expectation, itself checked against the
 engine in test_recording), on 1 and 2 ranks and across an interruption; a spill file that
 changed after its checkpoint is refused by name."""
@@ -16,11 +16,11 @@ import pytest
 from interrupt import DTB, MPIEXEC, clean_env, signal_after_checkpoint
 from interrupt import run_dtb as _run
 
-from dtb.cli import EXIT_TEMPFAIL
-from dtb.engine import Engine
+from dtb.cli.exits import EXIT_TEMPFAIL
+from dtb.engine.simulation import Engine
+from dtb.io.rundir import write_atomic
+from dtb.io.sonata import SpikeRecorder, read_sorting, spill_name
 from dtb.models.microcircuit import microcircuit
-from dtb.rundir import write_atomic
-from dtb.spikes_io import SpikeRecorder, read_sorting, spill_name
 
 MC = ["--model", "microcircuit", "--scale", "0.02", "--threads", "1", "--record", "rates:off"]
 TINY_BUFFER = ["--record", "spike_buffer:0.002"]  # 131 spikes
@@ -129,8 +129,8 @@ def test_recording_memory_stays_within_the_buffer(tmp_path: Path):
     (spikes.h5, population rates) equal those of a run with a large buffer."""
     import zarr
 
-    from dtb.record_spec import RecordSpec
-    from dtb.recording import Recording
+    from dtb.engine.recording import Recording
+    from dtb.model.record_spec import RecordSpec
 
     budget = 12  # spikes (a chunk, 1 % of the run, holds about 900)
     runs = {}

@@ -48,8 +48,7 @@ def test_default_threads_follow_the_idle_cores(monkeypatch: pytest.MonkeyPatch):
     NUMBA_NUM_THREADS; every core when the load cannot be read."""
     import numba
 
-    from dtb import threads
-
+    from dtb.engine import threads
     top = numba.config.NUMBA_NUM_THREADS
     for idle, want in ((0.0, 1), (0.4, 1), (top - 0.4, top), (top + 3.0, top), (None, top)):
         monkeypatch.setattr(threads, "idle_cores", lambda sample_s=0.1, v=idle: v)
@@ -61,8 +60,7 @@ def test_default_threads_follow_the_idle_cores(monkeypatch: pytest.MonkeyPatch):
 
 
 def test_idle_cores_reads_this_machine():
-    from dtb import threads
-
+    from dtb.engine import threads
     idle = threads.idle_cores(0.05)
     import os
 

@@ -13,9 +13,9 @@ import pytest
 from scipy import stats
 
 import dtb
-from dtb.connectivity import fill, synapse_counts
+from dtb.engine.connectivity import fill, synapse_counts
 from dtb.kernels.connect import weight_shift
-from dtb.network import LongRange, PerUnit, UnitLocal
+from dtb.model.network import LongRange, PerUnit, UnitLocal
 
 DT = 0.1
 ALPHA = 1e-3
@@ -149,7 +149,7 @@ def test_per_unit_parameters_expand_to_neurons():
     pop = dtb.Population("E", 7, model="lif_cond", units=units,
                          params={"g_AMPA": PerUnit((0.1, 0.2, 0.3))})
     eng = dtb.Engine(dtb.Network((pop,)), dt=DT)
-    from dtb.neurons import L_G0
+    from dtb.model.neurons import L_G0
     np.testing.assert_array_equal(eng.P[L_G0], [0.1] * 3 + [0.3] * 4)
 
 

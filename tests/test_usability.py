@@ -14,12 +14,12 @@ import xarray as xr
 import zarr
 
 from dtb.brain.build import BuildOptions, build
-from dtb.brain.commands import demo_inputs
-from dtb.cli import main
-from dtb.config import parse_network
+from dtb.cli.main import main
+from dtb.data import demo_inputs
 from dtb.errors import ConfigError, InputError, OutputError
-from dtb.record_spec import resolve_record
-from dtb.rundir import RunDirectory
+from dtb.io.rundir import RunDirectory
+from dtb.model.config import parse_network
+from dtb.model.record_spec import resolve_record
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "ei_lif_cond.yaml"
@@ -124,7 +124,7 @@ def test_record_bold_refuses_a_bare_number_that_looks_like_seconds(brain_net, fl
 
 
 def test_record_bold_units_in_a_config(brain_net):
-    from dtb.record_spec import parse_record
+    from dtb.model.record_spec import parse_record
 
     problems: list[str] = []
 

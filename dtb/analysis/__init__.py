@@ -18,7 +18,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import dask.array as da
+import h5py
 import numpy as np
+import xarray as xr
 
 from dtb.analysis.spikes import (
     SpikeReader,
@@ -28,6 +31,8 @@ from dtb.analysis.spikes import (
     cv_isi_grouped,
     population_rate,
 )
+from dtb.errors import InputError
+from dtb.io.runfiles import DamagedOutput, format_problem, verify_outputs
 
 __all__ = ["Run", "open_run", "SpikeReader", "cv_isi", "cv_isi_grouped", "count_correlation",
            "binned_counts", "population_rate", "functional_connectivity", "mean_rates"]
@@ -40,7 +45,7 @@ class Run:
     dask arrays; empty when the run recorded none); ``spikes``: a SpikeReader (None without
     spikes.h5); ``sizes``: {population: neurons}; ``dt``, ``t_stop`` in ms.
 
-    Opening checks the run (dtb.runfiles.verify_outputs): every file the manifest lists is
+    Opening checks the run (dtb.io.runfiles.verify_outputs): every file the manifest lists is
     present with its recorded size, and its recorded SHA-256 when ``verify`` is true (None:
     when the outputs hold at most 256 MiB; False: sizes only); every part file the virtual
     datasets of ``spikes.h5`` read is present.  A damaged run raises ``DamagedOutput``
@@ -50,8 +55,6 @@ class Run:
 
     def __init__(self, path: str | Path, chunk: int | None = None,
                  verify: bool | None = None):
-        from dtb.errors import InputError
-        from dtb.runfiles import DamagedOutput, format_problem, verify_outputs
 
         self.path = Path(path)
         try:
@@ -85,8 +88,6 @@ class Run:
                        if spikes.exists() else None)
 
     def _open_series(self) -> Any:
-        import xarray as xr
-
         store = self.path / "series.zarr"
         if not store.exists():
             return xr.Dataset()
@@ -110,9 +111,7 @@ class Run:
 def _check_virtual_sources(path: Path) -> None:
     """Every file the virtual datasets of HDF5 file ``path`` read is present (HDF5 would
     give its fill value for a missing one: spikes at t = 0); raises DamagedOutput."""
-    import h5py
 
-    from dtb.runfiles import DamagedOutput
 
     if not path.is_file():
         return
@@ -165,8 +164,6 @@ def functional_connectivity(bold: Any, dim: str | None = None) -> Any:
     (time, unit), dask-backed or not) over time: an (unit, unit) DataArray with the unit
     coordinates, computed chunk-wise (X^T X of the standardised series; one pass over the
     time chunks).  Constant columns give NaN."""
-    import dask.array as da
-    import xarray as xr
 
     tdim = dim or bold.dims[0]
     udim = [d for d in bold.dims if d != tdim][0]

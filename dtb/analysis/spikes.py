@@ -13,7 +13,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
+
+from dtb.io.sonata import read_sorting
 
 DEFAULT_CHUNK = 1 << 22  # spikes read at a time (64 MiB of times and ids)
 
@@ -27,7 +30,6 @@ class SpikeReader:
 
     def __init__(self, path: str | Path, sizes: dict[str, int] | None = None,
                  chunk: int = DEFAULT_CHUNK):
-        import h5py
 
         self.path = Path(path)
         self._f = h5py.File(self.path, "r")
@@ -53,7 +55,6 @@ class SpikeReader:
 
     def sorting(self, population: str) -> str:
         """How the population's spikes are sorted: none, by_id or by_time (SONATA)."""
-        from dtb.spikes_io import read_sorting
 
         return read_sorting(self._f["spikes"][population].attrs)
 

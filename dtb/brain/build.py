@@ -37,7 +37,7 @@ from dtb.brain import inputs as bi
 from dtb.brain.recipe import scale_long_range
 from dtb.brain.spec import BrainSpec, Family, Rule
 from dtb.errors import ConfigError, InputError
-from dtb.neurons import LIF_COND, check_params
+from dtb.model.neurons import LIF_COND, check_params
 
 LAYERS = ("L23", "L4", "L5", "L6")
 LAYER_SHARE = (0.338, 0.349, 0.076, 0.221)

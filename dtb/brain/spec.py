@@ -22,6 +22,7 @@ File: one HDF5 file, ``format = "dtb-brain"``, ``format_version = 1``::
     /projections/<i>  attrs: source, target, kind (unit_local|long_range), weight (JSON),
                       delay (JSON), receptor; k (U,) int64 in-degree per target unit
     /pet/             (optional) value (R,), attrs: mode (indegree|conductance)
+
 Units: mm, mm³, ms.
 """
 
@@ -118,7 +119,7 @@ class BrainSpec:
     def to_network(self, name: str = "brain"):
         """The dtb Network: one population per family (units = the spec's units, groups =
         their regions) and one projection per rule."""
-        from dtb.network import (
+        from dtb.model.network import (
             Dist,
             LongRange,
             Network,
@@ -151,10 +152,10 @@ class BrainSpec:
     # --- file ------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
         """Write atomically: a temporary file beside the target, renamed when complete
-        (dtb.fileio.write_h5_atomic: a full disk is an OutputError naming ``path``, never
+        (dtb.io.fileio.write_h5_atomic: a full disk is an OutputError naming ``path``, never
         a crash in HDF5).  The file gets the default mode (0666 less the umask), as every
         other output."""
-        from dtb.fileio import write_h5_atomic
+        from dtb.io.fileio import write_h5_atomic
 
         path = Path(path)
         parent = path.parent if str(path.parent) else Path(".")
@@ -165,12 +166,12 @@ class BrainSpec:
     def _write(self, h) -> None:
         import h5py
 
-        import dtb
+        from dtb.version import __version__
 
         str_t = h5py.string_dtype()
         h.attrs["format"] = FORMAT
         h.attrs["format_version"] = FORMAT_VERSION
-        h.attrs["dtb_version"] = dtb.__version__
+        h.attrs["dtb_version"] = __version__
         h.attrs["created"] = self.created or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         h.attrs["level"] = self.level
         h.attrs["options"] = json.dumps(self.options)
@@ -286,8 +287,9 @@ class BrainSpec:
 
     def check(self, where: str = "brain") -> None:
         """Shapes, values and names consistent; raises InputError naming the field."""
-        from dtb.config import _Problems, parse_dist
-        from dtb.neurons import MODELS
+        from dtb.model.config import parse_dist
+        from dtb.model.neurons import MODELS
+        from dtb.model.problems import Problems as _Problems
 
         if self.level not in ("region", "voxel"):
             raise InputError(where, "level", _short(self.level), "region or voxel")
@@ -360,7 +362,7 @@ class BrainSpec:
                     pr.add(f"params.{k}", v, f"a parameter of {f.model}")
                 else:
                     parse_dist(v, f"params.{k}", pr)
-            from dtb.config import _parse_inputs
+            from dtb.model.config import _parse_inputs
 
             _parse_inputs(f.inputs, "inputs", model, pr)
             if pr.items:
@@ -527,7 +529,7 @@ class _Reader:
 
 
 def _dist(v: Any):
-    from dtb.network import Dist
+    from dtb.model.network import Dist
 
     if isinstance(v, (int, float)):
         return float(v)
@@ -539,7 +541,7 @@ def _dist(v: Any):
 
 
 def _input(d: dict[str, Any]):
-    from dtb.network import DCInput, OUInput, PoissonInput
+    from dtb.model.network import DCInput, OUInput, PoissonInput
 
     kind = d["type"]
     if kind == "ou":

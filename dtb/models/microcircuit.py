@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from dtb.network import Dist, FixedTotalNumber, Network, PoissonInput, Population, Projection
+from dtb.model.network import Dist, FixedTotalNumber, Network, PoissonInput, Population, Projection
 
 POPULATIONS = ("L23E", "L23I", "L4E", "L4I", "L5E", "L5I", "L6E", "L6I")
 N_FULL = (20683, 5834, 21915, 5479, 4850, 1065, 14395, 2948)

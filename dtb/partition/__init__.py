@@ -101,7 +101,6 @@ Messages (per rank per exchange window)
 """
 
 from dtb.partition.assign import contiguous_atoms
-from dtb.partition.cli import add_partition_parser, render, run_partition
 from dtb.partition.evaluate import _p as _p
 from dtb.partition.evaluate import _rank_model as _rank_model
 from dtb.partition.evaluate import message_counts
@@ -121,14 +120,8 @@ from dtb.partition.model import (
 from dtb.partition.model import _model as _model
 from dtb.partition.planner import Plan, plan
 
-# Direct peer counts: tuned here, on the package (evaluate._messages reads them from it
-# when it runs), so that ``dtb.partition.EXACT_PEERS_MAX = n`` takes effect.
-EXACT_PEERS_MAX = 20_000  # above this many ranks, direct peer counts are sampled
-PEER_SAMPLE = 2048  # target ranks sampled for direct peer counts above EXACT_PEERS_MAX
-
 __all__ = [
-    "BYTES_PER_SPIKE", "DEFAULT_RATE_HZ", "EXACT_PEERS_MAX", "MAX_RANKS", "MAX_REFINE",
-    "METHODS", "METIS_SCALE", "PEER_SAMPLE", "ROUTINGS", "Atoms", "Costs", "Plan",
-    "add_partition_parser", "atom_graph", "compactness", "contiguous_atoms", "make_atoms",
-    "message_counts", "plan", "render", "run_partition",
+    "BYTES_PER_SPIKE", "DEFAULT_RATE_HZ", "MAX_RANKS", "MAX_REFINE",
+    "METHODS", "METIS_SCALE", "ROUTINGS", "Atoms", "Costs", "Plan",
+    "atom_graph", "compactness", "contiguous_atoms", "make_atoms", "message_counts", "plan",
 ]

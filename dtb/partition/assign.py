@@ -4,6 +4,7 @@ rebalancing pass."""
 from __future__ import annotations
 
 import numpy as np
+import pymetis
 
 from dtb.partition.model import (
     DEFAULT_RATE_HZ,
@@ -63,7 +64,6 @@ def contiguous_atoms(m: _Model, unit_cost: np.ndarray, ranks: int,
 
 def _metis(graph, cost: np.ndarray, ranks: int, seed: int, ufactor: int) -> np.ndarray:
     """METIS k-way partition of the atom graph (vertex weight = cost)."""
-    import pymetis
 
     n = len(cost)
     if ranks == 1:

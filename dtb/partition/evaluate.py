@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
+from dtb.partition import model as partition_model
 from dtb.partition.graph import _cut_groups, _lr_weights
 from dtb.partition.model import Atoms, _Model
 
@@ -36,7 +38,6 @@ class _RankModel:
 
 def _rank_model(m: _Model, at: Atoms, part: np.ndarray, ranks: int,
                 rate_hz: float) -> _RankModel:
-    import scipy.sparse as sp
 
     g, nf = m.n_regions, m.n_fam
     cols = (np.arange(nf)[:, None] * g + at.region[None, :]).ravel()
@@ -113,12 +114,11 @@ def _messages(rm: _RankModel, ranks: int, per_node: int, seed: int) -> dict[str,
     npool, z = rm.npool, rm.z
     grp, n_grp = _group_of(ranks, per_node)
     # direct: pairwise, in column chunks (sampled above EXACT_PEERS_MAX ranks)
-    from dtb import partition  # EXACT_PEERS_MAX, PEER_SAMPLE are set on the package
 
-    sampled = ranks > partition.EXACT_PEERS_MAX
+    sampled = ranks > partition_model.EXACT_PEERS_MAX
     if sampled:
         rng = np.random.default_rng(seed)
-        cols = np.sort(rng.choice(ranks, partition.PEER_SAMPLE, replace=False))
+        cols = np.sort(rng.choice(ranks, partition_model.PEER_SAMPLE, replace=False))
     else:
         cols = np.arange(ranks)
     out_p = np.zeros(ranks)
@@ -216,7 +216,6 @@ def _add_cross(block: np.ndarray, rm: _RankModel, r: np.ndarray) -> None:
 
 def _inter_totals(rm: _RankModel, ranks: int, grp: np.ndarray, n_grp: int):
     """Per rank: synapses out (row) and in (column) in all, and within its own group."""
-    import scipy.sparse as sp
 
     npool, z = rm.npool, rm.z
     gm = sp.coo_matrix((np.ones(ranks), (grp, np.arange(ranks))),
@@ -237,7 +236,6 @@ def _inter_totals(rm: _RankModel, ranks: int, grp: np.ndarray, n_grp: int):
 
 def _group_synapses(rm: _RankModel, grp: np.ndarray, n_grp: int) -> np.ndarray:
     """(n_grp, n_grp) expected synapses between groups of ranks."""
-    import scipy.sparse as sp
 
     ranks = len(grp)
     gm = sp.coo_matrix((np.ones(ranks), (grp, np.arange(ranks))),

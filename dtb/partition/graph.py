@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
 from dtb.partition.model import Atoms, _Model, _per_atom
 
@@ -210,7 +211,6 @@ def atom_graph(m: _Model, at: Atoms, rate_hz: float, max_edges: int = 4_000_000,
     region pair by a few "representative" edges with the pair's whole traffic would not
     do: it tells the partitioner that putting those two atoms together saves all of it.)
     """
-    import scipy.sparse as sp
 
     members = _region_members(at, m.n_regions)
     count = np.array([len(x) for x in members], float)

@@ -10,6 +10,14 @@ from typing import Any
 
 import numpy as np
 
+from dtb.brain.spec import _dist
+from dtb.model.network import as_dist
+
+# Direct peer counts: set here and read when evaluate runs, so that
+# ``dtb.partition.model.EXACT_PEERS_MAX = n`` takes effect.
+EXACT_PEERS_MAX = 20_000  # above this many ranks, direct peer counts are sampled
+PEER_SAMPLE = 2048  # target ranks sampled for direct peer counts above EXACT_PEERS_MAX
+
 METHODS = ("metis", "contiguous")
 ROUTINGS = ("direct", "two-level")
 MAX_RANKS = 10**6
@@ -80,8 +88,6 @@ class _Model:
 
 def _delay_low(v: Any) -> float:
     """The smallest delay (ms) a rule's delay setting can give."""
-    from dtb.brain.spec import _dist
-    from dtb.network import as_dist
 
     return float(max(0.0, as_dist(_dist(v)).bounds()[0]))
 
