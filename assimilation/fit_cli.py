@@ -26,9 +26,20 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+from dtb.assimilation.fit_inputs import load_inputs
 from dtb.assimilation.fit_options import add_fit_parser, check_args
+from dtb.assimilation.fit_run import (
+    FitRun,
+    Stopped,
+    check_resume_inputs,
+    execute,
+    read_resumable,
+    summary,
+)
+from dtb.errors import ConfigError
 
 __all__ = ["add_fit_parser", "run_fit", "main"]
 
@@ -63,21 +74,8 @@ def run_fit(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
     raised (``ConfigError``, ``InputError``: status 2; ``OutputError``: 1), as
     ``dtb.cli.main`` expects.  ``argv``: the arguments after ``fit`` (recorded in the
     manifest for ``--resume``; default: from ``sys.argv``)."""
-    from dtb.assimilation.fit_inputs import load_inputs
-    from dtb.assimilation.fit_run import (
-        FitRun,
-        Stopped,
-        check_resume_inputs,
-        execute,
-        read_resumable,
-        summary,
-    )
-    from dtb.errors import ConfigError
-
     argv = list(argv) if argv is not None else _argv_of(args)
     if args.resume is not None:
-        from pathlib import Path
-
         given = _strip(argv, ["--resume", "--stop-after", "--threads", "--procs"])
         given = [a for a in given if a not in ("-q", "--quiet")]
         if given:

@@ -16,9 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from dtb.assimilation.fit import _nominal
 from dtb.assimilation.fit_options import FitOptions
+from dtb.assimilation.observations import BoldData, _read_table, read_bold, resolve_regions
 from dtb.assimilation.summary import detrend
+from dtb.brain.spec import BrainSpec
 from dtb.errors import ConfigError, InputError
+from dtb.io.fileio import sha256_file
 
 __all__ = ["FitInputs", "load_inputs", "detrend", "read_group_fc"]
 
@@ -54,8 +58,6 @@ def _resolve_range(r: tuple[int | None, int | None] | None, default: tuple[int, 
 
 
 def _load_brain(path: Path) -> Any:
-    from dtb.brain.spec import BrainSpec
-
     if not path.is_file():
         raise InputError(str(path), "file", "no such file" if not path.exists() else
                          "not a regular file", "a brain.h5 written by dtb build")
@@ -84,8 +86,6 @@ def read_group_fc(path: Path, spec: Any) -> np.ndarray:
     """A group FC: a square CSV/TSV headed by region labels or names, in any order; returned
     (R, R) in the brain's region order.  Checked: square, symmetric to 1e-6, finite, values
     in [-1, 1]."""
-    from dtb.assimilation.observations import BoldData, _read_table, resolve_regions
-
     src = str(path)
     if not path.is_file():
         raise InputError(src, "file", "no such file", "a group FC table (R x R, headed by "
@@ -110,9 +110,6 @@ def read_group_fc(path: Path, spec: Any) -> np.ndarray:
 def load_inputs(o: FitOptions) -> FitInputs:
     """Read and check the brain, the BOLD (and the group FC); raises InputError /
     ConfigError.  Cheap: nothing is simulated."""
-    from dtb.assimilation.observations import read_bold, resolve_regions
-    from dtb.io.fileio import sha256_file
-
     spec = _load_brain(o.brain)
     bold = read_bold(o.bold, o.tr_s, labels=o.labels, dataset=o.dataset)
     header = "names" if bold.labels is None else "labels"
@@ -158,8 +155,6 @@ def load_inputs(o: FitOptions) -> FitInputs:
 def _check_params(o: FitOptions, spec: Any) -> None:
     """Every fitted parameter names something the brain has (a family's hyperparameter, a
     family the long-range projections reach)."""
-    from dtb.assimilation.fit import _nominal
-
     fams = [f.name for f in spec.families]
     for p in o.params:
         if p.name.startswith("coupling."):

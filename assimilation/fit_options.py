@@ -25,6 +25,7 @@ sc_exponent 0-1 (0.5).
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ import numpy as np
 
 from dtb.assimilation.fit import FitParameter
 from dtb.errors import ConfigError
+from dtb.model.config import read_yaml
 
 __all__ = ["FitOptions", "DEFAULT_PARAMS", "add_fit_parser", "check_args", "parse_range",
            "parse_param"]
@@ -233,8 +235,6 @@ def _param(name: str, lo: float, hi: float, c: float | None, mode: str,
 
 
 def _params_yaml(path: str) -> list[tuple[FitParameter, float]]:
-    from dtb.model.config import read_yaml
-
     d = read_yaml(path, "parameter file")
     items = d.get("parameters") if isinstance(d, dict) else None
     if not isinstance(items, list) or not items:
@@ -366,6 +366,4 @@ def check_args(a: argparse.Namespace) -> FitOptions:
 
 
 def _utc_stamp() -> str:
-    import datetime as dt
-
     return dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")

@@ -29,8 +29,11 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import multiprocessing as mp
 import os
+import platform
 import shutil
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -40,8 +43,15 @@ import numpy as np
 from dtb.assimilation import fit as F
 from dtb.assimilation.fit_inputs import FitInputs
 from dtb.assimilation.fit_options import FitOptions
+from dtb.assimilation.fit_score import baselines, figures, identity_values, score, twin_scores
 from dtb.assimilation.summary import detrend
+from dtb.engine.compiling import compile_seconds
 from dtb.errors import InputError, OutputError
+from dtb.io.bids import write_bold_tsv
+from dtb.io.fileio import sha256_file, write_atomic, write_h5_atomic
+from dtb.io.rundir import _TMP_PREFIX, NotResumable, RunDirectory, _jsonable, utc_now, versions
+from dtb.io.runfiles import FORMATS, config_digest, read_manifest
+from dtb.io.runlock import RunLock
 
 __all__ = ["FitRun", "Stopped", "execute", "MANIFEST_FORMAT", "CHECKPOINT", "OUTPUTS"]
 
@@ -59,8 +69,6 @@ FREE_ITERATION = 2_000_000      # the seeds' iteration index of the scored free 
 def _register_format() -> None:
     """dtb's run-directory checks (``--overwrite``) accept manifests of known formats:
     this one is added here, so that the format list and this module cannot disagree."""
-    from dtb.io.runfiles import FORMATS
-
     FORMATS.setdefault(MANIFEST_FORMAT, (1,))
 
 
@@ -82,8 +90,6 @@ class FitRun:
     says ``failed`` (``interrupted`` when a checkpoint lets ``--resume`` continue)."""
 
     def __init__(self, path: Path, overwrite: bool, inputs: Any = ()):
-        from dtb.io.rundir import RunDirectory
-
         self.rd: Any = RunDirectory(path, overwrite=overwrite, inputs=inputs)
         self.lock = self.rd.lock
         self.path = Path(path)
@@ -95,9 +101,6 @@ class FitRun:
         """The directory of an unfinished fit, locked, nothing removed; raises
         ``NotResumable`` when it is not one (no manifest of this format, complete, no
         checkpoint)."""
-        from dtb.io.rundir import NotResumable
-        from dtb.io.runlock import RunLock
-
         self = cls.__new__(cls)
         self.rd = None
         self.path = Path(path)
@@ -111,18 +114,10 @@ class FitRun:
         return self
 
     def _write(self) -> None:
-        from dtb.io.rundir import _jsonable, write_atomic
-
         text = json.dumps(_jsonable(self.manifest), indent=2, allow_nan=False) + "\n"
         write_atomic(self.path / "manifest.json", text.encode(), "manifest")
 
     def begin(self, o: FitOptions, inp: FitInputs, argv: list[str]) -> None:
-        import platform
-        import socket
-
-        from dtb.io.rundir import utc_now, versions
-        from dtb.io.runfiles import config_digest
-
         if self.rd is not None:
             self.rd.set_aside()
         opts = o.record()
@@ -142,8 +137,6 @@ class FitRun:
             self.rd.commit()
 
     def restart(self, iteration: int) -> None:
-        from dtb.io.rundir import utc_now
-
         m = self.manifest
         m.update(status="running", error=None, end_time=None)
         m.pop("interrupted", None)
@@ -154,8 +147,6 @@ class FitRun:
                    extra: dict[str, Any]) -> None:
         """Write the fitter's state (and ``extra`` JSON values) to ``checkpoints/fit.npz``,
         atomically."""
-        from dtb.io.fileio import write_atomic
-
         arrays, meta = state
         buf = io.BytesIO()
         np.savez(buf, meta=np.array(json.dumps(meta | {"extra": extra})),
@@ -164,8 +155,6 @@ class FitRun:
         write_atomic(self.path / CHECKPOINT, buf.getbuffer(), "checkpoint")
 
     def load_checkpoint(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        from dtb.io.rundir import NotResumable
-
         f = self.path / CHECKPOINT
         try:
             with np.load(f, allow_pickle=False) as z:
@@ -177,8 +166,6 @@ class FitRun:
         return arrays, meta
 
     def interrupt(self, iteration: int, reason: str) -> None:
-        from dtb.io.rundir import utc_now
-
         self.manifest.update(status="interrupted", end_time=utc_now(),
                              interrupted={"time": utc_now(), "iteration": int(iteration),
                                           "checkpoint": CHECKPOINT, "reason": reason})
@@ -187,11 +174,6 @@ class FitRun:
     def complete(self, files: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
         """Write the outputs (``files``: fit.h5's arrays and attributes, figures' inputs),
         then the manifest ``complete``; the checkpoint is removed."""
-        from dtb.assimilation.fit_score import figures
-        from dtb.io.bids import write_bold_tsv
-        from dtb.io.fileio import sha256_file, write_atomic, write_h5_atomic
-        from dtb.io.rundir import _TMP_PREFIX, _jsonable, utc_now
-
         self.commit()
         outputs: dict[str, Any] = {}
 
@@ -233,8 +215,6 @@ class FitRun:
         return m
 
     def fail(self, exc: BaseException) -> None:
-        from dtb.io.rundir import _TMP_PREFIX, utc_now
-
         for q in self.path.glob(f"{_TMP_PREFIX}*"):
             shutil.rmtree(q, ignore_errors=True) if q.is_dir() else q.unlink(missing_ok=True)
         if self.rd is not None and self.rd._restore():
@@ -269,9 +249,6 @@ class FitRun:
 
 def read_resumable(path: Path) -> dict[str, Any]:
     """The manifest of an unfinished ``dtb fit`` run at ``path``; raises NotResumable."""
-    from dtb.io.rundir import NotResumable
-    from dtb.io.runfiles import config_digest, read_manifest
-
     m = read_manifest(path)
     if m is None or m.get("format") != MANIFEST_FORMAT:
         raise NotResumable(f"{path}: not a dtb fit run directory (no manifest.json of format "
@@ -304,15 +281,11 @@ class _Progress:
     mean time per forward run so far (compilation left out)."""
 
     def __init__(self, err: Any, total: int, done: int = 0):
-        from dtb.engine.compiling import compile_seconds
-
         self.err, self.total, self.done0, self.done = err, total, done, done
         self.t0 = time.perf_counter()
         self.c0 = compile_seconds()
 
     def stage(self, runs: int, text: str) -> None:
-        from dtb.engine.compiling import compile_seconds
-
         self.done += runs
         if self.err is None:
             return
@@ -331,7 +304,6 @@ def _fmt(s: float) -> str:
 def _pool_map(procs: int) -> tuple[Any, Any]:
     if procs <= 1:
         return map, None
-    import multiprocessing as mp
 
     pool = mp.get_context("spawn").Pool(procs)
     return (lambda fn, it: pool.map(fn, list(it), chunksize=1)), pool
@@ -342,8 +314,6 @@ def execute(o: FitOptions, inp: FitInputs, run: FitRun, resume: bool, err: Any
     """The fit (from the checkpoint with ``resume``), the free runs, the scores; returns
     (``metrics``, the files for ``FitRun.complete``).  Raises ``Stopped`` after
     ``--stop-after`` iterations (checkpoint written)."""
-    from dtb.assimilation.fit_score import baselines, identity_values, score, twin_scores
-
     times: dict[str, float] = {}
     t_start = time.perf_counter()
     T_fit = inp.fit.shape[0]
@@ -467,8 +437,6 @@ def execute(o: FitOptions, inp: FitInputs, run: FitRun, resume: bool, err: Any
 
 def check_resume_inputs(m: dict[str, Any]) -> None:
     """The inputs of a resumed run are the files it started with (SHA-256)."""
-    from dtb.io.fileio import sha256_file
-
     src = m.get("source", {})
     for k in ("brain", "bold", "group_fc"):
         if k not in src:
