@@ -209,7 +209,9 @@ def test_gpu_backend_without_a_gpu_is_a_clear_error_before_building(
     why = "no CUDA device is visible (CUDA_VISIBLE_DEVICES, driver)"
     monkeypatch.setattr(device, "gpu_unavailable", lambda: why)
     built = []
-    monkeypatch.setattr(Engine, "_build", lambda self: built.append(1))
+    import dtb.engine.simulation as simulation
+
+    monkeypatch.setattr(simulation, "build_partition", lambda *a, **k: built.append(1))
     out = tmp_path / "run"
     assert main(["simulate", "--model", "microcircuit", "--scale", "0.01", "--t", "1",
                  "--backend", "gpu", "--out", str(out)]) == 2

@@ -427,8 +427,8 @@ def test_deliver_remote_matches_numba_delivery():
     pop = rng.integers(0, len(cpu.layout), k)
     src = np.array([rng.integers(0, cpu.layout[p].pop_size) for p in pop], np.int64)
     steps = rng.integers(0, 10_000, k).astype(np.int64)
-    deliver(k, steps, pop, src, cpu._pop_proj_ptr, cpu._pop_proj, cpu.backend._synapses(),
-            cpu.ring, 2)
+    deliver(k, steps, pop, src, cpu.tables.pop_proj_ptr, cpu.tables.pop_proj,
+            cpu.synapse_arrays, cpu.ring, 2)
     be.deliver_remote(steps, pop, src)
     ring = be.get_state()["ring"]
     assert np.count_nonzero(ring) > 1000

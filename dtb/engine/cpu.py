@@ -14,15 +14,7 @@ import numpy as np
 
 from dtb.engine.backend import Emit
 from dtb.kernels import dynamics as kd
-from dtb.kernels.bundles import (
-    Blocks,
-    Inputs,
-    InputState,
-    Neurons,
-    Pieces,
-    Scratch,
-    Synapses,
-)
+from dtb.kernels.bundles import Scratch
 from dtb.kernels.delivery import deliver
 from dtb.kernels.loop import run_windows
 
@@ -47,7 +39,7 @@ class CpuBackend:
             self._buf = {
                 "cur": np.empty(n),
                 "spk_step": np.empty(n * m, np.int64), "spk_idx": np.empty(n * m, np.int64),
-                "counts": np.zeros(len(self.sim._blk_lo), np.int64),
+                "counts": np.zeros(len(self.sim.part.blocks.lo), np.int64),
                 "win_step": np.empty(n * m, np.int64), "win_idx": np.empty(n * m, np.int64),
                 "win_pop": np.empty(n * m, np.int64), "win_src": np.empty(n * m, np.int64),
                 "rec_step": np.empty(cap, np.int64), "rec_idx": np.empty(cap, np.int64),
@@ -56,44 +48,36 @@ class CpuBackend:
         return self._buf
 
     def _bundles(self, buf: dict[str, np.ndarray]) -> tuple:
-        """The kernels' view of the simulation's arrays (they may have been replaced since
-        the last call: set_state, set_unit_param)."""
-        s = self.sim
-        return (Neurons(s.V, s.syn, s.refr, s._psets, s._pid, s._masks, s.ring),
-                Blocks(s._blk_lo, s._blk_hi, s._blk_model, s._blk_gid0),
-                Inputs(*s._in), InputState(s._ou, s._pq_cache, s._pq_tag),
+        """The kernels' arguments: the partition's bundles and the scratch arrays."""
+        part = self.sim.part
+        return (part.neurons, part.blocks, part.inputs, part.istate,
                 Scratch(buf["cur"], buf["spk_step"], buf["spk_idx"], buf["counts"],
                         buf["win_step"], buf["win_idx"], buf["win_pop"], buf["win_src"]))
-
-    def _synapses(self) -> Synapses:
-        s = self.sim
-        return Synapses(s._proj_row0, s._proj_post_lo, s._proj_post_hi, s._proj_port,
-                        s._proj_shift, s._indptr, s._tgt, s._wq, s._dly)
 
     def advance_window(self, m: int, emit: Emit) -> tuple[np.ndarray, np.ndarray]:
         s = self.sim
         buf = self.buffers(s.min_delay_steps)
         neurons, blocks, inputs, istate, scratch = self._bundles(buf)
         kd.advance(s.step, m, s.dt, s.seed, neurons, blocks, inputs, istate, scratch)
-        k = kd.gather_spikes(m, s._blk_lo, scratch)
+        k = kd.gather_spikes(m, blocks.lo, scratch)
         st, ix = buf["win_step"][:k].copy(), buf["win_idx"][:k].copy()
         if k and s.n_synapses:
-            pc = np.searchsorted(s._piece_lo, ix, side="right") - 1
-            deliver(k, st, pc, ix - s._piece_lo[pc] + s._piece_first[pc],
-                    s._piece_proj_ptr, s._piece_proj, self._synapses(), s.ring, s.threads)
+            pieces = s.part.pieces
+            pc = np.searchsorted(pieces.lo, ix, side="right") - 1
+            deliver(k, st, pc, ix - pieces.lo[pc] + pieces.first[pc], pieces.proj_ptr,
+                    pieces.proj, s.part.synapses, s.ring, s.threads)
         emit(st, ix, m)
         return st, ix
 
     def advance(self, n_steps: int, m_max: int, emit: Emit) -> tuple[np.ndarray, np.ndarray]:
         s = self.sim
         buf = self.buffers(m_max)
-        pieces = Pieces(s._piece_lo, s._piece_first, s._piece_proj_ptr, s._piece_proj)
         new_st: list[np.ndarray] = []
         new_ix: list[np.ndarray] = []
         done = 0
         while done < n_steps:
             steps, n_rec = run_windows(s.step, n_steps - done, m_max, s.dt, s.seed,
-                                       *self._bundles(buf), pieces, self._synapses(),
+                                       *self._bundles(buf), s.part.pieces, s.part.synapses,
                                        s.threads, buf["rec_step"], buf["rec_idx"], 0)
             st = buf["rec_step"][:n_rec].copy()
             ix = buf["rec_idx"][:n_rec].copy()
@@ -111,8 +95,9 @@ class CpuBackend:
         s = self.sim
         if len(steps) == 0 or s.n_synapses == 0:
             return
-        deliver(len(steps), steps, src_pop, src_idx, s._pop_proj_ptr, s._pop_proj,
-                self._synapses(), s.ring, s.threads)
+        t = s.part.tables
+        deliver(len(steps), steps, src_pop, src_idx, t.pop_proj_ptr, t.pop_proj,
+                s.part.synapses, s.ring, s.threads)
 
     def sync_host(self, fields: tuple[str, ...] | None = None) -> None:
         """Nothing to do: the kernels work on the host arrays."""

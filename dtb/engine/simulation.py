@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from dtb.engine.backend import Backend
-from dtb.engine.build import EngineBuild
+from dtb.engine.build import Partition, PopulationLayout, build_partition
 from dtb.engine.compiling import Stopwatch
 from dtb.engine.context import Context, check_same_config
 from dtb.engine.cpu import CpuBackend
@@ -36,7 +36,7 @@ from dtb.model.network import Network, PerUnit, as_dist
 from dtb.model.neurons import MODELS, N_PARAM_ROWS, pack
 
 
-class Simulation(EngineBuild):
+class Simulation:
     """A network instantiated on this process (its part of it under MPI) and advanced in
     time: ``Simulation(network, context, decomposition, seed=, dt=)``.
 
@@ -69,7 +69,8 @@ class Simulation(EngineBuild):
         self.ownership = _checked(decomposition, self.network, context.ranks)
         self.step = 0
         self._unit_values: dict[tuple[str, str], np.ndarray] = {}
-        self._build()
+        self.part: Partition = build_partition(self.network, self.dt, self.seed, self.ownership,
+                                               context.rank, context.threads)
         self.backend: Backend = (CpuBackend(self) if context.backend == "cpu" else
                                  GpuBackend(self, emulate=context.backend == "gpu-emulated"))
         self._spike_steps: list[np.ndarray] = []
@@ -93,6 +94,30 @@ class Simulation(EngineBuild):
     routing = property(lambda self: self.context.routing)
     ranks_per_node = property(lambda self: self.context.ranks_per_node)
 
+    # what was built (dtb.engine.build.Partition; the kernels' bundles: kernels/bundles.py)
+    neurons = property(lambda self: self.part.neurons)
+    blocks = property(lambda self: self.part.blocks)
+    inputs = property(lambda self: self.part.inputs)
+    istate = property(lambda self: self.part.istate)
+    pieces = property(lambda self: self.part.pieces)
+    synapse_arrays = property(lambda self: self.part.synapses)
+    tables = property(lambda self: self.part.tables)
+    layout: list[PopulationLayout] = property(lambda self: self.part.layout)  # type: ignore
+    gids = property(lambda self: self.part.gids)
+    unit_of = property(lambda self: self.part.unit_of)
+    n_units = property(lambda self: self.part.n_units)
+    ports = property(lambda self: self.part.ports)
+    n_local = property(lambda self: self.part.n_local)
+    n_neurons = property(lambda self: self.part.n_neurons)
+    n_synapses = property(lambda self: self.part.tables.n_synapses)
+    min_delay_steps = property(lambda self: self.part.tables.min_delay_steps)
+    max_delay_steps = property(lambda self: self.part.tables.max_delay_steps)
+    bytes_per_synapse = property(lambda self: self.part.tables.bytes_per_synapse)
+    V = property(lambda self: self.part.neurons.V)
+    syn = property(lambda self: self.part.neurons.syn)
+    refr = property(lambda self: self.part.neurons.refr)
+    ring = property(lambda self: self.part.neurons.ring)
+
     @property
     def partition(self) -> str:
         """How the decomposition was made: "slices", "metis" or "contiguous"."""
@@ -114,8 +139,30 @@ class Simulation(EngineBuild):
         """
         n_steps = int(round(t_ms / self.dt))
         if n_steps < 0:
-            raise ValueError(f"t: {t_ms!r} -- expected a model time >= 0 ms")
+            raise ConfigError([f"t: {t_ms!r} -- expected a model time >= 0 ms"])
+        self._advance_steps(n_steps, on_window)
 
+    def run_until(self, step_end: int, on_window: Callable[[np.ndarray, np.ndarray], None]
+                  | None = None, epoch_end: Callable[[int], int] | None = None,
+                  on_epoch: Callable[[int], bool] | None = None) -> bool:
+        """Advance to step ``step_end`` in epochs (Arbor's epoch callback): an epoch ends
+        at ``epoch_end(step)`` (capped at step_end; None: one epoch), where
+        ``on_epoch(step)`` is called between windows, with every spike so far passed to
+        ``on_window``; it returns False to stop there.  Returns True when step_end was
+        reached, False when an epoch callback stopped the run.  The result does not depend
+        on where epochs end."""
+        while self.step < step_end:
+            nxt = step_end if epoch_end is None else min(epoch_end(self.step), step_end)
+            if nxt <= self.step:
+                raise ConfigError([f"epoch end: step {nxt} -- expected one after the "
+                                   f"current step {self.step}"])
+            self.run((nxt - self.step) * self.dt, on_window)  # an epoch is a run
+            if on_epoch is not None and not on_epoch(self.step):
+                return self.step >= step_end
+        return True
+
+    def _advance_steps(self, n_steps: int,
+                       on_window: Callable[[np.ndarray, np.ndarray], None] | None) -> None:
         watch = Stopwatch()
         m_max = self.min_delay_steps
         self._on_window = on_window
@@ -167,6 +214,7 @@ class Simulation(EngineBuild):
         before its delay, which is at least the exchange window, so it still reaches the
         ring buffer in time when it is delivered at the window's end."""
         ex = self.exchange  # built with the simulation
+        assert ex is not None, "a distributed run without its exchange"
         window = max(m_max, ex.window)
         done = 0
         while done < n_steps:
@@ -178,8 +226,9 @@ class Simulation(EngineBuild):
                 st, ix = self.backend.advance(w, m_max, self._advanced)
             r_st, r_gid = ex.exchange(t0, st, ix)
             if len(r_st) and self.n_synapses:
-                pop = np.searchsorted(self._pop_gid0, r_gid, side="right") - 1
-                self.backend.deliver_remote(r_st, pop, r_gid - self._pop_gid0[pop])
+                g0 = self.part.pop_gid0
+                pop = np.searchsorted(g0, r_gid, side="right") - 1
+                self.backend.deliver_remote(r_st, pop, r_gid - g0[pop])
             done += w
 
     def synapses(self, pid: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -188,28 +237,29 @@ class Simulation(EngineBuild):
         model's unit) and delay in steps; each (n_synapses,)."""
         q = self.network.projections[pid]
         n_pre = self.network.population(q.source).size
-        r0 = int(self._proj_row0[pid])
-        ptr = self._indptr[r0:r0 + n_pre + 1]
+        csr = self.part.synapses
+        r0 = int(csr.row0[pid])
+        ptr = csr.indptr[r0:r0 + n_pre + 1]
         a, z = int(ptr[0]), int(ptr[-1])
         src = np.repeat(np.arange(n_pre), np.diff(ptr))
-        w = self._wq[a:z].astype(np.float64) * 2.0 ** (int(self._proj_shift[pid]) - FIX_BITS)
-        return src, self._tgt[a:z].astype(np.int64), w, self._dly[a:z].astype(np.int64)
+        w = csr.wq[a:z].astype(np.float64) * 2.0 ** (int(csr.shift[pid]) - FIX_BITS)
+        return src, csr.tgt[a:z].astype(np.int64), w, csr.dly[a:z].astype(np.int64)
 
     # --- hyperparameters ---------------------------------------------------------------
     def _unit_population(self, population: str, name: str):
         try:
             i = [p.name for p in self.network.populations].index(population)
         except ValueError:
-            raise ValueError(f"population: {population!r} -- expected one of "
-                             f"{[p.name for p in self.network.populations]}") from None
+            raise ConfigError([f"population: {population!r} -- expected one of "
+                               f"{[p.name for p in self.network.populations]}"]) from None
         pop = self.network.populations[i]
         if pop.units is None:
-            raise ValueError(f"population {population!r} has no units -- expected a "
-                             "population with per-unit structure (a brain family)")
+            raise ConfigError([f"population {population!r} has no units -- expected a "
+                               "population with per-unit structure (a brain family)"])
         model = MODELS[pop.model]
         if name not in model.defaults:
-            raise ValueError(f"{population}.{name}: unknown parameter of {pop.model} -- "
-                             f"expected one of {sorted(model.defaults)}")
+            raise ConfigError([f"{population}.{name}: unknown parameter of {pop.model} -- "
+                               f"expected one of {sorted(model.defaults)}"])
         return i, pop, model
 
     def unit_param(self, population: str, name: str) -> np.ndarray:
@@ -225,8 +275,8 @@ class Simulation(EngineBuild):
             return np.asarray(raw.values, float)
         d = as_dist(raw)
         if d.kind != "constant":
-            raise ValueError(f"{population}.{name}: drawn per neuron ({d.kind}) -- has no "
-                             "per-unit value")
+            raise ConfigError([f"{population}.{name}: drawn per neuron ({d.kind}) -- has no "
+                               "per-unit value"])
         return np.full(len(pop.units), float(d.a))
 
     def set_unit_param(self, population: str, name: str, values) -> None:
@@ -236,36 +286,41 @@ class Simulation(EngineBuild):
         i, pop, model = self._unit_population(population, name)
         v = np.asarray(values, float)
         if v.shape != (len(pop.units),) or not np.all(np.isfinite(v)):
-            raise ValueError(f"{population}.{name}: values of shape {v.shape} -- expected "
-                             f"{len(pop.units)} finite values (one per unit)")
+            raise ConfigError([f"{population}.{name}: values of shape {v.shape} -- expected "
+                               f"{len(pop.units)} finite values (one per unit)"])
         self._unit_values[(population, name)] = v.copy()
+        P, pid = self.part.neurons.P, self.part.neurons.pid
         for k, lay in enumerate(self.layout):
             if lay.index != i:
                 continue
-            ps = self._piece_sets[k]
+            ps = self.part.param_sets[k]
             units = self.unit_of[lay.lo:lay.hi]
             if ps.mode == "population":  # becomes one set per unit, appended
                 m = len(pop.units)
                 ps.vals = {key: np.repeat(x, m) for key, x in ps.vals.items()}
-                ps.mode, ps.set0, ps.m = "unit", len(self._psets), m
-                self._psets = np.concatenate([self._psets, np.zeros((m, N_PARAM_ROWS))])
-                self._pid[lay.lo:lay.hi] = ps.set0 + units
+                ps.mode, ps.set0, ps.m = "unit", len(P), m
+                P = np.concatenate([P, np.zeros((m, N_PARAM_ROWS))])
+                pid[lay.lo:lay.hi] = ps.set0 + units
             ps.vals[name] = v if ps.mode == "unit" else v[units]
-            self._psets[ps.set0:ps.set0 + ps.m] = pack(model, ps.vals, self.dt).T
-        self._psets = np.ascontiguousarray(self._psets)
+            P[ps.set0:ps.set0 + ps.m] = pack(model, ps.vals, self.dt).T
+        self.part.neurons = self.part.neurons._replace(P=np.ascontiguousarray(P))
         self.backend.params_changed()
 
     # --- state (checkpoints, ensemble members) -------------------------------------------
-    _STATE = ("V", "syn", "refr", "ring", "_ou", "_pq_cache", "_pq_tag", "_psets", "_pid")
+    # state key -> (bundle of the Partition, field): everything that evolves
+    _STATE = {"V": ("neurons", "V"), "syn": ("neurons", "syn"), "refr": ("neurons", "refr"),
+              "ring": ("neurons", "ring"), "ou": ("istate", "ou"),
+              "pq_cache": ("istate", "pq_cache"), "pq_tag": ("istate", "pq_tag"),
+              "psets": ("neurons", "P"), "pid": ("neurons", "pid")}
 
     def get_state(self) -> dict[str, np.ndarray]:
         """A copy of everything that evolves: neuron and synapse state, delay ring, input
         generators' state, parameter sets (hyperparameters) and the step; arrays only, so
         it can be written to HDF5.  ``set_state`` of it continues bitwise identically."""
         self.sync_host()
-        d = {k.lstrip("_"): getattr(self, k).copy() for k in self._STATE}
+        d = {k: getattr(getattr(self.part, b), f).copy() for k, (b, f) in self._STATE.items()}
         d["step"] = np.array(self.step, np.int64)
-        for k, ps in enumerate(self._piece_sets):
+        for k, ps in enumerate(self.part.param_sets):
             d[f"piece{k}/mode"] = np.array(("population", "unit", "neuron").index(ps.mode))
             d[f"piece{k}/set0"] = np.array(ps.set0, np.int64)
             for name, x in ps.vals.items():
@@ -275,20 +330,23 @@ class Simulation(EngineBuild):
         return d
 
     def set_state(self, d: dict[str, np.ndarray]) -> None:
-        """Restore a state from ``get_state`` of an engine built from the same network,
+        """Restore a state from ``get_state`` of a simulation built from the same network,
         dt, seed and layout (ranks); shapes are checked."""
-        for k in self._STATE:
-            x = np.asarray(d[k.lstrip("_")])
-            cur = getattr(self, k)
-            if k != "_psets" and x.shape != cur.shape:
-                raise ValueError(f"state {k.lstrip('_')}: shape {x.shape} -- expected "
-                                 f"{cur.shape} (a state of another network or layout?)")
-            setattr(self, k, np.ascontiguousarray(x.astype(cur.dtype, copy=True)))
+        new: dict[str, dict[str, np.ndarray]] = {"neurons": {}, "istate": {}}
+        for k, (b, f) in self._STATE.items():
+            x = np.asarray(d[k])
+            cur = getattr(getattr(self.part, b), f)
+            if k != "psets" and x.shape != cur.shape:
+                raise ConfigError([f"state {k}: shape {x.shape} -- expected {cur.shape} (a "
+                                   "state of another network or layout?)"])
+            new[b][f] = np.ascontiguousarray(x.astype(cur.dtype, copy=True))
+        self.part.neurons = self.part.neurons._replace(**new["neurons"])
+        self.part.istate = self.part.istate._replace(**new["istate"])
         self.step = int(d["step"])
-        for k, ps in enumerate(self._piece_sets):
-            ps.mode = ("population", "unit", "neuron")[int(d[f"piece{k}/mode"])]
-            ps.set0 = int(d[f"piece{k}/set0"])
-            ps.vals = {name: np.asarray(d[f"piece{k}/vals/{name}"], float).copy()
+        for i, ps in enumerate(self.part.param_sets):
+            ps.mode = ("population", "unit", "neuron")[int(d[f"piece{i}/mode"])]
+            ps.set0 = int(d[f"piece{i}/set0"])
+            ps.vals = {name: np.asarray(d[f"piece{i}/vals/{name}"], float).copy()
                        for name in ps.vals}
             ps.m = len(next(iter(ps.vals.values())))
         self._unit_values = {}
@@ -301,7 +359,7 @@ class Simulation(EngineBuild):
     @property
     def P(self) -> np.ndarray:
         """Every neuron's packed parameters, (N_PARAM_ROWS, n) (a copy, for inspection)."""
-        return self._psets[self._pid].T
+        return self.part.neurons.P[self.part.neurons.pid].T
 
     # --- results ------------------------------------------------------------------------
     @property
@@ -381,7 +439,7 @@ class Simulation(EngineBuild):
         """Per population: spike times (ms) and node ids numbered from 0 in the population."""
         t, g = self.spikes()
         out = {}
-        for p, g0 in zip(self.network.populations, self._pop_gid0, strict=True):
+        for p, g0 in zip(self.network.populations, self.part.pop_gid0, strict=True):
             sel = (g >= g0) & (g < g0 + p.size)
             out[p.name] = (t[sel], g[sel] - g0)
         return out
@@ -389,8 +447,9 @@ class Simulation(EngineBuild):
     def local_index(self, gids: np.ndarray) -> np.ndarray:
         """Engine indices of global ids this rank owns (int64, like ``gids``)."""
         g = np.asarray(gids, np.int64)
-        k = np.searchsorted(self._piece_gid0, g, side="right") - 1
-        return self._piece_lo[k] + g - self._piece_gid0[k]
+        gid0 = self.part.piece_gid0
+        k = np.searchsorted(gid0, g, side="right") - 1
+        return self.part.pieces.lo[k] + g - gid0[k]
 
     def rates(self, t_from_ms: float = 0.0) -> dict[str, float]:
         """Mean firing rate per population (Hz) over [t_from_ms, now]."""

@@ -21,7 +21,6 @@ CuPy and the GPU itself on any machine.
 from __future__ import annotations
 
 import contextlib
-import math
 from typing import Any
 
 import numpy as np
@@ -34,8 +33,11 @@ from dtb.engine.gpu.device import (
     check_fits,
     device_name,
     estimate,
+    max_spikes,
+    spike_bound,
 )
 from dtb.engine.gpu.kernels import CudaKernels, HostKernels
+from dtb.errors import ConfigError
 from dtb.model.neurons import MODELS
 
 CTL_T, CTL_COUNT, CTL_WIN, CTL_TICKET, CTL_BASE, CTL_OVERFLOW, CTL_LEN = 0, 1, 2, 3, 4, 5, 8
@@ -59,6 +61,9 @@ class GpuBackend:
         self.engine = engine
         self.emulate = emulate
         self.graph_windows = 0 if emulate else int(graph_windows)
+        self.xp: Any  # the array module: numpy (emulated) or cupy
+        self.rec_step: Any = None
+        self.rec_idx: Any = None
         if emulate:
             self.xp = np
             self.kernels: Any = HostKernels()
@@ -101,10 +106,11 @@ class GpuBackend:
     # --- construction ------------------------------------------------------------------
     def _estimate(self, record: int) -> DeviceMemory:
         e = self.engine
-        tables = (e._psets.nbytes + sum(a.nbytes for a in e._in) + e._masks.nbytes
-                  + 16 * e._pop_proj.size + 32 * e._proj_row0.size)
-        return estimate(self.n, int(e.n_synapses), int(e._indptr.size - 1), self.D - 1,
-                        self.n_ports, int(e._ou.shape[1]), record, tables)
+        csr = e.synapse_arrays
+        tables = (e.neurons.P.nbytes + sum(a.nbytes for a in e.inputs) + e.neurons.masks.nbytes
+                  + 16 * e.tables.pop_proj.size + 32 * csr.row0.size)
+        return estimate(self.n, int(e.n_synapses), int(csr.indptr.size - 1), self.D - 1,
+                        self.n_ports, int(e.istate.ou.shape[1]), record, tables)
 
     def _dev(self, a: np.ndarray, dtype: Any = None) -> Any:
         """A device copy of a (at least one element, so no launch sees a null pointer)."""
@@ -118,13 +124,13 @@ class GpuBackend:
         self.V = self._dev(e.V, np.float64)
         self.syn = self._dev(e.syn, np.float64)
         self.refr = self._dev(e.refr, np.int32)
-        self.P = self._dev(e._psets, np.float64)
-        self.pid = self._dev(e._pid, np.int32)
+        self.P = self._dev(e.neurons.P, np.float64)
+        self.pid = self._dev(e.neurons.pid, np.int32)
         self.ring = self._dev(e.ring, np.int64)
-        self.masks = self._dev(e._masks, np.float64)
-        self.ou_n = int(e._ou.shape[1])
-        self.ou = self._dev(e._ou, np.float64)
-        (kind, lo, hi, ident, port, a, b, c, wfix, off, cdf) = e._in
+        self.masks = self._dev(e.neurons.masks, np.float64)
+        self.ou_n = int(e.istate.ou.shape[1])
+        self.ou = self._dev(e.istate.ou, np.float64)
+        (kind, lo, hi, ident, port, a, b, c, wfix, off, cdf) = e.inputs
         self.inputs = tuple(self._dev(x, t) for x, t in (
             (kind, np.int64), (lo, np.int64), (hi, np.int64), (ident, np.int64),
             (port, np.int64), (a, np.float64), (b, np.float64), (c, np.float64),
@@ -139,26 +145,27 @@ class GpuBackend:
         self.pop_in_ptr = self._dev(pop_in_ptr)
         self.pop_in = self._dev(np.array(pop_in, np.int64))
         # "pop" in the kernels' names is a layout piece here
-        self.pop_lo = self._dev(e._piece_lo, np.int64)
-        self.pop_first = self._dev(e._piece_first, np.int64)
-        self.pop_gid0 = self._dev(e._piece_gid0, np.int64)
+        self.pop_lo = self._dev(e.pieces.lo, np.int64)
+        self.pop_first = self._dev(e.pieces.first, np.int64)
+        self.pop_gid0 = self._dev(e.part.piece_gid0, np.int64)
 
-        self.pop_model = self._dev([MODELS[lay.model].code for lay in e.layout], np.int64)
+        self.pop_model = self._dev(np.array([MODELS[lay.model].code for lay in e.layout]),
+                                   np.int64)
         # projections by source: per piece (local spikes), per population (remote ones)
-        self.piece_proj_ptr = self._dev(e._piece_proj_ptr, np.int64)
-        self.piece_proj = self._dev(e._piece_proj, np.int64)
-        self.max_q_local = int(np.diff(e._piece_proj_ptr).max()) if self.n_pop else 0
-        self.pop_proj_ptr = self._dev(e._pop_proj_ptr, np.int64)
-        self.pop_proj = self._dev(e._pop_proj, np.int64)
-        self.max_q = int(np.diff(e._pop_proj_ptr).max()) if self.n_populations else 0
+        self.piece_proj_ptr = self._dev(e.pieces.proj_ptr, np.int64)
+        self.piece_proj = self._dev(e.pieces.proj, np.int64)
+        self.max_q_local = int(np.diff(e.pieces.proj_ptr).max()) if self.n_pop else 0
+        self.pop_proj_ptr = self._dev(e.tables.pop_proj_ptr, np.int64)
+        self.pop_proj = self._dev(e.tables.pop_proj, np.int64)
+        self.max_q = int(np.diff(e.tables.pop_proj_ptr).max()) if self.n_populations else 0
         self._piece_population = np.array([lay.index for lay in e.layout], np.int64)
-        self.proj_row0 = self._dev(e._proj_row0, np.int64)
-        self.proj_port = self._dev(e._proj_port, np.int64)
-        self.proj_shift = self._dev(e._proj_shift, np.int64)
-        self.indptr = self._dev(e._indptr, np.int64)
-        self.tgt = self._dev(e._tgt, np.uint32)
-        self.wq = self._dev(e._wq, np.int16)
-        self.dly = self._dev(e._dly, np.uint8 if self.dly8 else np.uint16)
+        self.proj_row0 = self._dev(e.synapse_arrays.row0, np.int64)
+        self.proj_port = self._dev(e.synapse_arrays.port, np.int64)
+        self.proj_shift = self._dev(e.synapse_arrays.shift, np.int64)
+        self.indptr = self._dev(e.synapse_arrays.indptr, np.int64)
+        self.tgt = self._dev(e.synapse_arrays.tgt, np.uint32)
+        self.wq = self._dev(e.synapse_arrays.wq, np.int16)
+        self.dly = self._dev(e.synapse_arrays.dly, np.uint8 if self.dly8 else np.uint16)
         self.ctl = self._dev(np.zeros(CTL_LEN, np.int64))
         self.pop_count = self._dev(np.zeros(max(1, self.n_pop), np.int64))
         self._alloc_record(self._record_min)
@@ -231,32 +238,13 @@ class GpuBackend:
         return lo
 
     def _set_spike_bound(self) -> None:
-        self._spikes_per_neuron = self._spike_bound_params()
+        e = self.engine
+        self._spikes_per_neuron = spike_bound(e.layout, e.neurons.P, e.neurons.pid)
         self._plans = {}
 
-    def _spike_bound_params(self) -> list[tuple[int, int, bool]]:
-        """Per population: (neurons, smallest refractory steps, resets below threshold)."""
-        e = self.engine
-        out = []
-        for lay in e.layout:
-            if lay.size == 0:
-                continue
-            sets = np.unique(e._pid[lay.lo:lay.hi])
-            P = e._psets[sets]
-            if lay.model == "iaf_psc_exp":
-                nref, below = P[:, 8], P[:, 7] < P[:, 6]
-            else:
-                nref, below = P[:, 5], P[:, 4] < P[:, 3]
-            out.append((lay.size, int(nref.min()), bool(below.all())))
-        return out
-
     def max_spikes(self, m: int) -> int:
-        """An upper bound of the spikes of a window of m steps: a neuron that resets below
-        threshold spikes at most once per n_ref + 1 steps."""
-        total = 0
-        for size, nref, below in self._spikes_per_neuron:
-            total += size * (math.ceil(m / (nref + 1)) if below else m)
-        return total
+        """An upper bound of the spikes of a window of m steps (device.max_spikes)."""
+        return max_spikes(self._spikes_per_neuron, m)
 
     # --- launches ------------------------------------------------------------------------
     def _dyn_args(self, m: int) -> tuple:
@@ -356,7 +344,7 @@ class GpuBackend:
         indices (int64), host arrays, the same as the CPU engine records.
         """
         if n_steps < 0 or m_max < 1:
-            raise ValueError(f"n_steps {n_steps}, m_max {m_max} -- expected >= 0 and >= 1")
+            raise ConfigError([f"n_steps {n_steps}, m_max {m_max} -- expected >= 0 and >= 1"])
         with self._on_stream():
             self._size_record(m_max)
             return self._advance(n_steps, m_max)
@@ -429,15 +417,15 @@ class GpuBackend:
         it stays valid."""
         bad = set(fields) - set(self.STATE)
         if bad:
-            raise ValueError(f"to_engine fields {sorted(bad)} -- expected some of "
-                             f"{', '.join(self.STATE)}")
+            raise ConfigError([f"to_engine fields {sorted(bad)} -- expected some of "
+                               f"{', '.join(self.STATE)}"])
         with self._on_stream():
             self._sync()
             e = self.engine
             for name in fields:
                 if name == "ou":
                     if self.ou_n:
-                        e._ou[:] = self._host(self.ou)
+                        e.istate.ou[:] = self._host(self.ou)
                 elif self.n:
                     getattr(e, name)[:] = self._host(getattr(self, name))
             e.step = self.step
@@ -448,8 +436,8 @@ class GpuBackend:
         e = self.engine
         with self._on_stream():
             if self.n:
-                self.pid[...] = self.xp.asarray(np.ascontiguousarray(e._pid, np.int32))
-            self.P = self._dev(e._psets, np.float64)  # may have grown: a new array
+                self.pid[...] = self.xp.asarray(np.ascontiguousarray(e.neurons.pid, np.int32))
+            self.P = self._dev(e.neurons.P, np.float64)  # may have grown: a new array
             self._graphs = {}  # they hold the old P
             self._set_spike_bound()
             self._sync()
@@ -462,15 +450,15 @@ class GpuBackend:
             if self.n:
                 for name, src, dtype in (("V", e.V, np.float64), ("syn", e.syn, np.float64),
                                          ("refr", e.refr, np.int32), ("ring", e.ring, np.int64),
-                                         ("pid", e._pid, np.int32)):
+                                         ("pid", e.neurons.pid, np.int32)):
                     dst = getattr(self, name)
                     if src.shape != dst.shape:
-                        raise ValueError(f"engine {name} has shape {src.shape} -- expected "
-                                         f"{dst.shape}")
+                        raise ConfigError([f"engine {name} has shape {src.shape} -- expected "
+                                           f"{dst.shape}"])
                     dst[...] = self.xp.asarray(np.ascontiguousarray(src, dtype))
             if self.ou_n:
-                self.ou[...] = self.xp.asarray(np.ascontiguousarray(e._ou, np.float64))
-            self.P = self._dev(e._psets, np.float64)  # may have grown: a new array
+                self.ou[...] = self.xp.asarray(np.ascontiguousarray(e.istate.ou, np.float64))
+            self.P = self._dev(e.neurons.P, np.float64)  # may have grown: a new array
             self._graphs = {}
             self._set_spike_bound()
             self.step = int(e.step)
