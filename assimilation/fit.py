@@ -31,6 +31,13 @@ distribution and log regional variances.  ``observable="rates"`` fits the same s
 the region rates per TR instead of BOLD (the neural FC, with far more independent samples
 per second: what a short twin experiment, or a test, can afford).
 
+With thousands of FC statistics and a handful of members the ensemble collapses (the gain
+reads sampling noise as information; ``benchmarks/fit_reduction.py``):
+``StatisticsConfig(fc_components=k)`` fits the FC triangle's projection on the k leading
+principal axes of the prior ensemble's FC (``FcBasis``, found after the first forward
+runs).  ``Fitter`` is the ES-MDA loop one step at a time, its state checkpointable
+(``dtb fit``); ``fit`` runs it through.
+
 Units: ms inside the engine (``dt_ms``), seconds for TRs, spin-up and BOLD time.
 """
 
@@ -49,8 +56,8 @@ from dtb.errors import ConfigError
 from dtb.model.hemodynamics import Hemodynamics, drive_from_rate
 
 __all__ = ["COUPLING", "SC_EXPONENT", "FitParameter", "ForwardConfig", "StatisticsConfig",
-           "with_coupling", "simulate_bold", "bold_from_rates", "statistics", "member_seed",
-           "Forward", "FitResult", "fit"]
+           "FcBasis", "fc_basis", "n_fc", "with_coupling", "simulate_bold", "bold_from_rates",
+           "statistics", "member_seed", "Forward", "FitResult", "Fitter", "fit"]
 
 COUPLING = "coupling"
 SC_EXPONENT = "sc_exponent"
@@ -148,7 +155,16 @@ class StatisticsConfig:
     """Which statistics of a BOLD series (T, R) are fitted: the Fisher-z FC upper triangle
     (``fc``), ``fcd_quantiles`` quantiles of the FCD distribution (windows ``window`` TRs,
     ``step`` TRs apart; 0: none), log regional variances (``variance``) and log regional
-    means (``mean``: for ``observable="rates"``, the log rates in Hz; BOLD's mean is 0)."""
+    means (``mean``: for ``observable="rates"``, the log rates in Hz; BOLD's mean is 0).
+    ``detrend``: each region detrended first (``summary.detrend``: "none", "constant",
+    "linear"), the data's as the model's.
+
+    ``fc_components``: 0 fits the whole FC triangle (R(R-1)/2 numbers); k > 0 fits its
+    projection on the k leading principal components of the prior ensemble's FC triangles
+    (``FcBasis``, found by ``Fitter`` from the first iteration's forward runs; at most N - 1
+    for N members).  With thousands of FC numbers and a few members, the Kalman gain reads
+    structure into sampling noise and the ensemble collapses; a few components carry what
+    the parameters change."""
 
     fc: bool = True
     fcd_quantiles: int = 0
@@ -156,10 +172,89 @@ class StatisticsConfig:
     step: int = 3
     variance: bool = False
     mean: bool = False
+    fc_components: int = 0
+    detrend: str = "none"
+
+    def __post_init__(self) -> None:
+        bad = []
+        if self.detrend not in ("none", "constant", "linear"):
+            bad.append(f"detrend: {self.detrend!r} -- expected 'none', 'constant' or "
+                       "'linear'")
+        elif self.mean and self.detrend != "none":
+            bad.append(f"mean: with detrend {self.detrend!r} -- expected detrend 'none' "
+                       "(a detrended series has mean 0)")
+        if not (isinstance(self.fc_components, int | np.integer) and self.fc_components >= 0):
+            bad.append(f"fc_components: {self.fc_components!r} -- expected a whole number "
+                       ">= 0 (0: the whole FC triangle)")
+        elif self.fc_components and not self.fc:
+            bad.append(f"fc_components: {self.fc_components} -- expected 0 when FC is not "
+                       "fitted (fc=False)")
+        if not (isinstance(self.fcd_quantiles, int | np.integer) and self.fcd_quantiles >= 0):
+            bad.append(f"fcd_quantiles: {self.fcd_quantiles!r} -- expected a whole number "
+                       ">= 0")
+        if bad:
+            raise ConfigError(bad, "fit statistics")
+
+
+@dataclass(frozen=True)
+class FcBasis:
+    """A reduction of the FC block of the statistics: ``fc (m_fc,) -> components @ (fc -
+    centre)`` (k,).  ``centre`` (m_fc,) the prior ensemble's mean FC triangle (Fisher z),
+    ``components`` (k, m_fc) orthonormal rows, its leading principal axes; ``explained``
+    (k,) the fraction of the ensemble's FC variance along each.  The FC block is the first
+    m_fc statistics (``statistics`` puts FC first); the rest pass unchanged."""
+
+    centre: np.ndarray
+    components: np.ndarray
+    explained: np.ndarray
+
+    @property
+    def size(self) -> int:
+        """m_fc, the length of the FC block it reduces."""
+        return int(self.centre.size)
+
+    def apply(self, S: np.ndarray) -> np.ndarray:
+        """Statistics ``S`` (..., m) with the FC block projected: (..., m - m_fc + k)."""
+        S = np.asarray(S, float)
+        m = self.size
+        z = (S[..., :m] - self.centre) @ self.components.T
+        return np.concatenate([z, S[..., m:]], axis=-1)
+
+    def to_dict(self) -> dict[str, np.ndarray]:
+        return {"centre": self.centre, "components": self.components,
+                "explained": self.explained}
+
+
+def fc_basis(S: np.ndarray, n_fc: int, k: int) -> FcBasis:
+    """The ``FcBasis`` of the first ``n_fc`` columns of ``S`` (N runs, m statistics): their
+    mean and the ``min(k, N - 1)`` leading right singular vectors of the centred block (the
+    principal axes; signs fixed so that each axis' largest entry is positive)."""
+    S = np.asarray(S, float)
+    if S.ndim != 2 or S.shape[0] < 2 or not 0 < n_fc <= S.shape[1]:
+        raise ConfigError([f"statistics: shape {S.shape} -- expected (N >= 2 runs, m >= "
+                           f"{n_fc} statistics)"], "fit statistics")
+    block = S[:, :n_fc]
+    centre = block.mean(axis=0)
+    _, sv, vt = np.linalg.svd(block - centre, full_matrices=False)
+    k = min(int(k), S.shape[0] - 1, n_fc)
+    comps = vt[:k].copy()
+    flip = np.sign(comps[np.arange(k), np.argmax(np.abs(comps), axis=1)])
+    comps *= flip[:, None]
+    var = sv ** 2
+    explained = var[:k] / var.sum() if var.sum() > 0 else np.zeros(k)
+    return FcBasis(centre, comps, explained)
+
+
+def n_fc(n_regions: int, cfg: StatisticsConfig) -> int:
+    """How many statistics the FC block holds: R(R-1)/2, 0 without FC."""
+    return n_regions * (n_regions - 1) // 2 if cfg.fc else 0
 
 
 def statistics(bold: np.ndarray, cfg: StatisticsConfig = StatisticsConfig()) -> np.ndarray:
-    """The fitted statistics of one BOLD series ``bold`` (T, R), concatenated (m,)."""
+    """The fitted statistics of one BOLD series ``bold`` (T, R), concatenated (m,), before
+    any ``FcBasis`` reduction (FC first, then FCD quantiles, variances, means)."""
+    if cfg.detrend != "none":
+        bold = summary.detrend(bold, cfg.detrend)
     parts = []
     if cfg.fc:
         parts.append(summary.upper(summary.fc(bold, fisher_z=True)))
@@ -311,8 +406,10 @@ NOISE_ITERATION = 1_000_000   # the seeds' iteration index of the repeated runs 
 class FitResult:
     """An inversion's outcome: ``prior`` and ``posterior`` parameter values (N, P),
     ``y`` (m,) the fitted data statistics, ``Gamma`` (m, m) the noise used, ``noise_runs``
-    (K, m) the statistics of repeated runs at the prior centre behind it, and the
-    ``inversion`` (``inversion.InversionResult`` on the unbounded scale)."""
+    (K, m) the statistics of repeated runs at the prior centre behind it, the
+    ``inversion`` (``inversion.InversionResult`` on the unbounded scale) and the ``basis``
+    that reduced the FC block (None: the whole triangle was fitted; ``y``, ``Gamma`` and
+    ``noise_runs`` are then the reduced statistics)."""
 
     params: Sequence[FitParameter]
     prior: np.ndarray
@@ -321,6 +418,7 @@ class FitResult:
     Gamma: np.ndarray
     noise_runs: np.ndarray
     inversion: Any
+    basis: FcBasis | None = None
 
     @property
     def posterior_mean(self) -> np.ndarray:
@@ -329,36 +427,177 @@ class FitResult:
         return np.array([p.from_unbounded(u[k]) for k, p in enumerate(self.params)])
 
 
+_DIAG_SCALARS = ("innovation_mean", "innovation_var", "expected_var", "normalized_innovation",
+                 "prior_spread_obs", "posterior_spread_obs", "n_groups")
+
+
+class Fitter:
+    """ES-MDA on the parameters of ``forward`` (a ``Forward``), one step at a time, over a
+    state a driver can checkpoint between iterations (``state`` / ``restore``); ``fit`` is
+    the plain loop.
+
+    ``start()``: ``noise_runs`` repeated forward runs at the prior centre (other seeds and
+    network realisations) give the model's own run-to-run covariance
+    (``noise_covariance``); the data statistics are one more draw of such a process, so
+    Gamma = (1 + ``data_noise``) times it (``data_noise`` = 1: data as long as the runs).
+    Prior: independent normals of SD ``prior_sd`` on the logit scale around ``centre``
+    (default: the middle of the bounds).  ``step()``: one of ``iterations`` updates with
+    ``esmda_alphas(iterations, ratio)`` (perturbed observations); members draw fresh seeds at
+    every iteration.  With ``forward.stats.fc_components`` > 0 the first step finds the
+    ``FcBasis`` from the prior ensemble's FC, and the data, the noise runs and every later
+    forward run are reduced by it before Gamma and the updates see them.
+
+    ``y`` (m,) are the data's statistics before any reduction (``statistics``)."""
+
+    def __init__(self, forward: Forward, y: np.ndarray, members: int, iterations: int,
+                 seed: int = 0, noise_runs: int = 8, data_noise: float = 1.0,
+                 prior_sd: float = 1.0, centre: Sequence[float] | None = None,
+                 ratio: float = 1.0):
+        from dtb.assimilation.inversion import esmda_alphas
+
+        bad = [f"{name}: {v!r} -- expected an integer >= {least}{why}"
+               for name, v, least, why in (
+                   ("members", members, 2, ""), ("iterations", iterations, 1, ""),
+                   ("noise_runs", noise_runs, 3, " (two runs make every standardised "
+                    "statistic +-1, a singular covariance that no shrinkage repairs)"))
+               if not (isinstance(v, int | np.integer) and v >= least)]
+        if bad:
+            raise ConfigError(bad, "fit")
+        self.forward = forward
+        self.y_full = np.asarray(y, float)
+        self.members, self.n_iter, self.seed = int(members), int(iterations), int(seed)
+        self.noise_runs, self.data_noise, self.prior_sd = int(noise_runs), data_noise, prior_sd
+        self.alphas = esmda_alphas(self.n_iter, ratio)
+        P = len(forward.params)
+        self.c = (np.zeros(P) if centre is None
+                  else np.array([p.to_unbounded(v)
+                                 for p, v in zip(forward.params, centre, strict=True)]))
+        self.i = 0                                   # iterations done
+        self.S_full: np.ndarray | None = None        # (K, m) noise runs, unreduced
+        self.U0: np.ndarray | None = None            # (N, P) prior, unbounded
+        self.U: np.ndarray | None = None             # (N, P) the current ensemble
+        self.rng: np.random.Generator | None = None
+        self.basis: FcBasis | None = None
+        self.y: np.ndarray | None = None             # (m',) reduced data statistics
+        self.Gamma: np.ndarray | None = None
+        self.iterations: list[Any] = []
+
+    @property
+    def done(self) -> bool:
+        return self.i >= self.n_iter
+
+    def start(self) -> None:
+        """The noise runs and the prior draws (before the first ``step``)."""
+        fw = self.forward
+        self.S_full = np.asarray(fw(np.repeat(self.c[None], self.noise_runs, axis=0),
+                                    NOISE_ITERATION), float)
+        self.rng = np.random.default_rng(np.random.SeedSequence([self.seed, 7]))
+        self.U0 = self.c + self.prior_sd * self.rng.standard_normal((self.members,
+                                                                     self.c.size))
+        self.U = self.U0.copy()
+        if not fw.stats.fc_components:
+            self._set_noise(None)
+
+    def _reduce(self, S: np.ndarray) -> np.ndarray:
+        return S if self.basis is None else self.basis.apply(S)
+
+    def _set_noise(self, basis: FcBasis | None) -> None:
+        from dtb.assimilation.inversion import noise_covariance
+
+        self.basis = basis
+        self.y = self._reduce(self.y_full)
+        self.Gamma = (1.0 + self.data_noise) * noise_covariance(self._reduce(self.S_full),
+                                                                floor=1e-12)
+
+    def step(self) -> Any:
+        """One forward evaluation of the ensemble and its update; returns the
+        ``inversion.Iteration``."""
+        from dtb.assimilation.inversion import Iteration, misfit, update
+
+        if self.U is None:
+            raise ConfigError(["fit: step before start -- expected start() first"], "fit")
+        if self.done:
+            raise ConfigError([f"fit: all {self.n_iter} iterations done"], "fit")
+        fw = self.forward
+        GU = np.asarray(fw(self.U, self.i), float)
+        if self.i == 0 and fw.stats.fc_components:
+            R = len(fw.spec.region_labels)
+            self._set_noise(fc_basis(GU, n_fc(R, fw.stats), fw.stats.fc_components))
+        GU = self._reduce(GU)
+        a = float(self.alphas[self.i])
+        Ua, diag = update(self.U, GU, self.y, self.Gamma, a, method="enkf", rng=self.rng)
+        it = Iteration(U=self.U, GU=GU, alpha=a, misfit=misfit(GU, self.y, self.Gamma),
+                       diagnostics=diag)
+        self.iterations.append(it)
+        self.U = Ua
+        self.i += 1
+        return it
+
+    def result(self) -> FitResult:
+        from dtb.assimilation.inversion import InversionResult
+
+        fw = self.forward
+        return FitResult(fw.params, fw.values(self.U0), fw.values(self.U), self.y,
+                         self.Gamma, self._reduce(self.S_full),
+                         InversionResult(U=self.U, GU=None, iterations=list(self.iterations)),
+                         self.basis)
+
+    # --- checkpoints ------------------------------------------------------------------
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Everything needed to continue: arrays (name -> ndarray) and JSON-able values."""
+        arrays: dict[str, np.ndarray] = {"S_full": self.S_full, "U0": self.U0, "U": self.U}
+        if self.Gamma is not None:
+            arrays["Gamma"] = self.Gamma
+        if self.basis is not None:
+            arrays.update({f"basis/{k}": v for k, v in self.basis.to_dict().items()})
+        diags = []
+        for k, it in enumerate(self.iterations):
+            arrays.update({f"it{k}/U": it.U, f"it{k}/GU": it.GU, f"it{k}/misfit": it.misfit,
+                           f"it{k}/innovation": it.diagnostics.innovation})
+            diags.append({n: getattr(it.diagnostics, n) for n in _DIAG_SCALARS}
+                         | {"alpha": it.alpha})
+        meta = {"i": self.i, "rng": self.rng.bit_generator.state, "iterations": diags,
+                "has_gamma": self.Gamma is not None}
+        return arrays, meta
+
+    def restore(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        """Continue from a ``state()`` of a fitter made with the same arguments."""
+        from dtb.assimilation.enkf import Diagnostics
+        from dtb.assimilation.inversion import Iteration
+
+        self.S_full = np.asarray(arrays["S_full"], float)
+        self.U0 = np.asarray(arrays["U0"], float)
+        self.U = np.asarray(arrays["U"], float)
+        self.rng = np.random.default_rng()
+        self.rng.bit_generator.state = meta["rng"]
+        self.i = int(meta["i"])
+        if "basis/centre" in arrays:
+            self.basis = FcBasis(*(np.asarray(arrays[f"basis/{k}"], float)
+                                   for k in ("centre", "components", "explained")))
+        if meta["has_gamma"]:
+            self._set_noise(self.basis)
+        self.iterations = []
+        for k, d in enumerate(meta["iterations"]):
+            diag = Diagnostics(innovation=np.asarray(arrays[f"it{k}/innovation"], float),
+                               **{n: d[n] for n in _DIAG_SCALARS})
+            self.iterations.append(Iteration(
+                U=np.asarray(arrays[f"it{k}/U"], float),
+                GU=np.asarray(arrays[f"it{k}/GU"], float), alpha=float(d["alpha"]),
+                misfit=np.asarray(arrays[f"it{k}/misfit"], float), diagnostics=diag))
+
+
 def fit(forward: Forward, y: np.ndarray, members: int, iterations: int, seed: int = 0,
         noise_runs: int = 8, data_noise: float = 1.0, prior_sd: float = 1.0,
         centre: Sequence[float] | None = None, ratio: float = 1.0,
         callback: Callable[[int, Any], None] | None = None) -> FitResult:
-    """Fit ``forward``'s parameters to the data statistics ``y`` (m,) by ES-MDA.
-
-    Noise: ``noise_runs`` repeated forward runs at the prior centre (other seeds and network
-    realisations) give the model's own run-to-run covariance (``noise_covariance``); the data
-    statistics are one more draw of such a process, so Gamma = (1 + ``data_noise``) times it
-    (``data_noise`` = 1: data as long as the runs).  Prior: independent normals of SD
-    ``prior_sd`` on the logit scale around ``centre`` (default: the middle of the bounds).
-    ``iterations`` updates with ``esmda_alphas(iterations, ratio)``; members draw fresh seeds
-    at every iteration.  ``callback(i, iteration)`` after each update."""
-    from dtb.assimilation.inversion import esmda_alphas, invert, noise_covariance
-
-    bad = [f"{name}: {v!r} -- expected an integer >= {least}{why}" for name, v, least, why in (
-        ("members", members, 2, ""), ("iterations", iterations, 1, ""),
-        ("noise_runs", noise_runs, 3, " (two runs make every standardised statistic +-1, "
-                                       "a singular covariance that no shrinkage repairs)"))
-        if not (isinstance(v, int | np.integer) and v >= least)]
-    if bad:
-        raise ConfigError(bad, "fit")
-    P = len(forward.params)
-    c = (np.zeros(P) if centre is None
-         else np.array([p.to_unbounded(v) for p, v in zip(forward.params, centre, strict=True)]))
-    S = forward(np.repeat(c[None], noise_runs, axis=0), NOISE_ITERATION)
-    Gamma = (1.0 + data_noise) * noise_covariance(S, floor=1e-12)
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 7]))
-    U0 = c + prior_sd * rng.standard_normal((members, P))
-    res = invert(forward, U0, np.asarray(y, float), Gamma, esmda_alphas(iterations, ratio),
-                 method="enkf", rng=rng, final_forward=False, callback=callback)
-    return FitResult(forward.params, forward.values(U0), forward.values(res.U),
-                     np.asarray(y, float), Gamma, S, res)
+    """Fit ``forward``'s parameters to the data statistics ``y`` (m,) by ES-MDA (see
+    ``Fitter`` for the noise, the prior and the FC reduction).  ``callback(i, iteration)``
+    after each update."""
+    f = Fitter(forward, y, members, iterations, seed, noise_runs, data_noise, prior_sd,
+               centre, ratio)
+    f.start()
+    while not f.done:
+        it = f.step()
+        if callback is not None:
+            callback(f.i - 1, it)
+    return f.result()

@@ -18,7 +18,8 @@ Every series is ``(T, R)``: T samples in time (TRs), R regions.  What the field 
   difference between the empirical distribution functions of two samples (in [0, 1]);
 - ``regional_variance(x)``: the variance of each region over time, (R,), in the squared
   units of x;
-- ``summary(x, window, step)``: all of them for one series, as a dict.
+- ``summary(x, window, step)``: all of them for one series, as a dict;
+- ``detrend(x, how)``: each region minus its least-squares line (or mean).
 
 With a TR of 0.72 s, windows of 30-60 TRs (22-43 s) and steps of 1-5 TRs are usual.
 """
@@ -165,3 +166,20 @@ def summary(x: Any, window: int = 60, step: int = 5) -> dict[str, Any]:
     m = fc(x)
     return {"fc": m, "fc_z": fc(x, fisher_z=True), "mean_fc": float(np.nanmean(upper(m))),
             "fcd_values": fcd_values(x, window, step), "variance": regional_variance(x)}
+
+
+def detrend(x: Any, how: str = "linear") -> np.ndarray:
+    """Each region of ``x`` (T, R) minus its least-squares polynomial in time: ``"linear"``
+    a line, ``"constant"`` the mean, ``"none"`` unchanged (a copy)."""
+    a = np.array(_series(x, "summary.detrend"), dtype=float)
+    if how == "none":
+        return a
+    deg = {"constant": 0, "linear": 1}.get(how)
+    if deg is None:
+        raise ConfigError([f"detrend: {how!r} -- expected 'none', 'constant' or 'linear'"],
+                          "summary.detrend")
+    t = np.arange(a.shape[0], dtype=float)
+    A = np.vander(t - t.mean(), deg + 1)
+    coef, *_ = np.linalg.lstsq(A, a, rcond=None)
+    return a - A @ coef
+

@@ -8,8 +8,9 @@ never loaded):
    names (``hcp.write_subject`` into ``--work``, outside git: nothing derived from HCP is
    committed), ``--neurons`` (default 4000 = 50 a region) and ``--in-degree`` (100).
 2. **Data statistics** ``y`` from the **training TRs 0-599 only**: each region linearly
-   detrended, the Fisher-z FC upper triangle (3160 numbers), optionally ``--fcd-quantiles``
-   quantiles of the FCD distribution (windows 30 TRs, step 2).
+   detrended, the Fisher-z FC upper triangle (3160 numbers; with ``--fc-components k`` its
+   projection on k principal axes of the prior ensemble's FC), optionally
+   ``--fcd-quantiles`` quantiles of the FCD distribution (windows 30 TRs, step 2).
 3. **Fit** (``dtb.assimilation.fit.fit``, ES-MDA) of three long-range parameters, bounds and
    prior centre from the regime study (``benchmarks/README.md``, "Regime study"):
 
@@ -167,7 +168,7 @@ def fit_subject(sid: str, a: argparse.Namespace, pool: Any) -> dict[str, Any]:
     spec = build_spec(files, a.neurons, a.in_degree)
     d = subject_data(sub, others)
     stats = F.StatisticsConfig(fc=True, fcd_quantiles=a.fcd_quantiles, window=FCD_WINDOW,
-                               step=FCD_STEP)
+                               step=FCD_STEP, fc_components=a.fc_components)
     y = F.statistics(d["train"], stats)
     params = [F.FitParameter(n, lo, hi) for n, lo, hi, _ in PARAMS]
     centre = [c for *_, c in PARAMS]
@@ -212,7 +213,12 @@ def fit_subject(sid: str, a: argparse.Namespace, pool: Any) -> dict[str, Any]:
         "posterior_mean": dict(zip(names, map(float, xhat), strict=True)),
         "misfit_per_iteration": [float(np.median(it.misfit)) for it in res.inversion.iterations],
         "last_iteration_fc_r": [float(v) for v in last],
-        "statistics": {"fc": True, "fcd_quantiles": a.fcd_quantiles, "m": int(y.size)},
+        "statistics": {"fc": True, "fcd_quantiles": a.fcd_quantiles, "m": int(res.y.size),
+                       "fc_components": a.fc_components,
+                       "fc_explained": (None if res.basis is None
+                                        else res.basis.explained.tolist())},
+        "posterior_sd_logit": dict(zip(names, np.std(fwd.unbounded(res.posterior), axis=0,
+                                                     ddof=1).tolist(), strict=True)),
         "data": d["scores"], "baselines": d["baselines"],
         "fitted": score(b_fit, d), "default_brain": score(b_def, d),
         "free_seed": free_seed,
@@ -256,6 +262,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--free-tr", type=int, default=600, help="TRs of each free run")
     ap.add_argument("--fcd-quantiles", type=int, default=0,
                     help="also fit this many FCD quantiles (0: FC only)")
+    ap.add_argument("--fc-components", type=int, default=0,
+                    help="fit FC as this many principal axes of the prior ensemble's FC "
+                         "(0: the whole triangle)")
     ap.add_argument("--prior-sd", type=float, default=1.0, help="on the logit scale")
     ap.add_argument("--spinup-s", type=float, default=10.0)
     ap.add_argument("--dt", type=float, default=0.5, help="ms")

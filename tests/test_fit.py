@@ -12,6 +12,7 @@ import pytest
 from dtb.assimilation import summary
 from dtb.assimilation.fit import (
     FitParameter,
+    Fitter,
     Forward,
     ForwardConfig,
     StatisticsConfig,
@@ -205,3 +206,134 @@ def test_build_applies_the_long_range_recipe_the_fit_estimates(tiny, tmp_path):
         from dtb.brain.build import BuildOptions
 
         BuildOptions(lr_inhibitory=-1.0).check()
+
+
+# --- the FC reduction and the ask/tell fitter ---------------------------------------------
+
+def test_fc_basis_is_the_principal_axes_of_the_ensemble():
+    """Against an independent PCA: the eigenvectors of the sample covariance (numpy eigh),
+    the explained fractions its eigenvalues over the trace; the projection by hand."""
+    from dtb.assimilation.fit import fc_basis
+
+    rng = np.random.default_rng(4)
+    N, n_fc, extra = 9, 45, 3
+    S = rng.standard_normal((N, n_fc + extra)) @ np.diag(np.linspace(3, 0.1, n_fc + extra))
+    b = fc_basis(S, n_fc, 4)
+    block = S[:, :n_fc]
+    C = np.cov(block, rowvar=False)
+    w, V = np.linalg.eigh(C)
+    order = np.argsort(w)[::-1]
+    w, V = w[order], V[:, order]
+    assert b.components.shape == (4, n_fc) and b.size == n_fc
+    for j in range(4):
+        assert abs(abs(b.components[j] @ V[:, j]) - 1) < 1e-9
+        assert b.components[j][np.argmax(np.abs(b.components[j]))] > 0
+    assert np.allclose(b.explained, w[:4] / np.trace(C))
+    assert np.allclose(b.centre, block.mean(axis=0))
+    x = rng.standard_normal((2, n_fc + extra))
+    want = np.concatenate([(x[:, :n_fc] - block.mean(0)) @ b.components.T, x[:, n_fc:]], 1)
+    assert np.allclose(b.apply(x), want)
+    # N members span N - 1 axes at most
+    assert fc_basis(S[:3], n_fc, 4).components.shape == (2, n_fc)
+    with pytest.raises(ConfigError, match="fc_components"):
+        StatisticsConfig(fc=False, fc_components=2)
+    with pytest.raises(ConfigError, match="mean"):
+        StatisticsConfig(mean=True, detrend="linear")
+
+
+class _LinearForward:
+    """A linear-Gaussian forward map in the shape of ``Forward`` (25 "regions": 300 FC
+    statistics): s = a u + b xi + sigma eps, a noise with one shared component (as FC
+    entries share the fluctuations of their regions) and an independent part."""
+
+    R = 25
+
+    def __init__(self, k: int, a: np.ndarray, b: np.ndarray, sigma: float, seed: int):
+        from types import SimpleNamespace
+
+        self.params = [FitParameter("coupling", -50.0, 50.0)]
+        self.stats = StatisticsConfig(fc=True, fc_components=k)
+        self.spec = SimpleNamespace(region_labels=np.arange(self.R))
+        self.a, self.b, self.sigma, self.seed = a, b, sigma, seed
+
+    def values(self, U: np.ndarray) -> np.ndarray:
+        return np.atleast_2d(U)
+
+    def __call__(self, U: np.ndarray, i: int) -> np.ndarray:
+        U = np.atleast_2d(U)
+        rng = np.random.default_rng([self.seed, i])
+        xi = rng.standard_normal((U.shape[0], 1))
+        return U[:, :1] * self.a + xi * self.b + self.sigma * rng.standard_normal(
+            (U.shape[0], self.a.size))
+
+
+def _linear_problem(seed: int) -> tuple[np.ndarray, np.ndarray, float, np.ndarray, float, float]:
+    m = _LinearForward.R * (_LinearForward.R - 1) // 2
+    rng = np.random.default_rng(5)
+    a, b, sigma = rng.normal(0, 0.3, m), rng.normal(0, 1.0, m), 0.5
+    u_true = 0.7
+    y = (u_true * a + np.random.default_rng([seed, 99]).standard_normal() * b
+         + sigma * np.random.default_rng([seed, 98]).standard_normal(m))
+    G = np.outer(b, b) + sigma ** 2 * np.eye(m)
+    var = 1.0 / (1.0 + a @ np.linalg.solve(G, a))            # prior N(0, 1)
+    return a, b, sigma, y, var * (a @ np.linalg.solve(G, y)), np.sqrt(var)
+
+
+def _run_fitter(k: int, seed: int) -> tuple[Fitter, float, float]:
+    a, b, sigma, y, mean, sd = _linear_problem(seed)
+    f = Fitter(_LinearForward(k, a, b, sigma, seed), y, members=16, iterations=4, seed=seed,
+               noise_runs=8, data_noise=0.0, prior_sd=1.0)
+    f.start()
+    while not f.done:
+        f.step()
+    return f, mean, sd
+
+
+def test_reduced_fc_keeps_the_ensemble_from_collapsing():
+    """300 statistics with a shared noise component, 16 members, Gamma from 8 noise runs:
+    the whole vector collapses the ensemble far below the exact posterior SD (measured:
+    0.003-0.009 against 0.100) and leaves the truth outside every ensemble; 3 principal
+    axes keep the spread at the posterior's order (measured 0.08-0.38) with the truth
+    within 2 SD each time, and a smaller mean error (measured 0.08 against 0.21)."""
+    errs = {0: [], 3: []}
+    for seed in range(4):
+        for k in (0, 3):
+            f, mean, sd = _run_fitter(k, seed)
+            u = f.U[:, 0]
+            errs[k].append(abs(u.mean() - 0.7))
+            if k == 0:
+                assert u.std(ddof=1) < 0.15 * sd
+                assert abs(u.mean() - 0.7) > 2 * u.std(ddof=1)
+            else:
+                assert u.std(ddof=1) > 0.5 * sd
+                assert abs(u.mean() - 0.7) < 2 * u.std(ddof=1)
+                assert f.basis is not None and f.y.size == 3 and f.Gamma.shape == (3, 3)
+    assert np.mean(errs[3]) < np.mean(errs[0])
+
+
+def test_fitter_state_round_trip_continues_identically():
+    """A fitter restored from its state() after one iteration (in a new object, as
+    --resume does) ends exactly where the uninterrupted one does."""
+    import json
+
+    whole, _, _ = _run_fitter(3, 1)
+    a, b, sigma, y, _, _ = _linear_problem(1)
+
+    def make() -> Fitter:
+        return Fitter(_LinearForward(3, a, b, sigma, 1), y, members=16, iterations=4,
+                      seed=1, noise_runs=8, data_noise=0.0, prior_sd=1.0)
+
+    first = make()
+    first.start()
+    first.step()
+    arrays, meta = first.state()
+    meta = json.loads(json.dumps(meta))                  # as the checkpoint stores it
+    second = make()
+    second.restore({k: v.copy() for k, v in arrays.items()}, meta)
+    while not second.done:
+        second.step()
+    assert np.array_equal(second.U, whole.U)
+    r1, r2 = whole.result(), second.result()
+    assert np.array_equal(r1.posterior, r2.posterior) and np.array_equal(r1.Gamma, r2.Gamma)
+    assert [float(np.sum(i.misfit)) for i in r1.inversion.iterations] == \
+        [float(np.sum(i.misfit)) for i in r2.inversion.iterations]

@@ -140,3 +140,15 @@ def test_bad_input_is_refused_with_the_field_named():
         S.ks_distance([], [1.0])
     with pytest.raises(ConfigError, match="square"):
         S.upper(np.zeros((2, 3)))
+
+
+def test_detrend_against_scipy():
+    from scipy.signal import detrend as scipy_detrend
+
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((50, 4)) + np.arange(50)[:, None] * [0.1, -0.3, 0.0, 2.0] + 5
+    assert np.allclose(S.detrend(x, "linear"), scipy_detrend(x, axis=0, type="linear"))
+    assert np.allclose(S.detrend(x, "constant"), x - x.mean(axis=0))
+    assert np.array_equal(S.detrend(x, "none"), x)
+    with pytest.raises(ConfigError, match="detrend"):
+        S.detrend(x, "cubic")

@@ -22,6 +22,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
+from dtb.assimilation.fit_cli import run_fit
 from dtb.cli.assimilate import run_assimilate
 from dtb.cli.build import run_build
 from dtb.cli.exits import (
@@ -97,6 +98,8 @@ def _run(a: argparse.Namespace, args_list: list[str], parser: argparse.ArgumentP
             if a.command == "assimilate":
                 a.command_line = ["dtb", *args_list]
                 return run_assimilate(a, stop)
+            if a.command == "fit":
+                return run_fit(a, args_list[args_list.index("fit") + 1:])
             if a.command == "job":
                 return run_job(a, args_list, parser)
             if a.command == "report":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from dtb.assimilation.fit_cli import add_fit_parser
 from dtb.cli.assimilate import add_assimilate_parser
 from dtb.cli.build import add_build_parser
 from dtb.cli.jobs import add_job_parser
@@ -92,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     add_export_parser(sub)
 
     add_assimilate_parser(sub)
+    add_fit_parser(sub)
     add_job_parser(sub)
 
     add_warmup_parser(sub)

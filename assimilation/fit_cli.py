@@ -1,0 +1,140 @@
+"""``dtb fit``: fit a brain to the FC/FCD of recorded BOLD and score it on held-out TRs.
+
+::
+
+    dtb fit --brain brain.h5 --bold bold.tsv --tr 0.72 --fit-trs 0:600 --test-trs 600:1200 \\
+        --param coupling=0.25:3@1 --param coupling.I=0:1@0.25 --out runs/fit
+    dtb fit --resume runs/fit                  # after a stop, a signal or --stop-after
+
+The command is put together from small modules, in the order it runs:
+
+- ``fit_options``: the parser (``add_fit_parser``) and every value checked
+  (``check_args`` -> ``FitOptions``);
+- ``fit_inputs``: the brain, the BOLD (read as ``dtb assimilate`` reads it), the fit and
+  test TRs, the group FC, checked (``load_inputs`` -> ``FitInputs``); nothing simulated;
+- ``fit_run``: the run directory (``FitRun``: manifest, checkpoint after every iteration,
+  ``--resume``), the ES-MDA fit (``fit.Fitter``), the free runs, ``fit.h5``;
+- ``fit_score``: every held-out score beside its baselines (``metrics.json``), figures.
+
+Every input is checked before anything is simulated; bad input is an error naming the
+file or option, the field, the value and what was expected (exit status 2).  Units: TR and
+spin-up in seconds, the engine's time step in ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from dtb.assimilation.fit_inputs import load_inputs
+from dtb.assimilation.fit_options import add_fit_parser, check_args
+from dtb.assimilation.fit_run import (
+    FitRun,
+    Stopped,
+    check_resume_inputs,
+    execute,
+    read_resumable,
+    summary,
+)
+from dtb.errors import ConfigError
+
+__all__ = ["add_fit_parser", "run_fit", "main"]
+
+
+def _argv_of(args: argparse.Namespace) -> list[str]:
+    """The command line after ``fit`` (recorded, and re-parsed by ``--resume``)."""
+    argv = getattr(args, "fit_argv", None)
+    if argv is not None:
+        return list(argv)
+    raw = list(sys.argv[1:])
+    return raw[raw.index("fit") + 1:] if "fit" in raw else raw
+
+
+def _strip(argv: list[str], flags: Sequence[str]) -> list[str]:
+    """``argv`` without ``flags`` and their values (``--flag V`` or ``--flag=V``)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a in flags:
+            skip = True
+            continue
+        if any(a.startswith(f + "=") for f in flags):
+            continue
+        out.append(a)
+    return out
+
+
+def run_fit(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
+    """``dtb fit``: returns the exit status (0; 75 after ``--stop-after``); errors are
+    raised (``ConfigError``, ``InputError``: status 2; ``OutputError``: 1), as
+    ``dtb.cli.main`` expects.  ``argv``: the arguments after ``fit`` (recorded in the
+    manifest for ``--resume``; default: from ``sys.argv``)."""
+    argv = list(argv) if argv is not None else _argv_of(args)
+    if args.resume is not None:
+        given = _strip(argv, ["--resume", "--stop-after", "--threads", "--procs"])
+        given = [a for a in given if a not in ("-q", "--quiet")]
+        if given:
+            raise ConfigError([f"--resume: with {given} -- expected only --stop-after, "
+                               "--threads, --procs and --quiet beside it (the rest come "
+                               "from the run's manifest)"], "dtb fit")
+        run_dir = Path(args.resume)
+        m = read_resumable(run_dir)
+        recorded = _strip(list(m["argv"]), ["--stop-after", "--threads", "--procs"])
+        recorded = [a for a in recorded if a not in ("-q", "--quiet", "--overwrite")]
+        sub = argparse.ArgumentParser(prog="dtb").add_subparsers(dest="command")
+        p = add_fit_parser(sub)
+        rec = p.parse_args(recorded)
+        for k in ("brain", "bold", "labels", "group_fc", "params"):
+            v = getattr(rec, k)                  # relative to where the run started
+            if v is not None and not Path(v).is_absolute():
+                setattr(rec, k, str(Path(m.get("cwd", ".")) / v))
+        for k in ("stop_after", "threads", "procs", "quiet"):
+            setattr(rec, k, getattr(args, k))
+        rec.out = str(run_dir)
+        o = check_args(rec)
+        check_resume_inputs(m)
+        inp = load_inputs(o)
+        run: Any = FitRun.reopen(run_dir)
+        resume = True
+    else:
+        o = check_args(args)
+        inp = load_inputs(o)
+        inputs = [x for x in (o.brain, o.bold, o.group_fc) if x is not None]
+        run = FitRun(o.out, o.overwrite, inputs)
+        resume = False
+    from dtb.cli.exits import EXIT_TEMPFAIL
+
+    err = None if o.quiet else sys.stderr
+    with run as rd:
+        args.run_dir = o.out
+        if not resume:
+            rd.begin(o, inp, argv)
+        try:
+            metrics, files = execute(o, inp, rd, resume, err)
+        except Stopped as e:
+            rd.interrupt(e.iteration, e.reason)
+            print(f"dtb fit: stopped after iteration {e.iteration} of {o.iterations} "
+                  f"({e.reason}) -- resume with: dtb fit --resume {o.out}", file=sys.stderr)
+            return EXIT_TEMPFAIL
+        manifest = rd.complete(files, metrics)
+    print(o.out if o.quiet else summary(manifest, metrics, o.out))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m dtb.assimilation.fit_cli ARGS``: exactly ``dtb fit ARGS``."""
+    from dtb.cli.main import main as dtb_main
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] != "fit":
+        argv = ["fit", *argv]
+    return dtb_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,369 @@
+"""``dtb fit``: the parser and every value checked before anything is simulated.
+
+``add_fit_parser(subparsers)`` defines the command; ``check_args(args)`` turns the parsed
+arguments into a ``FitOptions`` or raises ``ConfigError`` (exit status 2) naming the option,
+its value and what was expected.  The files are read and checked by ``fit_run.load_inputs``
+(``InputError``: file, field, value, expected).  Units: TR and spin-up in seconds, the
+engine's time step in ms.
+
+Parameters (``--param``, repeatable, or ``--params FILE.yaml``):
+
+    --param coupling=0.25:3            # NAME=LOW:HIGH, prior centred in the middle
+    --param coupling.I=0:1@0.25        # NAME=LOW:HIGH@CENTRE
+    --param E.I_e=-0.2:0.2@0/shift     # a uniform shift (mode "shift") instead of a scale
+
+    # FILE.yaml
+    parameters:
+      - {name: coupling, low: 0.25, high: 3, centre: 1}
+      - {name: E.I_e, low: -0.2, high: 0.2, centre: 0, mode: shift}
+
+Without either: ``DEFAULT_PARAMS``, the three long-range parameters of the regime study
+(``benchmarks/README.md``): coupling 0.25-3 (centre 1), coupling.I 0-1 (0.25),
+sc_exponent 0-1 (0.5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dtb.assimilation.fit import FitParameter
+from dtb.errors import ConfigError
+from dtb.model.config import read_yaml
+
+__all__ = ["FitOptions", "DEFAULT_PARAMS", "add_fit_parser", "check_args", "parse_range",
+           "parse_param"]
+
+#: (name, low, high, centre): the regime study's long-range parameters
+DEFAULT_PARAMS = (("coupling", 0.25, 3.0, 1.0), ("coupling.I", 0.0, 1.0, 0.25),
+                  ("sc_exponent", 0.0, 1.0, 0.5))
+#: options --resume may give anew (the rest come from the run's manifest)
+RESUME_FREE = ("resume", "stop_after", "threads", "quiet", "procs")
+
+
+def add_fit_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``dtb fit`` to ``subparsers`` (an ``argparse`` subparsers action)."""
+    p = subparsers.add_parser(
+        "fit", help="fit a brain's long-range and regional parameters to the FC/FCD of "
+                    "recorded BOLD (ES-MDA), scored on held-out TRs",
+        description="Fit a brain (dtb build) to summary statistics of a BOLD recording "
+                    "(Fisher-z FC, optionally FCD quantiles and regional variances) by an "
+                    "ensemble smoother with multiple data assimilation (ES-MDA), then "
+                    "free-run the posterior mean and score it on held-out TRs beside the "
+                    "baselines (log-SC, the unfitted brain, split-half FC, a group FC).",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    io = p.add_argument_group("inputs")
+    io.add_argument("--brain", metavar="BRAIN.h5", help="a brain written by dtb build")
+    io.add_argument("--bold", metavar="FILE", help="recorded BOLD: a region table "
+                    "(.csv/.tsv headed by region labels or names), .npy with --labels, .h5, "
+                    "as dtb assimilate reads it")
+    io.add_argument("--labels", metavar="FILE", help="region labels or names of a .npy BOLD")
+    io.add_argument("--dataset", default="bold", help="HDF5 dataset of the BOLD (bold)")
+    io.add_argument("--tr", type=float, metavar="S", help="repetition time in seconds "
+                    "(or from the file or its JSON sidecar)")
+    io.add_argument("--fit-trs", metavar="A:B", help="TRs the fit sees, 0-based, B "
+                    "excluded (default: the first half)")
+    io.add_argument("--test-trs", metavar="A:B", help="held-out TRs it is scored on "
+                    "(default: the TRs after --fit-trs); must not overlap --fit-trs")
+    io.add_argument("--detrend", choices=("none", "constant", "linear"), default="linear",
+                    help="per region, on the fit and test TRs separately (linear)")
+    io.add_argument("--group-fc", metavar="FILE", help="a group-mean FC (R x R CSV/TSV "
+                    "headed by region labels or names) scored as a baseline")
+    io.add_argument("--truth", action="append", default=[], metavar="NAME=VALUE",
+                    help="a twin experiment's true parameter value (repeatable): scores "
+                         "and a figure of the posterior against it")
+    pa = p.add_argument_group("parameters and fit")
+    pa.add_argument("--param", action="append", default=[], metavar="NAME=LOW:HIGH[@C][/shift]",
+                    help="a fitted parameter (repeatable; default: coupling, coupling.I, "
+                         "sc_exponent)")
+    pa.add_argument("--params", metavar="FILE.yaml", help="the fitted parameters as YAML")
+    pa.add_argument("--members", type=int, default=8, help="ensemble members (8)")
+    pa.add_argument("--iterations", type=int, default=3, help="ES-MDA iterations (3)")
+    pa.add_argument("--noise-runs", type=int, default=6, help="repeated runs at the prior "
+                    "centre that measure the model's own noise (6)")
+    pa.add_argument("--prior-sd", type=float, default=1.0, help="prior SD on the logit "
+                    "scale (1)")
+    pa.add_argument("--ratio", type=float, default=1.0, help="ES-MDA inflation ratio (1: "
+                    "equal steps)")
+    pa.add_argument("--fc-components", type=int, default=4, help="fit FC as its projection "
+                    "on this many principal axes of the prior ensemble's FC (0: the whole "
+                    "triangle; 4)")
+    pa.add_argument("--fcd-quantiles", type=int, default=0, help="also fit this many FCD "
+                    "quantiles (0)")
+    pa.add_argument("--fit-variance", action="store_true", help="also fit log regional "
+                    "variances")
+    pa.add_argument("--fit-mean", action="store_true", help="also fit log regional "
+                    "means (with --observable rates and --detrend none: the rates in Hz)")
+    pa.add_argument("--window", type=int, default=30, help="FCD window, TRs (30)")
+    pa.add_argument("--step", type=int, default=2, help="FCD window step, TRs (2)")
+    sim = p.add_argument_group("forward runs")
+    sim.add_argument("--n-tr", type=int, metavar="TRS", help="TRs of each forward run "
+                     "(default: the fit TRs' number)")
+    sim.add_argument("--free-trs", type=int, metavar="TRS", help="TRs of the scored free "
+                     "runs (default: the test TRs' number)")
+    sim.add_argument("--dt", type=float, default=0.5, metavar="MS", help="time step (0.5)")
+    sim.add_argument("--spinup-s", type=float, default=10.0, metavar="S",
+                     help="hemodynamic warm-up before the first TR (10)")
+    sim.add_argument("--substeps", type=int, default=4, help="rate samples per TR (4)")
+    sim.add_argument("--observable", choices=("bold", "rates"), default="bold",
+                     help="what the model's forward runs give: BOLD, or region rates per TR "
+                          "(twin experiments with short runs)")
+    sim.add_argument("--procs", type=int, default=1, help="worker processes, one forward "
+                     "run each (1); results do not depend on it")
+    sim.add_argument("--threads", type=int, default=1, help="numba threads per run (1)")
+    sim.add_argument("--seed", type=int, default=1, help="random seed (1)")
+    run = p.add_argument_group("run directory")
+    run.add_argument("--out", metavar="DIR", help="run directory (default runs/fit-<UTC>)")
+    run.add_argument("--overwrite", action="store_true", help="replace an earlier run there")
+    run.add_argument("--resume", metavar="DIR", help="continue an interrupted fit from its "
+                     "last checkpoint (the other options come from its manifest)")
+    run.add_argument("--stop-after", type=int, metavar="K", help="stop after K iterations "
+                     "(checkpointed, exit 75; --resume continues)")
+    run.add_argument("-q", "--quiet", action="store_true", help="print only the run "
+                     "directory")
+    return p
+
+
+@dataclass
+class FitOptions:
+    """The checked options of ``dtb fit`` (see ``add_fit_parser`` for each)."""
+
+    brain: Path
+    bold: Path
+    out: Path
+    params: list[FitParameter]
+    centre: list[float]
+    tr_s: float | None = None
+    labels: str | None = None
+    dataset: str = "bold"
+    fit_trs: tuple[int, int] | None = None
+    test_trs: tuple[int, int] | None = None
+    detrend: str = "linear"
+    group_fc: Path | None = None
+    truth: dict[str, float] = field(default_factory=dict)
+    members: int = 8
+    iterations: int = 3
+    noise_runs: int = 6
+    prior_sd: float = 1.0
+    ratio: float = 1.0
+    fc_components: int = 4
+    fcd_quantiles: int = 0
+    fit_variance: bool = False
+    fit_mean: bool = False
+    window: int = 30
+    step: int = 2
+    n_tr: int | None = None
+    free_trs: int | None = None
+    dt_ms: float = 0.5
+    spinup_s: float = 10.0
+    substeps: int = 4
+    observable: str = "bold"
+    procs: int = 1
+    threads: int = 1
+    seed: int = 1
+    overwrite: bool = False
+    stop_after: int | None = None
+    quiet: bool = False
+    resume: bool = False
+
+    def record(self) -> dict[str, Any]:
+        """The options as JSON values (the manifest's ``options``)."""
+        out: dict[str, Any] = {}
+        for k, v in vars(self).items():
+            if k == "params":
+                v = [{"name": p.name, "low": p.low, "high": p.high, "mode": p.mode}
+                     for p in v]
+            elif isinstance(v, Path):
+                v = str(v)
+            elif isinstance(v, tuple):
+                v = list(v)
+            out[k] = v
+        return out
+
+
+_RANGE = re.compile(r"^\s*(\d*)\s*:\s*(\d*)\s*$")
+_PARAM = re.compile(r"^([A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)?)=([^:@/]+):([^:@/]+)"
+                    r"(?:@([^:@/]+))?(?:/(scale|shift))?$")
+
+
+def parse_range(text: str, flag: str) -> tuple[int | None, int | None]:
+    """``"A:B"`` -> (A, B), either may be empty (None)."""
+    m = _RANGE.match(text or "")
+    if not m:
+        raise ConfigError([f"{flag}: {text!r} -- expected TR indices A:B (0-based, B "
+                           "excluded, e.g. 0:600)"], "dtb fit")
+    a, b = (int(x) if x else None for x in m.groups())
+    return a, b
+
+
+def _num(text: str, flag: str, what: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise ConfigError([f"{flag}: {what} {text!r} -- expected a number"], "dtb fit") from None
+    if not np.isfinite(v):
+        raise ConfigError([f"{flag}: {what} {text!r} -- expected a finite number"], "dtb fit")
+    return v
+
+
+def parse_param(text: str) -> tuple[FitParameter, float]:
+    """``NAME=LOW:HIGH[@CENTRE][/shift]`` -> (FitParameter, prior centre)."""
+    m = _PARAM.match(text.strip())
+    if not m:
+        raise ConfigError([f"--param: {text!r} -- expected NAME=LOW:HIGH[@CENTRE][/shift] "
+                           "(e.g. coupling=0.25:3@1, E.I_e=-0.2:0.2/shift)"], "dtb fit")
+    name, lo, hi, c, mode = m.groups()
+    return _param(name, _num(lo, "--param", f"{name} low"), _num(hi, "--param", f"{name} high"),
+                  None if c is None else _num(c, "--param", f"{name} centre"), mode or "scale",
+                  "--param")
+
+
+def _param(name: str, lo: float, hi: float, c: float | None, mode: str,
+           where: str) -> tuple[FitParameter, float]:
+    p = FitParameter(name, lo, hi, mode=mode)
+    centre = (lo + hi) / 2 if c is None else c
+    if not lo < centre < hi:
+        raise ConfigError([f"{where}: {name} centre {centre:g} -- expected a value strictly "
+                           f"between its bounds ({lo:g}, {hi:g})"], "dtb fit")
+    return p, float(centre)
+
+
+def _params_yaml(path: str) -> list[tuple[FitParameter, float]]:
+    d = read_yaml(path, "parameter file")
+    items = d.get("parameters") if isinstance(d, dict) else None
+    if not isinstance(items, list) or not items:
+        raise ConfigError(["parameters: expected a list of {name, low, high[, centre, "
+                           "mode]} mappings"], path)
+    out = []
+    for i, it in enumerate(items):
+        where = f"parameters[{i}]"
+        if not isinstance(it, dict) or not {"name", "low", "high"} <= set(it):
+            raise ConfigError([f"{where}: {it!r} -- expected a mapping with name, low, high "
+                               "(and optionally centre, mode)"], path)
+        extra = set(it) - {"name", "low", "high", "centre", "mode"}
+        if extra:
+            raise ConfigError([f"{where}: unknown key(s) {sorted(extra)} -- expected name, "
+                               "low, high, centre, mode"], path)
+        vals = []
+        for k in ("low", "high", "centre"):
+            v = it.get(k)
+            if v is None and k == "centre":
+                vals.append(None)
+                continue
+            if isinstance(v, bool) or not isinstance(v, int | float) or not np.isfinite(v):
+                raise ConfigError([f"{where}.{k}: {v!r} -- expected a finite number"], path)
+            vals.append(float(v))
+        mode = it.get("mode", "scale")
+        if mode not in ("scale", "shift"):
+            raise ConfigError([f"{where}.mode: {mode!r} -- expected scale or shift"], path)
+        try:
+            out.append(_param(str(it["name"]), vals[0], vals[1], vals[2], mode, where))
+        except ConfigError as e:
+            raise ConfigError(e.problems, path) from None
+    return out
+
+
+def check_args(a: argparse.Namespace) -> FitOptions:
+    """Every option checked (no file is read but the --params YAML); raises ConfigError
+    listing every problem."""
+    bad: list[str] = []
+    for flag in ("brain", "bold"):
+        if getattr(a, flag) is None:
+            bad.append(f"--{flag}: missing -- expected a file (or --resume RUN)")
+    ints = (("members", 2), ("iterations", 1), ("noise_runs", 3), ("fc_components", 0),
+            ("fcd_quantiles", 0), ("window", 3), ("step", 1), ("substeps", 1), ("procs", 1),
+            ("threads", 1))
+    for k, least in ints:
+        v = getattr(a, k)
+        if v < least:
+            bad.append(f"--{k.replace('_', '-')}: {v} -- expected an integer >= {least}")
+    for k in ("n_tr", "free_trs"):
+        v = getattr(a, k)
+        if v is not None and v < max(a.window + 2, 10):
+            bad.append(f"--{k.replace('_', '-')}: {v} -- expected at least "
+                       f"{max(a.window + 2, 10)} TRs (an FCD window of {a.window} + 2)")
+    if a.stop_after is not None and not 1 <= a.stop_after:
+        bad.append(f"--stop-after: {a.stop_after} -- expected an integer >= 1")
+    for k, v in (("prior_sd", a.prior_sd), ("dt", a.dt)):
+        if not (np.isfinite(v) and v > 0):
+            bad.append(f"--{k.replace('_', '-')}: {v} -- expected a number > 0")
+    if not (np.isfinite(a.ratio) and a.ratio >= 1):
+        bad.append(f"--ratio: {a.ratio} -- expected a number >= 1")
+    if not (np.isfinite(a.spinup_s) and a.spinup_s >= 0):
+        bad.append(f"--spinup-s: {a.spinup_s} -- expected seconds >= 0")
+    if a.tr is not None and not (np.isfinite(a.tr) and 0 < a.tr <= 60):
+        bad.append(f"--tr: {a.tr} -- expected a repetition time in seconds, in (0, 60]")
+    if a.fc_components >= a.members and a.fc_components > 0:
+        bad.append(f"--fc-components: {a.fc_components} -- expected fewer than --members "
+                   f"({a.members}): N members span at most N - 1 principal axes")
+    if a.fit_mean and (a.observable != "rates" or a.detrend != "none"):
+        bad.append(f"--fit-mean: with --observable {a.observable} --detrend {a.detrend} -- "
+                   "expected --observable rates --detrend none (BOLD and detrended series "
+                   "have mean 0)")
+    ranges: dict[str, tuple[int | None, int | None]] = {}
+    for k in ("fit_trs", "test_trs"):
+        v = getattr(a, k)
+        if v is not None:
+            try:
+                ranges[k] = parse_range(v, f"--{k.replace('_', '-')}")
+            except ConfigError as e:
+                bad.extend(e.problems)
+    if a.param and a.params:
+        bad.append("--param and --params: both given -- expected one of them")
+    pairs: list[tuple[FitParameter, float]] = []
+    try:
+        if a.params:
+            pairs = _params_yaml(a.params)
+        elif a.param:
+            pairs = [parse_param(t) for t in a.param]
+        else:
+            pairs = [_param(n, lo, hi, c, "scale", "default") for n, lo, hi, c in DEFAULT_PARAMS]
+    except ConfigError as e:
+        if a.params:
+            raise
+        bad.extend(e.problems)
+    names = [p.name for p, _ in pairs]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        bad.append(f"--param: {dup} given more than once -- expected each parameter once")
+    truth: dict[str, float] = {}
+    for t in a.truth:
+        name, eq, val = t.partition("=")
+        if not eq:
+            bad.append(f"--truth: {t!r} -- expected NAME=VALUE")
+            continue
+        try:
+            truth[name] = _num(val, "--truth", name)
+        except ConfigError as e:
+            bad.extend(e.problems)
+            continue
+        if name not in names:
+            bad.append(f"--truth: {name!r} -- expected one of the fitted parameters {names}")
+    if truth and set(truth) != set(names):
+        bad.append(f"--truth: values for {sorted(truth)} -- expected one for every fitted "
+                   f"parameter {names}")
+    if bad:
+        raise ConfigError(bad, "dtb fit")
+    out = Path(a.out) if a.out else Path("runs") / ("fit-" + _utc_stamp())
+    return FitOptions(
+        brain=Path(a.brain), bold=Path(a.bold), out=out, params=[p for p, _ in pairs],
+        centre=[c for _, c in pairs], tr_s=a.tr, labels=a.labels, dataset=a.dataset,
+        fit_trs=ranges.get("fit_trs"), test_trs=ranges.get("test_trs"), detrend=a.detrend,
+        group_fc=Path(a.group_fc) if a.group_fc else None, truth=truth,
+        members=a.members, iterations=a.iterations, noise_runs=a.noise_runs,
+        prior_sd=a.prior_sd, ratio=a.ratio, fc_components=a.fc_components,
+        fcd_quantiles=a.fcd_quantiles, fit_variance=a.fit_variance, fit_mean=a.fit_mean,
+        window=a.window,
+        step=a.step, n_tr=a.n_tr, free_trs=a.free_trs, dt_ms=a.dt, spinup_s=a.spinup_s,
+        substeps=a.substeps, observable=a.observable, procs=a.procs, threads=a.threads,
+        seed=a.seed, overwrite=a.overwrite, stop_after=a.stop_after, quiet=a.quiet)
+
+
+def _utc_stamp() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")

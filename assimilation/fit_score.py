@@ -1,0 +1,161 @@
+"""``dtb fit``: scores on the held-out TRs beside their baselines, and the figures.
+
+Every score compares a series with the **test** TRs (never seen by the fit):
+
+- ``fc_r``: Pearson correlation of the FC upper triangles (``summary.fc_fit``);
+- ``fcd_ks``: the KS distance between the FCD distributions (``summary.fcd_values``,
+  windows ``--window`` TRs, ``--step`` apart);
+- ``log_variance_r``: the correlation across regions of the log regional variances (the
+  pattern; the model's BOLD is a fractional signal change, the data's in its own units);
+- ``mean_fc``.
+
+Models: the free run at the posterior mean (``fitted``) and the brain as built, with every
+fitted parameter at its identity (coupling 1, coupling.X 1, sc_exponent 0, scale 1, shift
+0: ``unfitted``), the same seed and length.  Baselines that need no simulation: log-SC
+(zeros at the smallest positive weight), the split-half of the subject's own FC (fit TRs vs
+test TRs: the ceiling; FCD KS likewise) and a group FC (``--group-fc``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dtb.assimilation import summary as S
+from dtb.assimilation.fit import SC_EXPONENT, FitParameter
+
+__all__ = ["identity_values", "score", "baselines", "twin_scores", "figures"]
+
+
+def identity_values(params: list[FitParameter]) -> np.ndarray:
+    """The values (P,) at which every parameter leaves the brain as built."""
+    return np.array([0.0 if p.name == SC_EXPONENT or p.mode == "shift" else 1.0
+                     for p in params])
+
+
+def _log_var(x: np.ndarray) -> np.ndarray:
+    return np.log(np.maximum(S.regional_variance(x), 1e-300))
+
+
+def score(model: np.ndarray, test: np.ndarray, window: int, step: int) -> dict[str, Any]:
+    """Scores of a model series ``model`` (T, R) against the test TRs ``test`` (T', R)
+    (both already detrended)."""
+    m = S.fc(model)
+    fv = S.fcd_values(model, window, step)
+    lv = _log_var(model)
+    return {"fc_r": S.fc_fit(m, S.fc(test)), "mean_fc": float(np.nanmean(S.upper(m))),
+            "fcd_ks": S.ks_distance(fv, S.fcd_values(test, window, step)),
+            "fcd_mean": float(np.mean(fv)),
+            "log_variance_r": float(np.corrcoef(lv, _log_var(test))[0, 1]),
+            "mean_sd": float(np.mean(np.sqrt(S.regional_variance(model)))),
+            "trs": int(model.shape[0])}
+
+
+def baselines(fit: np.ndarray, test: np.ndarray, sc: np.ndarray, group: np.ndarray | None,
+              window: int, step: int) -> dict[str, Any]:
+    """The scores that need no simulation (see the module docstring)."""
+    sc = np.asarray(sc, float)
+    pos = sc[sc > 0]
+    logsc = np.log(np.where(sc > 0, sc, pos.min() if pos.size else 1.0))
+    ft = S.fc(test)
+    out: dict[str, Any] = {
+        "log_sc": {"fc_r": S.fc_fit(logsc, ft)},
+        "split_half": {"fc_r": S.fc_fit(S.fc(fit), ft),
+                       "fcd_ks": S.ks_distance(S.fcd_values(fit, window, step),
+                                               S.fcd_values(test, window, step)),
+                       "log_variance_r": float(np.corrcoef(_log_var(fit),
+                                                           _log_var(test))[0, 1])}}
+    if group is not None:
+        out["group_fc"] = {"fc_r": S.fc_fit(group, ft)}
+    return out
+
+
+def twin_scores(params: list[FitParameter], truth: dict[str, float], prior: np.ndarray,
+                posterior: np.ndarray, centre: list[float]) -> dict[str, Any]:
+    """Per parameter, a twin experiment's posterior against the truth: the logit-scale
+    posterior mean mapped back, its error (absolute, relative to the truth, and the prior
+    centre's), the 90 % interval (5th-95th percentile of the members) and whether it holds
+    the truth."""
+    out = {}
+    for k, p in enumerate(params):
+        t = truth[p.name]
+        u = p.to_unbounded(posterior[:, k])
+        mean = float(p.from_unbounded(np.mean(u)))
+        lo, hi = np.quantile(posterior[:, k], [0.05, 0.95])
+        out[p.name] = {"truth": t, "posterior_mean": mean, "error": mean - t,
+                       "relative_error": abs(mean - t) / abs(t) if t else None,
+                       "prior_centre_error": centre[k] - t,
+                       "prior_mean": float(np.mean(prior[:, k])),
+                       "interval_90": [float(lo), float(hi)],
+                       "covered_90": bool(lo <= t <= hi),
+                       "posterior_sd_logit": float(np.std(u, ddof=1)),
+                       "prior_sd_logit": float(np.std(p.to_unbounded(prior[:, k]), ddof=1))}
+    return out
+
+
+def figures(fig_dir: Path, *, test: np.ndarray, fitted: np.ndarray, unfitted: np.ndarray,
+            params: list[FitParameter], history: list[np.ndarray], truth: dict[str, float],
+            window: int, step: int) -> list[str]:
+    """``fc.png`` (observed test FC, the fitted and the unfitted brain's), ``fcd.png`` (the
+    FCD distributions), ``parameters.png`` (the ensemble per iteration, prior first; the
+    truth dashed in a twin experiment).  ``history``: parameter values (N, P) per stage."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    out = []
+    mats = ((S.fc(test), "observed (test TRs)"),
+            (S.fc(fitted), f"fitted (r {S.fc_fit(S.fc(fitted), S.fc(test)):.2f})"),
+            (S.fc(unfitted), f"unfitted (r {S.fc_fit(S.fc(unfitted), S.fc(test)):.2f})"))
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.6))
+    for ax, (m, title) in zip(axes, mats, strict=True):
+        img = ax.imshow(m, vmin=-1, vmax=1, cmap="RdBu_r", interpolation="nearest")
+        ax.set_title(f"FC, {title}")
+        ax.set_xlabel("region")
+    axes[0].set_ylabel("region")
+    fig.colorbar(img, ax=axes, label="Pearson r", shrink=0.8)
+    fig.savefig(fig_dir / "fc.png", dpi=90)
+    plt.close(fig)
+    out.append("fc.png")
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    bins = np.linspace(-1, 1, 41)
+    for x, lab, c in ((test, "observed (test TRs)", "k"), (fitted, "fitted", "C3"),
+                      (unfitted, "unfitted", "C0")):
+        ax.hist(S.fcd_values(x, window, step), bins=bins, density=True, histtype="step",
+                color=c, lw=1.5, label=lab)
+    ax.set_xlabel(f"FCD value (windows of {window} TRs, step {step})")
+    ax.set_ylabel("density")
+    ax.set_title("FCD distributions")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(fig_dir / "fcd.png", dpi=90)
+    plt.close(fig)
+    out.append("fcd.png")
+    P = len(params)
+    fig, axes = plt.subplots(1, P, figsize=(4 * P, 3.6), squeeze=False)
+    for k, p in enumerate(params):
+        ax = axes[0, k]
+        for i, X in enumerate(history):
+            ax.plot(np.full(X.shape[0], i) + np.linspace(-0.15, 0.15, X.shape[0]), X[:, k],
+                    "o", color="C0" if i == 0 else "C3", ms=3, alpha=0.7)
+        ax.plot(range(len(history)), [np.mean(X[:, k]) for X in history], "k-", lw=1)
+        if p.name in truth:
+            ax.axhline(truth[p.name], color="k", ls="--", lw=1, label="truth")
+            ax.legend(fontsize=7)
+        ax.set_ylim(p.low, p.high)
+        ax.set_xticks(range(len(history)), ["prior"] + [str(i) for i in
+                                                        range(1, len(history))])
+        ax.set_xlabel("iteration")
+        ax.set_title(p.name)
+    axes[0, 0].set_ylabel("value (members)")
+    fig.suptitle("Parameters: the ensemble per iteration" + (" (dashed: truth)" if truth
+                                                               else ""))
+    fig.tight_layout()
+    fig.savefig(fig_dir / "parameters.png", dpi=90)
+    plt.close(fig)
+    out.append("parameters.png")
+    return out
