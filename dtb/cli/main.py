@@ -22,7 +22,6 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from dtb.assimilation.fit_cli import run_fit
 from dtb.cli.assimilate import run_assimilate
 from dtb.cli.build import run_build
 from dtb.cli.exits import (
@@ -32,6 +31,7 @@ from dtb.cli.exits import (
     Terminated,
     _raise_terminated,
 )
+from dtb.cli.fit import run_fit
 from dtb.cli.jobs import run_job
 from dtb.cli.parser import _parser
 from dtb.cli.partition import run_partition

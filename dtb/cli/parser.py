@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from dtb.assimilation.fit_cli import add_fit_parser
 from dtb.cli.assimilate import add_assimilate_parser
 from dtb.cli.build import add_build_parser
+from dtb.cli.fit import add_fit_parser
 from dtb.cli.jobs import add_job_parser
 from dtb.cli.partition import add_partition_parser
 from dtb.cli.report import add_report_parser

@@ -8,13 +8,13 @@
 
 The command is put together from small modules, in the order it runs:
 
-- ``fit_options``: the parser (``add_fit_parser``) and every value checked
+- ``dtb.assimilation.fit_options``: the parser (``add_fit_parser``) and every value checked
   (``check_args`` -> ``FitOptions``);
-- ``fit_inputs``: the brain, the BOLD (read as ``dtb assimilate`` reads it), the fit and
+- ``dtb.assimilation.fit_inputs``: the brain, the BOLD (read as ``dtb assimilate`` reads it), the fit and
   test TRs, the group FC, checked (``load_inputs`` -> ``FitInputs``); nothing simulated;
-- ``fit_run``: the run directory (``FitRun``: manifest, checkpoint after every iteration,
+- ``dtb.assimilation.fit_run``: the run directory (``FitRun``: manifest, checkpoint after every iteration,
   ``--resume``), the ES-MDA fit (``fit.Fitter``), the free runs, ``fit.h5``;
-- ``fit_score``: every held-out score beside its baselines (``metrics.json``), figures.
+- ``dtb.assimilation.fit_score``: every held-out score beside its baselines (``metrics.json``), figures.
 
 Every input is checked before anything is simulated; bad input is an error naming the
 file or option, the field, the value and what was expected (exit status 2).  Units: TR and
@@ -39,9 +39,10 @@ from dtb.assimilation.fit_run import (
     read_resumable,
     summary,
 )
+from dtb.cli.exits import EXIT_TEMPFAIL
 from dtb.errors import ConfigError
 
-__all__ = ["add_fit_parser", "run_fit", "main"]
+__all__ = ["add_fit_parser", "run_fit"]
 
 
 def _argv_of(args: argparse.Namespace) -> list[str]:
@@ -107,8 +108,6 @@ def run_fit(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
         inputs = [x for x in (o.brain, o.bold, o.group_fc) if x is not None]
         run = FitRun(o.out, o.overwrite, inputs)
         resume = False
-    from dtb.cli.exits import EXIT_TEMPFAIL
-
     err = None if o.quiet else sys.stderr
     with run as rd:
         args.run_dir = o.out
@@ -124,17 +123,3 @@ def run_fit(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
         manifest = rd.complete(files, metrics)
     print(o.out if o.quiet else summary(manifest, metrics, o.out))
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m dtb.assimilation.fit_cli ARGS``: exactly ``dtb fit ARGS``."""
-    from dtb.cli.main import main as dtb_main
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] != "fit":
-        argv = ["fit", *argv]
-    return dtb_main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
