@@ -6,15 +6,15 @@
         --param coupling=0.25:3@1 --param coupling.I=0:1@0.25 --out runs/fit
     dtb fit --resume runs/fit                  # after a stop, a signal or --stop-after
 
-The command is put together from small modules, in the order it runs:
+The command is put together from small modules of dtb.assimilation, in the order it runs:
 
-- ``dtb.assimilation.fit_options``: the parser (``add_fit_parser``) and every value checked
+- ``fit_options``: the parser (``add_fit_parser``) and every value checked
   (``check_args`` -> ``FitOptions``);
-- ``dtb.assimilation.fit_inputs``: the brain, the BOLD (read as ``dtb assimilate`` reads it), the fit and
+- ``fit_inputs``: the brain, the BOLD (read as ``dtb assimilate`` reads it), the fit and
   test TRs, the group FC, checked (``load_inputs`` -> ``FitInputs``); nothing simulated;
-- ``dtb.assimilation.fit_run``: the run directory (``FitRun``: manifest, checkpoint after every iteration,
+- ``fit_run``: the run directory (``FitRun``: manifest, checkpoint after every iteration,
   ``--resume``), the ES-MDA fit (``fit.Fitter``), the free runs, ``fit.h5``;
-- ``dtb.assimilation.fit_score``: every held-out score beside its baselines (``metrics.json``), figures.
+- ``fit_score``: every held-out score beside its baselines (``metrics.json``), figures.
 
 Every input is checked before anything is simulated; bad input is an error naming the
 file or option, the field, the value and what was expected (exit status 2).  Units: TR and
