@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from dtb.cli import jobs
+from dtb.cli import jobs, jobscript
 from dtb.cli.main import main
 
 BASH = "/bin/bash"
@@ -202,7 +202,7 @@ def test_templates_are_the_source_and_share_their_run_logic():
 
 def test_template_change_shows_in_the_script(capsys, tmp_path, monkeypatch):
     (tmp_path / "simulate.sbatch").write_text("#!/bin/bash\n@{SBATCH}\n# mine @{RANKS}\n")
-    monkeypatch.setattr(jobs, "template_dir", lambda: tmp_path)
+    monkeypatch.setattr(jobscript, "template_dir", lambda: tmp_path)
     text = script(capsys, "--model", "microcircuit", "--nodes", "2", "--tasks-per-node", "3")
     assert text.endswith("# mine 6\n")
     (tmp_path / "simulate.sbatch").write_text("@{SBATCH}\n@{NO_SUCH_VALUE}\n")
