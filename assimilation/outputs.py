@@ -172,7 +172,6 @@ def _figures(prob: Problem, res: Any, free: np.ndarray, fig_dir: Path, o: Option
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-
     fig_dir.mkdir(parents=True, exist_ok=True)
     T, R = prob.obs.shape
     t = (np.arange(T) + 1) * o.tr_s

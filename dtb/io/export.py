@@ -202,7 +202,6 @@ def _nwb_units(run_dir: Path, m: dict[str, Any]) -> Any:
     from hdmf.common import ElementIdentifiers, VectorData, VectorIndex
     from pynwb.misc import Units
 
-
     sp = (m.get("outputs") or {}).get("spikes") or {}
     sizes = sp.get("sizes") or {}
     sample = sp.get("sample")
@@ -332,7 +331,6 @@ def add_export_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run_export(a: argparse.Namespace) -> int:
     """``dtb export``: see ``add_export_parser``."""
-
 
     if not (a.spikes or a.nwb or a.bold):
         raise ConfigError(["export: nothing to write -- expected --spikes OUT.h5, --nwb "

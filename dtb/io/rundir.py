@@ -113,7 +113,6 @@ def utc_now() -> str:
 def versions() -> dict[str, str]:
     """Versions of dtb, Python and the libraries a run's results depend on."""
 
-
     return {"dtb": __version__, "python": platform.python_version(), "numpy": np.__version__,
             "numba": numba.__version__, "h5py": h5py.__version__,
             "hdf5": h5py.version.hdf5_version}
@@ -536,7 +535,6 @@ class RunDirectory:
         """Raise ``NotResumable`` naming every field where the configuration rebuilt for
         ``--resume`` (``network``, ``settings``, ``source``) differs from the one the
         manifest recorded (an edited manifest, or inputs read differently)."""
-
 
         now = json.loads(json.dumps(run_config(network, settings, source)))
         diff = config_differences(self.manifest.get("config"), now)
