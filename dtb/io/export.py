@@ -43,8 +43,7 @@ import zarr
 
 from dtb.errors import ConfigError, InputError, OutputError
 from dtb.io.bids import sidecar_path, write_bold_tsv
-from dtb.io.fileio import write_h5_atomic
-from dtb.io.rundir import _TMP_PREFIX
+from dtb.io.fileio import TMP_PREFIX, write_h5_atomic
 from dtb.io.sonata import sample_ids
 
 __all__ = ["UnitRegions", "region_bold", "write_run_bold_tsv", "consolidate_spikes",
@@ -153,7 +152,7 @@ def _target(out: str | Path, overwrite: bool) -> tuple[Path, Path]:
     if not out.parent.is_dir():
         raise OutputError(f"{out}: the folder {out.parent} does not exist -- create it first")
 
-    return out, out.with_name(f"{_TMP_PREFIX}{os.getpid()}-{out.name}")
+    return out, out.with_name(f"{TMP_PREFIX}{os.getpid()}-{out.name}")
 
 
 def _copy_attrs(src: Any, dst: Any) -> None:

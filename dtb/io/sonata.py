@@ -34,8 +34,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,81 +43,28 @@ import numpy as np
 
 from dtb.errors import OutputError
 from dtb.io.fileio import write_h5_atomic
+from dtb.io.sonata_layout import (
+    PARTS_DIR,
+    SORTINGS,
+    SPIKES,
+    Slice,
+    master_image,
+    part_name,
+    read_sorting,
+    sample_ids,
+    set_sorting,
+    sonata_root,
+    sortings,
+    spill_name,
+)
 
-SONATA_MAGIC = 0x0A7A
-SONATA_VERSION = (0, 1)
-SPIKES = "spikes.h5"
-PARTS_DIR = "spikes"
+# the layout's names, re-exported: dtb.io.sonata is where readers and the engine find them
+__all__ = ["PARTS_DIR", "SORTINGS", "SPIKES", "SPILL_BYTES", "Slice", "SpikeRecorder",
+           "gather_spikes_write", "part_name", "read_sorting", "sample_ids", "set_sorting",
+           "spill_name"]
+
 SPILL_BYTES = 64 << 20  # default in-memory spike buffer of a rank
 _REC = 16  # bytes per spilled spike: int64 step, int64 engine index
-
-
-def part_name(rank: int) -> str:
-    """The part file of ``rank``, relative to the run directory."""
-    return f"{PARTS_DIR}/rank-{rank:05d}.h5"
-
-
-def spill_name(rank: int) -> str:
-    """The spill file of ``rank``, relative to the run directory (hidden: not an output)."""
-    return f"{PARTS_DIR}/.rank-{rank:05d}.spill"
-
-
-def sample_ids(size: int, n: int) -> np.ndarray:
-    """``n`` node ids spread evenly over a population of ``size`` (all of them if n >= size):
-    floor(i * size / n) for i < n, int64, increasing.  A pure function of (size, n), so every
-    rank agrees on the sample."""
-    if n >= size:
-        return np.arange(size, dtype=np.int64)
-    return (np.arange(n, dtype=np.int64) * size) // n
-
-
-@dataclass(frozen=True)
-class Slice:
-    """One contiguous slice of a population owned by one rank, as written in its part:
-    node ids ``first .. first+size-1``; ``count`` spikes starting at ``offset`` in the part's
-    datasets of that population."""
-
-    population: int
-    first: int
-    size: int
-    rank: int
-    offset: int
-    count: int
-
-
-SORTINGS = ("none", "by_id", "by_time")  # SONATA's ``sorting`` enum: uint8 codes 0, 1, 2
-
-
-def sorting_dtype() -> np.dtype:
-    """The HDF5 enum type of SONATA's ``sorting`` attribute (uint8: none 0, by_id 1,
-    by_time 2), as libsonata reads it (a string attribute cannot be converted to it)."""
-
-    return h5py.enum_dtype({name: i for i, name in enumerate(SORTINGS)}, basetype=np.uint8)
-
-
-def set_sorting(group: Any, sorting: str) -> None:
-    """Write ``sorting`` (one of SORTINGS) on an open h5py group, as the SONATA enum."""
-    group.attrs.create("sorting", np.uint8(SORTINGS.index(sorting)), dtype=sorting_dtype())
-
-
-def read_sorting(attrs: Any) -> str:
-    """The ``sorting`` of a spikes group's attributes as a name: the SONATA enum, or the
-    string that dtb wrote before it wrote the enum (and other writers may); ``"none"``
-    when absent or unknown."""
-    v = attrs.get("sorting")
-    if v is None:
-        return "none"
-    if isinstance(v, bytes):
-        v = v.decode()
-    if isinstance(v, str):
-        return v if v in SORTINGS else "none"
-    code = int(np.asarray(v).reshape(-1)[0])
-    return SORTINGS[code] if 0 <= code < len(SORTINGS) else "none"
-
-
-def _sonata_root(f: Any) -> None:
-    f.attrs["magic"] = np.uint32(SONATA_MAGIC)
-    f.attrs["version"] = np.array(SONATA_VERSION, dtype=np.uint32)
 
 
 class SpikeRecorder:
@@ -381,7 +327,7 @@ class SpikeRecorder:
             k1 = int(np.searchsorted(start, start[k0] + budget, side="right")) - 1
             bounds.append(min(self.n_local, max(k1, k0 + 1)))
         pop_k0 = np.searchsorted(pop_by_key, np.arange(len(self.names) + 1))
-        _sonata_root(f)
+        sonata_root(f)
         root = f.create_group("spikes")
         ds = []
         for name in self.names:
@@ -412,45 +358,6 @@ class SpikeRecorder:
                 ds[p][0][o0:o1] = (st[i0:i1] + 1) * self.dt
                 ds[p][1][o0:o1] = node_by_key[k[i0:i1]].astype(np.uint64)
         return slices, counts
-
-
-def master_image(names: Sequence[str], slices: Sequence[Slice],
-                 part_counts: dict[int, dict[str, int]]) -> tuple[memoryview, dict[str, int]]:
-    """``spikes.h5`` as bytes: per population, virtual datasets over every rank's part, one
-    source segment per slice, slices in increasing id order.  ``part_counts`` is
-    {rank: {population: spikes in that rank's part}}.  Returns the image and the spike
-    count per population."""
-
-    buf = io.BytesIO()
-    totals: dict[str, int] = {}
-    with h5py.File(buf, "w") as f:
-        _sonata_root(f)
-        root = f.create_group("spikes")
-        for p, name in enumerate(names):
-            mine = sorted((s for s in slices if s.population == p and s.count > 0),
-                          key=lambda s: s.first)
-            firsts = [s.first for s in mine]
-            ok = all(a.first + a.size <= b.first for a, b in zip(mine, mine[1:], strict=False))
-            n = int(sum(s.count for s in mine))
-            totals[name] = n
-            g = root.create_group(name)
-            set_sorting(g, "by_id" if ok and firsts == sorted(firsts) else "none")
-            for ds, dtype in (("timestamps", np.float64), ("node_ids", np.uint64)):
-                if n == 0:
-                    d = g.create_dataset(ds, shape=(0,), dtype=dtype)
-                else:
-                    layout = h5py.VirtualLayout(shape=(n,), dtype=dtype)
-                    pos = 0
-                    for s in mine:
-                        total = part_counts[s.rank][name]
-                        src = h5py.VirtualSource(part_name(s.rank), f"spikes/{name}/{ds}",
-                                                 shape=(total,), dtype=dtype)
-                        layout[pos:pos + s.count] = src[s.offset:s.offset + s.count]
-                        pos += s.count
-                    d = g.create_virtual_dataset(ds, layout)
-                if ds == "timestamps":
-                    d.attrs["units"] = "ms"
-    return buf.getbuffer(), totals
 
 
 def gather_spikes_write(rec: SpikeRecorder, run_dir: Path, comm: Any,
@@ -489,15 +396,10 @@ def gather_spikes_write(rec: SpikeRecorder, run_dir: Path, comm: Any,
         m_digest, m_size = write(Path(run_dir) / SPIKES, img)
     finally:
         img.release()
-    with_sorting = _sortings(Path(run_dir) / SPIKES)
+    with_sorting = sortings(Path(run_dir) / SPIKES)
     return {"path": SPIKES, "format": "sonata", "sha256": m_digest, "bytes": m_size,
             "populations": totals, "sorting": with_sorting,
             "sizes": dict(zip(rec.names, rec.sizes, strict=True)),
             "sample": rec.sample,
             "parts": [{"path": r["path"], "sha256": r["sha256"], "bytes": r["bytes"]}
                       for r in rows]}
-
-
-def _sortings(path: Path) -> dict[str, str]:
-    with h5py.File(path, "r") as f:
-        return {k: read_sorting(g.attrs) for k, g in f["spikes"].items()}
