@@ -71,7 +71,7 @@ from dtb.assimilation.boldfiles import (
     read_table,
     suffix,
 )
-from dtb.errors import InputError
+from dtb.errors import ArgumentError, InputError
 from dtb.io.bids import sidecar_tr
 
 __all__ = ["BoldData", "read_bold", "preprocess", "resolve_regions", "match_labels"]
@@ -267,8 +267,8 @@ def preprocess(bold: BoldData, detrend: str | int | None = None,
         deg = {"constant": 0, "linear": 1}.get(detrend, detrend) if isinstance(
             detrend, str) else detrend
         if not isinstance(deg, (int, np.integer)) or deg < 0:
-            raise ValueError(f"detrend: {detrend!r} -- expected 'constant', 'linear' or a "
-                             "polynomial degree >= 0")
+            raise ArgumentError(f"detrend: {detrend!r} -- expected 'constant', 'linear' or a "
+                                "polynomial degree >= 0")
         tt = (t - t.mean()) / max(t.std(), 1.0)
         V = np.vander(tt, int(deg) + 1)
         coef, *_ = np.linalg.lstsq(V, x, rcond=None)
@@ -277,8 +277,8 @@ def preprocess(bold: BoldData, detrend: str | int | None = None,
         lo, hi = band
         nyq = 0.5 / bold.tr_s
         if lo < 0 or (hi is not None and not lo < hi < nyq) or (hi is None and not lo > 0):
-            raise ValueError(f"band: {band!r} -- expected 0 <= low < high < Nyquist "
-                             f"({nyq:.4g} Hz at TR {bold.tr_s} s), in Hz")
+            raise ArgumentError(f"band: {band!r} -- expected 0 <= low < high < Nyquist "
+                                f"({nyq:.4g} Hz at TR {bold.tr_s} s), in Hz")
         if lo > 0 and hi is not None:
             sos = butter(2, [lo, hi], btype="bandpass", fs=1.0 / bold.tr_s, output="sos")
         elif hi is not None:

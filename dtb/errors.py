@@ -65,6 +65,17 @@ class InputError(DtbError, ValueError):
         super().__init__(f"{where}: {value!r} -- expected {expected}")
 
 
+class ArgumentError(DtbError, ValueError):
+    """A value a library function cannot use: an argument out of its range or of the wrong
+    shape, or a state (from a checkpoint) that belongs to another run or rank.  Worded
+    ``<argument>: <value> -- expected <what>``.  Not a configuration or an input file the
+    user named (ConfigError, InputError: exit status 2): the command line reports it with
+    exit status 1, as a failure of the run."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+
+
 class ModelError(DtbError, ArithmeticError):
     """The model cannot go on from its state: for example a hemodynamic state so far from
     any physiological one that integrating it would take unbounded time.  Names where

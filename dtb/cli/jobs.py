@@ -42,7 +42,7 @@ from dtb.cli.jobscript import (
     time_seconds,
 )
 from dtb.cli.sweep import check_task_types, read_sweep
-from dtb.errors import ConfigError
+from dtb.errors import ConfigError, UsageError
 from dtb.models import BUILTIN
 
 __all__ = [
@@ -195,7 +195,7 @@ def _limits(a: argparse.Namespace, problems: list[str]) -> None:
     if a.time is not None:
         try:
             limit = time_seconds(a.time)
-        except ValueError:
+        except UsageError:
             problems.append(f"--time: {a.time!r} -- expected a Slurm time limit HH:MM:SS, "
                             "MM, MM:SS or D-HH[:MM[:SS]]")
         else:

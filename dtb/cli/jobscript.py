@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from importlib.resources import files
 from pathlib import Path
 
-from dtb.errors import ConfigError
+from dtb.errors import ConfigError, UsageError
 from dtb.version import __version__
 
 EX_TEMPFAIL = 75  # dtb's exit status after writing a checkpoint on request (resumable)
@@ -104,10 +104,11 @@ def template(name: str) -> _Template:
 
 def time_seconds(value: str) -> int:
     """Seconds in a Slurm time limit (``MM``, ``MM:SS``, ``HH:MM:SS``, ``D-HH[:MM[:SS]]``);
-    ValueError if it is not one."""
+    UsageError (a ValueError) if it is not one."""
     m = _TIME.fullmatch(value)
     if m is None:
-        raise ValueError(value)
+        raise UsageError(f"--time: {value!r} -- expected a Slurm time limit HH:MM:SS, MM, "
+                         "MM:SS or D-HH[:MM[:SS]]")
     d, h, mi, s = (int(m[k]) if m[k] is not None else None for k in "dhms")
     if d is not None:  # D-H, D-H:M, D-H:M:S
         return ((d * 24 + h) * 60 + (mi or 0)) * 60 + (s or 0)

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from dtb.errors import InputError
+from dtb.errors import ArgumentError, InputError
 from dtb.io.rundir import write_atomic
 
 __all__ = ["sidecar_path", "sidecar_tr", "region_header", "write_bold_tsv", "MAX_TR_S"]
@@ -131,7 +131,7 @@ def write_bold_tsv(path: PathLike, data: np.ndarray, labels: Sequence[int],
     data = np.asarray(data, float)
     head = region_header(labels, names)
     if data.ndim != 2 or data.shape[1] != len(head):
-        raise ValueError(f"data shape {data.shape} does not match {len(head)} regions")
+        raise ArgumentError(f"data shape {data.shape} does not match {len(head)} regions")
     buf = io.StringIO()
     buf.write("\t".join(head) + "\n")
     np.savetxt(buf, data, delimiter="\t", fmt="%.10g")

@@ -40,7 +40,7 @@ import xarray as xr
 import zarr
 from zarr.codecs import BloscCodec
 
-from dtb.errors import OutputError
+from dtb.errors import ArgumentError, OutputError
 from dtb.io.fileio import digest_file
 from dtb.io.series_spec import ArraySpec, Consumer, RowBuffer
 
@@ -247,8 +247,8 @@ class SeriesStore:
         for name, b in self.buffers.items():
             data = np.asarray(d[f"buffers/{name}/data"], float)
             if data.ndim != 2 or data.shape[1] != len(b.cols):
-                raise ValueError(f"series state {name}: shape {data.shape} -- expected "
-                                 f"(rows, {len(b.cols)}) (a state of another run or rank?)")
+                raise ArgumentError(f"series state {name}: shape {data.shape} -- expected "
+                                    f"(rows, {len(b.cols)}) (a state of another run or rank?)")
             b.row0 = int(d[f"buffers/{name}/row0"])
             b.data = data.copy()
             self.rows_written[name] = int(d[f"rows_written/{name}"])

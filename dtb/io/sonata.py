@@ -41,7 +41,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from dtb.errors import OutputError
+from dtb.errors import ArgumentError, OutputError
 from dtb.io.fileio import write_h5_atomic
 from dtb.io.sonata_layout import (
     PARTS_DIR,
@@ -101,7 +101,7 @@ class SpikeRecorder:
         self._idx: list[np.ndarray] = []
         self._buffered = 0
         if spill_bytes < _REC:
-            raise ValueError(f"spill_bytes {spill_bytes} -- expected at least {_REC}")
+            raise ArgumentError(f"spill_bytes {spill_bytes} -- expected at least {_REC}")
         self.spill_bytes = int(spill_bytes)
         self.spill_path = (None if spill_dir is None
                            else Path(spill_dir) / Path(spill_name(self.rank)).name)
@@ -166,8 +166,8 @@ class SpikeRecorder:
             f.seek(start * _REC)
             data = f.read((stop - start) * _REC)
         if len(data) != (stop - start) * _REC:
-            raise ValueError(f"{self.spill_path}: {len(data)} bytes at offset {start * _REC}"
-                             f" -- expected {(stop - start) * _REC} (truncated spill file)")
+            raise ArgumentError(f"{self.spill_path}: {len(data)} bytes at offset {start * _REC}"
+                                f" -- expected {(stop - start) * _REC} (truncated spill file)")
         return np.frombuffer(data, np.int64).reshape(-1, 2)
 
     def _batches(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -204,16 +204,16 @@ class SpikeRecorder:
         steps = np.asarray(d["steps"], np.int64).ravel()
         idx = np.asarray(d["idx"], np.int64).ravel()
         if len(steps) != len(idx):
-            raise ValueError(f"spike recorder state: {len(steps)} steps and {len(idx)} "
-                             "indices -- expected as many of each")
+            raise ArgumentError(f"spike recorder state: {len(steps)} steps and {len(idx)} "
+                                "indices -- expected as many of each")
         if len(idx) and (idx.min() < 0 or idx.max() >= self.n_local):
-            raise ValueError(f"spike recorder state: neuron indices {idx.min()}..{idx.max()} "
-                             f"-- expected 0..{self.n_local - 1} (a state of another rank?)")
+            raise ArgumentError(f"spike recorder state: neuron indices {idx.min()}..{idx.max()} "
+                                f"-- expected 0..{self.n_local - 1} (a state of another rank?)")
         chunks = np.asarray(d.get("spill_chunks", np.zeros(0, np.int64)), np.int64).ravel()
         digests = np.asarray(d.get("spill_sha256", np.zeros((0, 32), np.uint8)), np.uint8)
         if digests.shape != (len(chunks), 32):
-            raise ValueError(f"spike recorder state: spill_sha256 of shape {digests.shape} "
-                             f"-- expected ({len(chunks)}, 32)")
+            raise ArgumentError(f"spike recorder state: spill_sha256 of shape {digests.shape} "
+                                f"-- expected ({len(chunks)}, 32)")
         self._chunks = [int(c) for c in chunks]
         self._digests = [bytes(row) for row in digests]
         self._restore_spill()
@@ -223,21 +223,21 @@ class SpikeRecorder:
         total = self.spilled
         if self.spill_path is None:
             if total:
-                raise ValueError(f"spike recorder state: {total} spilled spikes -- expected "
-                                 "none (this recorder has no spill directory)")
+                raise ArgumentError(f"spike recorder state: {total} spilled spikes -- expected "
+                                    "none (this recorder has no spill directory)")
             return
         have = self.spill_path.stat().st_size if self.spill_path.exists() else 0
         if have < total * _REC:
-            raise ValueError(f"{self.spill_path}: {have} bytes -- expected at least "
-                             f"{total * _REC} (the {total} spikes spilled before the "
-                             "checkpoint); the spill file was truncated or removed")
+            raise ArgumentError(f"{self.spill_path}: {have} bytes -- expected at least "
+                                f"{total * _REC} (the {total} spikes spilled before the "
+                                "checkpoint); the spill file was truncated or removed")
         pos = 0
         for k, (n, want) in enumerate(zip(self._chunks, self._digests, strict=True)):
             got = hashlib.sha256(self._spill_records(pos, pos + n).tobytes()).digest()
             if got != want:
-                raise ValueError(f"{self.spill_path}: chunk {k} (spikes {pos}..{pos + n - 1})"
-                                 " does not match the checkpoint's SHA-256 -- the spill "
-                                 "file was changed after the checkpoint")
+                raise ArgumentError(f"{self.spill_path}: chunk {k} (spikes {pos}..{pos + n - 1})"
+                                    " does not match the checkpoint's SHA-256 -- the spill "
+                                    "file was changed after the checkpoint")
             pos += n
         if have > total * _REC:
             with open(self.spill_path, "rb+") as f:
@@ -280,7 +280,7 @@ class SpikeRecorder:
         spikes held in memory (nothing spilled): see ``write_part``."""
 
         if self.spilled:
-            raise ValueError("part_image: spikes were spilled to disk -- use write_part")
+            raise ArgumentError("part_image: spikes were spilled to disk -- use write_part")
         buf = io.BytesIO()
         with h5py.File(buf, "w") as f:
             slices, counts = self._write_sorted(f)
