@@ -113,7 +113,7 @@ def read_table(path: str) -> tuple[np.ndarray, Keys, tuple[Any, ...]]:
     (their keys returned as the third item)."""
     header, body = _split_rows(path)
     labels, names = header_keys(path, "header", header)
-    keys = labels.tolist() if labels is not None else list(names)
+    keys: list[Any] = labels.tolist() if labels is not None else list(names or ())
 
     def where(j: int) -> str:
         return f"label {keys[j]}" if labels is not None else f"region {keys[j]!r}"
@@ -132,7 +132,7 @@ def read_table(path: str) -> tuple[np.ndarray, Keys, tuple[Any, ...]]:
             except ValueError:
                 raise InputError(path, f"row {i + 1}, {where(j)}", c, "a number") from None
     na = np.array([[c == MISSING for c in cells] for cells in body], bool).reshape(data.shape)
-    empty = na.all(axis=0) if len(body) else np.zeros(len(keys), bool)
+    empty: Any = na.all(axis=0) if len(body) else np.zeros(len(keys), bool)
     partial = np.flatnonzero(na.any(axis=0) & ~empty)
     if partial.size:
         j = int(partial[0])
@@ -143,8 +143,8 @@ def read_table(path: str) -> tuple[np.ndarray, Keys, tuple[Any, ...]]:
     dropped = tuple(k for k, e in zip(keys, empty, strict=True) if e)
     if labels is not None:
         return data[:, keep], (labels[keep], None), dropped
-    return data[:, keep], (None, tuple(n for n, k in zip(names, keep, strict=True) if k)), \
-        dropped
+    kept = tuple(n for n, k in zip(names or (), keep, strict=True) if k)
+    return data[:, keep], (None, kept), dropped
 
 
 def read_label_list(path: str, labels: Any) -> Keys:
@@ -225,13 +225,16 @@ def _masker_means(path: str, img: Any, atlas: str, aimg: Any) -> tuple[np.ndarra
 
 def read_nifti(path: str, atlas: PathLike | None) -> tuple[np.ndarray, Keys, float | None,
                                                                str]:
+    """A 4D NIfTI image averaged over the regions of the label volume ``atlas``: data
+    (T, R), the labels, the TR the header gives (s; None if none) and how the atlas was
+    applied (on the BOLD grid, or resampled by nilearn)."""
     import nibabel as nib
 
     if atlas is None:
         raise InputError(path, "atlas", None, "an atlas label volume (atlas=) to average "
                          "the 4D image over regions")
     try:
-        img = nib.load(path)
+        img: Any = nib.load(path)
         vol = np.asarray(img.dataobj, dtype=float)
     except Exception as e:  # nibabel raises many kinds for damaged files
         raise InputError(path, "file", Text(f"unreadable ({type(e).__name__}: {e})"),
@@ -239,7 +242,7 @@ def read_nifti(path: str, atlas: PathLike | None) -> tuple[np.ndarray, Keys, flo
     if vol.ndim != 4:
         raise InputError(path, "shape", tuple(vol.shape), "a 4D image (x, y, z, time)")
     try:
-        aimg = nib.load(atlas)
+        aimg: Any = nib.load(atlas)
         lab = np.asarray(aimg.dataobj)
     except Exception as e:
         raise InputError(str(atlas), "file", Text(f"unreadable ({type(e).__name__}: {e})"),

@@ -253,8 +253,9 @@ def resolve_regions(bold: BoldData, region_labels: Any, region_names: Any,
                          f"at least one of the brain's region names {listed(rn, 6)}")
     gone = tuple(by_name[n][0] if len(by_name.get(n, [])) == 1 else n
                  for n in bold.no_coverage)
+    names = bold.names or ()
     return replace(bold, data=bold.data[:, keep], labels=np.asarray(labels, np.int64),
-                   names=tuple(bold.names[j] for j in keep), no_coverage=gone)
+                   names=tuple(names[j] for j in keep), no_coverage=gone)
 
 
 def preprocess(bold: BoldData, detrend: str | int | None = None,

@@ -79,7 +79,13 @@ class ArgumentError(DtbError, ValueError):
 class ModelError(DtbError, ArithmeticError):
     """The model cannot go on from its state: for example a hemodynamic state so far from
     any physiological one that integrating it would take unbounded time.  Names where
-    (TR, region or unit) and the state found there."""
+    (TR, region or unit) and the state found there.
+
+    ``tr``: the TR it happened in, ``unit``: the index of the unit (for an ensemble,
+    (member, unit)); None where not known."""
+
+    tr: int | None = None
+    unit: tuple[int, ...] | None = None
 
 
 def command_line_message(e: BaseException) -> str:

@@ -29,6 +29,7 @@ import contextlib
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -37,6 +38,7 @@ import numpy as np
 from dtb.assimilation.evaluation import evaluate, outside_model_range
 from dtb.assimilation.loop import (
     AssimilationConfig,
+    AssimilationResult,
     EngineMember,
     FreeRunState,
     LoopState,
@@ -71,7 +73,7 @@ from dtb.assimilation.resume import (
     load_resume,
     resume_args,
 )
-from dtb.assimilation.stop import Abandoned, make_poll
+from dtb.assimilation.stop import Abandoned, StopSource, make_poll
 from dtb.cli.exits import EXIT_TEMPFAIL, Terminated
 from dtb.cli.progress import Progress
 from dtb.engine.context import on_root, world
@@ -86,9 +88,9 @@ __all__ = ["add_assimilate_parser", "run_assimilate", "DIMENSIONS", "Options",
            "evaluate"]
 
 
-def run_assimilate(args: argparse.Namespace, stop: Any = None) -> int:
+def run_assimilate(args: argparse.Namespace, stop: StopSource | None = None) -> int:
     """``dtb assimilate``: returns the exit status (0; 75 after a checkpoint on a stop
-    signal, ``stop`` being ``dtb.cli.simulate.StopRequest``); errors are raised
+    signal, ``stop`` being ``dtb.cli.runloop.StopRequest``); errors are raised
     (``UsageError``, ``InputError``: status 2; ``OutputError`` and others: 1), as
     ``dtb.cli.main.main`` expects."""
     comm = world()
@@ -196,13 +198,15 @@ def _record_stop(rd: AssimilationRun, e: Stopped, prob: Problem, o: Options) -> 
                 "dtb assimilate --resume %s", e.reason, where, e.path, o.out)
 
 
-def _progress(o: Options, err: Any, label: str) -> Progress | None:
+def _progress(o: Options, err: TextIO | None, label: str) -> Progress | None:
     """A progress display counted in TRs on ``err`` (None: none)."""
     return None if err is None else Progress(o.tr_s * 1e3, err, label=label, unit="TR")
 
 
-def _fit(prob: Problem, o: Options, lay: Layout, err: Any, stop: Any = None,
-         resume: Resume | None = None, ready: Any = None) -> tuple[Any, np.ndarray, dict]:
+def _fit(prob: Problem, o: Options, lay: Layout, err: TextIO | None,
+         stop: StopSource | None = None, resume: Resume | None = None,
+         ready: Callable[[], None] | None = None
+         ) -> tuple[AssimilationResult, np.ndarray, dict[str, float]]:
     """The assimilation (first ``n_assim`` TRs analysed, the rest a frozen forecast) and the
     posterior-mean free run; ``(AssimilationResult, bold_free (T_free, M, R), timings)``.
     Checkpoints at TR boundaries (``resume.checkpointer``) and, as steps ``T + f``, after
@@ -273,9 +277,11 @@ def _resumed(resume: Resume, lay: Layout, members: list[EngineMember]
 
 def _assimilate_then_free(prob: Problem, o: Options, lay: Layout, members: list[EngineMember],
                           bases: tuple[np.ndarray, np.ndarray], times: dict[str, float],
-                          err: TextIO | None, stop: Any, poll: Any, n_free: int,
+                          err: TextIO | None, stop: StopSource | None,
+                          poll: Callable[[], None] | None, n_free: int,
                           loop_state: LoopState | None, free_state: FreeRunState | None,
-                          resumed: bool) -> tuple[Any, np.ndarray, float, float]:
+                          resumed: bool
+                          ) -> tuple[AssimilationResult, np.ndarray, float, float]:
     """The assimilation, then the posterior-mean free run of ``n_free`` TRs, checkpointed at
     TR boundaries, with progress on ``err``.  ``bases``: the members' baselines (all
     ``(M, U)``, this rank's).  Returns (AssimilationResult, bold_free (T_free, M, R),
@@ -338,7 +344,7 @@ def _assimilate_then_free(prob: Problem, o: Options, lay: Layout, members: list[
     return res, free, t_assim, t_free
 
 
-def _warn_range(prob: Problem, o: Options, log: Any) -> None:
+def _warn_range(prob: Problem, o: Options, log: TextIO) -> None:
     """Say at once when observed values lie outside the BOLD range of every physiological
     state: the filter cannot follow them (raw intensities, drift, z-scores unscaled)."""
 
@@ -352,7 +358,7 @@ def _warn_range(prob: Problem, o: Options, log: Any) -> None:
               file=log, flush=True)
 
 
-def _abandoned(e: Abandoned, rd: Any, o: Options, lay: Layout) -> int:
+def _abandoned(e: Abandoned, rd: AssimilationRun | None, o: Options, lay: Layout) -> int:
     """A stop signal that no TR boundary followed in time (``dtb.assimilation.stop``): the
     run is marked interrupted at its newest checkpoint (exit 75), or, with none, failed
     (``dtb.cli.main.Terminated``: exit 128 + the signal).  Under MPI the other ranks may be
@@ -407,9 +413,10 @@ def _far_text(far: dict[str, Any]) -> str:
             + " -- check the preprocessing (--preprocess psc, detrend, scale=)")
 
 
-def _free_run(prob: Problem, o: Options, lay: Layout, members: list[Any], res: Any,
-              base_loc: np.ndarray, n_free: int, boundary: Any, free_state: Any,
-              poll: Any = None) -> tuple[np.ndarray, float]:
+def _free_run(prob: Problem, o: Options, lay: Layout, members: list[EngineMember],
+              res: AssimilationResult, base_loc: np.ndarray, n_free: int,
+              boundary: Callable[[int, Any], None], free_state: FreeRunState | None,
+              poll: Callable[[], None] | None = None) -> tuple[np.ndarray, float]:
     """The posterior-mean free run, from the last assimilated TR's ensemble mean, with
     ``boundary`` after every free TR: (bold_free (T_free, M, R), seconds)."""
 

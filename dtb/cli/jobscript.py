@@ -109,7 +109,8 @@ def time_seconds(value: str) -> int:
     if m is None:
         raise UsageError(f"--time: {value!r} -- expected a Slurm time limit HH:MM:SS, MM, "
                          "MM:SS or D-HH[:MM[:SS]]")
-    d, h, mi, s = (int(m[k]) if m[k] is not None else None for k in "dhms")
+    d, mi, s = (int(m[k]) if m[k] is not None else None for k in "dms")
+    h = int(m["h"])  # always there
     if d is not None:  # D-H, D-H:M, D-H:M:S
         return ((d * 24 + h) * 60 + (mi or 0)) * 60 + (s or 0)
     if mi is None:  # minutes

@@ -162,8 +162,9 @@ def _step_of(d: Path) -> int | None:
 def candidates(run_dir: str | os.PathLike[str]) -> list[Path]:
     """Checkpoint directories that claim to be complete, newest first."""
     root = Path(run_dir) / CHECKPOINTS
-    found = [d for d in root.glob("step-*") if _step_of(d) is not None and (d / COMPLETE).exists()]
-    return sorted(found, key=_step_of, reverse=True)
+    found = [(step, d) for d in root.glob("step-*")
+             if (step := _step_of(d)) is not None and (d / COMPLETE).exists()]
+    return [d for _, d in sorted(found, key=lambda x: x[0], reverse=True)]
 
 
 def load_latest(run_dir: str | os.PathLike[str], comm=None
@@ -175,7 +176,7 @@ def load_latest(run_dir: str | os.PathLike[str], comm=None
     cands = [str(d) for d in candidates(run_dir)] if rank == 0 else None
     if comm is not None:
         cands = comm.bcast(cands, root=0)
-    for c in cands:
+    for c in cands or []:
         d = Path(c)
         why = None
         try:

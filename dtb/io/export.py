@@ -76,7 +76,7 @@ def region_bold(store: str | Path, unit_label: np.ndarray) -> tuple[np.ndarray, 
     over the units of each region label (labels in ascending order), and the TR in s."""
 
     g = zarr.open_group(str(store), mode="r")
-    bold = g["bold"]
+    bold: Any = g["bold"]  # a zarr.Array (zarr types an item as Array | Group)
     T, U = bold.shape
     unit_label = np.asarray(unit_label, np.int64)
     if unit_label.size != U:
@@ -105,7 +105,8 @@ def write_run_bold_tsv(run_dir: str | Path, regions: UnitRegions | None,
     run_dir = Path(run_dir)
     store = run_dir / "series.zarr"
     if regions is None:
-        n = zarr.open_group(str(store), mode="r")["bold"].shape[1]
+        bold: Any = zarr.open_group(str(store), mode="r")["bold"]
+        n = bold.shape[1]
         regions = UnitRegions(np.arange(1, n + 1), np.arange(1, n + 1),
                               list(unit_names) if unit_names is not None
                               else [str(i) for i in range(1, n + 1)])
@@ -250,7 +251,7 @@ def _nwb_bold(nwb: Any, run_dir: Path, m: dict[str, Any]) -> None:
     store = run_dir / "series.zarr"
     if not store.exists():
         return
-    g = zarr.open_group(str(store), mode="r")
+    g: Any = zarr.open_group(str(store), mode="r")  # items: arrays (zarr: Array | Group)
     if "bold" not in g:
         return
     bold = np.asarray(g["bold"][...], float)

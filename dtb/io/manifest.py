@@ -116,8 +116,9 @@ def run_config(network: Network, settings: SimulationSettings,
     else:
         config = dict(network.to_dict())
     config["simulation"] = {"dt": settings.dt, "t": settings.t, "seed": settings.seed}
-    if getattr(settings, "record", None) is not None:
-        config["record"] = settings.record.to_dict()
+    record = getattr(settings, "record", None)
+    if record is not None:
+        config["record"] = record.to_dict()
     return jsonable(config)
 
 

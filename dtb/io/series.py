@@ -76,7 +76,7 @@ class SeriesStore:
         self.hdf5 = hdf5
         self._written: list[str] = []  # files this rank wrote (relative to run_dir)
         self.rows_written: dict[str, int] = {}  # rows this rank wrote, per array (0..n-1)
-        self._h5 = None
+        self._h5: h5py.File | None = None
         err = None
         if self.rank == 0 and not resume:
             try:
@@ -279,7 +279,7 @@ class SeriesStore:
         path = self.run_dir / self._part(self.rank)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._h5 = h5py.File(path, "w")
+            h5 = self._h5 = h5py.File(path, "w")
         except OSError as e:
             raise OutputError(f"{path}: cannot create the HDF5 series part: {e}") from e
         for s in self.specs.values():
@@ -287,11 +287,11 @@ class SeriesStore:
             if not s.write or not own:
                 continue
             width = sum(min(s.n_cols, (c + 1) * s.chunk_cols) - c * s.chunk_cols for c in own)
-            self._h5.create_dataset(s.name, shape=(s.n_rows, width), dtype=s.dtype,
-                                    chunks=(max(1, min(s.n_rows, s.chunk_rows)),
-                                            max(1, min(width, s.chunk_cols))),
-                                    compression="gzip", compression_opts=4, shuffle=True,
-                                    fillvalue=np.nan)
+            h5.create_dataset(s.name, shape=(s.n_rows, width), dtype=s.dtype,
+                              chunks=(max(1, min(s.n_rows, s.chunk_rows)),
+                                      max(1, min(width, s.chunk_cols))),
+                              compression="gzip", compression_opts=4, shuffle=True,
+                              fillvalue=np.nan)
 
     def _h5_write(self, name: str, r0: int, r1: int, c0: int, c1: int,
                   block: np.ndarray) -> None:
@@ -301,6 +301,7 @@ class SeriesStore:
             if c * s.chunk_cols == c0:
                 break
             off += min(s.n_cols, (c + 1) * s.chunk_cols) - c * s.chunk_cols
+        assert self._h5 is not None  # called only while the part is open
         self._h5[name][r0:r1, off:off + (c1 - c0)] = block
 
     def _write_h5_master(self) -> None:

@@ -378,8 +378,9 @@ def gather_spikes_write(rec: SpikeRecorder, run_dir: Path, comm: Any,
     except (OSError, ValueError) as e:  # reported after the gather: no rank is left waiting
         failure = e
         digest, size = "", 0
-    mine = {"path": part_name(rec.rank), "sha256": digest, "bytes": size, "counts": counts,
-            "slices": slices, "error": None if failure is None else str(failure)}
+    mine: dict[str, Any] = {"path": part_name(rec.rank), "sha256": digest, "bytes": size,
+                            "counts": counts, "slices": slices,
+                            "error": None if failure is None else str(failure)}
     rows = comm.gather(mine, root=0) if comm is not None else [mine]
     if failure is not None:
         raise failure

@@ -29,12 +29,13 @@ from dtb.model.config_fields import (
 from dtb.model.config_rules import parse_projection
 from dtb.model.network import (
     DCInput,
-    Dist,
+    Input,
     Network,
     OUInput,
     PerUnit,
     PoissonInput,
     Population,
+    Value,
 )
 from dtb.model.neurons import MODELS, check_params
 from dtb.model.problems import Problems
@@ -85,7 +86,7 @@ def _parse_inputs(v: Any, path: str, model, pr: Problems) -> tuple:
     if not isinstance(v, (list, tuple)):
         pr.add(path, v, "a list of inputs")
         return ()
-    out = []
+    out: list[Input] = []
     for i, inp in enumerate(v):
         ip = f"{path}[{i}]"
         if hasattr(inp, "to_dict"):
@@ -97,7 +98,7 @@ def _parse_inputs(v: Any, path: str, model, pr: Problems) -> tuple:
         kind = inp["type"]
         if kind == "poisson":
             if not check_keys(inp, ip, {"type", "rate", "weight", "in_degree", "receptor"},
-                         {"rate", "weight"}, pr):
+                              {"rate", "weight"}, pr):
                 continue
             rate, w, k = inp["rate"], inp["weight"], inp.get("in_degree", 1)
             ok = True
@@ -152,7 +153,7 @@ def _parse_population(d: Any, path: str, pr: Problems) -> Population | None:
     if isinstance(d, Population):
         d = d.to_dict()
     if not check_keys(d, path, {"name", "size", "model", "params", "initial", "inputs", "type",
-                           "units", "groups"}, {"name", "size"}, pr):
+                                "units", "groups"}, {"name", "size"}, pr):
         return None
     name, size = d["name"], d["size"]
     ok = True
@@ -172,7 +173,7 @@ def _parse_population(d: Any, path: str, pr: Problems) -> Population | None:
         pr.add(f"{path}.type", ptype, "E or I")
         ptype = None
     units, groups = _parse_units(d, path, size if ok else None, pr)
-    params: dict[str, Dist | PerUnit] = {}
+    params: dict[str, Value] = {}
     raw = d.get("params") or {}
     if not isinstance(raw, dict):
         pr.add(f"{path}.params", raw, "a mapping of parameter names to values")
@@ -200,7 +201,7 @@ def _parse_population(d: Any, path: str, pr: Problems) -> Population | None:
                   for k, v in model.defaults.items()}
         for k, v, expected in check_params(model, scalar):
             pr.add(f"{path}.params.{k}", v, expected)
-    initial: dict[str, Dist] = {}
+    initial: dict[str, Value] = {}
     raw = d.get("initial") or {}
     if not isinstance(raw, dict):
         pr.add(f"{path}.initial", raw, "a mapping with V")
@@ -319,8 +320,9 @@ def load_config(path: str | Path) -> tuple[Network, SimulationSettings]:
     src = str(path)
     d = read_yaml(path)
     pr = Problems()
-    if not check_keys(d, "config", {"name", "simulation", "populations", "projections", "record"},
-                 {"populations"}, pr):
+    if not check_keys(d, "config",
+                      {"name", "simulation", "populations", "projections", "record"},
+                      {"populations"}, pr):
         raise ConfigError(pr.items, src)
     sim = parse_simulation(d.get("simulation"), pr)
     record = parse_record(d["record"], pr.add) if "record" in d else None

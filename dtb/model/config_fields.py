@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from dtb.model.network import Dist, PerUnit
+from dtb.model.network import Dist, PerUnit, Value, as_dist
 from dtb.model.problems import Problems, short_repr
 
 MAX_DELAY_STEPS = 65535  # delays are stored as uint16 steps
@@ -102,11 +102,11 @@ def short_list(v: Any) -> Any:
     return v
 
 
-def value_bounds(v: Dist | PerUnit) -> tuple[float, float]:
+def value_bounds(v: Value) -> tuple[float, float]:
     """The smallest and largest value ``v`` can take."""
     if isinstance(v, PerUnit):
         return min(v.values), max(v.values)
-    return v.bounds()
+    return as_dist(v).bounds()
 
 
 def resolve_receptor(rec: Any, model: Any, ptype: str | None, weight_hint: float, path: str,

@@ -40,7 +40,7 @@ def _parse_unit_rule(d: Any, path: str, pr: Problems):
         allowed = {"kind", "k"} | ({"probs", "conduction_ms"} if kind == "long_range" else set())
         if not check_keys(d, path, allowed, allowed, pr):
             return None
-    k = get("k")
+    k: Any = get("k")
     if is_int(k):
         if k < 0:
             pr.add(f"{path}.k", k, "an in-degree >= 0")
@@ -111,8 +111,8 @@ def parse_projection(d: Any, path: str, pops: dict[str, Population], declared: s
     if isinstance(d, Projection):
         d = {**d.to_dict(), "rule": d.rule}  # keep rule arrays as they are
     if not check_keys(d, path, {"source", "target", "rule", "weight", "delay", "receptor",
-                           "autapses", "multapses"},
-                 {"source", "target", "rule", "weight", "delay"}, pr):
+                                "autapses", "multapses"},
+                      {"source", "target", "rule", "weight", "delay"}, pr):
         return None
     src, tgt = d["source"], d["target"]
     ok = True
@@ -136,7 +136,7 @@ def parse_projection(d: Any, path: str, pops: dict[str, Population], declared: s
     pre, post = pops[src], pops[tgt]
     model = MODELS[post.model]
     receptor = resolve_receptor(d.get("receptor"), model, pre.type, weight.mean(),
-                                 f"{path}.receptor", pr)
+                                f"{path}.receptor", pr)
     if receptor is None:
         return None
     check_weight_sign(model, receptor, weight.bounds(), f"{path}.weight", pr)
@@ -166,7 +166,8 @@ def parse_projection(d: Any, path: str, pops: dict[str, Population], declared: s
     if isinstance(rule, FixedTotalNumber) and not multapses:
         pr.add(f"{path}.multapses", False, "true for fixed_total_number (as in NEST)")
     if isinstance(rule, (FixedInDegree, FixedTotalNumber)):
-        if rule.to_dict().get("k", rule.to_dict().get("n")) >= 2**31:
+        count: Any = rule.to_dict().get("k", rule.to_dict().get("n"))
+        if count >= 2**31:
             pr.add(f"{path}.rule", rule.to_dict(), "fewer than 2**31 synapses per target")
     return Projection(src, tgt, rule, weight, delay, receptor, autapses, multapses)
 
