@@ -59,10 +59,13 @@ class InputError(DtbError, ValueError):
     and what was expected.
     """
 
-    def __init__(self, path: str, field: str | None, value: object, expected: str):
+    def __init__(self, path: str, field: str | None, value: object, expected: str,
+                 message: str | None = None):
         self.path, self.field, self.value, self.expected = str(path), field, value, expected
         where = f"{path}" + (f": {field}" if field else "")
-        super().__init__(f"{where}: {value!r} -- expected {expected}")
+        # ``message``: a subclass's own wording of the whole problem (it names the same)
+        super().__init__(f"{where}: {value!r} -- expected {expected}" if message is None
+                         else message)
 
 
 class ArgumentError(DtbError, ValueError):

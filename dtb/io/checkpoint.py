@@ -48,8 +48,7 @@ class UnknownCheckpoint(InputError):
     """A checkpoint of a format version this dtb does not read (exit status 2)."""
 
     def __init__(self, message: str):
-        self.path, self.field, self.value, self.expected = "", None, None, ""
-        Exception.__init__(self, message)
+        super().__init__("", None, None, "", message)  # the message names path and expectation
 
 
 def _fill_h5(f: Any, state: dict[str, np.ndarray]) -> None:

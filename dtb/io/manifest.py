@@ -45,8 +45,7 @@ class NotResumable(InputError):
     not a run directory): an input the user named, so the CLI's exit status is 2."""
 
     def __init__(self, message: str):
-        self.path, self.field, self.value, self.expected = "", None, None, ""
-        Exception.__init__(self, message)  # the message names the path and the expectation
+        super().__init__("", None, None, "", message)  # the message names path and expectation
 
 
 def utc_now() -> str:
