@@ -190,6 +190,19 @@ def test_assimilation_splits_ranks_into_members(capsys, tmp_path):
     assert "4 ensemble member(s) of 2 rank(s) each" in text
 
 
+def test_template_dir_without_the_installed_package_is_the_repositorys_jobs(monkeypatch):
+    # an install without the dtb.job_templates package data falls back to the repository's
+    # jobs/ folder beside the dtb package (it pointed at dtb/jobs once dtb job moved to
+    # dtb/cli/)
+    def missing(name):
+        raise ModuleNotFoundError(name)
+
+    monkeypatch.setattr(jobscript, "files", missing)
+    d = jobscript.template_dir()
+    assert d == Path(jobscript.__file__).resolve().parents[2] / "jobs"
+    assert (d / "simulate.sbatch").is_file()
+
+
 def test_templates_are_the_source_and_share_their_run_logic():
     d = jobs.template_dir()
     tails = []

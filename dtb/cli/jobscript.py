@@ -80,7 +80,7 @@ def template_dir() -> Path:
             return d
     except (ModuleNotFoundError, TypeError):
         pass
-    return Path(__file__).resolve().parent.parent / "jobs"
+    return Path(__file__).resolve().parents[2] / "jobs"  # dtb/cli/jobscript.py -> jobs/
 
 
 class _Template(string.Template):
