@@ -139,7 +139,7 @@ def fcd_values(x: Any, window: int, step: int) -> np.ndarray:
 
 
 def ks_distance(a: Any, b: Any) -> float:
-    """The two-sample Kolmogorov-Smirnov statistic sup_v |F_a(v) - F_b(v)| of two 1-D
+    """The two-sample Kolmogorov-Smirnov statistic ``sup_v |F_a(v) - F_b(v)|`` of two 1-D
     samples (the empirical distribution functions, right-continuous), in [0, 1]."""
     sa = np.sort(np.asarray(a, dtype=float).ravel())
     sb = np.sort(np.asarray(b, dtype=float).ravel())

@@ -97,10 +97,10 @@ def _events(eng, ix: np.ndarray) -> int:
     """Synaptic events of the spikes of engine indices ix (their rows' lengths)."""
     out_deg = np.zeros(eng.n_local, np.int64)
     for lay in eng.layout:
-        for q in range(eng._pop_proj_ptr[lay.index], eng._pop_proj_ptr[lay.index + 1]):
-            p = eng._pop_proj[q]
-            r0 = eng._proj_row0[p] + lay.first
-            out_deg[lay.lo:lay.hi] += np.diff(eng._indptr[r0:r0 + lay.size + 1])
+        for q in range(eng.tables.pop_proj_ptr[lay.index], eng.tables.pop_proj_ptr[lay.index + 1]):
+            p = eng.tables.pop_proj[q]
+            r0 = eng.synapse_arrays.row0[p] + lay.first
+            out_deg[lay.lo:lay.hi] += np.diff(eng.synapse_arrays.indptr[r0:r0 + lay.size + 1])
     return int(out_deg[ix].sum())
 
 
@@ -136,7 +136,7 @@ def bench_microcircuit(args) -> dict:
     n_steps = int(round(args.t / 0.1))
     wall, st, ix = _run(be, n_steps, m)
     counts = np.bincount([eng.layout[k].index for k in
-                          np.searchsorted(eng._piece_lo, ix, side="right") - 1],
+                          np.searchsorted(eng.pieces.lo, ix, side="right") - 1],
                          minlength=len(eng.network.populations))
     rates = {p.name: float(c / (p.size * args.t * 1e-3))
              for p, c in zip(eng.network.populations, counts, strict=True)}

@@ -55,9 +55,9 @@ def worker(scale: float, t_ms: float, presim_ms: float, threads: int | None) -> 
         try:
             if busy is not None:
                 time.sleep(0.5)  # let it take its core
-            s0, n0 = eng.simulate_s, len(eng._spike_steps)
+            s0, n0 = eng.simulate_s, len(eng.kept_spikes()[0])
             eng.run(t_ms)
-            st = np.concatenate(eng._spike_steps[n0:]) if len(eng._spike_steps) > n0 else []
+            st = eng.kept_spikes()[0][n0:]
             out[case] = {"rtf": (eng.simulate_s - s0) / (t_ms * 1e-3),
                          "spikes": int(len(st))}
         finally:

@@ -106,7 +106,7 @@ SUBCORTICAL_HUBS = {"thalamus": 3.0, "putamen": 2.0, "hippocampus": 1.8}
 
 
 def world_coords() -> np.ndarray:
-    """(3, *SHAPE) array of voxel-centre coordinates in mm."""
+    """``(3, *SHAPE)`` array of voxel-centre coordinates in mm."""
     ijk = np.indices(SHAPE, dtype=float)
     return np.einsum("ab,b...->a...", AFFINE[:3, :3], ijk) + AFFINE[:3, 3, None, None, None]
 

@@ -35,8 +35,8 @@ WQ_MAX = 32767
 def weight_shift(max_abs_weight: float) -> int:
     """The shift s such that weights up to max_abs_weight fit an int16 mantissa.
 
-    A weight w is stored as q = round(w * 2**32 / 2**s), |q| <= 32767, so the quantum is
-    2**(s-32): a relative error below 2**-16 of the projection's largest weight.
+    A weight w is stored as ``q = round(w * 2**32 / 2**s)``, ``|q| <= 32767``, so the quantum
+    is ``2**(s-32)``: a relative error below 2**-16 of the projection's largest weight.
     """
     if max_abs_weight <= 0.0:
         return 0

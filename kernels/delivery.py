@@ -15,15 +15,24 @@ import numpy as np
 
 
 @nb.njit(parallel=True, cache=True)
-def deliver(n_spk, spk_step, spk_src_pop, spk_src_idx, pop_proj_ptr, pop_proj,
-            proj_row0, proj_post_lo, proj_post_hi, proj_port, proj_shift,
-            indptr, tgt, wq, dly, ring, n_parts):
+def deliver(n_spk, spk_step, spk_src_pop, spk_src_idx, pop_proj_ptr, pop_proj, synapses,
+            ring, n_parts):
     """Add the synaptic input of n_spk spikes.
 
-    Spike j: emitted in step spk_step[j] by neuron spk_src_idx[j] of source population
-    spk_src_pop[j]; it reaches target t of synapse k in ring slot (step + dly[k]) mod D.
-    Projection p's row for source index r is proj_row0[p] + r in indptr.
+    Spike j: emitted in step spk_step[j] by neuron spk_src_idx[j] of source group
+    spk_src_pop[j] (a population, or a layout piece), which feeds projections
+    pop_proj[pop_proj_ptr[g]:pop_proj_ptr[g + 1]]; it reaches target t of synapse k in ring
+    slot (step + dly[k]) mod D.  ``synapses``: kernels/bundles.Synapses.
     """
+    proj_row0 = synapses.row0
+    proj_post_lo = synapses.post_lo
+    proj_post_hi = synapses.post_hi
+    proj_port = synapses.port
+    proj_shift = synapses.shift
+    indptr = synapses.indptr
+    tgt = synapses.tgt
+    wq = synapses.wq
+    dly = synapses.dly
     D = ring.shape[0]
     n = ring.shape[2]
     for part in nb.prange(n_parts):

@@ -257,8 +257,8 @@ def test_yaml_round_trip_through_to_dict(tmp_path):
     assert net2 == net
     a = dtb.Engine(net, seed=1)
     b = dtb.Engine(net2, seed=1)
-    np.testing.assert_array_equal(a._tgt, b._tgt)
-    np.testing.assert_array_equal(a._wq, b._wq)
+    np.testing.assert_array_equal(a.synapse_arrays.tgt, b.synapse_arrays.tgt)
+    np.testing.assert_array_equal(a.synapse_arrays.wq, b.synapse_arrays.wq)
 
 
 @pytest.mark.parametrize("text,path,value", [

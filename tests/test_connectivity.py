@@ -202,7 +202,7 @@ def test_weight_distribution_truncated_normal():
     mean, sd, low, high = 87.8, 30.0, 40.0, 150.0
     eng = build(100, 400, dtb.FixedInDegree(100), weight=dtb.Dist.normal(mean, sd, low, high))
     _, _, w, _ = edges(eng, 0)
-    q = 2.0 ** (int(eng._proj_shift[0]) - 32)
+    q = 2.0 ** (int(eng.synapse_arrays.shift[0]) - 32)
     assert w.min() >= low - q / 2 and w.max() <= high + q / 2
     ref = stats.truncnorm((low - mean) / sd, (high - mean) / sd, loc=mean, scale=sd)
     assert stats.kstest(w, ref.cdf).pvalue > ALPHA
@@ -296,7 +296,8 @@ def test_constant_weight_stored_exactly_when_representable():
 def test_bytes_per_synapse():
     eng = build(2000, 2000, dtb.FixedInDegree(100), same=True,
                 weight=dtb.Dist.normal(1.0, 0.1, low=0.0), delay=dtb.Dist.uniform(0.1, 3.0))
-    assert eng._tgt.itemsize + eng._wq.itemsize + eng._dly.itemsize == 8
+    csr = eng.synapse_arrays
+    assert csr.tgt.itemsize + csr.wq.itemsize + csr.dly.itemsize == 8
     assert eng.bytes_per_synapse <= 8.2
 
 
@@ -318,7 +319,8 @@ def _network():
 
 
 def _arrays(eng):
-    return [eng._indptr, eng._tgt, eng._wq, eng._dly, eng._proj_shift]
+    csr = eng.synapse_arrays
+    return [csr.indptr, csr.tgt, csr.wq, csr.dly, csr.shift]
 
 
 def test_connectivity_identical_for_same_seed_and_differs_otherwise():

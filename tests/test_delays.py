@@ -90,8 +90,8 @@ def test_min_delay_steps_constant_delays(delays, expected):
                   for d in delays)
     eng = dtb.Engine(dtb.Network(pops, projs), dt=DT)
     assert eng.min_delay_steps == expected
-    assert int(eng._dly.min()) == expected
-    assert sorted(set(eng._dly.tolist())) == sorted({round(d / DT) for d in delays})
+    assert int(eng.synapse_arrays.dly.min()) == expected
+    assert sorted(set(eng.synapse_arrays.dly.tolist())) == sorted({round(d / DT) for d in delays})
 
 
 def test_min_delay_steps_distributed_delays():
@@ -103,12 +103,12 @@ def test_min_delay_steps_distributed_delays():
              dtb.Projection("a", "a", dtb.FixedInDegree(5), weight=1.0,
                             delay=dtb.Dist.uniform(0.62, 0.9)))
     eng = dtb.Engine(dtb.Network(pops, projs), dt=DT)
-    dmin = int(eng._dly.min())
+    dmin = int(eng.synapse_arrays.dly.min())
     assert eng.min_delay_steps <= dmin
     assert dmin in (4, 5)
     assert eng.min_delay_steps == math.floor(0.45 / DT + 0.5) == 5  # NEST rounds halves up
-    assert int(eng._dly.max()) <= 30
-    assert eng.max_delay_steps == int(eng._dly.max())
+    assert int(eng.synapse_arrays.dly.max()) <= 30
+    assert eng.max_delay_steps == int(eng.synapse_arrays.dly.max())
 
 
 def test_min_delay_window_from_uniform_delays():
@@ -117,4 +117,4 @@ def test_min_delay_window_from_uniform_delays():
                             delay=dtb.Dist.uniform(0.62, 2.0)),)
     eng = dtb.Engine(dtb.Network(pops, projs), dt=DT)
     assert eng.min_delay_steps == 6
-    assert int(eng._dly.min()) == 6 and int(eng._dly.max()) == 20
+    assert int(eng.synapse_arrays.dly.min()) == 6 and int(eng.synapse_arrays.dly.max()) == 20

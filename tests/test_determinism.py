@@ -97,7 +97,7 @@ def test_thread_count_does_not_matter():
     assert a.threads == 1
     b = run(net, seed=11, threads=2)
     assert b.threads == 2
-    assert len(a._blk_lo) != len(b._blk_lo)  # the work really is split differently
+    assert len(a.blocks.lo) != len(b.blocks.lo)  # the work really is split differently
     assert_same(a, b)
 
 

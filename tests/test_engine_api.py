@@ -209,7 +209,9 @@ def test_gpu_backend_without_a_gpu_is_a_clear_error_before_building(
     why = "no CUDA device is visible (CUDA_VISIBLE_DEVICES, driver)"
     monkeypatch.setattr(device, "gpu_unavailable", lambda: why)
     built = []
-    monkeypatch.setattr(Engine, "_build", lambda self: built.append(1))
+    import dtb.engine.simulation as simulation
+
+    monkeypatch.setattr(simulation, "build_partition", lambda *a, **k: built.append(1))
     out = tmp_path / "run"
     assert main(["simulate", "--model", "microcircuit", "--scale", "0.01", "--t", "1",
                  "--backend", "gpu", "--out", str(out)]) == 2
@@ -235,7 +237,7 @@ def test_manifest_names_the_backend_and_its_device_figures(brain, tmp_path):
     g = m["gpu"]
     assert g["device"] == "host emulation" and g["emulated"] is True
     assert g["memory"]["synapses"] == emu.n_synapses > 0
-    be = emu._gpu  # the estimate is what was allocated: target, weight and delay arrays
+    be = emu.backend  # the estimate is what was allocated: target, weight and delay arrays
     assert g["memory"]["synapse_bytes"] == be.tgt.nbytes + be.wq.nbytes + be.dly.nbytes
     assert g["memory"]["index_bytes"] == be.indptr.nbytes
     assert g["launch_calls"] > 0 and g["spike_exchange"] == "host"

@@ -86,7 +86,7 @@ def test_mixed_network_identical_to_cpu():
     np.testing.assert_array_equal(
         be.population_counts(),
         [np.sum((cpu.gids[ix] >= g0) & (cpu.gids[ix] < g0 + p.size))
-         for p, g0 in zip(cpu.network.populations, cpu._pop_gid0, strict=True)])
+         for p, g0 in zip(cpu.network.populations, cpu.part.pop_gid0, strict=True)])
 
 
 def test_brain_demo_identical_to_cpu():
@@ -113,9 +113,8 @@ def test_deliver_remote_matches_cpu_delivery():
     pop = rng.integers(0, len(cpu.network.populations), k)
     src = np.array([rng.integers(0, cpu.network.populations[p].size) for p in pop], np.int64)
     steps = rng.integers(0, 10_000, k).astype(np.int64)
-    deliver(k, steps, pop, src, cpu._pop_proj_ptr, cpu._pop_proj, cpu._proj_row0,
-            cpu._proj_post_lo, cpu._proj_post_hi, cpu._proj_port, cpu._proj_shift, cpu._indptr,
-            cpu._tgt, cpu._wq, cpu._dly, cpu.ring, 2)
+    deliver(k, steps, pop, src, cpu.tables.pop_proj_ptr, cpu.tables.pop_proj,
+            cpu.synapse_arrays, cpu.ring, 2)
     be.deliver_remote(steps, pop, src)
     np.testing.assert_array_equal(be.get_state()["ring"], cpu.ring)
 

@@ -427,9 +427,8 @@ def test_deliver_remote_matches_numba_delivery():
     pop = rng.integers(0, len(cpu.layout), k)
     src = np.array([rng.integers(0, cpu.layout[p].pop_size) for p in pop], np.int64)
     steps = rng.integers(0, 10_000, k).astype(np.int64)
-    deliver(k, steps, pop, src, cpu._pop_proj_ptr, cpu._pop_proj, cpu._proj_row0,
-            cpu._proj_post_lo, cpu._proj_post_hi, cpu._proj_port, cpu._proj_shift, cpu._indptr,
-            cpu._tgt, cpu._wq, cpu._dly, cpu.ring, 2)
+    deliver(k, steps, pop, src, cpu.tables.pop_proj_ptr, cpu.tables.pop_proj,
+            cpu.synapse_arrays, cpu.ring, 2)
     be.deliver_remote(steps, pop, src)
     ring = be.get_state()["ring"]
     assert np.count_nonzero(ring) > 1000
@@ -442,13 +441,13 @@ def test_state_moves_between_backends_bitwise():
     cpu = _emulated(mixed_network(), seed=5)[0]
     m = cpu.min_delay_steps
     cpu.run(30.0)
-    ref_st, ref_ix = cpu._advance_local(200, m, cpu._buffers(m))
+    ref_st, ref_ix = cpu.backend.advance(200, m, cpu._advanced)
     _, be = _emulated(mixed_network(), seed=5)
     be.advance_local(300, m)
     mid = be.get_state()
     cpu2, be2 = _emulated(mixed_network(), seed=5)
     cpu2.set_state(mid)  # GPU -> CPU
-    st, ix = cpu2._advance_local(200, m, cpu2._buffers(m))
+    st, ix = cpu2.backend.advance(200, m, cpu2._advanced)
     order = np.lexsort((ix, st))
     np.testing.assert_array_equal(st[order], ref_st[np.lexsort((ref_ix, ref_st))])
     be2.set_state(mid)  # GPU -> GPU
@@ -558,7 +557,7 @@ def test_samples_copy_back_only_what_they_read():
 
     _host()
     e = dtb.Engine(mixed_network(), dt=0.1, seed=6, threads=1, backend="gpu-emulated")
-    be = e._gpu
+    be = e.backend
     ring0 = e.ring.copy()
     e.run(20.0)
     assert e.step == be.step == 200

@@ -124,7 +124,7 @@ class AtlasImage:
     labels: (X, Y, Z) int32 region label per voxel, 0 = background.
     gm: (X, Y, Z) float32 grey-matter probability or volume fraction in [0, 1].
     affine: (4, 4) float64 voxel index -> mm.
-    voxel_volume_mm3: volume of one voxel (|det| of the affine's 3x3 block), mm^3.
+    voxel_volume_mm3: volume of one voxel (``|det|`` of the affine's 3x3 block), mm^3.
     provenance: roles "atlas" and, when a map was given, "grey_matter".
     """
 

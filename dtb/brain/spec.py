@@ -22,6 +22,7 @@ File: one HDF5 file, ``format = "dtb-brain"``, ``format_version = 1``::
     /projections/<i>  attrs: source, target, kind (unit_local|long_range), weight (JSON),
                       delay (JSON), receptor; k (U,) int64 in-degree per target unit
     /pet/             (optional) value (R,), attrs: mode (indegree|conductance)
+
 Units: mm, mm³, ms.
 """
 

@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-import numpy as np
-
 from dtb.cli.progress import Progress
 from dtb.engine.recording import Recording
 from dtb.io import checkpoint
@@ -123,18 +121,15 @@ def _engine_state(eng: Any) -> dict[str, Any]:
     """The engine's state (get_state) plus the spikes it keeps, if it keeps them."""
 
     d = eng.get_state()
-    if eng.keep_spikes:  # Engine keeps them in two lists; no public accessor to add
-        st, ix = eng._spike_steps, eng._spike_idx
-        d["kept_spikes/steps"] = np.concatenate(st) if st else np.zeros(0, np.int64)
-        d["kept_spikes/idx"] = np.concatenate(ix) if ix else np.zeros(0, np.int64)
+    if eng.keep_spikes:
+        d["kept_spikes/steps"], d["kept_spikes/idx"] = eng.kept_spikes()
     return d
 
 
 def _set_engine_state(eng: Any, d: dict[str, Any]) -> None:
     eng.set_state({k: v for k, v in d.items() if not k.startswith("kept_spikes/")})
     if "kept_spikes/steps" in d:
-        eng._spike_steps = [np.asarray(d["kept_spikes/steps"], np.int64)]
-        eng._spike_idx = [np.asarray(d["kept_spikes/idx"], np.int64)]
+        eng.keep(d["kept_spikes/steps"], d["kept_spikes/idx"])
 
 
 def _save_checkpoint(eng: Any, rec: Any, out: Path, signum: int) -> Checkpoint:

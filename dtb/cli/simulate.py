@@ -31,7 +31,7 @@ from dtb.cli.resume import checkpoint_steps, resume_plan
 from dtb.cli.runloop import Checkpoint, StopRequest, record_run
 from dtb.data import demo_inputs
 from dtb.engine.context import on_root, world
-from dtb.engine.gpu.device import gpu_unavailable
+from dtb.engine.gpu import device as gpu_device
 from dtb.engine.recording import unit_labels
 from dtb.engine.simulation import Engine
 from dtb.engine.threads import choose_threads
@@ -69,7 +69,7 @@ def _check_args(a: argparse.Namespace) -> None:
     if a.seed is not None and not 0 <= a.seed < 2**32:
         raise UsageError(f"--seed: {a.seed!r} -- expected an integer in [0, 2**32)")
     if getattr(a, "backend", "cpu") == "gpu":
-        why = gpu_unavailable()
+        why = gpu_device.gpu_unavailable()
         if why is not None:
             raise UsageError(f"--backend gpu: {why} -- run on a machine with a CUDA GPU, "
                               "or use --backend cpu")
@@ -267,7 +267,6 @@ def simulate(a: argparse.Namespace, command: list[str], stop: StopRequest | None
         eng = Engine(net, dt=sim.dt, seed=sim.seed, threads=a.threads, comm=comm,
                      routing=a.routing, ranks_per_node=a.ranks_per_node, ownership=own,
                      backend=a.backend)
-        eng.partition = a.partition
         log.info("built %s synapses in %.2f s (%d threads%s)", f"{eng.n_synapses:,}",
                  eng.build_s, eng.threads, " on rank 0" if ranks > 1 else "", extra=ONCE)
         recorded, stopped = record_run(eng, out, sim, err, getattr(a, "unit_labels", None),

@@ -1,10 +1,7 @@
-"""How an Engine builds its partition: the layout of the populations it owns, parameter
-sets, initial state, background inputs, units and synapses (CSR by projection and source).
-
-``EngineBuild`` holds the construction methods that ``dtb.engine.simulation.Engine`` inherits (the
-engine calls ``_build`` once in its constructor); the running half is in
-dtb.engine.simulation.  Units:
-ms and mV, as the engine.
+"""How a rank builds its partition of a network: the layout of the populations it owns,
+parameter sets, initial state, blocks, background inputs and units (the synapses:
+dtb.engine.synapses).  ``build_partition`` returns a ``Partition`` of typed bundles
+(kernels/bundles.py), which the simulation keeps and the backends run.  Units: ms and mV.
 """
 
 from __future__ import annotations
@@ -14,15 +11,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dtb.engine.connectivity import fill, synapse_counts
+from dtb.engine.decomposition import Ownership
+from dtb.engine.synapses import SynapseTables, build_synapses
 from dtb.kernels import dynamics as kd
-from dtb.kernels.connect import FIX_BITS, weight_shift
+from dtb.kernels.bundles import Blocks, Inputs, InputState, Neurons, Pieces, Synapses
+from dtb.kernels.connect import FIX_BITS
 from dtb.kernels.philox import INIT, OU, PARAM, draw_per_neuron, make_key1
-from dtb.model.network import Dist, LongRange, OUInput, PerUnit, PoissonInput, as_dist
+from dtb.model.network import Dist, Network, OUInput, PerUnit, PoissonInput, as_dist
 from dtb.model.neurons import MODELS, N_CHANNELS, N_PARAM_ROWS, pack
 
 CDF_LEN = 48
-MAX_WINDOW = 1000  # steps per window when no delay bounds it (spike buffer size)
 
 
 @dataclass(frozen=True)
@@ -46,7 +44,7 @@ class PopulationLayout:
 
 
 @dataclass
-class _ParamSets:
+class ParamSets:
     """The parameter sets of one layout piece: rows set0 .. set0+m-1 of the engine's packed
     sets; ``mode`` says what a set stands for (the whole population, a unit, a neuron);
     ``vals`` the unpacked values per set (name -> (m,)), kept to repack after a change."""
@@ -82,319 +80,225 @@ def poisson_cdf_table(lam: float) -> np.ndarray:
     return table
 
 
-def _min_conduction(rule: LongRange, pre, post) -> float:
-    """The smallest conduction delay (ms) a synapse of this rule can have: over group
-    pairs with weight whose source group has neurons and target group has units."""
-    n_g = rule.probs.shape[0]
-    g_pre = np.asarray(pre.groups if pre.groups is not None else range(len(pre.units)))
-    g_post = np.asarray(post.groups if post.groups is not None else range(len(post.units)))
-    has_src = np.bincount(g_pre, weights=np.asarray(pre.units), minlength=n_g) > 0
-    has_tgt = np.bincount(g_post, weights=np.asarray(post.units), minlength=n_g) > 0
-    ok = (rule.probs > 0) & has_src[None, :] & has_tgt[:, None]
-    return float(rule.conduction_ms[ok].min()) if ok.any() else 0.0
+@dataclass
+class Partition:
+    """What a rank builds of a network: n local neurons in layout pieces (one per owned
+    range of a population; engine indices and global ids both increase), their state and
+    parameters, blocks, inputs and the synapses onto them.  Host numpy arrays throughout."""
+
+    layout: list[PopulationLayout]
+    n_neurons: int  # in the whole network
+    gids: np.ndarray  # (n,) int64: global id of each local neuron
+    pop_gid0: np.ndarray  # (populations,) int64: first global id of each population
+    unit_of: np.ndarray  # (n,) int64: unit of each neuron in its population, -1: none
+    n_units: int  # the largest unit count of a population (a brain's families share one)
+    ports: list[str]  # receptor ports: every receptor a projection or Poisson input uses
+    param_sets: list[ParamSets]  # per layout piece
+    neurons: Neurons
+    blocks: Blocks
+    inputs: Inputs
+    istate: InputState
+    pieces: Pieces
+    synapses: Synapses
+    tables: SynapseTables
+
+    @property
+    def n_local(self) -> int:
+        return len(self.gids)
+
+    @property
+    def piece_gid0(self) -> np.ndarray:
+        return np.array([lay.gid0 for lay in self.layout], np.int64)
 
 
-class EngineBuild:
-    """The construction half of Engine (see dtb.engine.simulation.Engine for the attributes
-    it sets)."""
+def build_partition(network: Network, dt: float, seed: int, ownership: Ownership, rank: int,
+                    threads: int) -> Partition:
+    """Rank ``rank``'s partition of ``network`` (parsed) under ``ownership``; ``threads``
+    sizes the blocks (several per thread, for balance)."""
+    layout, n_neurons = _layout(network, ownership.ranges(rank))
+    n = sum(lay.size for lay in layout)
+    gids = (np.concatenate([lay.gid0 + np.arange(lay.size) for lay in layout])
+            if layout else np.zeros(0, np.int64)).astype(np.int64)
+    pop_gid0 = np.concatenate([[0], np.cumsum([p.size for p in network.populations])]
+                              )[:-1].astype(np.int64)
+    param_sets, P, pid, V = _parameters(network, layout, n, dt, seed)
+    ports, masks = _ports(network)
+    unit_of, n_units = _units(network, layout, n)
+    inputs, istate = _inputs(network, layout, ports, dt, seed)
+    tables, synapses, pieces = build_synapses(network, layout, ports, dt, seed)
+    ring = np.zeros((tables.max_delay_steps + 1, max(1, len(ports)), n), np.int64)
+    neurons = Neurons(V, np.zeros((N_CHANNELS, n)), np.zeros(n, np.int32), P, pid, masks,
+                      ring)
+    return Partition(layout, n_neurons, gids, pop_gid0, unit_of, n_units, ports, param_sets,
+                     neurons, _blocks(layout, n, threads), inputs, istate, pieces, synapses,
+                     tables)
 
-    def _build(self) -> None:
-        net, dt, seed = self.network, self.dt, self.seed
-        # one piece per owned range of a population (an empty one where the rank owns none
-        # of it), in (population, first) order: engine indices and gids both increase
-        self.layout: list[PopulationLayout] = []
-        o_glob = o_loc = 0
-        for i, (p, rngs) in enumerate(zip(net.populations, self.ownership.ranges(self.rank),
-                                          strict=True)):
-            for a, b in rngs or [(0, 0)]:
-                self.layout.append(PopulationLayout(p.name, i, o_glob + a, o_loc,
-                                                    o_loc + b - a, p.model, a, o_glob, p.size))
-                o_loc += b - a
-            o_glob += p.size
-        n = self.n_local = o_loc
-        self.n_neurons = o_glob
-        self._piece_lo = np.array([lay.lo for lay in self.layout], np.int64)
-        self._piece_first = np.array([lay.first for lay in self.layout], np.int64)
-        self._piece_gid0 = np.array([lay.gid0 for lay in self.layout], np.int64)
-        self._pop_gid0 = np.concatenate([[0], np.cumsum([p.size for p in net.populations])]
-                                        )[:-1].astype(np.int64)
-        self.gids = (np.concatenate([lay.gid0 + np.arange(lay.size) for lay in self.layout])
-                     if self.layout else np.zeros(0, np.int64)).astype(np.int64)
 
-        self.V = np.empty(n)
-        self.syn = np.zeros((N_CHANNELS, n))
-        self.refr = np.zeros(n, np.int32)
+def _layout(network: Network, ranges: list) -> tuple[list[PopulationLayout], int]:
+    """One piece per owned range of a population (an empty one where the rank owns none
+    of it), in (population, first) order; and the network's neuron count."""
+    layout: list[PopulationLayout] = []
+    o_glob = o_loc = 0
+    for i, (p, rngs) in enumerate(zip(network.populations, ranges, strict=True)):
+        for a, b in rngs or [(0, 0)]:
+            layout.append(PopulationLayout(p.name, i, o_glob + a, o_loc, o_loc + b - a,
+                                           p.model, a, o_glob, p.size))
+            o_loc += b - a
+        o_glob += p.size
+    return layout, o_glob
 
-        # Parameters are stored once per distinct set (a population, a unit, or a neuron
-        # where they are drawn per neuron) and each neuron points to its set: the kernels
-        # then read a few cache-resident columns instead of streaming a per-neuron matrix.
-        sets: list[np.ndarray] = []
-        self._piece_sets: list[_ParamSets] = []
-        self._pid = np.empty(n, np.int64)
-        n_sets = 0
-        for lay in self.layout:
-            pop = net.populations[lay.index]
-            model = MODELS[pop.model]
-            raw = {k: pop.params.get(k, default) for k, default in model.defaults.items()}
-            per_neuron = any(not isinstance(v, (int, float, PerUnit))
-                             and as_dist(v).kind != "constant" for v in raw.values())
-            per_unit = any(isinstance(v, PerUnit) for v in raw.values())
+
+def _parameters(network: Network, layout: list[PopulationLayout], n: int, dt: float,
+                seed: int) -> tuple[list[ParamSets], np.ndarray, np.ndarray, np.ndarray]:
+    """Parameter sets, each neuron's set and the initial V.
+
+    Parameters are stored once per distinct set (a population, a unit, or a neuron where
+    they are drawn per neuron) and each neuron points to its set: the kernels then read a
+    few cache-resident columns instead of streaming a per-neuron matrix."""
+    sets: list[np.ndarray] = []
+    param_sets: list[ParamSets] = []
+    pid = np.empty(n, np.int64)
+    V = np.empty(n)
+    n_sets = 0
+    for lay in layout:
+        pop = network.populations[lay.index]
+        model = MODELS[pop.model]
+        raw = {k: pop.params.get(k, default) for k, default in model.defaults.items()}
+        mode, m, member, vals = _piece_values(pop, lay, raw, seed)
+        sets.append(pack(model, vals, dt).T)
+        pid[lay.lo:lay.hi] = n_sets + member
+        param_sets.append(ParamSets(mode, n_sets, m, vals))
+        n_sets += m
+        v0 = pop.initial.get("V")
+        if v0 is None:
+            rest = vals["E_L" if pop.model == "iaf_psc_exp" else "V_L"]
+            V[lay.lo:lay.hi] = rest[member]
+        else:
+            V[lay.lo:lay.hi] = _per_neuron(as_dist(v0), seed, INIT, lay.index, lay.gid0,
+                                           lay.size)
+    P = np.ascontiguousarray(np.concatenate(sets)) if sets else np.zeros((0, N_PARAM_ROWS))
+    return param_sets, P, pid, V
+
+
+def _piece_values(pop, lay: PopulationLayout, raw: dict, seed: int
+                  ) -> tuple[str, int, np.ndarray, dict[str, np.ndarray]]:
+    """One piece's parameter sets: what a set stands for, how many, each neuron's set
+    (within the piece) and the values per set."""
+    per_neuron = any(not isinstance(v, (int, float, PerUnit))
+                     and as_dist(v).kind != "constant" for v in raw.values())
+    per_unit = any(isinstance(v, PerUnit) for v in raw.values())
+    if per_neuron:
+        m = lay.size
+        member = np.arange(lay.size)
+    elif per_unit:
+        m = len(pop.units)
+        member = np.repeat(np.arange(m), pop.units)[lay.first:lay.first + lay.size]
+    else:
+        m = 1
+        member = np.zeros(lay.size, np.int64)
+    vals = {}
+    for k_i, (k, v) in enumerate(raw.items()):
+        if isinstance(v, PerUnit):
+            vals[k] = np.asarray(v.values, float)
             if per_neuron:
-                m = lay.size
-                member = np.arange(lay.size)
-            elif per_unit:
-                m = len(pop.units)
-                member = np.repeat(np.arange(m), pop.units)[lay.first:lay.first + lay.size]
+                vals[k] = np.repeat(vals[k], pop.units)[lay.first:lay.first + lay.size]
+        elif per_neuron:
+            vals[k] = _per_neuron(as_dist(v), seed, PARAM, lay.index * 256 + k_i,
+                                  lay.gid0, lay.size)
+        else:
+            vals[k] = np.full(m, as_dist(v).a)
+    mode = "neuron" if per_neuron else "unit" if per_unit else "population"
+    return mode, m, member, vals
+
+
+def _ports(network: Network) -> tuple[list[str], np.ndarray]:
+    """Receptor ports (every receptor name some projection or Poisson input uses) and the
+    masks (models, ports, channels) of what a port's input adds to each channel."""
+    ports: list[str] = []
+    for q in network.projections:
+        if q.receptor not in ports:
+            ports.append(q.receptor)
+    for pop in network.populations:
+        for inp in pop.inputs:
+            if isinstance(inp, PoissonInput) and inp.receptor not in ports:
+                ports.append(inp.receptor)
+    masks = np.zeros((len(MODELS), max(1, len(ports)), N_CHANNELS))
+    for model in MODELS.values():
+        for pi, name in enumerate(ports):
+            for ch in model.receptors.get(name, ()):
+                masks[model.code, pi, ch] = 1.0
+    return ports, masks
+
+
+def _units(network: Network, layout: list[PopulationLayout], n: int
+           ) -> tuple[np.ndarray, int]:
+    """unit_of: the unit (index into the population's ``units``) of every local neuron,
+    -1 where the population has no units; n_units: the largest unit count (a brain's
+    families all share one set of units)."""
+    unit_of = np.full(n, -1, np.int64)
+    n_units = 0
+    for lay in layout:
+        units = network.populations[lay.index].units
+        if units is None:
+            continue
+        n_units = max(n_units, len(units))
+        bounds = np.cumsum(units)
+        unit_of[lay.lo:lay.hi] = np.searchsorted(bounds, lay.first + np.arange(lay.size),
+                                                 side="right")
+    return unit_of, n_units
+
+
+def _blocks(layout: list[PopulationLayout], n: int, threads: int) -> Blocks:
+    lo, hi, model, gid0 = [], [], [], []
+    target = max(64, min(4096, math.ceil(n / (8 * threads))))
+    for lay in layout:
+        nb_ = max(1, math.ceil(lay.size / target))
+        for b in range(nb_):
+            a = lay.lo + b * lay.size // nb_
+            z = lay.lo + (b + 1) * lay.size // nb_
+            lo.append(a)
+            hi.append(z)
+            model.append(MODELS[lay.model].code)
+            gid0.append(lay.gid0 + (a - lay.lo))
+    return Blocks(np.array(lo, np.int64), np.array(hi, np.int64), np.array(model, np.int64),
+                  np.array(gid0, np.int64))
+
+
+def _inputs(network: Network, layout: list[PopulationLayout], ports: list[str], dt: float,
+            seed: int) -> tuple[Inputs, InputState]:
+    """The background inputs of every piece, and their initial state."""
+    cols: dict[str, list] = {f: [] for f in Inputs._fields}
+    ou_parts = []
+    ou_n = 0
+    pq_n = 0
+    for lay in layout:
+        pop = network.populations[lay.index]
+        for j, inp in enumerate(pop.inputs):
+            row = {"lo": lay.lo, "hi": lay.hi, "ident": lay.index * 256 + j, "port": 0,
+                   "b": 0.0, "c": 0.0, "wfix": 0, "off": 0,
+                   "cdf": poisson_cdf_table(math.inf)}
+            if isinstance(inp, PoissonInput):
+                lam = inp.in_degree * inp.rate * dt * 1e-3
+                row.update(kind=kd.IN_POISSON, off=pq_n, port=ports.index(inp.receptor),
+                           a=lam, cdf=poisson_cdf_table(lam),
+                           wfix=int(round(inp.weight * 2.0**FIX_BITS)))
+                pq_n += lay.size
+            elif isinstance(inp, OUInput):
+                e = math.exp(-dt / inp.tau)
+                row.update(kind=kd.IN_OU, off=ou_n, a=inp.mean,
+                           b=math.sqrt(1.0 - e * e) * inp.sigma, c=e)
+                ou_parts.append(kd.ou_initial(inp.mean, inp.sigma, seed,
+                                              make_key1(OU, lay.index * 256 + j),
+                                              lay.gid0, lay.size))
+                ou_n += lay.size
             else:
-                m = 1
-                member = np.zeros(lay.size, np.int64)
-            vals = {}
-            for k_i, (k, v) in enumerate(raw.items()):
-                if isinstance(v, PerUnit):
-                    vals[k] = np.asarray(v.values, float)
-                    if per_neuron:
-                        vals[k] = np.repeat(vals[k], pop.units)[lay.first:lay.first + lay.size]
-                elif per_neuron:
-                    vals[k] = _per_neuron(as_dist(v), seed, PARAM, lay.index * 256 + k_i,
-                                          lay.gid0, lay.size)
-                else:
-                    vals[k] = np.full(m, as_dist(v).a)
-            sets.append(pack(model, vals, dt).T)
-            self._pid[lay.lo:lay.hi] = n_sets + member
-            self._piece_sets.append(_ParamSets(
-                "neuron" if per_neuron else "unit" if per_unit else "population",
-                n_sets, m, vals))
-            n_sets += m
-            v0 = pop.initial.get("V")
-            if v0 is None:
-                rest = vals["E_L" if pop.model == "iaf_psc_exp" else "V_L"]
-                self.V[lay.lo:lay.hi] = rest[member]
-            else:
-                self.V[lay.lo:lay.hi] = _per_neuron(as_dist(v0), seed, INIT, lay.index,
-                                                    lay.gid0, lay.size)
-        self._psets = np.ascontiguousarray(np.concatenate(sets)) if sets else \
-            np.zeros((0, N_PARAM_ROWS))
-
-        # receptor ports: every receptor name some projection or Poisson input uses
-        ports: list[str] = []
-        for q in net.projections:
-            if q.receptor not in ports:
-                ports.append(q.receptor)
-        for pop in net.populations:
-            for inp in pop.inputs:
-                if isinstance(inp, PoissonInput) and inp.receptor not in ports:
-                    ports.append(inp.receptor)
-        self.ports = ports
-        self._masks = np.zeros((len(MODELS), max(1, len(ports)), N_CHANNELS))
-        for model in MODELS.values():
-            for pi, name in enumerate(ports):
-                for ch in model.receptors.get(name, ()):
-                    self._masks[model.code, pi, ch] = 1.0
-
-        self._build_units()
-        self._build_blocks()
-        self._build_inputs()
-        self._build_synapses()
-        D = self.max_delay_steps + 1
-        self.ring = np.zeros((D, max(1, len(ports)), n), np.int64)
-
-    def _build_units(self) -> None:
-        """unit_of: the unit (index into the population's ``units``) of every local neuron,
-        -1 where the population has no units; n_units: the largest unit count (a brain's
-        families all share one set of units)."""
-        self.unit_of = np.full(self.n_local, -1, np.int64)
-        self.n_units = 0
-        for lay in self.layout:
-            units = self.network.populations[lay.index].units
-            if units is None:
-                continue
-            self.n_units = max(self.n_units, len(units))
-            bounds = np.cumsum(units)
-            self.unit_of[lay.lo:lay.hi] = np.searchsorted(
-                bounds, lay.first + np.arange(lay.size), side="right")
-
-    def _build_blocks(self) -> None:
-        lo, hi, model, gid0 = [], [], [], []
-        target = max(64, min(4096, math.ceil(self.n_local / (8 * self.threads))))
-        for lay in self.layout:
-            nb_ = max(1, math.ceil(lay.size / target))
-            for b in range(nb_):
-                a = lay.lo + b * lay.size // nb_
-                z = lay.lo + (b + 1) * lay.size // nb_
-                lo.append(a)
-                hi.append(z)
-                model.append(MODELS[lay.model].code)
-                gid0.append(lay.gid0 + (a - lay.lo))
-        self._blk_lo = np.array(lo, np.int64)
-        self._blk_hi = np.array(hi, np.int64)
-        self._blk_model = np.array(model, np.int64)
-        self._blk_gid0 = np.array(gid0, np.int64)
-
-    def _build_inputs(self) -> None:
-        kind, lo, hi, ident, port, a, b, c, wfix, off, cdf = ([] for _ in range(11))
-        ou_parts = []
-        ou_n = 0
-        pq_n = 0
-        dt, seed = self.dt, self.seed
-        for lay in self.layout:
-            pop = self.network.populations[lay.index]
-            for j, inp in enumerate(pop.inputs):
-                lo.append(lay.lo)
-                hi.append(lay.hi)
-                ident.append(lay.index * 256 + j)
-                if isinstance(inp, PoissonInput):
-                    off.append(pq_n)
-                    pq_n += lay.size
-                    kind.append(kd.IN_POISSON)
-                    port.append(self.ports.index(inp.receptor))
-                    lam = inp.in_degree * inp.rate * dt * 1e-3
-                    a.append(lam)
-                    b.append(0.0)
-                    cdf.append(poisson_cdf_table(lam))
-                    c.append(0.0)
-                    wfix.append(int(round(inp.weight * 2.0**FIX_BITS)))
-                elif isinstance(inp, OUInput):
-                    off.append(ou_n)
-                    cdf.append(poisson_cdf_table(math.inf))
-                    kind.append(kd.IN_OU)
-                    port.append(0)
-                    e = math.exp(-dt / inp.tau)
-                    a.append(inp.mean)
-                    b.append(math.sqrt(1.0 - e * e) * inp.sigma)
-                    c.append(e)
-                    wfix.append(0)
-                    ou_parts.append(kd.ou_initial(inp.mean, inp.sigma, seed,
-                                                  make_key1(OU, lay.index * 256 + j),
-                                                  lay.gid0, lay.size))
-                    ou_n += lay.size
-                else:
-                    off.append(0)
-                    cdf.append(poisson_cdf_table(math.inf))
-                    kind.append(kd.IN_DC)
-                    port.append(0)
-                    a.append(inp.amplitude)
-                    b.append(0.0)
-                    c.append(0.0)
-                    wfix.append(0)
-        self._in = (np.array(kind, np.int64), np.array(lo, np.int64), np.array(hi, np.int64),
-                    np.array(ident, np.int64), np.array(port, np.int64), np.array(a, float),
-                    np.array(b, float), np.array(c, float), np.array(wfix, np.int64),
-                    np.array(off, np.int64),
-                    np.array(cdf, np.uint64).reshape(-1, CDF_LEN))
-        self._ou = np.full((6, ou_n), -1.0)  # value, 4 cached normals, their 4-step group
-        if ou_parts:
-            self._ou[0] = np.concatenate(ou_parts)
-        self._pq_cache = np.zeros((4, pq_n), np.uint32)
-        self._pq_tag = np.full(pq_n, -1, np.int64)
-
-    def _build_synapses(self) -> None:
-        """Count every projection's synapses, allocate the shared arrays once, then fill
-        them projection by projection (peak: 8 bytes/synapse plus one projection's temp).
-
-        A projection's synapses onto all of this rank's pieces of its target population
-        share one CSR over the source population's neurons; within a row, targets
-        increase (pieces are filled in engine-index order and merged row by row)."""
-        net = self.network
-        names = [p.name for p in net.populations]
-        pieces = {i: [k for k, lay in enumerate(self.layout) if lay.index == i and lay.size]
-                  for i in range(len(names))}
-
-        self._proj_shift = np.array([weight_shift(max(abs(x) for x in as_dist(q.weight).bounds()))
-                                     for q in net.projections], np.int64)
-        counts = []
-        for pid, q in enumerate(net.projections):
-            pre, post = net.populations[names.index(q.source)], \
-                net.populations[names.index(q.target)]
-            counts.append([synapse_counts(q, pid, self.seed, pre, post, lay.gid0, lay.first,
-                                          lay.size)
-                           for lay in (self.layout[k] for k in pieces[names.index(q.target)])])
-        n_proj = len(counts)
-        syn0 = np.zeros(n_proj + 1, np.int64)
-        np.cumsum([sum(int(c.sum()) for c in cs) for cs in counts], out=syn0[1:])
-        self.n_synapses = int(syn0[-1])
-        self._proj_row0 = np.zeros(n_proj, np.int64)
-        rows = 0
-        for pid, q in enumerate(net.projections):
-            self._proj_row0[pid] = rows
-            rows += net.populations[names.index(q.source)].size
-        self._indptr = np.zeros(rows + 1, np.int64)
-        self._tgt = np.empty(self.n_synapses, np.uint32)
-        self._wq = np.empty(self.n_synapses, np.int16)
-        self._dly = np.empty(self.n_synapses, np.uint16)
-        post_lo = np.zeros(n_proj, np.int64)
-        post_hi = np.zeros(n_proj, np.int64)
-        for pid, q in enumerate(net.projections):
-            s_i, t_i = names.index(q.source), names.index(q.target)
-            pre, post = net.populations[s_i], net.populations[t_i]
-            a, z = syn0[pid], syn0[pid + 1]
-            r0 = self._proj_row0[pid]
-            lays = [self.layout[k] for k in pieces[t_i]]
-            if lays:
-                post_lo[pid], post_hi[pid] = lays[0].lo, lays[-1].hi
-            if len(lays) == 1:
-                lay = lays[0]
-                rel = np.empty(pre.size + 1, np.int64)
-                fill(q, pid, self.seed, self.dt, pre, post, lay.gid0, lay.first, counts[pid][0],
-                     lay.lo, int(self._proj_shift[pid]), rel, self._tgt[a:z], self._wq[a:z],
-                     self._dly[a:z])
-                self._indptr[r0 + 1:r0 + 1 + pre.size] = rel[1:] + a
-                continue
-            self._indptr[r0 + 1:r0 + 1 + pre.size] = a
-            if not lays:
-                continue
-            # several pieces: fill each on its own, then merge the rows
-            parts = []
-            for lay, c in zip(lays, counts[pid], strict=True):
-                m = int(c.sum())
-                rel = np.empty(pre.size + 1, np.int64)
-                tgt, wq, dly = np.empty(m, np.uint32), np.empty(m, np.int16), \
-                    np.empty(m, np.uint16)
-                fill(q, pid, self.seed, self.dt, pre, post, lay.gid0, lay.first, c, lay.lo,
-                     int(self._proj_shift[pid]), rel, tgt, wq, dly)
-                parts.append((rel, tgt, wq, dly))
-            length = sum(np.diff(rel) for rel, *_ in parts)
-            ptr = a + np.concatenate([[0], np.cumsum(length)])
-            self._indptr[r0:r0 + pre.size + 1] = ptr
-            before = np.zeros(pre.size, np.int64)  # row entries of earlier pieces
-            for rel, tgt, wq, dly in parts:
-                n_row = np.diff(rel)
-                dest = (np.repeat(ptr[:-1] + before - rel[:-1], n_row)
-                        + np.arange(len(tgt)))
-                self._tgt[dest], self._wq[dest], self._dly[dest] = tgt, wq, dly
-                before += n_row
-            del parts
-        del counts
-        self._proj_post_lo, self._proj_post_hi = post_lo, post_hi
-        self._proj_port = np.array([self.ports.index(q.receptor) for q in net.projections],
-                                   np.int64)
-        # projections grouped by source: per population (spikes from other ranks, by gid)
-        # and per piece (this rank's spikes, by engine index)
-        src_pop = np.array([names.index(q.source) for q in net.projections], np.int64)
-        order = np.argsort(src_pop, kind="stable").astype(np.int64)
-        self._pop_proj = order
-        self._pop_proj_ptr = np.zeros(len(names) + 1, np.int64)
-        np.cumsum(np.bincount(src_pop, minlength=len(names)), out=self._pop_proj_ptr[1:])
-        per_piece = [order[self._pop_proj_ptr[lay.index]:self._pop_proj_ptr[lay.index + 1]]
-                     for lay in self.layout]
-        self._piece_proj = (np.concatenate(per_piece).astype(np.int64) if per_piece
-                            else np.zeros(0, np.int64))
-        self._piece_proj_ptr = np.zeros(len(self.layout) + 1, np.int64)
-        np.cumsum([len(x) for x in per_piece], out=self._piece_proj_ptr[1:])
-        self.min_delay_steps = self._min_delay_from_rules()
-        self.max_delay_steps = int(self._dly.max()) if self.n_synapses else 1
-        index_bytes = self._indptr.nbytes
-        syn_bytes = self._tgt.nbytes + self._wq.nbytes + self._dly.nbytes
-        self.bytes_per_synapse = ((syn_bytes + index_bytes) / self.n_synapses
-                                  if self.n_synapses else 0.0)
-
-    def _min_delay_from_rules(self) -> int:
-        """The smallest delay any synapse may have, from the rules (not the draws), so that
-        every rank agrees on it without communicating."""
-        best = MAX_WINDOW
-        pops = {p.name: p for p in self.network.populations}
-        for q in self.network.projections:
-            lo, _ = as_dist(q.delay).bounds()
-            if isinstance(q.rule, LongRange):
-                lo += _min_conduction(q.rule, pops[q.source], pops[q.target])
-            best = min(best, max(1, math.floor(lo / self.dt + 0.5)))
-        return best
+                row.update(kind=kd.IN_DC, a=inp.amplitude)
+            for f in Inputs._fields:
+                cols[f].append(row[f])
+    inputs = Inputs(*(np.array(cols[f], float) if f in ("a", "b", "c") else
+                      np.array(cols[f], np.uint64).reshape(-1, CDF_LEN) if f == "cdf" else
+                      np.array(cols[f], np.int64) for f in Inputs._fields))
+    ou = np.full((6, ou_n), -1.0)  # value, 4 cached normals, their 4-step group
+    if ou_parts:
+        ou[0] = np.concatenate(ou_parts)
+    return inputs, InputState(ou, np.zeros((4, pq_n), np.uint32), np.full(pq_n, -1, np.int64))

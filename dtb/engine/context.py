@@ -1,6 +1,6 @@
-"""Where a run executes: MPI launch detection, the world communicator, threads per rank,
-and collectives every rank takes part in (the same configuration everywhere, a value
-computed on rank 0)."""
+"""Where a run executes: the ``Context`` (communicator, CPU threads, backend, routing of
+spikes between ranks), the world communicator, threads per rank, and collectives every
+rank takes part in (the same configuration everywhere, a value computed on rank 0)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import hashlib
 import json
 import os
 import sys
+from typing import Any
 
 import numba
 
+from dtb.engine.gpu.device import CudaAwareMPI, cuda_aware_mpi, select_device
 from dtb.errors import ConfigError
 from dtb.launch import launched_under_mpi
 from dtb.model.network import Network
@@ -87,3 +89,47 @@ def on_root(comm, fn, catch: type[BaseException] | tuple = Exception):
     if error is not None:
         raise error
     return value
+
+
+BACKENDS = ("cpu", "gpu", "gpu-emulated")  # gpu-emulated: the CUDA kernels built for the host
+ROUTINGS = ("direct", "two-level")
+
+
+class Context:
+    """Where a simulation runs, decided once per process before anything is built.
+
+    comm: an MPI communicator of the ranks that share the network (None: this process
+    alone).  threads: CPU threads of the kernels (None: the node's cores shared among its
+    ranks, or numba's default alone); set here, for the whole process, because numba's
+    thread count is process-wide.  backend: "cpu", "gpu" (this rank is bound to its GPU
+    here, before anything touches CUDA) or "gpu-emulated" (the CUDA kernels' host build,
+    for tests without a GPU).  routing: how spikes travel between ranks ("direct", or
+    "two-level" through one relay per group of ``ranks_per_node`` ranks).
+    """
+
+    def __init__(self, comm: Any = None, threads: int | None = None, backend: str = "cpu",
+                 routing: str = "direct", ranks_per_node: int | None = None):
+        if backend not in BACKENDS:
+            raise ConfigError([f"backend: {backend!r} -- expected one of "
+                               f"{', '.join(BACKENDS)}"])
+        if routing not in ROUTINGS:
+            raise ConfigError([f"routing: {routing!r} -- expected direct or two-level"])
+        self.comm = comm
+        self.rank = comm.Get_rank() if comm is not None else 0
+        self.ranks = comm.Get_size() if comm is not None else 1
+        self.backend, self.routing, self.ranks_per_node = backend, routing, ranks_per_node
+        if threads is None and self.ranks > 1:
+            # ranks on one node share its cores: oversubscribed OpenMP threads spin-wait
+            threads = threads_per_rank(comm)
+        if threads is not None:
+            numba.set_num_threads(threads)
+        self.threads = numba.get_num_threads()
+        self.cuda_aware_mpi: CudaAwareMPI | None = None
+        if backend == "gpu":
+            select_device(comm)
+            if self.ranks > 1:  # detected at start, reported in the manifest
+                self.cuda_aware_mpi = cuda_aware_mpi()
+
+    def __repr__(self) -> str:
+        return (f"Context(ranks={self.ranks}, rank={self.rank}, threads={self.threads}, "
+                f"backend={self.backend!r}, routing={self.routing!r})")

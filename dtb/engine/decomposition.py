@@ -103,7 +103,9 @@ class Ownership:
     unit ranges (``from_plan``).
     """
 
-    def __init__(self, bounds: list[np.ndarray], owners: list[np.ndarray], ranks: int):
+    def __init__(self, bounds: list[np.ndarray], owners: list[np.ndarray], ranks: int,
+                 method: str = "slices"):
+        self.method = method  # how it was made: "slices", "metis", "contiguous" (a plan's)
         self.bounds = [np.asarray(b, np.int64) for b in bounds]
         self.owners = [np.asarray(o, np.int64) for o in owners]
         self.ranks = int(ranks)
@@ -151,7 +153,7 @@ class Ownership:
             brk[1:] = rank[1:] != rank[:-1]
             bounds.append(np.append(first[brk], off[-1]) if len(first) else np.zeros(1))
             owners.append(rank[brk])
-        return cls(bounds, owners, plan.ranks)
+        return cls(bounds, owners, plan.ranks, plan.method)
 
     def owner(self, p: int, idx: np.ndarray) -> np.ndarray:
         """The rank owning neurons idx (within population p)."""
@@ -177,5 +179,6 @@ class Ownership:
         return [x for b, o in zip(self.bounds, self.owners, strict=True) for x in (b, o)]
 
     @classmethod
-    def from_arrays(cls, arrays: list[np.ndarray], ranks: int) -> Ownership:
-        return cls(arrays[0::2], arrays[1::2], ranks)
+    def from_arrays(cls, arrays: list[np.ndarray], ranks: int,
+                    method: str = "slices") -> Ownership:
+        return cls(arrays[0::2], arrays[1::2], ranks, method)

@@ -56,15 +56,15 @@ class Exchange:
         self.comm = comm
         rank, size = comm.Get_rank(), comm.Get_size()
         own = engine.ownership
-        pop_gid0 = engine._pop_gid0
+        pop_gid0 = engine.part.pop_gid0
         sizes = [p.size for p in engine.network.populations]
         names = [p.name for p in engine.network.populations]
         # the source neurons my synapses need (global ids), remote ones by owner
         need = []
         for pid, q in enumerate(engine.network.projections):
             s = names.index(q.source)
-            r0 = engine._proj_row0[pid]
-            rows = np.flatnonzero(np.diff(engine._indptr[r0:r0 + sizes[s] + 1]) > 0)
+            r0 = engine.synapse_arrays.row0[pid]
+            rows = np.flatnonzero(np.diff(engine.synapse_arrays.indptr[r0:r0 + sizes[s] + 1]) > 0)
             need.append(pop_gid0[s] + rows)
         need = np.unique(np.concatenate(need)) if need else np.zeros(0, np.int64)
         pop = np.searchsorted(pop_gid0, need, side="right") - 1
@@ -123,8 +123,8 @@ class Exchange:
         for pid, q in enumerate(engine.network.projections):
             s = names.index(q.source)
             size = engine.network.populations[s].size
-            r0 = engine._proj_row0[pid]
-            ptr = engine._indptr[r0:r0 + size + 1]
+            r0 = engine.synapse_arrays.row0[pid]
+            ptr = engine.synapse_arrays.indptr[r0:r0 + size + 1]
             remote = np.ones(size, bool)
             for lay in engine.layout:
                 if lay.index == s:
@@ -133,7 +133,7 @@ class Exchange:
             if not np.any(remote & (lengths > 0)):
                 continue
             mask = np.repeat(remote, lengths)
-            best = min(best, int(engine._dly[ptr[0]:ptr[-1]][mask].min()))
+            best = min(best, int(engine.synapse_arrays.dly[ptr[0]:ptr[-1]][mask].min()))
         return int(self.comm.allreduce(best, op=MPI.MIN))
 
     def exchange(self, t0: int, steps: np.ndarray, idx: np.ndarray):

@@ -1,51 +1,51 @@
-"""The single-process engine: instantiate a network and advance it in time.
+"""The simulation: a network instantiated on this process and advanced in time.
 
-``Engine(network, dt, seed)`` validates the network, makes every neuron and synapse
-(each synapse on the engine that owns its target), and ``run(t_ms)`` advances the model
-in windows of at most the network's minimum delay: inside a window neurons evolve
-independently (kernels/dynamics.py), at its end the window's spikes are delivered
-(kernels/delivery.py).  The distributed engine exchanges spikes at exactly that point.
+``Simulation(network, context, decomposition, seed=, dt=)`` validates the network, makes
+the neurons and synapses this rank owns (each synapse on the rank that owns its target;
+construction in dtb.engine.build) and ``run(t_ms)`` advances the model in windows of at most
+the network's minimum delay: inside a window neurons evolve independently, at its end the
+window's spikes are delivered.  Under MPI the ranks exchange spikes at exactly that point
+(dtb.engine.exchange).  Where the partition lives and which kernels advance it is the
+backend's business (dtb.engine.backend: CpuBackend, GpuBackend); this module owns the time
+loop, the exchange, the state and the readers.  ``Engine`` is the same with its context
+given as keywords.
 
 Time: steps of ``dt`` ms; a spike emitted during step s is stamped (s+1)*dt ms (as NEST).
-
-Construction (layout, parameters, inputs, synapses) is in dtb.engine.build, which Engine
-inherits; this module is the running half: the time loop, exchange, state and readers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
-import numba as nb
 import numpy as np
 
-from dtb.engine.build import (  # noqa: F401 - CDF_LEN, PopulationLayout, poisson_cdf_table: re-exported
-    CDF_LEN,
-    EngineBuild,
-    PopulationLayout,
-    poisson_cdf_table,
-)
+from dtb.engine.backend import Backend
+from dtb.engine.build import Partition, PopulationLayout, build_partition
 from dtb.engine.compiling import Stopwatch
-from dtb.engine.context import check_same_config, threads_per_rank
+from dtb.engine.context import Context, check_same_config
+from dtb.engine.cpu import CpuBackend
 from dtb.engine.decomposition import Ownership
 from dtb.engine.decomposition import ownership as cost_slices
 from dtb.engine.exchange import Exchange
 from dtb.engine.gpu.backend import GpuBackend
-from dtb.engine.gpu.device import cuda_aware_mpi, select_device
-from dtb.kernels import dynamics as kd
+from dtb.errors import ConfigError
 from dtb.kernels.connect import FIX_BITS
-from dtb.kernels.delivery import deliver
-from dtb.kernels.loop import run_windows
 from dtb.model.config import parse_network
 from dtb.model.network import Network, PerUnit, as_dist
 from dtb.model.neurons import MODELS, N_PARAM_ROWS, pack
 
-# "gpu-emulated" runs the CUDA kernels' code compiled for the host (tests without a GPU)
-BACKENDS = ("cpu", "gpu", "gpu-emulated")
 
+class Simulation:
+    """A network instantiated on this process (its part of it under MPI) and advanced in
+    time: ``Simulation(network, context, decomposition, seed=, dt=)``.
 
-class Engine(EngineBuild):
-    """A network instantiated on this process (all of it, on one CPU node).
+    ``network``: the recipe (dtb.model.network.Network, or a config dict); ``context``:
+    where it runs (dtb.engine.context.Context; default: this process alone, on the CPU);
+    ``decomposition``: which rank owns which neurons (dtb.engine.decomposition.Ownership;
+    default: equal-cost slices of every population); ``seed`` (an integer in [0, 2**32))
+    and ``dt`` (ms) fix the model: the same seed gives the same result on any number of
+    ranks.
 
     Attributes after construction: ``n_neurons``, ``n_synapses``, ``bytes_per_synapse``,
     ``min_delay_steps`` (the exchange window), ``max_delay_steps``, ``build_s``; after
@@ -53,70 +53,76 @@ class Engine(EngineBuild):
     ``compile_s``; dtb.engine.compiling).
     """
 
-    def __init__(self, network: Network, dt: float = 0.1, seed: int = 1,
-                 threads: int | None = None, comm=None, routing: str = "direct",
-                 ranks_per_node: int | None = None, ownership=None, backend: str = "cpu"):
-
+    def __init__(self, network: Network, context: Context | None = None,
+                 decomposition: Ownership | None = None, *, seed: int = 1, dt: float = 0.1):
         watch = Stopwatch()  # build time without first-use compilation (compile_s)
         if not (isinstance(seed, int) and 0 <= seed < 2**32):
-            raise ValueError(f"seed: {seed!r} -- expected an integer in [0, 2**32)")
+            raise ConfigError([f"seed: {seed!r} -- expected an integer in [0, 2**32)"])
         if not dt > 0:
-            raise ValueError(f"dt: {dt!r} -- expected a time step in ms > 0")
+            raise ConfigError([f"dt: {dt!r} -- expected a time step in ms > 0"])
         self.network = parse_network(network, dt)
         self.dt = float(dt)
         self.seed = int(seed)
-        if backend not in BACKENDS:
-            raise ValueError(f"backend: {backend!r} -- expected one of {', '.join(BACKENDS)}")
-        self.backend = backend
-        if routing not in ("direct", "two-level"):
-            raise ValueError(f"routing: {routing!r} -- expected direct or two-level")
-        self.routing, self.ranks_per_node = routing, ranks_per_node
-        self.comm = comm
-        self.rank = comm.Get_rank() if comm is not None else 0
-        self.ranks = comm.Get_size() if comm is not None else 1
-        if self.ranks > 1:
-            check_same_config(comm, self.network, self.dt, self.seed)
-        if ownership is None:
-            ownership = Ownership.from_starts(cost_slices(self.network, self.ranks))
-        sizes = [p.size for p in self.network.populations]
-        if (ownership.ranks != self.ranks or len(ownership.bounds) != len(sizes)
-                or any(int(b[-1]) != n for b, n in zip(ownership.bounds, sizes, strict=True))):
-            raise ValueError(f"ownership: for {ownership.ranks} ranks and populations of "
-                             f"{[int(b[-1]) for b in ownership.bounds]} neurons -- expected "
-                             f"{self.ranks} ranks and populations of {sizes} neurons")
-        self.ownership = ownership
-        self.partition = "slices"  # how ownership was chosen (the CLI names plans)
-        if threads is None and comm is not None and comm.Get_size() > 1:
-            # ranks on one node share its cores: oversubscribed OpenMP threads spin-wait
-            threads = threads_per_rank(comm)
-        if threads is not None:
-            nb.set_num_threads(threads)
-        self.threads = nb.get_num_threads()
+        self.context = context = context if context is not None else Context()
+        if context.ranks > 1:
+            check_same_config(context.comm, self.network, self.dt, self.seed)
+        self.ownership = _checked(decomposition, self.network, context.ranks)
         self.step = 0
         self._unit_values: dict[tuple[str, str], np.ndarray] = {}
-        self._gpu = None
-        if backend == "gpu":  # bind this rank to its GPU before anything touches CUDA
-
-            select_device(comm)
-        self._build()
-        if backend != "cpu":
-            self._gpu = GpuBackend(self, emulate=backend == "gpu-emulated")
-            if self.ranks > 1:  # detected at start, reported in the manifest
-
-                self.cuda_aware_mpi = cuda_aware_mpi()
+        self.part: Partition = build_partition(self.network, self.dt, self.seed, self.ownership,
+                                               context.rank, context.threads)
+        self.backend: Backend = (CpuBackend(self) if context.backend == "cpu" else
+                                 GpuBackend(self, emulate=context.backend == "gpu-emulated"))
         self._spike_steps: list[np.ndarray] = []
         self._spike_idx: list[np.ndarray] = []
         self.keep_spikes = True  # False: spikes go only to run()'s on_window (recorders)
-        self._on_window = None
+        self._on_window: Callable[[np.ndarray, np.ndarray], None] | None = None
         self.simulate_s = 0.0
-        self.exchange = None
-        if self.ranks > 1:
-            # the exchange schedule (a handshake between ranks) is part of the build: made
-            # lazily in the first run, its collectives counted another rank's late start
-            # (opening the outputs) as simulation time
-            self.exchange = Exchange(self, self.routing, self.ranks_per_node)
+        # the exchange schedule (a handshake between ranks) is part of the build: made
+        # lazily in the first run, its collectives counted another rank's late start
+        # (opening the outputs) as simulation time
+        self.exchange = (Exchange(self, context.routing, context.ranks_per_node)
+                         if context.ranks > 1 else None)
         self.build_s = watch.seconds()
         self.compile_s = watch.compile_s
+
+    # where it runs (the context's)
+    comm = property(lambda self: self.context.comm)
+    rank = property(lambda self: self.context.rank)
+    ranks = property(lambda self: self.context.ranks)
+    threads = property(lambda self: self.context.threads)
+    routing = property(lambda self: self.context.routing)
+    ranks_per_node = property(lambda self: self.context.ranks_per_node)
+
+    # what was built (dtb.engine.build.Partition; the kernels' bundles: kernels/bundles.py)
+    neurons = property(lambda self: self.part.neurons)
+    blocks = property(lambda self: self.part.blocks)
+    inputs = property(lambda self: self.part.inputs)
+    istate = property(lambda self: self.part.istate)
+    pieces = property(lambda self: self.part.pieces)
+    synapse_arrays = property(lambda self: self.part.synapses)
+    tables = property(lambda self: self.part.tables)
+    layout: list[PopulationLayout] = property(lambda self: self.part.layout)  # type: ignore
+    gids = property(lambda self: self.part.gids)
+    unit_of = property(lambda self: self.part.unit_of)
+    n_units = property(lambda self: self.part.n_units)
+    ports = property(lambda self: self.part.ports)
+    n_local = property(lambda self: self.part.n_local)
+    n_neurons = property(lambda self: self.part.n_neurons)
+    n_synapses = property(lambda self: self.part.tables.n_synapses)
+    min_delay_steps = property(lambda self: self.part.tables.min_delay_steps)
+    max_delay_steps = property(lambda self: self.part.tables.max_delay_steps)
+    bytes_per_synapse = property(lambda self: self.part.tables.bytes_per_synapse)
+    V = property(lambda self: self.part.neurons.V)
+    syn = property(lambda self: self.part.neurons.syn)
+    refr = property(lambda self: self.part.neurons.refr)
+    ring = property(lambda self: self.part.neurons.ring)
+
+    @property
+    def partition(self) -> str:
+        """How the decomposition was made: "slices", "metis" or "contiguous"."""
+        return self.ownership.method
+
 
     # --- running ------------------------------------------------------------------------
     def run(self, t_ms: float, on_window: Callable[[np.ndarray, np.ndarray], None] | None = None
@@ -137,144 +143,70 @@ class Engine(EngineBuild):
 
         watch = Stopwatch()
         m_max = self.min_delay_steps
-        buf = self._buffers(m_max)
         self._on_window = on_window
         try:
             if self.ranks > 1:
-                self._run_distributed(n_steps, m_max, buf)
+                self._run_distributed(n_steps, m_max)
             else:
-                self._advance_local(n_steps, m_max, buf)
+                self.backend.advance(n_steps, m_max, self._advanced)
         finally:
             self._on_window = None
             self.simulate_s += watch.seconds()  # first-use compilation goes to compile_s
             self.compile_s += watch.compile_s
 
-    def _record(self, st: np.ndarray, ix: np.ndarray) -> None:
-        """Keep (if ``keep_spikes``) and pass on (to ``on_window``) a window's spikes."""
+    def _advanced(self, st: np.ndarray, ix: np.ndarray, steps: int) -> None:
+        """The backend advanced ``steps`` steps with these spikes: keep them (if
+        ``keep_spikes``) and pass them on (to ``on_window``)."""
+        self.step += steps
         if self.keep_spikes and len(st):
             self._spike_steps.append(st)
             self._spike_idx.append(ix)
         if self._on_window is not None:
             self._on_window(st, ix)
 
-    def _advance_window(self, m: int, buf: dict):
-        """One window of m steps: advance, then deliver this rank's own spikes; records and
-        returns them (steps, engine indices)."""
-        if self._gpu is not None:
-            return self._advance_gpu(m, m)
-        kd.advance(self.step, m, self.dt, self.seed, self.V, self.syn, self.refr,
-                   self._psets, self._pid, buf["cur"], self._blk_lo, self._blk_hi,
-                   self._blk_model, self._blk_gid0, self._masks, self.ring, *self._in,
-                   self._ou, self._pq_cache, self._pq_tag, buf["spk_step"],
-                   buf["spk_idx"], buf["counts"])
-        k = kd.gather_spikes(m, self._blk_lo, buf["spk_step"], buf["spk_idx"],
-                             buf["counts"], buf["win_step"], buf["win_idx"])
-        st, ix = buf["win_step"][:k].copy(), buf["win_idx"][:k].copy()
-        if k:
-            if self.n_synapses:
-                pc = np.searchsorted(self._piece_lo, ix, side="right") - 1
-                deliver(k, st, pc, ix - self._piece_lo[pc] + self._piece_first[pc],
-                        self._piece_proj_ptr, self._piece_proj, self._proj_row0,
-                        self._proj_post_lo, self._proj_post_hi, self._proj_port,
-                        self._proj_shift, self._indptr, self._tgt, self._wq, self._dly,
-                        self.ring, self.threads)
-        self.step += m
-        self._record(st, ix)
-        return st, ix
-
-    def _advance_local(self, n_steps: int, m_max: int, buf: dict):
-        """n_steps through the compiled loop (local delivery every window of m_max steps);
-        records and returns this call's spikes (steps, engine indices)."""
-        if self._gpu is not None:
-            return self._advance_gpu(n_steps, m_max)
-        new_st: list[np.ndarray] = []
-        new_ix: list[np.ndarray] = []
-        done = 0
-        while done < n_steps:
-            steps, n_rec = run_windows(
-                self.step, n_steps - done, m_max, self.dt, self.seed, self.V, self.syn,
-                self.refr, self._psets, self._pid, buf["cur"], self._blk_lo, self._blk_hi,
-                self._blk_model,
-                self._blk_gid0, self._masks, self.ring, *self._in, self._ou,
-                self._pq_cache, self._pq_tag, buf["spk_step"], buf["spk_idx"], buf["counts"],
-                buf["win_step"],
-                buf["win_idx"], buf["win_pop"], buf["win_src"], self._piece_lo,
-                self._piece_first, self._piece_proj_ptr, self._piece_proj, self._proj_row0,
-                self._proj_post_lo,
-                self._proj_post_hi, self._proj_port, self._proj_shift, self._indptr,
-                self._tgt, self._wq, self._dly, self.threads, buf["rec_step"],
-                buf["rec_idx"], 0)
-            st = buf["rec_step"][:n_rec].copy()
-            ix = buf["rec_idx"][:n_rec].copy()
-            self.step += steps
-            done += steps
-            self._record(st, ix)
-            if n_rec:
-                new_st.append(st)
-                new_ix.append(ix)
-        if not new_st:
+    def kept_spikes(self) -> tuple[np.ndarray, np.ndarray]:
+        """This rank's spikes kept so far (``keep_spikes``), in the order they came: steps
+        and engine indices, int64 (``gids[idx]`` are global ids)."""
+        if not self._spike_steps:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        return np.concatenate(new_st), np.concatenate(new_ix)
+        self._spike_steps = [np.concatenate(self._spike_steps)]
+        self._spike_idx = [np.concatenate(self._spike_idx)]
+        return self._spike_steps[0], self._spike_idx[0]
 
-    def _advance_gpu(self, n_steps: int, m_max: int):
-        st, ix = self._gpu.advance_local(n_steps, m_max)
-        self.step = self._gpu.step
-        self._record(st, ix)
-        return st, ix
+    def keep(self, steps: np.ndarray, idx: np.ndarray) -> None:
+        """Replace the spikes kept so far (``spikes()``) by these (steps, engine indices):
+        a resumed run's."""
+        self._spike_steps = [np.asarray(steps, np.int64)]
+        self._spike_idx = [np.asarray(idx, np.int64)]
 
     def sync_host(self, fields: tuple[str, ...] | None = None) -> None:
         """Bring the device's state into the engine's arrays: ``fields`` of V, syn, refr,
         ring and OU (None: all), for readers of ``V``/``syn`` (samples) and get_state; a
         no-op on the CPU backend."""
-        if self._gpu is not None:
-            self._gpu.to_engine(*(() if fields is None else (tuple(fields),)))
+        self.backend.sync_host(None if fields is None else tuple(fields))
 
-    def _run_distributed(self, n_steps: int, m_max: int, buf: dict) -> None:
+    def _run_distributed(self, n_steps: int, m_max: int) -> None:
         """Exchange windows of the smallest delay of any synapse whose source lives on
-        another rank (agreed by all ranks); inside them the compiled loop advances and
-        delivers local spikes every minimum-delay window.  A spike that crosses ranks
-        cannot act before its delay, which is at least the exchange window, so it still
-        reaches the ring buffer in time when it is delivered at the window's end."""
-        ex = self.exchange  # built with the engine
+        another rank (agreed by all ranks); inside them the backend advances and delivers
+        local spikes every minimum-delay window.  A spike that crosses ranks cannot act
+        before its delay, which is at least the exchange window, so it still reaches the
+        ring buffer in time when it is delivered at the window's end."""
+        ex = self.exchange  # built with the simulation
         window = max(m_max, ex.window)
         done = 0
         while done < n_steps:
             w = min(window, n_steps - done)
             t0 = self.step
             if window == m_max:  # one local window per exchange: skip the fused loop's setup
-                st, ix = self._advance_window(w, buf)
+                st, ix = self.backend.advance_window(w, self._advanced)
             else:
-                st, ix = self._advance_local(w, m_max, buf)
+                st, ix = self.backend.advance(w, m_max, self._advanced)
             r_st, r_gid = ex.exchange(t0, st, ix)
             if len(r_st) and self.n_synapses:
-                pop = np.searchsorted(self._pop_gid0, r_gid, side="right") - 1
-                if self._gpu is not None:
-                    self._gpu.deliver_remote(r_st, pop, r_gid - self._pop_gid0[pop])
-                    done += w
-                    continue
-                deliver(len(r_st), r_st, pop, r_gid - self._pop_gid0[pop],
-                        self._pop_proj_ptr, self._pop_proj, self._proj_row0,
-                        self._proj_post_lo, self._proj_post_hi, self._proj_port,
-                        self._proj_shift, self._indptr, self._tgt, self._wq, self._dly,
-                        self.ring, self.threads)
+                g0 = self.part.pop_gid0
+                pop = np.searchsorted(g0, r_gid, side="right") - 1
+                self.backend.deliver_remote(r_st, pop, r_gid - g0[pop])
             done += w
-
-    def _buffers(self, m: int) -> dict[str, np.ndarray]:
-        """Scratch arrays for the loop, kept between calls to run()."""
-        n = self.n_local
-        key = (n, m)
-        if getattr(self, "_buf_key", None) != key:
-            cap = max(n * m * 4, 1 << 20)
-            self._buf = {
-                "cur": np.empty(n),
-                "spk_step": np.empty(n * m, np.int64), "spk_idx": np.empty(n * m, np.int64),
-                "counts": np.zeros(len(self._blk_lo), np.int64),
-                "win_step": np.empty(n * m, np.int64), "win_idx": np.empty(n * m, np.int64),
-                "win_pop": np.empty(n * m, np.int64), "win_src": np.empty(n * m, np.int64),
-                "rec_step": np.empty(cap, np.int64), "rec_idx": np.empty(cap, np.int64),
-            }
-            self._buf_key = key
-        return self._buf
 
     def synapses(self, pid: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The synapses of projection pid stored on this engine, by source row: source index
@@ -282,12 +214,13 @@ class Engine(EngineBuild):
         model's unit) and delay in steps; each (n_synapses,)."""
         q = self.network.projections[pid]
         n_pre = self.network.population(q.source).size
-        r0 = int(self._proj_row0[pid])
-        ptr = self._indptr[r0:r0 + n_pre + 1]
+        csr = self.part.synapses
+        r0 = int(csr.row0[pid])
+        ptr = csr.indptr[r0:r0 + n_pre + 1]
         a, z = int(ptr[0]), int(ptr[-1])
         src = np.repeat(np.arange(n_pre), np.diff(ptr))
-        w = self._wq[a:z].astype(np.float64) * 2.0 ** (int(self._proj_shift[pid]) - FIX_BITS)
-        return src, self._tgt[a:z].astype(np.int64), w, self._dly[a:z].astype(np.int64)
+        w = csr.wq[a:z].astype(np.float64) * 2.0 ** (int(csr.shift[pid]) - FIX_BITS)
+        return src, csr.tgt[a:z].astype(np.int64), w, csr.dly[a:z].astype(np.int64)
 
     # --- hyperparameters ---------------------------------------------------------------
     def _unit_population(self, population: str, name: str):
@@ -333,34 +266,38 @@ class Engine(EngineBuild):
             raise ValueError(f"{population}.{name}: values of shape {v.shape} -- expected "
                              f"{len(pop.units)} finite values (one per unit)")
         self._unit_values[(population, name)] = v.copy()
+        P, pid = self.part.neurons.P, self.part.neurons.pid
         for k, lay in enumerate(self.layout):
             if lay.index != i:
                 continue
-            ps = self._piece_sets[k]
+            ps = self.part.param_sets[k]
             units = self.unit_of[lay.lo:lay.hi]
             if ps.mode == "population":  # becomes one set per unit, appended
                 m = len(pop.units)
                 ps.vals = {key: np.repeat(x, m) for key, x in ps.vals.items()}
-                ps.mode, ps.set0, ps.m = "unit", len(self._psets), m
-                self._psets = np.concatenate([self._psets, np.zeros((m, N_PARAM_ROWS))])
-                self._pid[lay.lo:lay.hi] = ps.set0 + units
+                ps.mode, ps.set0, ps.m = "unit", len(P), m
+                P = np.concatenate([P, np.zeros((m, N_PARAM_ROWS))])
+                pid[lay.lo:lay.hi] = ps.set0 + units
             ps.vals[name] = v if ps.mode == "unit" else v[units]
-            self._psets[ps.set0:ps.set0 + ps.m] = pack(model, ps.vals, self.dt).T
-        self._psets = np.ascontiguousarray(self._psets)
-        if self._gpu is not None:
-            self._gpu.upload_params()
+            P[ps.set0:ps.set0 + ps.m] = pack(model, ps.vals, self.dt).T
+        self.part.neurons = self.part.neurons._replace(P=np.ascontiguousarray(P))
+        self.backend.params_changed()
 
     # --- state (checkpoints, ensemble members) -------------------------------------------
-    _STATE = ("V", "syn", "refr", "ring", "_ou", "_pq_cache", "_pq_tag", "_psets", "_pid")
+    # state key -> (bundle of the Partition, field): everything that evolves
+    _STATE = {"V": ("neurons", "V"), "syn": ("neurons", "syn"), "refr": ("neurons", "refr"),
+              "ring": ("neurons", "ring"), "ou": ("istate", "ou"),
+              "pq_cache": ("istate", "pq_cache"), "pq_tag": ("istate", "pq_tag"),
+              "psets": ("neurons", "P"), "pid": ("neurons", "pid")}
 
     def get_state(self) -> dict[str, np.ndarray]:
         """A copy of everything that evolves: neuron and synapse state, delay ring, input
         generators' state, parameter sets (hyperparameters) and the step; arrays only, so
         it can be written to HDF5.  ``set_state`` of it continues bitwise identically."""
         self.sync_host()
-        d = {k.lstrip("_"): getattr(self, k).copy() for k in self._STATE}
+        d = {k: getattr(getattr(self.part, b), f).copy() for k, (b, f) in self._STATE.items()}
         d["step"] = np.array(self.step, np.int64)
-        for k, ps in enumerate(self._piece_sets):
+        for k, ps in enumerate(self.part.param_sets):
             d[f"piece{k}/mode"] = np.array(("population", "unit", "neuron").index(ps.mode))
             d[f"piece{k}/set0"] = np.array(ps.set0, np.int64)
             for name, x in ps.vals.items():
@@ -370,17 +307,20 @@ class Engine(EngineBuild):
         return d
 
     def set_state(self, d: dict[str, np.ndarray]) -> None:
-        """Restore a state from ``get_state`` of an engine built from the same network,
+        """Restore a state from ``get_state`` of a simulation built from the same network,
         dt, seed and layout (ranks); shapes are checked."""
-        for k in self._STATE:
-            x = np.asarray(d[k.lstrip("_")])
-            cur = getattr(self, k)
-            if k != "_psets" and x.shape != cur.shape:
-                raise ValueError(f"state {k.lstrip('_')}: shape {x.shape} -- expected "
-                                 f"{cur.shape} (a state of another network or layout?)")
-            setattr(self, k, np.ascontiguousarray(x.astype(cur.dtype, copy=True)))
+        new: dict[str, dict[str, np.ndarray]] = {"neurons": {}, "istate": {}}
+        for k, (b, f) in self._STATE.items():
+            x = np.asarray(d[k])
+            cur = getattr(getattr(self.part, b), f)
+            if k != "psets" and x.shape != cur.shape:
+                raise ConfigError([f"state {k}: shape {x.shape} -- expected {cur.shape} (a "
+                                   "state of another network or layout?)"])
+            new[b][f] = np.ascontiguousarray(x.astype(cur.dtype, copy=True))
+        self.part.neurons = self.part.neurons._replace(**new["neurons"])
+        self.part.istate = self.part.istate._replace(**new["istate"])
         self.step = int(d["step"])
-        for k, ps in enumerate(self._piece_sets):
+        for k, ps in enumerate(self.part.param_sets):
             ps.mode = ("population", "unit", "neuron")[int(d[f"piece{k}/mode"])]
             ps.set0 = int(d[f"piece{k}/set0"])
             ps.vals = {name: np.asarray(d[f"piece{k}/vals/{name}"], float).copy()
@@ -391,13 +331,12 @@ class Engine(EngineBuild):
             if key.startswith("unit_values/"):
                 _, pop, name = key.split("/", 2)
                 self._unit_values[(pop, name)] = np.asarray(v, float).copy()
-        if self._gpu is not None:
-            self._gpu.from_engine()
+        self.backend.state_changed()
 
     @property
     def P(self) -> np.ndarray:
         """Every neuron's packed parameters, (N_PARAM_ROWS, n) (a copy, for inspection)."""
-        return self._psets[self._pid].T
+        return self.part.neurons.P[self.part.neurons.pid].T
 
     # --- results ------------------------------------------------------------------------
     @property
@@ -411,13 +350,8 @@ class Engine(EngineBuild):
         On several ranks, ``gather`` (a collective: call it on every rank) returns every
         rank's spikes on every rank; otherwise this rank's own.
         """
-        if self._spike_steps:
-            st = np.concatenate(self._spike_steps)
-            ix = np.concatenate(self._spike_idx)
-            self._spike_steps, self._spike_idx = [st], [ix]
-            gid = self.gids[ix]
-        else:
-            st, gid = np.zeros(0, np.int64), np.zeros(0, np.int64)
+        st, ix = self.kept_spikes()
+        gid = self.gids[ix]
         if gather and self.ranks > 1:
             st = np.concatenate(self.comm.allgather(st))
             gid = np.concatenate(self.comm.allgather(gid))
@@ -430,10 +364,11 @@ class Engine(EngineBuild):
         Spike packets travel through host memory either way: every window's spikes are
         needed on the host for the recorders, so a device-to-device send would save only
         the small upload of the packets received."""
-        if self._gpu is None:
+        figures = self.backend.report()
+        if figures is None:
             return None
-        aware = getattr(self, "cuda_aware_mpi", None)
-        return {**self._gpu.report(), "spike_exchange": "host",
+        aware = self.context.cuda_aware_mpi
+        return {**figures, "spike_exchange": "host",
                 "cuda_aware_mpi": None if aware is None else
                 {"supported": aware.supported, "how": aware.how}}
 
@@ -481,7 +416,7 @@ class Engine(EngineBuild):
         """Per population: spike times (ms) and node ids numbered from 0 in the population."""
         t, g = self.spikes()
         out = {}
-        for p, g0 in zip(self.network.populations, self._pop_gid0, strict=True):
+        for p, g0 in zip(self.network.populations, self.part.pop_gid0, strict=True):
             sel = (g >= g0) & (g < g0 + p.size)
             out[p.name] = (t[sel], g[sel] - g0)
         return out
@@ -489,8 +424,9 @@ class Engine(EngineBuild):
     def local_index(self, gids: np.ndarray) -> np.ndarray:
         """Engine indices of global ids this rank owns (int64, like ``gids``)."""
         g = np.asarray(gids, np.int64)
-        k = np.searchsorted(self._piece_gid0, g, side="right") - 1
-        return self._piece_lo[k] + g - self._piece_gid0[k]
+        gid0 = self.part.piece_gid0
+        k = np.searchsorted(gid0, g, side="right") - 1
+        return self.part.pieces.lo[k] + g - gid0[k]
 
     def rates(self, t_from_ms: float = 0.0) -> dict[str, float]:
         """Mean firing rate per population (Hz) over [t_from_ms, now]."""
@@ -501,3 +437,30 @@ class Engine(EngineBuild):
             n = sizes[name]
             out[name] = float(np.sum(t > t_from_ms) / (n * span)) if span > 0 else 0.0
         return out
+
+
+class Engine(Simulation):
+    """``Simulation`` with its context given as keywords, the way a script or a test names
+    them: ``Engine(network, dt, seed, threads=, comm=, routing=, ranks_per_node=,
+    ownership=, backend=)``."""
+
+    def __init__(self, network: Network, dt: float = 0.1, seed: int = 1,
+                 threads: int | None = None, comm: Any = None, routing: str = "direct",
+                 ranks_per_node: int | None = None, ownership: Ownership | None = None,
+                 backend: str = "cpu"):
+        context = Context(comm, threads, backend, routing, ranks_per_node)
+        super().__init__(network, context, ownership, seed=seed, dt=dt)
+
+
+def _checked(ownership: Ownership | None, network: Network, ranks: int) -> Ownership:
+    """The decomposition to use: ``ownership`` (checked against the network and the rank
+    count) or, if None, equal-cost slices."""
+    if ownership is None:
+        return Ownership.from_starts(cost_slices(network, ranks))
+    sizes = [p.size for p in network.populations]
+    if (ownership.ranks != ranks or len(ownership.bounds) != len(sizes)
+            or any(int(b[-1]) != n for b, n in zip(ownership.bounds, sizes, strict=True))):
+        raise ConfigError([f"ownership: for {ownership.ranks} ranks and populations of "
+                           f"{[int(b[-1]) for b in ownership.bounds]} neurons -- expected "
+                           f"{ranks} ranks and populations of {sizes} neurons"])
+    return ownership

@@ -391,7 +391,7 @@ def simulate_bold(drive: Any, dt_s: float, params: str | HemoParams = "friston20
                   max_substep_s: float = 0.01, state: Any = None) -> Any:
     """BOLD ``(T, *shape)`` for a drive ``(T, *shape)`` sampled every ``dt_s`` seconds: row t
     is the signal after holding ``drive[t]`` for ``dt_s`` (the model starts at rest, or at
-    ``state`` (4, *shape))."""
+    ``state``, ``(4, *shape)``)."""
     xp = array_module(drive)
     drive = xp.asarray(drive, dtype=float)
     if drive.ndim < 1:

@@ -34,6 +34,32 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dtb.kernels.rows import (  # noqa: F401 - the rows are part of this module's API
+    L_C,
+    L_DECAY0,
+    L_E0,
+    L_G0,
+    L_GL,
+    L_IE,
+    L_MG,
+    L_MG_ON,
+    L_NREF,
+    L_VL,
+    L_VRESET,
+    L_VTH,
+    R_EL,
+    R_IE,
+    R_NREF,
+    R_P11EX,
+    R_P11IN,
+    R_P20,
+    R_P21EX,
+    R_P21IN,
+    R_P22,
+    R_THETA,
+    R_VRESET_REL,
+)
+
 N_CHANNELS = 4  # synaptic state variables per neuron (psc_exp uses 2, lif_cond 4)
 N_PARAM_ROWS = 24
 
@@ -100,16 +126,6 @@ LIF_COND = NeuronModel(
 )
 
 MODELS: dict[str, NeuronModel] = {m.name: m for m in (IAF_PSC_EXP, LIF_COND)}
-
-# Rows of the packed parameter matrix.
-# iaf_psc_exp
-(R_P22, R_P20, R_P21EX, R_P21IN, R_P11EX, R_P11IN, R_THETA, R_VRESET_REL, R_NREF, R_IE,
- R_EL) = range(11)
-# lif_cond
-(L_C, L_GL, L_VL, L_VTH, L_VRESET, L_NREF, L_IE, L_MG_ON, L_MG) = range(9)
-L_G0 = 9  # 4 rows: g_u
-L_E0 = 13  # 4 rows: reversal potentials
-L_DECAY0 = 17  # 4 rows: exp(-dt / tau_u)
 
 LIF_CHANNELS = ("AMPA", "NMDA", "GABA_A", "GABA_B")
 

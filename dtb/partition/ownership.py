@@ -21,4 +21,4 @@ def planned_ownership(spec, comm, method: str = "metis", routing: str = "direct"
                   ranks_per_node=ranks_per_node, seed=seed)
         return Ownership.from_plan(pl, spec).to_arrays()
 
-    return Ownership.from_arrays(on_root(comm, make), ranks)
+    return Ownership.from_arrays(on_root(comm, make), ranks, method)

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from dtb.engine.backend import Emit
 from dtb.engine.gpu.device import (
     GIB,
     DeviceMemory,
@@ -100,10 +101,11 @@ class GpuBackend:
     # --- construction ------------------------------------------------------------------
     def _estimate(self, record: int) -> DeviceMemory:
         e = self.engine
-        tables = (e._psets.nbytes + sum(a.nbytes for a in e._in) + e._masks.nbytes
-                  + 16 * e._pop_proj.size + 32 * e._proj_row0.size)
-        return estimate(self.n, int(e.n_synapses), int(e._indptr.size - 1), self.D - 1,
-                        self.n_ports, int(e._ou.shape[1]), record, tables)
+        csr = e.synapse_arrays
+        tables = (e.neurons.P.nbytes + sum(a.nbytes for a in e.inputs) + e.neurons.masks.nbytes
+                  + 16 * e.tables.pop_proj.size + 32 * csr.row0.size)
+        return estimate(self.n, int(e.n_synapses), int(csr.indptr.size - 1), self.D - 1,
+                        self.n_ports, int(e.istate.ou.shape[1]), record, tables)
 
     def _dev(self, a: np.ndarray, dtype: Any = None) -> Any:
         """A device copy of a (at least one element, so no launch sees a null pointer)."""
@@ -117,13 +119,13 @@ class GpuBackend:
         self.V = self._dev(e.V, np.float64)
         self.syn = self._dev(e.syn, np.float64)
         self.refr = self._dev(e.refr, np.int32)
-        self.P = self._dev(e._psets, np.float64)
-        self.pid = self._dev(e._pid, np.int32)
+        self.P = self._dev(e.neurons.P, np.float64)
+        self.pid = self._dev(e.neurons.pid, np.int32)
         self.ring = self._dev(e.ring, np.int64)
-        self.masks = self._dev(e._masks, np.float64)
-        self.ou_n = int(e._ou.shape[1])
-        self.ou = self._dev(e._ou, np.float64)
-        (kind, lo, hi, ident, port, a, b, c, wfix, off, cdf) = e._in
+        self.masks = self._dev(e.neurons.masks, np.float64)
+        self.ou_n = int(e.istate.ou.shape[1])
+        self.ou = self._dev(e.istate.ou, np.float64)
+        (kind, lo, hi, ident, port, a, b, c, wfix, off, cdf) = e.inputs
         self.inputs = tuple(self._dev(x, t) for x, t in (
             (kind, np.int64), (lo, np.int64), (hi, np.int64), (ident, np.int64),
             (port, np.int64), (a, np.float64), (b, np.float64), (c, np.float64),
@@ -138,26 +140,26 @@ class GpuBackend:
         self.pop_in_ptr = self._dev(pop_in_ptr)
         self.pop_in = self._dev(np.array(pop_in, np.int64))
         # "pop" in the kernels' names is a layout piece here
-        self.pop_lo = self._dev(e._piece_lo, np.int64)
-        self.pop_first = self._dev(e._piece_first, np.int64)
-        self.pop_gid0 = self._dev(e._piece_gid0, np.int64)
+        self.pop_lo = self._dev(e.pieces.lo, np.int64)
+        self.pop_first = self._dev(e.pieces.first, np.int64)
+        self.pop_gid0 = self._dev(e.part.piece_gid0, np.int64)
 
         self.pop_model = self._dev([MODELS[lay.model].code for lay in e.layout], np.int64)
         # projections by source: per piece (local spikes), per population (remote ones)
-        self.piece_proj_ptr = self._dev(e._piece_proj_ptr, np.int64)
-        self.piece_proj = self._dev(e._piece_proj, np.int64)
-        self.max_q_local = int(np.diff(e._piece_proj_ptr).max()) if self.n_pop else 0
-        self.pop_proj_ptr = self._dev(e._pop_proj_ptr, np.int64)
-        self.pop_proj = self._dev(e._pop_proj, np.int64)
-        self.max_q = int(np.diff(e._pop_proj_ptr).max()) if self.n_populations else 0
+        self.piece_proj_ptr = self._dev(e.pieces.proj_ptr, np.int64)
+        self.piece_proj = self._dev(e.pieces.proj, np.int64)
+        self.max_q_local = int(np.diff(e.pieces.proj_ptr).max()) if self.n_pop else 0
+        self.pop_proj_ptr = self._dev(e.tables.pop_proj_ptr, np.int64)
+        self.pop_proj = self._dev(e.tables.pop_proj, np.int64)
+        self.max_q = int(np.diff(e.tables.pop_proj_ptr).max()) if self.n_populations else 0
         self._piece_population = np.array([lay.index for lay in e.layout], np.int64)
-        self.proj_row0 = self._dev(e._proj_row0, np.int64)
-        self.proj_port = self._dev(e._proj_port, np.int64)
-        self.proj_shift = self._dev(e._proj_shift, np.int64)
-        self.indptr = self._dev(e._indptr, np.int64)
-        self.tgt = self._dev(e._tgt, np.uint32)
-        self.wq = self._dev(e._wq, np.int16)
-        self.dly = self._dev(e._dly, np.uint8 if self.dly8 else np.uint16)
+        self.proj_row0 = self._dev(e.synapse_arrays.row0, np.int64)
+        self.proj_port = self._dev(e.synapse_arrays.port, np.int64)
+        self.proj_shift = self._dev(e.synapse_arrays.shift, np.int64)
+        self.indptr = self._dev(e.synapse_arrays.indptr, np.int64)
+        self.tgt = self._dev(e.synapse_arrays.tgt, np.uint32)
+        self.wq = self._dev(e.synapse_arrays.wq, np.int16)
+        self.dly = self._dev(e.synapse_arrays.dly, np.uint8 if self.dly8 else np.uint16)
         self.ctl = self._dev(np.zeros(CTL_LEN, np.int64))
         self.pop_count = self._dev(np.zeros(max(1, self.n_pop), np.int64))
         self._alloc_record(self._record_min)
@@ -240,8 +242,8 @@ class GpuBackend:
         for lay in e.layout:
             if lay.size == 0:
                 continue
-            sets = np.unique(e._pid[lay.lo:lay.hi])
-            P = e._psets[sets]
+            sets = np.unique(e.neurons.pid[lay.lo:lay.hi])
+            P = e.neurons.P[sets]
             if lay.model == "iaf_psc_exp":
                 nref, below = P[:, 8], P[:, 7] < P[:, 6]
             else:
@@ -436,7 +438,7 @@ class GpuBackend:
             for name in fields:
                 if name == "ou":
                     if self.ou_n:
-                        e._ou[:] = self._host(self.ou)
+                        e.istate.ou[:] = self._host(self.ou)
                 elif self.n:
                     getattr(e, name)[:] = self._host(getattr(self, name))
             e.step = self.step
@@ -447,8 +449,8 @@ class GpuBackend:
         e = self.engine
         with self._on_stream():
             if self.n:
-                self.pid[...] = self.xp.asarray(np.ascontiguousarray(e._pid, np.int32))
-            self.P = self._dev(e._psets, np.float64)  # may have grown: a new array
+                self.pid[...] = self.xp.asarray(np.ascontiguousarray(e.neurons.pid, np.int32))
+            self.P = self._dev(e.neurons.P, np.float64)  # may have grown: a new array
             self._graphs = {}  # they hold the old P
             self._set_spike_bound()
             self._sync()
@@ -461,19 +463,37 @@ class GpuBackend:
             if self.n:
                 for name, src, dtype in (("V", e.V, np.float64), ("syn", e.syn, np.float64),
                                          ("refr", e.refr, np.int32), ("ring", e.ring, np.int64),
-                                         ("pid", e._pid, np.int32)):
+                                         ("pid", e.neurons.pid, np.int32)):
                     dst = getattr(self, name)
                     if src.shape != dst.shape:
                         raise ValueError(f"engine {name} has shape {src.shape} -- expected "
                                          f"{dst.shape}")
                     dst[...] = self.xp.asarray(np.ascontiguousarray(src, dtype))
             if self.ou_n:
-                self.ou[...] = self.xp.asarray(np.ascontiguousarray(e._ou, np.float64))
-            self.P = self._dev(e._psets, np.float64)  # may have grown: a new array
+                self.ou[...] = self.xp.asarray(np.ascontiguousarray(e.istate.ou, np.float64))
+            self.P = self._dev(e.neurons.P, np.float64)  # may have grown: a new array
             self._graphs = {}
             self._set_spike_bound()
             self.step = int(e.step)
             self._sync()
+
+    # --- the backend protocol (dtb.engine.backend) -----------------------------------------
+    def advance(self, n_steps: int, m_max: int, emit: Emit) -> tuple[np.ndarray, np.ndarray]:
+        st, ix = self.advance_local(n_steps, m_max)
+        emit(st, ix, n_steps)
+        return st, ix
+
+    def advance_window(self, m: int, emit: Emit) -> tuple[np.ndarray, np.ndarray]:
+        return self.advance(m, m, emit)
+
+    def sync_host(self, fields: tuple[str, ...] | None = None) -> None:
+        self.to_engine(*(() if fields is None else (fields,)))
+
+    def params_changed(self) -> None:
+        self.upload_params()
+
+    def state_changed(self) -> None:
+        self.from_engine()
 
     def get_state(self) -> dict[str, np.ndarray]:
         """Engine.get_state() of the device's state (the same keys and arrays, so a GPU
