@@ -41,6 +41,7 @@ next to N forecasts of any model that is worth filtering.  Deterministic for a g
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -230,22 +231,10 @@ def _normalized_innovation(S: np.ndarray, d: np.ndarray) -> float:
 # --------------------------------------------------------------------------- analysis
 
 
-def analysis(E: np.ndarray, HE: np.ndarray, y: np.ndarray, R: np.ndarray,
-             method: str = "etkf", rng: np.random.Generator | int | None = None,
-             inflation: float = 1.0, rtps_alpha: float = 0.0,
-             localization: Localization | None = None) -> tuple[np.ndarray, Diagnostics]:
-    """The analysed ensemble ``Ea`` (N, n) and the ``Diagnostics`` (see the module docstring).
-
-    ``E`` (N, n) forecast states, ``HE`` (N, m) their predicted observations, ``y`` (m,) the
-    observation, ``R`` (m,) error variances or (m, m) covariance (diagonal when localized);
-    ``method`` ``"etkf"`` or ``"enkf"`` (needs ``rng``, a Generator or a seed);
-    ``inflation`` >= 1 multiplies prior anomalies; ``rtps_alpha`` in [0, 1];
-    ``localization`` a ``Localization`` over the n state elements, or None for a global
-    analysis.
-    """
-    E = np.asarray(E, dtype=float)
-    HE = np.asarray(HE, dtype=float)
-    y = np.asarray(y, dtype=float)
+def _check_analysis(E: np.ndarray, HE: np.ndarray, y: np.ndarray, R: np.ndarray, method: str,
+                    inflation: float, rtps_alpha: float, localization: Localization | None
+                    ) -> Callable[[np.ndarray], np.ndarray]:
+    """ValueError unless ``analysis``'s arguments fit together; the whitener of ``R``."""
     if E.ndim != 2 or HE.ndim != 2 or HE.shape[0] != E.shape[0] or y.shape != HE.shape[1:]:
         raise ValueError(f"analysis: E {E.shape}, HE {HE.shape}, y {y.shape} -- expected "
                          "(N, n), (N, m) and (m,)")
@@ -270,7 +259,104 @@ def analysis(E: np.ndarray, HE: np.ndarray, y: np.ndarray, R: np.ndarray,
             raise ValueError(f"localization: weights {localization.weights.shape}, "
                              f"state_group {localization.state_group.shape} -- expected "
                              f"(G, {m}) and ({n},)")
+    return white
 
+
+def _perturbed_innovations(S: np.ndarray, d: np.ndarray,
+                           rng: np.random.Generator | int | None) -> np.ndarray:
+    """``Dw`` (N, m): the whitened ``y + e_i - HE_i`` of the perturbed-observation EnKF,
+    ``e_i ~ N(0, I)`` after whitening, centred over the members."""
+    N, m = S.shape
+    gen = rng if isinstance(rng, np.random.Generator) else (
+        np.random.default_rng(rng) if rng is not None else None)
+    if gen is None:
+        raise ValueError("rng: None -- expected a numpy Generator or a seed for the "
+                         "perturbed-observation EnKF")
+    eps = gen.standard_normal((N, m))
+    eps -= eps.mean(axis=0)
+    return d[None, :] - S + eps       # whitened y + e_i - (inflated) HE_i; eps ~ N(0, I)
+
+
+def _weight_groups(localization: Localization | None, n: int, m: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct observation-weight rows (G, m) and the group (n,) of every state
+    element: one row of ones and one group for a global analysis."""
+    if localization is None:
+        return np.ones((1, m)), np.zeros(n, dtype=np.int64)
+    wrows, inv = np.unique(localization.weights, axis=0, return_inverse=True)
+    return wrows, inv.reshape(-1)[localization.state_group]
+
+
+def _transforms(S: np.ndarray, d: np.ndarray, wrows: np.ndarray,
+                Dw: np.ndarray | None) -> np.ndarray:
+    """``X`` (G, N, N), one per weight row, with ``Ea = xb + X A`` (rows: members): the ETKF's
+    ``w + T`` when ``Dw`` is None, else the stochastic EnKF's ``I + Dw diag(w) S^T C^-1``."""
+    N = S.shape[0]
+    # C_g = S diag(w_g) S^T + (N-1) I, for every distinct weight row
+    SW = S[None, :, :] * wrows[:, None, :]                        # (G, N, m)
+    C = SW @ S.T + (N - 1) * np.eye(N)                            # (G, N, N)
+    lam, V = np.linalg.eigh(C)                                    # (G, N), (G, N, N)
+    Vt = np.swapaxes(V, 1, 2)
+    Cinv = (V / lam[:, None, :]) @ Vt
+    if Dw is None:
+        w = np.einsum("gij,gj->gi", Cinv, SW @ d)                  # (G, N)
+        T = np.sqrt(N - 1) * ((V * lam[:, None, :] ** -0.5) @ Vt)
+        return w[:, None, :] + T                 # Ea = xb + X A (rows of X: members)
+    # Ea = xb + A + (D - HE) R^-1/2 diag(w) S^T C^-1 A
+    return np.eye(N)[None] + ((Dw[None, :, :] * wrows[:, None, :]) @ S.T) @ Cinv
+
+
+def _apply_transforms(E: np.ndarray, xb: np.ndarray, A: np.ndarray, X: np.ndarray,
+               group: np.ndarray) -> np.ndarray:
+    """``Ea`` (N, n): every state element's anomalies through its group's transform."""
+    G = X.shape[0]
+    if G == 1:
+        return xb + X[0] @ A
+    Ea = np.empty_like(E)
+    order = np.argsort(group, kind="stable")
+    bounds = np.searchsorted(group[order], np.arange(G + 1))
+    for g in range(G):
+        cols = order[bounds[g]:bounds[g + 1]]
+        if cols.size:
+            Ea[:, cols] = xb[cols] + X[g] @ A[:, cols]
+    return Ea
+
+
+def _diagnostics(X: np.ndarray, S: np.ndarray, d: np.ndarray, Y: np.ndarray, dy: np.ndarray,
+                 R: np.ndarray, HE: np.ndarray) -> Diagnostics:
+    """What the analysis saw, global and in observation space (see ``Diagnostics``); the
+    posterior spread only for a global analysis (G = 1)."""
+    N, G = Y.shape[0], X.shape[0]
+    Ya = X[0] @ Y if G == 1 else None
+    chi2 = _normalized_innovation(S, d)
+    r_diag = np.asarray(R, dtype=float) if np.ndim(R) == 1 else np.diag(np.asarray(R, float))
+    expected_var = float(np.mean(np.sum(Y * Y, axis=0) / (N - 1) + r_diag))
+    post = float(np.sqrt(np.mean(Ya.var(axis=0, ddof=1)))) if Ya is not None else None
+    return Diagnostics(
+        innovation=dy, innovation_mean=float(dy.mean()), innovation_var=float(np.mean(dy**2)),
+        expected_var=expected_var, normalized_innovation=chi2,
+        prior_spread_obs=float(np.sqrt(np.mean(HE.var(axis=0, ddof=1)))),
+        posterior_spread_obs=post, n_groups=G)
+
+
+def analysis(E: np.ndarray, HE: np.ndarray, y: np.ndarray, R: np.ndarray,
+             method: str = "etkf", rng: np.random.Generator | int | None = None,
+             inflation: float = 1.0, rtps_alpha: float = 0.0,
+             localization: Localization | None = None) -> tuple[np.ndarray, Diagnostics]:
+    """The analysed ensemble ``Ea`` (N, n) and the ``Diagnostics`` (see the module docstring).
+
+    ``E`` (N, n) forecast states, ``HE`` (N, m) their predicted observations, ``y`` (m,) the
+    observation, ``R`` (m,) error variances or (m, m) covariance (diagonal when localized);
+    ``method`` ``"etkf"`` or ``"enkf"`` (needs ``rng``, a Generator or a seed);
+    ``inflation`` >= 1 multiplies prior anomalies; ``rtps_alpha`` in [0, 1];
+    ``localization`` a ``Localization`` over the n state elements, or None for a global
+    analysis.
+    """
+    E = np.asarray(E, dtype=float)
+    HE = np.asarray(HE, dtype=float)
+    y = np.asarray(y, dtype=float)
+    white = _check_analysis(E, HE, y, R, method, inflation, rtps_alpha, localization)
+    n, m = E.shape[1], HE.shape[1]
     xb = E.mean(axis=0)
     A = inflation * (E - xb)
     yb = HE.mean(axis=0)
@@ -278,61 +364,10 @@ def analysis(E: np.ndarray, HE: np.ndarray, y: np.ndarray, R: np.ndarray,
     dy = y - yb
     S = white(Y)                                 # (N, m) whitened anomalies
     d = white(dy)                                # (m,)
-
-    if method == "enkf":
-        gen = rng if isinstance(rng, np.random.Generator) else (
-            np.random.default_rng(rng) if rng is not None else None)
-        if gen is None:
-            raise ValueError("rng: None -- expected a numpy Generator or a seed for the "
-                             "perturbed-observation EnKF")
-        eps = gen.standard_normal((N, m))
-        eps -= eps.mean(axis=0)
-        Dw = d[None, :] - S + eps       # whitened y + e_i - (inflated) HE_i; eps ~ N(0, I)
-
-    if localization is None:
-        wrows = np.ones((1, m))
-        group = np.zeros(n, dtype=np.int64)
-    else:
-        wrows, inv = np.unique(localization.weights, axis=0, return_inverse=True)
-        group = inv.reshape(-1)[localization.state_group]
-    G = wrows.shape[0]
-
-    # C_g = S diag(w_g) S^T + (N-1) I, for every distinct weight row
-    SW = S[None, :, :] * wrows[:, None, :]                        # (G, N, m)
-    C = SW @ S.T + (N - 1) * np.eye(N)                            # (G, N, N)
-    lam, V = np.linalg.eigh(C)                                    # (G, N), (G, N, N)
-    Vt = np.swapaxes(V, 1, 2)
-    Cinv = (V / lam[:, None, :]) @ Vt
-    if method == "etkf":
-        w = np.einsum("gij,gj->gi", Cinv, SW @ d)                  # (G, N)
-        T = np.sqrt(N - 1) * ((V * lam[:, None, :] ** -0.5) @ Vt)
-        X = w[:, None, :] + T                    # Ea = xb + X A (rows of X: members)
-    else:
-        # Ea = xb + A + (D - HE) R^-1/2 diag(w) S^T C^-1 A
-        X = np.eye(N)[None] + ((Dw[None, :, :] * wrows[:, None, :]) @ S.T) @ Cinv
-    if G == 1:
-        Ea = xb + X[0] @ A
-    else:
-        Ea = np.empty_like(E)
-        order = np.argsort(group, kind="stable")
-        bounds = np.searchsorted(group[order], np.arange(G + 1))
-        for g in range(G):
-            cols = order[bounds[g]:bounds[g + 1]]
-            if cols.size:
-                Ea[:, cols] = xb[cols] + X[g] @ A[:, cols]
-
+    Dw = _perturbed_innovations(S, d, rng) if method == "enkf" else None
+    wrows, group = _weight_groups(localization, n, m)
+    X = _transforms(S, d, wrows, Dw)
+    Ea = _apply_transforms(E, xb, A, X, group)
     if rtps_alpha > 0:
         Ea = rtps(Ea, E, rtps_alpha)
-
-    # diagnostics (global, in observation space)
-    Ya = X[0] @ Y if G == 1 else None
-    chi2 = _normalized_innovation(S, d)
-    r_diag = np.asarray(R, dtype=float) if np.ndim(R) == 1 else np.diag(np.asarray(R, float))
-    expected_var = float(np.mean(np.sum(Y * Y, axis=0) / (N - 1) + r_diag))
-    post = float(np.sqrt(np.mean(Ya.var(axis=0, ddof=1)))) if Ya is not None else None
-    diag = Diagnostics(
-        innovation=dy, innovation_mean=float(dy.mean()), innovation_var=float(np.mean(dy**2)),
-        expected_var=expected_var, normalized_innovation=chi2,
-        prior_spread_obs=float(np.sqrt(np.mean(HE.var(axis=0, ddof=1)))),
-        posterior_spread_obs=post, n_groups=G)
-    return Ea, diag
+    return Ea, _diagnostics(X, S, d, Y, dy, R, HE)

@@ -24,130 +24,29 @@ distributed engine on a member communicator whose ranks sum their counts); sever
 turn on one process.  ``split_members`` splits ``MPI.COMM_WORLD`` into M member
 communicators of P ranks and ``member_gather`` gathers, for the analysis, only the rates
 (observation space, O(M U)) of each member's rank 0; every rank then runs the same
-(deterministic) analysis and keeps its own member's rows.
+(deterministic) analysis and keeps its own member's rows.  Those live in
+``dtb.assimilation.members``, ``ParamSpec`` and the logit scale in
+``dtb.assimilation.parameters``; this module re-exports them.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from dtb.assimilation.enkf import Localization, analysis
+from dtb.assimilation.enkf import Diagnostics, Localization, analysis
+from dtb.assimilation.members import EngineMember, Member, member_gather, split_members
+from dtb.assimilation.parameters import ParamSpec, expit, logit
 from dtb.errors import ModelError
 from dtb.model.hemodynamics import Hemodynamics, drive_from_rate
 
 __all__ = ["split_members", "member_gather", "ParamSpec", "Member", "EngineMember",
            "AssimilationConfig", "AssimilationResult", "LoopState", "FreeRunState", "assimilate",
            "free_run", "logit", "expit", "region_means"]
-
-
-@dataclass(frozen=True)
-class ParamSpec:
-    """One estimated hyperparameter: ``population.name`` per unit, bounded in
-    ``(low, high)`` (the parameter's units, e.g. g_AMPA a dimensionless scale)."""
-
-    population: str
-    name: str
-    low: float
-    high: float
-
-    def __post_init__(self) -> None:
-        if not (np.isfinite(self.low) and np.isfinite(self.high) and self.low < self.high):
-            raise ValueError(f"{self.population}.{self.name}: bounds ({self.low}, "
-                             f"{self.high}) -- expected finite low < high")
-
-    @property
-    def key(self) -> str:
-        return f"{self.population}.{self.name}"
-
-    def to_unit(self, theta: np.ndarray) -> np.ndarray:
-        return logit((np.asarray(theta, float) - self.low) / (self.high - self.low))
-
-    def from_unit(self, u: np.ndarray) -> np.ndarray:
-        return self.low + (self.high - self.low) * expit(u)
-
-
-def logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, float), 1e-9, 1 - 1e-9)
-    return np.log(p) - np.log1p(-p)
-
-
-def expit(u: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(u, float)))
-
-
-class Member(Protocol):
-    """What the loop needs of an ensemble member."""
-
-    n_units: int
-
-    def set_params(self, params: Sequence[ParamSpec], theta: np.ndarray) -> None:
-        """Give the member parameter values ``theta`` (P, n_units)."""
-
-    def run_rates(self, t_ms: float) -> np.ndarray:
-        """Advance ``t_ms`` ms; the population rate of every unit (n_units,) in Hz."""
-
-
-class EngineMember:
-    """A ``dtb.Engine`` as an ensemble member: rates from its spikes per unit (all families of
-    a unit together).  On a member communicator of several ranks, every rank of the member
-    calls ``run_rates`` and the counts are summed over the member's ranks.
-
-    ``poll``: called after every ``slice_ms`` of model time (rounded up to whole exchange
-    windows, so the engine's windows are those of one long run and the results the same),
-    so that a stop request is seen within a TR; it may raise."""
-
-    def __init__(self, engine: Any, poll: Callable[[], None] | None = None,
-                 slice_ms: float = 25.0):
-        self.engine = engine
-        self.poll = poll
-        window = max(int(getattr(engine, "min_delay_steps", 1)),
-                     int(getattr(getattr(engine, "exchange", None), "window", 1)), 1)
-        self._slice_steps = window * max(1, math.ceil(slice_ms / engine.dt / window))
-        self.n_units = int(engine.n_units)
-        uo = np.asarray(engine.unit_of)
-        n = np.bincount(uo[uo >= 0], minlength=self.n_units).astype(float)
-        self._unit_of = uo
-        self.neurons = self._sum(n)
-        if np.any(self.neurons == 0):
-            raise ValueError("engine: units without neurons -- expected every unit populated")
-
-    def _sum(self, x: np.ndarray) -> np.ndarray:
-        comm = getattr(self.engine, "comm", None)
-        if comm is not None and getattr(self.engine, "ranks", 1) > 1:
-            out = np.empty_like(x)
-            comm.Allreduce(x, out)
-            return out
-        return x
-
-    def set_params(self, params: Sequence[ParamSpec], theta: np.ndarray) -> None:
-        for k, p in enumerate(params):
-            self.engine.set_unit_param(p.population, p.name, theta[k])
-
-    def run_rates(self, t_ms: float) -> np.ndarray:
-        counts = np.zeros(self.n_units)
-        uo = self._unit_of
-
-        def on_window(steps: np.ndarray, idx: np.ndarray) -> None:
-            u = uo[idx]
-            counts[:] += np.bincount(u[u >= 0], minlength=self.n_units)
-
-        if self.poll is None:
-            self.engine.run(t_ms, on_window=on_window)
-        else:
-            dt = self.engine.dt
-            n, done = int(round(t_ms / dt)), 0
-            while done < n:
-                k = min(self._slice_steps, n - done)
-                self.engine.run(k * dt, on_window=on_window)
-                done += k
-                self.poll()
-        return self._sum(counts) / (self.neurons * t_ms * 1e-3)
 
 
 def region_means(x: np.ndarray, obs_index: np.ndarray, n_obs: int) -> np.ndarray:
@@ -274,29 +173,6 @@ def _identity(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def split_members(comm: Any, ranks_per_member: int) -> tuple[Any, int, int]:
-    """Split ``comm`` (size M * P) into M member communicators of P consecutive ranks:
-    returns ``(member_comm, member_index, M)``.  Build each member's Engine with
-    ``comm=member_comm``."""
-    size = comm.Get_size()
-    if ranks_per_member < 1 or size % ranks_per_member:
-        raise ValueError(f"ranks per member: {ranks_per_member} -- expected a divisor of the "
-                         f"{size} ranks")
-    index = comm.Get_rank() // ranks_per_member
-    return comm.Split(color=index, key=comm.Get_rank()), index, size // ranks_per_member
-
-
-def member_gather(comm: Any, member_comm: Any) -> Callable[[np.ndarray], np.ndarray]:
-    """A ``gather`` for ``assimilate`` under MPI: the rows of every member's rank 0, in member
-    order, on every rank of ``comm`` (only observation-space values and parameters, O(M U))."""
-
-    def gather(x: np.ndarray) -> np.ndarray:
-        parts = comm.allgather(np.asarray(x) if member_comm.Get_rank() == 0 else None)
-        return np.concatenate([q for q in parts if q is not None], axis=0)
-
-    return gather
-
-
 def _step_at(hemo: Hemodynamics, z: np.ndarray, dt_s: float, poll: Any, t: int) -> None:
     """``hemo.step``, a ModelError it raises marked with the TR ``t`` it happened in."""
     try:
@@ -313,6 +189,193 @@ def _run_members(members: Sequence[Member], t_ms: float, parts: int) -> np.ndarr
         for k in range(parts):
             out[k, i] = mem.run_rates(t_ms / parts)
     return out
+
+
+class _Run:
+    """What ``assimilate`` carries from one TR to the next: the sizes (T TRs, R observed
+    regions, U units, P parameters, M members of which M_loc here), the logit parameters
+    ``u`` (M, U, P), the members' hemodynamics ``hemo``, the filter's generator ``rng``,
+    the zero-drive rates ``base`` (U,) or (M, U), the trajectories being filled
+    (``theta``, ``theta_prior`` (T, M, U, P), ``bold_forecast``, ``bold_analysis``
+    (T, M, R), ``rates`` (T, M, U)), the diagnostics of the analysed TRs and the timings
+    (s).  The arguments are checked here, before anything runs, in ``assimilate``'s terms;
+    ``u`` and ``base`` are set by ``spin_up`` or ``restore``."""
+
+    u: np.ndarray
+    base: np.ndarray
+
+    def __init__(self, members: Sequence[Member], obs: np.ndarray, obs_index: np.ndarray,
+                 params: Sequence[ParamSpec], theta0: np.ndarray, cfg: AssimilationConfig,
+                 assimilated: np.ndarray | None,
+                 gather: Callable[[np.ndarray], np.ndarray] | None,
+                 member_ids: Sequence[int] | None, forecast_from: int | None) -> None:
+        T, R = obs.shape
+        P = len(params)
+        M_loc = len(members)
+        U = members[0].n_units
+        theta0 = np.asarray(theta0, float)
+        if theta0.shape[1:] != (U, P):
+            raise ValueError(f"theta0: shape {theta0.shape} -- expected (M, {U}, {P})")
+        if gather is None:
+            gather = _identity
+            if theta0.shape[0] != M_loc:
+                raise ValueError(f"theta0: {theta0.shape[0]} members -- expected {M_loc}")
+        M = theta0.shape[0]
+        lo = np.array([p.low for p in params])
+        hi = np.array([p.high for p in params])
+        if np.any(theta0 <= lo) or np.any(theta0 >= hi):
+            raise ValueError("theta0: values on or outside the bounds -- expected low < theta "
+                             "< high for every parameter")
+        n_assim = T if forecast_from is None else int(forecast_from)
+        if not 0 <= n_assim <= T:
+            raise ValueError(f"forecast_from: {forecast_from!r} -- expected a TR index in "
+                             f"[0, {T}]")
+        assimilated = np.ones(R, bool) if assimilated is None else np.asarray(assimilated, bool)
+        self.used = np.flatnonzero(assimilated)
+        self.rng = np.random.default_rng(cfg.seed)
+        local = list(range(M_loc)) if member_ids is None else [int(i) for i in member_ids]
+        if len(local) != M_loc:
+            raise ValueError(f"member_ids: {len(local)} ids -- expected {M_loc}, one per "
+                             "member")
+        self.members, self.obs, self.obs_index, self.params = members, obs, obs_index, params
+        self.theta0, self.cfg, self.gather, self.local = theta0, cfg, gather, local
+        self.T, self.R, self.P, self.M, self.U, self.n_assim = T, R, P, M, U, n_assim
+        self.theta = np.empty((T, M, U, P))
+        self.theta_prior = np.empty((T, M, U, P))
+        self.bold_forecast = np.empty((T, M, R))
+        self.bold_analysis = np.empty((T, M, R))
+        self.rates = np.empty((T, M, U))
+        self.hemo = Hemodynamics((M, U), cfg.hemo)
+        self.t_first = 0
+        self.diagnostics: list[dict[str, Any]] = []
+        self.timings = {"spinup_s": 0.0, "forecast_s": 0.0, "analysis_s": 0.0}
+
+    def spin_up(self, baseline_hz: np.ndarray | None) -> None:
+        """Give the members the prior draws, run the spin-up (one TR when ``spinup_s`` is 0)
+        and fix the zero-drive rates: ``baseline_hz``, or the ensemble's mean rate per unit;
+        a rate <= 0 is replaced by the smallest positive one (at least 1e-3 Hz)."""
+        t0 = time.perf_counter()
+        params, theta0, cfg = self.params, self.theta0, self.cfg
+        self.u = np.stack([p.to_unit(theta0[..., k]) for k, p in enumerate(params)], -1)
+        for i, mem in zip(self.local, self.members, strict=True):
+            mem.set_params(params, theta0[i].T)
+        spin = (_run_members(self.members, cfg.spinup_s * 1e3, 1)[0] if cfg.spinup_s > 0
+                else None)
+        if spin is None:
+            spin = _run_members(self.members, cfg.tr_s * 1e3, 1)[0]
+        base = (self.gather(spin).mean(axis=0) if baseline_hz is None
+                else np.asarray(baseline_hz, float))
+        self.base = np.where(base > 0, base, max(float(base[base > 0].min(initial=1.0)), 1e-3))
+        self.timings["spinup_s"] = time.perf_counter() - t0
+
+    def restore(self, resume: LoopState) -> None:
+        """Continue from a checkpoint's ``LoopState`` instead of the spin-up."""
+        T, M, U, P = self.T, self.M, self.U, self.P
+        self.t_first = t_first = resume.t
+        if not 0 <= t_first <= T or resume.u.shape != (M, U, P):
+            raise ValueError(f"resume: TR {t_first}, parameters {resume.u.shape} -- expected "
+                             f"a TR in [0, {T}] and ({M}, {U}, {P})")
+        self.u = np.array(resume.u, float)
+        self.hemo.set_state(resume.hemo_state)
+        self.rng.bit_generator.state = resume.rng_state
+        self.base = np.array(resume.base, float)
+        for name, dst, src in (("theta", self.theta, resume.theta),
+                               ("theta_prior", self.theta_prior, resume.theta_prior),
+                               ("bold_forecast", self.bold_forecast, resume.bold_forecast),
+                               ("bold_analysis", self.bold_analysis, resume.bold_analysis),
+                               ("rates", self.rates, resume.rates)):
+            if src.shape != (t_first, *dst.shape[1:]):
+                raise ValueError(f"resume.{name}: shape {src.shape} -- expected "
+                                 f"{(t_first, *dst.shape[1:])}")
+            dst[:t_first] = src
+        self.diagnostics = [dict(d) for d in resume.diagnostics]
+        self.timings = {k: float(resume.timings.get(k, 0.0)) for k in self.timings}
+
+    def snapshot(self, t: int) -> LoopState:
+        """The ``LoopState`` at the boundary before TR ``t`` (copies)."""
+        return LoopState(t, self.u.copy(), self.hemo.state, self.rng.bit_generator.state,
+                         self.base.copy(), self.theta[:t].copy(), self.theta_prior[:t].copy(),
+                         self.bold_forecast[:t].copy(), self.bold_analysis[:t].copy(),
+                         self.rates[:t].copy(), [dict(d) for d in self.diagnostics],
+                         dict(self.timings))
+
+    def localization(self) -> Localization:
+        """By region membership over the state (U P parameters, then 4 U hemodynamic
+        states): a unit's elements see its region's observation if assimilated."""
+        U, P = self.U, self.P
+        unit_of_el = np.concatenate([np.repeat(np.arange(U), P), np.tile(np.arange(U), 4)])
+        return Localization.by_membership(self.obs_index[unit_of_el], self.used)
+
+    def theta_of_u(self) -> np.ndarray:
+        """(M, U, P) the parameters of the logit values ``u``."""
+        return np.stack([p.from_unit(self.u[..., k]) for k, p in enumerate(self.params)], -1)
+
+    def tr(self, t: int, loc: Localization | None, poll: Callable[[], None] | None) -> None:
+        """TR ``t``: random walk (assimilated TRs only), forecast, and the analysis, or
+        for a TR from ``forecast_from`` on the frozen parameters."""
+        cfg = self.cfg
+        if t < self.n_assim:
+            self.u = self.u + cfg.rw_sd * self.rng.standard_normal(self.u.shape)
+        theta = self.theta_of_u()
+        self.theta_prior[t] = theta
+        ta = time.perf_counter()
+        HE_all = self.forecast(t, theta, poll)
+        tb = time.perf_counter()
+        self.timings["forecast_s"] += tb - ta
+        if t >= self.n_assim:                # held out in time: no analysis, frozen theta
+            self.theta[t] = theta
+            self.bold_analysis[t] = HE_all
+            return
+        d, clamped = self.analyse(t, HE_all, loc)
+        self.timings["analysis_s"] += time.perf_counter() - tb
+        self.theta[t] = self.theta_of_u()
+        self.bold_analysis[t] = region_means(self.hemo.bold(), self.obs_index, self.R)
+        self.diagnostics.append({
+            "tr": t, "innovation_mean": d.innovation_mean,
+            "innovation_var": d.innovation_var, "expected_var": d.expected_var,
+            "normalized_innovation": d.normalized_innovation,
+            "prior_spread_obs": d.prior_spread_obs,
+            "param_spread_logit": float(self.u.std(axis=0, ddof=1).mean()),
+            "hemo_clamped": clamped})
+
+    def forecast(self, t: int, theta: np.ndarray, poll: Callable[[], None] | None
+                 ) -> np.ndarray:
+        """Run every member through TR ``t`` with parameters ``theta`` (M, U, P), drive
+        the hemodynamics with its rates; the predicted BOLD (M, R) of the observed
+        regions."""
+        cfg = self.cfg
+        for i, mem in zip(self.local, self.members, strict=True):
+            mem.set_params(self.params, theta[i].T)
+        r_loc = _run_members(self.members, cfg.tr_s * 1e3, cfg.substeps)  # (S, M_loc, U)
+        r = np.stack([self.gather(r_loc[k]) for k in range(cfg.substeps)])
+        for k in range(cfg.substeps):
+            _step_at(self.hemo, drive_from_rate(r[k], self.base, cfg.flow_gain, cfg.hemo),
+                     cfg.tr_s / cfg.substeps, poll, t)
+        self.rates[t] = r.mean(axis=0)
+        HE_all = region_means(self.hemo.bold(), self.obs_index, self.R)  # (M, R)
+        self.bold_forecast[t] = HE_all
+        return HE_all
+
+    def analyse(self, t: int, HE_all: np.ndarray, loc: Localization | None
+                ) -> tuple[Diagnostics, int]:
+        """The analysis of TR ``t`` over the state (u, hemodynamic states), then the states
+        put back into the physiological box: the analysis's diagnostics and the number of
+        states clamped."""
+        cfg, M, U, P, used = self.cfg, self.M, self.U, self.P, self.used
+        E = np.concatenate([self.u.reshape(M, U * P),
+                            np.moveaxis(self.hemo.state, 0, 1).reshape(M, 4 * U)], axis=1)
+        Ea, d = analysis(E, HE_all[:, used], self.obs[t, used],
+                         np.full(used.size, cfg.obs_var), method=cfg.method, rng=self.rng,
+                         inflation=cfg.inflation, rtps_alpha=cfg.rtps, localization=loc)
+        self.u = Ea[:, :U * P].reshape(M, U, P)
+        self.hemo.set_state(np.moveaxis(Ea[:, U * P:].reshape(M, 4, U), 1, 0))
+        return d, self.hemo.clamp_physiological()
+
+    def result(self) -> AssimilationResult:
+        return AssimilationResult(list(self.params), self.theta, self.theta_prior,
+                                  self.bold_forecast, self.bold_analysis, self.rates,
+                                  self.base, self.diagnostics, dict(self.timings),
+                                  self.hemo.state, self.n_assim)
 
 
 def assimilate(members: Sequence[Member], obs: np.ndarray, obs_index: np.ndarray,
@@ -353,137 +416,20 @@ def assimilate(members: Sequence[Member], obs: np.ndarray, obs_index: np.ndarray
     (``.tr``) and the unit (``.unit``, (member, unit)).
     """
     obs = np.asarray(obs, float)
-    T, R = obs.shape
-    P = len(params)
-    M_loc = len(members)
-    U = members[0].n_units
-    theta0 = np.asarray(theta0, float)
-    if theta0.shape[1:] != (U, P):
-        raise ValueError(f"theta0: shape {theta0.shape} -- expected (M, {U}, {P})")
-    if gather is None:
-        gather = _identity
-        if theta0.shape[0] != M_loc:
-            raise ValueError(f"theta0: {theta0.shape[0]} members -- expected {M_loc}")
-    M = theta0.shape[0]
-    lo = np.array([p.low for p in params])
-    hi = np.array([p.high for p in params])
-    if np.any(theta0 <= lo) or np.any(theta0 >= hi):
-        raise ValueError("theta0: values on or outside the bounds -- expected low < theta < "
-                         "high for every parameter")
-    n_assim = T if forecast_from is None else int(forecast_from)
-    if not 0 <= n_assim <= T:
-        raise ValueError(f"forecast_from: {forecast_from!r} -- expected a TR index in [0, {T}]")
-    assimilated = np.ones(R, bool) if assimilated is None else np.asarray(assimilated, bool)
-    used = np.flatnonzero(assimilated)
-    rng = np.random.default_rng(cfg.seed)
-    local = list(range(M_loc)) if member_ids is None else [int(i) for i in member_ids]
-    if len(local) != M_loc:
-        raise ValueError(f"member_ids: {len(local)} ids -- expected {M_loc}, one per member")
-
-    rec = {k: np.empty((T, M, U, P)) for k in ("theta", "theta_prior")}
-    bold_f = np.empty((T, M, R))
-    bold_a = np.empty((T, M, R))
-    rates_all = np.empty((T, M, U))
-    hemo = Hemodynamics((M, U), cfg.hemo)
+    run = _Run(members, obs, obs_index, params, theta0, cfg, assimilated, gather, member_ids,
+               forecast_from)
     if resume is None:
-        t0 = time.perf_counter()
-        u = np.stack([p.to_unit(theta0[..., k]) for k, p in enumerate(params)], -1)  # (M,U,P)
-        for i, mem in zip(local, members, strict=True):
-            mem.set_params(params, theta0[i].T)
-        spin = _run_members(members, cfg.spinup_s * 1e3, 1)[0] if cfg.spinup_s > 0 else None
-        if spin is None:
-            spin = _run_members(members, cfg.tr_s * 1e3, 1)[0]
-        base = (gather(spin).mean(axis=0) if baseline_hz is None
-                else np.asarray(baseline_hz, float))
-        base = np.where(base > 0, base, max(float(base[base > 0].min(initial=1.0)), 1e-3))
-        t_spin = time.perf_counter() - t0
-        diags: list[dict[str, Any]] = []
-        t_fc = t_an = 0.0
-        t_first = 0
+        run.spin_up(baseline_hz)
     else:
-        t_first = resume.t
-        if not 0 <= t_first <= T or resume.u.shape != (M, U, P):
-            raise ValueError(f"resume: TR {t_first}, parameters {resume.u.shape} -- expected "
-                             f"a TR in [0, {T}] and ({M}, {U}, {P})")
-        u = np.array(resume.u, float)
-        hemo.set_state(resume.hemo_state)
-        rng.bit_generator.state = resume.rng_state
-        base = np.array(resume.base, float)
-        for name, dst, src in (("theta", rec["theta"], resume.theta),
-                               ("theta_prior", rec["theta_prior"], resume.theta_prior),
-                               ("bold_forecast", bold_f, resume.bold_forecast),
-                               ("bold_analysis", bold_a, resume.bold_analysis),
-                               ("rates", rates_all, resume.rates)):
-            if src.shape != (t_first, *dst.shape[1:]):
-                raise ValueError(f"resume.{name}: shape {src.shape} -- expected "
-                                 f"{(t_first, *dst.shape[1:])}")
-            dst[:t_first] = src
-        diags = [dict(d) for d in resume.diagnostics]
-        t_spin = float(resume.timings.get("spinup_s", 0.0))
-        t_fc = float(resume.timings.get("forecast_s", 0.0))
-        t_an = float(resume.timings.get("analysis_s", 0.0))
-
-    def snapshot(t: int) -> LoopState:
-        return LoopState(t, u.copy(), hemo.state, rng.bit_generator.state, base.copy(),
-                         rec["theta"][:t].copy(), rec["theta_prior"][:t].copy(),
-                         bold_f[:t].copy(), bold_a[:t].copy(), rates_all[:t].copy(),
-                         [dict(d) for d in diags],
-                         {"spinup_s": t_spin, "forecast_s": t_fc, "analysis_s": t_an})
-
-    unit_of_el = np.concatenate([np.repeat(np.arange(U), P), np.tile(np.arange(U), 4)])
-    loc = None
-    if cfg.localize:
-        el_region = obs_index[unit_of_el]
-        loc = Localization.by_membership(el_region, used)
-    for t in range(t_first, T + 1):
-        if boundary is not None and (resume is None or t > t_first):
-            boundary(t, lambda t=t: snapshot(t))
-        if t == T:
+        run.restore(resume)
+    loc = run.localization() if cfg.localize else None
+    for t in range(run.t_first, run.T + 1):
+        if boundary is not None and (resume is None or t > run.t_first):
+            boundary(t, lambda t=t: run.snapshot(t))
+        if t == run.T:
             break
-        if t < n_assim:
-            u = u + cfg.rw_sd * rng.standard_normal(u.shape)
-        theta = np.stack([p.from_unit(u[..., k]) for k, p in enumerate(params)], -1)
-        rec["theta_prior"][t] = theta
-        ta = time.perf_counter()
-        for i, mem in zip(local, members, strict=True):
-            mem.set_params(params, theta[i].T)
-        r_loc = _run_members(members, cfg.tr_s * 1e3, cfg.substeps)      # (S, M_loc, U)
-        r = np.stack([gather(r_loc[k]) for k in range(cfg.substeps)])
-        for k in range(cfg.substeps):
-            _step_at(hemo, drive_from_rate(r[k], base, cfg.flow_gain, cfg.hemo),
-                     cfg.tr_s / cfg.substeps, poll, t)
-        rates_all[t] = r.mean(axis=0)
-        HE_all = region_means(hemo.bold(), obs_index, R)                  # (M, R)
-        bold_f[t] = HE_all
-        tb = time.perf_counter()
-        t_fc += tb - ta
-        if t >= n_assim:                     # held out in time: no analysis, frozen theta
-            rec["theta"][t] = theta
-            bold_a[t] = HE_all
-            continue
-        E = np.concatenate([u.reshape(M, U * P),
-                            np.moveaxis(hemo.state, 0, 1).reshape(M, 4 * U)], axis=1)
-        Ea, d = analysis(E, HE_all[:, used], obs[t, used], np.full(used.size, cfg.obs_var),
-                         method=cfg.method, rng=rng, inflation=cfg.inflation,
-                         rtps_alpha=cfg.rtps, localization=loc)
-        u = Ea[:, :U * P].reshape(M, U, P)
-        hemo.set_state(np.moveaxis(Ea[:, U * P:].reshape(M, 4, U), 1, 0))
-        clamped = hemo.clamp_physiological()
-        tc = time.perf_counter()
-        t_an += tc - tb
-        theta = np.stack([p.from_unit(u[..., k]) for k, p in enumerate(params)], -1)
-        rec["theta"][t] = theta
-        bold_a[t] = region_means(hemo.bold(), obs_index, R)
-        diags.append({"tr": t, "innovation_mean": d.innovation_mean,
-                      "innovation_var": d.innovation_var, "expected_var": d.expected_var,
-                      "normalized_innovation": d.normalized_innovation,
-                      "prior_spread_obs": d.prior_spread_obs,
-                      "param_spread_logit": float(u.std(axis=0, ddof=1).mean()),
-                      "hemo_clamped": clamped})
-    return AssimilationResult(list(params), rec["theta"], rec["theta_prior"], bold_f, bold_a,
-                              rates_all, base, diags,
-                              {"spinup_s": t_spin, "forecast_s": t_fc, "analysis_s": t_an},
-                              hemo.state, n_assim)
+        run.tr(t, loc, poll)
+    return run.result()
 
 
 def free_run(members: Sequence[Member], params: Sequence[ParamSpec], theta: np.ndarray,

@@ -22,14 +22,25 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from dtb.assimilation.confounds import read_confounds, regress_confounds
+from dtb.assimilation.loop import free_run
+from dtb.assimilation.members import EngineMember, member_gather, split_members
+from dtb.assimilation.observations import match_labels, preprocess, read_bold, resolve_regions
 from dtb.assimilation.options import Options
+from dtb.assimilation.parameters import ParamSpec
+from dtb.brain.build import BuildOptions, build
+from dtb.brain.spec import BrainSpec
+from dtb.data import demo_inputs
+from dtb.engine.context import threads_per_rank
+from dtb.engine.simulation import Engine
 from dtb.errors import DtbError, InputError, UsageError
+from dtb.io.fileio import sha256_file
 from dtb.log import ONCE
 
 log = logging.getLogger(__name__)
@@ -63,10 +74,6 @@ class Problem:
 
 
 def _preprocess(bold: Any, steps: list[tuple[str, Any]]) -> Any:
-    from dataclasses import replace
-
-    from dtb.assimilation.observations import preprocess
-
     kw: dict[str, Any] = {}
     scale = None
     for name, v in steps:
@@ -98,8 +105,6 @@ def _preprocess(bold: Any, steps: list[tuple[str, Any]]) -> Any:
 
 
 def _param_specs(o: Options, spec: Any, where: str) -> tuple[list[Any], np.ndarray]:
-    from dtb.assimilation.loop import ParamSpec
-
     fam = {f.name: f for f in spec.families}
     if o.population not in fam:
         raise UsageError(f"--population: {o.population!r} -- expected a family of {where} "
@@ -135,56 +140,53 @@ def _draw(params: Sequence[Any], center: np.ndarray, sd: float, shape: tuple[int
     return np.stack([p.from_unit(u[..., k]) for k, p in enumerate(params)], -1)
 
 
-def load_problem(o: Options) -> Problem:
-    """Read the brain and the observations (or make the demo's brain) and check that they
-    fit together; raises UsageError / InputError.  Cheap: nothing is simulated."""
-    from dtb.assimilation.observations import match_labels, read_bold, resolve_regions
-    from dtb.io.rundir import sha256_file
-
+def _load_brain(o: Options) -> tuple[BrainSpec, str, dict[str, Any]]:
+    """The brain (``--brain``, or the default subject built for ``--demo``), how messages
+    name it, and the run's record of its source."""
     if o.demo:
-        from dtb.brain.build import BuildOptions, build
-        from dtb.data import demo_inputs
-
         spec = build(**demo_inputs(), options=BuildOptions(neurons=o.neurons))
         where = "the default subject"
         source: dict[str, Any] = {"kind": "demo", "neurons": spec.n_neurons,
                                   "units": spec.n_units, "trs": o.trs}
     else:
-        from dtb.brain.spec import BrainSpec
-
         spec = BrainSpec.load(o.brain)
         where = str(o.brain)
         source = {"kind": "brain", "brain": str(Path(o.brain).resolve()),
                   "brain_sha256": sha256_file(o.brain), "units": spec.n_units}
-    params, center = _param_specs(o, spec, where)
-    unit_labels = np.asarray(spec.unit_labels)
-    if o.demo:
-        labels = np.unique(unit_labels)
-        obs = np.zeros((o.trs, labels.size))          # filled by the truth run
-        obs_index = np.searchsorted(labels, unit_labels)
-    else:
-        bold = read_bold(o.bold, o.tr_s, labels=o.labels, dataset=o.dataset, atlas=o.atlas)
-        header = "names" if bold.labels is None else "labels"
-        bold = resolve_regions(bold, spec.region_labels, spec.region_names, o.allow_extra)
-        if o.confounds is not None:
-            from dtb.assimilation.confounds import read_confounds, regress_confounds
+    return spec, where, source
 
-            X, used_cols = read_confounds(o.confounds, o.confound_columns, bold.n_samples)
-            bold = regress_confounds(bold, X)
-            source.update({"confounds": str(Path(o.confounds).resolve()),
-                           "confounds_sha256": sha256_file(o.confounds),
-                           "confound_columns": used_cols})
-        bold = _preprocess(bold, o.preprocess)
-        obs_index, used = match_labels(bold, unit_labels, o.allow_unobserved, o.allow_extra)
-        labels = bold.labels
-        obs = bold.data
-        source.update({"bold": str(Path(o.bold).resolve()), "bold_sha256": sha256_file(o.bold),
-                       "tr_s": bold.tr_s, "tr_source": bold.tr_source,
-                       "time_points": bold.n_samples, "regions": int(labels.size),
-                       "matched_by": header,
-                       "no_coverage": [str(v) for v in bold.no_coverage]})
-        o.extra["tr_s"] = bold.tr_s
-    T, R = obs.shape
+
+def _load_observations(o: Options, spec: BrainSpec, unit_labels: np.ndarray,
+                       source: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The observed BOLD (T, R) after confound regression and ``--preprocess``, its region
+    labels (R,) and each unit's observed column (U,), -1 none; ``source`` gets the files'
+    record and ``o.extra["tr_s"]`` the TR."""
+    bold = read_bold(o.bold, o.tr_s, labels=o.labels, dataset=o.dataset, atlas=o.atlas)
+    header = "names" if bold.labels is None else "labels"
+    bold = resolve_regions(bold, spec.region_labels, spec.region_names, o.allow_extra)
+    if o.confounds is not None:
+        X, used_cols = read_confounds(o.confounds, o.confound_columns, bold.n_samples)
+        bold = regress_confounds(bold, X)
+        source.update({"confounds": str(Path(o.confounds).resolve()),
+                       "confounds_sha256": sha256_file(o.confounds),
+                       "confound_columns": used_cols})
+    bold = _preprocess(bold, o.preprocess)
+    obs_index, used = match_labels(bold, unit_labels, o.allow_unobserved, o.allow_extra)
+    labels = bold.labels
+    source.update({"bold": str(Path(o.bold).resolve()), "bold_sha256": sha256_file(o.bold),
+                   "tr_s": bold.tr_s, "tr_source": bold.tr_source,
+                   "time_points": bold.n_samples, "regions": int(labels.size),
+                   "matched_by": header,
+                   "no_coverage": [str(v) for v in bold.no_coverage]})
+    o.extra["tr_s"] = bold.tr_s
+    return bold.data, labels, obs_index
+
+
+def _assimilated_regions(o: Options, spec: BrainSpec, labels: np.ndarray,
+                         obs_index: np.ndarray, R: int) -> np.ndarray:
+    """(R,) bool: the observed regions that some unit observes, less ``--holdout-regions``
+    (labels or names); UsageError for a region that is not one of them, or when none is
+    left."""
     assimilated = np.zeros(R, bool)
     assimilated[np.unique(obs_index[obs_index >= 0])] = True
     label_of = {str(n): int(v) for v, n in zip(spec.region_labels, spec.region_names,
@@ -201,6 +203,11 @@ def load_problem(o: Options) -> Problem:
     if not assimilated.any():
         raise UsageError("--holdout-regions: every observed region held out -- expected at "
                          "least one region to assimilate")
+    return assimilated
+
+
+def _n_assimilated(o: Options, T: int) -> int:
+    """The TRs assimilated (the first ones) of T, ``--holdout-fraction`` held out after."""
     n_hold = int(round(o.holdout_fraction * T))
     n_assim = T - n_hold
     if n_assim < 8:
@@ -209,6 +216,24 @@ def load_problem(o: Options) -> Problem:
     if o.holdout_fraction > 0 and n_hold < 2:
         raise UsageError(f"--holdout-fraction: {o.holdout_fraction!r} holds out {n_hold} of "
                          f"{T} TRs -- expected at least 2 (or 0 for none)")
+    return n_assim
+
+
+def load_problem(o: Options) -> Problem:
+    """Read the brain and the observations (or make the demo's brain) and check that they
+    fit together; raises UsageError / InputError.  Cheap: nothing is simulated."""
+    spec, where, source = _load_brain(o)
+    params, center = _param_specs(o, spec, where)
+    unit_labels = np.asarray(spec.unit_labels)
+    if o.demo:
+        labels = np.unique(unit_labels)
+        obs = np.zeros((o.trs, labels.size))          # filled by the truth run
+        obs_index = np.searchsorted(labels, unit_labels)
+    else:
+        obs, labels, obs_index = _load_observations(o, spec, unit_labels, source)
+    T, R = obs.shape
+    assimilated = _assimilated_regions(o, spec, labels, obs_index, R)
+    n_assim = _n_assimilated(o, T)
     obs_sd = o.obs_sd if o.obs_sd is not None else (0.004 if o.demo else 0.002)
     rng = np.random.default_rng([o.seed, 1])
     theta0 = _draw(params, center, o.prior_sd, (o.members,), rng)
@@ -250,8 +275,6 @@ class Layout:
 
 def make_layout(comm: Any, members: int, ranks_per_member: int) -> Layout:
     """Split ``comm`` (None: one process) into member communicators; raises UsageError."""
-    from dtb.assimilation.loop import split_members
-
     size = 1 if comm is None else comm.Get_size()
     if size % ranks_per_member:
         raise UsageError(f"--ranks-per-member: {ranks_per_member} -- expected a divisor of "
@@ -266,14 +289,11 @@ def make_layout(comm: Any, members: int, ranks_per_member: int) -> Layout:
     k = members // groups
     # ranks on one node share its cores (oversubscribed numba threads spin-wait); a
     # collective, so here, where every rank takes part
-    from dtb.engine.context import threads_per_rank
     return Layout(comm, mcomm, groups, group, ranks_per_member,
                   list(range(group * k, (group + 1) * k)), threads_per_rank(comm))
 
 
 def make_engine(net: Any, o: Options, seed: int, lay: Layout) -> Any:
-    from dtb.engine.simulation import Engine
-
     comm = lay.member_comm if lay.ranks_per_member > 1 else None
     eng = Engine(net, dt=o.dt_ms, seed=seed, threads=lay.threads, comm=comm)
     eng.keep_spikes = False
@@ -284,8 +304,6 @@ def gather_rows(lay: Layout, x: np.ndarray) -> np.ndarray:
     """Rows (M_loc, ...) of this rank's members -> (M, ...) on every rank."""
     if lay.comm is None:
         return x
-    from dtb.assimilation.loop import member_gather
-
     flat = member_gather(lay.comm, lay.member_comm)(x.reshape(x.shape[0], -1))
     return flat.reshape(-1, *x.shape[1:])
 
@@ -312,8 +330,6 @@ def twin_truth(prob: Problem, o: Options, lay: Layout, progress: Any = None) -> 
     ``DEMO_NOISE_SD`` is the observation.  Run by the first member communicator, sent to
     every rank.  ``progress`` (a dtb.cli.progress.Progress, or None) is updated after every TR
     of the truth."""
-    from dtb.assimilation.loop import EngineMember, free_run
-
     T, R = prob.obs.shape
     payload = None
     if lay.group == 0:

@@ -149,7 +149,7 @@ def test_per_unit_parameters_expand_to_neurons():
     pop = dtb.Population("E", 7, model="lif_cond", units=units,
                          params={"g_AMPA": PerUnit((0.1, 0.2, 0.3))})
     eng = dtb.Engine(dtb.Network((pop,)), dt=DT)
-    from dtb.model.neurons import L_G0
+    from dtb.kernels.rows import L_G0
     np.testing.assert_array_equal(eng.P[L_G0], [0.1] * 3 + [0.3] * 4)
 
 

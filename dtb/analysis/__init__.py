@@ -61,7 +61,7 @@ class Run:
             self.manifest: dict[str, Any] = json.loads((self.path / "manifest.json").read_text())
         except (OSError, ValueError) as e:
             why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-            raise InputError(self.path / "manifest.json", None, why, "the manifest of a run "
+            raise InputError(str(self.path / "manifest.json"), None, why, "the manifest of a run "
                              "directory written by dtb simulate or dtb demo") from e
         if not isinstance(self.manifest, dict):
             problem: str | None = "not a JSON object"

@@ -16,6 +16,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from dtb.errors import ConfigError
 from dtb.io.sonata import read_sorting
 
 DEFAULT_CHUNK = 1 << 22  # spikes read at a time (64 MiB of times and ids)
@@ -103,15 +104,15 @@ class SpikeReader:
         z = _search(ids, node_id + 1)
         return ts[a:z]
 
-    def trains(self, population: str, node_ids: Sequence[int]) -> list[np.ndarray]:
+    def trains(self, population: str, node_ids: Sequence[int] | np.ndarray) -> list[np.ndarray]:
         """Spike times (ms) of each of ``node_ids``."""
         return [self.train(population, int(n)) for n in node_ids]
 
     def _need_by_id(self, population: str) -> None:
         if self.sorting(population) != "by_id":
-            raise ValueError(f"{self.path}: /spikes/{population} is sorted "
-                             f"{self.sorting(population)!r} -- expected 'by_id' (as dtb "
-                             "writes it) for per-neuron access")
+            raise ConfigError([f"{self.path}: /spikes/{population} is sorted "
+                               f"{self.sorting(population)!r} -- expected 'by_id' (as dtb "
+                               "writes it) for per-neuron access"])
 
 
 def _group(t: np.ndarray, i: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -201,15 +202,16 @@ def count_correlation(reader: SpikeReader, population: str, bin_ms: float, t_sta
     if node_ids is None:
         size = size or reader.sizes.get(population)
         if not size:
-            raise ValueError(f"{population}: population size unknown -- pass size= or "
-                             "node_ids=")
-        node_ids = np.arange(size)
-    node_ids = np.asarray(node_ids)
-    if len(node_ids) < 2:
-        raise ValueError(f"{population}: {len(node_ids)} neurons -- expected 2 or more")
-    a = rng.integers(0, len(node_ids), n_pairs)
-    b = (a + rng.integers(1, len(node_ids), n_pairs)) % len(node_ids)
-    pairs = np.stack([node_ids[a], node_ids[b]], 1)
+            raise ConfigError([f"{population}: population size unknown -- pass size= or "
+                               "node_ids="])
+        ids = np.arange(size)
+    else:
+        ids = np.asarray(node_ids)
+    if len(ids) < 2:
+        raise ConfigError([f"{population}: {len(ids)} neurons -- expected 2 or more"])
+    a = rng.integers(0, len(ids), n_pairs)
+    b = (a + rng.integers(1, len(ids), n_pairs)) % len(ids)
+    pairs = np.stack([ids[a], ids[b]], 1)
     need = np.unique(pairs)
     counts = binned_counts(reader.trains(population, need), t_start, t_stop, bin_ms)
     row = {int(n): k for k, n in enumerate(need)}
@@ -233,7 +235,7 @@ def population_rate(reader: SpikeReader, population: str, bin_ms: float, t_stop:
     starts ms (n_bins,), Hz per neuron (n_bins,)), streaming through the file."""
     size = size or reader.sizes.get(population)
     if not size:
-        raise ValueError(f"{population}: population size unknown -- pass size=")
+        raise ConfigError([f"{population}: population size unknown -- pass size="])
     n_bins = int(np.ceil((t_stop - t_start) / bin_ms - 1e-9))
     counts = np.zeros(n_bins, np.int64)
     for t, _ in reader.chunks(population, chunk):

@@ -38,6 +38,7 @@ from dtb.brain.recipe import scale_long_range
 from dtb.brain.spec import BrainSpec, Family, Rule
 from dtb.errors import ConfigError, InputError
 from dtb.model.neurons import LIF_COND, check_params
+from dtb.models.microcircuit import N_FULL, POPULATIONS, full_scale_synapses
 
 LAYERS = ("L23", "L4", "L5", "L6")
 LAYER_SHARE = (0.338, 0.349, 0.076, 0.221)
@@ -444,8 +445,6 @@ def _rules(opt, fam_sizes, weights, unit_region, cortical_unit, regions, scale_k
         return rules
     # Layered columns: local inputs of a cortical family split over the column's families
     # in proportion to the Potjans-Diesmann in-degrees; subcortical E/I pairs as above.
-    from dtb.models.microcircuit import N_FULL, POPULATIONS, full_scale_synapses
-
     indeg = full_scale_synapses() / np.array(N_FULL, float)[:, None]
     names = list(POPULATIONS)
     cort = cortical_unit

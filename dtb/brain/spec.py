@@ -29,14 +29,35 @@ Units: mm, mm³, ms.
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 
+from dtb.brain.brainfile import BrainFileReader
+from dtb.brain.reading import _short, _Text
 from dtb.errors import InputError, OutputError
+from dtb.io.fileio import write_h5_atomic
+from dtb.model.config import _parse_inputs, parse_dist
+from dtb.model.network import (
+    DCInput,
+    Dist,
+    LongRange,
+    Network,
+    OUInput,
+    PerUnit,
+    PoissonInput,
+    Population,
+    Projection,
+    UnitLocal,
+)
+from dtb.model.neurons import MODELS
+from dtb.model.problems import Problems
+from dtb.version import __version__
 
 FORMAT = "dtb-brain"
 FORMAT_VERSION = 1
@@ -119,16 +140,6 @@ class BrainSpec:
     def to_network(self, name: str = "brain"):
         """The dtb Network: one population per family (units = the spec's units, groups =
         their regions) and one projection per rule."""
-        from dtb.model.network import (
-            Dist,
-            LongRange,
-            Network,
-            PerUnit,
-            Population,
-            Projection,
-            UnitLocal,
-        )
-
         groups = tuple(int(r) for r in self.unit_region)
         pops = []
         for f in self.families:
@@ -155,8 +166,6 @@ class BrainSpec:
         (dtb.io.fileio.write_h5_atomic: a full disk is an OutputError naming ``path``, never
         a crash in HDF5).  The file gets the default mode (0666 less the umask), as every
         other output."""
-        from dtb.io.fileio import write_h5_atomic
-
         path = Path(path)
         parent = path.parent if str(path.parent) else Path(".")
         if not parent.is_dir():
@@ -164,10 +173,6 @@ class BrainSpec:
         write_h5_atomic(path, self._write, "brain file")
 
     def _write(self, h) -> None:
-        import h5py
-
-        from dtb.version import __version__
-
         str_t = h5py.string_dtype()
         h.attrs["format"] = FORMAT
         h.attrs["format_version"] = FORMAT_VERSION
@@ -218,8 +223,6 @@ class BrainSpec:
         naming the file and the field (dataset or attribute) that is wrong, whatever is
         wrong with it: missing, truncated, not JSON, of the wrong type, shape or range,
         or an unknown name (a projection kind, a family type or model, a receptor)."""
-        import h5py
-
         path = Path(path)
         try:
             h = h5py.File(path, "r")
@@ -229,7 +232,7 @@ class BrainSpec:
             raise InputError(str(path), None, "unreadable",
                              f"an HDF5 brain file written by dtb build ({e})") from e
         with h:
-            r = _Reader(h, str(path))
+            r = BrainFileReader(h, str(path))
             fmt = r.attr(h, "format", str)
             if fmt != FORMAT:
                 raise InputError(str(path), "format", _short(fmt), f"'{FORMAT}'")
@@ -242,7 +245,7 @@ class BrainSpec:
         return spec
 
     @classmethod
-    def _read(cls, r: _Reader) -> BrainSpec:
+    def _read(cls, r: BrainFileReader) -> BrainSpec:
         h = r.h
         fams = []
         for name, fg in r.group(h, "families").items():
@@ -287,149 +290,153 @@ class BrainSpec:
 
     def check(self, where: str = "brain") -> None:
         """Shapes, values and names consistent; raises InputError naming the field."""
-        from dtb.model.config import parse_dist
-        from dtb.model.neurons import MODELS
-        from dtb.model.problems import Problems as _Problems
-
-        if self.level not in ("region", "voxel"):
-            raise InputError(where, "level", _short(self.level), "region or voxel")
-        n_r, n_u = len(self.region_labels), self.n_units
-        for name, a, shape in (("regions/label", self.region_labels, (n_r,)),
-                               ("regions/centre_mm", self.region_centres_mm, (n_r, 3)),
-                               ("regions/volume_mm3", self.region_volumes_mm3, (n_r,)),
-                               ("regions/cortical", self.region_cortical, (n_r,)),
-                               ("units/region", self.unit_region, (n_u,)),
-                               ("connectome/weights", self.weights, (n_r, n_r)),
-                               ("connectome/lengths_mm", self.lengths_mm, (n_r, n_r)),
-                               ("connectome/conduction_ms", self.conduction_ms, (n_r, n_r)),
-                               ("units/coords_mm", self.unit_coords_mm, (n_u, 3)),
-                               ("units/volume_mm3", self.unit_volumes_mm3, (n_u,))):
-            if np.shape(a) != shape:
-                raise InputError(where, name, f"shape {np.shape(a)}", f"shape {shape}")
-        if len(self.region_names) != n_r:
-            raise InputError(where, "regions/name", f"{len(self.region_names)} names",
-                             f"{n_r}, one per region")
-        if n_r == 0 or n_u == 0:
-            raise InputError(where, "regions" if n_r == 0 else "units", "none",
-                             "at least one region and one unit")
-        for name, a in (("regions/volume_mm3", self.region_volumes_mm3),
-                        ("units/volume_mm3", self.unit_volumes_mm3),
-                        ("connectome/weights", self.weights),
-                        ("connectome/lengths_mm", self.lengths_mm),
-                        ("connectome/conduction_ms", self.conduction_ms)):
-            _finite_nonneg(where, name, a)
-        for name, a in (("regions/centre_mm", self.region_centres_mm),
-                        ("units/coords_mm", self.unit_coords_mm)):
-            if not np.all(np.isfinite(a)):
-                raise InputError(where, name, _first_bad(a, ~np.isfinite(a)), "finite numbers")
-        if self.unit_region.min() < 0 or self.unit_region.max() >= n_r:
-            bad = self.unit_region[(self.unit_region < 0) | (self.unit_region >= n_r)]
-            raise InputError(where, "units/region", int(bad[0]),
-                             f"region indices in [0, {n_r})")
-        if np.any(np.diff(self.unit_region) < 0):
-            raise InputError(where, "units/region", "decreasing indices",
-                             "units grouped by region, in region order")
+        _check_arrays(self, where)
         seen: set[str] = set()
         for f in self.families:
-            fw = f"families/{f.name}"
-            if not _NAME_RE.match(f.name) or f.name in seen:
-                raise InputError(where, fw, _short(f.name),
-                                 "a distinct name of letters, digits and _")
-            seen.add(f.name)
-            if f.type not in ("E", "I"):
-                raise InputError(where, f"{fw}.attrs['type']", _short(f.type), "E or I")
-            if f.model not in MODELS:
-                raise InputError(where, f"{fw}.attrs['model']", _short(f.model),
-                                 f"one of {', '.join(MODELS)}")
-            model = MODELS[f.model]
-            if f.sizes.shape != (n_u,):
-                raise InputError(where, f"{fw}/sizes", f"shape {f.sizes.shape}", f"({n_u},)")
-            if np.any(f.sizes < 0):
-                raise InputError(where, f"{fw}/sizes", int(f.sizes.min()), "sizes >= 0")
-            for k, v in f.hyper.items():
-                if k not in model.defaults:
-                    raise InputError(where, f"{fw}/hyper/{k}", "unknown parameter",
-                                     f"a parameter of {f.model}: {', '.join(model.defaults)}")
-                if np.shape(v) != (n_u,):
-                    raise InputError(where, f"{fw}/hyper/{k}",
-                                     f"shape {np.shape(v)}", f"({n_u},)")
-                if not np.all(np.isfinite(v)):
-                    raise InputError(where, f"{fw}/hyper/{k}", _first_bad(v, ~np.isfinite(v)),
-                                     "finite numbers")
-            pr = _Problems()
-            for k, v in f.params.items():
-                if k not in model.defaults:
-                    pr.add(f"params.{k}", v, f"a parameter of {f.model}")
-                else:
-                    parse_dist(v, f"params.{k}", pr)
-            from dtb.model.config import _parse_inputs
-
-            _parse_inputs(f.inputs, "inputs", model, pr)
-            if pr.items:
-                raise InputError(where, f"{fw}.attrs[{pr.items[0].split(':', 1)[0]}]",
-                                 _Text(pr.items[0].split(": ", 1)[1].split(" -- ")[0]),
-                                 pr.items[0].split(" -- expected ", 1)[-1])
+            _check_family(f, where, self.n_units, seen)
         if not any(int(f.sizes.sum()) for f in self.families):
             raise InputError(where, "families", "no neurons", "at least one family with neurons")
         fams = {f.name: f for f in self.families}
         for i, r in enumerate(self.rules):
-            rw = f"projections/{i:04d}"
-            if r.source not in fams or r.target not in fams:
-                raise InputError(where, rw, _short(f"{r.source}->{r.target}"),
-                                 f"families among {sorted(fams)}")
-            if r.kind not in ("unit_local", "long_range"):
-                raise InputError(where, f"{rw}.attrs['kind']", _short(r.kind),
-                                 "unit_local or long_range")
-            model = MODELS[fams[r.target].model]
-            if r.receptor not in model.receptors:
-                raise InputError(where, f"{rw}.attrs['receptor']", _short(r.receptor),
-                                 f"a receptor of {model.name}: {', '.join(model.receptors)}")
-            if r.k.shape != (n_u,):
-                raise InputError(where, f"{rw}/k", f"shape {r.k.shape}", f"({n_u},)")
-            if np.any(r.k < 0):
-                raise InputError(where, f"{rw}/k", int(r.k.min()), "in-degrees >= 0")
-            for key, v in (("weight", r.weight), ("delay", r.delay)):
-                pr = _Problems()
-                ok = isinstance(v, (int, float)) and not isinstance(v, bool) or (
-                    isinstance(v, dict) and v.get("dist") in ("uniform", "normal"))
-                if not ok or parse_dist(v, key, pr) is None or pr.items:
-                    raise InputError(where, f"{rw}.attrs['{key}']", _short(v),
-                                     "a finite number or a uniform/normal distribution")
-        if self.pet is not None:
-            if np.shape(self.pet) != (n_r,):
-                raise InputError(where, "pet/value", f"shape {np.shape(self.pet)}", f"({n_r},)")
-            _finite_nonneg(where, "pet/value", self.pet)
-            if self.pet_mode not in ("indegree", "conductance"):
-                raise InputError(where, "pet.attrs['mode']", _short(self.pet_mode),
-                                 "indegree or conductance")
-        # a tract without length is no tract: a connection needs a conduction time
-        bad = (self.weights > 0) & (self.conduction_ms <= 0)
-        np.fill_diagonal(bad, False)
-        if bad.any():
-            i, j = np.argwhere(bad)[0]
-            raise InputError(where, f"connectome/conduction_ms[{i}][{j}]",
-                             float(self.conduction_ms[i, j]),
-                             f"a conduction delay > 0 ms where the weight is > 0 "
-                             f"({float(self.weights[i, j]):g}; {int(bad.sum())} such entries)")
+            _check_rule(r, f"projections/{i:04d}", where, fams, self.n_units)
+        _check_pet_and_delays(self, where)
 
 
-_NAME_RE = __import__("re").compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-_MAX_REPR = 80
+# --- checks (BrainSpec.check), in the order a file's problems are reported -----------------
+
+_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
-class _Text(str):
-    """A value shown as it is (no quotes) in an InputError."""
+def _check_arrays(spec: BrainSpec, where: str) -> None:
+    """The level, the region, unit and connectome arrays: shapes, finite values >= 0, unit
+    regions in range and grouped by region."""
+    if spec.level not in ("region", "voxel"):
+        raise InputError(where, "level", _short(spec.level), "region or voxel")
+    n_r, n_u = len(spec.region_labels), spec.n_units
+    for name, a, shape in (("regions/label", spec.region_labels, (n_r,)),
+                           ("regions/centre_mm", spec.region_centres_mm, (n_r, 3)),
+                           ("regions/volume_mm3", spec.region_volumes_mm3, (n_r,)),
+                           ("regions/cortical", spec.region_cortical, (n_r,)),
+                           ("units/region", spec.unit_region, (n_u,)),
+                           ("connectome/weights", spec.weights, (n_r, n_r)),
+                           ("connectome/lengths_mm", spec.lengths_mm, (n_r, n_r)),
+                           ("connectome/conduction_ms", spec.conduction_ms, (n_r, n_r)),
+                           ("units/coords_mm", spec.unit_coords_mm, (n_u, 3)),
+                           ("units/volume_mm3", spec.unit_volumes_mm3, (n_u,))):
+        if np.shape(a) != shape:
+            raise InputError(where, name, f"shape {np.shape(a)}", f"shape {shape}")
+    if len(spec.region_names) != n_r:
+        raise InputError(where, "regions/name", f"{len(spec.region_names)} names",
+                         f"{n_r}, one per region")
+    if n_r == 0 or n_u == 0:
+        raise InputError(where, "regions" if n_r == 0 else "units", "none",
+                         "at least one region and one unit")
+    for name, a in (("regions/volume_mm3", spec.region_volumes_mm3),
+                    ("units/volume_mm3", spec.unit_volumes_mm3),
+                    ("connectome/weights", spec.weights),
+                    ("connectome/lengths_mm", spec.lengths_mm),
+                    ("connectome/conduction_ms", spec.conduction_ms)):
+        _finite_nonneg(where, name, a)
+    for name, a in (("regions/centre_mm", spec.region_centres_mm),
+                    ("units/coords_mm", spec.unit_coords_mm)):
+        if not np.all(np.isfinite(a)):
+            raise InputError(where, name, _first_bad(a, ~np.isfinite(a)), "finite numbers")
+    if spec.unit_region.min() < 0 or spec.unit_region.max() >= n_r:
+        bad = spec.unit_region[(spec.unit_region < 0) | (spec.unit_region >= n_r)]
+        raise InputError(where, "units/region", int(bad[0]),
+                         f"region indices in [0, {n_r})")
+    if np.any(np.diff(spec.unit_region) < 0):
+        raise InputError(where, "units/region", "decreasing indices",
+                         "units grouped by region, in region order")
 
-    def __repr__(self) -> str:
-        return str(self)
+
+def _check_family(f: Family, where: str, n_u: int, seen: set[str]) -> None:
+    """One family: a distinct name (added to ``seen``), its type and model, sizes (n_u,)
+    >= 0, per-unit hyperparameters and its params and inputs as the model takes them."""
+    fw = f"families/{f.name}"
+    if not _NAME_RE.match(f.name) or f.name in seen:
+        raise InputError(where, fw, _short(f.name),
+                         "a distinct name of letters, digits and _")
+    seen.add(f.name)
+    if f.type not in ("E", "I"):
+        raise InputError(where, f"{fw}.attrs['type']", _short(f.type), "E or I")
+    if f.model not in MODELS:
+        raise InputError(where, f"{fw}.attrs['model']", _short(f.model),
+                         f"one of {', '.join(MODELS)}")
+    model = MODELS[f.model]
+    if f.sizes.shape != (n_u,):
+        raise InputError(where, f"{fw}/sizes", f"shape {f.sizes.shape}", f"({n_u},)")
+    if np.any(f.sizes < 0):
+        raise InputError(where, f"{fw}/sizes", int(f.sizes.min()), "sizes >= 0")
+    for k, v in f.hyper.items():
+        if k not in model.defaults:
+            raise InputError(where, f"{fw}/hyper/{k}", "unknown parameter",
+                             f"a parameter of {f.model}: {', '.join(model.defaults)}")
+        if np.shape(v) != (n_u,):
+            raise InputError(where, f"{fw}/hyper/{k}",
+                             f"shape {np.shape(v)}", f"({n_u},)")
+        if not np.all(np.isfinite(v)):
+            raise InputError(where, f"{fw}/hyper/{k}", _first_bad(v, ~np.isfinite(v)),
+                             "finite numbers")
+    pr = Problems()
+    for k, v in f.params.items():
+        if k not in model.defaults:
+            pr.add(f"params.{k}", v, f"a parameter of {f.model}")
+        else:
+            parse_dist(v, f"params.{k}", pr)
+    _parse_inputs(f.inputs, "inputs", model, pr)
+    if pr.items:
+        raise InputError(where, f"{fw}.attrs[{pr.items[0].split(':', 1)[0]}]",
+                         _Text(pr.items[0].split(": ", 1)[1].split(" -- ")[0]),
+                         pr.items[0].split(" -- expected ", 1)[-1])
 
 
-def _short(v: Any) -> Any:
-    """``v`` for a message: a long or odd value cut to _MAX_REPR characters."""
-    text = repr(v)
-    if len(text) <= _MAX_REPR:
-        return v
-    return _Text(text[:_MAX_REPR] + f"... ({len(text)} characters)")
+def _check_rule(r: Rule, rw: str, where: str, fams: dict[str, Family], n_u: int) -> None:
+    """One projection rule (``rw`` its group in the file): known families, kind and
+    receptor, in-degrees (n_u,) >= 0, weight and delay a number or a distribution."""
+    if r.source not in fams or r.target not in fams:
+        raise InputError(where, rw, _short(f"{r.source}->{r.target}"),
+                         f"families among {sorted(fams)}")
+    if r.kind not in ("unit_local", "long_range"):
+        raise InputError(where, f"{rw}.attrs['kind']", _short(r.kind),
+                         "unit_local or long_range")
+    model = MODELS[fams[r.target].model]
+    if r.receptor not in model.receptors:
+        raise InputError(where, f"{rw}.attrs['receptor']", _short(r.receptor),
+                         f"a receptor of {model.name}: {', '.join(model.receptors)}")
+    if r.k.shape != (n_u,):
+        raise InputError(where, f"{rw}/k", f"shape {r.k.shape}", f"({n_u},)")
+    if np.any(r.k < 0):
+        raise InputError(where, f"{rw}/k", int(r.k.min()), "in-degrees >= 0")
+    for key, v in (("weight", r.weight), ("delay", r.delay)):
+        pr = Problems()
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) or (
+            isinstance(v, dict) and v.get("dist") in ("uniform", "normal"))
+        if not ok or parse_dist(v, key, pr) is None or pr.items:
+            raise InputError(where, f"{rw}.attrs['{key}']", _short(v),
+                             "a finite number or a uniform/normal distribution")
+
+
+def _check_pet_and_delays(spec: BrainSpec, where: str) -> None:
+    """PET values (R,) finite >= 0 with a known mode; a conduction delay > 0 ms wherever
+    a weight is > 0 (a tract without length is no tract)."""
+    n_r = len(spec.region_labels)
+    if spec.pet is not None:
+        if np.shape(spec.pet) != (n_r,):
+            raise InputError(where, "pet/value", f"shape {np.shape(spec.pet)}", f"({n_r},)")
+        _finite_nonneg(where, "pet/value", spec.pet)
+        if spec.pet_mode not in ("indegree", "conductance"):
+            raise InputError(where, "pet.attrs['mode']", _short(spec.pet_mode),
+                             "indegree or conductance")
+    # a tract without length is no tract: a connection needs a conduction time
+    bad = (spec.weights > 0) & (spec.conduction_ms <= 0)
+    np.fill_diagonal(bad, False)
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise InputError(where, f"connectome/conduction_ms[{i}][{j}]",
+                         float(spec.conduction_ms[i, j]),
+                         f"a conduction delay > 0 ms where the weight is > 0 "
+                         f"({float(spec.weights[i, j]):g}; {int(bad.sum())} such entries)")
 
 
 def _first_bad(a: Any, mask: np.ndarray) -> Any:
@@ -443,94 +450,7 @@ def _finite_nonneg(where: str, name: str, a: np.ndarray) -> None:
         raise InputError(where, name, _first_bad(a, bad), "finite values >= 0")
 
 
-class _Reader:
-    """Reads a brain file's datasets and attributes, turning every way one can be wrong
-    (missing, unreadable, not JSON, of the wrong type) into an InputError naming it."""
-
-    def __init__(self, h: Any, path: str):
-        self.h, self.path = h, path
-
-    def _fail(self, field: str, value: Any, expected: str, e: BaseException | None = None):
-        err = InputError(self.path, field, value, expected)
-        return err.with_traceback(None) if e is None else err
-
-    def group(self, g: Any, name: str, where: str = "") -> Any:
-        import h5py
-
-        field = f"{where}/{name}" if where else name
-        try:
-            sub = g[name]
-        except (KeyError, OSError, RuntimeError) as e:
-            raise InputError(self.path, field, "missing",
-                             "a complete brain file (is it truncated?)") from e
-        if not isinstance(sub, h5py.Group):
-            raise InputError(self.path, field, "not a group", "a group of the brain file")
-        return sub
-
-    def array(self, name: str, dtype: Any = None) -> np.ndarray:
-        import h5py
-
-        try:
-            d = self.h[name]
-        except (KeyError, OSError, RuntimeError) as e:
-            raise InputError(self.path, name, "missing",
-                             "a complete brain file (is it truncated?)") from e
-        if not isinstance(d, h5py.Dataset):
-            raise InputError(self.path, name, "not a dataset", "a dataset of the brain file")
-        try:
-            a = np.asarray(d[()])
-        except (OSError, RuntimeError, ValueError, TypeError) as e:
-            raise InputError(self.path, name, _Text(f"unreadable ({e})"),
-                             "a complete brain file (is it truncated?)") from e
-        if dtype is None:
-            return a
-        ok = {np.int64: "iu", bool: "b?iu", float: "fiu"}.get(dtype)
-        if ok is not None and a.dtype.kind not in ok:
-            raise InputError(self.path, name, _Text(f"dtype {a.dtype}"),
-                             {np.int64: "integers", bool: "booleans",
-                              float: "numbers"}[dtype])
-        return a.astype(dtype)
-
-    def attr(self, g: Any, name: str, kind: type, where: str = "") -> Any:
-        field = f"{where}.attrs['{name}']" if where else name
-        try:
-            if name not in g.attrs:
-                raise InputError(self.path, field, "missing",
-                                 "a complete brain file (is it truncated?)")
-            v = g.attrs[name]
-        except (OSError, RuntimeError, TypeError, ValueError) as e:
-            raise InputError(self.path, field, _Text(f"unreadable ({e})"),
-                             "an attribute written by dtb build") from e
-        if isinstance(v, bytes):
-            v = v.decode("utf-8", errors="replace")
-        if kind is int:
-            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
-                raise InputError(self.path, field, _short(v), "an integer")
-            return int(v)
-        if not isinstance(v, str):
-            raise InputError(self.path, field, _short(v), "a string")
-        return str(v)
-
-    def json(self, g: Any, name: str, kind: Any, where: str = "") -> Any:
-        import json as _json
-
-        text = self.attr(g, name, str, where)
-        field = f"{where}.attrs['{name}']" if where else name
-        try:
-            v = _json.loads(text)
-        except (ValueError, RecursionError) as e:
-            raise InputError(self.path, field, _short(text),
-                             f"JSON ({type(e).__name__}: {str(e)[:80]})") from None
-        if not isinstance(v, kind) or isinstance(v, bool):
-            want = {dict: "a JSON object", list: "a JSON list"}.get(kind, "a number or a "
-                                                                          "JSON object")
-            raise InputError(self.path, field, _short(v), want)
-        return v
-
-
 def _dist(v: Any):
-    from dtb.model.network import Dist
-
     if isinstance(v, (int, float)):
         return float(v)
     if isinstance(v, dict) and v.get("dist") == "uniform":
@@ -541,8 +461,6 @@ def _dist(v: Any):
 
 
 def _input(d: dict[str, Any]):
-    from dtb.model.network import DCInput, OUInput, PoissonInput
-
     kind = d["type"]
     if kind == "ou":
         return OUInput(d["mean"], d["sigma"], d["tau"])

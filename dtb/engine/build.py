@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dtb.engine.decomposition import Ownership
-from dtb.engine.synapses import SynapseTables, build_synapses
+from dtb.engine.synapses import SynapseTables, build_synapses, receptor
 from dtb.kernels import dynamics as kd
 from dtb.kernels.bundles import Blocks, Inputs, InputState, Neurons, Pieces, Synapses
 from dtb.kernels.connect import FIX_BITS
@@ -216,12 +216,12 @@ def _ports(network: Network) -> tuple[list[str], np.ndarray]:
     masks (models, ports, channels) of what a port's input adds to each channel."""
     ports: list[str] = []
     for q in network.projections:
-        if q.receptor not in ports:
-            ports.append(q.receptor)
+        if receptor(q) not in ports:
+            ports.append(receptor(q))
     for pop in network.populations:
         for inp in pop.inputs:
-            if isinstance(inp, PoissonInput) and inp.receptor not in ports:
-                ports.append(inp.receptor)
+            if isinstance(inp, PoissonInput) and receptor(inp) not in ports:
+                ports.append(receptor(inp))
     masks = np.zeros((len(MODELS), max(1, len(ports)), N_CHANNELS))
     for model in MODELS.values():
         for pi, name in enumerate(ports):
@@ -279,7 +279,7 @@ def _inputs(network: Network, layout: list[PopulationLayout], ports: list[str], 
                    "cdf": poisson_cdf_table(math.inf)}
             if isinstance(inp, PoissonInput):
                 lam = inp.in_degree * inp.rate * dt * 1e-3
-                row.update(kind=kd.IN_POISSON, off=pq_n, port=ports.index(inp.receptor),
+                row.update(kind=kd.IN_POISSON, off=pq_n, port=ports.index(receptor(inp)),
                            a=lam, cdf=poisson_cdf_table(lam),
                            wfix=int(round(inp.weight * 2.0**FIX_BITS)))
                 pq_n += lay.size

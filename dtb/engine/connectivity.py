@@ -72,14 +72,16 @@ def total_number_counts(seed: int, proj: int, n_post_total: int, n_total: int,
 
 def _unit_bounds(pop: Population) -> np.ndarray:
     """Offsets of the population's units within it: (n_units + 1,) int64."""
-    out = np.zeros(len(pop.units) + 1, np.int64)
-    np.cumsum(pop.units, out=out[1:])
+    units = pop.unit_sizes
+    out = np.zeros(len(units) + 1, np.int64)
+    np.cumsum(units, out=out[1:])
     return out
 
 
 def _group_bounds(pop: Population, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
     """First and one-past-last index of each group's neurons in the population (G,)."""
-    groups = np.asarray(pop.groups if pop.groups is not None else range(len(pop.units)))
+    groups = np.asarray(pop.groups if pop.groups is not None
+                        else range(len(pop.unit_sizes)))
     ub = _unit_bounds(pop)
     lo = np.zeros(n_groups, np.int64)
     hi = np.zeros(n_groups, np.int64)
@@ -111,7 +113,8 @@ def synapse_counts(proj: Projection, proj_id: int, seed: int, pre: Population,
         return kc.count_bernoulli(seed, proj_id, post_gid0, post_first, n_post, pre.size, rule.p,
                                   proj.source == proj.target, proj.autapses)
     if isinstance(rule, (UnitLocal, LongRange)):
-        k = np.full(len(post.units), rule.k) if isinstance(rule.k, int) else np.asarray(rule.k)
+        k = (np.full(len(post.unit_sizes), rule.k) if isinstance(rule.k, int)
+             else np.asarray(rule.k))
         unit = _target_rows(post, post_first, n_post, by_group=False)
         return k[unit].astype(np.int64)
     raise TypeError(rule)  # pragma: no cover - validated earlier
@@ -164,8 +167,8 @@ def fill(proj: Projection, proj_id: int, seed: int, dt: float, pre: Population,
     else:
         code = {"fixed_indegree": kc.RULE_INDEGREE, "fixed_total_number": kc.RULE_TOTAL,
                 "pairwise_bernoulli": kc.RULE_BERNOULLI}[rule.kind]
-        p = rule.p if isinstance(rule, PairwiseBernoulli) else 0.0
-        kc.draw_sources(code, seed, proj_id, post_gid0, post_first, n_post, n_pre, p, same,
+        p_pair = rule.p if isinstance(rule, PairwiseBernoulli) else 0.0
+        kc.draw_sources(code, seed, proj_id, post_gid0, post_first, n_post, n_pre, p_pair, same,
                         proj.autapses, proj.multapses, ptr, src, 256)
     w, d = as_dist(proj.weight), as_dist(proj.delay)
     wq_t = np.empty(n_syn, np.int16)

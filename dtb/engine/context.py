@@ -52,8 +52,8 @@ def threads_per_rank(comm) -> int:
     n_local = local.Get_size()
     local.Free()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(numba.config.NUMBA_NUM_THREADS, (os.cpu_count() or 1) // n_local,
-                      cores or 1))
+    top = int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
+    return max(1, min(top, (os.cpu_count() or 1) // n_local, cores or 1))
 
 
 def config_digest(network: Network, dt: float, seed: int) -> str:

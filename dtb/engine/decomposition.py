@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from dtb.errors import ConfigError
 from dtb.model.network import FixedInDegree, FixedTotalNumber, Network, PairwiseBernoulli
 
 UPDATE_COST = 10.0  # one neuron update, in units of one incoming synapse
@@ -31,8 +32,9 @@ def in_degree_per_neuron(network: Network) -> list[np.ndarray]:
         elif isinstance(r, PairwiseBernoulli):
             out[q.target] += r.p * pre.size
         else:  # unit rules: k per target unit
-            k = np.full(len(post.units), r.k) if isinstance(r.k, int) else np.asarray(r.k)
-            out[q.target] += np.repeat(k, post.units)
+            units = post.unit_sizes
+            k = np.full(len(units), r.k) if isinstance(r.k, int) else np.asarray(r.k)
+            out[q.target] += np.repeat(k, units)
     return [out[p.name] for p in network.populations]
 
 
@@ -51,13 +53,13 @@ def ownership(network: Network, ranks: int) -> np.ndarray:
     n_pop = len(network.populations)
     starts = np.zeros((ranks + 1, n_pop), np.int64)
     cost = [c + UPDATE_COST for c in in_degree_per_neuron(network)]
-    groups: dict[tuple, list[int]] = {}
+    groups: dict[tuple[int, bool], list[int]] = {}  # (units, True) or (index, False)
     for i, p in enumerate(network.populations):
-        key = (len(p.units),) if p.units is not None else ("plain", i)
+        key = (len(p.units), True) if p.units is not None else (i, False)
         groups.setdefault(key, []).append(i)
     cuts_frac = np.arange(ranks + 1) / ranks
     for key, members in groups.items():
-        if key[0] == "plain":
+        if not key[1]:
             i = members[0]
             cum = np.concatenate([[0.0], np.cumsum(cost[i])])
             starts[:, i] = np.searchsorted(cum, cum[-1] * cuts_frac, side="left")
@@ -67,7 +69,7 @@ def ownership(network: Network, ranks: int) -> np.ndarray:
         bounds = []
         unit_cost = np.zeros(n_units)
         for i in members:
-            b = np.concatenate([[0], np.cumsum(network.populations[i].units)])
+            b = np.concatenate([[0], np.cumsum(network.populations[i].unit_sizes)])
             bounds.append(b)
             cum_i = np.concatenate([[0.0], np.cumsum(cost[i])])
             unit_cost += cum_i[b[1:]] - cum_i[b[:-1]]
@@ -111,11 +113,11 @@ class Ownership:
         self.ranks = int(ranks)
         for p, (b, o) in enumerate(zip(self.bounds, self.owners, strict=True)):
             if len(b) != len(o) + 1 or b[0] != 0 or np.any(np.diff(b) <= 0) and len(o) > 0:
-                raise ValueError(f"ownership of population {p}: bounds {b[:8]}... -- "
-                                 "expected increasing bounds from 0, one more than owners")
+                raise ConfigError([f"ownership of population {p}: bounds {b[:8]}... -- "
+                                   "expected increasing bounds from 0, one more than owners"])
             if len(o) and (o.min() < 0 or o.max() >= self.ranks):
-                raise ValueError(f"ownership of population {p}: owner ranks {o.min()}.."
-                                 f"{o.max()} -- expected ranks in 0..{self.ranks - 1}")
+                raise ConfigError([f"ownership of population {p}: owner ranks {o.min()}.."
+                                   f"{o.max()} -- expected ranks in 0..{self.ranks - 1}"])
 
     @classmethod
     def from_starts(cls, starts: np.ndarray) -> Ownership:
@@ -146,8 +148,8 @@ class Ownership:
             first, end, rank = first[order], end[order], rank[order]
             if len(first) and (first[0] != 0 or np.any(first[1:] != end[:-1])
                                or end[-1] != off[-1]):
-                raise ValueError(f"plan: the atoms of family {fam.name!r} do not tile its "
-                                 f"{off[-1]} neurons -- expected a plan of this brain")
+                raise ConfigError([f"plan: the atoms of family {fam.name!r} do not tile its "
+                                   f"{off[-1]} neurons -- expected a plan of this brain"])
             # merge neighbouring ranges of one rank
             brk = np.ones(len(rank), bool)
             brk[1:] = rank[1:] != rank[:-1]

@@ -60,13 +60,14 @@ class Exchange:
         sizes = [p.size for p in engine.network.populations]
         names = [p.name for p in engine.network.populations]
         # the source neurons my synapses need (global ids), remote ones by owner
-        need = []
+        wanted = []
+        indptr = engine.synapse_arrays.indptr
         for pid, q in enumerate(engine.network.projections):
             s = names.index(q.source)
             r0 = engine.synapse_arrays.row0[pid]
-            rows = np.flatnonzero(np.diff(engine.synapse_arrays.indptr[r0:r0 + sizes[s] + 1]) > 0)
-            need.append(pop_gid0[s] + rows)
-        need = np.unique(np.concatenate(need)) if need else np.zeros(0, np.int64)
+            rows = np.flatnonzero(np.diff(indptr[r0:r0 + sizes[s] + 1]) > 0)
+            wanted.append(pop_gid0[s] + rows)
+        need = np.unique(np.concatenate(wanted)) if wanted else np.zeros(0, np.int64)
         pop = np.searchsorted(pop_gid0, need, side="right") - 1
         idx = need - pop_gid0[pop]
         owner = np.empty(len(need), np.int64)
@@ -157,7 +158,7 @@ class Exchange:
         st = np.empty(len(recv), np.int64)
         gid = np.empty(len(recv), np.int64)
         o = 0
-        for r, c in zip(self.sources, rcounts, strict=True):
+        for r, c in zip(self.sources, rcounts.tolist(), strict=True):
             block = recv[o:o + c]
             st[o:o + c] = t0 + (block & 0xFFFF)
             gid[o:o + c] = self.request[r][block >> 16]

@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from dtb.engine.bold import BoldRecorder
+from dtb.errors import ConfigError
 from dtb.io.series import ArraySpec, SeriesStore
 from dtb.io.sonata import PARTS_DIR, SpikeRecorder, gather_spikes_write, sample_ids
-from dtb.model.hemodynamics import Hemodynamics
-from dtb.model.record_spec import N_SYN, RecordSpec
+from dtb.model.record_spec import N_SYN, RecordSpec, SampleSpec
 
 # --- the recorders ------------------------------------------------------------------------
 
@@ -42,17 +43,6 @@ class _Samples:
     idx: np.ndarray          # engine-local indices of this rank's sampled neurons
     every: int
     rows: int
-
-
-@dataclass
-class _Bold:
-    tr_steps: int
-    bin_steps: int
-    baseline_hz: float
-    models: dict[int, Any] = field(default_factory=dict)   # chunk column -> Hemodynamics
-    pending: dict[int, list] = field(default_factory=dict)  # chunk column -> BOLD rows
-    written: dict[int, int] = field(default_factory=dict)   # chunk column -> rows written
-    rows: int = 0
 
 
 class Recording:
@@ -97,139 +87,150 @@ class Recording:
 
         specs: list[ArraySpec] = []
         cols: dict[str, np.ndarray] = {}
-
-        def cc(n_cols: int) -> int:
-            return max(1, min(n_cols, spec.chunk_columns))
-
         self.counts: list[_Counts] = []
-
-        def time_axis(bin_steps: int) -> tuple[np.ndarray, np.ndarray]:
-            rows = max(1, math.ceil(self.n_steps / bin_steps))
-            start = np.arange(rows) * bin_steps
-            width = np.minimum(bin_steps, self.n_steps - start) * dt  # last bin may be short
-            return (self.step0 + start) * dt, 1000.0 / width
-
+        self.bold: BoldRecorder | None = None
         if spec.rates_ms is not None:
-            bs = int(round(spec.rates_ms / dt))
-            t, per_s = time_axis(bs)
-            mine = np.unique(self._pop_of)
-            lcol = np.searchsorted(mine, self._pop_of)
-            sizes = np.array([p.size for p in net.populations], float)
-            specs.append(ArraySpec(
-                "population_rate", "time", "population", t, [p.name for p in net.populations],
-                attrs={"units": "Hz", "bin_ms": bs * dt,
-                       "description": "spikes per neuron per second in bins (t, t + bin_ms]"},
-                row_scale=per_s, col_scale=1.0 / sizes, chunk_cols=cc(len(net.populations))))
-            cols["population_rate"] = mine
-            self.counts.append(_Counts("population_rate", bs, lcol))
-
+            self._add_population_rates(specs, cols)
         self.n_units = int(getattr(engine, "n_units", 0) or 0)
-        want_units = spec.units_ms is not None or spec.bold_tr_ms is not None
-        if self.n_units and want_units:
-            unit_of = engine.unit_of
-            per_unit = np.zeros(self.n_units)
-            for p in net.populations:
-                if p.units is not None:
-                    per_unit[:len(p.units)] += np.asarray(p.units, float)
-            with np.errstate(divide="ignore"):
-                inv = np.where(per_unit > 0, 1.0 / np.maximum(per_unit, 1), np.nan)
-            self.unit_sizes = per_unit
-            labels = (list(unit_labels) if unit_labels is not None
-                      else [f"u{i}" for i in range(self.n_units)])
-            mine = np.unique(unit_of[unit_of >= 0])
-            lcol = np.where(unit_of >= 0, np.searchsorted(mine, unit_of), -1)
-            bs = int(round((spec.units_ms if spec.units_ms is not None else 10.0) / dt))
-            if spec.bold_tr_ms is not None:
-                tr = int(round(spec.bold_tr_ms / dt))
-                if tr % bs:  # the hemodynamic drive bin must divide the TR
-                    bs = math.gcd(tr, bs)
-            t, per_s = time_axis(bs)
-            by_label = ({"label": np.asarray(unit_region_labels, np.int64)}
-                        if unit_region_labels is not None else {})
-            extra = {"unit_neurons": per_unit.astype(np.int64), **by_label}
-            specs.append(ArraySpec(
-                "unit_rate", "time_unit", "unit", t, labels,
-                attrs={"units": "Hz", "bin_ms": bs * dt,
-                       "description": "spikes per neuron per second of each unit, all "
-                                      "families, in bins (t, t + bin_ms]"},
-                row_scale=per_s, col_scale=inv, extra_coords=extra,
-                write=spec.units_ms is not None, chunk_cols=cc(self.n_units)))
-            cols["unit_rate"] = mine
-            self.counts.append(_Counts("unit_rate", bs, lcol))
-            self._unit_spec = specs[-1]
-            if spec.bold_tr_ms is not None:
-                tr = int(round(spec.bold_tr_ms / dt))
-                n_tr = self.n_steps // tr
-                self.bold = _Bold(tr, bs, spec.bold_baseline_hz, rows=n_tr)
-                specs.append(ArraySpec(
-                    "bold", "time_bold", "unit", (self.step0 + tr * (1 + np.arange(n_tr))) * dt,
-                    labels, dtype="float64",
-                    attrs={"units": "1", "tr_ms": tr * dt, "model": "friston2000",
-                           "baseline_hz": spec.bold_baseline_hz,
-                           "description": "BOLD fractional signal change per unit "
-                                          "(Balloon-Windkessel driven by the unit rate)"},
-                    extra_coords=by_label, chunk_cols=self._unit_spec.chunk_cols,
-                    direct=True))
-        self.bold = getattr(self, "bold", None)
-
-        self.samples: _Samples | None = None
-        if spec.samples is not None:
-            s = spec.samples
-            sel_gid, labels, pops = [], [], []
-            for p_i, p in enumerate(net.populations):
-                want = dict(s.neurons).get(p.name)
-                if want is None:
-                    continue
-                ids = (sample_ids(p.size, want) if isinstance(want, int)
-                       else np.asarray(want, np.int64))
-                gid0 = sum(q.size for q in net.populations[:p_i])
-                sel_gid.append(gid0 + ids)
-                labels += [f"{p.name}:{i}" for i in ids]
-                pops += [p.name] * len(ids)
-            gids = np.concatenate(sel_gid) if sel_gid else np.zeros(0, np.int64)
-            rows = self.n_steps // s.every
-            t = (self.step0 + s.every * (1 + np.arange(rows))) * dt
-            pos = {int(g): i for i, g in enumerate(gids)}
-            local = [(pos[int(g)], i) for i, g in enumerate(engine.gids) if int(g) in pos] \
-                if len(gids) < 10_000 else _match(gids, engine.gids)
-            local.sort()
-            gcols = np.array([c for c, _ in local], np.int64)
-            lidx = np.array([i for _, i in local], np.int64)
-            names = []
-            extra = {"neuron_population": np.asarray(pops, object),
-                     "neuron_gid": gids.astype(np.int64)}
-            if "V" in s.variables:
-                specs.append(ArraySpec("V", "time_sample", "neuron", t, labels,
-                                       attrs={"units": "mV", "every_steps": s.every},
-                                       extra_coords=extra, chunk_cols=cc(len(labels))))
-                names.append("V")
-                cols["V"] = gcols
-                extra = {}
-            if "syn" in s.variables:
-                for ch in range(N_SYN):
-                    specs.append(ArraySpec(
-                        f"syn{ch}", "time_sample", "neuron", t, labels,
-                        attrs={"units": "model-dependent", "every_steps": s.every,
-                               "description": f"synaptic state channel {ch} (iaf_psc_exp: "
-                                              "0 ex, 1 in current, pA; lif_cond: 0 AMPA, 1 "
-                                              "NMDA, 2 GABA_A, 3 GABA_B traces)"},
-                        extra_coords=extra, chunk_cols=cc(len(labels))))
-                    names.append(f"syn{ch}")
-                    cols[f"syn{ch}"] = gcols
-                    extra = {}
-            self.samples = _Samples(names, lidx, s.every, rows)
+        if self.n_units and (spec.units_ms is not None or spec.bold_tr_ms is not None):
+            self._add_unit_series(specs, cols, unit_labels, unit_region_labels)
+        self.samples: _Samples | None = (self._add_samples(spec.samples, specs, cols)
+                                         if spec.samples is not None else None)
 
         attrs = {"dt_ms": dt, "seed": engine.seed, "t0_ms": self.step0 * dt,
                  "format": "dtb-series"}
         self.store = (SeriesStore(self.run_dir, specs, cols, self.comm, attrs, spec.hdf5,
                                   resume=resume) if specs else None)
         if self.store is not None and self.bold is not None:
-            self.store.consumers["unit_rate"] = [self._bold_consumer]
+            self.store.consumers["unit_rate"] = [self.bold.consume]
         if self.comm is not None:
             # the ranks set the outputs up unevenly (rank 0 creates the stores); without
             # this the first exchange of the run waits for the last, and the wait is
             # counted as simulation time
             self.comm.Barrier()
+
+    # --- setting up the dense series ----------------------------------------------------------
+    def _cc(self, n_cols: int) -> int:
+        """Chunk columns of a series of n_cols columns."""
+        return max(1, min(n_cols, self.spec.chunk_columns))
+
+    def _time_axis(self, bin_steps: int) -> tuple[np.ndarray, np.ndarray]:
+        """Bin start times (ms) and 1000 / bin width (ms; the last bin may be short)."""
+        dt = self.eng.dt
+        rows = max(1, math.ceil(self.n_steps / bin_steps))
+        start = np.arange(rows) * bin_steps
+        width = np.minimum(bin_steps, self.n_steps - start) * dt
+        return (self.step0 + start) * dt, 1000.0 / width
+
+    def _add_population_rates(self, specs: list[ArraySpec], cols: dict[str, np.ndarray]
+                              ) -> None:
+        net, dt = self.eng.network, self.eng.dt
+        bs = int(round(self.spec.rates_ms / dt))
+        t, per_s = self._time_axis(bs)
+        mine = np.unique(self._pop_of)
+        lcol = np.searchsorted(mine, self._pop_of)
+        sizes = np.array([p.size for p in net.populations], float)
+        specs.append(ArraySpec(
+            "population_rate", "time", "population", t, [p.name for p in net.populations],
+            attrs={"units": "Hz", "bin_ms": bs * dt,
+                   "description": "spikes per neuron per second in bins (t, t + bin_ms]"},
+            row_scale=per_s, col_scale=1.0 / sizes, chunk_cols=self._cc(len(net.populations))))
+        cols["population_rate"] = mine
+        self.counts.append(_Counts("population_rate", bs, lcol))
+
+    def _add_unit_series(self, specs: list[ArraySpec], cols: dict[str, np.ndarray],
+                         unit_labels: Sequence[str] | None,
+                         unit_region_labels: Sequence[int] | None) -> None:
+        """Unit rates (written if asked for) and, from them, BOLD."""
+        spec, net, dt = self.spec, self.eng.network, self.eng.dt
+        unit_of = self.eng.unit_of
+        per_unit = np.zeros(self.n_units)
+        for p in net.populations:
+            if p.units is not None:
+                per_unit[:len(p.units)] += np.asarray(p.units, float)
+        with np.errstate(divide="ignore"):
+            inv = np.where(per_unit > 0, 1.0 / np.maximum(per_unit, 1), np.nan)
+        self.unit_sizes = per_unit
+        labels = (list(unit_labels) if unit_labels is not None
+                  else [f"u{i}" for i in range(self.n_units)])
+        mine = np.unique(unit_of[unit_of >= 0])
+        lcol = np.where(unit_of >= 0, np.searchsorted(mine, unit_of), -1)
+        bs = int(round((spec.units_ms if spec.units_ms is not None else 10.0) / dt))
+        if spec.bold_tr_ms is not None:
+            tr = int(round(spec.bold_tr_ms / dt))
+            if tr % bs:  # the hemodynamic drive bin must divide the TR
+                bs = math.gcd(tr, bs)
+        t, per_s = self._time_axis(bs)
+        by_label = ({"label": np.asarray(unit_region_labels, np.int64)}
+                    if unit_region_labels is not None else {})
+        extra = {"unit_neurons": per_unit.astype(np.int64), **by_label}
+        specs.append(ArraySpec(
+            "unit_rate", "time_unit", "unit", t, labels,
+            attrs={"units": "Hz", "bin_ms": bs * dt,
+                   "description": "spikes per neuron per second of each unit, all "
+                                  "families, in bins (t, t + bin_ms]"},
+            row_scale=per_s, col_scale=inv, extra_coords=extra,
+            write=spec.units_ms is not None, chunk_cols=self._cc(self.n_units)))
+        cols["unit_rate"] = mine
+        self.counts.append(_Counts("unit_rate", bs, lcol))
+        self._unit_spec = specs[-1]
+        if spec.bold_tr_ms is not None:
+            self._add_bold(specs, labels, by_label, bs)
+
+    def _add_bold(self, specs: list[ArraySpec], labels: list[str],
+                  by_label: dict[str, np.ndarray], bin_steps: int) -> None:
+        spec, dt = self.spec, self.eng.dt
+        tr = int(round(spec.bold_tr_ms / dt))
+        n_tr = self.n_steps // tr
+        self.bold = BoldRecorder(tr, bin_steps, spec.bold_baseline_hz, n_tr, self.unit_sizes,
+                                 self._unit_spec.chunk_cols, self.n_steps, dt)
+        specs.append(ArraySpec(
+            "bold", "time_bold", "unit", (self.step0 + tr * (1 + np.arange(n_tr))) * dt,
+            labels, dtype="float64",
+            attrs={"units": "1", "tr_ms": tr * dt, "model": "friston2000",
+                   "baseline_hz": spec.bold_baseline_hz,
+                   "description": "BOLD fractional signal change per unit "
+                                  "(Balloon-Windkessel driven by the unit rate)"},
+            extra_coords=by_label, chunk_cols=self._unit_spec.chunk_cols, direct=True))
+
+    def _add_samples(self, s: SampleSpec, specs: list[ArraySpec], cols: dict[str, np.ndarray]
+                     ) -> _Samples:
+        """Membrane and synaptic state of the sampled neurons this rank owns."""
+        net, dt = self.eng.network, self.eng.dt
+        sel_gid, labels, pops = [], [], []
+        for p_i, p in enumerate(net.populations):
+            want = dict(s.neurons).get(p.name)
+            if want is None:
+                continue
+            ids = (sample_ids(p.size, want) if isinstance(want, int)
+                   else np.asarray(want, np.int64))
+            gid0 = sum(q.size for q in net.populations[:p_i])
+            sel_gid.append(gid0 + ids)
+            labels += [f"{p.name}:{i}" for i in ids]
+            pops += [p.name] * len(ids)
+        gids = np.concatenate(sel_gid) if sel_gid else np.zeros(0, np.int64)
+        rows = self.n_steps // s.every
+        t = (self.step0 + s.every * (1 + np.arange(rows))) * dt
+        pos = {int(g): i for i, g in enumerate(gids)}
+        local = [(pos[int(g)], i) for i, g in enumerate(self.eng.gids) if int(g) in pos] \
+            if len(gids) < 10_000 else _match(gids, self.eng.gids)
+        local.sort()
+        gcols = np.array([c for c, _ in local], np.int64)
+        names = ["V"] * ("V" in s.variables) + [f"syn{ch}" for ch in range(N_SYN)
+                                                 if "syn" in s.variables]
+        extra = {"neuron_population": np.asarray(pops, object),
+                 "neuron_gid": gids.astype(np.int64)}
+        for name in names:
+            attrs = ({"units": "mV", "every_steps": s.every} if name == "V" else
+                     {"units": "model-dependent", "every_steps": s.every,
+                      "description": f"synaptic state channel {name[3:]} (iaf_psc_exp: 0 "
+                                     "ex, 1 in current, pA; lif_cond: 0 AMPA, 1 NMDA, 2 "
+                                     "GABA_A, 3 GABA_B traces)"})
+            specs.append(ArraySpec(name, "time_sample", "neuron", t, labels, attrs=attrs,
+                                   extra_coords=extra, chunk_cols=self._cc(len(labels))))
+            cols[name] = gcols
+            extra = {}
+        return _Samples(names, np.array([i for _, i in local], np.int64), s.every, rows)
 
     # --- during the run -----------------------------------------------------------------
     def window(self, steps: np.ndarray, idx: np.ndarray) -> None:
@@ -260,16 +261,16 @@ class Recording:
 
     def sample(self) -> None:
         """Record the state now if the step is a sampling step."""
-        s = self.samples
+        s, store = self.samples, self.store
         k = self.eng.step - self.step0
-        if s is None or k == 0 or k % s.every or k // s.every > s.rows:
+        if s is None or store is None or k == 0 or k % s.every or k // s.every > s.rows:
             return
         row = k // s.every - 1
         self.eng.sync_host(("V", "syn"))  # on a GPU the state lives on the device
         for name in s.names:
             v = (self.eng.V[s.idx] if name == "V"
                  else self.eng.syn[int(name[3:]), s.idx])
-            self.store.set_row(name, row, v)
+            store.set_row(name, row, v)
 
     def flush(self, final: bool = False) -> None:
         """Write the complete chunks (a collective)."""
@@ -281,7 +282,7 @@ class Recording:
             done.update({n: k // self.samples.every for n in self.samples.names})
         self.store.flush(done, final=final)
         if self.bold is not None:
-            self._flush_bold(final)
+            self.bold.flush(self.store, final)
 
     def chunk_steps(self) -> int:
         """Steps per engine.run call: whole sampling intervals, else ~1 % of the run in
@@ -294,9 +295,9 @@ class Recording:
     def run(self, progress: Any = None, checkpoint_steps: int | None = None,
             on_checkpoint: Callable[[], None] | None = None,
             stop_requested: Callable[[], bool] | None = None) -> bool:
-        """Advance the engine to the end of the run's model time (from wherever it is: a
-        resumed run continues), recording; ``progress.update(step, total)`` after every
-        chunk (rank 0).
+        """Advance the simulation to the end of the run's model time (from wherever it is:
+        a resumed run continues), recording; ``progress.update(step, total)`` after every
+        chunk (rank 0).  The chunks are the simulation's epochs (Simulation.run_until).
 
         ``checkpoint_steps``: chunks also end at every multiple of this many steps from the
         run's start, where ``on_checkpoint()`` is called (not at the end).
@@ -304,39 +305,42 @@ class Recording:
         every rank answers alike: see dtb.cli.main); if it says so, ``on_checkpoint()`` is
         called and the run stops there.  Returns True when the run reached its end, False
         when it stopped on request.  The recorded result does not depend on where chunks
-        end (the engine and the recorders continue across calls exactly)."""
+        end (the simulation and the recorders continue across epochs exactly)."""
         total = self.n_steps
         done = self.eng.step - self.step0
         if not 0 <= done <= total:
-            raise ValueError(f"engine step {self.eng.step}: outside the run's steps "
-                             f"{self.step0}..{self.step0 + total}")
+            raise ConfigError([f"engine step {self.eng.step}: outside the run's steps "
+                               f"{self.step0}..{self.step0 + total}"])
         chunk = self.chunk_steps()
         every = checkpoint_steps if checkpoint_steps and checkpoint_steps > 0 else None
         if progress is not None and hasattr(progress, "begin"):
             progress.begin(done)
-        while done < total:
-            # the next chunk end: a multiple of the chunk (sampling steps stay chunk ends),
-            # a checkpoint step, or the end
-            nxt = min((done // chunk + 1) * chunk, total)
+
+        def epoch_end(step: int) -> int:
+            # a multiple of the chunk (sampling steps stay chunk ends) or a checkpoint step
+            k = step - self.step0
+            nxt = (k // chunk + 1) * chunk
             if every is not None:
-                nxt = min(nxt, (done // every + 1) * every)
-            self.eng.run((nxt - done) * self.eng.dt, on_window=self.window)
-            done = self.eng.step - self.step0
+                nxt = min(nxt, (k // every + 1) * every)
+            return self.step0 + nxt
+
+        def on_epoch(step: int) -> bool:
+            k = step - self.step0
             self.absorb()
             self.sample()
             self.flush()
             if progress is not None:
-                progress.update(done, total)
-            if done >= total:
-                break
+                progress.update(k, total)
+            if k >= total:
+                return True
             stop = stop_requested() if stop_requested is not None else False
-            if on_checkpoint is not None and (stop or (every is not None
-                                                       and done % every == 0)):
+            if on_checkpoint is not None and (stop or (every is not None and k % every == 0)):
                 on_checkpoint()
-            if stop:
-                return False
+            return not stop
+
+        finished = self.eng.run_until(self.step0 + total, self.window, epoch_end, on_epoch)
         self.absorb()
-        return True
+        return finished
 
     # --- checkpoints ----------------------------------------------------------------------
     def get_state(self) -> dict[str, np.ndarray]:
@@ -354,15 +358,7 @@ class Recording:
         if self.store is not None:
             d.update({f"series/{k}": v for k, v in self.store.get_state().items()})
         if self.bold is not None:
-            b = self.bold
-            d["bold/chunks"] = np.array(sorted(b.models), np.int64)
-            for c in sorted(b.models):
-                h = b.models[c]
-                d[f"bold/{c}/x"] = h.state
-                d[f"bold/{c}/substeps"] = np.array(h.substeps, np.int64)
-                rows = b.pending.get(c, [])
-                d[f"bold/{c}/pending"] = np.asarray(rows, float).reshape(len(rows), h.shape[0])
-                d[f"bold/{c}/written"] = np.array(b.written.get(c, 0), np.int64)
+            d.update({f"bold/{k}": v for k, v in self.bold.get_state().items()})
         return d
 
     def set_state(self, d: dict[str, np.ndarray]) -> None:
@@ -371,12 +367,12 @@ class Recording:
 
         for k, want in (("step0", self.step0), ("n_steps", self.n_steps)):
             if int(d[k]) != want:
-                raise ValueError(f"recording state {k}: {int(d[k])} -- expected {want} "
-                                 "(a checkpoint of another run?)")
+                raise ConfigError([f"recording state {k}: {int(d[k])} -- expected {want} "
+                                   "(a checkpoint of another run?)"])
         counts = np.asarray(d["pop_counts"], np.int64)
         if counts.shape != self.pop_counts.shape:
-            raise ValueError(f"recording state pop_counts: shape {counts.shape} -- expected "
-                             f"{self.pop_counts.shape}")
+            raise ConfigError([f"recording state pop_counts: shape {counts.shape} -- expected "
+                               f"{self.pop_counts.shape}"])
         self.pop_counts = counts.copy()
         self._pending, self._pending_n = [], 0
 
@@ -386,62 +382,13 @@ class Recording:
         for what, obj in (("spikes/", self.spikes), ("series/", self.store)):
             has = any(k.startswith(what) for k in d)
             if (obj is not None) != has:
-                raise ValueError(f"recording state: {what.rstrip('/')} "
-                                 f"{'missing' if obj is not None else 'unexpected'} -- the "
-                                 "checkpoint was written with another record section")
+                raise ConfigError([f"recording state: {what.rstrip('/')} "
+                                   f"{'missing' if obj is not None else 'unexpected'} -- the "
+                                   "checkpoint was written with another record section"])
             if obj is not None:
                 obj.set_state(sub(what))
         if self.bold is not None:
-            b = self.bold
-            b.models, b.pending, b.written = {}, {}, {}
-            for c in np.asarray(d["bold/chunks"], np.int64).tolist():
-                x = np.asarray(d[f"bold/{c}/x"], float)
-                h = Hemodynamics(x.shape[1], params="friston2000", xp=np)
-                h.set_state(x)
-                h.substeps = int(d[f"bold/{c}/substeps"])
-                b.models[c] = h
-                b.pending[c] = list(np.asarray(d[f"bold/{c}/pending"], float))
-                b.written[c] = int(d[f"bold/{c}/written"])
-
-    # --- BOLD (owners of unit columns) ------------------------------------------------------
-    def _bold_consumer(self, r0: int, r1: int, cols: np.ndarray, counts: np.ndarray) -> None:
-        """Unit spike counts of rows r0..r1-1 for the owned columns ``cols``: step one
-        hemodynamic model per chunk column (so results do not depend on the rank count)."""
-
-        b = self.bold
-        us = self._unit_spec
-        c = int(cols[0]) // us.chunk_cols
-        h = b.models.get(c)
-        if h is None:
-            h = b.models[c] = Hemodynamics(len(cols), params="friston2000", xp=np)
-        sizes = self.unit_sizes[cols]
-        bin_s = b.bin_steps * self.eng.dt * 1e-3
-        per_tr = b.tr_steps // b.bin_steps
-        rows = b.pending.setdefault(c, [])
-        for r in range(r0, r1):
-            width = min(b.bin_steps, self.n_steps - r * b.bin_steps)
-            rate = np.where(sizes > 0, counts[r - r0] / np.maximum(sizes, 1)
-                            / (width * self.eng.dt * 1e-3), b.baseline_hz)
-            h.step(h.drive_from_rate(rate, b.baseline_hz), bin_s if width == b.bin_steps
-                   else width * self.eng.dt * 1e-3)
-            if (r + 1) % per_tr == 0 and (r + 1) // per_tr <= b.rows:
-                rows.append(np.where(sizes > 0, h.bold(), np.nan))
-
-    def _flush_bold(self, final: bool) -> None:
-        """Write the owned BOLD rows in whole time chunks (all of them when ``final``)."""
-        b = self.bold
-        spec = self.store.specs["bold"]
-        for c, rows in b.pending.items():
-            r0 = b.written.get(c, 0)
-            done = r0 + len(rows)
-            upto = done if final else (done // spec.chunk_rows) * spec.chunk_rows
-            if upto <= r0:
-                continue
-            block = np.array(rows[:upto - r0])
-            del rows[:upto - r0]
-            c0 = c * spec.chunk_cols
-            self.store.write_block("bold", r0, upto, c0, c0 + block.shape[1], block)
-            b.written[c] = upto
+            self.bold.set_state(sub("bold/"))
 
     # --- the end ------------------------------------------------------------------------
     def finish(self, write: Callable[[Path, Any], tuple[str, int]]) -> dict[str, Any] | None:

@@ -139,8 +139,30 @@ class Simulation:
         """
         n_steps = int(round(t_ms / self.dt))
         if n_steps < 0:
-            raise ValueError(f"t: {t_ms!r} -- expected a model time >= 0 ms")
+            raise ConfigError([f"t: {t_ms!r} -- expected a model time >= 0 ms"])
+        self._advance_steps(n_steps, on_window)
 
+    def run_until(self, step_end: int, on_window: Callable[[np.ndarray, np.ndarray], None]
+                  | None = None, epoch_end: Callable[[int], int] | None = None,
+                  on_epoch: Callable[[int], bool] | None = None) -> bool:
+        """Advance to step ``step_end`` in epochs (Arbor's epoch callback): an epoch ends
+        at ``epoch_end(step)`` (capped at step_end; None: one epoch), where
+        ``on_epoch(step)`` is called between windows, with every spike so far passed to
+        ``on_window``; it returns False to stop there.  Returns True when step_end was
+        reached, False when an epoch callback stopped the run.  The result does not depend
+        on where epochs end."""
+        while self.step < step_end:
+            nxt = step_end if epoch_end is None else min(epoch_end(self.step), step_end)
+            if nxt <= self.step:
+                raise ConfigError([f"epoch end: step {nxt} -- expected one after the "
+                                   f"current step {self.step}"])
+            self.run((nxt - self.step) * self.dt, on_window)  # an epoch is a run
+            if on_epoch is not None and not on_epoch(self.step):
+                return self.step >= step_end
+        return True
+
+    def _advance_steps(self, n_steps: int,
+                       on_window: Callable[[np.ndarray, np.ndarray], None] | None) -> None:
         watch = Stopwatch()
         m_max = self.min_delay_steps
         self._on_window = on_window
@@ -192,6 +214,7 @@ class Simulation:
         before its delay, which is at least the exchange window, so it still reaches the
         ring buffer in time when it is delivered at the window's end."""
         ex = self.exchange  # built with the simulation
+        assert ex is not None, "a distributed run without its exchange"
         window = max(m_max, ex.window)
         done = 0
         while done < n_steps:
@@ -227,16 +250,16 @@ class Simulation:
         try:
             i = [p.name for p in self.network.populations].index(population)
         except ValueError:
-            raise ValueError(f"population: {population!r} -- expected one of "
-                             f"{[p.name for p in self.network.populations]}") from None
+            raise ConfigError([f"population: {population!r} -- expected one of "
+                               f"{[p.name for p in self.network.populations]}"]) from None
         pop = self.network.populations[i]
         if pop.units is None:
-            raise ValueError(f"population {population!r} has no units -- expected a "
-                             "population with per-unit structure (a brain family)")
+            raise ConfigError([f"population {population!r} has no units -- expected a "
+                               "population with per-unit structure (a brain family)"])
         model = MODELS[pop.model]
         if name not in model.defaults:
-            raise ValueError(f"{population}.{name}: unknown parameter of {pop.model} -- "
-                             f"expected one of {sorted(model.defaults)}")
+            raise ConfigError([f"{population}.{name}: unknown parameter of {pop.model} -- "
+                               f"expected one of {sorted(model.defaults)}"])
         return i, pop, model
 
     def unit_param(self, population: str, name: str) -> np.ndarray:
@@ -252,8 +275,8 @@ class Simulation:
             return np.asarray(raw.values, float)
         d = as_dist(raw)
         if d.kind != "constant":
-            raise ValueError(f"{population}.{name}: drawn per neuron ({d.kind}) -- has no "
-                             "per-unit value")
+            raise ConfigError([f"{population}.{name}: drawn per neuron ({d.kind}) -- has no "
+                               "per-unit value"])
         return np.full(len(pop.units), float(d.a))
 
     def set_unit_param(self, population: str, name: str, values) -> None:
@@ -263,8 +286,8 @@ class Simulation:
         i, pop, model = self._unit_population(population, name)
         v = np.asarray(values, float)
         if v.shape != (len(pop.units),) or not np.all(np.isfinite(v)):
-            raise ValueError(f"{population}.{name}: values of shape {v.shape} -- expected "
-                             f"{len(pop.units)} finite values (one per unit)")
+            raise ConfigError([f"{population}.{name}: values of shape {v.shape} -- expected "
+                               f"{len(pop.units)} finite values (one per unit)"])
         self._unit_values[(population, name)] = v.copy()
         P, pid = self.part.neurons.P, self.part.neurons.pid
         for k, lay in enumerate(self.layout):
@@ -320,10 +343,10 @@ class Simulation:
         self.part.neurons = self.part.neurons._replace(**new["neurons"])
         self.part.istate = self.part.istate._replace(**new["istate"])
         self.step = int(d["step"])
-        for k, ps in enumerate(self.part.param_sets):
-            ps.mode = ("population", "unit", "neuron")[int(d[f"piece{k}/mode"])]
-            ps.set0 = int(d[f"piece{k}/set0"])
-            ps.vals = {name: np.asarray(d[f"piece{k}/vals/{name}"], float).copy()
+        for i, ps in enumerate(self.part.param_sets):
+            ps.mode = ("population", "unit", "neuron")[int(d[f"piece{i}/mode"])]
+            ps.set0 = int(d[f"piece{i}/set0"])
+            ps.vals = {name: np.asarray(d[f"piece{i}/vals/{name}"], float).copy()
                        for name in ps.vals}
             ps.m = len(next(iter(ps.vals.values())))
         self._unit_values = {}

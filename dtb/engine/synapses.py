@@ -14,11 +14,20 @@ from typing import Any
 import numpy as np
 
 from dtb.engine.connectivity import fill, synapse_counts
+from dtb.errors import ConfigError
 from dtb.kernels.bundles import Pieces, Synapses
 from dtb.kernels.connect import weight_shift
 from dtb.model.network import LongRange, Network, as_dist
 
 MAX_WINDOW = 1000  # steps per window when no delay bounds it (spike buffer size)
+
+
+def receptor(x: Any) -> str:
+    """The receptor of a projection or Poisson input of a parsed network (parse_network
+    resolves every one; an unparsed network is refused here)."""
+    if x.receptor is None:
+        raise ConfigError([f"{x}: no receptor -- expected a network from parse_network"])
+    return x.receptor
 
 
 @dataclass(frozen=True)
@@ -60,7 +69,7 @@ def build_synapses(network: Network, layout: list, ports: list[str], dt: float, 
                      for q in network.projections))
     n_syn = int(syn0[-1])
     csr = Synapses(row0, np.zeros(len(counts), np.int64), np.zeros(len(counts), np.int64),
-                   np.array([ports.index(q.receptor) for q in network.projections], np.int64),
+                   np.array([ports.index(receptor(q)) for q in network.projections], np.int64),
                    shift, np.zeros(n_rows + 1, np.int64), np.empty(n_syn, np.uint32),
                    np.empty(n_syn, np.int16), np.empty(n_syn, np.uint16))
     for pid, q in enumerate(network.projections):

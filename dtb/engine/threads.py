@@ -84,7 +84,7 @@ def default_threads(sample_s: float = 0.1) -> int:
     whose cores other processes keep busy gets fewer, as many threads as would find a free
     core.  The spikes do not depend on it (results are identical for any thread count)."""
 
-    top = int(numba.config.NUMBA_NUM_THREADS)
+    top = int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
     idle = idle_cores(sample_s)
     if idle is None:
         return top
@@ -102,7 +102,7 @@ def choose_threads(requested: int | None) -> int | None:
 
 
     n = default_threads()
-    top = int(numba.config.NUMBA_NUM_THREADS)
+    top = int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
     if n < top:
         logging.getLogger(__name__).info(
             "threads: %d of %d (other processes keep the other cores busy; --threads N to "

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from dtb.errors import ConfigError
 from dtb.kernels import philox as _ph
 
 DIST_KINDS = {"constant": _ph.D_CONSTANT, "uniform": _ph.D_UNIFORM, "normal": _ph.D_NORMAL,
@@ -258,6 +259,15 @@ class Population:
     type: str | None = None
     units: tuple[int, ...] | None = None
     groups: tuple[int, ...] | None = None
+
+    @property
+    def unit_sizes(self) -> tuple[int, ...]:
+        """``units``, for code that only runs on populations with units (unit rules, a
+        brain's families): an error naming the population where there are none."""
+        if self.units is None:
+            raise ConfigError([f"population {self.name}: no units -- expected a population "
+                               "with per-unit structure (units: [...])"])
+        return self.units
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "size": self.size, "model": self.model}

@@ -34,31 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dtb.kernels.rows import (  # noqa: F401 - the rows are part of this module's API
-    L_C,
-    L_DECAY0,
-    L_E0,
-    L_G0,
-    L_GL,
-    L_IE,
-    L_MG,
-    L_MG_ON,
-    L_NREF,
-    L_VL,
-    L_VRESET,
-    L_VTH,
-    R_EL,
-    R_IE,
-    R_NREF,
-    R_P11EX,
-    R_P11IN,
-    R_P20,
-    R_P21EX,
-    R_P21IN,
-    R_P22,
-    R_THETA,
-    R_VRESET_REL,
-)
+from dtb.kernels import rows as row
 
 N_CHANNELS = 4  # synaptic state variables per neuron (psc_exp uses 2, lif_cond 4)
 N_PARAM_ROWS = 24
@@ -154,31 +130,31 @@ def pack(model: NeuronModel, p: dict[str, np.ndarray], dt: float) -> np.ndarray:
     n = len(next(iter(p.values())))
     out = np.zeros((N_PARAM_ROWS, n))
     if model is IAF_PSC_EXP:
-        out[R_P22] = np.exp(-dt / p["tau_m"])
-        out[R_P20] = p["tau_m"] / p["C_m"] * (1.0 - out[R_P22])
-        out[R_P21EX] = _propagator_32(p["tau_syn_ex"], p["tau_m"], p["C_m"], dt)
-        out[R_P21IN] = _propagator_32(p["tau_syn_in"], p["tau_m"], p["C_m"], dt)
-        out[R_P11EX] = np.exp(-dt / p["tau_syn_ex"])
-        out[R_P11IN] = np.exp(-dt / p["tau_syn_in"])
-        out[R_THETA] = p["V_th"] - p["E_L"]
-        out[R_VRESET_REL] = p["V_reset"] - p["E_L"]
-        out[R_NREF] = refractory_steps(p["t_ref"], dt)
-        out[R_IE] = p["I_e"]
-        out[R_EL] = p["E_L"]
+        out[row.R_P22] = np.exp(-dt / p["tau_m"])
+        out[row.R_P20] = p["tau_m"] / p["C_m"] * (1.0 - out[row.R_P22])
+        out[row.R_P21EX] = _propagator_32(p["tau_syn_ex"], p["tau_m"], p["C_m"], dt)
+        out[row.R_P21IN] = _propagator_32(p["tau_syn_in"], p["tau_m"], p["C_m"], dt)
+        out[row.R_P11EX] = np.exp(-dt / p["tau_syn_ex"])
+        out[row.R_P11IN] = np.exp(-dt / p["tau_syn_in"])
+        out[row.R_THETA] = p["V_th"] - p["E_L"]
+        out[row.R_VRESET_REL] = p["V_reset"] - p["E_L"]
+        out[row.R_NREF] = refractory_steps(p["t_ref"], dt)
+        out[row.R_IE] = p["I_e"]
+        out[row.R_EL] = p["E_L"]
     else:
-        out[L_C] = p["C"]
-        out[L_GL] = p["g_L"]
-        out[L_VL] = p["V_L"]
-        out[L_VTH] = p["V_th"]
-        out[L_VRESET] = p["V_reset"]
-        out[L_NREF] = refractory_steps(p["t_ref"], dt)
-        out[L_IE] = p["I_e"]
-        out[L_MG_ON] = p["mg_block"]
-        out[L_MG] = p["Mg"]
+        out[row.L_C] = p["C"]
+        out[row.L_GL] = p["g_L"]
+        out[row.L_VL] = p["V_L"]
+        out[row.L_VTH] = p["V_th"]
+        out[row.L_VRESET] = p["V_reset"]
+        out[row.L_NREF] = refractory_steps(p["t_ref"], dt)
+        out[row.L_IE] = p["I_e"]
+        out[row.L_MG_ON] = p["mg_block"]
+        out[row.L_MG] = p["Mg"]
         for c, ch in enumerate(LIF_CHANNELS):
-            out[L_G0 + c] = p["g_" + ch]
-            out[L_E0 + c] = p["E_" + ch]
-            out[L_DECAY0 + c] = np.exp(-dt / p["tau_" + ch])
+            out[row.L_G0 + c] = p["g_" + ch]
+            out[row.L_E0 + c] = p["E_" + ch]
+            out[row.L_DECAY0 + c] = np.exp(-dt / p["tau_" + ch])
     return out
 
 

@@ -97,8 +97,8 @@ def _rebalance(part: np.ndarray, cost: np.ndarray, graph, ranks: int, limit: flo
         members[r].append(a)
     stuck: set[int] = set()
     for _ in range(8 * len(cost) + ranks):
-        over = np.flatnonzero(load > limit)
-        over = [int(r) for r in over[np.argsort(-load[over])] if int(r) not in stuck]
+        heavy = np.flatnonzero(load > limit)
+        over = [int(r) for r in heavy[np.argsort(-load[heavy])] if int(r) not in stuck]
         if not over:
             break
         r = over[0]

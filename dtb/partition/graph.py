@@ -143,6 +143,7 @@ def _class_edges(c: _EdgeClass, n: int | None, rng) -> tuple[np.ndarray, np.ndar
     proportional to fa fb, each carrying total / n (an unbiased estimate of every cut)."""
     if n is None:
         if c.exact is not None:
+            assert c.b is not None, "an exact matrix is between two sets of atoms"
             i, j = np.nonzero(c.exact)
             return c.a[i], c.b[j], c.exact[i, j]
         if c.b is None:

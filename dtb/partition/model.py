@@ -170,7 +170,7 @@ def _cut_points(cost: float, target: float, max_atom: float) -> tuple[np.ndarray
     if rem < 1e-6 * target:
         rem, q_full = 0.0, np.linspace(0.0, 1.0, k + 1)
     else:
-        q_full = np.arange(k + 1) * (target / cost)
+        q_full = (np.arange(k + 1) * (target / cost)).astype(np.float64)
     n_rem = int(math.ceil(rem / (max_atom * target))) if rem > 0 else 0
     q_rem = q_full[-1] + np.arange(1, n_rem + 1) * (rem / cost / max(n_rem, 1))
     q = np.concatenate([q_full, q_rem])

@@ -21,7 +21,6 @@ CuPy and the GPU itself on any machine.
 from __future__ import annotations
 
 import contextlib
-import math
 from typing import Any
 
 import numpy as np
@@ -34,8 +33,11 @@ from dtb.engine.gpu.device import (
     check_fits,
     device_name,
     estimate,
+    max_spikes,
+    spike_bound,
 )
 from dtb.engine.gpu.kernels import CudaKernels, HostKernels
+from dtb.errors import ConfigError
 from dtb.model.neurons import MODELS
 
 CTL_T, CTL_COUNT, CTL_WIN, CTL_TICKET, CTL_BASE, CTL_OVERFLOW, CTL_LEN = 0, 1, 2, 3, 4, 5, 8
@@ -59,6 +61,9 @@ class GpuBackend:
         self.engine = engine
         self.emulate = emulate
         self.graph_windows = 0 if emulate else int(graph_windows)
+        self.xp: Any  # the array module: numpy (emulated) or cupy
+        self.rec_step: Any = None
+        self.rec_idx: Any = None
         if emulate:
             self.xp = np
             self.kernels: Any = HostKernels()
@@ -144,7 +149,8 @@ class GpuBackend:
         self.pop_first = self._dev(e.pieces.first, np.int64)
         self.pop_gid0 = self._dev(e.part.piece_gid0, np.int64)
 
-        self.pop_model = self._dev([MODELS[lay.model].code for lay in e.layout], np.int64)
+        self.pop_model = self._dev(np.array([MODELS[lay.model].code for lay in e.layout]),
+                                   np.int64)
         # projections by source: per piece (local spikes), per population (remote ones)
         self.piece_proj_ptr = self._dev(e.pieces.proj_ptr, np.int64)
         self.piece_proj = self._dev(e.pieces.proj, np.int64)
@@ -232,32 +238,13 @@ class GpuBackend:
         return lo
 
     def _set_spike_bound(self) -> None:
-        self._spikes_per_neuron = self._spike_bound_params()
+        e = self.engine
+        self._spikes_per_neuron = spike_bound(e.layout, e.neurons.P, e.neurons.pid)
         self._plans = {}
 
-    def _spike_bound_params(self) -> list[tuple[int, int, bool]]:
-        """Per population: (neurons, smallest refractory steps, resets below threshold)."""
-        e = self.engine
-        out = []
-        for lay in e.layout:
-            if lay.size == 0:
-                continue
-            sets = np.unique(e.neurons.pid[lay.lo:lay.hi])
-            P = e.neurons.P[sets]
-            if lay.model == "iaf_psc_exp":
-                nref, below = P[:, 8], P[:, 7] < P[:, 6]
-            else:
-                nref, below = P[:, 5], P[:, 4] < P[:, 3]
-            out.append((lay.size, int(nref.min()), bool(below.all())))
-        return out
-
     def max_spikes(self, m: int) -> int:
-        """An upper bound of the spikes of a window of m steps: a neuron that resets below
-        threshold spikes at most once per n_ref + 1 steps."""
-        total = 0
-        for size, nref, below in self._spikes_per_neuron:
-            total += size * (math.ceil(m / (nref + 1)) if below else m)
-        return total
+        """An upper bound of the spikes of a window of m steps (device.max_spikes)."""
+        return max_spikes(self._spikes_per_neuron, m)
 
     # --- launches ------------------------------------------------------------------------
     def _dyn_args(self, m: int) -> tuple:
@@ -357,7 +344,7 @@ class GpuBackend:
         indices (int64), host arrays, the same as the CPU engine records.
         """
         if n_steps < 0 or m_max < 1:
-            raise ValueError(f"n_steps {n_steps}, m_max {m_max} -- expected >= 0 and >= 1")
+            raise ConfigError([f"n_steps {n_steps}, m_max {m_max} -- expected >= 0 and >= 1"])
         with self._on_stream():
             self._size_record(m_max)
             return self._advance(n_steps, m_max)
@@ -430,8 +417,8 @@ class GpuBackend:
         it stays valid."""
         bad = set(fields) - set(self.STATE)
         if bad:
-            raise ValueError(f"to_engine fields {sorted(bad)} -- expected some of "
-                             f"{', '.join(self.STATE)}")
+            raise ConfigError([f"to_engine fields {sorted(bad)} -- expected some of "
+                               f"{', '.join(self.STATE)}"])
         with self._on_stream():
             self._sync()
             e = self.engine
@@ -466,8 +453,8 @@ class GpuBackend:
                                          ("pid", e.neurons.pid, np.int32)):
                     dst = getattr(self, name)
                     if src.shape != dst.shape:
-                        raise ValueError(f"engine {name} has shape {src.shape} -- expected "
-                                         f"{dst.shape}")
+                        raise ConfigError([f"engine {name} has shape {src.shape} -- expected "
+                                           f"{dst.shape}"])
                     dst[...] = self.xp.asarray(np.ascontiguousarray(src, dtype))
             if self.ou_n:
                 self.ou[...] = self.xp.asarray(np.ascontiguousarray(e.istate.ou, np.float64))

@@ -9,13 +9,17 @@ rank coming from SLURM (``SLURM_LOCALID``), the launcher (Open MPI's
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
+
 from dtb.errors import DtbError
+from dtb.kernels.rows import L_NREF, L_VRESET, L_VTH, R_NREF, R_THETA, R_VRESET_REL
 
 _LOCAL_RANK_VARS = ("SLURM_LOCALID", "OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID",
                     "PMI_LOCAL_RANK", "MV2_COMM_WORLD_LOCAL_RANK")
@@ -261,3 +265,27 @@ def gpu_status() -> dict[str, Any]:
         out["cuda_available"] = False
         out["cuda_error"] = f"{type(e).__name__}: {e}"
     return out
+
+
+def spike_bound(layout: list, P: np.ndarray, pid: np.ndarray) -> list[tuple[int, int, bool]]:
+    """Per layout piece with neurons: (neurons, smallest refractory steps, whether every
+    neuron resets below threshold), from the packed parameter sets P and each neuron's
+    set pid (dtb.model.neurons.pack)."""
+    out = []
+    for lay in layout:
+        if lay.size == 0:
+            continue
+        sets = P[np.unique(pid[lay.lo:lay.hi])]
+        if lay.model == "iaf_psc_exp":
+            nref, below = sets[:, R_NREF], sets[:, R_VRESET_REL] < sets[:, R_THETA]
+        else:
+            nref, below = sets[:, L_NREF], sets[:, L_VRESET] < sets[:, L_VTH]
+        out.append((lay.size, int(nref.min()), bool(below.all())))
+    return out
+
+
+def max_spikes(bound: list[tuple[int, int, bool]], m: int) -> int:
+    """An upper bound of the spikes of a window of m steps (``bound``: spike_bound's): a
+    neuron that resets below threshold spikes at most once per n_ref + 1 steps."""
+    return sum(size * (math.ceil(m / (nref + 1)) if below else m)
+               for size, nref, below in bound)

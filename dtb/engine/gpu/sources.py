@@ -14,6 +14,8 @@ def kernel_dir() -> Path:
     """The folder of the kernel sources (the installed ``dtb.kernels`` package, found
     without importing it)."""
     spec = importlib.util.find_spec("dtb.kernels")
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError("dtb.kernels -- expected the installed package's kernels")
     return Path(spec.origin).resolve().parent
 
 
