@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from dtb.errors import ArgumentError
+
 __all__ = ["pearson", "overall_correlation", "persistence_forecast", "fit_ar1", "ar1_forecast",
            "fc", "fc_correlation", "interval_coverage", "calibrated_coverage", "tracking_report",
            "rmse"]
@@ -43,7 +45,7 @@ def pearson(a: Any, b: Any) -> np.ndarray:
     constant."""
     a, b = _2d(a), _2d(b)
     if a.shape != b.shape:
-        raise ValueError(f"pearson: shapes {a.shape} and {b.shape} -- expected equal shapes")
+        raise ArgumentError(f"pearson: shapes {a.shape} and {b.shape} -- expected equal shapes")
     a = a - a.mean(axis=0)
     b = b - b.mean(axis=0)
     den = np.sqrt((a * a).sum(axis=0) * (b * b).sum(axis=0))
@@ -73,7 +75,7 @@ def fit_ar1(x: Any) -> np.ndarray:
     of ``x[t] = c + phi x[t-1]``."""
     x = _2d(x)
     if x.shape[0] < 3:
-        raise ValueError(f"fit_ar1: {x.shape[0]} time points -- expected at least 3")
+        raise ArgumentError(f"fit_ar1: {x.shape[0]} time points -- expected at least 3")
     prev, nxt = x[:-1], x[1:]
     pm, nm = prev.mean(axis=0), nxt.mean(axis=0)
     var = ((prev - pm) ** 2).sum(axis=0)
@@ -98,8 +100,8 @@ def fc_correlation(fc_a: np.ndarray, fc_b: np.ndarray) -> float:
     """Pearson correlation of the upper triangles (k = 1) of two (R, R) FC matrices."""
     fc_a, fc_b = np.asarray(fc_a, float), np.asarray(fc_b, float)
     if fc_a.shape != fc_b.shape or fc_a.ndim != 2 or fc_a.shape[0] != fc_a.shape[1]:
-        raise ValueError(f"fc_correlation: shapes {fc_a.shape} and {fc_b.shape} -- expected "
-                         "two (R, R) matrices")
+        raise ArgumentError(f"fc_correlation: shapes {fc_a.shape} and {fc_b.shape} -- expected "
+                            "two (R, R) matrices")
     iu = np.triu_indices(fc_a.shape[0], k=1)
     return float(pearson(fc_a[iu], fc_b[iu])[0])
 
@@ -110,10 +112,10 @@ def interval_coverage(samples: Any, truth: Any, level: float = 0.9) -> float:
     s = np.asarray(samples, float)
     t = np.asarray(truth, float)
     if s.shape[1:] != t.shape:
-        raise ValueError(f"interval_coverage: samples {s.shape}, truth {t.shape} -- expected "
-                         "(N, ...) and (...)")
+        raise ArgumentError(f"interval_coverage: samples {s.shape}, truth {t.shape} -- expected "
+                            "(N, ...) and (...)")
     if not 0 < level < 1:
-        raise ValueError(f"level: {level!r} -- expected a probability in (0, 1)")
+        raise ArgumentError(f"level: {level!r} -- expected a probability in (0, 1)")
     lo = np.quantile(s, (1 - level) / 2, axis=0)
     hi = np.quantile(s, (1 + level) / 2, axis=0)
     return float(np.mean((t >= lo) & (t <= hi)))
@@ -130,9 +132,9 @@ def calibrated_coverage(members: int, level: float = 0.9) -> float:
     fixed seed (200,000 cases, standard error < 0.0011); other distributions differ by up
     to about 0.02 at 6 members (uniform: exactly level (M - 1) / (M + 1))."""
     if members < 2:
-        raise ValueError(f"members: {members!r} -- expected at least 2")
+        raise ArgumentError(f"members: {members!r} -- expected at least 2")
     if not 0 < level < 1:
-        raise ValueError(f"level: {level!r} -- expected a probability in (0, 1)")
+        raise ArgumentError(f"level: {level!r} -- expected a probability in (0, 1)")
     x = np.random.default_rng([members, 90]).standard_normal((200_000, members + 1))
     return interval_coverage(x[:, :members].T, x[:, members], level)
 

@@ -19,8 +19,9 @@ Accepted files (``read_bold(path, tr_s, ...)``):
   installed (``pip install 'dtb[nilearn]'``), and the grids are refused otherwise.  The TR is
   read from the header's 4th zoom (seconds, or milliseconds when the header says ``msec``).
 
-A header is either all labels or all names (``_header_keys``): every cell an integer gives
-labels, no cell a number gives names, a mix is refused naming the odd column.
+A header is either all labels or all names (``dtb.assimilation.boldfiles.header_keys``):
+every cell an integer gives labels, no cell a number gives names, a mix is refused naming
+the odd column.
 
 The TR (seconds) may come from ``tr_s`` (``--tr``), from the file (HDF5 ``tr``, the NIfTI
 header) and from a BIDS JSON sidecar beside the file (``dtb.io.bids.sidecar_tr``:
@@ -53,38 +54,29 @@ cell that is also the *name* of another brain region is ambiguous and refused.
 
 from __future__ import annotations
 
-import os
-import warnings
-from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 from scipy.signal import butter, sosfiltfilt
 
-from dtb.errors import InputError
-from dtb.io.bids import is_number, sidecar_tr
+from dtb.assimilation.boldfiles import (
+    PathLike,
+    Text,
+    listed,
+    read_hdf5,
+    read_label_list,
+    read_nifti,
+    read_table,
+    suffix,
+)
+from dtb.errors import ArgumentError, InputError
+from dtb.io.bids import sidecar_tr
 
 __all__ = ["BoldData", "read_bold", "preprocess", "resolve_regions", "match_labels"]
 
-PathLike = str | os.PathLike
 MIN_SAMPLES = 10
-MISSING = "n/a"        # BIDS' missing value in TSV files
-
-
-class _Text(str):
-    """A value shown without quotes in an InputError message."""
-
-    def __repr__(self) -> str:
-        return str(self)
-
-
-def _listed(items: Any, most: int = 10) -> _Text:
-    items = [x.item() if isinstance(x, np.generic) else x for x in items]
-    more = f", ... ({len(items)} in all)" if len(items) > most else ""
-    return _Text("[" + ", ".join(repr(x) for x in items[:most]) + more + "]")
 
 
 @dataclass(frozen=True)
@@ -124,245 +116,6 @@ class BoldData:
         return self.n_samples * self.tr_s
 
 
-def _suffix(p: Path) -> str:
-    name = p.name.lower()
-    return ".nii.gz" if name.endswith(".nii.gz") else p.suffix.lower()
-
-
-Keys = tuple[np.ndarray | None, tuple[str, ...] | None]
-
-
-def _cell(v: Any) -> str:
-    s = v.decode() if isinstance(v, bytes) else str(v)
-    s = s.strip()
-    if len(s) >= 2 and s[0] == s[-1] and s[0] in "\"'":
-        s = s[1:-1].strip()
-    return s
-
-
-def _labels_from(path: str, field: str, cells: list[str]) -> np.ndarray:
-    out = []
-    for s in cells:
-        try:
-            f = float(s)
-        except ValueError:
-            raise InputError(path, field, s, "integer region labels") from None
-        if not f.is_integer() or f <= 0 or f >= 2**63:
-            raise InputError(path, field, s, "integer region labels > 0 (and < 2^63)")
-        out.append(int(f))
-    lab = np.asarray(out, dtype=np.int64)
-    uniq, counts = np.unique(lab, return_counts=True)
-    if np.any(counts > 1):
-        raise InputError(path, field, _listed(uniq[counts > 1]), "distinct region labels")
-    return lab
-
-
-def _header_keys(path: str, field: str, values: Any) -> Keys:
-    """A header (or label list) as ``(labels, None)`` when every cell is a number (integer
-    labels > 0), ``(None, names)`` when none is; a mix is refused naming the odd column."""
-    cells = [_cell(v) for v in np.atleast_1d(np.asarray(values, dtype=object)).ravel()]
-    numeric = [is_number(c) for c in cells]
-    if all(numeric):
-        return _labels_from(path, field, cells), None
-    if any(numeric):
-        n = sum(numeric)
-        majority = numeric[0] if 2 * n == len(cells) else 2 * n > len(cells)
-        j = next(i for i, x in enumerate(numeric) if x != majority)
-        kind = "an integer region label" if majority else "a region name"
-        raise InputError(path, f"{field} column {j + 1}", cells[j],
-                         f"{kind} like the other columns (a header is all region labels or "
-                         "all region names)")
-    empty = [i for i, c in enumerate(cells) if not c]
-    if empty:
-        raise InputError(path, f"{field} column {empty[0] + 1}", "", "a region name")
-    dup = sorted(c for c, k in Counter(cells).items() if k > 1)
-    if dup:
-        raise InputError(path, field, _listed(dup), "distinct region names")
-    return None, tuple(cells)
-
-
-def _split_rows(path: str) -> tuple[list[str], list[list[str]]]:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(path, "file", _Text(f"unreadable ({e})"), "a text table") from e
-    rows = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-    if not rows:
-        raise InputError(path, "file", _Text("empty"), "a header of labels or names and rows "
-                         "of values")
-    sep = "\t" if "\t" in rows[0] else ("," if "," in rows[0] else None)
-    split = (lambda s: [c.strip() for c in s.split(sep)]) if sep else (lambda s: s.split())
-    return split(rows[0]), [split(r) for r in rows[1:]]
-
-
-def _read_table(path: str) -> tuple[np.ndarray, Keys, tuple[Any, ...]]:
-    """A labelled or named table: data (T, R) with its keys; whole-``n/a`` columns dropped
-    (their keys returned as the third item)."""
-    header, body = _split_rows(path)
-    labels, names = _header_keys(path, "header", header)
-    keys = labels.tolist() if labels is not None else list(names)
-
-    def where(j: int) -> str:
-        return f"label {keys[j]}" if labels is not None else f"region {keys[j]!r}"
-
-    data = np.empty((len(body), len(keys)))
-    for i, cells in enumerate(body):
-        if len(cells) != len(keys):
-            raise InputError(path, f"row {i + 1}", _Text(f"{len(cells)} values"),
-                             f"{len(keys)} values, one per column of the header")
-        for j, c in enumerate(cells):
-            if c == MISSING:
-                data[i, j] = np.nan
-                continue
-            try:
-                data[i, j] = float(c)
-            except ValueError:
-                raise InputError(path, f"row {i + 1}, {where(j)}", c, "a number") from None
-    na = np.array([[c == MISSING for c in cells] for cells in body], bool).reshape(data.shape)
-    empty = na.all(axis=0) if len(body) else np.zeros(len(keys), bool)
-    partial = np.flatnonzero(na.any(axis=0) & ~empty)
-    if partial.size:
-        j = int(partial[0])
-        raise InputError(path, f"row {int(np.argmax(na[:, j])) + 1}, {where(j)}", MISSING,
-                         "a number (n/a is accepted for a whole column only: a region "
-                         "without coverage)")
-    keep = ~empty
-    dropped = tuple(k for k, e in zip(keys, empty, strict=True) if e)
-    if labels is not None:
-        return data[:, keep], (labels[keep], None), dropped
-    return data[:, keep], (None, tuple(n for n, k in zip(names, keep, strict=True) if k)), \
-        dropped
-
-
-def _read_label_list(path: str, labels: Any) -> Keys:
-    if labels is None:
-        raise InputError(path, "labels", None, "labels for a .npy table (labels=[...] or a "
-                         "file with one label or name a line)")
-    if isinstance(labels, (str, os.PathLike)):
-        try:
-            items = [ln for ln in Path(labels).read_text(encoding="utf-8").splitlines()
-                     if ln.strip()]
-        except OSError as e:
-            raise InputError(str(labels), "labels", _Text(f"unreadable ({e.strerror})"),
-                             "a text file of region labels or names, one a line") from e
-        return _header_keys(str(labels), "labels", items)
-    return _header_keys(path, "labels", labels)
-
-
-def _read_hdf5(path: str, dataset: str) -> tuple[np.ndarray, Keys, float | None]:
-    try:
-        h = h5py.File(path, "r")
-    except OSError as e:
-        raise InputError(path, "file", _Text(f"unreadable ({e})"), "an HDF5 file") from e
-    with h:
-        if dataset not in h or not isinstance(h[dataset], h5py.Dataset):
-            raise InputError(path, dataset, _Text("missing"),
-                             f"a (T, R) dataset '{dataset}' (choose one with dataset=)")
-        d = h[dataset]
-        try:
-            data = d[()]
-        except (OSError, RuntimeError) as e:     # damaged or cut short inside the data
-            raise InputError(path, dataset, _Text(f"unreadable ({e})"),
-                             "a complete HDF5 file (is it truncated?)") from e
-        if "labels" in d.attrs:
-            keys = _header_keys(path, f"{dataset}.attrs['labels']", d.attrs["labels"])
-        elif "labels" in h:
-            keys = _header_keys(path, "labels", h["labels"][()])
-        else:
-            raise InputError(path, f"{dataset}.attrs['labels']", _Text("missing"),
-                             "region labels as an attribute of the dataset or a 'labels' "
-                             "dataset")
-        tr = d.attrs.get("tr", h.attrs.get("tr"))
-    if tr is not None:
-        try:
-            tr = float(tr)
-        except (TypeError, ValueError):
-            raise InputError(path, f"{dataset}.attrs['tr']", _Text(repr(tr)[:80]),
-                             "a repetition time in seconds") from None
-    return np.asarray(data), keys, tr
-
-
-def _masker_means(path: str, img: Any, atlas: str, aimg: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Region means of a 4D image through nilearn's NiftiLabelsMasker, the atlas resampled
-    (nearest neighbour) onto the BOLD grid; InputError when nilearn is missing."""
-    try:
-        from nilearn.maskers import NiftiLabelsMasker
-    except ImportError:
-        raise InputError(atlas, "grid", _Text(f"shape {tuple(aimg.shape)}, affine "
-                                              f"{np.round(aimg.affine, 3).tolist()}"),
-                         f"the BOLD image's grid (shape {tuple(img.shape[:3])}, affine "
-                         f"{np.round(img.affine, 3).tolist()}), or the nilearn extra to "
-                         "resample the atlas onto it: pip install 'dtb[nilearn]'") from None
-
-    masker = NiftiLabelsMasker(labels_img=aimg, resampling_target="data", strategy="mean",
-                               standardize=None, detrend=False)
-    try:
-        with warnings.catch_warnings():
-            # nilearn reports the resampling it was asked for as a warning
-            warnings.simplefilter("ignore", UserWarning)
-            data = masker.fit_transform(img)
-    except Exception as e:  # nilearn raises many kinds for grids it cannot map
-        raise InputError(atlas, "resampling", _Text(f"{type(e).__name__}: {e}"),
-                         f"an atlas that nilearn can resample onto {path}'s grid") from e
-    ids = getattr(masker, "region_ids_", None)      # nilearn >= 0.11; labels_ before
-    labels = np.array([int(ids[i]) for i in range(data.shape[1])] if ids is not None
-                      else [int(v) for v in masker.labels_ if int(v) != 0], np.int64)
-    return np.asarray(data, float), labels
-
-
-def _read_nifti(path: str, atlas: PathLike | None) -> tuple[np.ndarray, Keys, float | None,
-                                                               str]:
-    import nibabel as nib
-
-    if atlas is None:
-        raise InputError(path, "atlas", None, "an atlas label volume (atlas=) to average "
-                         "the 4D image over regions")
-    try:
-        img = nib.load(path)
-        vol = np.asarray(img.dataobj, dtype=float)
-    except Exception as e:  # nibabel raises many kinds for damaged files
-        raise InputError(path, "file", _Text(f"unreadable ({type(e).__name__}: {e})"),
-                         "a 4D NIfTI image") from e
-    if vol.ndim != 4:
-        raise InputError(path, "shape", tuple(vol.shape), "a 4D image (x, y, z, time)")
-    try:
-        aimg = nib.load(atlas)
-        lab = np.asarray(aimg.dataobj)
-    except Exception as e:
-        raise InputError(str(atlas), "file", _Text(f"unreadable ({type(e).__name__}: {e})"),
-                         "a 3D NIfTI label volume") from e
-    if lab.ndim != 3:
-        raise InputError(str(atlas), "shape", tuple(lab.shape), "a 3D label volume")
-    if not np.all(np.equal(np.mod(lab, 1), 0)):
-        raise InputError(str(atlas), "labels", _Text("non-integer values"),
-                         "integer region labels")
-    how = "atlas on the BOLD grid"
-    if lab.shape != vol.shape[:3] or not np.allclose(aimg.affine, img.affine, atol=1e-3):
-        data, labels = _masker_means(path, img, str(atlas), aimg)
-        how = "atlas resampled onto the BOLD grid (nilearn NiftiLabelsMasker, nearest)"
-    else:
-        lab = lab.astype(np.int64)
-        labels = np.unique(lab[lab > 0])
-        if labels.size == 0:
-            raise InputError(str(atlas), "labels", _Text("all voxels 0"), "labelled regions")
-        flat = vol.reshape(-1, vol.shape[3])
-        idx = np.searchsorted(labels, lab.ravel())
-        keep = lab.ravel() > 0
-        sums = np.zeros((labels.size, vol.shape[3]))
-        np.add.at(sums, idx[keep], flat[keep])
-        counts = np.bincount(idx[keep], minlength=labels.size)
-        data = (sums / counts[:, None]).T
-    zooms = img.header.get_zooms()
-    tr = float(zooms[3]) if len(zooms) > 3 and zooms[3] > 0 else None
-    if tr is not None:
-        unit = img.header.get_xyzt_units()[1]
-        if unit == "msec":
-            tr *= 1e-3
-        elif unit == "usec":
-            tr *= 1e-6
-    return data, (labels, None), tr, how
-
-
 def _agreed_tr(src: str, tr_s: float | None, file_tr: float | None,
                side: tuple[str, str, float] | None) -> tuple[float | None, str]:
     """The TR every given source agrees on (to 1 ms) and where it came from."""
@@ -394,27 +147,27 @@ def read_bold(path: PathLike, tr_s: float | None = None, labels: Any = None,
     p = Path(path)
     src = str(path)
     if not p.exists():
-        raise InputError(src, "file", _Text("no such file"), "an existing BOLD file")
+        raise InputError(src, "file", Text("no such file"), "an existing BOLD file")
     if not p.is_file():
-        raise InputError(src, "file", _Text("not a regular file"), "a file")
-    suf = _suffix(p)
+        raise InputError(src, "file", Text("not a regular file"), "a file")
+    suf = suffix(p)
     file_tr = None
     dropped: tuple[Any, ...] = ()
     how = ""
     if suf in (".csv", ".tsv", ".txt"):
-        data, keys, dropped = _read_table(src)
+        data, keys, dropped = read_table(src)
     elif suf == ".npy":
         try:
             data = np.load(src, allow_pickle=False)
         except (OSError, ValueError) as e:
-            raise InputError(src, "file", _Text(f"unreadable ({e})"), "a .npy array") from e
-        keys = _read_label_list(src, labels)
+            raise InputError(src, "file", Text(f"unreadable ({e})"), "a .npy array") from e
+        keys = read_label_list(src, labels)
     elif suf in (".h5", ".hdf5"):
-        data, keys, file_tr = _read_hdf5(src, dataset)
+        data, keys, file_tr = read_hdf5(src, dataset)
     elif suf in (".nii", ".nii.gz"):
-        data, keys, file_tr, how = _read_nifti(src, atlas)
+        data, keys, file_tr, how = read_nifti(src, atlas)
     else:
-        raise InputError(src, "suffix", suf or _Text("none"),
+        raise InputError(src, "suffix", suf or Text("none"),
                          ".csv, .tsv, .txt, .npy, .h5, .hdf5, .nii or .nii.gz")
     lab, names = keys
     n_cols = lab.size if lab is not None else len(names)
@@ -441,7 +194,7 @@ def read_bold(path: PathLike, tr_s: float | None = None, labels: Any = None,
                          f"at least {min_samples} time points")
     flat = np.flatnonzero(np.ptp(out.data, axis=0) == 0)
     if flat.size:
-        raise InputError(src, out.column(int(flat[0])), _Text("a constant series"),
+        raise InputError(src, out.column(int(flat[0])), Text("a constant series"),
                          "a varying signal in every region")
     if how:
         tr_from = f"{tr_from}; {how}"
@@ -480,7 +233,7 @@ def resolve_regions(bold: BoldData, region_labels: Any, region_names: Any,
         hits = by_name.get(n, [])
         if len(hits) > 1:
             raise InputError(src, f"header column {j + 1}", n,
-                             f"a region name the brain has once (labels {_listed(hits)} "
+                             f"a region name the brain has once (labels {listed(hits)} "
                              "share it; head the table with labels instead)")
         if hits:
             labels.append(hits[0])
@@ -492,16 +245,17 @@ def resolve_regions(bold: BoldData, region_labels: Any, region_names: Any,
         near = [f"{n!r} (the brain has {folded[n.casefold()]!r})" for n in unknown
                 if n.casefold() in folded]
         hint = f"; names differ in case: {', '.join(near[:3])}" if near else ""
-        raise InputError(src, "header", _listed(unknown),
+        raise InputError(src, "header", listed(unknown),
                          f"names of the brain's regions (it has no region so named; it has "
-                         f"{_listed(rn, 6)}{hint})")
+                         f"{listed(rn, 6)}{hint})")
     if not keep:
-        raise InputError(src, "header", _listed(bold.names or ()),
-                         f"at least one of the brain's region names {_listed(rn, 6)}")
+        raise InputError(src, "header", listed(bold.names or ()),
+                         f"at least one of the brain's region names {listed(rn, 6)}")
     gone = tuple(by_name[n][0] if len(by_name.get(n, [])) == 1 else n
                  for n in bold.no_coverage)
+    names = bold.names or ()
     return replace(bold, data=bold.data[:, keep], labels=np.asarray(labels, np.int64),
-                   names=tuple(bold.names[j] for j in keep), no_coverage=gone)
+                   names=tuple(names[j] for j in keep), no_coverage=gone)
 
 
 def preprocess(bold: BoldData, detrend: str | int | None = None,
@@ -514,8 +268,8 @@ def preprocess(bold: BoldData, detrend: str | int | None = None,
         deg = {"constant": 0, "linear": 1}.get(detrend, detrend) if isinstance(
             detrend, str) else detrend
         if not isinstance(deg, (int, np.integer)) or deg < 0:
-            raise ValueError(f"detrend: {detrend!r} -- expected 'constant', 'linear' or a "
-                             "polynomial degree >= 0")
+            raise ArgumentError(f"detrend: {detrend!r} -- expected 'constant', 'linear' or a "
+                                "polynomial degree >= 0")
         tt = (t - t.mean()) / max(t.std(), 1.0)
         V = np.vander(tt, int(deg) + 1)
         coef, *_ = np.linalg.lstsq(V, x, rcond=None)
@@ -524,8 +278,8 @@ def preprocess(bold: BoldData, detrend: str | int | None = None,
         lo, hi = band
         nyq = 0.5 / bold.tr_s
         if lo < 0 or (hi is not None and not lo < hi < nyq) or (hi is None and not lo > 0):
-            raise ValueError(f"band: {band!r} -- expected 0 <= low < high < Nyquist "
-                             f"({nyq:.4g} Hz at TR {bold.tr_s} s), in Hz")
+            raise ArgumentError(f"band: {band!r} -- expected 0 <= low < high < Nyquist "
+                                f"({nyq:.4g} Hz at TR {bold.tr_s} s), in Hz")
         if lo > 0 and hi is not None:
             sos = butter(2, [lo, hi], btype="bandpass", fs=1.0 / bold.tr_s, output="sos")
         elif hi is not None:
@@ -554,7 +308,7 @@ def match_labels(bold: BoldData, unit_labels: Any, allow_unobserved: bool = Fals
     labels that no unit has are an error unless ``allow_extra``.
     """
     if bold.labels is None:
-        raise InputError(bold.source, "header", _listed(bold.names or ()),
+        raise InputError(bold.source, "header", listed(bold.names or ()),
                          "region labels (a table headed by names needs the brain's region "
                          "names: resolve_regions)")
     ul = np.asarray(unit_labels, dtype=np.int64)
@@ -563,16 +317,16 @@ def match_labels(bold: BoldData, unit_labels: Any, allow_unobserved: bool = Fals
     missing = sorted(set(ul[obs_index < 0].tolist()))
     if missing and not allow_unobserved:
         empty = [m for m in missing if m in bold.no_coverage]
-        why = (f"; {_listed(empty)} are all n/a in the file: no coverage" if empty else "")
-        raise InputError(bold.source, "labels", _listed(missing),
+        why = (f"; {listed(empty)} are all n/a in the file: no coverage" if empty else "")
+        raise InputError(bold.source, "labels", listed(missing),
                          "an observed series for every region of the brain (these brain "
                          f"regions have none{why}; allow unobserved regions to go on)")
     extra = sorted(set(bold.labels.tolist()) - set(ul.tolist()))
     if extra and not allow_extra:
-        raise InputError(bold.source, "labels", _listed(extra),
+        raise InputError(bold.source, "labels", listed(extra),
                          "labels of the brain's regions (the brain has no such region)")
     used = np.unique(obs_index[obs_index >= 0])
     if used.size == 0:
-        raise InputError(bold.source, "labels", _listed(bold.labels),
-                         f"at least one of the brain's region labels {_listed(np.unique(ul))}")
+        raise InputError(bold.source, "labels", listed(bold.labels),
+                         f"at least one of the brain's region labels {listed(np.unique(ul))}")
     return obs_index, used

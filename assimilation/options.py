@@ -41,7 +41,15 @@ def add_assimilate_parser(subparsers: Any) -> argparse.ArgumentParser:
                     "against persistence and AR(1) baselines, on held-out data and by "
                     "functional connectivity. --demo runs a twin experiment on the embedded "
                     "default subject (synthetic BOLD from known hyperparameters).")
-    d = a.add_argument_group("data")
+    _add_data_args(a.add_argument_group("data"))
+    _add_estimation_args(a.add_argument_group("estimation"))
+    _add_simulation_args(a.add_argument_group("simulation"))
+    _add_run_args(a)
+    return a
+
+
+def _add_data_args(d: argparse._ArgumentGroup) -> None:
+    """The observations: files, regions, preprocessing, the demo's twin."""
     d.add_argument("--brain", metavar="BRAIN.h5", help="a brain file written by dtb build")
     d.add_argument("--bold", metavar="FILE",
                    help="observed BOLD: CSV/TSV (header of region labels or names, e.g. "
@@ -79,7 +87,10 @@ def add_assimilate_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="--demo: neurons of the default brain (default 4000)")
     d.add_argument("--trs", type=int, metavar="T",
                    help="--demo: length of the synthetic BOLD in TRs (default 24)")
-    e = a.add_argument_group("estimation")
+
+
+def _add_estimation_args(e: argparse._ArgumentGroup) -> None:
+    """What is estimated and the filter's settings."""
     e.add_argument("--members", type=int, metavar="M", help="ensemble members (default 8; "
                    "--demo 6)")
     e.add_argument("--params", default="g_AMPA", metavar="P1,P2",
@@ -111,7 +122,10 @@ def add_assimilate_parser(subparsers: Any) -> argparse.ArgumentParser:
                         "between network realisations)")
     e.add_argument("--no-localize", action="store_true",
                    help="global analysis (default: local by region membership, LETKF)")
-    s = a.add_argument_group("simulation")
+
+
+def _add_simulation_args(s: argparse._ArgumentGroup) -> None:
+    """The members' simulation: time step, spin-up, free run, hemodynamics, seed, ranks."""
     s.add_argument("--dt", type=float, metavar="MS", help="time step, ms (0.1; --demo 0.5)")
     s.add_argument("--substeps", type=int, default=4,
                    help="rate/hemodynamics pieces per TR (4)")
@@ -126,6 +140,10 @@ def add_assimilate_parser(subparsers: Any) -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int, metavar="N", help="CPU threads per rank")
     s.add_argument("--ranks-per-member", type=int, default=1, metavar="P",
                    help="MPI ranks of each member's distributed engine (1)")
+
+
+def _add_run_args(a: argparse.ArgumentParser) -> None:
+    """The run directory, checkpoints and resuming."""
     a.add_argument("--out", metavar="DIR", help="run directory (default "
                    "runs/assimilate-<UTC time>)")
     a.add_argument("--checkpoint-every", type=float, metavar="MS",
@@ -138,7 +156,6 @@ def add_assimilate_parser(subparsers: Any) -> argparse.ArgumentParser:
     a.add_argument("--overwrite", action="store_true", help="replace an earlier run there")
     a.add_argument("-q", "--quiet", action="store_true",
                    help="print only the run directory (warnings and errors still)")
-    return a
 
 
 @dataclass
@@ -281,6 +298,45 @@ def check_tr(tr_s: float, dt_ms: float, substeps: int, flag: str = "--tr") -> No
 def check_args(a: argparse.Namespace) -> Options:
     """Every command-line value checked (raises ``UsageError``), before any file is read."""
 
+    columns = _check_inputs(a)
+    tr = 0.8 if a.demo and a.tr is None else a.tr
+    if tr is not None and not (_finite(tr) and 0 < tr <= 60):
+        raise UsageError(f"--tr: {a.tr!r} -- expected a repetition time in seconds, in (0, 60]")
+    members = a.members if a.members is not None else (6 if a.demo else 8)
+    if not 2 <= members <= 100_000:
+        raise UsageError(f"--members: {members!r} -- expected at least 2 ensemble members")
+    params, bounds, held = _check_filter(a)
+    dt, ce = _check_simulation(a, tr, members)
+    neurons = 4000 if a.neurons is None else a.neurons
+    if not 1000 <= neurons <= 10_000_000:
+        raise UsageError(f"--neurons: {neurons!r} -- expected 1000 to 10000000")
+    trs = 24 if a.trs is None else a.trs
+    if not 12 <= trs <= 100_000:
+        raise UsageError(f"--trs: {trs!r} -- expected at least 12 TRs")
+    if a.out is not None:
+        out = Path(a.out)
+    else:
+        out = Path("runs") / ("assimilate-" + _dt.datetime.now(_dt.UTC).strftime(
+            "%Y%m%dT%H%M%SZ"))
+    return Options(demo=a.demo, brain=None if a.brain is None else Path(a.brain),
+                   bold=None if a.bold is None else Path(a.bold), tr_s=tr,
+                   members=members, params=params, population=a.population, bounds=bounds,
+                   prior_sd=a.prior_sd, holdout_regions=held,
+                   holdout_fraction=a.holdout_fraction,
+                   preprocess=_parse_preprocess(a.preprocess), method=a.method,
+                   inflation=a.inflation, rtps=a.rtps, rw_sd=a.rw_sd, obs_sd=a.obs_sd,
+                   localize=not a.no_localize, dt_ms=dt, substeps=a.substeps,
+                   spinup_s=a.spinup, free_run_trs=a.free_run_trs, hemo=a.hemo, seed=a.seed,
+                   threads=a.threads, ranks_per_member=a.ranks_per_member, out=out,
+                   overwrite=a.overwrite, quiet=a.quiet, neurons=neurons, trs=trs,
+                   labels=a.labels, atlas=a.atlas, dataset=a.dataset,
+                   allow_unobserved=a.allow_unobserved, allow_extra=a.allow_extra,
+                   checkpoint_every=ce, confounds=a.confounds, confound_columns=columns)
+
+
+def _check_inputs(a: argparse.Namespace) -> tuple[str, ...]:
+    """The data flags: --demo or --brain with --bold, --confounds with its columns (the
+    columns, as given)."""
     if a.demo:
         given = [f for f, v in (("--brain", a.brain), ("--bold", a.bold),
                                 ("--labels", a.labels), ("--atlas", a.atlas),
@@ -302,12 +358,13 @@ def check_args(a: argparse.Namespace) -> Options:
     if columns and a.confounds is None:
         raise UsageError("--confound-columns: given without --confounds -- expected "
                          "--confounds TSV")
-    tr = 0.8 if a.demo and a.tr is None else a.tr
-    if tr is not None and not (_finite(tr) and 0 < tr <= 60):
-        raise UsageError(f"--tr: {a.tr!r} -- expected a repetition time in seconds, in (0, 60]")
-    members = a.members if a.members is not None else (6 if a.demo else 8)
-    if not 2 <= members <= 100_000:
-        raise UsageError(f"--members: {members!r} -- expected at least 2 ensemble members")
+    return columns
+
+
+def _check_filter(a: argparse.Namespace) -> tuple[tuple[str, ...],
+                                                  dict[str, tuple[float, float]],
+                                                  tuple[int | str, ...]]:
+    """The estimation flags: (the parameters, their bounds, the held-out regions)."""
     params = tuple(_split_list(a.params))
     if not params:
         raise UsageError(f"--params: {a.params!r} -- expected one or more of "
@@ -337,6 +394,13 @@ def check_args(a: argparse.Namespace) -> Options:
         raise UsageError(f"--rw-sd: {a.rw_sd!r} -- expected a step in [0, 5] (logit scale)")
     if a.obs_sd is not None and not (_finite(a.obs_sd) and a.obs_sd > 0):
         raise UsageError(f"--obs-sd: {a.obs_sd!r} -- expected an error SD > 0")
+    return params, bounds, held
+
+
+def _check_simulation(a: argparse.Namespace, tr: float | None, members: int
+                      ) -> tuple[float, float | None]:
+    """The simulation flags, the TR against the time step: (dt in ms, --checkpoint-every
+    in ms or None)."""
     dt = a.dt if a.dt is not None else (0.5 if a.demo else 0.1)
     if not (_finite(dt) and 0 < dt <= 1.0):
         raise UsageError(f"--dt: {a.dt!r} -- expected a time step in ms, in (0, 1]")
@@ -348,7 +412,6 @@ def check_args(a: argparse.Namespace) -> Options:
         raise UsageError(f"--spinup: {a.spinup!r} -- expected a model time in s, in [0, 3600]")
     if a.free_run_trs is not None and not 3 <= a.free_run_trs <= 1_000_000:
         raise UsageError(f"--free-run-trs: {a.free_run_trs!r} -- expected at least 3 TRs")
-
     if a.hemo not in PARAMETER_SETS:
         raise UsageError(f"--hemo: {a.hemo!r} -- expected one of {', '.join(PARAMETER_SETS)}")
     if not 0 <= a.seed < 2**32 - members - 1:
@@ -364,31 +427,7 @@ def check_args(a: argparse.Namespace) -> Options:
         raise UsageError(f"--checkpoint-every: {ce!r} -- expected a model time in ms > 0")
     if a.ranks_per_member < 1:
         raise UsageError(f"--ranks-per-member: {a.ranks_per_member!r} -- expected P >= 1")
-    neurons = 4000 if a.neurons is None else a.neurons
-    if not 1000 <= neurons <= 10_000_000:
-        raise UsageError(f"--neurons: {neurons!r} -- expected 1000 to 10000000")
-    trs = 24 if a.trs is None else a.trs
-    if not 12 <= trs <= 100_000:
-        raise UsageError(f"--trs: {trs!r} -- expected at least 12 TRs")
-    if a.out is not None:
-        out = Path(a.out)
-    else:
-        out = Path("runs") / ("assimilate-" + _dt.datetime.now(_dt.UTC).strftime(
-            "%Y%m%dT%H%M%SZ"))
-    return Options(demo=a.demo, brain=None if a.brain is None else Path(a.brain),
-                   bold=None if a.bold is None else Path(a.bold), tr_s=tr,
-                   members=members, params=params, population=a.population, bounds=bounds,
-                   prior_sd=a.prior_sd, holdout_regions=held,
-                   holdout_fraction=a.holdout_fraction,
-                   preprocess=_parse_preprocess(a.preprocess), method=a.method,
-                   inflation=a.inflation, rtps=a.rtps, rw_sd=a.rw_sd, obs_sd=a.obs_sd,
-                   localize=not a.no_localize, dt_ms=dt, substeps=a.substeps,
-                   spinup_s=a.spinup, free_run_trs=a.free_run_trs, hemo=a.hemo, seed=a.seed,
-                   threads=a.threads, ranks_per_member=a.ranks_per_member, out=out,
-                   overwrite=a.overwrite, quiet=a.quiet, neurons=neurons, trs=trs,
-                   labels=a.labels, atlas=a.atlas, dataset=a.dataset,
-                   allow_unobserved=a.allow_unobserved, allow_extra=a.allow_extra,
-                   checkpoint_every=ce, confounds=a.confounds, confound_columns=columns)
+    return dt, ce
 
 
 def assimilate_parser() -> argparse.ArgumentParser:

@@ -40,16 +40,9 @@ from dtb.assimilation.problem import Layout, Problem
 from dtb.errors import OutputError
 from dtb.io.bids import write_bold_tsv
 from dtb.io.checkpoint import CHECKPOINTS
-from dtb.io.rundir import (
-    _TMP_PREFIX,
-    NotResumable,
-    RunDirectory,
-    _jsonable,
-    sha256_file,
-    utc_now,
-    versions,
-    write_atomic,
-)
+from dtb.io.fileio import TMP_PREFIX, sha256_file, write_atomic
+from dtb.io.manifest import NotResumable, jsonable, utc_now, versions
+from dtb.io.rundir import RunDirectory
 from dtb.io.runfiles import config_differences, config_digest, tree_digest
 from dtb.io.runlock import RunLock
 
@@ -99,7 +92,7 @@ def options_record(o: Options) -> dict[str, Any]:
 
     opts = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(o).items()
             if k not in ("extra", "out", "overwrite", "quiet")}
-    return json.loads(json.dumps(_jsonable(opts)))
+    return json.loads(json.dumps(jsonable(opts)))
 
 
 def region_names(prob: Problem) -> list[str]:
@@ -171,7 +164,6 @@ def _figures(prob: Problem, res: Any, free: np.ndarray, fig_dir: Path, o: Option
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
 
     fig_dir.mkdir(parents=True, exist_ok=True)
     T, R = prob.obs.shape
@@ -339,7 +331,7 @@ class AssimilationRun:
         self._write()
 
     def _write(self) -> None:
-        text = json.dumps(_jsonable(self.manifest), indent=2, allow_nan=False) + "\n"
+        text = json.dumps(jsonable(self.manifest), indent=2, allow_nan=False) + "\n"
         write_atomic(self.path / "manifest.json", text.encode(), "manifest")
 
     def begin(self, o: Options, prob: Problem, lay: Layout) -> None:
@@ -377,7 +369,7 @@ class AssimilationRun:
         self.commit()
         outputs: dict[str, Any] = {}
         ds = dataset(prob, res, free, o)
-        tmp = self.path / f"{_TMP_PREFIX}{os.getpid()}-{STORE}"
+        tmp = self.path / f"{TMP_PREFIX}{os.getpid()}-{STORE}"
         shutil.rmtree(tmp, ignore_errors=True)
         with warnings.catch_warnings():
             # consolidated metadata, as series.zarr: xarray.open_zarr opens the store without
@@ -390,7 +382,7 @@ class AssimilationRun:
         outputs[STORE] = {"path": STORE, "format": "zarr-v3", "sha256_tree": digest,
                           "files": n, "bytes": size,
                           "variables": {k: list(DIMENSIONS[k]) for k in ds.data_vars}}
-        text = json.dumps(_jsonable(metrics), indent=2, allow_nan=False) + "\n"
+        text = json.dumps(jsonable(metrics), indent=2, allow_nan=False) + "\n"
         d, s = write_atomic(self.path / METRICS, text.encode(), "metrics")
         outputs[METRICS] = {"path": METRICS, "sha256": d, "bytes": s}
         if o.demo:
@@ -404,7 +396,7 @@ class AssimilationRun:
                                         "parameters, the mean over members, written by dtb "
                                         "assimilate"}).items():
             outputs[name] = entry
-        tmpf = self.path / f"{_TMP_PREFIX}{os.getpid()}-{FIGURES}"
+        tmpf = self.path / f"{TMP_PREFIX}{os.getpid()}-{FIGURES}"
         shutil.rmtree(tmpf, ignore_errors=True)
         names = _figures(prob, res, free, tmpf, o)
         _replace_dir(tmpf, self.path / FIGURES)
@@ -427,7 +419,7 @@ class AssimilationRun:
         return m
 
     def fail(self, exc: BaseException) -> None:
-        for q in self.path.glob(f"{_TMP_PREFIX}*"):
+        for q in self.path.glob(f"{TMP_PREFIX}*"):
             if q.is_dir():
                 shutil.rmtree(q, ignore_errors=True)
             else:

@@ -35,10 +35,11 @@ import numpy as np
 from dtb.assimilation.options import Options, assimilate_parser
 from dtb.assimilation.outputs import MANIFEST_FORMAT
 from dtb.assimilation.problem import Layout, Problem
+from dtb.assimilation.stop import StopSource
 from dtb.engine.context import on_root
 from dtb.errors import DtbError, UsageError
 from dtb.io import checkpoint
-from dtb.io.rundir import sha256_file
+from dtb.io.fileio import sha256_file
 from dtb.log import ONCE
 
 log = logging.getLogger(__name__)
@@ -208,7 +209,7 @@ def _saver(prob: Problem, o: Options, lay: Layout, members: list[Any], base: np.
 
 
 def checkpointer(prob: Problem, o: Options, lay: Layout, members: list[Any],
-                  base: np.ndarray, times: dict[str, float], stop: Any
+                  base: np.ndarray, times: dict[str, float], stop: StopSource | None
                   ) -> Any:
     """The loop's ``boundary`` hook: a checkpoint every ``--checkpoint-every`` (in TRs) and,
     when some rank got a stop signal (``stop.agreed``, a collective at every boundary), one
@@ -228,7 +229,7 @@ def checkpointer(prob: Problem, o: Options, lay: Layout, members: list[Any],
 
 
 def free_checkpointer(prob: Problem, o: Options, lay: Layout, members: list[Any],
-                      base: np.ndarray, times: dict[str, float], stop: Any,
+                      base: np.ndarray, times: dict[str, float], stop: StopSource | None,
                       final: Any, n_free: int) -> Any:
     """``free_run``'s ``boundary`` hook, as ``checkpointer`` for the assimilation: after
     ``f`` free TRs (checkpoint step ``T + f``), a checkpoint when ``T + f`` is a multiple of

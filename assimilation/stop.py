@@ -1,6 +1,6 @@
 """Stop requests inside a TR of ``dtb assimilate``.
 
-A stop signal (SIGTERM, SIGUSR1: ``dtb.cli.simulate.StopRequest``) is normally honoured at the
+A stop signal (SIGTERM, SIGUSR1: ``dtb.cli.runloop.StopRequest``) is normally honoured at the
 next TR boundary, with a checkpoint there (``resume.checkpointer``).  A TR can take long (a
 large brain, many members, or a forecast that has run into trouble), so the forecast and the
 hemodynamic integration also ``poll`` the request: once ``STOP_GRACE_S`` seconds have passed
@@ -21,13 +21,23 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from dtb.errors import UsageError
 
-__all__ = ["STOP_GRACE_S", "Abandoned", "grace_s", "make_poll"]
+__all__ = ["STOP_GRACE_S", "Abandoned", "StopSource", "grace_s", "make_poll"]
 
 STOP_GRACE_S = 5.0  # s: a TR boundary (and its checkpoint) within this is waited for
+
+
+class StopSource(Protocol):
+    """A stop request as the run reads it (``dtb.cli.runloop.StopRequest``): ``signum``, the
+    signal this process received (0: none), and ``agreed(comm)``, the one some rank received
+    (a collective on the MPI communicator ``comm``; None: one process)."""
+
+    signum: int
+
+    def agreed(self, comm: Any) -> int: ...
 
 
 class Abandoned(Exception):
@@ -58,7 +68,7 @@ def grace_s() -> float:
     return value
 
 
-def make_poll(stop: Any, grace: float | None = None,
+def make_poll(stop: StopSource | None, grace: float | None = None,
               clock: Callable[[], float] = time.monotonic) -> Callable[[], None] | None:
     """The ``poll`` for the forecast and the integration: raises ``Abandoned`` once
     ``grace`` seconds (default ``grace_s()``) have passed since ``stop.signum`` was first

@@ -59,16 +59,36 @@ class InputError(DtbError, ValueError):
     and what was expected.
     """
 
-    def __init__(self, path: str, field: str | None, value: object, expected: str):
+    def __init__(self, path: str, field: str | None, value: object, expected: str,
+                 message: str | None = None):
         self.path, self.field, self.value, self.expected = str(path), field, value, expected
         where = f"{path}" + (f": {field}" if field else "")
-        super().__init__(f"{where}: {value!r} -- expected {expected}")
+        # ``message``: a subclass's own wording of the whole problem (it names the same)
+        super().__init__(f"{where}: {value!r} -- expected {expected}" if message is None
+                         else message)
+
+
+class ArgumentError(DtbError, ValueError):
+    """A value a library function cannot use: an argument out of its range or of the wrong
+    shape, or a state (from a checkpoint) that belongs to another run or rank.  Worded
+    ``<argument>: <value> -- expected <what>``.  Not a configuration or an input file the
+    user named (ConfigError, InputError: exit status 2): the command line reports it with
+    exit status 1, as a failure of the run."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
 
 
 class ModelError(DtbError, ArithmeticError):
     """The model cannot go on from its state: for example a hemodynamic state so far from
     any physiological one that integrating it would take unbounded time.  Names where
-    (TR, region or unit) and the state found there."""
+    (TR, region or unit) and the state found there.
+
+    ``tr``: the TR it happened in, ``unit``: the index of the unit (for an ensemble,
+    (member, unit)); None where not known."""
+
+    tr: int | None = None
+    unit: tuple[int, ...] | None = None
 
 
 def command_line_message(e: BaseException) -> str:

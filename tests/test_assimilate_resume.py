@@ -229,21 +229,21 @@ def test_sigterm_at_the_start_of_the_free_run_stops_after_its_first_tr(
     after its first TR (step T + 1; it used to be ignored: the run completed); the resumed
     run runs the other free TRs (a periodic checkpoint at T + 2) and equals the
     uninterrupted one."""
-    from dtb.assimilation import loop
+    from dtb.cli import assimilate as command  # where the command looks free_run up
 
-    real = loop.free_run
+    real = command.free_run
 
     def free_run(*a, **k):
         os.kill(os.getpid(), signal.SIGTERM)
         return real(*a, **k)
 
     run = copy(stopped, tmp_path / "run")
-    monkeypatch.setattr(loop, "free_run", free_run)
+    monkeypatch.setattr(command, "free_run", free_run)
     assert main(["assimilate", "--resume", str(run), "--quiet"]) == EXIT_TEMPFAIL
     m = manifest(run)
     assert m["status"] == "interrupted" and m["interrupted"]["tr"] == T + 1
     assert ck.candidates(run)[0].name == ck.step_dir(run, T + 1).name
-    monkeypatch.setattr(loop, "free_run", real)
+    monkeypatch.setattr(command, "free_run", real)
     assert main(["assimilate", "--resume", str(run), "--quiet"]) == 0
     assert manifest(run)["restarts"][-1]["tr"] == T + 1
     assert_same_outputs(ref, run)

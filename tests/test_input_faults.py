@@ -208,9 +208,9 @@ def test_non_utf8_and_oversized_yaml_named(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match=r"(?s)latin1\.yaml.*byte \d+ \(line 4\): b'\\xe9' -- "
                                           "expected UTF-8 text"):
         load_config(f)
-    import dtb.model.config
+    import dtb.model.yamlfile
 
-    monkeypatch.setattr(dtb.model.config, "MAX_CONFIG_BYTES", 64)
+    monkeypatch.setattr(dtb.model.yamlfile, "MAX_CONFIG_BYTES", 64)
     g = tmp_path / "good.yaml"
     g.write_text(GOOD)
     with pytest.raises(ConfigError, match=r"(?s)good\.yaml.*file of \d+ bytes -- expected a "

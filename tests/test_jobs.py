@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from dtb.cli import jobs
+from dtb.cli import jobs, jobscript
 from dtb.cli.main import main
 
 BASH = "/bin/bash"
@@ -190,6 +190,19 @@ def test_assimilation_splits_ranks_into_members(capsys, tmp_path):
     assert "4 ensemble member(s) of 2 rank(s) each" in text
 
 
+def test_template_dir_without_the_installed_package_is_the_repositorys_jobs(monkeypatch):
+    # an install without the dtb.job_templates package data falls back to the repository's
+    # jobs/ folder beside the dtb package (it pointed at dtb/jobs once dtb job moved to
+    # dtb/cli/)
+    def missing(name):
+        raise ModuleNotFoundError(name)
+
+    monkeypatch.setattr(jobscript, "files", missing)
+    d = jobscript.template_dir()
+    assert d == Path(jobscript.__file__).resolve().parents[2] / "jobs"
+    assert (d / "simulate.sbatch").is_file()
+
+
 def test_templates_are_the_source_and_share_their_run_logic():
     d = jobs.template_dir()
     tails = []
@@ -202,7 +215,7 @@ def test_templates_are_the_source_and_share_their_run_logic():
 
 def test_template_change_shows_in_the_script(capsys, tmp_path, monkeypatch):
     (tmp_path / "simulate.sbatch").write_text("#!/bin/bash\n@{SBATCH}\n# mine @{RANKS}\n")
-    monkeypatch.setattr(jobs, "template_dir", lambda: tmp_path)
+    monkeypatch.setattr(jobscript, "template_dir", lambda: tmp_path)
     text = script(capsys, "--model", "microcircuit", "--nodes", "2", "--tasks-per-node", "3")
     assert text.endswith("# mine 6\n")
     (tmp_path / "simulate.sbatch").write_text("@{SBATCH}\n@{NO_SUCH_VALUE}\n")

@@ -29,14 +29,16 @@ import contextlib
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
 from dtb.assimilation.evaluation import evaluate, outside_model_range
 from dtb.assimilation.loop import (
     AssimilationConfig,
+    AssimilationResult,
     EngineMember,
     FreeRunState,
     LoopState,
@@ -71,7 +73,7 @@ from dtb.assimilation.resume import (
     load_resume,
     resume_args,
 )
-from dtb.assimilation.stop import Abandoned, make_poll
+from dtb.assimilation.stop import Abandoned, StopSource, make_poll
 from dtb.cli.exits import EXIT_TEMPFAIL, Terminated
 from dtb.cli.progress import Progress
 from dtb.engine.context import on_root, world
@@ -86,36 +88,16 @@ __all__ = ["add_assimilate_parser", "run_assimilate", "DIMENSIONS", "Options",
            "evaluate"]
 
 
-def run_assimilate(args: argparse.Namespace, stop: Any = None) -> int:
+def run_assimilate(args: argparse.Namespace, stop: StopSource | None = None) -> int:
     """``dtb assimilate``: returns the exit status (0; 75 after a checkpoint on a stop
-    signal, ``stop`` being ``dtb.cli.simulate.StopRequest``); errors are raised
+    signal, ``stop`` being ``dtb.cli.runloop.StopRequest``); errors are raised
     (``UsageError``, ``InputError``: status 2; ``OutputError`` and others: 1), as
     ``dtb.cli.main.main`` expects."""
     comm = world()
     rank0 = comm is None or comm.Get_rank() == 0
-    resume: Resume | None = None
-    command = getattr(args, "command_line", None)
-    if getattr(args, "resume", None) is not None:
-        args, command = resume_args(args, comm)
-    o = check_args(args)
-    o.extra["command"] = command
-    if comm is not None:
-        o.out = Path(comm.bcast(str(o.out), root=0))
-    lay = make_layout(comm, o.members, o.ranks_per_member)
-    if o.threads is not None:
-        lay.threads = o.threads
-    prob = load_problem(o)
-    tr_s = o.extra.get("tr_s", o.tr_s)
-    if tr_s is None:
-        raise UsageError("--tr: missing -- expected the repetition time in seconds")
-    o.tr_s = float(tr_s)
-    if getattr(args, "tr", None) is None:              # the TR the BOLD file states
-        check_tr(o.tr_s, o.dt_ms, o.substeps, f"{o.bold}: tr")
-    if getattr(args, "resume", None) is not None:
-        resume = load_resume(o.out, comm)
+    args, o, lay, prob, resume = _prepare(args, comm)
     # progress lines (per TR, with an ETA) on rank 0's stderr, as dtb simulate's
     err = None if (o.quiet or not rank0) else sys.stderr
-
     inputs = [x for x in (o.brain, o.bold, o.labels, o.atlas) if x is not None]
     made: list[AssimilationRun] = []
     # rank 0 checks and locks the run directory; every rank raises its error, if any
@@ -137,18 +119,7 @@ def run_assimilate(args: argparse.Namespace, stop: Any = None) -> int:
                  o.members, lay.ranks, prob.obs.shape[0], o.tr_s, what, extra=ONCE)
         if err and resume is None:
             _warn_range(prob, o, err)
-        if resume is not None:
-            prob.obs = np.asarray(resume.state["problem/obs"], float)
-            if "problem/obs_clean" in resume.state:
-                prob.obs_clean = np.asarray(resume.state["problem/obs_clean"], float)
-            o.extra["truth_s"] = float(resume.meta.get("truth_s", 0.0))
-        elif o.demo:
-            truth = _progress(o, err, "twin truth")
-            try:
-                twin_truth(prob, o, lay, truth)
-            finally:
-                if truth is not None:
-                    truth.close()
+        _observations(prob, o, lay, resume, err)
         try:
             res, free, secs = _fit(prob, o, lay, err, stop, resume,
                                    ready=rd.commit if rank0 else None)
@@ -158,12 +129,7 @@ def run_assimilate(args: argparse.Namespace, stop: Any = None) -> int:
             raise _where(e, prob) from None
         except Stopped as e:
             if rank0:
-                rd.interrupt(e.tr, e.path.name, e.reason)
-                T = prob.obs.shape[0]
-                where = (f"TR {e.tr} of {T}" if e.tr <= T else
-                         f"TR {e.tr - T} of the posterior-mean free run (step {e.tr})")
-                log.warning("%s: stopped at %s after writing %s -- resume with: "
-                            "dtb assimilate --resume %s", e.reason, where, e.path, o.out)
+                _record_stop(rd, e, prob, o)
             return EXIT_TEMPFAIL
         if not rank0:
             return 0
@@ -177,13 +143,70 @@ def run_assimilate(args: argparse.Namespace, stop: Any = None) -> int:
     return 0
 
 
-def _progress(o: Options, err: Any, label: str) -> Progress | None:
+def _prepare(args: argparse.Namespace, comm: Any
+             ) -> tuple[argparse.Namespace, Options, Layout, Problem, Resume | None]:
+    """The checked options (after ``--resume``'s stored command line, if resuming), the MPI
+    layout, the problem and the checkpoint a resumed run continues from (None: a new run)."""
+    resume: Resume | None = None
+    command = getattr(args, "command_line", None)
+    if getattr(args, "resume", None) is not None:
+        args, command = resume_args(args, comm)
+    o = check_args(args)
+    o.extra["command"] = command
+    if comm is not None:
+        o.out = Path(comm.bcast(str(o.out), root=0))
+    lay = make_layout(comm, o.members, o.ranks_per_member)
+    if o.threads is not None:
+        lay.threads = o.threads
+    prob = load_problem(o)
+    tr_s = o.extra.get("tr_s", o.tr_s)
+    if tr_s is None:
+        raise UsageError("--tr: missing -- expected the repetition time in seconds")
+    o.tr_s = float(tr_s)
+    if getattr(args, "tr", None) is None:              # the TR the BOLD file states
+        check_tr(o.tr_s, o.dt_ms, o.substeps, f"{o.bold}: tr")
+    if getattr(args, "resume", None) is not None:
+        resume = load_resume(o.out, comm)
+    return args, o, lay, prob, resume
+
+
+def _observations(prob: Problem, o: Options, lay: Layout, resume: Resume | None,
+                  err: TextIO | None) -> None:
+    """The observations the fit assimilates: a resumed run's as checkpointed, the demo's
+    made from its twin truth (progress on ``err``), else as loaded."""
+    if resume is not None:
+        prob.obs = np.asarray(resume.state["problem/obs"], float)
+        if "problem/obs_clean" in resume.state:
+            prob.obs_clean = np.asarray(resume.state["problem/obs_clean"], float)
+        o.extra["truth_s"] = float(resume.meta.get("truth_s", 0.0))
+    elif o.demo:
+        truth = _progress(o, err, "twin truth")
+        try:
+            twin_truth(prob, o, lay, truth)
+        finally:
+            if truth is not None:
+                truth.close()
+
+
+def _record_stop(rd: AssimilationRun, e: Stopped, prob: Problem, o: Options) -> None:
+    """Mark the run interrupted at the checkpoint a stop signal wrote; say how to resume."""
+    rd.interrupt(e.tr, e.path.name, e.reason)
+    T = prob.obs.shape[0]
+    where = (f"TR {e.tr} of {T}" if e.tr <= T else
+             f"TR {e.tr - T} of the posterior-mean free run (step {e.tr})")
+    log.warning("%s: stopped at %s after writing %s -- resume with: "
+                "dtb assimilate --resume %s", e.reason, where, e.path, o.out)
+
+
+def _progress(o: Options, err: TextIO | None, label: str) -> Progress | None:
     """A progress display counted in TRs on ``err`` (None: none)."""
     return None if err is None else Progress(o.tr_s * 1e3, err, label=label, unit="TR")
 
 
-def _fit(prob: Problem, o: Options, lay: Layout, err: Any, stop: Any = None,
-         resume: Resume | None = None, ready: Any = None) -> tuple[Any, np.ndarray, dict]:
+def _fit(prob: Problem, o: Options, lay: Layout, err: TextIO | None,
+         stop: StopSource | None = None, resume: Resume | None = None,
+         ready: Callable[[], None] | None = None
+         ) -> tuple[AssimilationResult, np.ndarray, dict[str, float]]:
     """The assimilation (first ``n_assim`` TRs analysed, the rest a frozen forecast) and the
     posterior-mean free run; ``(AssimilationResult, bold_free (T_free, M, R), timings)``.
     Checkpoints at TR boundaries (``resume.checkpointer``) and, as steps ``T + f``, after
@@ -195,7 +218,6 @@ def _fit(prob: Problem, o: Options, lay: Layout, err: Any, stop: Any = None,
     if o.threads is None and lay.comm is None:
         # one process: as many threads as cores are idle (dtb.engine.threads), sized once every
         # check has passed, so the line that says so never precedes an error
-
         lay.threads = choose_threads(None)
     t0 = time.perf_counter()
     if resume is None:
@@ -208,28 +230,64 @@ def _fit(prob: Problem, o: Options, lay: Layout, err: Any, stop: Any = None,
     t_build = time.perf_counter() - t0
     if ready is not None:
         ready()
-    loop_state = None
-    free_state = None
-    T = prob.obs.shape[0]
     if resume is None:
         base_loc = np.stack([nominal_baseline(m, prob, o) for m in members])
         base = gather_rows(lay, base_loc)                                # (M, U)
         t_base = time.perf_counter() - t0 - t_build
+        loop_state, free_state = None, None
     else:
-        st = resume.state
-        for i, mem in zip(lay.local, members, strict=True):
-            pre = f"member{i:05d}/engine/"
-            mem.engine.set_state({k[len(pre):]: v for k, v in st.items() if k.startswith(pre)})
-        base = np.asarray(st["problem/base"], float)
-        base_loc = base[lay.local]
-        t_base = float(resume.meta.get("times", {}).get("baseline_s", 0.0))
-        loop_state = LoopState.from_parts(
-            {k[len("loop/"):]: v for k, v in st.items() if k.startswith("loop/")},
-            resume.meta["loop"])
-        if "free" in resume.meta:       # a checkpoint of the free run: the loop is done
-            free_state = FreeRunState(int(resume.meta["free"]["f"]),
-                                      np.asarray(st["free/bold"], float),
-                                      np.asarray(st["free/hemo_state"], float))
+        base, base_loc, t_base, loop_state, free_state = _resumed(resume, lay, members)
+    n_free = o.free_run_trs or prob.obs.shape[0]
+    res, free, t_assim, t_free = _assimilate_then_free(
+        prob, o, lay, members, (base, base_loc), {"baseline_s": t_base}, err, stop, poll,
+        n_free, loop_state, free_state, resumed=resume is not None)
+    log.info("assimilate: free run with the posterior mean, %d TRs (%.1f s)", n_free, t_free,
+             extra=ONCE)
+    secs = {"build_s": t_build, "baseline_s": t_base, "spinup_s": res.timings["spinup_s"],
+            "forecast_s": res.timings["forecast_s"], "analysis_s": res.timings["analysis_s"],
+            "assimilate_s": t_assim, "free_run_s": t_free,
+            "truth_s": o.extra.get("truth_s", 0.0),
+            "analysis_fraction_of_forecast": res.timings["analysis_s"]
+            / max(res.timings["forecast_s"], 1e-12)}
+    return res, free, secs
+
+
+def _resumed(resume: Resume, lay: Layout, members: list[EngineMember]
+             ) -> tuple[np.ndarray, np.ndarray, float, LoopState, FreeRunState | None]:
+    """Restore this rank's members from the checkpoint ``resume``; returns the baselines
+    (all members ``(M, U)``, this rank's), the seconds they took, the loop's state and the
+    free run's (None: the checkpoint was written during the assimilation)."""
+    st = resume.state
+    for i, mem in zip(lay.local, members, strict=True):
+        pre = f"member{i:05d}/engine/"
+        mem.engine.set_state({k[len(pre):]: v for k, v in st.items() if k.startswith(pre)})
+    base = np.asarray(st["problem/base"], float)
+    base_loc = base[lay.local]
+    t_base = float(resume.meta.get("times", {}).get("baseline_s", 0.0))
+    loop_state = LoopState.from_parts(
+        {k[len("loop/"):]: v for k, v in st.items() if k.startswith("loop/")},
+        resume.meta["loop"])
+    free_state = None
+    if "free" in resume.meta:       # a checkpoint of the free run: the loop is done
+        free_state = FreeRunState(int(resume.meta["free"]["f"]),
+                                  np.asarray(st["free/bold"], float),
+                                  np.asarray(st["free/hemo_state"], float))
+    return base, base_loc, t_base, loop_state, free_state
+
+
+def _assimilate_then_free(prob: Problem, o: Options, lay: Layout, members: list[EngineMember],
+                          bases: tuple[np.ndarray, np.ndarray], times: dict[str, float],
+                          err: TextIO | None, stop: StopSource | None,
+                          poll: Callable[[], None] | None, n_free: int,
+                          loop_state: LoopState | None, free_state: FreeRunState | None,
+                          resumed: bool
+                          ) -> tuple[AssimilationResult, np.ndarray, float, float]:
+    """The assimilation, then the posterior-mean free run of ``n_free`` TRs, checkpointed at
+    TR boundaries, with progress on ``err``.  ``bases``: the members' baselines (all
+    ``(M, U)``, this rank's).  Returns (AssimilationResult, bold_free (T_free, M, R),
+    seconds assimilating, seconds free-running)."""
+    base, base_loc = bases
+    T = prob.obs.shape[0]
     cfg = AssimilationConfig(tr_s=o.tr_s, substeps=o.substeps, obs_var=prob.obs_var,
                              rw_sd=o.rw_sd, inflation=o.inflation, rtps=o.rtps,
                              method=o.method, localize=o.localize, hemo=o.hemo,
@@ -237,14 +295,13 @@ def _fit(prob: Problem, o: Options, lay: Layout, err: Any, stop: Any = None,
     gather = None
     if lay.comm is not None:
         gather = member_gather(lay.comm, lay.member_comm)
-    times = {"baseline_s": t_base}
     tr_boundary = checkpointer(prob, o, lay, members, base, times, stop)
     # the loop state after the last TR: what a free-run checkpoint holds of the assimilation
     final = [loop_state] if loop_state is not None and loop_state.t == T else []
-    n_free = o.free_run_trs or T
     progress = _progress(o, err, "assimilate")
-    if progress is not None and resume is not None:  # no boundary at the resumed TR
-        progress.begin(T + free_state.f if free_state is not None else loop_state.t)
+    if progress is not None and resumed:  # no boundary at the resumed TR
+        progress.begin(T + free_state.f if free_state is not None
+                       else loop_state.t if loop_state is not None else 0)
 
     def on_tr(done: int) -> None:
         if progress is not None:
@@ -284,18 +341,10 @@ def _fit(prob: Problem, o: Options, lay: Layout, err: Any, stop: Any = None,
     finally:
         if progress is not None:
             progress.close()
-    log.info("assimilate: free run with the posterior mean, %d TRs (%.1f s)", n_free, t_free,
-             extra=ONCE)
-    secs = {"build_s": t_build, "baseline_s": t_base, "spinup_s": res.timings["spinup_s"],
-            "forecast_s": res.timings["forecast_s"], "analysis_s": res.timings["analysis_s"],
-            "assimilate_s": t_assim, "free_run_s": t_free,
-            "truth_s": o.extra.get("truth_s", 0.0),
-            "analysis_fraction_of_forecast": res.timings["analysis_s"]
-            / max(res.timings["forecast_s"], 1e-12)}
-    return res, free, secs
+    return res, free, t_assim, t_free
 
 
-def _warn_range(prob: Problem, o: Options, log: Any) -> None:
+def _warn_range(prob: Problem, o: Options, log: TextIO) -> None:
     """Say at once when observed values lie outside the BOLD range of every physiological
     state: the filter cannot follow them (raw intensities, drift, z-scores unscaled)."""
 
@@ -309,7 +358,7 @@ def _warn_range(prob: Problem, o: Options, log: Any) -> None:
               file=log, flush=True)
 
 
-def _abandoned(e: Abandoned, rd: Any, o: Options, lay: Layout) -> int:
+def _abandoned(e: Abandoned, rd: AssimilationRun | None, o: Options, lay: Layout) -> int:
     """A stop signal that no TR boundary followed in time (``dtb.assimilation.stop``): the
     run is marked interrupted at its newest checkpoint (exit 75), or, with none, failed
     (``dtb.cli.main.Terminated``: exit 128 + the signal).  Under MPI the other ranks may be
@@ -364,9 +413,10 @@ def _far_text(far: dict[str, Any]) -> str:
             + " -- check the preprocessing (--preprocess psc, detrend, scale=)")
 
 
-def _free_run(prob: Problem, o: Options, lay: Layout, members: list[Any], res: Any,
-              base_loc: np.ndarray, n_free: int, boundary: Any, free_state: Any,
-              poll: Any = None) -> tuple[np.ndarray, float]:
+def _free_run(prob: Problem, o: Options, lay: Layout, members: list[EngineMember],
+              res: AssimilationResult, base_loc: np.ndarray, n_free: int,
+              boundary: Callable[[int, Any], None], free_state: FreeRunState | None,
+              poll: Callable[[], None] | None = None) -> tuple[np.ndarray, float]:
     """The posterior-mean free run, from the last assimilated TR's ensemble mean, with
     ``boundary`` after every free TR: (bold_free (T_free, M, R), seconds)."""
 

@@ -148,7 +148,6 @@ def _refuse_input_as_output(out: Path, inputs: dict[str, str | None]) -> None:
     file, through any path or link), whatever --overwrite says: the build would replace
     the data it reads."""
 
-
     for name, given in inputs.items():
         if given is None:
             continue

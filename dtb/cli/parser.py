@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from dtb.cli.assimilate import add_assimilate_parser
 from dtb.cli.build import add_build_parser
@@ -17,11 +18,32 @@ from dtb.version import __version__
 
 
 def _parser() -> argparse.ArgumentParser:
+    """The ``dtb`` parser: one subcommand per command, each with the logging flags."""
     p = argparse.ArgumentParser(
         prog="dtb", description="dtb: a distributed whole-brain digital-twin simulator.")
     p.add_argument("--version", action="version", version=f"dtb {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_simulate_parser(sub)
+    add_build_parser(sub)
+    add_partition_parser(sub)
+    _add_demo_parser(sub)
+    add_report_parser(sub)
+    add_export_parser(sub)
+    add_assimilate_parser(sub)
+    add_fit_parser(sub)
+    add_job_parser(sub)
+    add_warmup_parser(sub)
+    i = sub.add_parser("info", help="versions, MPI, GPUs and available backends",
+                       description="Report versions, MPI library, GPUs and backends.")
+    i.add_argument("--json", action="store_true", help="machine-readable output")
 
+    for command in sub.choices.values():
+        add_log_flags(command)
+    return p
+
+
+def _add_simulate_parser(sub: Any) -> None:
+    """``dtb simulate``'s flags."""
     s = sub.add_parser(
         "simulate", help="build and run a network, write a run directory",
         description="Build and run a network from a YAML config or a built-in model and "
@@ -69,8 +91,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_record_flag(s)
 
 
-    add_build_parser(sub)
-    add_partition_parser(sub)
+def _add_demo_parser(sub: Any) -> None:
+    """``dtb demo``'s flags."""
     m = sub.add_parser(
         "demo", help="build the embedded default subject, simulate it, write a run directory",
         description="The main job on the embedded (synthetic) default subject: build its "
@@ -87,23 +109,6 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("-q", "--quiet", action="store_true",
                    help="print only the run directory (warnings and errors still)")
     _add_record_flag(m)
-
-    add_report_parser(sub)
-
-    add_export_parser(sub)
-
-    add_assimilate_parser(sub)
-    add_fit_parser(sub)
-    add_job_parser(sub)
-
-    add_warmup_parser(sub)
-    i = sub.add_parser("info", help="versions, MPI, GPUs and available backends",
-                       description="Report versions, MPI library, GPUs and backends.")
-    i.add_argument("--json", action="store_true", help="machine-readable output")
-
-    for command in sub.choices.values():
-        add_log_flags(command)
-    return p
 
 
 def _add_record_flag(p: argparse.ArgumentParser) -> None:

@@ -139,7 +139,6 @@ def _write_report(run: Any, out: Path, t_max: float, overwrite: bool, legacy_ok:
     """Draw everything into a temporary directory in ``out``, check the names against what
     is there, then move the files in and record them."""
 
-
     tmp = out / f"{TMP_PREFIX}{os.getpid()}-report"
     try:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -348,7 +347,6 @@ def _bold(ds: Any, path: Path) -> None:
 
 def _fc(ds: Any, path: Path) -> float:
     import matplotlib.pyplot as plt
-
 
     fc = functional_connectivity(ds.bold).values
     fig, ax = plt.subplots(figsize=(5.5, 5))

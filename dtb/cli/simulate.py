@@ -13,60 +13,39 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as _dt
-import json
 import logging
 import math
 import signal
 import sys
-import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import numba
 
 from dtb.brain.build import BuildOptions, build
 from dtb.brain.spec import BrainSpec
 from dtb.cli.exits import EXIT_TEMPFAIL, Terminated
-from dtb.cli.progress import Progress
 from dtb.cli.report import make_report
+from dtb.cli.resume import checkpoint_steps, resume_plan
+from dtb.cli.runloop import Checkpoint, StopRequest, record_run
 from dtb.data import demo_inputs
 from dtb.engine.context import on_root, world
 from dtb.engine.gpu import device as gpu_device
-from dtb.engine.recording import Recording, unit_labels
+from dtb.engine.recording import unit_labels
 from dtb.engine.simulation import Engine
 from dtb.engine.threads import choose_threads
 from dtb.errors import DtbError, UsageError
-from dtb.io import checkpoint
-from dtb.io.export import UnitRegions, write_run_bold_tsv
-from dtb.io.rundir import RunDirectory, sha256_file, write_atomic
+from dtb.io.export import UnitRegions
+from dtb.io.rundir import RunDirectory, sha256_file
 from dtb.log import ONCE
 from dtb.model.config import SimulationSettings, load_config, parse_network
+from dtb.model.network import Network
 from dtb.model.record_spec import check_duration, resolve_record
 from dtb.models import BUILTIN
 from dtb.partition.ownership import planned_ownership
 
 log = logging.getLogger(__name__)
-
-
-class StopRequest:
-    """The handler of STOP_SIGNALS during ``dtb simulate``: remembers the signal; the run
-    checks ``agreed`` after every chunk and, if any rank got one, checkpoints and stops."""
-
-    def __init__(self) -> None:
-        self.signum = 0
-
-    def __call__(self, signum: int, frame: Any) -> None:
-        self.signum = self.signum or int(signum)
-
-    def agreed(self, comm: Any) -> int:
-        """The signal some rank received (0: none): a collective on ``comm`` (an allreduce
-        of one integer), so that every rank stops at the same step."""
-        if comm is None:
-            return self.signum
-        from mpi4py import MPI
-
-        return int(comm.allreduce(self.signum, op=MPI.MAX))
 
 
 def _check_args(a: argparse.Namespace) -> None:
@@ -157,108 +136,6 @@ def _default_out(name: str) -> Path:
     return out
 
 
-def _record_run(eng: Any, out: Path, sim: Any, err: TextIO | None,
-                labels: Any = None, checkpoint_steps: int | None = None,
-                stop: StopRequest | None = None,
-                resume: dict[str, Any] | None = None,
-                ready: Any = None, regions: Any = None) -> tuple[dict[str, Any] | None, Any]:
-    """Run the engine to sim.t with the recorders of sim.record (progress on ``err``).
-
-    ``checkpoint_steps``: write a checkpoint every this many steps; ``stop``: the signal
-    handler's request, checked after every chunk (a checkpoint, then a stop); ``resume``:
-    this rank's state from a checkpoint (``recording/...`` and ``engine/...``) to continue
-    from; ``ready()``: called once the recorders are set up (RunDirectory.commit: the
-    earlier run an --overwrite replaces is removed only then); ``regions``: a brain's
-    ``dtb.io.export.UnitRegions`` (the series' ``label`` coordinate, and the regions of
-    ``bold.tsv``, written when BOLD is recorded).  Returns (what rank 0's
-    RunDirectory.finish needs, None on other ranks; None) when the run reached its end, or
-    (None, the last checkpoint as a _Checkpoint) when it stopped on request."""
-
-    eng.keep_spikes = False  # the recorders hold what the run writes
-    rec = Recording(eng, out, sim.record, sim.t, labels, resume=resume is not None,
-                    unit_region_labels=None if regions is None else regions.unit_label)
-    if resume is not None:  # the recording first: it takes its start step from the engine
-        rec.set_state(_sub(resume, "recording/"))
-        _set_engine_state(eng, _sub(resume, "engine/"))
-    if ready is not None:
-        ready()
-    last: list[_Checkpoint] = []
-    agreed = [0]
-
-    def on_checkpoint() -> None:
-        last.append(_save_checkpoint(eng, rec, out, agreed[0]))
-
-    def stop_requested() -> bool:
-        agreed[0] = stop.agreed(rec.comm) if stop is not None else 0
-        return agreed[0] != 0
-
-    progress = Progress(eng.dt, err) if err is not None else None
-    try:
-        finished = rec.run(progress, checkpoint_steps, on_checkpoint, stop_requested)
-    except BaseException:
-        rec.abort()
-        raise
-    finally:
-        if progress is not None:
-            progress.close()
-    if not finished:
-        rec.abort()  # closes the HDF5 part; everything else is in the checkpoint
-        return None, last[-1]
-    recorded = rec.finish(write_atomic)
-    if recorded is not None and rec.bold is not None and rec.store is not None:
-        recorded["outputs"].update(write_run_bold_tsv(out, regions, labels))
-    return recorded, None
-
-
-@dataclass
-class _Checkpoint:
-    """A checkpoint just written: its directory, step, model time, bytes (this rank),
-    seconds taken and the signal that asked for it (0: periodic)."""
-
-    path: Path
-    step: int
-    t_ms: float
-    nbytes: int
-    seconds: float
-    signum: int
-
-
-def _sub(d: dict[str, Any], prefix: str) -> dict[str, Any]:
-    return {k[len(prefix):]: v for k, v in d.items() if k.startswith(prefix)}
-
-
-def _engine_state(eng: Any) -> dict[str, Any]:
-    """The engine's state (get_state) plus the spikes it keeps, if it keeps them."""
-
-    d = eng.get_state()
-    if eng.keep_spikes:
-        d["kept_spikes/steps"], d["kept_spikes/idx"] = eng.kept_spikes()
-    return d
-
-
-def _set_engine_state(eng: Any, d: dict[str, Any]) -> None:
-    eng.set_state({k: v for k, v in d.items() if not k.startswith("kept_spikes/")})
-    if "kept_spikes/steps" in d:
-        eng.keep(d["kept_spikes/steps"], d["kept_spikes/idx"])
-
-
-def _save_checkpoint(eng: Any, rec: Any, out: Path, signum: int) -> _Checkpoint:
-    """Write this rank's engine and recorder state as the checkpoint of the engine's
-    step (a collective); logs it (rank 0)."""
-
-    t0 = time.perf_counter()
-    state = {f"engine/{k}": v for k, v in _engine_state(eng).items()}
-    state.update({f"recording/{k}": v for k, v in rec.get_state().items()})
-    meta = {"t_ms": eng.t_ms, "end_step": rec.step0 + rec.n_steps, "dt": eng.dt,
-            "seed": eng.seed, "signal": signal.Signals(signum).name if signum else None}
-    path = checkpoint.save(out, eng.step, state, meta, comm=rec.comm)
-    nbytes = sum(f.stat().st_size for f in path.glob("rank-*.h5"))
-    c = _Checkpoint(path, eng.step, eng.t_ms, nbytes, time.perf_counter() - t0, signum)
-    log.info("checkpoint at %g ms: %s (%.1f MB, %.2f s)", c.t_ms, path, nbytes / 1e6,
-             c.seconds, extra=ONCE)
-    return c
-
-
 def _summary(m: dict[str, Any], out: Path, command: str = "simulate") -> str:
     c, t = m["counts"], m["timings"]
     src = m["source"]
@@ -286,8 +163,8 @@ DEMO_BOLD_TR_MS = 720.0   # dtb demo records BOLD at this TR (ms) unless --recor
 
 
 def demo(a: argparse.Namespace, command: list[str]) -> int:
-
-
+    """``dtb demo``: build the default subject's brain, simulate it (BOLD at an HCP-like TR),
+    finish the run directory and write its report; ``command`` the whole command line."""
     for name in ("t", "dt"):
         v = getattr(a, name)
         if not (math.isfinite(v) and v > 0):
@@ -319,7 +196,7 @@ def demo(a: argparse.Namespace, command: list[str]) -> int:
         # says so never precedes an error)
         a.threads = choose_threads(a.threads)
         eng = Engine(net, dt=sim.dt, seed=sim.seed, threads=a.threads)
-        recorded, _ = _record_run(eng, out, sim, err, unit_labels(spec), ready=rd.commit,
+        recorded, _ = record_run(eng, out, sim, err, unit_labels(spec), ready=rd.commit,
                                   regions=UnitRegions.from_spec(spec))
         manifest = rd.finish(eng, recorded=recorded)
 
@@ -352,31 +229,17 @@ def simulate(a: argparse.Namespace, command: list[str], stop: StopRequest | None
     ranks = comm.Get_size() if comm is not None else 1
     resume = None
     if a.resume is not None:
-        a, resume = _resume_plan(a, comm, parser)
+        a, resume = resume_plan(a, comm, parser)
     _check_args(a)
     net, sim, source, name = _resolve(a)
     if stop is not None and stop.signum:    # a stop while the inputs were read: nothing ran
-
         raise Terminated(stop.signum)
-    every = _checkpoint_steps(a.checkpoint_every, sim.dt)
+    every = checkpoint_steps(a.checkpoint_every, sim.dt)
     out = Path(a.out) if a.out is not None else _default_out(name)
     if comm is not None:
         out = Path(comm.bcast(str(out), root=0))  # one name, even if clocks differ
     err = None if (a.quiet or not rank0) else sys.stderr
-    if resume is not None:
-        def make() -> RunDirectory:
-            rd = RunDirectory.reopen(out)
-            try:
-                rd.check_config(net, sim, source)
-            except BaseException:
-                rd.close()
-                raise
-            return rd
-    else:
-        inputs = [x for x in (a.brain, a.config) if x is not None]
-
-        def make() -> RunDirectory:
-            return RunDirectory(out, overwrite=a.overwrite, inputs=inputs)
+    make = _directory_maker(a, out, resume is not None, net, sim, source)
     made: list[RunDirectory] = []
     # rank 0 checks and locks the directory; every rank raises its error, if any
     on_root(comm, lambda: made.append(make()), DtbError)
@@ -400,25 +263,20 @@ def simulate(a: argparse.Namespace, command: list[str], stop: StopRequest | None
             own = planned_ownership(BrainSpec.load(a.brain), comm, method=a.partition,
                                     routing=a.routing, ranks_per_node=a.ranks_per_node)
         if comm is None:  # one process: as many threads as cores are idle (dtb.engine.threads)
-
             a.threads = choose_threads(a.threads)
         eng = Engine(net, dt=sim.dt, seed=sim.seed, threads=a.threads, comm=comm,
                      routing=a.routing, ranks_per_node=a.ranks_per_node, ownership=own,
                      backend=a.backend)
         log.info("built %s synapses in %.2f s (%d threads%s)", f"{eng.n_synapses:,}",
                  eng.build_s, eng.threads, " on rank 0" if ranks > 1 else "", extra=ONCE)
-        recorded, stopped = _record_run(eng, out, sim, err, getattr(a, "unit_labels", None),
-                                        every, stop,
-                                        resume["state"] if resume is not None else None,
-                                        ready=rd.commit if rank0 else None,
-                                        regions=getattr(a, "unit_regions", None))
+        recorded, stopped = record_run(eng, out, sim, err, getattr(a, "unit_labels", None),
+                                       every, stop,
+                                       resume["state"] if resume is not None else None,
+                                       ready=rd.commit if rank0 else None,
+                                       regions=getattr(a, "unit_regions", None))
         if stopped is not None:
-            why = signal.Signals(stopped.signum).name
             if rank0:
-                rd.interrupt(stopped.step, stopped.t_ms, stopped.path.name, why)
-                log.warning("%s: stopped at %g of %g ms after writing %s -- resume with: "
-                            "dtb simulate --resume %s", why, stopped.t_ms, sim.t,
-                            stopped.path, out)
+                _record_stop(rd, stopped, sim.t, out)
             return EXIT_TEMPFAIL
         dist = eng.distribution_report() if ranks > 1 else None
         if not rank0:
@@ -428,103 +286,32 @@ def simulate(a: argparse.Namespace, command: list[str], stop: StopRequest | None
     return 0
 
 
-def _checkpoint_steps(ms: float | None, dt: float) -> int | None:
-    """--checkpoint-every in whole steps of ``dt`` (None: off)."""
-    if ms is None:
-        return None
-    every = int(round(ms / dt))
-    if every < 1 or abs(ms / dt - every) > 1e-9 * max(1.0, every):
-        raise UsageError(f"--checkpoint-every: {ms!r} ms -- expected a multiple of the "
-                          f"time step dt = {dt} ms")
-    return every
+def _directory_maker(a: argparse.Namespace, out: Path, resuming: bool, net: Network,
+                     sim: SimulationSettings, source: dict[str, Any]
+                     ) -> Callable[[], RunDirectory]:
+    """What rank 0 calls to check and lock the run directory: reopen the run a --resume
+    continues (its configuration checked against ``net``, ``sim``, ``source``), or make a
+    new one."""
+    if resuming:
+        def reopen() -> RunDirectory:
+            rd = RunDirectory.reopen(out)
+            try:
+                rd.check_config(net, sim, source)
+            except BaseException:
+                rd.close()
+                raise
+            return rd
+        return reopen
+    inputs = [x for x in (a.brain, a.config) if x is not None]
+
+    def make() -> RunDirectory:
+        return RunDirectory(out, overwrite=a.overwrite, inputs=inputs)
+    return make
 
 
-_RESUME_KEEPS = ("resume", "checkpoint_every", "threads", "quiet", "command", "verbose",
-                 "log_level")
-
-
-def _resume_plan(a: argparse.Namespace, comm: Any, parser: argparse.ArgumentParser
-                 ) -> tuple[argparse.Namespace, dict]:
-    """The arguments of the run ``--resume RUN`` continues, and its checkpoint.
-
-    Rebuilt from RUN's manifest: the command line it was started with, its source file
-    (checked: present, same SHA-256) and its newest usable checkpoint (same rank count).
-    Options other than --checkpoint-every, --threads and --quiet are refused: a resumed run
-    is the run it continues.  Raises UsageError / NotResumable (exit status 2)."""
-    plain = parser.parse_args(["simulate", "--resume", a.resume])
-    for k, v in vars(a).items():
-        if k not in _RESUME_KEEPS and getattr(plain, k, None) != v:
-            flag = "CONFIG.yaml" if k == "config" else "--" + k.replace("_", "-")
-            raise UsageError(f"--resume {a.resume}: {flag} cannot be given -- a resumed run "
-                              "continues with the network, settings and outputs it was "
-                              "started with (only --checkpoint-every, --threads and --quiet "
-                              "may be given)")
-    run = Path(a.resume)
-    size = comm.Get_size() if comm is not None else 1
-    command, source = on_root(comm, lambda: _read_resume_plan(run, size),
-                              (UsageError, DtbError))
-    b = parser.parse_args(command[1:])
-    if source["kind"] == "config":
-        b.config = source["path"]
-    elif source["kind"] == "brain":
-        b.brain = source["path"]
-    b.out, b.overwrite, b.resume = str(run), False, str(run)
-    b.quiet = a.quiet
-    if a.threads is not None:
-        b.threads = a.threads
-    if a.checkpoint_every is not None:
-        b.checkpoint_every = a.checkpoint_every
-    got = checkpoint.load_latest(run, comm)
-    if got is None:
-        raise UsageError(f"--resume {run}: no usable checkpoint in {run / 'checkpoints'} "
-                          "(each one is missing a rank's file or damaged) -- start the run "
-                          "again with --overwrite")
-    step, state, meta = got
-    return b, {"step": step, "state": state, "meta": meta,
-               "path": checkpoint.step_dir(run, step)}
-
-
-def _read_resume_plan(run: Path, ranks: int) -> tuple[list[str], dict[str, Any]]:
-    """(the command line, the source) of the run at ``run``, after checking that it can
-    be resumed by ``ranks`` ranks (rank 0)."""
-
-
-    m = RunDirectory.reopen(run, lock=False).manifest  # status, format, readable
-    command = m.get("command")
-    if (not isinstance(command, list) or len(command) < 2
-            or command[1] != "simulate"):
-        raise UsageError(f"--resume {run}: made by {' '.join(map(str, command or []))!r} "
-                          "-- only runs of dtb simulate can be resumed")
-    source = m.get("source") or {}
-    if source.get("kind") in ("config", "brain"):
-        path = Path(source["path"])
-        if not path.is_file():
-            raise UsageError(f"--resume {run}: the run's {source['kind']} file {path} is "
-                              "missing -- expected it where the run was started from "
-                              f"(sha256 {source.get('sha256')})")
-        digest = sha256_file(path)
-        if digest != source.get("sha256"):
-            raise UsageError(f"--resume {run}: the run's {source['kind']} file {path} has "
-                              f"changed since the run started (sha256 {digest}, the run "
-                              f"recorded {source.get('sha256')}) -- a resumed run must be "
-                              "built from the same file")
-    cands = checkpoint.candidates(run)
-    if not cands:
-        raise UsageError(f"--resume {run}: no checkpoint in {run / checkpoint.CHECKPOINTS} "
-                          "-- the run stopped before writing one; start it again with "
-                          "--overwrite")
-    counts = set()
-    for d in cands:
-        try:
-            counts.add(json.loads((d / checkpoint.COMPLETE).read_text())["ranks"])
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
-    if counts and ranks not in counts:
-        n = sorted(counts)[-1]
-        raise UsageError(f"--resume {run}: its checkpoints were written by "
-                          f"{' or '.join(map(str, sorted(counts)))} rank(s), this job has "
-                          f"{ranks} -- resume with the same number of ranks (mpiexec -n {n})")
-    return command, source
-
-
-# --- entry point --------------------------------------------------------------------------
+def _record_stop(rd: RunDirectory, stopped: Checkpoint, t_ms: float, out: Path) -> None:
+    """Mark the run interrupted at the checkpoint ``stopped`` and say how to resume it."""
+    why = signal.Signals(stopped.signum).name
+    rd.interrupt(stopped.step, stopped.t_ms, stopped.path.name, why)
+    log.warning("%s: stopped at %g of %g ms after writing %s -- resume with: "
+                "dtb simulate --resume %s", why, stopped.t_ms, t_ms, stopped.path, out)

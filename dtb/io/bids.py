@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from dtb.errors import InputError
+from dtb.errors import ArgumentError, InputError
 from dtb.io.rundir import write_atomic
 
 __all__ = ["sidecar_path", "sidecar_tr", "region_header", "write_bold_tsv", "MAX_TR_S"]
@@ -105,7 +105,8 @@ def is_number(s: str) -> bool:
     return True
 
 
-def region_header(labels: Sequence[int], names: Sequence[str] | None) -> list[str]:
+def region_header(labels: Sequence[int] | np.ndarray, names: Sequence[str] | None
+                  ) -> list[str]:
     """Column names for a region table: ``names`` when they are distinct, non-empty, free
     of tabs, commas and quotes, none reads as a number, and they say more than the labels;
     otherwise the labels."""
@@ -119,7 +120,7 @@ def region_header(labels: Sequence[int], names: Sequence[str] | None) -> list[st
     return nm if usable else labs
 
 
-def write_bold_tsv(path: PathLike, data: np.ndarray, labels: Sequence[int],
+def write_bold_tsv(path: PathLike, data: np.ndarray, labels: Sequence[int] | np.ndarray,
                    names: Sequence[str] | None, tr_s: float,
                    meta: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
     """Write ``data`` (T time points, R regions; BOLD as a fractional signal change) as a
@@ -131,7 +132,7 @@ def write_bold_tsv(path: PathLike, data: np.ndarray, labels: Sequence[int],
     data = np.asarray(data, float)
     head = region_header(labels, names)
     if data.ndim != 2 or data.shape[1] != len(head):
-        raise ValueError(f"data shape {data.shape} does not match {len(head)} regions")
+        raise ArgumentError(f"data shape {data.shape} does not match {len(head)} regions")
     buf = io.StringIO()
     buf.write("\t".join(head) + "\n")
     np.savetxt(buf, data, delimiter="\t", fmt="%.10g")

@@ -48,8 +48,7 @@ class UnknownCheckpoint(InputError):
     """A checkpoint of a format version this dtb does not read (exit status 2)."""
 
     def __init__(self, message: str):
-        self.path, self.field, self.value, self.expected = "", None, None, ""
-        Exception.__init__(self, message)
+        super().__init__("", None, None, "", message)  # the message names path and expectation
 
 
 def _fill_h5(f: Any, state: dict[str, np.ndarray]) -> None:
@@ -162,8 +161,9 @@ def _step_of(d: Path) -> int | None:
 def candidates(run_dir: str | os.PathLike[str]) -> list[Path]:
     """Checkpoint directories that claim to be complete, newest first."""
     root = Path(run_dir) / CHECKPOINTS
-    found = [d for d in root.glob("step-*") if _step_of(d) is not None and (d / COMPLETE).exists()]
-    return sorted(found, key=_step_of, reverse=True)
+    found = [(step, d) for d in root.glob("step-*")
+             if (step := _step_of(d)) is not None and (d / COMPLETE).exists()]
+    return [d for _, d in sorted(found, key=lambda x: x[0], reverse=True)]
 
 
 def load_latest(run_dir: str | os.PathLike[str], comm=None
@@ -175,7 +175,7 @@ def load_latest(run_dir: str | os.PathLike[str], comm=None
     cands = [str(d) for d in candidates(run_dir)] if rank == 0 else None
     if comm is not None:
         cands = comm.bcast(cands, root=0)
-    for c in cands:
+    for c in cands or []:
         d = Path(c)
         why = None
         try:

@@ -43,8 +43,7 @@ import zarr
 
 from dtb.errors import ConfigError, InputError, OutputError
 from dtb.io.bids import sidecar_path, write_bold_tsv
-from dtb.io.fileio import write_h5_atomic
-from dtb.io.rundir import _TMP_PREFIX
+from dtb.io.fileio import TMP_PREFIX, write_h5_atomic
 from dtb.io.sonata import sample_ids
 
 __all__ = ["UnitRegions", "region_bold", "write_run_bold_tsv", "consolidate_spikes",
@@ -77,7 +76,7 @@ def region_bold(store: str | Path, unit_label: np.ndarray) -> tuple[np.ndarray, 
     over the units of each region label (labels in ascending order), and the TR in s."""
 
     g = zarr.open_group(str(store), mode="r")
-    bold = g["bold"]
+    bold: Any = g["bold"]  # a zarr.Array (zarr types an item as Array | Group)
     T, U = bold.shape
     unit_label = np.asarray(unit_label, np.int64)
     if unit_label.size != U:
@@ -106,7 +105,8 @@ def write_run_bold_tsv(run_dir: str | Path, regions: UnitRegions | None,
     run_dir = Path(run_dir)
     store = run_dir / "series.zarr"
     if regions is None:
-        n = zarr.open_group(str(store), mode="r")["bold"].shape[1]
+        bold: Any = zarr.open_group(str(store), mode="r")["bold"]
+        n = bold.shape[1]
         regions = UnitRegions(np.arange(1, n + 1), np.arange(1, n + 1),
                               list(unit_names) if unit_names is not None
                               else [str(i) for i in range(1, n + 1)])
@@ -153,7 +153,7 @@ def _target(out: str | Path, overwrite: bool) -> tuple[Path, Path]:
     if not out.parent.is_dir():
         raise OutputError(f"{out}: the folder {out.parent} does not exist -- create it first")
 
-    return out, out.with_name(f"{_TMP_PREFIX}{os.getpid()}-{out.name}")
+    return out, out.with_name(f"{TMP_PREFIX}{os.getpid()}-{out.name}")
 
 
 def _copy_attrs(src: Any, dst: Any) -> None:
@@ -201,7 +201,6 @@ def consolidate_spikes(run_dir: str | Path, out: str | Path, overwrite: bool = F
 def _nwb_units(run_dir: Path, m: dict[str, Any]) -> Any:
     from hdmf.common import ElementIdentifiers, VectorData, VectorIndex
     from pynwb.misc import Units
-
 
     sp = (m.get("outputs") or {}).get("spikes") or {}
     sizes = sp.get("sizes") or {}
@@ -252,7 +251,7 @@ def _nwb_bold(nwb: Any, run_dir: Path, m: dict[str, Any]) -> None:
     store = run_dir / "series.zarr"
     if not store.exists():
         return
-    g = zarr.open_group(str(store), mode="r")
+    g: Any = zarr.open_group(str(store), mode="r")  # items: arrays (zarr: Array | Group)
     if "bold" not in g:
         return
     bold = np.asarray(g["bold"][...], float)
@@ -332,7 +331,6 @@ def add_export_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run_export(a: argparse.Namespace) -> int:
     """``dtb export``: see ``add_export_parser``."""
-
 
     if not (a.spikes or a.nwb or a.bold):
         raise ConfigError(["export: nothing to write -- expected --spikes OUT.h5, --nwb "

@@ -38,11 +38,8 @@ or, for an engine that has already run, ``write_run(path, engine)``.
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import errno
-import io
 import json
-import math
 import os
 import platform
 import shutil
@@ -53,84 +50,42 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-import h5py
-import numba
 import numpy as np
 
-from dtb.errors import InputError, OutputError
+from dtb.errors import OutputError
 from dtb.io.fileio import TMP_PREFIX as _TMP_PREFIX
 from dtb.io.fileio import sha256_file as sha256_file  # re-exported: dtb.io.rundir's API
 from dtb.io.fileio import why as _why
 from dtb.io.fileio import write_atomic as write_atomic
+from dtb.io.manifest import (
+    CHECKPOINTS,
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST,
+    OUTPUT_NAMES,
+    SPIKES,
+    WRITTEN,
+    NotResumable,
+    engine_record,
+    jsonable,
+    resumable_manifest,
+    run_config,
+    utc_now,
+    versions,
+)
+from dtb.io.overwrite import put_back, remove, replaceable_entries, set_aside
 from dtb.io.runfiles import (
-    LOCK,
-    OLD_PREFIX,
-    RefusedOutput,
     config_differences,
     config_digest,
-    foreign_entries,
-    format_problem,
-    read_manifest,
 )
-from dtb.io.runlock import RunDirectoryBusy, RunLock, busy_message
-from dtb.io.sonata import set_sorting
+from dtb.io.runlock import RunLock
+from dtb.io.sonata_layout import spikes_image
 from dtb.model.config import SimulationSettings
-from dtb.version import __version__
 
 if TYPE_CHECKING:
     from dtb.engine.simulation import Engine
     from dtb.model.config import SimulationSettings
     from dtb.model.network import Network
-
-MANIFEST = "manifest.json"
-SPIKES = "spikes.h5"
-FORMAT = "dtb-run"
-FORMAT_VERSION = 1
-SONATA_MAGIC = 0x0A7A
-SONATA_VERSION = (0, 1)
-OUTPUT_NAMES = ("spikes.h5", "spikes", "series.zarr", "series.h5", "series", "report",
-                "bold.tsv", "bold.json")
-CHECKPOINTS = "checkpoints"
-#: the top-level entries a run of dtb simulate may write (the manifest's ``written``)
-WRITTEN = (MANIFEST, *OUTPUT_NAMES, CHECKPOINTS)
-RESUMABLE = ("interrupted", "running")  # "running": the job was killed without a warning
-
-
-class NotResumable(InputError):
-    """A run directory that ``dtb simulate --resume`` cannot continue (complete, failed,
-    not a run directory): an input the user named, so the CLI's exit status is 2."""
-
-    def __init__(self, message: str):
-        self.path, self.field, self.value, self.expected = "", None, None, ""
-        Exception.__init__(self, message)  # the message names the path and the expectation
-
-
-def utc_now() -> str:
-    """The current time, ISO 8601 in UTC with a ``Z`` suffix (second precision)."""
-    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def versions() -> dict[str, str]:
-    """Versions of dtb, Python and the libraries a run's results depend on."""
-
-
-    return {"dtb": __version__, "python": platform.python_version(), "numpy": np.__version__,
-            "numba": numba.__version__, "h5py": h5py.__version__,
-            "hdf5": h5py.version.hdf5_version}
-
-
-def _jsonable(x: Any) -> Any:
-    """Plain JSON values: numpy scalars and arrays to Python, non-finite floats to strings."""
-    if isinstance(x, Mapping):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple, np.ndarray)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return str(x)  # "inf", "-inf", "nan" (strict JSON has none of them)
-    return x
-
 
 class RunDirectory:
     """A run directory at ``path``, checked, locked and made ready for writing on
@@ -201,52 +156,7 @@ class RunDirectory:
     def _check_entries(self, overwrite: bool,
                        inputs: Sequence[str | os.PathLike[str]]) -> None:
         """What an earlier run left here may be replaced (see the class docstring)."""
-        p = self.path
-        try:
-            entries = sorted(e for e in os.listdir(p) if e != LOCK)
-        except OSError as e:
-            raise OutputError(f"{p}: cannot read the directory: {_why(e)}") from e
-        if not entries:
-            self._replace = []
-            return
-
-        busy = busy_message(p)
-        if busy is not None and not self.lock.held:
-            raise RunDirectoryBusy(busy + " -- wait for it to end or choose another "
-                                   "output directory")
-        if not overwrite:
-            head = (f"{p}: directory exists and is not empty -- choose another output "
-                    "directory, or pass ")
-            raise OutputError(head + "overwrite=True to replace an earlier run").on_command_line(
-                head + "--overwrite to replace an earlier run")
-        only_tmp = all(e.startswith((_TMP_PREFIX, OLD_PREFIX)) for e in entries)
-        m = read_manifest(p)
-        problem = None if only_tmp else format_problem(m)
-        if problem is not None:
-            raise RefusedOutput(f"{p}: directory is not empty and is not a dtb run directory "
-                                f"({problem}); refusing to clear it even with --overwrite "
-                                "-- choose another directory")
-        foreign = foreign_entries(p, m or {})
-        if foreign:
-            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more"
-                                              if len(foreign) > 5 else "")
-            n = f"{len(foreign)} entr{'y' if len(foreign) == 1 else 'ies'}"
-            raise RefusedOutput(f"{p}: holds {n} that dtb did not write ({shown}); "
-                                "--overwrite replaces only what its manifest lists, and "
-                                "removes nothing here -- move them away or choose another "
-                                "directory")
-        here = p.resolve()
-        for inp in inputs:
-            try:
-                q = Path(inp).resolve()
-            except OSError:
-                continue
-            rel = q.relative_to(here).parts if q.is_relative_to(here) else ()
-            if rel and rel[0] in entries:
-                raise RefusedOutput(f"{p}: --overwrite would remove {q}, an input of this "
-                                    "run -- copy it elsewhere first, or choose another "
-                                    "output directory")
-        self._replace = entries
+        self._replace = replaceable_entries(self.path, overwrite, inputs, self.lock.held)
 
     # --- replacing an earlier run -----------------------------------------------------
     def set_aside(self) -> None:
@@ -254,31 +164,13 @@ class RunDirectory:
         the new run's way; ``commit`` removes them, a failure before it puts them back."""
         if not self._replace or self._aside is not None:
             return
-        aside = self.path / f"{OLD_PREFIX}{os.getpid()}"
-        moved: list[str] = []
-        try:
-            aside.mkdir(exist_ok=True)
-            for name in self._replace:
-                if name.startswith((_TMP_PREFIX, OLD_PREFIX)):
-                    _remove(self.path / name)  # left by a killed run
-                    continue
-                os.replace(self.path / name, aside / name)
-                moved.append(name)
-        except OSError as e:
-            for name in moved:
-                with contextlib.suppress(OSError):
-                    os.replace(aside / name, self.path / name)
-            with contextlib.suppress(OSError):
-                aside.rmdir()
-            raise OutputError(f"{self.path}: cannot replace the earlier run "
-                              f"({name}): {_why(e)}") from e
-        self._aside, self._replace = aside, []
+        self._aside, self._replace = set_aside(self.path, self._replace), []
 
     def commit(self) -> None:
         """The new run is set up (every check passed): remove the earlier run it replaces."""
         self.set_aside()
         if self._aside is not None:
-            _remove(self._aside)
+            remove(self._aside)
             self._aside = None
 
     def _restore(self) -> bool:
@@ -287,14 +179,7 @@ class RunDirectory:
         if self._aside is None:
             return False
         aside, self._aside = self._aside, None
-        for name in os.listdir(self.path):
-            if name != LOCK and self.path / name != aside:
-                _remove(self.path / name)
-        try:
-            for name in os.listdir(aside):
-                os.replace(aside / name, self.path / name)
-            aside.rmdir()
-        except OSError:
+        if not put_back(self.path, aside):
             return False  # what could not be moved back stays in the hidden directory
         self.restored = True
         return True
@@ -316,7 +201,7 @@ class RunDirectory:
         stay ``"running"``."""
 
         final = self.path / MANIFEST
-        text = json.dumps(_jsonable(self.manifest), indent=2, allow_nan=False) + "\n"
+        text = json.dumps(jsonable(self.manifest), indent=2, allow_nan=False) + "\n"
         try:
             write_atomic(final, text.encode(), "manifest")
         except OutputError as e:
@@ -387,24 +272,7 @@ class RunDirectory:
         plain write reports it as an ``OutputError``.  Returns the manifest's ``outputs``
         entry (path, sha256, bytes, spikes per population).
         """
-
-
-
-        buf = io.BytesIO()
-        with h5py.File(buf, "w") as f:
-            f.attrs["magic"] = np.uint32(SONATA_MAGIC)
-            f.attrs["version"] = np.array(SONATA_VERSION, dtype=np.uint32)
-            root = f.create_group("spikes")
-            for name, (times, ids) in spikes.items():
-                g = root.create_group(name)
-                set_sorting(g, "by_id")
-                times = np.asarray(times, dtype=np.float64)
-                ids = np.asarray(ids).astype(np.uint64)
-                order = np.lexsort((times, ids))
-                ts = g.create_dataset("timestamps", data=times[order])
-                ts.attrs["units"] = "ms"
-                g.create_dataset("node_ids", data=ids[order])
-        image = buf.getbuffer()
+        image = spikes_image(spikes)
         try:
             digest, size = write_atomic(self.path / SPIKES, image, "spikes")
         finally:
@@ -438,29 +306,8 @@ class RunDirectory:
             outputs = {"spikes": self.write_spikes(spikes)}
             per_pop = {name: int(len(t)) for name, (t, _) in spikes.items()}
             t_rec = t_ms
-        sizes = {p.name: p.size for p in engine.network.populations}
-        rates = {name: (n / (sizes[name] * t_rec * 1e-3) if t_rec > 0 else 0.0)
-                 for name, n in per_pop.items()}
-        n_spikes = int(sum(per_pop.values()))
-        self.manifest.update(
-            threads=engine.threads,
-            counts={"neurons": int(engine.n_neurons),
-                    "synapses": int(distribution["synapses_total"] if distribution
-                                    else engine.n_synapses),
-                    "bytes_per_synapse": float(distribution["bytes_per_synapse"]
-                                               if distribution else engine.bytes_per_synapse),
-                    "spikes": n_spikes},
-            ranks=int(engine.ranks),
-            backend=engine.context.backend,
-            gpu=engine.gpu_report() if hasattr(engine, "gpu_report") else None,
-            distribution=distribution,
-            timings={"build_s": float(engine.build_s), "simulate_s": float(engine.simulate_s),
-                     "compile_s": float(getattr(engine, "compile_s", 0.0)),
-                     "model_time_ms": t_ms,
-                     "rtf": (engine.simulate_s / (t_ms * 1e-3)) if t_ms > 0 else None},
-            rates_hz=rates,
-            outputs=outputs,
-        )
+        self.manifest.update(engine_record(engine, per_pop, t_rec, distribution),
+                             outputs=outputs)
         self.manifest["status"] = "complete"
         self.manifest["end_time"] = utc_now()
         self.manifest.pop("interrupted", None)
@@ -489,35 +336,7 @@ class RunDirectory:
         self.path = Path(path)
         self._finished = False
         self._started = False
-        f = self.path / MANIFEST
-        if not self.path.is_dir():
-            raise NotResumable(f"{self.path}: no such run directory -- expected the run "
-                               "directory of an interrupted dtb simulate")
-        try:
-            self.manifest = json.loads(f.read_text(encoding="utf-8"))
-            status = self.manifest["status"]
-        except FileNotFoundError as e:
-            raise NotResumable(f"{f}: missing -- expected a dtb run directory") from e
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise NotResumable(f"{f}: unreadable manifest ({e}) -- expected a dtb run "
-                               "directory's manifest.json") from e
-        problem = format_problem(self.manifest)
-        if problem is not None:
-            raise NotResumable(f"{f}: {problem} -- expected the manifest of a run written "
-                               "by this dtb")
-        if status == "complete":
-            raise NotResumable(f"{self.path}: the run is complete already (status "
-                               "\"complete\") -- nothing to resume")
-        if status not in RESUMABLE:
-            raise NotResumable(f"{self.path}: status {status!r} ({self.manifest.get('error')})"
-                               " -- only an interrupted run can be resumed; a failed run's "
-                               "outputs were removed: start it again with --overwrite")
-        stored = self.manifest.get("config_sha256")
-        if stored is not None and config_digest(self.manifest.get("config")) != stored:
-            raise NotResumable(f"{f}: its \"config\" was edited after the run started (its "
-                               f"SHA-256 is no longer the recorded config_sha256 {stored}) "
-                               "-- a resumed run continues the configuration it started "
-                               "with; restore the manifest or start a new run")
+        self.manifest = resumable_manifest(self.path)
         self._replace, self._aside, self.restored = [], None, False
         self.lock = RunLock(self.path)
         probe = self.path / f"{_TMP_PREFIX}probe-{os.getpid()}"
@@ -536,7 +355,6 @@ class RunDirectory:
         """Raise ``NotResumable`` naming every field where the configuration rebuilt for
         ``--resume`` (``network``, ``settings``, ``source``) differs from the one the
         manifest recorded (an edited manifest, or inputs read differently)."""
-
 
         now = json.loads(json.dumps(run_config(network, settings, source)))
         diff = config_differences(self.manifest.get("config"), now)
@@ -586,7 +404,7 @@ class RunDirectory:
         else:
             msg = str(error)
         for q in self.path.glob(f"{_TMP_PREFIX}{os.getpid()}-*"):
-            _remove(q)
+            remove(q)
         if self._restore():
             return  # the new run failed while starting: the earlier one is back as it was
         if not self._started:
@@ -637,31 +455,3 @@ def write_run(path: str | os.PathLike[str], engine: Engine, overwrite: bool = Fa
     with RunDirectory(path, overwrite) as rd:
         rd.start(engine.network, settings, command, source, engine.threads)
         return rd.finish(engine)
-
-
-def run_config(network: Network, settings: SimulationSettings,
-               source: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The configuration a manifest records (JSON values): the network (or, for a brain
-    file, its path and SHA-256), the simulation settings and what is recorded."""
-    if source and source.get("kind") == "brain":
-        # a brain file is the configuration (and may hold 10^5 units): refer to it
-        config = {"brain": source["path"], "sha256": source.get("sha256"),
-                  "name": network.name}
-    else:
-        config = dict(network.to_dict())
-    config["simulation"] = {"dt": settings.dt, "t": settings.t, "seed": settings.seed}
-    if getattr(settings, "record", None) is not None:
-        config["record"] = settings.record.to_dict()
-    return _jsonable(config)
-
-
-def _remove(q: Path) -> None:
-    """Remove a file, link or directory tree (best effort)."""
-    try:
-        if q.is_dir() and not q.is_symlink():
-            shutil.rmtree(q, ignore_errors=True)
-        else:
-            q.unlink(missing_ok=True)
-    except OSError:
-        pass
-

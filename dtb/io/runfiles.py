@@ -53,8 +53,7 @@ class RefusedOutput(InputError):
     or an input of the run): the user's choice of path, so the exit status is 2."""
 
     def __init__(self, message: str):
-        self.path, self.field, self.value, self.expected = "", None, None, ""
-        Exception.__init__(self, message)
+        super().__init__("", None, None, "", message)  # the message names path and expectation
 
 
 class DamagedOutput(InputError):
@@ -62,8 +61,7 @@ class DamagedOutput(InputError):
     size or checksum): exit status 2, the message names the file."""
 
     def __init__(self, message: str):
-        self.path, self.field, self.value, self.expected = "", None, None, ""
-        Exception.__init__(self, message)
+        super().__init__("", None, None, "", message)  # the message names path and expectation
 
 
 def config_digest(config: Any) -> str:

@@ -27,11 +27,9 @@ and makes each HDF5 part anew from them, since a part file may be torn by a hard
 
 from __future__ import annotations
 
-import hashlib
 import math
 import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,95 +40,16 @@ import xarray as xr
 import zarr
 from zarr.codecs import BloscCodec
 
-from dtb.errors import OutputError
+from dtb.errors import ArgumentError, OutputError
+from dtb.io.fileio import digest_file
+from dtb.io.series_spec import ArraySpec, Consumer, RowBuffer
+
+# ArraySpec lives in dtb.io.series_spec and is re-exported: the recorders find it here
+__all__ = ["SERIES_H5", "SERIES_PARTS", "SERIES_ZARR", "ArraySpec", "SeriesStore"]
 
 SERIES_ZARR = "series.zarr"
 SERIES_H5 = "series.h5"
 SERIES_PARTS = "series"
-CHUNK_ELEMENTS = 1 << 18  # about 1 MB of float32 per chunk
-MAX_CHUNK_COLS = 512
-
-
-@dataclass
-class ArraySpec:
-    """One dense array: ``n_rows`` x ``n_cols``, dims (time_dim, col_dim).
-
-    ``time``: (n_rows,) ms coordinate; ``labels``: (n_cols,) column labels (str); ``attrs``
-    written on the array (units, bin width, ...); ``scale``: (n_rows,) or None, per-row
-    factor applied by the owner before writing (counts -> Hz); ``col_scale``: (n_cols,) or
-    None, per-column factor; ``write``: False for a series that only feeds ``consumers``;
-    ``direct``: True for a series its owners compute themselves and write with
-    ``SeriesStore.write_block`` (BOLD), never exchanged.
-    """
-
-    name: str
-    time_dim: str
-    col_dim: str
-    time: np.ndarray
-    labels: Sequence[str]
-    dtype: str = "float32"
-    attrs: dict[str, Any] = field(default_factory=dict)
-    row_scale: np.ndarray | None = None
-    col_scale: np.ndarray | None = None
-    extra_coords: dict[str, np.ndarray] = field(default_factory=dict)
-    chunk_rows: int = 0
-    chunk_cols: int = 0
-    write: bool = True
-    direct: bool = False
-
-    @property
-    def n_rows(self) -> int:
-        return len(self.time)
-
-    @property
-    def n_cols(self) -> int:
-        return len(self.labels)
-
-    def __post_init__(self) -> None:
-        if not self.chunk_cols:
-            self.chunk_cols = max(1, min(self.n_cols, MAX_CHUNK_COLS))
-        if not self.chunk_rows:
-            self.chunk_rows = max(1, min(max(1, self.n_rows), CHUNK_ELEMENTS // self.chunk_cols))
-
-    @property
-    def n_chunk_cols(self) -> int:
-        return max(1, math.ceil(self.n_cols / self.chunk_cols))
-
-    def owner(self, chunk_col: int, ranks: int) -> int:
-        """The rank that writes chunk column ``chunk_col`` (contiguous blocks of them)."""
-        return (chunk_col * ranks) // self.n_chunk_cols
-
-    def owned(self, rank: int, ranks: int) -> list[int]:
-        return [c for c in range(self.n_chunk_cols) if self.owner(c, ranks) == rank]
-
-
-class _Buffer:
-    """This rank's not yet flushed rows of one array, for the columns it contributes to."""
-
-    def __init__(self, spec: ArraySpec, cols: np.ndarray):
-        self.spec = spec
-        self.cols = np.asarray(cols, np.int64)  # global column ids, increasing
-        self.row0 = 0
-        self.data = np.zeros((0, len(self.cols)))
-
-    def ensure(self, row_end: int) -> None:
-        need = row_end - self.row0
-        if need > self.data.shape[0]:
-            grown = np.zeros((max(need, 2 * self.data.shape[0]), len(self.cols)))
-            grown[:self.data.shape[0]] = self.data
-            self.data = grown
-
-    def take(self, upto: int) -> np.ndarray:
-        n = upto - self.row0
-        self.ensure(upto)
-        out = self.data[:n].copy()
-        self.data[:self.data.shape[0] - n] = self.data[n:]
-        self.data[self.data.shape[0] - n:] = 0.0
-        self.row0 = upto
-        return out
-
-
-Consumer = Callable[[int, int, np.ndarray, np.ndarray], None]
 
 
 class SeriesStore:
@@ -151,13 +70,13 @@ class SeriesStore:
         self.comm = comm
         self.rank = comm.Get_rank() if comm is not None else 0
         self.ranks = comm.Get_size() if comm is not None else 1
-        self.buffers = {s.name: _Buffer(s, cols.get(s.name, np.zeros(0, np.int64)))
+        self.buffers = {s.name: RowBuffer(s, cols.get(s.name, np.zeros(0, np.int64)))
                         for s in specs}
         self.consumers: dict[str, list[Consumer]] = {}
         self.hdf5 = hdf5
         self._written: list[str] = []  # files this rank wrote (relative to run_dir)
         self.rows_written: dict[str, int] = {}  # rows this rank wrote, per array (0..n-1)
-        self._h5 = None
+        self._h5: h5py.File | None = None
         err = None
         if self.rank == 0 and not resume:
             try:
@@ -328,8 +247,8 @@ class SeriesStore:
         for name, b in self.buffers.items():
             data = np.asarray(d[f"buffers/{name}/data"], float)
             if data.ndim != 2 or data.shape[1] != len(b.cols):
-                raise ValueError(f"series state {name}: shape {data.shape} -- expected "
-                                 f"(rows, {len(b.cols)}) (a state of another run or rank?)")
+                raise ArgumentError(f"series state {name}: shape {data.shape} -- expected "
+                                    f"(rows, {len(b.cols)}) (a state of another run or rank?)")
             b.row0 = int(d[f"buffers/{name}/row0"])
             b.data = data.copy()
             self.rows_written[name] = int(d[f"rows_written/{name}"])
@@ -360,7 +279,7 @@ class SeriesStore:
         path = self.run_dir / self._part(self.rank)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._h5 = h5py.File(path, "w")
+            h5 = self._h5 = h5py.File(path, "w")
         except OSError as e:
             raise OutputError(f"{path}: cannot create the HDF5 series part: {e}") from e
         for s in self.specs.values():
@@ -368,11 +287,11 @@ class SeriesStore:
             if not s.write or not own:
                 continue
             width = sum(min(s.n_cols, (c + 1) * s.chunk_cols) - c * s.chunk_cols for c in own)
-            self._h5.create_dataset(s.name, shape=(s.n_rows, width), dtype=s.dtype,
-                                    chunks=(max(1, min(s.n_rows, s.chunk_rows)),
-                                            max(1, min(width, s.chunk_cols))),
-                                    compression="gzip", compression_opts=4, shuffle=True,
-                                    fillvalue=np.nan)
+            h5.create_dataset(s.name, shape=(s.n_rows, width), dtype=s.dtype,
+                              chunks=(max(1, min(s.n_rows, s.chunk_rows)),
+                                      max(1, min(width, s.chunk_cols))),
+                              compression="gzip", compression_opts=4, shuffle=True,
+                              fillvalue=np.nan)
 
     def _h5_write(self, name: str, r0: int, r1: int, c0: int, c1: int,
                   block: np.ndarray) -> None:
@@ -382,6 +301,7 @@ class SeriesStore:
             if c * s.chunk_cols == c0:
                 break
             off += min(s.n_cols, (c + 1) * s.chunk_cols) - c * s.chunk_cols
+        assert self._h5 is not None  # called only while the part is open
         self._h5[name][r0:r1, off:off + (c1 - c0)] = block
 
     def _write_h5_master(self) -> None:
@@ -438,7 +358,7 @@ class SeriesStore:
             self._h5 = None
             files.append(self._part(self.rank))
         files += self._written
-        mine = [(rel, *_digest(self.run_dir / rel)) for rel in files
+        mine = [(rel, *digest_file(self.run_dir / rel)) for rel in files
                 if (self.run_dir / rel).is_file()]
         rows = self.comm.gather(mine, root=0) if self.comm is not None else [mine]
         if rows is None:
@@ -453,7 +373,7 @@ class SeriesStore:
                       if p.is_file() and (p.name == "zarr.json"
                                           or p.relative_to(self.path).parts[0] in coords))
         chunk_rows = sorted(x for r in rows for x in r)
-        listing = [(rel, *_digest(self.run_dir / rel)) for rel in meta] + [
+        listing = [(rel, *digest_file(self.run_dir / rel)) for rel in meta] + [
             x for x in chunk_rows if x[0].startswith(SERIES_ZARR)]
         out = {"series": {
             "path": SERIES_ZARR, "format": "zarr", "zarr_format": 3,
@@ -464,7 +384,7 @@ class SeriesStore:
                        for s in self.specs.values() if s.write},
             "files": [{"path": p, "sha256": h, "bytes": n} for p, h, n in sorted(listing)]}}
         if self.hdf5:
-            h, n = _digest(self.run_dir / SERIES_H5)
+            h, n = digest_file(self.run_dir / SERIES_H5)
             out["series_h5"] = {"path": SERIES_H5, "format": "hdf5", "sha256": h, "bytes": n,
                                 "parts": [{"path": p, "sha256": hh, "bytes": nn}
                                           for p, hh, nn in chunk_rows
@@ -495,13 +415,3 @@ def _text_array(text: str) -> np.ndarray:
 
 def _array_text(a: np.ndarray) -> str:
     return np.asarray(a, np.uint8).tobytes().decode()
-
-
-def _digest(path: Path) -> tuple[str, int]:
-    h = hashlib.sha256()
-    n = 0
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-            n += len(block)
-    return h.hexdigest(), n

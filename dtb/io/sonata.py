@@ -34,91 +34,37 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
-from dtb.errors import OutputError
+from dtb.errors import ArgumentError, OutputError
 from dtb.io.fileio import write_h5_atomic
+from dtb.io.sonata_layout import (
+    PARTS_DIR,
+    SORTINGS,
+    SPIKES,
+    Slice,
+    master_image,
+    part_name,
+    read_sorting,
+    sample_ids,
+    set_sorting,
+    sonata_root,
+    sortings,
+    spill_name,
+)
 
-SONATA_MAGIC = 0x0A7A
-SONATA_VERSION = (0, 1)
-SPIKES = "spikes.h5"
-PARTS_DIR = "spikes"
+# the layout's names, re-exported: dtb.io.sonata is where readers and the engine find them
+__all__ = ["PARTS_DIR", "SORTINGS", "SPIKES", "SPILL_BYTES", "Slice", "SpikeRecorder",
+           "gather_spikes_write", "part_name", "read_sorting", "sample_ids", "set_sorting",
+           "spill_name"]
+
 SPILL_BYTES = 64 << 20  # default in-memory spike buffer of a rank
 _REC = 16  # bytes per spilled spike: int64 step, int64 engine index
-
-
-def part_name(rank: int) -> str:
-    """The part file of ``rank``, relative to the run directory."""
-    return f"{PARTS_DIR}/rank-{rank:05d}.h5"
-
-
-def spill_name(rank: int) -> str:
-    """The spill file of ``rank``, relative to the run directory (hidden: not an output)."""
-    return f"{PARTS_DIR}/.rank-{rank:05d}.spill"
-
-
-def sample_ids(size: int, n: int) -> np.ndarray:
-    """``n`` node ids spread evenly over a population of ``size`` (all of them if n >= size):
-    floor(i * size / n) for i < n, int64, increasing.  A pure function of (size, n), so every
-    rank agrees on the sample."""
-    if n >= size:
-        return np.arange(size, dtype=np.int64)
-    return (np.arange(n, dtype=np.int64) * size) // n
-
-
-@dataclass(frozen=True)
-class Slice:
-    """One contiguous slice of a population owned by one rank, as written in its part:
-    node ids ``first .. first+size-1``; ``count`` spikes starting at ``offset`` in the part's
-    datasets of that population."""
-
-    population: int
-    first: int
-    size: int
-    rank: int
-    offset: int
-    count: int
-
-
-SORTINGS = ("none", "by_id", "by_time")  # SONATA's ``sorting`` enum: uint8 codes 0, 1, 2
-
-
-def sorting_dtype() -> np.dtype:
-    """The HDF5 enum type of SONATA's ``sorting`` attribute (uint8: none 0, by_id 1,
-    by_time 2), as libsonata reads it (a string attribute cannot be converted to it)."""
-
-    return h5py.enum_dtype({name: i for i, name in enumerate(SORTINGS)}, basetype=np.uint8)
-
-
-def set_sorting(group: Any, sorting: str) -> None:
-    """Write ``sorting`` (one of SORTINGS) on an open h5py group, as the SONATA enum."""
-    group.attrs.create("sorting", np.uint8(SORTINGS.index(sorting)), dtype=sorting_dtype())
-
-
-def read_sorting(attrs: Any) -> str:
-    """The ``sorting`` of a spikes group's attributes as a name: the SONATA enum, or the
-    string that dtb wrote before it wrote the enum (and other writers may); ``"none"``
-    when absent or unknown."""
-    v = attrs.get("sorting")
-    if v is None:
-        return "none"
-    if isinstance(v, bytes):
-        v = v.decode()
-    if isinstance(v, str):
-        return v if v in SORTINGS else "none"
-    code = int(np.asarray(v).reshape(-1)[0])
-    return SORTINGS[code] if 0 <= code < len(SORTINGS) else "none"
-
-
-def _sonata_root(f: Any) -> None:
-    f.attrs["magic"] = np.uint32(SONATA_MAGIC)
-    f.attrs["version"] = np.array(SONATA_VERSION, dtype=np.uint32)
 
 
 class SpikeRecorder:
@@ -155,7 +101,7 @@ class SpikeRecorder:
         self._idx: list[np.ndarray] = []
         self._buffered = 0
         if spill_bytes < _REC:
-            raise ValueError(f"spill_bytes {spill_bytes} -- expected at least {_REC}")
+            raise ArgumentError(f"spill_bytes {spill_bytes} -- expected at least {_REC}")
         self.spill_bytes = int(spill_bytes)
         self.spill_path = (None if spill_dir is None
                            else Path(spill_dir) / Path(spill_name(self.rank)).name)
@@ -220,8 +166,8 @@ class SpikeRecorder:
             f.seek(start * _REC)
             data = f.read((stop - start) * _REC)
         if len(data) != (stop - start) * _REC:
-            raise ValueError(f"{self.spill_path}: {len(data)} bytes at offset {start * _REC}"
-                             f" -- expected {(stop - start) * _REC} (truncated spill file)")
+            raise ArgumentError(f"{self.spill_path}: {len(data)} bytes at offset {start * _REC}"
+                                f" -- expected {(stop - start) * _REC} (truncated spill file)")
         return np.frombuffer(data, np.int64).reshape(-1, 2)
 
     def _batches(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -258,16 +204,16 @@ class SpikeRecorder:
         steps = np.asarray(d["steps"], np.int64).ravel()
         idx = np.asarray(d["idx"], np.int64).ravel()
         if len(steps) != len(idx):
-            raise ValueError(f"spike recorder state: {len(steps)} steps and {len(idx)} "
-                             "indices -- expected as many of each")
+            raise ArgumentError(f"spike recorder state: {len(steps)} steps and {len(idx)} "
+                                "indices -- expected as many of each")
         if len(idx) and (idx.min() < 0 or idx.max() >= self.n_local):
-            raise ValueError(f"spike recorder state: neuron indices {idx.min()}..{idx.max()} "
-                             f"-- expected 0..{self.n_local - 1} (a state of another rank?)")
+            raise ArgumentError(f"spike recorder state: neuron indices {idx.min()}..{idx.max()} "
+                                f"-- expected 0..{self.n_local - 1} (a state of another rank?)")
         chunks = np.asarray(d.get("spill_chunks", np.zeros(0, np.int64)), np.int64).ravel()
         digests = np.asarray(d.get("spill_sha256", np.zeros((0, 32), np.uint8)), np.uint8)
         if digests.shape != (len(chunks), 32):
-            raise ValueError(f"spike recorder state: spill_sha256 of shape {digests.shape} "
-                             f"-- expected ({len(chunks)}, 32)")
+            raise ArgumentError(f"spike recorder state: spill_sha256 of shape {digests.shape} "
+                                f"-- expected ({len(chunks)}, 32)")
         self._chunks = [int(c) for c in chunks]
         self._digests = [bytes(row) for row in digests]
         self._restore_spill()
@@ -277,21 +223,21 @@ class SpikeRecorder:
         total = self.spilled
         if self.spill_path is None:
             if total:
-                raise ValueError(f"spike recorder state: {total} spilled spikes -- expected "
-                                 "none (this recorder has no spill directory)")
+                raise ArgumentError(f"spike recorder state: {total} spilled spikes -- expected "
+                                    "none (this recorder has no spill directory)")
             return
         have = self.spill_path.stat().st_size if self.spill_path.exists() else 0
         if have < total * _REC:
-            raise ValueError(f"{self.spill_path}: {have} bytes -- expected at least "
-                             f"{total * _REC} (the {total} spikes spilled before the "
-                             "checkpoint); the spill file was truncated or removed")
+            raise ArgumentError(f"{self.spill_path}: {have} bytes -- expected at least "
+                                f"{total * _REC} (the {total} spikes spilled before the "
+                                "checkpoint); the spill file was truncated or removed")
         pos = 0
         for k, (n, want) in enumerate(zip(self._chunks, self._digests, strict=True)):
             got = hashlib.sha256(self._spill_records(pos, pos + n).tobytes()).digest()
             if got != want:
-                raise ValueError(f"{self.spill_path}: chunk {k} (spikes {pos}..{pos + n - 1})"
-                                 " does not match the checkpoint's SHA-256 -- the spill "
-                                 "file was changed after the checkpoint")
+                raise ArgumentError(f"{self.spill_path}: chunk {k} (spikes {pos}..{pos + n - 1})"
+                                    " does not match the checkpoint's SHA-256 -- the spill "
+                                    "file was changed after the checkpoint")
             pos += n
         if have > total * _REC:
             with open(self.spill_path, "rb+") as f:
@@ -334,7 +280,7 @@ class SpikeRecorder:
         spikes held in memory (nothing spilled): see ``write_part``."""
 
         if self.spilled:
-            raise ValueError("part_image: spikes were spilled to disk -- use write_part")
+            raise ArgumentError("part_image: spikes were spilled to disk -- use write_part")
         buf = io.BytesIO()
         with h5py.File(buf, "w") as f:
             slices, counts = self._write_sorted(f)
@@ -381,7 +327,7 @@ class SpikeRecorder:
             k1 = int(np.searchsorted(start, start[k0] + budget, side="right")) - 1
             bounds.append(min(self.n_local, max(k1, k0 + 1)))
         pop_k0 = np.searchsorted(pop_by_key, np.arange(len(self.names) + 1))
-        _sonata_root(f)
+        sonata_root(f)
         root = f.create_group("spikes")
         ds = []
         for name in self.names:
@@ -414,45 +360,6 @@ class SpikeRecorder:
         return slices, counts
 
 
-def master_image(names: Sequence[str], slices: Sequence[Slice],
-                 part_counts: dict[int, dict[str, int]]) -> tuple[memoryview, dict[str, int]]:
-    """``spikes.h5`` as bytes: per population, virtual datasets over every rank's part, one
-    source segment per slice, slices in increasing id order.  ``part_counts`` is
-    {rank: {population: spikes in that rank's part}}.  Returns the image and the spike
-    count per population."""
-
-    buf = io.BytesIO()
-    totals: dict[str, int] = {}
-    with h5py.File(buf, "w") as f:
-        _sonata_root(f)
-        root = f.create_group("spikes")
-        for p, name in enumerate(names):
-            mine = sorted((s for s in slices if s.population == p and s.count > 0),
-                          key=lambda s: s.first)
-            firsts = [s.first for s in mine]
-            ok = all(a.first + a.size <= b.first for a, b in zip(mine, mine[1:], strict=False))
-            n = int(sum(s.count for s in mine))
-            totals[name] = n
-            g = root.create_group(name)
-            set_sorting(g, "by_id" if ok and firsts == sorted(firsts) else "none")
-            for ds, dtype in (("timestamps", np.float64), ("node_ids", np.uint64)):
-                if n == 0:
-                    d = g.create_dataset(ds, shape=(0,), dtype=dtype)
-                else:
-                    layout = h5py.VirtualLayout(shape=(n,), dtype=dtype)
-                    pos = 0
-                    for s in mine:
-                        total = part_counts[s.rank][name]
-                        src = h5py.VirtualSource(part_name(s.rank), f"spikes/{name}/{ds}",
-                                                 shape=(total,), dtype=dtype)
-                        layout[pos:pos + s.count] = src[s.offset:s.offset + s.count]
-                        pos += s.count
-                    d = g.create_virtual_dataset(ds, layout)
-                if ds == "timestamps":
-                    d.attrs["units"] = "ms"
-    return buf.getbuffer(), totals
-
-
 def gather_spikes_write(rec: SpikeRecorder, run_dir: Path, comm: Any,
                         write: Any) -> dict[str, Any] | None:
     """Write this rank's part, then (rank 0) ``spikes.h5``; a collective on several ranks.
@@ -471,8 +378,9 @@ def gather_spikes_write(rec: SpikeRecorder, run_dir: Path, comm: Any,
     except (OSError, ValueError) as e:  # reported after the gather: no rank is left waiting
         failure = e
         digest, size = "", 0
-    mine = {"path": part_name(rec.rank), "sha256": digest, "bytes": size, "counts": counts,
-            "slices": slices, "error": None if failure is None else str(failure)}
+    mine: dict[str, Any] = {"path": part_name(rec.rank), "sha256": digest, "bytes": size,
+                            "counts": counts, "slices": slices,
+                            "error": None if failure is None else str(failure)}
     rows = comm.gather(mine, root=0) if comm is not None else [mine]
     if failure is not None:
         raise failure
@@ -489,15 +397,10 @@ def gather_spikes_write(rec: SpikeRecorder, run_dir: Path, comm: Any,
         m_digest, m_size = write(Path(run_dir) / SPIKES, img)
     finally:
         img.release()
-    with_sorting = _sortings(Path(run_dir) / SPIKES)
+    with_sorting = sortings(Path(run_dir) / SPIKES)
     return {"path": SPIKES, "format": "sonata", "sha256": m_digest, "bytes": m_size,
             "populations": totals, "sorting": with_sorting,
             "sizes": dict(zip(rec.names, rec.sizes, strict=True)),
             "sample": rec.sample,
             "parts": [{"path": r["path"], "sha256": r["sha256"], "bytes": r["bytes"]}
                       for r in rows]}
-
-
-def _sortings(path: Path) -> dict[str, str]:
-    with h5py.File(path, "r") as f:
-        return {k: read_sorting(g.attrs) for k, g in f["spikes"].items()}

@@ -53,7 +53,7 @@ from typing import Any
 
 import numpy as np
 
-from dtb.errors import ModelError
+from dtb.errors import ArgumentError, ModelError
 
 LOG_F_MIN = math.log(1e-3)   # flow floor: the model is undefined at f = 0 (see step)
 FLOW_RANGE = (0.25, 4.0)     # physiological flow, relative to rest (physiological_box)
@@ -110,8 +110,8 @@ def _params(params: str | HemoParams) -> HemoParams:
     try:
         return PARAMETER_SETS[params]
     except KeyError:
-        raise ValueError(f"hemodynamic parameter set {params!r} -- expected one of "
-                         f"{sorted(PARAMETER_SETS)}") from None
+        raise ArgumentError(f"hemodynamic parameter set {params!r} -- expected one of "
+                            f"{sorted(PARAMETER_SETS)}") from None
 
 
 def array_module(*arrays: Any) -> Any:
@@ -149,7 +149,7 @@ def drive_from_rate(rate_hz: Any, baseline_hz: Any = 5.0, flow_gain: float = 0.4
     xp = array_module(rate_hz, baseline_hz)
     base = xp.asarray(baseline_hz, dtype=float)
     if bool(xp.any(base <= 0)):
-        raise ValueError(f"baseline_hz: {baseline_hz!r} -- expected firing rates > 0 Hz")
+        raise ArgumentError(f"baseline_hz: {baseline_hz!r} -- expected firing rates > 0 Hz")
     return (flow_gain * p.gamma) * (xp.asarray(rate_hz, dtype=float) - base) / base
 
 
@@ -193,7 +193,7 @@ def physiological_box(params: str | HemoParams = "friston2000",
     p = _params(params)
     f_lo, f_hi = (float(x) for x in flow_range)
     if not 0 < f_lo < 1 < f_hi:
-        raise ValueError(f"flow_range: {flow_range!r} -- expected 0 < low < 1 < high")
+        raise ArgumentError(f"flow_range: {flow_range!r} -- expected 0 < low < 1 < high")
     v_lo, v_hi = f_lo ** p.alpha, f_hi ** p.alpha
 
     def extraction(f: float) -> float:            # f E(f) / E0, increasing in f
@@ -248,11 +248,11 @@ class Hemodynamics:
         self.shape = (int(n_units),) if isinstance(n_units, (int, np.integer)) else tuple(
             int(n) for n in n_units)
         if not max_substep_s > 0:
-            raise ValueError(f"max_substep_s: {max_substep_s!r} -- expected a step > 0 s")
+            raise ArgumentError(f"max_substep_s: {max_substep_s!r} -- expected a step > 0 s")
         self.max_substep_s = float(max_substep_s)
         if not 0 < min_substep_s <= max_substep_s:
-            raise ValueError(f"min_substep_s: {min_substep_s!r} -- expected a step in "
-                             f"(0, {max_substep_s}] s")
+            raise ArgumentError(f"min_substep_s: {min_substep_s!r} -- expected a step in "
+                                f"(0, {max_substep_s}] s")
         self.min_substep_s = float(min_substep_s)
         self._x = xp.zeros((4, *self.shape), dtype=float)
         self.substeps = 0            # RK4 sub-steps taken so far (diagnostic)
@@ -267,10 +267,10 @@ class Hemodynamics:
         """Replace the state (a checkpoint, or an analysed ensemble's hemodynamic part)."""
         x = self.xp.asarray(state, dtype=float)
         if x.shape != (4, *self.shape):
-            raise ValueError(f"hemodynamic state: shape {x.shape} -- expected "
-                             f"{(4, *self.shape)}")
+            raise ArgumentError(f"hemodynamic state: shape {x.shape} -- expected "
+                                f"{(4, *self.shape)}")
         if not bool(self.xp.all(self.xp.isfinite(x))):
-            raise ValueError("hemodynamic state: non-finite values -- expected finite numbers")
+            raise ArgumentError("hemodynamic state: non-finite values -- expected finite numbers")
         self._x = x.copy()
 
     def reset(self) -> None:
@@ -346,7 +346,7 @@ class Hemodynamics:
         (``.unit`` the index of the stiffest unit) when a sub-step would be shorter than
         ``min_substep_s``."""
         if not dt_s >= 0:
-            raise ValueError(f"dt_s: {dt_s!r} -- expected a time step >= 0 s")
+            raise ArgumentError(f"dt_s: {dt_s!r} -- expected a time step >= 0 s")
         if dt_s == 0:
             return
         xp = self.xp
@@ -395,7 +395,7 @@ def simulate_bold(drive: Any, dt_s: float, params: str | HemoParams = "friston20
     xp = array_module(drive)
     drive = xp.asarray(drive, dtype=float)
     if drive.ndim < 1:
-        raise ValueError(f"drive: shape {drive.shape} -- expected (T, ...) with T >= 1")
+        raise ArgumentError(f"drive: shape {drive.shape} -- expected (T, ...) with T >= 1")
     h = Hemodynamics(drive.shape[1:] if drive.ndim > 1 else (), params, xp, max_substep_s)
     if state is not None:
         h.set_state(state)

@@ -25,7 +25,6 @@ class Problems:
     """The problems found in one configuration, one line each (``path: value -- expected``),
     collected so that a ConfigError reports them all at once."""
 
-
     def __init__(self) -> None:
         self.items: list[str] = []
 

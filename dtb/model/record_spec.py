@@ -153,7 +153,7 @@ def parse_record(d: Any, add: Callable[[str, Any, str], None],
     if d.get("samples") not in (None, False):
         samples = _parse_samples(d["samples"], f"{path}.samples", add)
     tr, baseline = None, base.bold_baseline_hz
-    b = d.get("bold")
+    b: Any = d.get("bold")
     if b is True:
         tr = 720.0
     elif isinstance(b, Mapping):
@@ -344,12 +344,12 @@ def check_record(spec: RecordSpec, network: Any, dt: float,
             add(f"{path}.{name}", v, f"a multiple of the time step dt = {dt} ms")
     pops = {p.name: p for p in network.populations}
     if spec.samples is not None:
-        for pop, v in spec.samples.neurons:
+        for pop, chosen in spec.samples.neurons:
             if pop not in pops:
-                add(f"{path}.samples.neurons.{pop}", v,
+                add(f"{path}.samples.neurons.{pop}", chosen,
                     f"a population of the network ({', '.join(pops)})")
-            elif isinstance(v, tuple) and max(v) >= pops[pop].size:
-                add(f"{path}.samples.neurons.{pop}", list(v),
+            elif isinstance(chosen, tuple) and max(chosen) >= pops[pop].size:
+                add(f"{path}.samples.neurons.{pop}", list(chosen),
                     f"node ids < {pops[pop].size} (the population's size)")
     if spec.bold_tr_ms is not None and not any(p.units is not None for p in pops.values()):
         add(f"{path}.bold", spec.bold_tr_ms, "a network with units (regions or voxels); "
