@@ -46,7 +46,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dtb.errors import ConfigError
+from dtb.errors import ArgumentError
 
 __all__ = ["Diagnostics", "Localization", "analysis", "inflate", "rtps", "gaspari_cohn",
            "rank_histogram", "ranks", "spread", "rmse", "spread_error_ratio"]
@@ -97,14 +97,14 @@ class Localization:
         w = np.asarray(self.weights, dtype=float)
         g = np.asarray(self.state_group, dtype=np.int64)
         if w.ndim != 2 or g.ndim != 1:
-            raise ConfigError([f"localization: weights shape {w.shape}, state_group shape "
-                               f"{g.shape} -- expected (G, m) and (n,)"])
+            raise ArgumentError(f"localization: weights shape {w.shape}, state_group shape "
+                                f"{g.shape} -- expected (G, m) and (n,)")
         if not np.all((w >= 0) & (w <= 1)):
-            raise ConfigError(["localization.weights: values outside [0, 1] -- expected "
-                               "weights in [0, 1]"])
+            raise ArgumentError("localization.weights: values outside [0, 1] -- expected "
+                                "weights in [0, 1]")
         if g.size and (g.min() < 0 or g.max() >= w.shape[0]):
-            raise ConfigError([f"localization.state_group: values in [{g.min()}, {g.max()}] -- "
-                               f"expected group indices in [0, {w.shape[0]})"])
+            raise ArgumentError(f"localization.state_group: values in [{g.min()}, {g.max()}] -- "
+                                f"expected group indices in [0, {w.shape[0]})")
         object.__setattr__(self, "weights", w)
         object.__setattr__(self, "state_group", g)
 
@@ -203,14 +203,14 @@ def _whitener(R: np.ndarray, m: int) -> tuple[Callable[[np.ndarray], np.ndarray]
     R = np.asarray(R, dtype=float)
     if R.shape == (m,):
         if not np.all(R > 0):
-            raise ConfigError(["R: variances <= 0 -- expected observation-error variances > 0"])
+            raise ArgumentError("R: variances <= 0 -- expected observation-error variances > 0")
         s = 1.0 / np.sqrt(R)
         return (lambda x: x * s), True
     if R.shape == (m, m):
         L = np.linalg.cholesky(R)        # raises LinAlgError when not positive definite
         return (lambda x: np.linalg.solve(L, np.swapaxes(x, -1, -2)).swapaxes(-1, -2)
                 if x.ndim > 1 else np.linalg.solve(L, x)), False
-    raise ConfigError([f"R: shape {R.shape} -- expected ({m},) variances or ({m}, {m})"])
+    raise ArgumentError(f"R: shape {R.shape} -- expected ({m},) variances or ({m}, {m})")
 
 
 def _normalized_innovation(S: np.ndarray, d: np.ndarray) -> float:
@@ -237,29 +237,29 @@ def _check_analysis(E: np.ndarray, HE: np.ndarray, y: np.ndarray, R: np.ndarray,
                     ) -> Callable[[np.ndarray], np.ndarray]:
     """ConfigError unless ``analysis``'s arguments fit together; the whitener of ``R``."""
     if E.ndim != 2 or HE.ndim != 2 or HE.shape[0] != E.shape[0] or y.shape != HE.shape[1:]:
-        raise ConfigError([f"analysis: E {E.shape}, HE {HE.shape}, y {y.shape} -- expected "
-                           "(N, n), (N, m) and (m,)"])
+        raise ArgumentError(f"analysis: E {E.shape}, HE {HE.shape}, y {y.shape} -- expected "
+                            "(N, n), (N, m) and (m,)")
     N, n = E.shape
     m = HE.shape[1]
     if N < 2:
-        raise ConfigError([f"analysis: {N} member -- expected at least 2"])
+        raise ArgumentError(f"analysis: {N} member -- expected at least 2")
     if method not in METHODS:
-        raise ConfigError([f"method: {method!r} -- expected one of {METHODS}"])
+        raise ArgumentError(f"method: {method!r} -- expected one of {METHODS}")
     if not inflation > 0:
-        raise ConfigError([f"inflation: {inflation!r} -- expected a factor > 0"])
+        raise ArgumentError(f"inflation: {inflation!r} -- expected a factor > 0")
     if not 0.0 <= rtps_alpha <= 1.0:
-        raise ConfigError([f"rtps_alpha: {rtps_alpha!r} -- expected a value in [0, 1]"])
+        raise ArgumentError(f"rtps_alpha: {rtps_alpha!r} -- expected a value in [0, 1]")
     if not (np.all(np.isfinite(E)) and np.all(np.isfinite(HE)) and np.all(np.isfinite(y))):
-        raise ConfigError(["analysis: non-finite values in E, HE or y -- expected finite numbers"])
+        raise ArgumentError("analysis: non-finite values in E, HE or y -- expected finite numbers")
     white, diagonal = _whitener(R, m)
     if localization is not None:
         if not diagonal:
-            raise ConfigError(["R: a full covariance with localization -- expected variances "
-                               "(m,): R-localization tapers each observation's weight"])
+            raise ArgumentError("R: a full covariance with localization -- expected variances "
+                                "(m,): R-localization tapers each observation's weight")
         if localization.weights.shape[1] != m or localization.state_group.shape != (n,):
-            raise ConfigError([f"localization: weights {localization.weights.shape}, "
-                               f"state_group {localization.state_group.shape} -- expected "
-                               f"(G, {m}) and ({n},)"])
+            raise ArgumentError(f"localization: weights {localization.weights.shape}, "
+                                f"state_group {localization.state_group.shape} -- expected "
+                                f"(G, {m}) and ({n},)")
     return white
 
 
@@ -271,8 +271,8 @@ def _perturbed_innovations(S: np.ndarray, d: np.ndarray,
     gen = rng if isinstance(rng, np.random.Generator) else (
         np.random.default_rng(rng) if rng is not None else None)
     if gen is None:
-        raise ConfigError(["rng: None -- expected a numpy Generator or a seed for the "
-                           "perturbed-observation EnKF"])
+        raise ArgumentError("rng: None -- expected a numpy Generator or a seed for the "
+                            "perturbed-observation EnKF")
     eps = gen.standard_normal((N, m))
     eps -= eps.mean(axis=0)
     return d[None, :] - S + eps       # whitened y + e_i - (inflated) HE_i; eps ~ N(0, I)

@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from dtb.assimilation.boldfiles import read_table
 from dtb.assimilation.fit import _nominal
 from dtb.assimilation.fit_options import FitOptions
-from dtb.assimilation.observations import BoldData, _read_table, read_bold, resolve_regions
+from dtb.assimilation.observations import BoldData, read_bold, resolve_regions
 from dtb.assimilation.summary import detrend
 from dtb.brain.spec import BrainSpec
 from dtb.errors import ConfigError, InputError
@@ -90,7 +91,7 @@ def read_group_fc(path: Path, spec: Any) -> np.ndarray:
     if not path.is_file():
         raise InputError(src, "file", "no such file", "a group FC table (R x R, headed by "
                          "region labels or names)")
-    data, (lab, names), _ = _read_table(src)
+    data, (lab, names), _ = read_table(src)
     fake = BoldData(np.asarray(data, float), lab, 1.0, src, names)
     fake = resolve_regions(fake, spec.region_labels, spec.region_names)
     m = fake.data

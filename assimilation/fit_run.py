@@ -48,9 +48,10 @@ from dtb.assimilation.summary import detrend
 from dtb.engine.compiling import compile_seconds
 from dtb.errors import InputError, OutputError
 from dtb.io.bids import write_bold_tsv
-from dtb.io.fileio import sha256_file, write_atomic, write_h5_atomic
-from dtb.io.rundir import _TMP_PREFIX, NotResumable, RunDirectory, _jsonable, utc_now, versions
-from dtb.io.runfiles import FORMATS, config_digest, read_manifest
+from dtb.io.fileio import TMP_PREFIX, sha256_file, write_atomic, write_h5_atomic
+from dtb.io.manifest import NotResumable, jsonable, utc_now, versions
+from dtb.io.rundir import RunDirectory
+from dtb.io.runfiles import config_digest, read_manifest
 from dtb.io.runlock import RunLock
 
 __all__ = ["FitRun", "Stopped", "execute", "MANIFEST_FORMAT", "CHECKPOINT", "OUTPUTS"]
@@ -65,14 +66,6 @@ OUTPUTS = (RESULT, METRICS, FIGURES, FREE_TSV, "bold_free.json")
 WRITTEN = ("manifest.json", *OUTPUTS, "checkpoints")
 FREE_ITERATION = 2_000_000      # the seeds' iteration index of the scored free runs
 
-
-def _register_format() -> None:
-    """dtb's run-directory checks (``--overwrite``) accept manifests of known formats:
-    this one is added here, so that the format list and this module cannot disagree."""
-    FORMATS.setdefault(MANIFEST_FORMAT, (1,))
-
-
-_register_format()
 
 
 class Stopped(Exception):
@@ -114,7 +107,7 @@ class FitRun:
         return self
 
     def _write(self) -> None:
-        text = json.dumps(_jsonable(self.manifest), indent=2, allow_nan=False) + "\n"
+        text = json.dumps(jsonable(self.manifest), indent=2, allow_nan=False) + "\n"
         write_atomic(self.path / "manifest.json", text.encode(), "manifest")
 
     def begin(self, o: FitOptions, inp: FitInputs, argv: list[str]) -> None:
@@ -188,14 +181,14 @@ class FitRun:
 
         d, s, _ = write_h5_atomic(self.path / RESULT, fill, "fit results")
         outputs[RESULT] = {"path": RESULT, "sha256": d, "bytes": s}
-        text = json.dumps(_jsonable(metrics), indent=2, allow_nan=False) + "\n"
+        text = json.dumps(jsonable(metrics), indent=2, allow_nan=False) + "\n"
         d, s = write_atomic(self.path / METRICS, text.encode(), "metrics")
         outputs[METRICS] = {"path": METRICS, "sha256": d, "bytes": s}
         outputs.update(write_bold_tsv(self.path / FREE_TSV, files["fitted"], files["labels"],
                                       files["names"], files["tr_s"],
                                       {"Description": "free run of the posterior-mean "
                                                       "brain, written by dtb fit"}))
-        tmp = self.path / f"{_TMP_PREFIX}{os.getpid()}-{FIGURES}"
+        tmp = self.path / f"{TMP_PREFIX}{os.getpid()}-{FIGURES}"
         shutil.rmtree(tmp, ignore_errors=True)
         names = figures(tmp, **files["figures"])
         if (self.path / FIGURES).exists():
@@ -215,7 +208,7 @@ class FitRun:
         return m
 
     def fail(self, exc: BaseException) -> None:
-        for q in self.path.glob(f"{_TMP_PREFIX}*"):
+        for q in self.path.glob(f"{TMP_PREFIX}*"):
             shutil.rmtree(q, ignore_errors=True) if q.is_dir() else q.unlink(missing_ok=True)
         if self.rd is not None and self.rd._restore():
             return

@@ -42,7 +42,7 @@ import numpy as np
 from dtb.assimilation.enkf import Diagnostics, Localization, analysis
 from dtb.assimilation.members import EngineMember, Member, member_gather, split_members
 from dtb.assimilation.parameters import ParamSpec, expit, logit
-from dtb.errors import ConfigError, ModelError
+from dtb.errors import ArgumentError, ModelError
 from dtb.model.hemodynamics import Hemodynamics, drive_from_rate
 
 __all__ = ["split_members", "member_gather", "ParamSpec", "Member", "EngineMember",
@@ -222,28 +222,28 @@ class _Run:
         U = members[0].n_units
         theta0 = np.asarray(theta0, float)
         if theta0.shape[1:] != (U, P):
-            raise ConfigError([f"theta0: shape {theta0.shape} -- expected (M, {U}, {P})"])
+            raise ArgumentError(f"theta0: shape {theta0.shape} -- expected (M, {U}, {P})")
         if gather is None:
             gather = _identity
             if theta0.shape[0] != M_loc:
-                raise ConfigError([f"theta0: {theta0.shape[0]} members -- expected {M_loc}"])
+                raise ArgumentError(f"theta0: {theta0.shape[0]} members -- expected {M_loc}")
         M = theta0.shape[0]
         lo = np.array([p.low for p in params])
         hi = np.array([p.high for p in params])
         if np.any(theta0 <= lo) or np.any(theta0 >= hi):
-            raise ConfigError(["theta0: values on or outside the bounds -- expected low < theta "
-                               "< high for every parameter"])
+            raise ArgumentError("theta0: values on or outside the bounds -- expected low < theta "
+                                "< high for every parameter")
         n_assim = T if forecast_from is None else int(forecast_from)
         if not 0 <= n_assim <= T:
-            raise ConfigError([f"forecast_from: {forecast_from!r} -- expected a TR index in "
-                               f"[0, {T}]"])
+            raise ArgumentError(f"forecast_from: {forecast_from!r} -- expected a TR index in "
+                                f"[0, {T}]")
         assimilated = np.ones(R, bool) if assimilated is None else np.asarray(assimilated, bool)
         self.used = np.flatnonzero(assimilated)
         self.rng = np.random.default_rng(cfg.seed)
         local = list(range(M_loc)) if member_ids is None else [int(i) for i in member_ids]
         if len(local) != M_loc:
-            raise ConfigError([f"member_ids: {len(local)} ids -- expected {M_loc}, one per "
-                               "member"])
+            raise ArgumentError(f"member_ids: {len(local)} ids -- expected {M_loc}, one per "
+                                "member")
         self.members, self.obs, self.obs_index, self.params = members, obs, obs_index, params
         self.theta0, self.cfg, self.gather, self.local = theta0, cfg, gather, local
         self.T, self.R, self.P, self.M, self.U, self.n_assim = T, R, P, M, U, n_assim
@@ -280,8 +280,8 @@ class _Run:
         T, M, U, P = self.T, self.M, self.U, self.P
         self.t_first = t_first = resume.t
         if not 0 <= t_first <= T or resume.u.shape != (M, U, P):
-            raise ConfigError([f"resume: TR {t_first}, parameters {resume.u.shape} -- expected "
-                               f"a TR in [0, {T}] and ({M}, {U}, {P})"])
+            raise ArgumentError(f"resume: TR {t_first}, parameters {resume.u.shape} -- expected "
+                                f"a TR in [0, {T}] and ({M}, {U}, {P})")
         self.u = np.array(resume.u, float)
         self.hemo.set_state(resume.hemo_state)
         self.rng.bit_generator.state = resume.rng_state
@@ -292,8 +292,8 @@ class _Run:
                                ("bold_analysis", self.bold_analysis, resume.bold_analysis),
                                ("rates", self.rates, resume.rates)):
             if src.shape != (t_first, *dst.shape[1:]):
-                raise ConfigError([f"resume.{name}: shape {src.shape} -- expected "
-                                   f"{(t_first, *dst.shape[1:])}"])
+                raise ArgumentError(f"resume.{name}: shape {src.shape} -- expected "
+                                    f"{(t_first, *dst.shape[1:])}")
             dst[:t_first] = src
         self.diagnostics = [dict(d) for d in resume.diagnostics]
         self.timings = {k: float(resume.timings.get(k, 0.0)) for k in self.timings}
@@ -470,8 +470,8 @@ def free_run(members: Sequence[Member], params: Sequence[ParamSpec], theta: np.n
     else:
         f0 = int(resume.f)
         if not 0 <= f0 <= n_tr or resume.bold.shape != (f0, len(members), R):
-            raise ConfigError([f"resume: free TR {f0}, BOLD {resume.bold.shape} -- expected a "
-                               f"TR in [0, {n_tr}] and {(f0, len(members), R)}"])
+            raise ArgumentError(f"resume: free TR {f0}, BOLD {resume.bold.shape} -- expected a "
+                                f"TR in [0, {n_tr}] and {(f0, len(members), R)}")
         h.set_state(resume.hemo_state)
         out[:f0] = resume.bold
     for t in range(f0, n_tr):

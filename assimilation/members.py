@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from dtb.assimilation.parameters import ParamSpec
-from dtb.errors import ConfigError
+from dtb.errors import ArgumentError
 
 __all__ = ["Member", "EngineMember", "split_members", "member_gather"]
 
@@ -75,7 +75,7 @@ class EngineMember:
         self._unit_of = uo
         self.neurons = self._sum(n)
         if np.any(self.neurons == 0):
-            raise ConfigError(["engine: units without neurons -- expected every unit populated"])
+            raise ArgumentError("engine: units without neurons -- expected every unit populated")
 
     def _sum(self, x: np.ndarray) -> np.ndarray:
         comm = getattr(self.engine, "comm", None)
@@ -116,8 +116,8 @@ def split_members(comm: Any, ranks_per_member: int) -> tuple[Any, int, int]:
     ``comm=member_comm``."""
     size = comm.Get_size()
     if ranks_per_member < 1 or size % ranks_per_member:
-        raise ConfigError([f"ranks per member: {ranks_per_member} -- expected a divisor of the "
-                           f"{size} ranks"])
+        raise ArgumentError(f"ranks per member: {ranks_per_member} -- expected a divisor of the "
+                            f"{size} ranks")
     index = comm.Get_rank() // ranks_per_member
     return comm.Split(color=index, key=comm.Get_rank()), index, size // ranks_per_member
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dtb.errors import ConfigError
+from dtb.errors import ArgumentError
 
 __all__ = ["ParamSpec", "logit", "expit"]
 
@@ -26,8 +26,8 @@ class ParamSpec:
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.low) and np.isfinite(self.high) and self.low < self.high):
-            raise ConfigError([f"{self.population}.{self.name}: bounds ({self.low}, "
-                               f"{self.high}) -- expected finite low < high"])
+            raise ArgumentError(f"{self.population}.{self.name}: bounds ({self.low}, "
+                                f"{self.high}) -- expected finite low < high")
 
     @property
     def key(self) -> str:

@@ -18,7 +18,7 @@ from dtb.engine.decomposition import Ownership
 from dtb.engine.decomposition import ownership as cost_slices
 from dtb.engine.gpu.backend import GpuBackend
 from dtb.engine.simulation import Engine, Simulation
-from dtb.errors import ConfigError
+from dtb.errors import ArgumentError
 from dtb.models.microcircuit import microcircuit
 
 T_MS = 60.0
@@ -77,20 +77,20 @@ def test_an_epoch_callback_stops_the_run_and_it_continues_exactly(net, reference
 
 def test_an_epoch_end_that_does_not_advance_is_refused(net):
     sim = Simulation(net, Context(threads=1), seed=7, dt=0.1)
-    with pytest.raises(ConfigError, match="epoch end"):
+    with pytest.raises(ArgumentError, match="epoch end"):
         sim.run_until(10, epoch_end=lambda s: s)
 
 
 def test_a_decomposition_for_another_rank_count_is_refused(net):
     own = Ownership.from_starts(cost_slices(net, 2))
-    with pytest.raises(ConfigError, match="ownership: for 2 ranks"):
+    with pytest.raises(ArgumentError, match="ownership: for 2 ranks"):
         Simulation(net, Context(threads=1), own, seed=7)
 
 
 @pytest.mark.parametrize("kw, what", [({"backend": "tpu"}, "backend"),
                                       ({"routing": "mesh"}, "routing")])
 def test_context_refuses_unknown_backends_and_routings(kw, what):
-    with pytest.raises(ConfigError, match=what):
+    with pytest.raises(ArgumentError, match=what):
         Context(**kw)
 
 

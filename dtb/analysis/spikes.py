@@ -16,7 +16,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from dtb.errors import ConfigError
+from dtb.errors import ArgumentError
 from dtb.io.sonata import read_sorting
 
 DEFAULT_CHUNK = 1 << 22  # spikes read at a time (64 MiB of times and ids)
@@ -110,9 +110,9 @@ class SpikeReader:
 
     def _need_by_id(self, population: str) -> None:
         if self.sorting(population) != "by_id":
-            raise ConfigError([f"{self.path}: /spikes/{population} is sorted "
-                               f"{self.sorting(population)!r} -- expected 'by_id' (as dtb "
-                               "writes it) for per-neuron access"])
+            raise ArgumentError(f"{self.path}: /spikes/{population} is sorted "
+                                f"{self.sorting(population)!r} -- expected 'by_id' (as dtb "
+                                "writes it) for per-neuron access")
 
 
 def _group(t: np.ndarray, i: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -202,13 +202,13 @@ def count_correlation(reader: SpikeReader, population: str, bin_ms: float, t_sta
     if node_ids is None:
         size = size or reader.sizes.get(population)
         if not size:
-            raise ConfigError([f"{population}: population size unknown -- pass size= or "
-                               "node_ids="])
+            raise ArgumentError(f"{population}: population size unknown -- pass size= or "
+                                "node_ids=")
         ids = np.arange(size)
     else:
         ids = np.asarray(node_ids)
     if len(ids) < 2:
-        raise ConfigError([f"{population}: {len(ids)} neurons -- expected 2 or more"])
+        raise ArgumentError(f"{population}: {len(ids)} neurons -- expected 2 or more")
     a = rng.integers(0, len(ids), n_pairs)
     b = (a + rng.integers(1, len(ids), n_pairs)) % len(ids)
     pairs = np.stack([ids[a], ids[b]], 1)
@@ -235,7 +235,7 @@ def population_rate(reader: SpikeReader, population: str, bin_ms: float, t_stop:
     starts ms (n_bins,), Hz per neuron (n_bins,)), streaming through the file."""
     size = size or reader.sizes.get(population)
     if not size:
-        raise ConfigError([f"{population}: population size unknown -- pass size="])
+        raise ArgumentError(f"{population}: population size unknown -- pass size=")
     n_bins = int(np.ceil((t_stop - t_start) / bin_ms - 1e-9))
     counts = np.zeros(n_bins, np.int64)
     for t, _ in reader.chunks(population, chunk):

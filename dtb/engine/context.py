@@ -13,7 +13,7 @@ from typing import Any
 import numba
 
 from dtb.engine.gpu.device import CudaAwareMPI, cuda_aware_mpi, select_device
-from dtb.errors import ConfigError
+from dtb.errors import ArgumentError, ConfigError
 from dtb.launch import launched_under_mpi
 from dtb.model.network import Network
 
@@ -110,10 +110,10 @@ class Context:
     def __init__(self, comm: Any = None, threads: int | None = None, backend: str = "cpu",
                  routing: str = "direct", ranks_per_node: int | None = None):
         if backend not in BACKENDS:
-            raise ConfigError([f"backend: {backend!r} -- expected one of "
-                               f"{', '.join(BACKENDS)}"])
+            raise ArgumentError(f"backend: {backend!r} -- expected one of "
+                                f"{', '.join(BACKENDS)}")
         if routing not in ROUTINGS:
-            raise ConfigError([f"routing: {routing!r} -- expected direct or two-level"])
+            raise ArgumentError(f"routing: {routing!r} -- expected direct or two-level")
         self.comm = comm
         self.rank = comm.Get_rank() if comm is not None else 0
         self.ranks = comm.Get_size() if comm is not None else 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dtb.errors import ConfigError
+from dtb.errors import ArgumentError
 from dtb.model.network import FixedInDegree, FixedTotalNumber, Network, PairwiseBernoulli
 
 UPDATE_COST = 10.0  # one neuron update, in units of one incoming synapse
@@ -113,11 +113,11 @@ class Ownership:
         self.ranks = int(ranks)
         for p, (b, o) in enumerate(zip(self.bounds, self.owners, strict=True)):
             if len(b) != len(o) + 1 or b[0] != 0 or np.any(np.diff(b) <= 0) and len(o) > 0:
-                raise ConfigError([f"ownership of population {p}: bounds {b[:8]}... -- "
-                                   "expected increasing bounds from 0, one more than owners"])
+                raise ArgumentError(f"ownership of population {p}: bounds {b[:8]}... -- "
+                                    "expected increasing bounds from 0, one more than owners")
             if len(o) and (o.min() < 0 or o.max() >= self.ranks):
-                raise ConfigError([f"ownership of population {p}: owner ranks {o.min()}.."
-                                   f"{o.max()} -- expected ranks in 0..{self.ranks - 1}"])
+                raise ArgumentError(f"ownership of population {p}: owner ranks {o.min()}.."
+                                    f"{o.max()} -- expected ranks in 0..{self.ranks - 1}")
 
     @classmethod
     def from_starts(cls, starts: np.ndarray) -> Ownership:
@@ -148,8 +148,8 @@ class Ownership:
             first, end, rank = first[order], end[order], rank[order]
             if len(first) and (first[0] != 0 or np.any(first[1:] != end[:-1])
                                or end[-1] != off[-1]):
-                raise ConfigError([f"plan: the atoms of family {fam.name!r} do not tile its "
-                                   f"{off[-1]} neurons -- expected a plan of this brain"])
+                raise ArgumentError(f"plan: the atoms of family {fam.name!r} do not tile its "
+                                    f"{off[-1]} neurons -- expected a plan of this brain")
             # merge neighbouring ranges of one rank
             brk = np.ones(len(rank), bool)
             brk[1:] = rank[1:] != rank[:-1]

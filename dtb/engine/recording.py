@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from dtb.engine.bold import BoldRecorder
-from dtb.errors import ConfigError
+from dtb.errors import ArgumentError
 from dtb.io.series import ArraySpec, SeriesStore
 from dtb.io.sonata import PARTS_DIR, SpikeRecorder, gather_spikes_write, sample_ids
 from dtb.model.record_spec import N_SYN, RecordSpec, SampleSpec
@@ -309,8 +309,8 @@ class Recording:
         total = self.n_steps
         done = self.eng.step - self.step0
         if not 0 <= done <= total:
-            raise ConfigError([f"engine step {self.eng.step}: outside the run's steps "
-                               f"{self.step0}..{self.step0 + total}"])
+            raise ArgumentError(f"engine step {self.eng.step}: outside the run's steps "
+                                f"{self.step0}..{self.step0 + total}")
         chunk = self.chunk_steps()
         every = checkpoint_steps if checkpoint_steps and checkpoint_steps > 0 else None
         if progress is not None and hasattr(progress, "begin"):
@@ -367,12 +367,12 @@ class Recording:
 
         for k, want in (("step0", self.step0), ("n_steps", self.n_steps)):
             if int(d[k]) != want:
-                raise ConfigError([f"recording state {k}: {int(d[k])} -- expected {want} "
-                                   "(a checkpoint of another run?)"])
+                raise ArgumentError(f"recording state {k}: {int(d[k])} -- expected {want} "
+                                    "(a checkpoint of another run?)")
         counts = np.asarray(d["pop_counts"], np.int64)
         if counts.shape != self.pop_counts.shape:
-            raise ConfigError([f"recording state pop_counts: shape {counts.shape} -- expected "
-                               f"{self.pop_counts.shape}"])
+            raise ArgumentError(f"recording state pop_counts: shape {counts.shape} -- expected "
+                                f"{self.pop_counts.shape}")
         self.pop_counts = counts.copy()
         self._pending, self._pending_n = [], 0
 
@@ -382,9 +382,9 @@ class Recording:
         for what, obj in (("spikes/", self.spikes), ("series/", self.store)):
             has = any(k.startswith(what) for k in d)
             if (obj is not None) != has:
-                raise ConfigError([f"recording state: {what.rstrip('/')} "
-                                   f"{'missing' if obj is not None else 'unexpected'} -- the "
-                                   "checkpoint was written with another record section"])
+                raise ArgumentError(f"recording state: {what.rstrip('/')} "
+                                    f"{'missing' if obj is not None else 'unexpected'} -- the "
+                                    "checkpoint was written with another record section")
             if obj is not None:
                 obj.set_state(sub(what))
         if self.bold is not None:

@@ -29,7 +29,7 @@ from dtb.engine.decomposition import Ownership
 from dtb.engine.decomposition import ownership as cost_slices
 from dtb.engine.exchange import Exchange
 from dtb.engine.gpu.backend import GpuBackend
-from dtb.errors import ConfigError
+from dtb.errors import ArgumentError
 from dtb.kernels.connect import FIX_BITS
 from dtb.model.config import parse_network
 from dtb.model.network import Network, PerUnit, as_dist
@@ -57,9 +57,9 @@ class Simulation:
                  decomposition: Ownership | None = None, *, seed: int = 1, dt: float = 0.1):
         watch = Stopwatch()  # build time without first-use compilation (compile_s)
         if not (isinstance(seed, int) and 0 <= seed < 2**32):
-            raise ConfigError([f"seed: {seed!r} -- expected an integer in [0, 2**32)"])
+            raise ArgumentError(f"seed: {seed!r} -- expected an integer in [0, 2**32)")
         if not dt > 0:
-            raise ConfigError([f"dt: {dt!r} -- expected a time step in ms > 0"])
+            raise ArgumentError(f"dt: {dt!r} -- expected a time step in ms > 0")
         self.network = parse_network(network, dt)
         self.dt = float(dt)
         self.seed = int(seed)
@@ -139,7 +139,7 @@ class Simulation:
         """
         n_steps = int(round(t_ms / self.dt))
         if n_steps < 0:
-            raise ConfigError([f"t: {t_ms!r} -- expected a model time >= 0 ms"])
+            raise ArgumentError(f"t: {t_ms!r} -- expected a model time >= 0 ms")
         self._advance_steps(n_steps, on_window)
 
     def run_until(self, step_end: int, on_window: Callable[[np.ndarray, np.ndarray], None]
@@ -154,8 +154,8 @@ class Simulation:
         while self.step < step_end:
             nxt = step_end if epoch_end is None else min(epoch_end(self.step), step_end)
             if nxt <= self.step:
-                raise ConfigError([f"epoch end: step {nxt} -- expected one after the "
-                                   f"current step {self.step}"])
+                raise ArgumentError(f"epoch end: step {nxt} -- expected one after the "
+                                    f"current step {self.step}")
             self.run((nxt - self.step) * self.dt, on_window)  # an epoch is a run
             if on_epoch is not None and not on_epoch(self.step):
                 return self.step >= step_end
@@ -250,16 +250,16 @@ class Simulation:
         try:
             i = [p.name for p in self.network.populations].index(population)
         except ValueError:
-            raise ConfigError([f"population: {population!r} -- expected one of "
-                               f"{[p.name for p in self.network.populations]}"]) from None
+            raise ArgumentError(f"population: {population!r} -- expected one of "
+                                f"{[p.name for p in self.network.populations]}") from None
         pop = self.network.populations[i]
         if pop.units is None:
-            raise ConfigError([f"population {population!r} has no units -- expected a "
-                               "population with per-unit structure (a brain family)"])
+            raise ArgumentError(f"population {population!r} has no units -- expected a "
+                                "population with per-unit structure (a brain family)")
         model = MODELS[pop.model]
         if name not in model.defaults:
-            raise ConfigError([f"{population}.{name}: unknown parameter of {pop.model} -- "
-                               f"expected one of {sorted(model.defaults)}"])
+            raise ArgumentError(f"{population}.{name}: unknown parameter of {pop.model} -- "
+                                f"expected one of {sorted(model.defaults)}")
         return i, pop, model
 
     def unit_param(self, population: str, name: str) -> np.ndarray:
@@ -275,8 +275,8 @@ class Simulation:
             return np.asarray(raw.values, float)
         d = as_dist(raw)
         if d.kind != "constant":
-            raise ConfigError([f"{population}.{name}: drawn per neuron ({d.kind}) -- has no "
-                               "per-unit value"])
+            raise ArgumentError(f"{population}.{name}: drawn per neuron ({d.kind}) -- has no "
+                                "per-unit value")
         return np.full(len(pop.units), float(d.a))
 
     def set_unit_param(self, population: str, name: str, values) -> None:
@@ -286,8 +286,8 @@ class Simulation:
         i, pop, model = self._unit_population(population, name)
         v = np.asarray(values, float)
         if v.shape != (len(pop.units),) or not np.all(np.isfinite(v)):
-            raise ConfigError([f"{population}.{name}: values of shape {v.shape} -- expected "
-                               f"{len(pop.units)} finite values (one per unit)"])
+            raise ArgumentError(f"{population}.{name}: values of shape {v.shape} -- expected "
+                                f"{len(pop.units)} finite values (one per unit)")
         self._unit_values[(population, name)] = v.copy()
         P, pid = self.part.neurons.P, self.part.neurons.pid
         for k, lay in enumerate(self.layout):
@@ -337,8 +337,8 @@ class Simulation:
             x = np.asarray(d[k])
             cur = getattr(getattr(self.part, b), f)
             if k != "psets" and x.shape != cur.shape:
-                raise ConfigError([f"state {k}: shape {x.shape} -- expected {cur.shape} (a "
-                                   "state of another network or layout?)"])
+                raise ArgumentError(f"state {k}: shape {x.shape} -- expected {cur.shape} (a "
+                                    "state of another network or layout?)")
             new[b][f] = np.ascontiguousarray(x.astype(cur.dtype, copy=True))
         self.part.neurons = self.part.neurons._replace(**new["neurons"])
         self.part.istate = self.part.istate._replace(**new["istate"])
@@ -483,7 +483,7 @@ def _checked(ownership: Ownership | None, network: Network, ranks: int) -> Owner
     sizes = [p.size for p in network.populations]
     if (ownership.ranks != ranks or len(ownership.bounds) != len(sizes)
             or any(int(b[-1]) != n for b, n in zip(ownership.bounds, sizes, strict=True))):
-        raise ConfigError([f"ownership: for {ownership.ranks} ranks and populations of "
-                           f"{[int(b[-1]) for b in ownership.bounds]} neurons -- expected "
-                           f"{ranks} ranks and populations of {sizes} neurons"])
+        raise ArgumentError(f"ownership: for {ownership.ranks} ranks and populations of "
+                            f"{[int(b[-1]) for b in ownership.bounds]} neurons -- expected "
+                            f"{ranks} ranks and populations of {sizes} neurons")
     return ownership

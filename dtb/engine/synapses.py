@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from dtb.engine.connectivity import fill, synapse_counts
-from dtb.errors import ConfigError
+from dtb.errors import ArgumentError
 from dtb.kernels.bundles import Pieces, Synapses
 from dtb.kernels.connect import weight_shift
 from dtb.model.network import LongRange, Network, as_dist
@@ -26,7 +26,7 @@ def receptor(x: Any) -> str:
     """The receptor of a projection or Poisson input of a parsed network (parse_network
     resolves every one; an unparsed network is refused here)."""
     if x.receptor is None:
-        raise ConfigError([f"{x}: no receptor -- expected a network from parse_network"])
+        raise ArgumentError(f"{x}: no receptor -- expected a network from parse_network")
     return x.receptor
 
 

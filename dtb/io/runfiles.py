@@ -29,7 +29,7 @@ from dtb.io.fileio import TMP_PREFIX, sha256_file
 
 MANIFEST = "manifest.json"
 #: manifest formats this dtb reads, and their versions
-FORMATS: dict[str, tuple[int, ...]] = {"dtb-run": (1,), "dtb-assimilation": (1,)}
+FORMATS: dict[str, tuple[int, ...]] = {"dtb-run": (1,), "dtb-assimilation": (1,), "dtb-fit": (1,)}
 #: what manifests without a ``written`` list (dtb before it) may have written
 LEGACY_WRITTEN: dict[str, tuple[str, ...]] = {
     "dtb-run": (MANIFEST, "brain.h5", "spikes.h5", "spikes", "series.zarr", "series.h5",

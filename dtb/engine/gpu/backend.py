@@ -37,7 +37,7 @@ from dtb.engine.gpu.device import (
     spike_bound,
 )
 from dtb.engine.gpu.kernels import CudaKernels, HostKernels
-from dtb.errors import ConfigError
+from dtb.errors import ArgumentError
 from dtb.model.neurons import MODELS
 
 CTL_T, CTL_COUNT, CTL_WIN, CTL_TICKET, CTL_BASE, CTL_OVERFLOW, CTL_LEN = 0, 1, 2, 3, 4, 5, 8
@@ -344,7 +344,7 @@ class GpuBackend:
         indices (int64), host arrays, the same as the CPU engine records.
         """
         if n_steps < 0 or m_max < 1:
-            raise ConfigError([f"n_steps {n_steps}, m_max {m_max} -- expected >= 0 and >= 1"])
+            raise ArgumentError(f"n_steps {n_steps}, m_max {m_max} -- expected >= 0 and >= 1")
         with self._on_stream():
             self._size_record(m_max)
             return self._advance(n_steps, m_max)
@@ -417,8 +417,8 @@ class GpuBackend:
         it stays valid."""
         bad = set(fields) - set(self.STATE)
         if bad:
-            raise ConfigError([f"to_engine fields {sorted(bad)} -- expected some of "
-                               f"{', '.join(self.STATE)}"])
+            raise ArgumentError(f"to_engine fields {sorted(bad)} -- expected some of "
+                                f"{', '.join(self.STATE)}")
         with self._on_stream():
             self._sync()
             e = self.engine
@@ -453,8 +453,8 @@ class GpuBackend:
                                          ("pid", e.neurons.pid, np.int32)):
                     dst = getattr(self, name)
                     if src.shape != dst.shape:
-                        raise ConfigError([f"engine {name} has shape {src.shape} -- expected "
-                                           f"{dst.shape}"])
+                        raise ArgumentError(f"engine {name} has shape {src.shape} -- expected "
+                                            f"{dst.shape}")
                     dst[...] = self.xp.asarray(np.ascontiguousarray(src, dtype))
             if self.ou_n:
                 self.ou[...] = self.xp.asarray(np.ascontiguousarray(e.istate.ou, np.float64))
