@@ -49,10 +49,26 @@ from typing import Any
 
 import numpy as np
 
-from dtb.assimilation import summary
+from dtb.assimilation.enkf import Diagnostics
+from dtb.assimilation.fit_statistics import (  # noqa: F401 - part of this module's API
+    FcBasis,
+    StatisticsConfig,
+    fc_basis,
+    n_fc,
+    statistics,
+)
+from dtb.assimilation.inversion import (
+    InversionResult,
+    Iteration,
+    esmda_alphas,
+    misfit,
+    noise_covariance,
+    update,
+)
 from dtb.assimilation.loop import EngineMember, expit, logit, region_means
 from dtb.brain.recipe import scale_long_range
-from dtb.errors import ConfigError
+from dtb.engine.simulation import Engine
+from dtb.errors import ArgumentError, ConfigError
 from dtb.model.hemodynamics import Hemodynamics, drive_from_rate
 
 __all__ = ["COUPLING", "SC_EXPONENT", "FitParameter", "ForwardConfig", "StatisticsConfig",
@@ -150,127 +166,6 @@ class ForwardConfig:
             raise ConfigError(bad, "forward run")
 
 
-@dataclass(frozen=True)
-class StatisticsConfig:
-    """Which statistics of a BOLD series (T, R) are fitted: the Fisher-z FC upper triangle
-    (``fc``), ``fcd_quantiles`` quantiles of the FCD distribution (windows ``window`` TRs,
-    ``step`` TRs apart; 0: none), log regional variances (``variance``) and log regional
-    means (``mean``: for ``observable="rates"``, the log rates in Hz; BOLD's mean is 0).
-    ``detrend``: each region detrended first (``summary.detrend``: "none", "constant",
-    "linear"), the data's as the model's.
-
-    ``fc_components``: 0 fits the whole FC triangle (R(R-1)/2 numbers); k > 0 fits its
-    projection on the k leading principal components of the prior ensemble's FC triangles
-    (``FcBasis``, found by ``Fitter`` from the first iteration's forward runs; at most N - 1
-    for N members).  With thousands of FC numbers and a few members, the Kalman gain reads
-    structure into sampling noise and the ensemble collapses; a few components carry what
-    the parameters change."""
-
-    fc: bool = True
-    fcd_quantiles: int = 0
-    window: int = 30
-    step: int = 3
-    variance: bool = False
-    mean: bool = False
-    fc_components: int = 0
-    detrend: str = "none"
-
-    def __post_init__(self) -> None:
-        bad = []
-        if self.detrend not in ("none", "constant", "linear"):
-            bad.append(f"detrend: {self.detrend!r} -- expected 'none', 'constant' or "
-                       "'linear'")
-        elif self.mean and self.detrend != "none":
-            bad.append(f"mean: with detrend {self.detrend!r} -- expected detrend 'none' "
-                       "(a detrended series has mean 0)")
-        if not (isinstance(self.fc_components, int | np.integer) and self.fc_components >= 0):
-            bad.append(f"fc_components: {self.fc_components!r} -- expected a whole number "
-                       ">= 0 (0: the whole FC triangle)")
-        elif self.fc_components and not self.fc:
-            bad.append(f"fc_components: {self.fc_components} -- expected 0 when FC is not "
-                       "fitted (fc=False)")
-        if not (isinstance(self.fcd_quantiles, int | np.integer) and self.fcd_quantiles >= 0):
-            bad.append(f"fcd_quantiles: {self.fcd_quantiles!r} -- expected a whole number "
-                       ">= 0")
-        if bad:
-            raise ConfigError(bad, "fit statistics")
-
-
-@dataclass(frozen=True)
-class FcBasis:
-    """A reduction of the FC block of the statistics: ``fc (m_fc,) -> components @ (fc -
-    centre)`` (k,).  ``centre`` (m_fc,) the prior ensemble's mean FC triangle (Fisher z),
-    ``components`` (k, m_fc) orthonormal rows, its leading principal axes; ``explained``
-    (k,) the fraction of the ensemble's FC variance along each.  The FC block is the first
-    m_fc statistics (``statistics`` puts FC first); the rest pass unchanged."""
-
-    centre: np.ndarray
-    components: np.ndarray
-    explained: np.ndarray
-
-    @property
-    def size(self) -> int:
-        """m_fc, the length of the FC block it reduces."""
-        return int(self.centre.size)
-
-    def apply(self, S: np.ndarray) -> np.ndarray:
-        """Statistics ``S`` (..., m) with the FC block projected: (..., m - m_fc + k)."""
-        S = np.asarray(S, float)
-        m = self.size
-        z = (S[..., :m] - self.centre) @ self.components.T
-        return np.concatenate([z, S[..., m:]], axis=-1)
-
-    def to_dict(self) -> dict[str, np.ndarray]:
-        return {"centre": self.centre, "components": self.components,
-                "explained": self.explained}
-
-
-def fc_basis(S: np.ndarray, n_fc: int, k: int) -> FcBasis:
-    """The ``FcBasis`` of the first ``n_fc`` columns of ``S`` (N runs, m statistics): their
-    mean and the ``min(k, N - 1)`` leading right singular vectors of the centred block (the
-    principal axes; signs fixed so that each axis' largest entry is positive)."""
-    S = np.asarray(S, float)
-    if S.ndim != 2 or S.shape[0] < 2 or not 0 < n_fc <= S.shape[1]:
-        raise ConfigError([f"statistics: shape {S.shape} -- expected (N >= 2 runs, m >= "
-                           f"{n_fc} statistics)"], "fit statistics")
-    block = S[:, :n_fc]
-    centre = block.mean(axis=0)
-    _, sv, vt = np.linalg.svd(block - centre, full_matrices=False)
-    k = min(int(k), S.shape[0] - 1, n_fc)
-    comps = vt[:k].copy()
-    flip = np.sign(comps[np.arange(k), np.argmax(np.abs(comps), axis=1)])
-    comps *= flip[:, None]
-    var = sv ** 2
-    explained = var[:k] / var.sum() if var.sum() > 0 else np.zeros(k)
-    return FcBasis(centre, comps, explained)
-
-
-def n_fc(n_regions: int, cfg: StatisticsConfig) -> int:
-    """How many statistics the FC block holds: R(R-1)/2, 0 without FC."""
-    return n_regions * (n_regions - 1) // 2 if cfg.fc else 0
-
-
-def statistics(bold: np.ndarray, cfg: StatisticsConfig = StatisticsConfig()) -> np.ndarray:
-    """The fitted statistics of one BOLD series ``bold`` (T, R), concatenated (m,), before
-    any ``FcBasis`` reduction (FC first, then FCD quantiles, variances, means)."""
-    if cfg.detrend != "none":
-        bold = summary.detrend(bold, cfg.detrend)
-    parts = []
-    if cfg.fc:
-        parts.append(summary.upper(summary.fc(bold, fisher_z=True)))
-    if cfg.fcd_quantiles:
-        q = (np.arange(cfg.fcd_quantiles) + 0.5) / cfg.fcd_quantiles
-        parts.append(np.quantile(summary.fcd_values(bold, cfg.window, cfg.step), q))
-    if cfg.variance:
-        parts.append(np.log(summary.regional_variance(bold)))
-    if cfg.mean:
-        parts.append(np.log(np.maximum(bold.mean(axis=0), 1e-3)))
-    if not parts:
-        raise ConfigError(["statistics: none selected -- expected fc, fcd_quantiles, "
-                           "variance or mean"], "fit statistics")
-    return np.concatenate(parts)
-
-
 def with_coupling(spec: Any, G: float, targets: dict[str, float] | None = None,
                   sc_exponent: float = 0.0) -> Any:
     """A copy of the BrainSpec ``spec`` with its long-range projections changed: weights
@@ -302,7 +197,6 @@ def simulate_bold(spec: Any, params: Sequence[FitParameter], x: np.ndarray, seed
     """BOLD per region (n_tr, R) (fractional signal change; regions in the order of
     ``spec.region_labels``) of the brain ``spec`` at parameter values ``x`` (P,); with
     ``cfg.observable == "rates"`` the region rates (Hz) per TR instead."""
-    from dtb.engine.simulation import Engine
 
     x = np.asarray(x, float)
     G, sc_exp = 1.0, 0.0
@@ -453,7 +347,6 @@ class Fitter:
                  seed: int = 0, noise_runs: int = 8, data_noise: float = 1.0,
                  prior_sd: float = 1.0, centre: Sequence[float] | None = None,
                  ratio: float = 1.0):
-        from dtb.assimilation.inversion import esmda_alphas
 
         bad = [f"{name}: {v!r} -- expected an integer >= {least}{why}"
                for name, v, least, why in (
@@ -501,32 +394,43 @@ class Fitter:
     def _reduce(self, S: np.ndarray) -> np.ndarray:
         return S if self.basis is None else self.basis.apply(S)
 
-    def _set_noise(self, basis: FcBasis | None) -> None:
-        from dtb.assimilation.inversion import noise_covariance
+    def _started(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.random.Generator]:
+        """The noise runs, the prior, the ensemble and the generator, once ``start`` (or
+        ``restore``) made them."""
+        if self.S_full is None or self.U0 is None or self.U is None or self.rng is None:
+            raise ArgumentError("fit: used before start() -- expected start() or restore() "
+                                "first")
+        return self.S_full, self.U0, self.U, self.rng
 
+    def _set_noise(self, basis: FcBasis | None) -> None:
+
+        S_full = self._started()[0]
         self.basis = basis
         self.y = self._reduce(self.y_full)
-        self.Gamma = (1.0 + self.data_noise) * noise_covariance(self._reduce(self.S_full),
+        self.Gamma = (1.0 + self.data_noise) * noise_covariance(self._reduce(S_full),
                                                                 floor=1e-12)
 
     def step(self) -> Any:
         """One forward evaluation of the ensemble and its update; returns the
         ``inversion.Iteration``."""
-        from dtb.assimilation.inversion import Iteration, misfit, update
 
         if self.U is None:
-            raise ConfigError(["fit: step before start -- expected start() first"], "fit")
+            raise ArgumentError("fit: step before start -- expected start() first")
         if self.done:
-            raise ConfigError([f"fit: all {self.n_iter} iterations done"], "fit")
+            raise ArgumentError(f"fit: all {self.n_iter} iterations done -- expected none "
+                                "left to step")
+        _, _, U, rng = self._started()
         fw = self.forward
-        GU = np.asarray(fw(self.U, self.i), float)
+        GU = np.asarray(fw(U, self.i), float)
         if self.i == 0 and fw.stats.fc_components:
             R = len(fw.spec.region_labels)
             self._set_noise(fc_basis(GU, n_fc(R, fw.stats), fw.stats.fc_components))
         GU = self._reduce(GU)
         a = float(self.alphas[self.i])
-        Ua, diag = update(self.U, GU, self.y, self.Gamma, a, method="enkf", rng=self.rng)
-        it = Iteration(U=self.U, GU=GU, alpha=a, misfit=misfit(GU, self.y, self.Gamma),
+        if self.y is None or self.Gamma is None:
+            raise ArgumentError("fit: no noise covariance -- expected start() first")
+        Ua, diag = update(U, GU, self.y, self.Gamma, a, method="enkf", rng=rng)
+        it = Iteration(U=U, GU=GU, alpha=a, misfit=misfit(GU, self.y, self.Gamma),
                        diagnostics=diag)
         self.iterations.append(it)
         self.U = Ua
@@ -534,18 +438,22 @@ class Fitter:
         return it
 
     def result(self) -> FitResult:
-        from dtb.assimilation.inversion import InversionResult
 
         fw = self.forward
-        return FitResult(fw.params, fw.values(self.U0), fw.values(self.U), self.y,
-                         self.Gamma, self._reduce(self.S_full),
-                         InversionResult(U=self.U, GU=None, iterations=list(self.iterations)),
+        S_full, U0, U, _ = self._started()
+        if self.y is None or self.Gamma is None:
+            raise ArgumentError("fit: result before the noise covariance -- expected a "
+                                "step() first")
+        return FitResult(fw.params, fw.values(U0), fw.values(U), self.y, self.Gamma,
+                         self._reduce(S_full),
+                         InversionResult(U=U, GU=None, iterations=list(self.iterations)),
                          self.basis)
 
     # --- checkpoints ------------------------------------------------------------------
     def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Everything needed to continue: arrays (name -> ndarray) and JSON-able values."""
-        arrays: dict[str, np.ndarray] = {"S_full": self.S_full, "U0": self.U0, "U": self.U}
+        S_full, U0, U, rng = self._started()
+        arrays: dict[str, np.ndarray] = {"S_full": S_full, "U0": U0, "U": U}
         if self.Gamma is not None:
             arrays["Gamma"] = self.Gamma
         if self.basis is not None:
@@ -556,14 +464,12 @@ class Fitter:
                            f"it{k}/innovation": it.diagnostics.innovation})
             diags.append({n: getattr(it.diagnostics, n) for n in _DIAG_SCALARS}
                          | {"alpha": it.alpha})
-        meta = {"i": self.i, "rng": self.rng.bit_generator.state, "iterations": diags,
+        meta = {"i": self.i, "rng": rng.bit_generator.state, "iterations": diags,
                 "has_gamma": self.Gamma is not None}
         return arrays, meta
 
     def restore(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         """Continue from a ``state()`` of a fitter made with the same arguments."""
-        from dtb.assimilation.enkf import Diagnostics
-        from dtb.assimilation.inversion import Iteration
 
         self.S_full = np.asarray(arrays["S_full"], float)
         self.U0 = np.asarray(arrays["U0"], float)

@@ -102,6 +102,12 @@ def add_fit_parser(subparsers: Any) -> argparse.ArgumentParser:
                     "means (with --observable rates and --detrend none: the rates in Hz)")
     pa.add_argument("--window", type=int, default=30, help="FCD window, TRs (30)")
     pa.add_argument("--step", type=int, default=2, help="FCD window step, TRs (2)")
+    _add_run_flags(p)
+    return p
+
+
+def _add_run_flags(p: argparse.ArgumentParser) -> None:
+    """``dtb fit``'s forward-run and run-directory flags."""
     sim = p.add_argument_group("forward runs")
     sim.add_argument("--n-tr", type=int, metavar="TRS", help="TRs of each forward run "
                      "(default: the fit TRs' number)")
@@ -127,7 +133,6 @@ def add_fit_parser(subparsers: Any) -> argparse.ArgumentParser:
                      "(checkpointed, exit 75; --resume continues)")
     run.add_argument("-q", "--quiet", action="store_true", help="print only the run "
                      "directory")
-    return p
 
 
 @dataclass
@@ -142,8 +147,8 @@ class FitOptions:
     tr_s: float | None = None
     labels: str | None = None
     dataset: str = "bold"
-    fit_trs: tuple[int, int] | None = None
-    test_trs: tuple[int, int] | None = None
+    fit_trs: tuple[int | None, int | None] | None = None  # A:B, either end open
+    test_trs: tuple[int | None, int | None] | None = None
     detrend: str = "linear"
     group_fc: Path | None = None
     truth: dict[str, float] = field(default_factory=dict)
@@ -250,7 +255,7 @@ def _params_yaml(path: str) -> list[tuple[FitParameter, float]]:
         if extra:
             raise ConfigError([f"{where}: unknown key(s) {sorted(extra)} -- expected name, "
                                "low, high, centre, mode"], path)
-        vals = []
+        vals: list[float | None] = []
         for k in ("low", "high", "centre"):
             v = it.get(k)
             if v is None and k == "centre":
@@ -262,8 +267,10 @@ def _params_yaml(path: str) -> list[tuple[FitParameter, float]]:
         mode = it.get("mode", "scale")
         if mode not in ("scale", "shift"):
             raise ConfigError([f"{where}.mode: {mode!r} -- expected scale or shift"], path)
+        low, high = vals[0], vals[1]
+        assert low is not None and high is not None  # required above; only centre may be None
         try:
-            out.append(_param(str(it["name"]), vals[0], vals[1], vals[2], mode, where))
+            out.append(_param(str(it["name"]), low, high, vals[2], mode, where))
         except ConfigError as e:
             raise ConfigError(e.problems, path) from None
     return out
@@ -272,6 +279,36 @@ def _params_yaml(path: str) -> list[tuple[FitParameter, float]]:
 def check_args(a: argparse.Namespace) -> FitOptions:
     """Every option checked (no file is read but the --params YAML); raises ConfigError
     listing every problem."""
+    bad = _check_numbers(a)
+    ranges: dict[str, tuple[int | None, int | None]] = {}
+    for k in ("fit_trs", "test_trs"):
+        v = getattr(a, k)
+        if v is not None:
+            try:
+                ranges[k] = parse_range(v, f"--{k.replace('_', '-')}")
+            except ConfigError as e:
+                bad.extend(e.problems)
+    pairs = _check_params(a, bad)
+    truth = _check_truth(a, [p.name for p, _ in pairs], bad)
+    if bad:
+        raise ConfigError(bad, "dtb fit")
+    out = Path(a.out) if a.out else Path("runs") / ("fit-" + _utc_stamp())
+    return FitOptions(
+        brain=Path(a.brain), bold=Path(a.bold), out=out, params=[p for p, _ in pairs],
+        centre=[c for _, c in pairs], tr_s=a.tr, labels=a.labels, dataset=a.dataset,
+        fit_trs=ranges.get("fit_trs"), test_trs=ranges.get("test_trs"), detrend=a.detrend,
+        group_fc=Path(a.group_fc) if a.group_fc else None, truth=truth,
+        members=a.members, iterations=a.iterations, noise_runs=a.noise_runs,
+        prior_sd=a.prior_sd, ratio=a.ratio, fc_components=a.fc_components,
+        fcd_quantiles=a.fcd_quantiles, fit_variance=a.fit_variance, fit_mean=a.fit_mean,
+        window=a.window,
+        step=a.step, n_tr=a.n_tr, free_trs=a.free_trs, dt_ms=a.dt, spinup_s=a.spinup_s,
+        substeps=a.substeps, observable=a.observable, procs=a.procs, threads=a.threads,
+        seed=a.seed, overwrite=a.overwrite, stop_after=a.stop_after, quiet=a.quiet)
+
+
+def _check_numbers(a: argparse.Namespace) -> list[str]:
+    """Problems with the inputs' presence and the numeric options."""
     bad: list[str] = []
     for flag in ("brain", "bold"):
         if getattr(a, flag) is None:
@@ -306,14 +343,12 @@ def check_args(a: argparse.Namespace) -> FitOptions:
         bad.append(f"--fit-mean: with --observable {a.observable} --detrend {a.detrend} -- "
                    "expected --observable rates --detrend none (BOLD and detrended series "
                    "have mean 0)")
-    ranges: dict[str, tuple[int | None, int | None]] = {}
-    for k in ("fit_trs", "test_trs"):
-        v = getattr(a, k)
-        if v is not None:
-            try:
-                ranges[k] = parse_range(v, f"--{k.replace('_', '-')}")
-            except ConfigError as e:
-                bad.extend(e.problems)
+    return bad
+
+
+def _check_params(a: argparse.Namespace, bad: list[str]) -> list[tuple[FitParameter, float]]:
+    """The fitted parameters and their prior centres (--param, --params or the default);
+    problems appended to ``bad`` (a --params file's are raised at once)."""
     if a.param and a.params:
         bad.append("--param and --params: both given -- expected one of them")
     pairs: list[tuple[FitParameter, float]] = []
@@ -332,6 +367,11 @@ def check_args(a: argparse.Namespace) -> FitOptions:
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         bad.append(f"--param: {dup} given more than once -- expected each parameter once")
+    return pairs
+
+
+def _check_truth(a: argparse.Namespace, names: list[str], bad: list[str]) -> dict[str, float]:
+    """A twin experiment's true values (--truth), one for every fitted parameter."""
     truth: dict[str, float] = {}
     for t in a.truth:
         name, eq, val = t.partition("=")
@@ -348,21 +388,7 @@ def check_args(a: argparse.Namespace) -> FitOptions:
     if truth and set(truth) != set(names):
         bad.append(f"--truth: values for {sorted(truth)} -- expected one for every fitted "
                    f"parameter {names}")
-    if bad:
-        raise ConfigError(bad, "dtb fit")
-    out = Path(a.out) if a.out else Path("runs") / ("fit-" + _utc_stamp())
-    return FitOptions(
-        brain=Path(a.brain), bold=Path(a.bold), out=out, params=[p for p, _ in pairs],
-        centre=[c for _, c in pairs], tr_s=a.tr, labels=a.labels, dataset=a.dataset,
-        fit_trs=ranges.get("fit_trs"), test_trs=ranges.get("test_trs"), detrend=a.detrend,
-        group_fc=Path(a.group_fc) if a.group_fc else None, truth=truth,
-        members=a.members, iterations=a.iterations, noise_runs=a.noise_runs,
-        prior_sd=a.prior_sd, ratio=a.ratio, fc_components=a.fc_components,
-        fcd_quantiles=a.fcd_quantiles, fit_variance=a.fit_variance, fit_mean=a.fit_mean,
-        window=a.window,
-        step=a.step, n_tr=a.n_tr, free_trs=a.free_trs, dt_ms=a.dt, spinup_s=a.spinup_s,
-        substeps=a.substeps, observable=a.observable, procs=a.procs, threads=a.threads,
-        seed=a.seed, overwrite=a.overwrite, stop_after=a.stop_after, quiet=a.quiet)
+    return truth
 
 
 def _utc_stamp() -> str:

@@ -142,8 +142,8 @@ class FitRun:
         atomically."""
         arrays, meta = state
         buf = io.BytesIO()
-        np.savez(buf, meta=np.array(json.dumps(meta | {"extra": extra})),
-                 **{k.replace("/", "__"): v for k, v in arrays.items()})
+        payload: dict[str, Any] = {k.replace("/", "__"): v for k, v in arrays.items()}
+        np.savez(buf, meta=np.array(json.dumps(meta | {"extra": extra})), **payload)
         (self.path / "checkpoints").mkdir(exist_ok=True)
         write_atomic(self.path / CHECKPOINT, buf.getbuffer(), "checkpoint")
 
@@ -311,7 +311,6 @@ def execute(o: FitOptions, inp: FitInputs, run: FitRun, resume: bool, err: Any
     t_start = time.perf_counter()
     T_fit = inp.fit.shape[0]
     n_tr = o.n_tr or T_fit
-    free_trs = o.free_trs or inp.test.shape[0]
     stats = F.StatisticsConfig(fc=True, fcd_quantiles=o.fcd_quantiles, window=o.window,
                                step=o.step, variance=o.fit_variance, mean=o.fit_mean,
                                fc_components=o.fc_components, detrend=o.detrend)
@@ -324,54 +323,82 @@ def execute(o: FitOptions, inp: FitInputs, run: FitRun, resume: bool, err: Any
         fitter = F.Fitter(fwd, y, o.members, o.iterations, o.seed, o.noise_runs,
                           data_noise=n_tr / T_fit, prior_sd=o.prior_sd, centre=o.centre,
                           ratio=o.ratio)
-        total = o.noise_runs + o.members * o.iterations + 2
-        if resume:
-            arrays, meta = run.load_checkpoint()
-            fitter.restore(arrays, meta)
-            times = dict(meta["extra"]["times"])
-            prog = _Progress(err, total, o.noise_runs + o.members * fitter.i)
-            run.restart(fitter.i)
-        else:
-            prog = _Progress(err, total)
-            t0 = time.perf_counter()
-            fitter.start()
-            times["noise_runs_s"] = time.perf_counter() - t0
-            run.commit()
-            run.checkpoint(fitter.state(), {"times": times})
-            prog.stage(o.noise_runs, f"{o.noise_runs} noise runs at the prior centre")
-        while not fitter.done:
-            t0 = time.perf_counter()
-            it = fitter.step()
-            times[f"iteration_{fitter.i}_s"] = time.perf_counter() - t0
-            run.checkpoint(fitter.state(), {"times": times})
-            sd = np.std(fitter.U, axis=0, ddof=1)
-            prog.stage(o.members, f"iteration {fitter.i}/{o.iterations}: misfit median "
-                       f"{np.median(it.misfit):.3g}, posterior SD (logit) "
-                       + ", ".join(f"{p.name} {s:.3f}" for p, s in zip(o.params, sd,
-                                                                       strict=True)))
-            if o.stop_after is not None and fitter.i >= o.stop_after and not fitter.done:
-                raise Stopped(fitter.i, "--stop-after")
+        prog = _iterate(o, fitter, run, resume, times, err)
         res = fitter.result()
-        xhat = res.posterior_mean
-        fcfg = F.ForwardConfig(tr_s=inp.tr_s, n_tr=free_trs, dt_ms=o.dt_ms,
-                               spinup_s=o.spinup_s, substeps=o.substeps, threads=o.threads,
-                               observable=o.observable)
-        free_seed = F.member_seed(o.seed, FREE_ITERATION, 0)
-        ident = identity_values(o.params)
-        jobs = [(inp.spec, o.params, xhat, free_seed, fcfg),
-                (inp.spec, o.params, ident, free_seed, fcfg)]
-        t0 = time.perf_counter()
-        fitted_raw, unfitted_raw = list(run_map(F._run_job, jobs))
-        times["free_runs_s"] = time.perf_counter() - t0
+        fitted_raw, unfitted_raw, free_seed = _free_runs(o, inp, res.posterior_mean, run_map,
+                                                         times)
         prog.stage(2, "free runs of the posterior-mean and the unfitted brain")
     finally:
         if pool is not None:
             pool.close()
             pool.join()
-    fitted, unfitted = detrend(fitted_raw, o.detrend), detrend(unfitted_raw, o.detrend)
     times["total_s_this_process"] = time.perf_counter() - t_start
     history = [res.prior] + [fwd.values(it.U) for it in res.inversion.iterations[1:]] + \
         [res.posterior]
+    fitted, unfitted = detrend(fitted_raw, o.detrend), detrend(unfitted_raw, o.detrend)
+    metrics = _metrics(o, inp, fwd, res, fitted, unfitted, free_seed, n_tr, times)
+    files = _files(o, inp, res, history, fitted_raw, unfitted_raw)
+    files["figures"] = {"test": inp.test, "fitted": fitted, "unfitted": unfitted,
+                        "params": o.params, "history": history, "truth": o.truth,
+                        "window": o.window, "step": o.step}
+    return metrics, files
+
+
+def _iterate(o: FitOptions, fitter: Any, run: FitRun, resume: bool,
+             times: dict[str, float], err: Any) -> _Progress:
+    """The noise runs (or the checkpoint) and the ES-MDA iterations, a checkpoint after
+    each; returns the progress line's state."""
+    total = o.noise_runs + o.members * o.iterations + 2
+    if resume:
+        arrays, meta = run.load_checkpoint()
+        fitter.restore(arrays, meta)
+        times.update(meta["extra"]["times"])
+        prog = _Progress(err, total, o.noise_runs + o.members * fitter.i)
+        run.restart(fitter.i)
+    else:
+        prog = _Progress(err, total)
+        t0 = time.perf_counter()
+        fitter.start()
+        times["noise_runs_s"] = time.perf_counter() - t0
+        run.commit()
+        run.checkpoint(fitter.state(), {"times": times})
+        prog.stage(o.noise_runs, f"{o.noise_runs} noise runs at the prior centre")
+    while not fitter.done:
+        t0 = time.perf_counter()
+        it = fitter.step()
+        times[f"iteration_{fitter.i}_s"] = time.perf_counter() - t0
+        run.checkpoint(fitter.state(), {"times": times})
+        sd = np.std(fitter.U, axis=0, ddof=1)
+        prog.stage(o.members, f"iteration {fitter.i}/{o.iterations}: misfit median "
+                   f"{np.median(it.misfit):.3g}, posterior SD (logit) "
+                   + ", ".join(f"{p.name} {s:.3f}" for p, s in zip(o.params, sd,
+                                                                   strict=True)))
+        if o.stop_after is not None and fitter.i >= o.stop_after and not fitter.done:
+            raise Stopped(fitter.i, "--stop-after")
+    return prog
+
+
+def _free_runs(o: FitOptions, inp: FitInputs, xhat: np.ndarray, run_map: Any,
+               times: dict[str, float]) -> tuple[np.ndarray, np.ndarray, int]:
+    """BOLD (free TRs, regions) of the posterior mean and of the unfitted brain, with the
+    same seed; and that seed."""
+    free_trs = o.free_trs or inp.test.shape[0]
+    fcfg = F.ForwardConfig(tr_s=inp.tr_s, n_tr=free_trs, dt_ms=o.dt_ms,
+                           spinup_s=o.spinup_s, substeps=o.substeps, threads=o.threads,
+                           observable=o.observable)
+    free_seed = F.member_seed(o.seed, FREE_ITERATION, 0)
+    jobs = [(inp.spec, o.params, xhat, free_seed, fcfg),
+            (inp.spec, o.params, identity_values(o.params), free_seed, fcfg)]
+    t0 = time.perf_counter()
+    fitted_raw, unfitted_raw = list(run_map(F._run_job, jobs))
+    times["free_runs_s"] = time.perf_counter() - t0
+    return fitted_raw, unfitted_raw, free_seed
+
+
+def _metrics(o: FitOptions, inp: FitInputs, fwd: Any, res: Any, fitted: np.ndarray,
+             unfitted: np.ndarray, free_seed: int, n_tr: int, times: dict[str, float]
+             ) -> dict[str, Any]:
+    """metrics.json: the data, every held-out score beside its baselines, the fit."""
     names = [p.name for p in o.params]
     post_u = fwd.unbounded(res.posterior)
     metrics: dict[str, Any] = {
@@ -386,7 +413,7 @@ def execute(o: FitOptions, inp: FitInputs, run: FitRun, resume: bool, err: Any
                     "baselines": baselines(inp.fit, inp.test, inp.spec.weights,
                                            inp.group_fc, o.window, o.step),
                     "free_seed": free_seed, "unfitted_values": dict(zip(
-                        names, ident.tolist(), strict=True))},
+                        names, identity_values(o.params).tolist(), strict=True))},
         "fit": {"parameters": names,
                 "statistics": {"m": int(res.y.size), "fc_components": o.fc_components,
                                "fc_explained": (None if res.basis is None
@@ -397,35 +424,39 @@ def execute(o: FitOptions, inp: FitInputs, run: FitRun, resume: bool, err: Any
                 "members": o.members, "iterations": o.iterations,
                 "misfit_median": [float(np.median(it.misfit))
                                   for it in res.inversion.iterations],
-                "posterior_mean": dict(zip(names, map(float, xhat), strict=True)),
+                "posterior_mean": dict(zip(names, map(float, res.posterior_mean),
+                                           strict=True)),
                 "posterior_sd_logit": dict(zip(names, np.std(post_u, axis=0,
                                                             ddof=1).tolist(), strict=True)),
                 "prior_centre": dict(zip(names, o.centre, strict=True)),
-                "prior_sd_logit": o.prior_sd, "data_noise": n_tr / T_fit,
-                "forward_trs": n_tr, "free_trs": free_trs},
+                "prior_sd_logit": o.prior_sd, "data_noise": n_tr / inp.fit.shape[0],
+                "forward_trs": n_tr, "free_trs": o.free_trs or inp.test.shape[0]},
         "timings": times}
     if o.truth:
         metrics["twin"] = twin_scores(o.params, o.truth, res.prior, res.posterior, o.centre)
-    files = {
+    return metrics
+
+
+def _files(o: FitOptions, inp: FitInputs, res: Any, history: list,
+           fitted_raw: np.ndarray, unfitted_raw: np.ndarray) -> dict[str, Any]:
+    """What FitRun.complete writes: fit.h5's arrays and attributes, bold_free.tsv."""
+    names = [p.name for p in o.params]
+    basis = {} if res.basis is None else {f"basis/{k}": v
+                                          for k, v in res.basis.to_dict().items()}
+    return {
         "h5": {"parameters/name": np.array(names, dtype=object).astype("S"),
                "ensemble": np.stack(history), "posterior": res.posterior,
-               "posterior_mean": xhat, "prior": res.prior,
+               "posterior_mean": res.posterior_mean, "prior": res.prior,
                "misfit": np.stack([it.misfit for it in res.inversion.iterations]),
                "y": res.y, "Gamma": res.Gamma,
                "bold/observed_fit": inp.fit, "bold/observed_test": inp.test,
                "bold/fitted": fitted_raw, "bold/unfitted": unfitted_raw,
                "regions/label": inp.labels,
-               "regions/name": np.array(inp.names, dtype=object).astype("S")}
-        | ({} if res.basis is None else {f"basis/{k}": v
-                                         for k, v in res.basis.to_dict().items()}),
+               "regions/name": np.array(inp.names, dtype=object).astype("S")} | basis,
         "h5_attrs": {"format": "dtb-fit", "tr_s": inp.tr_s, "observable": o.observable},
         "param_attrs": {"low": [p.low for p in o.params], "high": [p.high for p in o.params],
                         "centre": list(o.centre), "mode": [p.mode for p in o.params]},
-        "fitted": fitted_raw, "labels": inp.labels, "names": inp.names, "tr_s": inp.tr_s,
-        "figures": {"test": inp.test, "fitted": fitted, "unfitted": unfitted,
-                    "params": o.params, "history": history, "truth": o.truth,
-                    "window": o.window, "step": o.step}}
-    return metrics, files
+        "fitted": fitted_raw, "labels": inp.labels, "names": inp.names, "tr_s": inp.tr_s}
 
 
 def check_resume_inputs(m: dict[str, Any]) -> None:

@@ -122,7 +122,7 @@ def figures(fig_dir: Path, *, test: np.ndarray, fitted: np.ndarray, unfitted: np
     plt.close(fig)
     out.append("fc.png")
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    bins = np.linspace(-1, 1, 41)
+    bins = np.linspace(-1, 1, 41).tolist()
     for x, lab, c in ((test, "observed (test TRs)", "k"), (fitted, "fitted", "C3"),
                       (unfitted, "unfitted", "C0")):
         ax.hist(S.fcd_values(x, window, step), bins=bins, density=True, histtype="step",

@@ -192,7 +192,7 @@ def binned_counts(trains: Sequence[np.ndarray], t_start: float, t_stop: float,
 
 def count_correlation(reader: SpikeReader, population: str, bin_ms: float, t_start: float,
                       t_stop: float, n_pairs: int = 100, seed: int = 0,
-                      node_ids: Sequence[int] | None = None,
+                      node_ids: Sequence[int] | np.ndarray | None = None,
                       size: int | None = None) -> np.ndarray:
     """Pearson correlation coefficients of the spike counts (bins of ``bin_ms``) of
     ``n_pairs`` random pairs of distinct neurons of ``population`` (drawn from ``node_ids``,

@@ -59,7 +59,7 @@ class Recording:
 
     def __init__(self, engine: Any, run_dir: str | Path, spec: RecordSpec, t_ms: float,
                  unit_labels: Sequence[str] | None = None, resume: bool = False,
-                 unit_region_labels: Sequence[int] | None = None):
+                 unit_region_labels: Sequence[int] | np.ndarray | None = None):
 
         self.eng = engine
         self.run_dir = Path(run_dir)
@@ -140,7 +140,7 @@ class Recording:
 
     def _add_unit_series(self, specs: list[ArraySpec], cols: dict[str, np.ndarray],
                          unit_labels: Sequence[str] | None,
-                         unit_region_labels: Sequence[int] | None) -> None:
+                         unit_region_labels: Sequence[int] | np.ndarray | None) -> None:
         """Unit rates (written if asked for) and, from them, BOLD."""
         spec, net, dt = self.spec, self.eng.network, self.eng.dt
         unit_of = self.eng.unit_of
