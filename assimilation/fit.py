@@ -316,7 +316,8 @@ class FitResult:
 
     @property
     def posterior_mean(self) -> np.ndarray:
-        """The mean on the unbounded scale, mapped back (P,): the logit-space mean."""
+        """The mean on the unbounded (logit) scale, mapped back to each parameter's own
+        scale, (P,)."""
         u = self.inversion.U.mean(axis=0)
         return np.array([p.from_unbounded(u[k]) for k, p in enumerate(self.params)])
 

@@ -6,7 +6,7 @@ its value and what was expected.  The files are read and checked by ``fit_run.lo
 (``InputError``: file, field, value, expected).  Units: TR and spin-up in seconds, the
 engine's time step in ms.
 
-Parameters (``--param``, repeatable, or ``--params FILE.yaml``):
+Parameters (``--param``, repeatable, or ``--params FILE.yaml``)::
 
     --param coupling=0.25:3            # NAME=LOW:HIGH, prior centred in the middle
     --param coupling.I=0:1@0.25        # NAME=LOW:HIGH@CENTRE
