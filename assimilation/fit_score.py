@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from dtb.assimilation import summary as S
+from dtb.assimilation.figures import fc_figure
 from dtb.assimilation.fit import SC_EXPONENT, FitParameter
 
 __all__ = ["identity_values", "score", "baselines", "twin_scores", "figures"]
@@ -111,15 +112,7 @@ def figures(fig_dir: Path, *, test: np.ndarray, fitted: np.ndarray, unfitted: np
     mats = ((S.fc(test), "observed (test TRs)"),
             (S.fc(fitted), f"fitted (r {S.fc_fit(S.fc(fitted), S.fc(test)):.2f})"),
             (S.fc(unfitted), f"unfitted (r {S.fc_fit(S.fc(unfitted), S.fc(test)):.2f})"))
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.6))
-    for ax, (m, title) in zip(axes, mats, strict=True):
-        img = ax.imshow(m, vmin=-1, vmax=1, cmap="RdBu_r", interpolation="nearest")
-        ax.set_title(f"FC, {title}")
-        ax.set_xlabel("region")
-    axes[0].set_ylabel("region")
-    fig.colorbar(img, ax=axes, label="Pearson r", shrink=0.8)
-    fig.savefig(fig_dir / "fc.png", dpi=90)
-    plt.close(fig)
+    fc_figure(plt, fig_dir / "fc.png", mats, 14)
     out.append("fc.png")
     fig, ax = plt.subplots(figsize=(7, 4.2))
     bins = np.linspace(-1, 1, 41).tolist()

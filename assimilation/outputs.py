@@ -34,6 +34,7 @@ import numpy as np
 import xarray as xr
 
 from dtb.assimilation.evaluation import summary_numbers
+from dtb.assimilation.figures import fc_figure
 from dtb.assimilation.metrics import fc
 from dtb.assimilation.options import Options
 from dtb.assimilation.problem import Layout, Problem
@@ -222,15 +223,7 @@ def _figures(prob: Problem, res: Any, free: np.ndarray, fig_dir: Path, o: Option
     # FC
     fo = fc(prob.obs)
     ff = np.nanmean(np.stack([fc(free[:, i]) for i in range(free.shape[1])]), axis=0)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
-    for ax, mat, title in ((axes[0], fo, "observed"), (axes[1], ff, "free run, posterior mean")):
-        img = ax.imshow(mat, vmin=-1, vmax=1, cmap="RdBu_r", interpolation="nearest")
-        ax.set_title(f"FC, {title}")
-        ax.set_xlabel("region")
-    axes[0].set_ylabel("region")
-    fig.colorbar(img, ax=axes, label="Pearson r", shrink=0.8)
-    fig.savefig(fig_dir / "fc.png", dpi=90)
-    plt.close(fig)
+    fc_figure(plt, fig_dir / "fc.png", ((fo, "observed"), (ff, "free run, posterior mean")), 10)
     names.append("fc.png")
     return names
 
