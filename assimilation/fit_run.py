@@ -17,7 +17,7 @@ The run directory holds, when complete:
 - ``figures/``: ``fc.png``, ``fcd.png``, ``parameters.png``;
 - ``bold_free.tsv`` (+ ``.json``): the fitted free run, readable by ``dtb assimilate``.
 
-``checkpoints/fit.npz`` (the ``fit.Fitter`` state after the noise runs and after every
+``checkpoints/fit.npz`` (the ``fit_esmda.Fitter`` state after the noise runs and after every
 iteration, with its JSON in ``meta``) is written atomically while the run goes and removed
 when it completes; ``--resume`` continues from it, bit for bit as if never stopped (the
 forward runs' seeds depend only on the seed, the iteration and the member; the update's
@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from dtb.assimilation import fit as F
+from dtb.assimilation.fit_esmda import Fitter
 from dtb.assimilation.fit_inputs import FitInputs
 from dtb.assimilation.fit_options import FitOptions
 from dtb.assimilation.fit_score import baselines, figures, identity_values, score, twin_scores
@@ -320,7 +321,7 @@ def execute(o: FitOptions, inp: FitInputs, run: FitRun, resume: bool, err: Any
     run_map, pool = _pool_map(o.procs)
     try:
         fwd = F.Forward(inp.spec, o.params, cfg, stats, seed=o.seed, run_map=run_map)
-        fitter = F.Fitter(fwd, y, o.members, o.iterations, o.seed, o.noise_runs,
+        fitter = Fitter(fwd, y, o.members, o.iterations, o.seed, o.noise_runs,
                           data_noise=n_tr / T_fit, prior_sd=o.prior_sd, centre=o.centre,
                           ratio=o.ratio)
         prog = _iterate(o, fitter, run, resume, times, err)

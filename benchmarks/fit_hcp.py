@@ -11,7 +11,7 @@ never loaded):
    detrended, the Fisher-z FC upper triangle (3160 numbers; with ``--fc-components k`` its
    projection on k principal axes of the prior ensemble's FC), optionally
    ``--fcd-quantiles`` quantiles of the FCD distribution (windows 30 TRs, step 2).
-3. **Fit** (``dtb.assimilation.fit.fit``, ES-MDA) of three long-range parameters, bounds and
+3. **Fit** (``dtb.assimilation.fit_esmda.fit``, ES-MDA) of three long-range parameters, bounds and
    prior centre from the regime study (``benchmarks/README.md``, "Regime study"):
 
    - ``coupling`` G in (0.25, 3), centre 1: the builder's weights; raising G alone (to 8)
@@ -86,6 +86,7 @@ from microcircuit import machine  # noqa: E402
 
 import dtb  # noqa: E402
 from dtb.assimilation import fit as F  # noqa: E402
+from dtb.assimilation import fit_esmda as E  # noqa: E402
 from dtb.assimilation import summary as S  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -186,7 +187,7 @@ def fit_subject(sid: str, a: argparse.Namespace, pool: Any) -> dict[str, Any]:
         t_calls[0] = now
 
     t0 = time.perf_counter()
-    res = F.fit(fwd, y, members=a.members, iterations=a.iterations, seed=a.seed,
+    res = E.fit(fwd, y, members=a.members, iterations=a.iterations, seed=a.seed,
                 noise_runs=a.noise_runs, data_noise=a.n_tr / (TRAIN.stop - TRAIN.start),
                 prior_sd=a.prior_sd, centre=centre, callback=progress)
     t_fit = time.perf_counter() - t0

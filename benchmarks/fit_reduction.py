@@ -40,6 +40,7 @@ from microcircuit import machine  # noqa: E402
 
 import dtb  # noqa: E402
 from dtb.assimilation import fit as F  # noqa: E402
+from dtb.assimilation import fit_esmda as E  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 PARAMS = (("coupling", 0.25, 8.0, 2.0), ("coupling.I", 0.0, 2.0, 1.0))
@@ -77,7 +78,7 @@ def one(spec: Any, truth: np.ndarray, a: argparse.Namespace, k: int) -> dict[str
     st = F.StatisticsConfig(fc=True, fc_components=k, mean=a.mean)
     y = F.statistics(F.simulate_bold(spec, params, truth, 424242 + a.truth_seed_base, cfg), st)
     t0 = time.perf_counter()
-    res = F.fit(F.Forward(spec, params, cfg, st, seed=a.fit_seed), y, members=a.members,
+    res = E.fit(F.Forward(spec, params, cfg, st, seed=a.fit_seed), y, members=a.members,
                 iterations=a.iterations, seed=a.fit_seed, noise_runs=a.noise_runs,
                 prior_sd=a.prior_sd, centre=centre)
     wall = time.perf_counter() - t0

@@ -12,17 +12,16 @@ import pytest
 from dtb.assimilation import summary
 from dtb.assimilation.fit import (
     FitParameter,
-    Fitter,
     Forward,
     ForwardConfig,
     StatisticsConfig,
     bold_from_rates,
-    fit,
     member_seed,
     simulate_bold,
     statistics,
     with_coupling,
 )
+from dtb.assimilation.fit_esmda import Fitter, fit
 from dtb.errors import ConfigError
 from dtb.model.hemodynamics import drive_from_rate
 from dtb.model.hemodynamics import simulate_bold as hemo_bold

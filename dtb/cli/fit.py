@@ -13,7 +13,7 @@ The command is put together from small modules of dtb.assimilation, in the order
 - ``fit_inputs``: the brain, the BOLD (read as ``dtb assimilate`` reads it), the fit and
   test TRs, the group FC, checked (``load_inputs`` -> ``FitInputs``); nothing simulated;
 - ``fit_run``: the run directory (``FitRun``: manifest, checkpoint after every iteration,
-  ``--resume``), the ES-MDA fit (``fit.Fitter``), the free runs, ``fit.h5``;
+  ``--resume``), the ES-MDA fit (``fit_esmda.Fitter``), the free runs, ``fit.h5``;
 - ``fit_score``: every held-out score beside its baselines (``metrics.json``), figures.
 
 Every input is checked before anything is simulated; bad input is an error naming the

@@ -1,0 +1,245 @@
+"""The ES-MDA fit of a brain's parameters to BOLD summary statistics: ``Fitter`` (step by
+step, with a checkpointable state) and ``fit`` (all of it), over the forward map of
+dtb.assimilation.fit and the ensemble update of dtb.assimilation.inversion.  Parameters on
+the unbounded (logit) scale inside, each parameter's own scale outside."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dtb.assimilation.enkf import Diagnostics
+from dtb.assimilation.fit import FitParameter, Forward
+from dtb.assimilation.fit_statistics import (  # noqa: F401 - part of this module's API
+    FcBasis,
+    StatisticsConfig,
+    fc_basis,
+    n_fc,
+    statistics,
+)
+from dtb.assimilation.inversion import (
+    InversionResult,
+    Iteration,
+    esmda_alphas,
+    misfit,
+    noise_covariance,
+    update,
+)
+from dtb.errors import ArgumentError, ConfigError
+
+NOISE_ITERATION = 1_000_000   # the seeds' iteration index of the repeated runs behind Gamma
+_DIAG_SCALARS = ("innovation_mean", "innovation_var", "expected_var", "normalized_innovation",
+                 "prior_spread_obs", "posterior_spread_obs", "n_groups")
+
+
+@dataclass
+class FitResult:
+    """An inversion's outcome: ``prior`` and ``posterior`` parameter values (N, P),
+    ``y`` (m,) the fitted data statistics, ``Gamma`` (m, m) the noise used, ``noise_runs``
+    (K, m) the statistics of repeated runs at the prior centre behind it, the
+    ``inversion`` (``inversion.InversionResult`` on the unbounded scale) and the ``basis``
+    that reduced the FC block (None: the whole triangle was fitted; ``y``, ``Gamma`` and
+    ``noise_runs`` are then the reduced statistics)."""
+
+    params: Sequence[FitParameter]
+    prior: np.ndarray
+    posterior: np.ndarray
+    y: np.ndarray
+    Gamma: np.ndarray
+    noise_runs: np.ndarray
+    inversion: Any
+    basis: FcBasis | None = None
+
+    @property
+    def posterior_mean(self) -> np.ndarray:
+        """The mean on the unbounded (logit) scale, mapped back to each parameter's own
+        scale, (P,)."""
+        u = self.inversion.U.mean(axis=0)
+        return np.array([p.from_unbounded(u[k]) for k, p in enumerate(self.params)])
+
+
+class Fitter:
+    """ES-MDA on the parameters of ``forward`` (a ``Forward``), one step at a time, over a
+    state a driver can checkpoint between iterations (``state`` / ``restore``); ``fit`` is
+    the plain loop.
+
+    ``start()``: ``noise_runs`` repeated forward runs at the prior centre (other seeds and
+    network realisations) give the model's own run-to-run covariance
+    (``noise_covariance``); the data statistics are one more draw of such a process, so
+    Gamma = (1 + ``data_noise``) times it (``data_noise`` = 1: data as long as the runs).
+    Prior: independent normals of SD ``prior_sd`` on the logit scale around ``centre``
+    (default: the middle of the bounds).  ``step()``: one of ``iterations`` updates with
+    ``esmda_alphas(iterations, ratio)`` (perturbed observations); members draw fresh seeds at
+    every iteration.  With ``forward.stats.fc_components`` > 0 the first step finds the
+    ``FcBasis`` from the prior ensemble's FC, and the data, the noise runs and every later
+    forward run are reduced by it before Gamma and the updates see them.
+
+    ``y`` (m,) are the data's statistics before any reduction (``statistics``)."""
+
+    def __init__(self, forward: Forward, y: np.ndarray, members: int, iterations: int,
+                 seed: int = 0, noise_runs: int = 8, data_noise: float = 1.0,
+                 prior_sd: float = 1.0, centre: Sequence[float] | None = None,
+                 ratio: float = 1.0):
+
+        bad = [f"{name}: {v!r} -- expected an integer >= {least}{why}"
+               for name, v, least, why in (
+                   ("members", members, 2, ""), ("iterations", iterations, 1, ""),
+                   ("noise_runs", noise_runs, 3, " (two runs make every standardised "
+                    "statistic +-1, a singular covariance that no shrinkage repairs)"))
+               if not (isinstance(v, int | np.integer) and v >= least)]
+        if bad:
+            raise ConfigError(bad, "fit")
+        self.forward = forward
+        self.y_full = np.asarray(y, float)
+        self.members, self.n_iter, self.seed = int(members), int(iterations), int(seed)
+        self.noise_runs, self.data_noise, self.prior_sd = int(noise_runs), data_noise, prior_sd
+        self.alphas = esmda_alphas(self.n_iter, ratio)
+        P = len(forward.params)
+        self.c = (np.zeros(P) if centre is None
+                  else np.array([p.to_unbounded(v)
+                                 for p, v in zip(forward.params, centre, strict=True)]))
+        self.i = 0                                   # iterations done
+        self.S_full: np.ndarray | None = None        # (K, m) noise runs, unreduced
+        self.U0: np.ndarray | None = None            # (N, P) prior, unbounded
+        self.U: np.ndarray | None = None             # (N, P) the current ensemble
+        self.rng: np.random.Generator | None = None
+        self.basis: FcBasis | None = None
+        self.y: np.ndarray | None = None             # (m',) reduced data statistics
+        self.Gamma: np.ndarray | None = None
+        self.iterations: list[Any] = []
+
+    @property
+    def done(self) -> bool:
+        return self.i >= self.n_iter
+
+    def start(self) -> None:
+        """The noise runs and the prior draws (before the first ``step``)."""
+        fw = self.forward
+        self.S_full = np.asarray(fw(np.repeat(self.c[None], self.noise_runs, axis=0),
+                                    NOISE_ITERATION), float)
+        self.rng = np.random.default_rng(np.random.SeedSequence([self.seed, 7]))
+        self.U0 = self.c + self.prior_sd * self.rng.standard_normal((self.members,
+                                                                     self.c.size))
+        self.U = self.U0.copy()
+        if not fw.stats.fc_components:
+            self._set_noise(None)
+
+    def _reduce(self, S: np.ndarray) -> np.ndarray:
+        return S if self.basis is None else self.basis.apply(S)
+
+    def _started(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.random.Generator]:
+        """The noise runs, the prior, the ensemble and the generator, once ``start`` (or
+        ``restore``) made them."""
+        if self.S_full is None or self.U0 is None or self.U is None or self.rng is None:
+            raise ArgumentError("fit: used before start() -- expected start() or restore() "
+                                "first")
+        return self.S_full, self.U0, self.U, self.rng
+
+    def _set_noise(self, basis: FcBasis | None) -> None:
+
+        S_full = self._started()[0]
+        self.basis = basis
+        self.y = self._reduce(self.y_full)
+        self.Gamma = (1.0 + self.data_noise) * noise_covariance(self._reduce(S_full),
+                                                                floor=1e-12)
+
+    def step(self) -> Any:
+        """One forward evaluation of the ensemble and its update; returns the
+        ``inversion.Iteration``."""
+
+        if self.U is None:
+            raise ArgumentError("fit: step before start -- expected start() first")
+        if self.done:
+            raise ArgumentError(f"fit: all {self.n_iter} iterations done -- expected none "
+                                "left to step")
+        _, _, U, rng = self._started()
+        fw = self.forward
+        GU = np.asarray(fw(U, self.i), float)
+        if self.i == 0 and fw.stats.fc_components:
+            R = len(fw.spec.region_labels)
+            self._set_noise(fc_basis(GU, n_fc(R, fw.stats), fw.stats.fc_components))
+        GU = self._reduce(GU)
+        a = float(self.alphas[self.i])
+        if self.y is None or self.Gamma is None:
+            raise ArgumentError("fit: no noise covariance -- expected start() first")
+        Ua, diag = update(U, GU, self.y, self.Gamma, a, method="enkf", rng=rng)
+        it = Iteration(U=U, GU=GU, alpha=a, misfit=misfit(GU, self.y, self.Gamma),
+                       diagnostics=diag)
+        self.iterations.append(it)
+        self.U = Ua
+        self.i += 1
+        return it
+
+    def result(self) -> FitResult:
+
+        fw = self.forward
+        S_full, U0, U, _ = self._started()
+        if self.y is None or self.Gamma is None:
+            raise ArgumentError("fit: result before the noise covariance -- expected a "
+                                "step() first")
+        return FitResult(fw.params, fw.values(U0), fw.values(U), self.y, self.Gamma,
+                         self._reduce(S_full),
+                         InversionResult(U=U, GU=None, iterations=list(self.iterations)),
+                         self.basis)
+
+    # --- checkpoints ------------------------------------------------------------------
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Everything needed to continue: arrays (name -> ndarray) and JSON-able values."""
+        S_full, U0, U, rng = self._started()
+        arrays: dict[str, np.ndarray] = {"S_full": S_full, "U0": U0, "U": U}
+        if self.Gamma is not None:
+            arrays["Gamma"] = self.Gamma
+        if self.basis is not None:
+            arrays.update({f"basis/{k}": v for k, v in self.basis.to_dict().items()})
+        diags = []
+        for k, it in enumerate(self.iterations):
+            arrays.update({f"it{k}/U": it.U, f"it{k}/GU": it.GU, f"it{k}/misfit": it.misfit,
+                           f"it{k}/innovation": it.diagnostics.innovation})
+            diags.append({n: getattr(it.diagnostics, n) for n in _DIAG_SCALARS}
+                         | {"alpha": it.alpha})
+        meta = {"i": self.i, "rng": rng.bit_generator.state, "iterations": diags,
+                "has_gamma": self.Gamma is not None}
+        return arrays, meta
+
+    def restore(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        """Continue from a ``state()`` of a fitter made with the same arguments."""
+
+        self.S_full = np.asarray(arrays["S_full"], float)
+        self.U0 = np.asarray(arrays["U0"], float)
+        self.U = np.asarray(arrays["U"], float)
+        self.rng = np.random.default_rng()
+        self.rng.bit_generator.state = meta["rng"]
+        self.i = int(meta["i"])
+        if "basis/centre" in arrays:
+            self.basis = FcBasis(*(np.asarray(arrays[f"basis/{k}"], float)
+                                   for k in ("centre", "components", "explained")))
+        if meta["has_gamma"]:
+            self._set_noise(self.basis)
+        self.iterations = []
+        for k, d in enumerate(meta["iterations"]):
+            diag = Diagnostics(innovation=np.asarray(arrays[f"it{k}/innovation"], float),
+                               **{n: d[n] for n in _DIAG_SCALARS})
+            self.iterations.append(Iteration(
+                U=np.asarray(arrays[f"it{k}/U"], float),
+                GU=np.asarray(arrays[f"it{k}/GU"], float), alpha=float(d["alpha"]),
+                misfit=np.asarray(arrays[f"it{k}/misfit"], float), diagnostics=diag))
+
+
+def fit(forward: Forward, y: np.ndarray, members: int, iterations: int, seed: int = 0,
+        noise_runs: int = 8, data_noise: float = 1.0, prior_sd: float = 1.0,
+        centre: Sequence[float] | None = None, ratio: float = 1.0,
+        callback: Callable[[int, Any], None] | None = None) -> FitResult:
+    """Fit ``forward``'s parameters to the data statistics ``y`` (m,) by ES-MDA (see
+    ``Fitter`` for the noise, the prior and the FC reduction).  ``callback(i, iteration)``
+    after each update."""
+    f = Fitter(forward, y, members, iterations, seed, noise_runs, data_noise, prior_sd,
+               centre, ratio)
+    f.start()
+    while not f.done:
+        it = f.step()
+        if callback is not None:
+            callback(f.i - 1, it)
+    return f.result()
