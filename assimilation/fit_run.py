@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from dtb.assimilation import fit as F
+from dtb.assimilation import summary as S
 from dtb.assimilation.fit_esmda import Fitter
 from dtb.assimilation.fit_inputs import FitInputs
 from dtb.assimilation.fit_options import FitOptions
@@ -407,8 +408,8 @@ def _metrics(o: FitOptions, inp: FitInputs, fwd: Any, res: Any, fitted: np.ndarr
         "data": {"fit_trs": list(inp.fit_trs), "test_trs": list(inp.test_trs),
                  "tr_s": inp.tr_s, "regions": int(inp.fit.shape[1]),
                  "detrend": o.detrend, "observable": o.observable,
-                 "mean_fc_test": float(np.mean(F.summary.upper(F.summary.fc(inp.test)))),
-                 "mean_fc_fit": float(np.mean(F.summary.upper(F.summary.fc(inp.fit))))},
+                 "mean_fc_test": float(np.mean(S.upper(S.fc(inp.test)))),
+                 "mean_fc_fit": float(np.mean(S.upper(S.fc(inp.fit))))},
         "heldout": {"fitted": score(fitted, inp.test, o.window, o.step),
                     "unfitted": score(unfitted, inp.test, o.window, o.step),
                     "baselines": baselines(inp.fit, inp.test, inp.spec.weights,
