@@ -35,6 +35,7 @@ import platform
 import shutil
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -272,24 +273,25 @@ def _summary_numbers(m: dict[str, Any]) -> dict[str, Any]:
 # --- the run ---------------------------------------------------------------------------------
 
 class _Progress:
-    """Lines on ``err`` after each stage: forward runs done of all, seconds, an ETA from the
-    mean time per forward run so far (compilation left out)."""
+    """A line to ``say`` (the command's: None, quiet) after each stage: forward runs done
+    of all, seconds, an ETA from the mean time per forward run so far (compilation left
+    out)."""
 
-    def __init__(self, err: Any, total: int, done: int = 0):
-        self.err, self.total, self.done0, self.done = err, total, done, done
+    def __init__(self, say: Callable[[str], None] | None, total: int, done: int = 0):
+        self.say, self.total, self.done0, self.done = say, total, done, done
         self.t0 = time.perf_counter()
         self.c0 = compile_seconds()
 
     def stage(self, runs: int, text: str) -> None:
         self.done += runs
-        if self.err is None:
+        if self.say is None:
             return
         dt = time.perf_counter() - self.t0
         # first-use compilation (numba) is left out of the rate the ETA assumes
         rate = max(dt - (compile_seconds() - self.c0), 0.0) / max(self.done - self.done0, 1)
         eta = rate * (self.total - self.done)
-        print(f"dtb fit: {text} -- {self.done}/{self.total} forward runs, {dt:.0f} s, "
-              f"ETA {_fmt(eta)}", file=self.err, flush=True)
+        self.say(f"dtb fit: {text} -- {self.done}/{self.total} forward runs, {dt:.0f} s, "
+                 f"ETA {_fmt(eta)}")
 
 
 def _fmt(s: float) -> str:
@@ -304,8 +306,8 @@ def _pool_map(procs: int) -> tuple[Any, Any]:
     return (lambda fn, it: pool.map(fn, list(it), chunksize=1)), pool
 
 
-def execute(o: FitOptions, inp: FitInputs, run: FitRun, resume: bool, err: Any
-            ) -> tuple[dict[str, Any], dict[str, Any]]:
+def execute(o: FitOptions, inp: FitInputs, run: FitRun, resume: bool,
+            say: Callable[[str], None] | None) -> tuple[dict[str, Any], dict[str, Any]]:
     """The fit (from the checkpoint with ``resume``), the free runs, the scores; returns
     (``metrics``, the files for ``FitRun.complete``).  Raises ``Stopped`` after
     ``--stop-after`` iterations (checkpoint written)."""
@@ -325,7 +327,7 @@ def execute(o: FitOptions, inp: FitInputs, run: FitRun, resume: bool, err: Any
         fitter = Fitter(fwd, y, o.members, o.iterations, o.seed, o.noise_runs,
                           data_noise=n_tr / T_fit, prior_sd=o.prior_sd, centre=o.centre,
                           ratio=o.ratio)
-        prog = _iterate(o, fitter, run, resume, times, err)
+        prog = _iterate(o, fitter, run, resume, times, say)
         res = fitter.result()
         fitted_raw, unfitted_raw, free_seed = _free_runs(o, inp, res.posterior_mean, run_map,
                                                          times)
@@ -347,7 +349,7 @@ def execute(o: FitOptions, inp: FitInputs, run: FitRun, resume: bool, err: Any
 
 
 def _iterate(o: FitOptions, fitter: Any, run: FitRun, resume: bool,
-             times: dict[str, float], err: Any) -> _Progress:
+             times: dict[str, float], say: Callable[[str], None] | None) -> _Progress:
     """The noise runs (or the checkpoint) and the ES-MDA iterations, a checkpoint after
     each; returns the progress line's state."""
     total = o.noise_runs + o.members * o.iterations + 2
@@ -355,10 +357,10 @@ def _iterate(o: FitOptions, fitter: Any, run: FitRun, resume: bool,
         arrays, meta = run.load_checkpoint()
         fitter.restore(arrays, meta)
         times.update(meta["extra"]["times"])
-        prog = _Progress(err, total, o.noise_runs + o.members * fitter.i)
+        prog = _Progress(say, total, o.noise_runs + o.members * fitter.i)
         run.restart(fitter.i)
     else:
-        prog = _Progress(err, total)
+        prog = _Progress(say, total)
         t0 = time.perf_counter()
         fitter.start()
         times["noise_runs_s"] = time.perf_counter() - t0

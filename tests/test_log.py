@@ -127,7 +127,7 @@ LIBRARY_PRINTS = {  # modules that print a command's result to stdout (or draw p
     "dtb/cli/main.py", "dtb/cli/simulate.py", "dtb/cli/report.py", "dtb/info.py", "dtb/cli/jobs.py",
     "dtb/cli/progress.py", "dtb/cli/build.py", "dtb/cli/partition.py", "dtb/cli/warmup.py",
     "dtb/io/export.py",
-    "dtb/cli/assimilate.py"}
+    "dtb/cli/assimilate.py", "dtb/cli/fit.py"}
 
 
 def test_library_modules_log_and_do_not_print():

@@ -108,13 +108,13 @@ def run_fit(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
         inputs = [x for x in (o.brain, o.bold, o.group_fc) if x is not None]
         run = FitRun(o.out, o.overwrite, inputs)
         resume = False
-    err = None if o.quiet else sys.stderr
+    say = None if o.quiet else _say
     with run as rd:
         args.run_dir = o.out
         if not resume:
             rd.begin(o, inp, argv)
         try:
-            metrics, files = execute(o, inp, rd, resume, err)
+            metrics, files = execute(o, inp, rd, resume, say)
         except Stopped as e:
             rd.interrupt(e.iteration, e.reason)
             print(f"dtb fit: stopped after iteration {e.iteration} of {o.iterations} "
@@ -123,3 +123,8 @@ def run_fit(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
         manifest = rd.complete(files, metrics)
     print(o.out if o.quiet else summary(manifest, metrics, o.out))
     return 0
+
+
+def _say(line: str) -> None:
+    """A progress line on stderr (a terminal or a batch job's log)."""
+    print(line, file=sys.stderr, flush=True)
