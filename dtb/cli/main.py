@@ -18,6 +18,7 @@ import json
 import signal
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
@@ -112,20 +113,11 @@ def _run(a: argparse.Namespace, args_list: list[str], parser: argparse.ArgumentP
         finally:
             for sig, h in old.items():
                 signal.signal(sig, h)
-    except (ConfigError, UsageError) as e:
-        _mpi_abort(e, EXIT_USAGE)
-        print(f"dtb: error: {command_line_message(e)}", file=sys.stderr)
-        _report_failed_run(a)
-        return EXIT_USAGE
-    except InputError as e:
-        _mpi_abort(e, EXIT_USAGE)
-        print(f"dtb: error: {command_line_message(e)}", file=sys.stderr)
-        _report_failed_run(a)
+    except (ConfigError, UsageError, InputError) as e:
+        _fail(e, a, EXIT_USAGE)
         return EXIT_USAGE
     except (DtbError, ValueError, OSError) as e:
-        _mpi_abort(e, EXIT_ERROR)
-        print(f"dtb: error: {command_line_message(e)}", file=sys.stderr)
-        _report_failed_run(a)
+        _fail(e, a, EXIT_ERROR)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("dtb: interrupted", file=sys.stderr)
@@ -143,18 +135,35 @@ def _run(a: argparse.Namespace, args_list: list[str], parser: argparse.ArgumentP
         raise
 
 
-def _mpi_abort(e: BaseException, code: int) -> None:
+def _fail(e: BaseException, a: argparse.Namespace, code: int) -> None:
+    """Say what failed (under MPI: end the job, see ``_mpi_abort``)."""
+    if _mpi_abort(e, code):
+        print(f"dtb: error: {command_line_message(e)}", file=sys.stderr)
+        _report_failed_run(a)
+
+
+def _mpi_abort(e: BaseException, code: int) -> bool:
     """Under MPI a failure on one rank must end the whole job promptly (the others would
-    wait in a collective for ever): print this rank's message and abort every rank."""
+    wait in a collective for ever): print this rank's message and abort every rank.
+
+    An error every rank raised together (``on_every_rank``, set by
+    ``dtb.engine.context.on_root``) needs no abort: every rank returns its exit code in
+    order, and only rank 0 prints the message.  Aborting there raced the launcher's
+    forwarding of stderr: the job could end with its message lost.  Returns whether this
+    process should print the message."""
     if not launched_under_mpi():
-        return
+        return True
     from mpi4py import MPI
 
     if MPI.Is_initialized() and not MPI.Is_finalized() and MPI.COMM_WORLD.Get_size() > 1:
         rank = MPI.COMM_WORLD.Get_rank()
+        if getattr(e, "on_every_rank", False):
+            return rank == 0
         print(f"dtb: rank {rank}: error: {command_line_message(e)}", file=sys.stderr,
               flush=True)
+        time.sleep(0.5)  # the launcher forwards the message before the abort tears it down
         MPI.COMM_WORLD.Abort(code)
+    return True
 
 
 def _launched_mpi() -> bool:

@@ -77,7 +77,9 @@ def check_same_config(comm, network: Network, dt: float, seed: int) -> None:
 def on_root(comm, fn, catch: type[BaseException] | tuple = Exception):
     """``fn()`` computed on rank 0 of ``comm`` (or by the only process) and its result
     returned on every rank (a collective).  An exception of a ``catch`` type raised there
-    is raised on every rank, instead of leaving the others waiting in the broadcast."""
+    is raised on every rank, instead of leaving the others waiting in the broadcast, and
+    marked ``on_every_rank`` (dtb.cli.main then exits in order instead of aborting the job,
+    which can lose the message)."""
     value, error = None, None
     if comm is None or comm.Get_rank() == 0:
         try:
@@ -86,6 +88,9 @@ def on_root(comm, fn, catch: type[BaseException] | tuple = Exception):
             error = e
     if comm is not None:
         value, error = comm.bcast((value, error), root=0)
+        if error is not None:
+            # every rank raises it: the job can end in order, no MPI_Abort needed
+            error.on_every_rank = True  # type: ignore[attr-defined]
     if error is not None:
         raise error
     return value
