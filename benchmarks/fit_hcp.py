@@ -34,7 +34,9 @@ never loaded):
    a quiet 2-core machine can be used; the result does not depend on ``--procs`` (every run
    has its own seed).
 4. **Free run** at the posterior mean (the logit-scale mean, ``FitResult.posterior_mean``)
-   with a fresh seed, ``--free-tr`` TRs, scored on the **held-out TRs 600-1199**: FC fit r
+   with a fresh seed (and, with the same seed, at the prior centre: the regime study's
+   hand-picked working point, so that what the fit adds to it shows), ``--free-tr`` TRs,
+   scored on the **held-out TRs 600-1199**: FC fit r
    (upper triangle), mean FC, FCD KS distance (``summary.ks_distance`` of ``fcd_values``,
    windows 30 TRs, step 2), regional BOLD SD (% signal: the model's fractional BOLD x 100,
    the data's SD / mean x 100) and the correlation across regions of the log variances.
@@ -199,10 +201,11 @@ def fit_subject(sid: str, a: argparse.Namespace, pool: Any) -> dict[str, Any]:
     fcfg = F.ForwardConfig(tr_s=hcp.TR_S, n_tr=a.free_tr, dt_ms=a.dt, spinup_s=a.spinup_s,
                            threads=1)
     jobs = [(spec, params, xhat, free_seed, fcfg),
-            (spec, params, np.array(DEFAULT_BRAIN), free_seed, fcfg)]
+            (spec, params, np.array(DEFAULT_BRAIN), free_seed, fcfg),
+            (spec, params, np.array(centre), free_seed, fcfg)]
     t0 = time.perf_counter()
-    (b_fit, w_fit), (b_def, w_def) = (pool.map(_free, jobs, chunksize=1) if pool is not None
-                                      else map(_free, jobs))
+    (b_fit, w_fit), (b_def, w_def), (b_cen, w_cen) = (
+        pool.map(_free, jobs, chunksize=1) if pool is not None else map(_free, jobs))
     t_free = time.perf_counter() - t0
     names = [p.name for p in params]
     return {
@@ -222,21 +225,24 @@ def fit_subject(sid: str, a: argparse.Namespace, pool: Any) -> dict[str, Any]:
                                                      ddof=1).tolist(), strict=True)),
         "data": d["scores"], "baselines": d["baselines"],
         "fitted": score(b_fit, d), "default_brain": score(b_def, d),
+        "prior_centre": score(b_cen, d),
         "free_seed": free_seed,
         "timing_s": {"fit": t_fit, "forward_runs": n_calls[0], "free_runs": t_free,
                      "free_run_fitted": w_fit, "free_run_default": w_def,
+                     "free_run_centre": w_cen,
                      "total": time.perf_counter() - t_start},
     }
 
 
 def table(subjects: list[dict[str, Any]]) -> str:
-    rows = [("subject", "fit r", "default r", "log1p-SC r", "log-SC r", "group r",
+    rows = [("subject", "fit r", "centre r", "default r", "log1p-SC r", "log-SC r", "group r",
              "split-half", "meanFC fit/def/data", "FCD KS fit/def", "SD% fit/def/data",
              "G, I, a")]
     for s in subjects:
         f, df, b, dd = s["fitted"], s["default_brain"], s["baselines"], s["data"]
         pm = s["posterior_mean"]
-        rows.append((s["subject"], f"{f['fc_r']:.3f}", f"{df['fc_r']:.3f}",
+        cen = s.get("prior_centre", {}).get("fc_r", float("nan"))
+        rows.append((s["subject"], f"{f['fc_r']:.3f}", f"{cen:.3f}", f"{df['fc_r']:.3f}",
                      f"{b['log1p_sc_r']:.3f}", f"{b['log_sc_r']:.3f}", f"{b['group_fc_r']:.3f}",
                      f"{b['split_half_r']:.3f}",
                      f"{f['mean_fc']:.3f}/{df['mean_fc']:.3f}/{dd['mean_fc_heldout']:.3f}",
@@ -285,8 +291,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     t0 = time.perf_counter()
     pool = mp.get_context("spawn").Pool(a.procs) if a.procs > 1 else None
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%d-%H%M%S")
+    out: list[dict[str, Any]] = []
     try:
-        out = [fit_subject(sid, a, pool) for sid in a.subjects]
+        for sid in a.subjects:  # saved after each subject: a long run keeps what it did
+            out.append(fit_subject(sid, a, pool))
+            if not a.no_save:
+                save(a, stamp, out, time.perf_counter() - t0)
     finally:
         if pool is not None:
             pool.close()
@@ -295,18 +306,22 @@ def main(argv: list[str] | None = None) -> int:
     print(table(out))
     print(f"wall {wall:.0f} s, {a.procs} process(es)")
     if not a.no_save:
-        stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%d-%H%M%S")
-        path = HERE / "results" / f"fit_hcp-{stamp}.json"
-        rec = {"benchmark": "fit_hcp", "label": a.label, "utc": stamp, "machine": machine(),
-               "dtb": dtb.__version__, "args": {k: (str(v) if isinstance(v, Path) else v)
-                                                for k, v in vars(a).items() if k != "work"},
-               "tr_s": hcp.TR_S, "train_trs": [TRAIN.start, TRAIN.stop - 1],
-               "heldout_trs": [hcp.HELDOUT.start, hcp.HELDOUT.stop - 1],
-               "fcd": {"window": FCD_WINDOW, "step": FCD_STEP}, "wall_s": wall,
-               "subjects": out}
-        path.write_text(json.dumps(rec, indent=1))
-        print(f"wrote {path}")
+        print(f"wrote {save(a, stamp, out, wall)}")
     return 0
+
+
+def save(a: argparse.Namespace, stamp: str, out: list[dict[str, Any]], wall: float) -> Path:
+    """Write the results so far to benchmarks/results/fit_hcp-<stamp>.json."""
+    path = HERE / "results" / f"fit_hcp-{stamp}.json"
+    rec = {"benchmark": "fit_hcp", "label": a.label, "utc": stamp, "machine": machine(),
+           "dtb": dtb.__version__, "args": {k: (str(v) if isinstance(v, Path) else v)
+                                            for k, v in vars(a).items() if k != "work"},
+           "tr_s": hcp.TR_S, "train_trs": [TRAIN.start, TRAIN.stop - 1],
+           "heldout_trs": [hcp.HELDOUT.start, hcp.HELDOUT.stop - 1],
+           "fcd": {"window": FCD_WINDOW, "step": FCD_STEP}, "wall_s": wall,
+           "subjects": out}
+    path.write_text(json.dumps(rec, indent=1))
+    return path
 
 
 if __name__ == "__main__":
