@@ -76,13 +76,16 @@ NETWORK_TRANSIENT_MS = 300.0   # ms of the network's start dropped before rates 
 class FitParameter:
     """One estimated number in ``(low, high)``: ``name`` = ``"coupling"`` or
     ``"<family>.<hyperparameter>"``; ``mode`` ``"scale"`` or ``"shift"`` (see the module
-    docstring); ``map`` (U,) per unit for a shift (None: ones)."""
+    docstring); ``map`` (U,) per unit for a shift (None: ones); ``map_name`` the map's
+    name where it came from a map table or is built in (dtb.brain.maps; resolved into
+    ``map`` once the brain is known)."""
 
     name: str
     low: float
     high: float
     mode: str = "scale"
     map: np.ndarray | None = field(default=None, compare=False)
+    map_name: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         bad = []
@@ -96,7 +99,7 @@ class FitParameter:
             bad.append(f"{self.name}: mode {self.mode!r} -- expected 'scale' or 'shift'")
         if self.structural and (self.mode != "scale" or self.map is not None):
             bad.append(f"{self.name}: mode {self.mode!r} -- a global number, no map")
-        if self.mode == "scale" and self.map is not None:
+        if self.mode == "scale" and (self.map is not None or self.map_name is not None):
             bad.append(f"{self.name}: a map with mode 'scale' -- maps shift (mode 'shift')")
         if bad:
             raise ConfigError(bad, "fit parameters")
