@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from dtb.assimilation.fit import FitParameter
+from dtb.assimilation.fit_esmda import PRIOR_SAMPLING
 from dtb.brain.maps import SC_STRENGTH
 from dtb.errors import ConfigError
 from dtb.model.config import read_yaml
@@ -100,6 +101,9 @@ def add_fit_parser(subparsers: Any) -> argparse.ArgumentParser:
                     "centre that measure the model's own noise (6)")
     pa.add_argument("--prior-sd", type=float, default=1.0, help="prior SD on the logit "
                     "scale (1)")
+    pa.add_argument("--prior-sampling", choices=PRIOR_SAMPLING, default="exact",
+                    help="prior ensemble: 'exact' (its sample mean and covariance are the "
+                    "prior's; the default) or 'random' (plain draws)")
     pa.add_argument("--ratio", type=float, default=1.0, help="ES-MDA inflation ratio (1: "
                     "equal steps)")
     pa.add_argument("--fc-components", type=int, default=4, help="fit FC as its projection "
@@ -168,6 +172,7 @@ class FitOptions:
     iterations: int = 3
     noise_runs: int = 6
     prior_sd: float = 1.0
+    prior_sampling: str = "exact"
     ratio: float = 1.0
     fc_components: int = 4
     fcd_quantiles: int = 0
@@ -321,7 +326,8 @@ def check_args(a: argparse.Namespace) -> FitOptions:
         group_fc=Path(a.group_fc) if a.group_fc else None, truth=truth,
         maps=Path(a.maps) if a.maps else None,
         members=a.members, iterations=a.iterations, noise_runs=a.noise_runs,
-        prior_sd=a.prior_sd, ratio=a.ratio, fc_components=a.fc_components,
+        prior_sd=a.prior_sd, prior_sampling=a.prior_sampling, ratio=a.ratio,
+        fc_components=a.fc_components,
         fcd_quantiles=a.fcd_quantiles, fit_variance=a.fit_variance, fit_mean=a.fit_mean,
         window=a.window,
         step=a.step, n_tr=a.n_tr, free_trs=a.free_trs, dt_ms=a.dt, spinup_s=a.spinup_s,

@@ -326,7 +326,7 @@ def execute(o: FitOptions, inp: FitInputs, run: FitRun, resume: bool,
         fwd = F.Forward(inp.spec, o.params, cfg, stats, seed=o.seed, run_map=run_map)
         fitter = Fitter(fwd, y, o.members, o.iterations, o.seed, o.noise_runs,
                           data_noise=n_tr / T_fit, prior_sd=o.prior_sd, centre=o.centre,
-                          ratio=o.ratio)
+                          ratio=o.ratio, prior_sampling=o.prior_sampling)
         prog = _iterate(o, fitter, run, resume, times, say)
         res = fitter.result()
         fitted_raw, unfitted_raw, free_seed = _free_runs(o, inp, res.posterior_mean, run_map,
