@@ -6,7 +6,7 @@ shifted hyperparameter equal to nominal + x * map."""
 
 from __future__ import annotations
 
-import warnings
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,9 @@ from dtb.cli.main import main
 from dtb.cli.parser import _parser
 from dtb.errors import ConfigError, InputError
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from labelled_brain import build_labelled_brain  # noqa: E402
+
 R = 5
 
 
@@ -33,21 +36,9 @@ def _csv(path: Path, head: list[str], rows: list[list[object]]) -> Path:
 @pytest.fixture(scope="module")
 def brain(tmp_path_factory) -> tuple[Path, BrainSpec]:
     d = tmp_path_factory.mktemp("maps")
-    rng = np.random.default_rng(3)
-    w = rng.uniform(0.1, 1, (R, R))
-    w = (w + w.T) / 2
-    np.fill_diagonal(w, 0)
-    ln = np.full((R, R), 40.0)
-    np.fill_diagonal(ln, 0)
-    labels = [str(10 * (i + 1)) for i in range(R)]          # labels 10, 20, ... 50
-    _csv(d / "sc.csv", labels, w.tolist())
-    _csv(d / "len.csv", labels, ln.tolist())
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        assert main(["build", "--sc", str(d / "sc.csv"), "--lengths", str(d / "len.csv"),
-                     "--neurons", "100", "-o", str(d / "brain.h5"), "-q"]) == 0
-    spec = BrainSpec.load(d / "brain.h5")
-    x = rng.normal(size=(120, R))
+    spec = BrainSpec.load(build_labelled_brain(d, R, 100, seed=3,
+                                               labels=[10 * (i + 1) for i in range(R)]))
+    x = np.random.default_rng(3).normal(size=(120, R))
     _csv(d / "bold.csv", [str(n) for n in spec.region_names], x.tolist())
     return d, spec
 

@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,9 @@ import pytest
 
 from dtb.assimilation.fit import FitParameter, Forward, ForwardConfig, StatisticsConfig
 from dtb.assimilation.fit_esmda import fit
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from labelled_brain import build_labelled_brain  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
@@ -37,24 +39,7 @@ def small_fit(spec: Any, run_map: Any = map) -> tuple[Any, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def brain(tmp_path_factory) -> Path:
-    from dtb.cli.main import main
-
-    d = tmp_path_factory.mktemp("members")
-    rng = np.random.default_rng(1)
-    w = rng.uniform(0.2, 1, (R, R))
-    w = (w + w.T) / 2
-    np.fill_diagonal(w, 0)
-    ln = np.full((R, R), 30.0)
-    np.fill_diagonal(ln, 0)
-    head = ",".join(str(i + 1) for i in range(R))
-    for name, m in (("sc.csv", w), ("len.csv", ln)):
-        (d / name).write_text(head + "\n" + "\n".join(",".join(map(repr, r))
-                                                      for r in m.tolist()) + "\n")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        assert main(["build", "--sc", str(d / "sc.csv"), "--lengths", str(d / "len.csv"),
-                     "--neurons", "240", "-o", str(d / "brain.h5"), "-q"]) == 0
-    return d / "brain.h5"
+    return build_labelled_brain(tmp_path_factory.mktemp("members"), R, 240)
 
 
 @pytest.mark.mpi
