@@ -48,11 +48,26 @@ def total_number_counts(seed: int, proj: int, n_post_total: int, n_total: int,
     """Synapses per target for NEST's fixed_total_number rule, for targets first..first+count-1.
 
     The multinomial split of n_total over n_post_total equally likely targets is drawn by
-    recursive binomial halving; each tree node has its own generator keyed by
+    recursive binomial halving; each tree node has its own Philox stream keyed by
     (seed, projection, node range), so only the nodes above the wanted targets are visited
-    and every partition sees the same counts.
+    and every partition sees the same counts.  One numpy generator serves all nodes: its
+    state is set to the node's fresh stream (key, counter, empty buffer) before each draw,
+    which gives the numbers a newly constructed ``Philox(key=..., counter=...)`` would,
+    without seeding a throw-away SeedSequence from OS entropy per node.
     """
     out = np.zeros(count, np.int64)
+    bitgen = np.random.Philox(0)
+    rng = np.random.Generator(bitgen)
+    state = bitgen.state
+    key0 = np.uint64((seed << 32) | (TOTAL_NUMBER << 24) | (proj & 0xFFFFFF))
+    key = np.zeros(2, np.uint64)
+    counter = np.zeros(4, np.uint64)
+    key[0] = key0
+    state["state"] = {"counter": counter, "key": key}
+    state["buffer"] = np.zeros(4, np.uint64)
+    state["buffer_pos"] = 4  # empty: the first draw runs Philox on the node's counter
+    state["has_uint32"] = 0
+    state["uinteger"] = 0
     stack = [(0, n_post_total, n_total)]
     while stack:
         a, b, n = stack.pop()
@@ -62,8 +77,9 @@ def total_number_counts(seed: int, proj: int, n_post_total: int, n_total: int,
             out[a - first] = n
             continue
         mid = (a + b) // 2
-        key = [np.uint64((seed << 32) | (TOTAL_NUMBER << 24) | (proj & 0xFFFFFF)), np.uint64(a)]
-        rng = np.random.Generator(np.random.Philox(key=key, counter=[b, 0, 0, 0]))
+        key[1] = a
+        counter[0] = b
+        bitgen.state = state
         left = int(rng.binomial(n, (mid - a) / (b - a)))
         stack.append((a, mid, left))
         stack.append((mid, b, n - left))
