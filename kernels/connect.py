@@ -11,6 +11,14 @@ same weight and delay, whatever the partition.  Synapses are then stored by *sou
 
 Within a row the targets ascend, so a thread that owns a target range finds its part of a
 row by binary search (see delivery.py).
+
+Speed (issue 16): the Philox blocks a target consumes are made CHUNK at a time by
+philox.blocks(), whose loop over consecutive counters runs in SIMD lanes; the per-synapse
+work that follows (log, cos, exp of the Box-Muller and lognormal draws; rejection) stays
+scalar, in the order and with the operations of the one-draw-at-a-time code, so the
+bits are those of benchmarks/connect_reference.py (tests/test_build_kernels.py).
+Weights and delays are written straight to their source-row slots (source_rows() computes
+them first), which saves a scatter pass and 4 bytes per synapse of temporary memory.
 """
 
 from __future__ import annotations
@@ -20,7 +28,20 @@ import math
 import numba as nb
 import numpy as np
 
-from dtb.kernels.philox import CONNECT, DELAY, WEIGHT, below, block, draw, make_key1, u01
+from dtb.kernels.philox import (
+    CONNECT,
+    D_CONSTANT,
+    D_LOGNORMAL,
+    D_UNIFORM,
+    DELAY,
+    WEIGHT,
+    below,
+    blocks,
+    draw,
+    make_key1,
+    normal_pair,
+    u01,
+)
 
 RULE_INDEGREE = 0
 RULE_TOTAL = 1
@@ -28,6 +49,7 @@ RULE_BERNOULLI = 2
 RULE_UNIT_LOCAL = 3
 RULE_LONG_RANGE = 4
 
+CHUNK = 64  # Philox blocks made per blocks() call (SIMD-friendly, 1 KiB of buffers)
 FIX_BITS = 32  # fixed-point fraction bits of the input accumulators
 WQ_MAX = 32767
 
@@ -45,9 +67,9 @@ def weight_shift(max_abs_weight: float) -> int:
 
 
 @nb.njit(cache=True)
-def _bernoulli_targets(seed, key1, gid, n_pre, p, self_idx, out, o):
+def _bernoulli_targets(seed, key1, gid, n_pre, p, self_idx, out, o, b0, b1, b2, b3):
     """Sources of one target under pairwise Bernoulli(p) by geometric skipping; writes to
-    out[o:] when out is non-empty, returns the count."""
+    out[o:] when out is non-empty, returns the count.  b0..b3: CHUNK uint32 scratch."""
     cnt = 0
     if p <= 0.0:
         return 0
@@ -62,8 +84,14 @@ def _bernoulli_targets(seed, key1, gid, n_pre, p, self_idx, out, o):
     logq = math.log1p(-p)
     pos = -1
     t = 0
+    bp = CHUNK
     while True:
-        w0, w1, w2, w3 = block(seed, key1, gid, 0, t, 0)
+        if bp == CHUNK:
+            blocks(seed, key1, gid, 0, t, 0, CHUNK, b0, b1, b2, b3)
+            bp = 0
+        w0 = b0[bp]
+        w1 = b1[bp]
+        bp += 1
         t += 1
         skip = math.floor(math.log(u01(w0, w1)) / logq)
         if skip > n_pre:
@@ -85,10 +113,21 @@ def count_bernoulli(seed, proj, post_gid0, post_first, n_post, n_pre, p, same_po
     key1 = make_key1(CONNECT, proj)
     counts = np.empty(n_post, np.int64)
     dummy = np.empty(0, np.int64)
-    for i in nb.prange(n_post):
-        self_idx = post_first + i if (same_pop and not autapses) else -1
-        counts[i] = _bernoulli_targets(seed, key1, post_gid0 + i, n_pre, p, self_idx, dummy, 0)
+    n_chunks = min(n_post, 256)
+    for c in nb.prange(n_chunks):
+        b0, b1, b2, b3 = _scratch()
+        for i in range(c * n_post // n_chunks, (c + 1) * n_post // n_chunks):
+            self_idx = post_first + i if (same_pop and not autapses) else -1
+            counts[i] = _bernoulli_targets(seed, key1, post_gid0 + i, n_pre, p, self_idx, dummy,
+                                           0, b0, b1, b2, b3)
     return counts
+
+
+@nb.njit(cache=True)
+def _scratch():
+    """Four CHUNK-long uint32 buffers for blocks()."""
+    return (np.empty(CHUNK, np.uint32), np.empty(CHUNK, np.uint32),
+            np.empty(CHUNK, np.uint32), np.empty(CHUNK, np.uint32))
 
 
 @nb.njit(parallel=True, cache=True)
@@ -98,7 +137,8 @@ def draw_sources(rule, seed, proj, post_gid0, post_first, n_post, n_pre, p, same
 
     ptr (n_post+1) gives each target's slice of src.  Without multapses the fixed
     in-degree rule rejects repeats (a per-chunk marker array) or, when it asks for more
-    than a quarter of the sources, selects sequentially (Knuth's algorithm S).
+    than a quarter of the sources, selects sequentially (Knuth's algorithm S).  Draw t of
+    a target uses block(seed, key1, gid, 0, t, 0) (algorithm S: t = the source index).
     """
     key1 = make_key1(CONNECT, proj)
     n_chunks = min(n_post, n_chunks)
@@ -106,20 +146,25 @@ def draw_sources(rule, seed, proj, post_gid0, post_first, n_post, n_pre, p, same
         lo = c * n_post // n_chunks
         hi = (c + 1) * n_post // n_chunks
         mark = np.zeros(n_pre if (rule == RULE_INDEGREE and not multapses) else 0, np.bool_)
+        b0, b1, b2, b3 = _scratch()
         for i in range(lo, hi):
             gid = post_gid0 + i
             self_idx = post_first + i if (same_pop and not autapses) else -1
             o = ptr[i]
             k = ptr[i + 1] - o
             if rule == RULE_BERNOULLI:
-                _bernoulli_targets(seed, key1, gid, n_pre, p, self_idx, src, o)
+                _bernoulli_targets(seed, key1, gid, n_pre, p, self_idx, src, o, b0, b1, b2, b3)
             elif multapses:
                 t = 0
+                bp = CHUNK
                 for j in range(k):
                     while True:
-                        w0, w1, w2, w3 = block(seed, key1, gid, 0, t, 0)
+                        if bp == CHUNK:
+                            blocks(seed, key1, gid, 0, t, 0, CHUNK, b0, b1, b2, b3)
+                            bp = 0
+                        s = below(b0[bp], n_pre)
+                        bp += 1
                         t += 1
-                        s = below(w0, n_pre)
                         if s != self_idx:
                             break
                     src[o + j] = s
@@ -127,24 +172,33 @@ def draw_sources(rule, seed, proj, post_gid0, post_first, n_post, n_pre, p, same
                 avail = n_pre - (1 if self_idx >= 0 else 0)
                 need = k
                 j = 0
-                for s in range(n_pre):
-                    if s == self_idx:
-                        continue
-                    w0, w1, w2, w3 = block(seed, key1, gid, 0, s, 0)
-                    if u01(w0, w1) * avail < need:
-                        src[o + j] = s
-                        j += 1
-                        need -= 1
-                        if need == 0:
-                            break
-                    avail -= 1
+                for s0 in range(0, n_pre, CHUNK):
+                    m = min(CHUNK, n_pre - s0)
+                    blocks(seed, key1, gid, 0, s0, 0, m, b0, b1, b2, b3)
+                    for q in range(m):
+                        s = s0 + q
+                        if s == self_idx:
+                            continue
+                        if u01(b0[q], b1[q]) * avail < need:
+                            src[o + j] = s
+                            j += 1
+                            need -= 1
+                            if need == 0:
+                                break
+                        avail -= 1
+                    if need == 0:
+                        break
             else:
                 t = 0
                 j = 0
+                bp = CHUNK
                 while j < k:
-                    w0, w1, w2, w3 = block(seed, key1, gid, 0, t, 0)
+                    if bp == CHUNK:
+                        blocks(seed, key1, gid, 0, t, 0, CHUNK, b0, b1, b2, b3)
+                        bp = 0
+                    s = below(b0[bp], n_pre)
+                    bp += 1
                     t += 1
-                    s = below(w0, n_pre)
                     if s == self_idx or mark[s]:
                         continue
                     mark[s] = True
@@ -170,14 +224,22 @@ def draw_sources_units(rule, seed, proj, post_gid0, n_post, t_row, src_lo, src_h
     for c in nb.prange(n_chunks):
         lo = c * n_post // n_chunks
         hi = (c + 1) * n_post // n_chunks
+        b0, b1, b2, b3 = _scratch()
         for i in range(lo, hi):
             gid = post_gid0 + i
             self_idx = self_first + i if self_first >= 0 else -1
             row = t_row[i]
             t = 0
+            bp = CHUNK
             for j in range(ptr[i + 1] - ptr[i]):
                 while True:
-                    w0, w1, w2, w3 = block(seed, key1, gid, 0, t, 0)
+                    if bp == CHUNK:
+                        blocks(seed, key1, gid, 0, t, 0, CHUNK, b0, b1, b2, b3)
+                        bp = 0
+                    w0 = b0[bp]
+                    w1 = b1[bp]
+                    w2 = b2[bp]
+                    bp += 1
                     t += 1
                     if rule == RULE_UNIT_LOCAL:
                         v = row
@@ -192,42 +254,84 @@ def draw_sources_units(rule, seed, proj, post_gid0, n_post, t_row, src_lo, src_h
                 sgrp[ptr[i] + j] = v
 
 
+@nb.njit(cache=True)
+def _draws(kind, a, b, low, high, seed, key1, gid, j0, n, out, b0, b1, b2, b3):
+    """out[l] = draw(kind, a, b, low, high, seed, key1, gid, 0, j0 + l) for l < n, bit for bit.
+
+    Attempt 0 of all n values comes from one blocks() call; a normal or lognormal value
+    outside [low, high] (the rare redraw) is drawn again by draw() itself.  log, cos and
+    exp stay in this loop, which the redraw call keeps scalar: a vector maths library
+    (SVML) must not change their last bits.
+    """
+    if kind == D_CONSTANT:
+        for q in range(n):
+            out[q] = a
+        return
+    blocks(seed, key1, gid, 0, j0, 0, n, b0, b1, b2, b3)
+    if kind == D_UNIFORM:
+        for q in range(n):
+            out[q] = a + (b - a) * u01(b0[q], b1[q])
+        return
+    for q in range(n):
+        x = a + b * normal_pair(b0[q], b1[q], b2[q], b3[q])
+        if kind == D_LOGNORMAL:
+            x = math.exp(x)
+        if not (x >= low and x <= high):
+            x = draw(kind, a, b, low, high, seed, key1, gid, 0, j0 + q)
+        out[q] = x
+
+
 @nb.njit(parallel=True, cache=True)
 def draw_weights_delays(seed, proj, post_gid0, n_post, ptr,
                         wkind, wa, wb, wlo, whi, shift,
-                        dkind, da, db, dlo, dhi, dt, cond, t_grp, sgrp, wq, dly):
+                        dkind, da, db, dlo, dhi, dt, cond, t_grp, sgrp, wq, dly, pos=None):
     """Quantised weights (int16) and delays (uint16 steps, floor(d/dt + 1/2) >= 1) per synapse.
 
-    With a conduction matrix cond (G, G) in ms (long-range rules) the delay is
-    cond[t_grp[i], sgrp[k]] plus the draw; otherwise cond is empty.
+    Synapse j of target i (k = ptr[i] + j, target order) has weight
+    draw(wkind, wa, wb, wlo, whi, seed, WEIGHT key, gid, 0, j) and likewise its delay; it is
+    written to wq[k], dly[k], or to wq[pos[k]], dly[pos[k]] when pos (its source-row slot,
+    from source_rows) is given.  With a conduction matrix cond (G, G) in ms (long-range
+    rules) the delay is cond[t_grp[i], sgrp[k]] plus the draw; otherwise cond is empty.
     """
     kw = make_key1(WEIGHT, proj)
     kd = make_key1(DELAY, proj)
     scale = 2.0 ** (32 - shift)
-    const_w = wkind == 0
-    const_d = dkind == 0
     has_cond = cond.shape[0] > 0
-    for i in nb.prange(n_post):
-        gid = post_gid0 + i
-        for j in range(ptr[i + 1] - ptr[i]):
-            w = wa if const_w else draw(wkind, wa, wb, wlo, whi, seed, kw, gid, 0, j)
-            q = round(w * scale)
-            q = min(max(q, -32767.0), 32767.0)
-            wq[ptr[i] + j] = np.int16(q)
-            d = da if const_d else draw(dkind, da, db, dlo, dhi, seed, kd, gid, 0, j)
-            if has_cond:
-                d += cond[t_grp[i], sgrp[ptr[i] + j]]
-            ds = math.floor(d / dt + 0.5)  # half steps round up, as NEST does
-            ds = min(max(ds, 1.0), 65535.0)
-            dly[ptr[i] + j] = np.uint16(ds)
+    n_chunks = min(n_post, 256)
+    for c in nb.prange(n_chunks):
+        b0, b1, b2, b3 = _scratch()
+        wbuf = np.empty(CHUNK)
+        dbuf = np.empty(CHUNK)
+        for i in range(c * n_post // n_chunks, (c + 1) * n_post // n_chunks):
+            gid = post_gid0 + i
+            base = ptr[i]
+            k = ptr[i + 1] - base
+            for j0 in range(0, k, CHUNK):
+                n = min(CHUNK, k - j0)
+                _draws(wkind, wa, wb, wlo, whi, seed, kw, gid, j0, n, wbuf, b0, b1, b2, b3)
+                _draws(dkind, da, db, dlo, dhi, seed, kd, gid, j0, n, dbuf, b0, b1, b2, b3)
+                for q in range(n):
+                    e = base + j0 + q
+                    wv = round(wbuf[q] * scale)
+                    wv = min(max(wv, -32767.0), 32767.0)
+                    d = dbuf[q]
+                    if has_cond:
+                        d += cond[t_grp[i], sgrp[e]]
+                    ds = math.floor(d / dt + 0.5)  # half steps round up, as NEST does
+                    ds = min(max(ds, 1.0), 65535.0)
+                    o = e if pos is None else pos[e]
+                    wq[o] = np.int16(wv)
+                    dly[o] = np.uint16(ds)
 
 
 @nb.njit(cache=True)
-def scatter_by_source(n_pre, post_base, ptr, src, wq, dly, indptr, tgt, wq_out, dly_out):
-    """Re-sort one projection's synapses from target order into source rows.
+def source_rows(n_pre, post_base, ptr, src, indptr, tgt):
+    """Lay one projection's synapses out by source row; src becomes each synapse's slot.
 
-    indptr (n_pre+1) receives the row offsets (relative to the output slices); targets
-    become engine-local indices post_base + i, ascending within each row.
+    In: src (n_syn,) uint32, the source of each synapse in target order (ptr, n_post+1).
+    Out: indptr (n_pre+1) row offsets (relative to the output slices); tgt[slot] the
+    engine-local target post_base + i, ascending within each row; src[k] the slot of
+    synapse k (pass it as pos to draw_weights_delays).  n_syn < 2**32.
     """
     indptr[:] = 0
     for k in range(src.shape[0]):
@@ -237,10 +341,10 @@ def scatter_by_source(n_pre, post_base, ptr, src, wq, dly, indptr, tgt, wq_out, 
     nxt = indptr[:-1].copy()
     n_post = ptr.shape[0] - 1
     for i in range(n_post):
+        t = np.uint32(post_base + i)
         for k in range(ptr[i], ptr[i + 1]):
             r = src[k]
-            pos = nxt[r]
-            nxt[r] = pos + 1
-            tgt[pos] = np.uint32(post_base + i)
-            wq_out[pos] = wq[k]
-            dly_out[pos] = dly[k]
+            slot = nxt[r]
+            nxt[r] = slot + 1
+            tgt[slot] = t
+            src[k] = np.uint32(slot)

@@ -82,6 +82,45 @@ def block(seed, key1, gid, sub, index, attempt):
 
 
 @nb.njit(inline="always", cache=True)
+def blocks(seed, key1, gid, sub, index0, attempt, n, o0, o1, o2, o3):
+    """block(seed, key1, gid, sub, index0 + l, attempt) for l < n, into o0..o3[l] (uint32).
+
+    The same bits as n calls of block(); written as a straight loop over independent
+    counters so that LLVM runs the lanes in SIMD registers (the 32x32->64-bit products
+    map to vector multiplies).  Integer arithmetic only, so vectorised or not the bits
+    are the same.
+    """
+    g = np.uint64(gid)
+    g0 = np.uint32(g & _MASK32)
+    g1 = np.uint32((g >> np.uint64(32)) | (np.uint64(sub) << np.uint64(16)))
+    c3_0 = np.uint32(attempt)
+    s0 = np.uint32(seed)
+    s1 = np.uint32(key1)
+    for lane in range(n):
+        c0 = g0
+        c1 = g1
+        c2 = np.uint32(index0 + lane)
+        c3 = c3_0
+        k0 = s0
+        k1 = s1
+        for _ in range(10):
+            p0 = _M0 * np.uint64(c0)
+            p1 = _M1 * np.uint64(c2)
+            n0 = np.uint32(p1 >> np.uint64(32)) ^ c1 ^ k0
+            n2 = np.uint32(p0 >> np.uint64(32)) ^ c3 ^ k1
+            c1 = np.uint32(p1 & _MASK32)
+            c3 = np.uint32(p0 & _MASK32)
+            c0 = n0
+            c2 = n2
+            k0 = np.uint32(k0 + _W0)
+            k1 = np.uint32(k1 + _W1)
+        o0[lane] = c0
+        o1[lane] = c1
+        o2[lane] = c2
+        o3[lane] = c3
+
+
+@nb.njit(inline="always", cache=True)
 def u01(a, b):
     """A float64 uniform in the open interval (0, 1) from two uint32: (k + 1/2) / 2**52 for
     a 52-bit k, so the extremes 2**-53 and 1 - 2**-53 are exact (53 bits would round to 1)."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dtb.errors import ConfigError
 from dtb.kernels import connect as kc
 from dtb.kernels.philox import TOTAL_NUMBER
 from dtb.model.network import (
@@ -144,7 +145,8 @@ def fill(proj: Projection, proj_id: int, seed: int, dt: float, pre: Population,
 
     Writes indptr (pre.size+1, offsets relative to the output slices) and tgt/wq/dly
     (counts.sum() each); post_base is the engine index of the first target.  Temporary
-    memory: 8 bytes per synapse of this projection (12 for long-range rules).
+    memory: 4 bytes per synapse of this projection (8 for long-range rules): the source,
+    then the source-row slot, of each synapse in target order.
     """
     rule = proj.rule
     n_pre = pre.size
@@ -152,6 +154,9 @@ def fill(proj: Projection, proj_id: int, seed: int, dt: float, pre: Population,
     ptr = np.zeros(n_post + 1, np.int64)
     np.cumsum(counts, out=ptr[1:])
     n_syn = int(ptr[-1])
+    if n_syn >= 2**32:
+        raise ConfigError([f"projections: {proj.source}->{proj.target}: {n_syn} synapses on "
+                           f"one engine -- expected fewer than 2**32 (use more ranks)"])
     src = np.empty(n_syn, np.uint32)
     same = proj.source == proj.target
     cond = np.zeros((0, 0))
@@ -187,12 +192,10 @@ def fill(proj: Projection, proj_id: int, seed: int, dt: float, pre: Population,
         kc.draw_sources(code, seed, proj_id, post_gid0, post_first, n_post, n_pre, p_pair, same,
                         proj.autapses, proj.multapses, ptr, src, 256)
     w, d = as_dist(proj.weight), as_dist(proj.delay)
-    wq_t = np.empty(n_syn, np.int16)
-    dly_t = np.empty(n_syn, np.uint16)
+    kc.source_rows(n_pre, post_base, ptr, src, indptr, tgt)  # src now holds each slot
     kc.draw_weights_delays(seed, proj_id, post_gid0, n_post, ptr,
                            w.code, w.a, w.b, w.low, w.high, shift,
-                           d.code, d.a, d.b, d.low, d.high, dt, cond, t_grp, sgrp, wq_t, dly_t)
-    kc.scatter_by_source(n_pre, post_base, ptr, src, wq_t, dly_t, indptr, tgt, wq, dly)
+                           d.code, d.a, d.b, d.low, d.high, dt, cond, t_grp, sgrp, wq, dly, src)
 
 
 def generate(proj: Projection, proj_id: int, seed: int, dt: float, n_pre: int,
