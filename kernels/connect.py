@@ -31,15 +31,17 @@ import numpy as np
 from dtb.kernels.philox import (
     CONNECT,
     D_CONSTANT,
-    D_LOGNORMAL,
+    D_NORMAL,
     D_UNIFORM,
     DELAY,
+    NORMAL_APPROX_ERR,
     WEIGHT,
     below,
     blocks,
     draw,
     make_key1,
     normal_pair,
+    normals_approx,
     u01,
 )
 
@@ -254,31 +256,54 @@ def draw_sources_units(rule, seed, proj, post_gid0, n_post, t_row, src_lo, src_h
                 sgrp[ptr[i] + j] = v
 
 
-@nb.njit(cache=True)
-def _draws(kind, a, b, low, high, seed, key1, gid, j0, n, out, b0, b1, b2, b3):
-    """out[l] = draw(kind, a, b, low, high, seed, key1, gid, 0, j0 + l) for l < n, bit for bit.
+@nb.njit(inline="always", cache=True)
+def _margin(a, b):
+    """Bound on |a + b z' - (a + b z)| for |z' - z| <= NORMAL_APPROX_ERR, |z| < 8.6, with
+    the rounding of both evaluations (generously: 1e-14 relative)."""
+    return abs(b) * NORMAL_APPROX_ERR + 1e-14 * (abs(a) + 10.0 * abs(b))
 
-    Attempt 0 of all n values comes from one blocks() call; a normal or lognormal value
-    outside [low, high] (the rare redraw) is drawn again by draw() itself.  log, cos and
-    exp stay in this loop, which the redraw call keeps scalar: a vector maths library
-    (SVML) must not change their last bits.
+
+@nb.njit(cache=True)
+def _draws(kind, a, b, low, high, seed, key1, gid, j0, n, out, apx, b0, b1, b2, b3):
+    """Values of draw(kind, a, b, low, high, seed, key1, gid, 0, j0 + l) for l < n.
+
+    out[l] is that value exactly (apx[l] False), or, for a normal distribution, a value
+    within _margin(a, b) of it (apx[l] True) that lies further than the margin inside
+    [low, high], so the exact draw is accepted at attempt 0 too.  The caller takes an
+    approximate value only where every value within the margin gives the same stored
+    result, and calls draw() for the exact one elsewhere.  Attempt 0 of all n values comes
+    from one blocks() call; redraws (values outside the bounds) and lognormal values use
+    draw() and libm, lane by lane.
     """
     if kind == D_CONSTANT:
         for q in range(n):
             out[q] = a
+            apx[q] = False
         return
     blocks(seed, key1, gid, 0, j0, 0, n, b0, b1, b2, b3)
     if kind == D_UNIFORM:
         for q in range(n):
             out[q] = a + (b - a) * u01(b0[q], b1[q])
+            apx[q] = False
+        return
+    if kind == D_NORMAL:
+        normals_approx(b0, b1, b2, b3, n, out)
+        mx = _margin(a, b)
+        for q in range(n):
+            x = a + b * out[q]
+            if x - low > mx and high - x > mx:
+                out[q] = x
+                apx[q] = True
+            else:
+                out[q] = draw(kind, a, b, low, high, seed, key1, gid, 0, j0 + q)
+                apx[q] = False
         return
     for q in range(n):
-        x = a + b * normal_pair(b0[q], b1[q], b2[q], b3[q])
-        if kind == D_LOGNORMAL:
-            x = math.exp(x)
+        x = math.exp(a + b * normal_pair(b0[q], b1[q], b2[q], b3[q]))
         if not (x >= low and x <= high):
             x = draw(kind, a, b, low, high, seed, key1, gid, 0, j0 + q)
         out[q] = x
+        apx[q] = False
 
 
 @nb.njit(parallel=True, cache=True)
@@ -292,32 +317,54 @@ def draw_weights_delays(seed, proj, post_gid0, n_post, ptr,
     written to wq[k], dly[k], or to wq[pos[k]], dly[pos[k]] when pos (its source-row slot,
     from source_rows) is given.  With a conduction matrix cond (G, G) in ms (long-range
     rules) the delay is cond[t_grp[i], sgrp[k]] plus the draw; otherwise cond is empty.
+
+    Normal draws come from normals_approx; the stored integer is the exact one's unless
+    the approximate value lies within its error margin of a rounding boundary (a
+    half-integer weight quantum, a half step of delay), where draw() gives the exact value
+    (about 1 synapse in 10**9).  The result is bit for bit that of the exact draws.
     """
     kw = make_key1(WEIGHT, proj)
     kd = make_key1(DELAY, proj)
-    scale = 2.0 ** (32 - shift)
+    scale = 2.0 ** (32 - shift)  # a power of two: w * scale is exact
+    mw = _margin(wa, wb)
+    md = _margin(da, db)
     has_cond = cond.shape[0] > 0
     n_chunks = min(n_post, 256)
     for c in nb.prange(n_chunks):
         b0, b1, b2, b3 = _scratch()
         wbuf = np.empty(CHUNK)
         dbuf = np.empty(CHUNK)
+        wapx = np.empty(CHUNK, np.bool_)
+        dapx = np.empty(CHUNK, np.bool_)
         for i in range(c * n_post // n_chunks, (c + 1) * n_post // n_chunks):
             gid = post_gid0 + i
             base = ptr[i]
             k = ptr[i + 1] - base
             for j0 in range(0, k, CHUNK):
                 n = min(CHUNK, k - j0)
-                _draws(wkind, wa, wb, wlo, whi, seed, kw, gid, j0, n, wbuf, b0, b1, b2, b3)
-                _draws(dkind, da, db, dlo, dhi, seed, kd, gid, j0, n, dbuf, b0, b1, b2, b3)
+                _draws(wkind, wa, wb, wlo, whi, seed, kw, gid, j0, n, wbuf, wapx, b0, b1, b2, b3)
+                _draws(dkind, da, db, dlo, dhi, seed, kd, gid, j0, n, dbuf, dapx, b0, b1, b2, b3)
                 for q in range(n):
                     e = base + j0 + q
-                    wv = round(wbuf[q] * scale)
+                    y = wbuf[q] * scale
+                    if wapx[q]:
+                        my = scale * mw + 1e-14 * (abs(y) + 1.0)
+                        if math.floor(y + 0.5 - my) != math.floor(y + 0.5 + my):
+                            y = draw(wkind, wa, wb, wlo, whi, seed, kw, gid, 0, j0 + q) * scale
+                    wv = round(y)
                     wv = min(max(wv, -32767.0), 32767.0)
                     d = dbuf[q]
                     if has_cond:
                         d += cond[t_grp[i], sgrp[e]]
-                    ds = math.floor(d / dt + 0.5)  # half steps round up, as NEST does
+                    v = d / dt + 0.5  # half steps round up, as NEST does
+                    if dapx[q]:
+                        mv = md / dt + 1e-14 * (abs(v) + abs(d) / dt + 1.0)
+                        if math.floor(v - mv) != math.floor(v + mv):
+                            d = draw(dkind, da, db, dlo, dhi, seed, kd, gid, 0, j0 + q)
+                            if has_cond:
+                                d += cond[t_grp[i], sgrp[e]]
+                            v = d / dt + 0.5
+                    ds = math.floor(v)
                     ds = min(max(ds, 1.0), 65535.0)
                     o = e if pos is None else pos[e]
                     wq[o] = np.int16(wv)

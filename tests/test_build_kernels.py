@@ -11,6 +11,7 @@ row lengths around the chunk size, and every source-drawing branch.
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import pytest
 import dtb
 from dtb.engine.connectivity import total_number_counts
 from dtb.kernels import connect as kc
+from dtb.kernels import philox
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import connect_reference as ref  # noqa: E402
@@ -44,6 +46,9 @@ WEIGHTS = {
     "normal_rejecting": dtb.Dist.normal(0.2, 1.0, low=-0.3, high=0.9),  # ~60 % redrawn
     "normal_low": dtb.Dist.normal(87.8, 8.78, low=0.0),
     "normal_high": dtb.Dist.normal(-351.2, 35.12, high=0.0),
+    # weights within the error margin of a half quantum (2**-19 here): the exact draw
+    # decides about half of them (the fallback of draw_weights_delays)
+    "normal_half_quantum": dtb.Dist.normal(30000.5 * 2.0**-19, 2e-15, low=0.0),
     "lognormal_rejecting": dtb.Dist.lognormal(0.0, 1.0, low=0.5, high=3.0),  # ~50 % redrawn
     "lognormal": dtb.Dist.lognormal(-1.0, 0.5),
     "uniform": dtb.Dist.uniform(-3.0, 2.5),
@@ -52,6 +57,7 @@ WEIGHTS = {
 DELAYS = {
     "normal_at_dt": dtb.Dist.normal(0.75, 0.375, low=DT),
     "normal_rejecting": dtb.Dist.normal(1.0, 2.0, low=0.5, high=2.0),  # ~70 % redrawn
+    "normal_half_step": dtb.Dist.normal(1.05, 1e-13, low=DT),  # a quarter at 10.5 steps
     "lognormal_rejecting": dtb.Dist.lognormal(0.5, 0.8, low=1.0, high=2.5),
     "uniform": dtb.Dist.uniform(0.1, 3.0),
     "constant": dtb.Dist.constant(1.5),
@@ -223,3 +229,31 @@ def test_total_number_counts_bitwise():
         got = total_number_counts(seed, proj, n_post, n_total, first, count)
         want = ref.total_number_counts(seed, proj, n_post, n_total, first, count)
         np.testing.assert_array_equal(got, want)
+
+
+def test_normals_approx_within_bound():
+    """normals_approx stays within NORMAL_APPROX_ERR of Box-Muller with libm, with room to
+    spare, on random blocks and on the extreme ones (u1 at 2**-53 and 1 - 2**-53, u2 at the
+    quadrant and octant edges of the circle)."""
+    rng = np.random.default_rng(11)
+    n = 400_000
+    w = rng.integers(0, 2**32, (4, n), dtype=np.uint64).astype(np.uint32)
+    edges = np.array([0, 63, 64, 0x3FFFFFFF, 0x40000000, 0x1FFFFFFF, 0x20000000, 0x7FFFFFFF,
+                      0x80000000, 0xBFFFFFFF, 0xC0000000, 0xDFFFFFFF, 0xFFFFFFC0, 0xFFFFFFFF],
+                     np.uint32)
+    m = len(edges)
+    w[0, :m * m] = np.repeat(edges, m)
+    w[1, :m * m] = np.tile(edges, m)
+    w[2, m * m:2 * m * m] = np.repeat(edges, m)
+    w[3, m * m:2 * m * m] = np.tile(edges, m)
+    got = np.empty(n)
+    philox.normals_approx(w[0], w[1], w[2], w[3], n, got)
+    want = np.array([_normal(*col) for col in w.T])
+    assert np.max(np.abs(got - want)) < philox.NORMAL_APPROX_ERR / 100
+
+
+def _normal(w0, w1, w2, w3):
+    """Box-Muller as normal_pair writes it, here in numpy's libm (the same log and cos)."""
+    def u(a, b):
+        return ((int(a) >> 6) * 67108864.0 + (int(b) >> 6) + 0.5) * (1.0 / 4503599627370496.0)
+    return math.sqrt(-2.0 * math.log(u(w0, w1))) * math.cos(2.0 * math.pi * u(w2, w3))
