@@ -13,10 +13,12 @@ Within a row the targets ascend, so a thread that owns a target range finds its 
 row by binary search (see delivery.py).
 
 Speed (issue 16): the Philox blocks a target consumes are made CHUNK at a time by
-philox.blocks(), whose loop over consecutive counters runs in SIMD lanes; the per-synapse
-work that follows (log, cos, exp of the Box-Muller and lognormal draws; rejection) stays
-scalar, in the order and with the operations of the one-draw-at-a-time code, so the
-bits are those of benchmarks/connect_reference.py (tests/test_build_kernels.py).
+philox.blocks(), whose loop over consecutive counters runs in SIMD lanes.  Normal weights
+and delays come from philox.normals_approx (Box-Muller by polynomials, in SIMD lanes);
+a stored weight or delay is an integer (quantum, step), and where the approximate value
+is not provably on the same side of every rounding edge and bound as the libm one, the
+scalar draw() decides.  Redraws and lognormal values use draw() and libm as before.  So
+the bits are those of benchmarks/connect_reference.py (tests/test_build_kernels.py).
 Weights and delays are written straight to their source-row slots (source_rows() computes
 them first), which saves a scatter pass and 4 bytes per synapse of temporary memory.
 """
@@ -51,7 +53,7 @@ RULE_BERNOULLI = 2
 RULE_UNIT_LOCAL = 3
 RULE_LONG_RANGE = 4
 
-CHUNK = 64  # Philox blocks made per blocks() call (SIMD-friendly, 1 KiB of buffers)
+CHUNK = 256  # values drawn per batch: long enough for the SIMD loops to pay (64 was 1.4x slower)
 FIX_BITS = 32  # fixed-point fraction bits of the input accumulators
 WQ_MAX = 32767
 
