@@ -160,11 +160,12 @@ def draw_sources(rule, seed, proj, post_gid0, post_first, n_post, n_pre, p, same
                 _bernoulli_targets(seed, key1, gid, n_pre, p, self_idx, src, o, b0, b1, b2, b3)
             elif multapses:
                 t = 0
-                bp = CHUNK
+                bp = m = 0
                 for j in range(k):
                     while True:
-                        if bp == CHUNK:
-                            blocks(seed, key1, gid, 0, t, 0, CHUNK, b0, b1, b2, b3)
+                        if bp == m:  # refill: what the row still needs, a few spare
+                            m = min(CHUNK, k - j + 8)
+                            blocks(seed, key1, gid, 0, t, 0, m, b0, b1, b2, b3)
                             bp = 0
                         s = below(b0[bp], n_pre)
                         bp += 1
@@ -195,10 +196,11 @@ def draw_sources(rule, seed, proj, post_gid0, post_first, n_post, n_pre, p, same
             else:
                 t = 0
                 j = 0
-                bp = CHUNK
+                bp = m = 0
                 while j < k:
-                    if bp == CHUNK:
-                        blocks(seed, key1, gid, 0, t, 0, CHUNK, b0, b1, b2, b3)
+                    if bp == m:  # refill: what the row still needs, a few spare
+                        m = min(CHUNK, k - j + 8)
+                        blocks(seed, key1, gid, 0, t, 0, m, b0, b1, b2, b3)
                         bp = 0
                     s = below(b0[bp], n_pre)
                     bp += 1
@@ -234,11 +236,13 @@ def draw_sources_units(rule, seed, proj, post_gid0, n_post, t_row, src_lo, src_h
             self_idx = self_first + i if self_first >= 0 else -1
             row = t_row[i]
             t = 0
-            bp = CHUNK
-            for j in range(ptr[i + 1] - ptr[i]):
+            bp = m = 0
+            k = ptr[i + 1] - ptr[i]
+            for j in range(k):
                 while True:
-                    if bp == CHUNK:
-                        blocks(seed, key1, gid, 0, t, 0, CHUNK, b0, b1, b2, b3)
+                    if bp == m:  # refill: what the row still needs, a few spare
+                        m = min(CHUNK, k - j + 8)
+                        blocks(seed, key1, gid, 0, t, 0, m, b0, b1, b2, b3)
                         bp = 0
                     w0 = b0[bp]
                     w1 = b1[bp]
