@@ -327,7 +327,7 @@ def draw_weights_delays(seed, proj, post_gid0, n_post, ptr,
     Normal draws come from normals_approx; the stored integer is the exact one's unless
     the approximate value lies within its error margin of a rounding boundary (a
     half-integer weight quantum, a half step of delay), where draw() gives the exact value
-    (for the microcircuit's weights about 5 in 10**9).  The result is bit for bit that of
+    (for the microcircuit's weights about 3 in 10**9).  The result is bit for bit that of
     the exact draws.
     """
     kw = make_key1(WEIGHT, proj)
