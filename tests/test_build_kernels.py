@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 import dtb
-from dtb.engine.connectivity import total_number_counts
+from dtb.engine.connectivity import fill, total_number_counts
+from dtb.errors import ConfigError
 from dtb.kernels import connect as kc
 from dtb.kernels import philox
 
@@ -257,3 +258,15 @@ def _normal(w0, w1, w2, w3):
     def u(a, b):
         return ((int(a) >> 6) * 67108864.0 + (int(b) >> 6) + 0.5) * (1.0 / 4503599627370496.0)
     return math.sqrt(-2.0 * math.log(u(w0, w1))) * math.cos(2.0 * math.pi * u(w2, w3))
+
+
+def test_more_than_2_32_synapses_of_one_projection_on_one_engine_refused():
+    """Slots are uint32: fill() refuses, before allocating anything, a projection with 2**32
+    synapses or more onto one engine, naming it and the remedy."""
+    pre = dtb.Population("A", 10, model="iaf_psc_exp")
+    post = dtb.Population("B", 2, model="iaf_psc_exp")
+    proj = dtb.Projection("A", "B", dtb.FixedTotalNumber(2**32), weight=1.0, delay=1.0)
+    counts = np.array([2**31, 2**31], np.int64)
+    with pytest.raises(ConfigError, match=r"A->B: 4294967296 synapses on one engine.*2\*\*32"):
+        fill(proj, 0, 1, DT, pre, post, 0, 0, counts, 0, 0, np.empty(11, np.int64),
+             np.empty(0, np.uint32), np.empty(0, np.int16), np.empty(0, np.uint16))
