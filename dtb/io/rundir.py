@@ -68,6 +68,7 @@ from dtb.io.runfiles import (
     config_differences,
     config_digest,
 )
+from dtb.io.runspec import RunSpec
 from dtb.io.sonata_layout import spikes_image
 from dtb.model.config import SimulationSettings
 
@@ -85,7 +86,8 @@ class RunDirectory(RunLifecycle):
 
     def start(self, network: Network, settings: SimulationSettings,
               command: Sequence[str] | None = None, source: Mapping[str, Any] | None = None,
-              threads: int | None = None, written: Sequence[str] = ()) -> None:
+              threads: int | None = None, written: Sequence[str] = (),
+              run_spec: RunSpec | None = None) -> None:
         """Write the manifest with status ``"running"`` (an earlier run being replaced is
         set aside first).
 
@@ -94,7 +96,9 @@ class RunDirectory(RunLifecycle):
         its arguments, or a config file); ``threads`` the CPU threads the engine will use;
         ``written``: top-level entries this run writes besides ``WRITTEN`` (``brain.h5``).
         The manifest lists them all in ``written`` (what ``--overwrite`` may replace) and
-        the SHA-256 of the configuration in ``config_sha256`` (checked on ``--resume``).
+        the SHA-256 of the configuration in ``config_sha256`` (checked on ``--resume``);
+        ``run_spec`` (dtb simulate's: what ``--resume`` rebuilds the run from,
+        dtb.io.runspec) goes into ``run_spec`` with its SHA-256 in ``run_spec_sha256``.
         """
         config = run_config(network, settings, source)
         v = versions()
@@ -107,6 +111,7 @@ class RunDirectory(RunLifecycle):
             "source": dict(source) if source else None,
             "config": config,
             "config_sha256": config_digest(config),
+            **(run_spec.manifest_fields() if run_spec is not None else {}),
             "written": sorted({*WRITTEN, *written}),
             "seed": settings.seed,
             "backend": "cpu",
@@ -192,11 +197,13 @@ class RunDirectory(RunLifecycle):
 
         now = json.loads(json.dumps(run_config(network, settings, source)))
         diff = config_differences(self.manifest.get("config"), now)
+        # the settings first: a changed dt changes a network's delays too, dozens of fields
+        diff.sort(key=lambda d: not d.startswith("simulation."))
         if diff:
             shown = "; ".join(diff[:5]) + (f"; and {len(diff) - 5} more" if len(diff) > 5
                                             else "")
             raise NotResumable(f"{self.path / MANIFEST}: the recorded configuration differs "
-                               f"from the one the run's command and files give now ({shown})"
+                               f"from the one its run_spec and files give now ({shown})"
                                " -- a resumed run must continue the run it names; was the "
                                "manifest edited?")
 
