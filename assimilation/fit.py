@@ -76,13 +76,16 @@ NETWORK_TRANSIENT_MS = 300.0   # ms of the network's start dropped before rates 
 class FitParameter:
     """One estimated number in ``(low, high)``: ``name`` = ``"coupling"`` or
     ``"<family>.<hyperparameter>"``; ``mode`` ``"scale"`` or ``"shift"`` (see the module
-    docstring); ``map`` (U,) per unit for a shift (None: ones)."""
+    docstring); ``map`` (U,) per unit for a shift (None: ones); ``map_name`` the map's
+    name where it came from a map table or is built in (dtb.brain.maps; resolved into
+    ``map`` once the brain is known)."""
 
     name: str
     low: float
     high: float
     mode: str = "scale"
     map: np.ndarray | None = field(default=None, compare=False)
+    map_name: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         bad = []
@@ -96,7 +99,7 @@ class FitParameter:
             bad.append(f"{self.name}: mode {self.mode!r} -- expected 'scale' or 'shift'")
         if self.structural and (self.mode != "scale" or self.map is not None):
             bad.append(f"{self.name}: mode {self.mode!r} -- a global number, no map")
-        if self.mode == "scale" and self.map is not None:
+        if self.mode == "scale" and (self.map is not None or self.map_name is not None):
             bad.append(f"{self.name}: a map with mode 'scale' -- maps shift (mode 'shift')")
         if bad:
             raise ConfigError(bad, "fit parameters")
@@ -185,10 +188,12 @@ def _nominal(spec: Any, name: str) -> np.ndarray:
 
 
 def simulate_bold(spec: Any, params: Sequence[FitParameter], x: np.ndarray, seed: int,
-                  cfg: ForwardConfig) -> np.ndarray:
+                  cfg: ForwardConfig, comm: Any = None) -> np.ndarray:
     """BOLD per region (n_tr, R) (fractional signal change; regions in the order of
     ``spec.region_labels``) of the brain ``spec`` at parameter values ``x`` (P,); with
-    ``cfg.observable == "rates"`` the region rates (Hz) per TR instead."""
+    ``cfg.observable == "rates"`` the region rates (Hz) per TR instead.  ``comm``: the
+    member communicator the engine is distributed over (None: this process alone); every
+    rank of it returns the same series."""
 
     x = np.asarray(x, float)
     G, sc_exp = 1.0, 0.0
@@ -204,7 +209,7 @@ def simulate_bold(spec: Any, params: Sequence[FitParameter], x: np.ndarray, seed
         else:
             unit_values[p.name] = p.unit_values(float(v), _nominal(spec, p.name))
     net = with_coupling(spec, G, targets, sc_exp).to_network()
-    eng = Engine(net, dt=cfg.dt_ms, seed=seed, threads=cfg.threads)
+    eng = Engine(net, dt=cfg.dt_ms, seed=seed, threads=cfg.threads, comm=comm)
     eng.keep_spikes = False
     mem = EngineMember(eng)
     for name, v in unit_values.items():
@@ -249,7 +254,8 @@ class Forward:
     of ``U`` (N, P) on the unbounded scale and returns their statistics (N, m).
 
     ``run_map(fn, items)``: how the runs are distributed (the builtin ``map`` by default;
-    member communicators or a process pool pass their own).  ``bolds`` keeps the last
+    a process pool passes its own, MPI member communicators ``fit_members.MemberMap``,
+    which calls ``fn(item, comm=member_comm)``).  ``bolds`` keeps the last
     iteration's BOLD series (N, n_tr, R) for scoring."""
 
     spec: Any
@@ -280,8 +286,8 @@ class Forward:
         return np.stack([statistics(b, self.stats) for b in self.bolds])
 
 
-def _run_job(job: tuple[Any, ...]) -> np.ndarray:
+def _run_job(job: tuple[Any, ...], comm: Any = None) -> np.ndarray:
     spec, params, x, seed, cfg = job
-    return simulate_bold(spec, params, x, seed, cfg)
+    return simulate_bold(spec, params, x, seed, cfg, comm)
 
 

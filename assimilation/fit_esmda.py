@@ -61,6 +61,25 @@ class FitResult:
         return np.array([p.from_unbounded(u[k]) for k, p in enumerate(self.params)])
 
 
+PRIOR_SAMPLING = ("exact", "random")
+
+
+def prior_normals(rng: np.random.Generator, n: int, p: int, how: str = "exact") -> np.ndarray:
+    """(n, p) standard normal draws for a prior ensemble.  ``"random"``: plain draws.
+    ``"exact"``: the same draws centred and whitened so that their sample mean is 0 and
+    their sample covariance (ddof 1) the identity exactly (second-order exact sampling,
+    Evensen 2004); with n <= p members, where no n points have an identity covariance,
+    each column is centred and scaled to SD 1 instead."""
+    Z = rng.standard_normal((n, p))
+    if how == "random" or n < 2:
+        return Z
+    Z = Z - Z.mean(axis=0)
+    if n > p:
+        L = np.linalg.cholesky(Z.T @ Z / (n - 1))
+        return np.linalg.solve(L, Z.T).T
+    return Z / Z.std(axis=0, ddof=1)
+
+
 class Fitter:
     """ES-MDA on the parameters of ``forward`` (a ``Forward``), one step at a time, over a
     state a driver can checkpoint between iterations (``state`` / ``restore``); ``fit`` is
@@ -71,18 +90,22 @@ class Fitter:
     (``noise_covariance``); the data statistics are one more draw of such a process, so
     Gamma = (1 + ``data_noise``) times it (``data_noise`` = 1: data as long as the runs).
     Prior: independent normals of SD ``prior_sd`` on the logit scale around ``centre``
-    (default: the middle of the bounds).  ``step()``: one of ``iterations`` updates with
-    ``esmda_alphas(iterations, ratio)`` (perturbed observations); members draw fresh seeds at
-    every iteration.  With ``forward.stats.fc_components`` > 0 the first step finds the
-    ``FcBasis`` from the prior ensemble's FC, and the data, the noise runs and every later
-    forward run are reduced by it before Gamma and the updates see them.
+    (default: the middle of the bounds).  ``prior_sampling="exact"`` (the default) draws
+    them with the prior's moments exactly (``prior_normals``): with 6-8 members a plain
+    draw is far from its prior (one parameter's six draws all fell above the centre, and
+    the posterior mean stayed where that draw put it); ``"random"`` is the plain draw.
+    ``step()``: one of ``iterations`` updates with ``esmda_alphas(iterations, ratio)``
+    (perturbed observations); members draw fresh seeds at every iteration. With
+    ``forward.stats.fc_components`` > 0 the first step finds the ``FcBasis`` from the prior
+    ensemble's FC, and the data, the noise runs and every later forward run are reduced by
+    it before Gamma and the updates see them.
 
     ``y`` (m,) are the data's statistics before any reduction (``statistics``)."""
 
     def __init__(self, forward: Forward, y: np.ndarray, members: int, iterations: int,
                  seed: int = 0, noise_runs: int = 8, data_noise: float = 1.0,
                  prior_sd: float = 1.0, centre: Sequence[float] | None = None,
-                 ratio: float = 1.0):
+                 ratio: float = 1.0, prior_sampling: str = "exact"):
 
         bad = [f"{name}: {v!r} -- expected an integer >= {least}{why}"
                for name, v, least, why in (
@@ -90,8 +113,12 @@ class Fitter:
                    ("noise_runs", noise_runs, 3, " (two runs make every standardised "
                     "statistic +-1, a singular covariance that no shrinkage repairs)"))
                if not (isinstance(v, int | np.integer) and v >= least)]
+        if prior_sampling not in PRIOR_SAMPLING:
+            bad.append(f"prior_sampling: {prior_sampling!r} -- expected one of "
+                       f"{list(PRIOR_SAMPLING)}")
         if bad:
             raise ConfigError(bad, "fit")
+        self.prior_sampling = prior_sampling
         self.forward = forward
         self.y_full = np.asarray(y, float)
         self.members, self.n_iter, self.seed = int(members), int(iterations), int(seed)
@@ -121,8 +148,8 @@ class Fitter:
         self.S_full = np.asarray(fw(np.repeat(self.c[None], self.noise_runs, axis=0),
                                     NOISE_ITERATION), float)
         self.rng = np.random.default_rng(np.random.SeedSequence([self.seed, 7]))
-        self.U0 = self.c + self.prior_sd * self.rng.standard_normal((self.members,
-                                                                     self.c.size))
+        self.U0 = self.c + self.prior_sd * prior_normals(self.rng, self.members, self.c.size,
+                                                         self.prior_sampling)
         self.U = self.U0.copy()
         if not fw.stats.fc_components:
             self._set_noise(None)
@@ -231,12 +258,13 @@ class Fitter:
 def fit(forward: Forward, y: np.ndarray, members: int, iterations: int, seed: int = 0,
         noise_runs: int = 8, data_noise: float = 1.0, prior_sd: float = 1.0,
         centre: Sequence[float] | None = None, ratio: float = 1.0,
-        callback: Callable[[int, Any], None] | None = None) -> FitResult:
+        callback: Callable[[int, Any], None] | None = None,
+        prior_sampling: str = "exact") -> FitResult:
     """Fit ``forward``'s parameters to the data statistics ``y`` (m,) by ES-MDA (see
     ``Fitter`` for the noise, the prior and the FC reduction).  ``callback(i, iteration)``
     after each update."""
     f = Fitter(forward, y, members, iterations, seed, noise_runs, data_noise, prior_sd,
-               centre, ratio)
+               centre, ratio, prior_sampling)
     f.start()
     while not f.done:
         it = f.step()

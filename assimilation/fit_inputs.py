@@ -10,22 +10,23 @@ are detrended separately (``--detrend``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from dtb.assimilation.boldfiles import read_table
-from dtb.assimilation.fit import _nominal
+from dtb.assimilation.fit import FitParameter, _nominal
 from dtb.assimilation.fit_options import FitOptions
 from dtb.assimilation.observations import BoldData, read_bold, resolve_regions
 from dtb.assimilation.summary import detrend
+from dtb.brain.maps import SC_STRENGTH, read_region_maps, sc_strength_map
 from dtb.brain.spec import BrainSpec
 from dtb.errors import ConfigError, InputError
 from dtb.io.fileio import sha256_file
 
-__all__ = ["FitInputs", "load_inputs", "detrend", "read_group_fc"]
+__all__ = ["FitInputs", "load_inputs", "detrend", "read_group_fc", "with_maps"]
 
 
 @dataclass
@@ -33,7 +34,8 @@ class FitInputs:
     """``spec`` the brain; ``fit`` (T_fit, R) and ``test`` (T_test, R) the detrended BOLD of
     the fit and held-out TRs in the brain's region order; ``fit_trs``/``test_trs`` their
     (start, stop) TR indices; ``tr_s`` seconds; ``group_fc`` (R, R) or None; ``source``
-    what the manifest records (paths, SHA-256, TR and where it came from)."""
+    what the manifest records (paths, SHA-256, TR and where it came from); ``params`` the
+    options' parameters with their maps resolved for this brain (U,) per unit."""
 
     spec: Any
     fit: np.ndarray
@@ -45,6 +47,7 @@ class FitInputs:
     source: dict[str, Any]
     labels: np.ndarray
     names: list[str]
+    params: list[FitParameter]
 
 
 def _resolve_range(r: tuple[int | None, int | None] | None, default: tuple[int, int], T: int,
@@ -139,6 +142,7 @@ def load_inputs(o: FitOptions) -> FitInputs:
                              f"constant over the {what} TRs", "a varying signal")
     group = read_group_fc(o.group_fc, spec) if o.group_fc is not None else None
     _check_params(o, spec)
+    params = with_maps(o.params, spec, o.maps)
     _check_tr(o, bold.tr_s, src)
     source = {"brain": str(o.brain.resolve()), "brain_sha256": sha256_file(o.brain),
               "bold": str(Path(o.bold).resolve()), "bold_sha256": sha256_file(o.bold),
@@ -148,9 +152,34 @@ def load_inputs(o: FitOptions) -> FitInputs:
     if o.group_fc is not None:
         source.update(group_fc=str(o.group_fc.resolve()),
                       group_fc_sha256=sha256_file(o.group_fc))
+    if o.maps is not None:
+        source.update(maps=str(o.maps.resolve()), maps_sha256=sha256_file(o.maps))
     return FitInputs(spec, fit, test, fit_trs, test_trs, float(bold.tr_s), group, source,
                      np.asarray(spec.region_labels, np.int64),
-                     [str(n) for n in spec.region_names])
+                     [str(n) for n in spec.region_names], params)
+
+
+def with_maps(params: list[FitParameter], spec: Any, maps: Path | None
+              ) -> list[FitParameter]:
+    """``params`` with each named map (``map_name``) resolved to its per-unit values (U,):
+    a column of the region table ``maps`` or the built-in ``sc_strength``, standardised over
+    the brain's regions (dtb.brain.maps), then given to every unit of the region."""
+    table = read_region_maps(maps) if maps is not None else None
+    out = []
+    for p in params:
+        if p.map_name is None:
+            out.append(p)
+            continue
+        if p.map_name == SC_STRENGTH:
+            per_region = sc_strength_map(spec.weights)
+        elif table is None:  # check_args asks for --maps first; a library caller may not
+            raise ConfigError([f"{p.name}: map {p.map_name!r} -- expected a region table "
+                               f"of maps (--maps) with that column"], "dtb fit")
+        else:
+            per_region = table.for_brain(p.map_name, np.asarray(spec.region_labels),
+                                         [str(n) for n in spec.region_names])
+        out.append(replace(p, map=per_region[np.asarray(spec.unit_region, np.int64)]))
+    return out
 
 
 def _check_params(o: FitOptions, spec: Any) -> None:

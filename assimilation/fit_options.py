@@ -11,11 +11,18 @@ Parameters (``--param``, repeatable, or ``--params FILE.yaml``)::
     --param coupling=0.25:3            # NAME=LOW:HIGH, prior centred in the middle
     --param coupling.I=0:1@0.25        # NAME=LOW:HIGH@CENTRE
     --param E.I_e=-0.2:0.2@0/shift     # a uniform shift (mode "shift") instead of a scale
+    --param E.I_e=-0.1:0.1@0/shift:t1t2   # a shift along a map: I_e + x * map (per region)
 
     # FILE.yaml
     parameters:
       - {name: coupling, low: 0.25, high: 3, centre: 1}
       - {name: E.I_e, low: -0.2, high: 0.2, centre: 0, mode: shift}
+      - {name: E.g_AMPA, low: -0.1, high: 0.1, mode: shift, map: sc_strength}
+
+A map is a column of the region table ``--maps FILE`` (dtb.brain.maps: a ``label`` or
+``name`` column and one column per map), or the built-in ``sc_strength`` (log SC
+in-strength); either is standardised over regions (mean 0, SD 1), so a shift's bounds are
+per SD of the map.  Each hyperparameter is fitted once: it follows one map (or none).
 
 Without either: ``DEFAULT_PARAMS``, the three long-range parameters of the regime study
 (``benchmarks/README.md``): coupling 0.25-3 (centre 1), coupling.I 0-1 (0.25),
@@ -34,6 +41,8 @@ from typing import Any
 import numpy as np
 
 from dtb.assimilation.fit import FitParameter
+from dtb.assimilation.fit_esmda import PRIOR_SAMPLING
+from dtb.brain.maps import SC_STRENGTH
 from dtb.errors import ConfigError
 from dtb.model.config import read_yaml
 
@@ -75,6 +84,9 @@ def add_fit_parser(subparsers: Any) -> argparse.ArgumentParser:
                     help="per region, on the fit and test TRs separately (linear)")
     io.add_argument("--group-fc", metavar="FILE", help="a group-mean FC (R x R CSV/TSV "
                     "headed by region labels or names) scored as a baseline")
+    io.add_argument("--maps", metavar="FILE", help="a region table of spatial maps (a label "
+                    "or name column, one column per map) that shift parameters follow "
+                    "(--param NAME=LOW:HIGH/shift:MAP)")
     io.add_argument("--truth", action="append", default=[], metavar="NAME=VALUE",
                     help="a twin experiment's true parameter value (repeatable): scores "
                          "and a figure of the posterior against it")
@@ -89,6 +101,9 @@ def add_fit_parser(subparsers: Any) -> argparse.ArgumentParser:
                     "centre that measure the model's own noise (6)")
     pa.add_argument("--prior-sd", type=float, default=1.0, help="prior SD on the logit "
                     "scale (1)")
+    pa.add_argument("--prior-sampling", choices=PRIOR_SAMPLING, default="exact",
+                    help="prior ensemble: 'exact' (its sample mean and covariance are the "
+                    "prior's; the default) or 'random' (plain draws)")
     pa.add_argument("--ratio", type=float, default=1.0, help="ES-MDA inflation ratio (1: "
                     "equal steps)")
     pa.add_argument("--fc-components", type=int, default=4, help="fit FC as its projection "
@@ -151,11 +166,13 @@ class FitOptions:
     test_trs: tuple[int | None, int | None] | None = None
     detrend: str = "linear"
     group_fc: Path | None = None
+    maps: Path | None = None
     truth: dict[str, float] = field(default_factory=dict)
     members: int = 8
     iterations: int = 3
     noise_runs: int = 6
     prior_sd: float = 1.0
+    prior_sampling: str = "exact"
     ratio: float = 1.0
     fc_components: int = 4
     fcd_quantiles: int = 0
@@ -182,8 +199,8 @@ class FitOptions:
         out: dict[str, Any] = {}
         for k, v in vars(self).items():
             if k == "params":
-                v = [{"name": p.name, "low": p.low, "high": p.high, "mode": p.mode}
-                     for p in v]
+                v = [{"name": p.name, "low": p.low, "high": p.high, "mode": p.mode,
+                      "map": p.map_name} for p in v]
             elif isinstance(v, Path):
                 v = str(v)
             elif isinstance(v, tuple):
@@ -194,7 +211,7 @@ class FitOptions:
 
 _RANGE = re.compile(r"^\s*(\d*)\s*:\s*(\d*)\s*$")
 _PARAM = re.compile(r"^([A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)?)=([^:@/]+):([^:@/]+)"
-                    r"(?:@([^:@/]+))?(?:/(scale|shift))?$")
+                    r"(?:@([^:@/]+))?(?:/(scale|shift)(?::([A-Za-z_][\w.-]*))?)?$")
 
 
 def parse_range(text: str, flag: str) -> tuple[int | None, int | None]:
@@ -218,20 +235,25 @@ def _num(text: str, flag: str, what: str) -> float:
 
 
 def parse_param(text: str) -> tuple[FitParameter, float]:
-    """``NAME=LOW:HIGH[@CENTRE][/shift]`` -> (FitParameter, prior centre)."""
+    """``NAME=LOW:HIGH[@CENTRE][/shift[:MAP]]`` -> (FitParameter, prior centre)."""
     m = _PARAM.match(text.strip())
     if not m:
-        raise ConfigError([f"--param: {text!r} -- expected NAME=LOW:HIGH[@CENTRE][/shift] "
-                           "(e.g. coupling=0.25:3@1, E.I_e=-0.2:0.2/shift)"], "dtb fit")
-    name, lo, hi, c, mode = m.groups()
+        raise ConfigError([f"--param: {text!r} -- expected NAME=LOW:HIGH[@CENTRE][/shift"
+                           "[:MAP]] (e.g. coupling=0.25:3@1, E.I_e=-0.2:0.2/shift, "
+                           "E.I_e=-0.1:0.1/shift:sc_strength)"], "dtb fit")
+    name, lo, hi, c, mode, map_name = m.groups()
+    if map_name is not None and mode != "shift":
+        raise ConfigError([f"--param: {text!r} -- a map follows /shift only (a map shifts: "
+                           f"{name}=LOW:HIGH/shift:{map_name})"], "dtb fit")
     return _param(name, _num(lo, "--param", f"{name} low"), _num(hi, "--param", f"{name} high"),
                   None if c is None else _num(c, "--param", f"{name} centre"), mode or "scale",
-                  "--param")
+                  "--param", map_name)
 
 
 def _param(name: str, lo: float, hi: float, c: float | None, mode: str,
-           where: str) -> tuple[FitParameter, float]:
-    p = FitParameter(name, lo, hi, mode=mode)
+           where: str, map_name: str | None = None) -> tuple[FitParameter, float]:
+    p = FitParameter(name, lo, hi, mode=mode,
+                     map_name=None if map_name is None else map_name.lower())
     centre = (lo + hi) / 2 if c is None else c
     if not lo < centre < hi:
         raise ConfigError([f"{where}: {name} centre {centre:g} -- expected a value strictly "
@@ -244,17 +266,17 @@ def _params_yaml(path: str) -> list[tuple[FitParameter, float]]:
     items = d.get("parameters") if isinstance(d, dict) else None
     if not isinstance(items, list) or not items:
         raise ConfigError(["parameters: expected a list of {name, low, high[, centre, "
-                           "mode]} mappings"], path)
+                           "mode, map]} mappings"], path)
     out = []
     for i, it in enumerate(items):
         where = f"parameters[{i}]"
         if not isinstance(it, dict) or not {"name", "low", "high"} <= set(it):
             raise ConfigError([f"{where}: {it!r} -- expected a mapping with name, low, high "
-                               "(and optionally centre, mode)"], path)
-        extra = set(it) - {"name", "low", "high", "centre", "mode"}
+                               "(and optionally centre, mode, map)"], path)
+        extra = set(it) - {"name", "low", "high", "centre", "mode", "map"}
         if extra:
             raise ConfigError([f"{where}: unknown key(s) {sorted(extra)} -- expected name, "
-                               "low, high, centre, mode"], path)
+                               "low, high, centre, mode, map"], path)
         vals: list[float | None] = []
         for k in ("low", "high", "centre"):
             v = it.get(k)
@@ -267,10 +289,14 @@ def _params_yaml(path: str) -> list[tuple[FitParameter, float]]:
         mode = it.get("mode", "scale")
         if mode not in ("scale", "shift"):
             raise ConfigError([f"{where}.mode: {mode!r} -- expected scale or shift"], path)
+        map_name = it.get("map")
+        if map_name is not None and (not isinstance(map_name, str) or mode != "shift"):
+            raise ConfigError([f"{where}.map: {map_name!r} -- expected the name of a map "
+                               "(a column of --maps, or sc_strength) with mode: shift"], path)
         low, high = vals[0], vals[1]
         assert low is not None and high is not None  # required above; only centre may be None
         try:
-            out.append(_param(str(it["name"]), low, high, vals[2], mode, where))
+            out.append(_param(str(it["name"]), low, high, vals[2], mode, where, map_name))
         except ConfigError as e:
             raise ConfigError(e.problems, path) from None
     return out
@@ -298,8 +324,10 @@ def check_args(a: argparse.Namespace) -> FitOptions:
         centre=[c for _, c in pairs], tr_s=a.tr, labels=a.labels, dataset=a.dataset,
         fit_trs=ranges.get("fit_trs"), test_trs=ranges.get("test_trs"), detrend=a.detrend,
         group_fc=Path(a.group_fc) if a.group_fc else None, truth=truth,
+        maps=Path(a.maps) if a.maps else None,
         members=a.members, iterations=a.iterations, noise_runs=a.noise_runs,
-        prior_sd=a.prior_sd, ratio=a.ratio, fc_components=a.fc_components,
+        prior_sd=a.prior_sd, prior_sampling=a.prior_sampling, ratio=a.ratio,
+        fc_components=a.fc_components,
         fcd_quantiles=a.fcd_quantiles, fit_variance=a.fit_variance, fit_mean=a.fit_mean,
         window=a.window,
         step=a.step, n_tr=a.n_tr, free_trs=a.free_trs, dt_ms=a.dt, spinup_s=a.spinup_s,
@@ -363,6 +391,11 @@ def _check_params(a: argparse.Namespace, bad: list[str]) -> list[tuple[FitParame
         if a.params:
             raise
         bad.extend(e.problems)
+    need = sorted({p.map_name for p, _ in pairs
+                   if p.map_name is not None and p.map_name != SC_STRENGTH})
+    if need and not a.maps:
+        bad.append(f"--param: map(s) {need} -- expected --maps FILE, a region table with "
+                   f"those columns (or the built-in map {SC_STRENGTH})")
     names = [p.name for p, _ in pairs]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:

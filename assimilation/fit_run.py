@@ -158,7 +158,7 @@ class FitRun(RunLifecycle):
             for k, v in files["h5_attrs"].items():
                 h.attrs[k] = v
             g = h["parameters"]
-            for k in ("low", "high", "centre", "mode"):
+            for k in ("low", "high", "centre", "mode", "map"):
                 g.attrs[k] = files["param_attrs"][k]
 
         d, s, _ = write_h5_atomic(self.path / RESULT, fill, "fit results")
@@ -264,7 +264,7 @@ def execute(o: FitOptions, inp: FitInputs, run: FitRun, resume: bool,
         fwd = F.Forward(inp.spec, o.params, cfg, stats, seed=o.seed, run_map=run_map)
         fitter = Fitter(fwd, y, o.members, o.iterations, o.seed, o.noise_runs,
                           data_noise=n_tr / T_fit, prior_sd=o.prior_sd, centre=o.centre,
-                          ratio=o.ratio)
+                          ratio=o.ratio, prior_sampling=o.prior_sampling)
         prog = _iterate(o, fitter, run, resume, times, say)
         res = fitter.result()
         fitted_raw, unfitted_raw, free_seed = _free_runs(o, inp, res.posterior_mean, run_map,
@@ -397,14 +397,15 @@ def _files(o: FitOptions, inp: FitInputs, res: Any, history: list,
                "regions/name": np.array(inp.names, dtype=object).astype("S")} | basis,
         "h5_attrs": {"format": "dtb-fit", "tr_s": inp.tr_s, "observable": o.observable},
         "param_attrs": {"low": [p.low for p in o.params], "high": [p.high for p in o.params],
-                        "centre": list(o.centre), "mode": [p.mode for p in o.params]},
+                        "centre": list(o.centre), "mode": [p.mode for p in o.params],
+                        "map": [p.map_name or "" for p in o.params]},
         "fitted": fitted_raw, "labels": inp.labels, "names": inp.names, "tr_s": inp.tr_s}
 
 
 def check_resume_inputs(m: dict[str, Any]) -> None:
     """The inputs of a resumed run are the files it started with (SHA-256)."""
     src = m.get("source", {})
-    for k in ("brain", "bold", "group_fc"):
+    for k in ("brain", "bold", "group_fc", "maps"):
         if k not in src:
             continue
         p = Path(src[k])

@@ -191,7 +191,8 @@ def fit_subject(sid: str, a: argparse.Namespace, pool: Any) -> dict[str, Any]:
     t0 = time.perf_counter()
     res = E.fit(fwd, y, members=a.members, iterations=a.iterations, seed=a.seed,
                 noise_runs=a.noise_runs, data_noise=a.n_tr / (TRAIN.stop - TRAIN.start),
-                prior_sd=a.prior_sd, centre=centre, callback=progress)
+                prior_sd=a.prior_sd, centre=centre, callback=progress,
+                prior_sampling=a.prior_sampling)
     t_fit = time.perf_counter() - t0
     n_calls[0] = a.noise_runs + a.members * a.iterations
     last = [score(b, d)["fc_r"] for b in fwd.bolds] if fwd.bolds is not None else []
@@ -272,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fc-components", type=int, default=0,
                     help="fit FC as this many principal axes of the prior ensemble's FC "
                          "(0: the whole triangle)")
+    ap.add_argument("--prior-sampling", choices=("exact", "random"), default="exact",
+                    help="prior ensemble with the prior's moments exactly, or plain draws")
     ap.add_argument("--prior-sd", type=float, default=1.0, help="on the logit scale")
     ap.add_argument("--spinup-s", type=float, default=10.0)
     ap.add_argument("--dt", type=float, default=0.5, help="ms")

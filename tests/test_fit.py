@@ -336,3 +336,35 @@ def test_fitter_state_round_trip_continues_identically():
     assert np.array_equal(r1.posterior, r2.posterior) and np.array_equal(r1.Gamma, r2.Gamma)
     assert [float(np.sum(i.misfit)) for i in r1.inversion.iterations] == \
         [float(np.sum(i.misfit)) for i in r2.inversion.iterations]
+
+
+def test_exact_prior_sampling_has_the_priors_moments_and_a_smaller_error():
+    """prior_normals("exact"): sample mean 0 and sample covariance I to rounding (n > p),
+    unit column SDs when n <= p; on the linear-Gaussian problem (8 members, 3 axes, 12
+    seeds) the fit's mean error falls (measured 0.232 -> 0.147) with the spread unchanged."""
+    from dtb.assimilation.fit_esmda import prior_normals
+
+    rng = np.random.default_rng(0)
+    Z = prior_normals(rng, 8, 3)
+    assert np.allclose(Z.mean(axis=0), 0, atol=1e-12)
+    assert np.allclose(np.cov(Z, rowvar=False), np.eye(3), atol=1e-12)
+    W = prior_normals(rng, 3, 5)
+    assert np.allclose(W.mean(axis=0), 0) and np.allclose(W.std(axis=0, ddof=1), 1)
+    R = prior_normals(np.random.default_rng(0), 8, 3, "random")
+    assert np.array_equal(R, np.random.default_rng(0).standard_normal((8, 3)))
+    err = {}
+    for how in ("random", "exact"):
+        e = []
+        for seed in range(12):
+            a, b, sigma, y, mean, _ = _linear_problem(seed)
+            f = Fitter(_LinearForward(3, a, b, sigma, seed), y, members=8, iterations=4,
+                       seed=seed, noise_runs=8, data_noise=0.0, prior_sampling=how)
+            f.start()
+            while not f.done:
+                f.step()
+            e.append(abs(f.U[:, 0].mean() - mean))
+        err[how] = float(np.mean(e))
+    assert err["exact"] < 0.8 * err["random"], err
+    with pytest.raises(ConfigError, match="prior_sampling"):
+        Fitter(_LinearForward(3, a, b, sigma, 0), y, members=8, iterations=1,
+               prior_sampling="lhs")

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,7 @@ def run_fit(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
         sub = argparse.ArgumentParser(prog="dtb").add_subparsers(dest="command")
         p = add_fit_parser(sub)
         rec = p.parse_args(recorded)
-        for k in ("brain", "bold", "labels", "group_fc", "params"):
+        for k in ("brain", "bold", "labels", "group_fc", "params", "maps"):
             v = getattr(rec, k)                  # relative to where the run started
             if v is not None and not Path(v).is_absolute():
                 setattr(rec, k, str(Path(m.get("cwd", ".")) / v))
@@ -100,12 +101,14 @@ def run_fit(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
         o = check_args(rec)
         check_resume_inputs(m)
         inp = load_inputs(o)
+        o = replace(o, params=inp.params)   # with their maps resolved for the brain
         run: Any = FitRun.reopen(run_dir)
         resume = True
     else:
         o = check_args(args)
         inp = load_inputs(o)
-        inputs = [x for x in (o.brain, o.bold, o.group_fc) if x is not None]
+        o = replace(o, params=inp.params)
+        inputs = [x for x in (o.brain, o.bold, o.group_fc, o.maps) if x is not None]
         run = FitRun(o.out, o.overwrite, inputs)
         resume = False
     say = None if o.quiet else _say
