@@ -38,7 +38,7 @@ from dtb.assimilation.stop import StopSource
 from dtb.engine.context import on_root
 from dtb.errors import DtbError, UsageError
 from dtb.io import checkpoint
-from dtb.io.runspec import check_checkpoints, check_input_file
+from dtb.io.runspec import check_checkpoints, check_input_file, latest_checkpoint
 from dtb.log import ONCE
 
 log = logging.getLogger(__name__)
@@ -141,13 +141,9 @@ def _read_resume_manifest(run: Path, ranks: int) -> tuple[list[str], dict[str, A
 
 
 def load_resume(run: Path, comm: Any) -> Resume:
-    got = checkpoint.load_latest(run, comm)
-    if got is None:
-        raise UsageError(f"--resume {run}: no usable checkpoint in {run / 'checkpoints'} "
-                         "(each one is missing a rank's file, damaged or written by another "
-                         "number of ranks) -- start the run again with --overwrite")
-    tr, state, meta = got
-    return Resume(tr, checkpoint.step_dir(run, tr), state, meta)
+    """The newest usable checkpoint of ``run`` (a collective; raises ``NotResumable``)."""
+    tr, state, meta, path = latest_checkpoint(run, comm)
+    return Resume(tr, path, state, meta)
 
 
 def _saver(prob: Problem, o: Options, lay: Layout, members: list[Any], base: np.ndarray,

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from dtb.errors import UsageError
-from dtb.io import checkpoint
+from dtb.io import runspec
 
 
 def checkpoint_steps(ms: float | None, dt: float) -> int | None:
@@ -45,14 +45,8 @@ def refuse_options(a: argparse.Namespace, parser: argparse.ArgumentParser) -> No
 
 
 def latest_checkpoint(run: Path, comm: Any) -> dict[str, Any]:
-    """The newest usable checkpoint of ``run`` (every rank's file there and readable; a
-    collective): its ``step``, this rank's ``state``, the ``meta`` data and its ``path``.
-    Raises ``UsageError`` when there is none."""
-    got = checkpoint.load_latest(run, comm)
-    if got is None:
-        raise UsageError(f"--resume {run}: no usable checkpoint in {run / 'checkpoints'} "
-                          "(each one is missing a rank's file or damaged) -- start the run "
-                          "again with --overwrite")
-    step, state, meta = got
-    return {"step": step, "state": state, "meta": meta,
-            "path": checkpoint.step_dir(run, step)}
+    """The newest usable checkpoint of ``run`` (dtb.io.runspec.latest_checkpoint, a
+    collective) as ``dtb.cli.simulate.run`` takes it: ``step``, this rank's ``state``,
+    ``meta``, ``path``."""
+    step, state, meta, path = runspec.latest_checkpoint(run, comm)
+    return {"step": step, "state": state, "meta": meta, "path": path}

@@ -40,7 +40,7 @@ from dtb.io.manifest import MANIFEST, NotResumable, resumable_manifest
 from dtb.io.runfiles import config_digest
 
 __all__ = ["RUN_SPEC_VERSION", "RunSpec", "resumable", "check_input_file",
-           "check_checkpoints"]
+           "check_checkpoints", "latest_checkpoint"]
 
 RUN_SPEC_VERSION = 1
 BACKENDS = ("cpu", "gpu")
@@ -220,3 +220,17 @@ def resumable(run: Path, ranks: int) -> tuple[RunSpec, dict[str, Any]]:
                          spec.source.get("sha256"))
     check_checkpoints(run, ranks)
     return spec, manifest
+
+
+def latest_checkpoint(run: Path, comm: Any) -> tuple[int, dict[str, Any], dict[str, Any], Path]:
+    """(step, this rank's arrays, metadata, directory) of the newest usable checkpoint of
+    ``run`` (every rank's file there and readable: ``checkpoint.load_latest``, a collective
+    on ``comm``); raises ``NotResumable`` when there is none."""
+    got = checkpoint.load_latest(run, comm)
+    if got is None:
+        raise NotResumable(f"--resume {run}: no usable checkpoint in {run / 'checkpoints'} "
+                           "(each one is missing a rank's file, damaged or written by "
+                           "another number of ranks) -- start the run again with "
+                           "--overwrite")
+    step, state, meta = got
+    return step, state, meta, checkpoint.step_dir(run, step)
