@@ -26,7 +26,6 @@ random state is in the checkpoint).
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import multiprocessing as mp
@@ -49,13 +48,12 @@ from dtb.assimilation.fit_options import FitOptions
 from dtb.assimilation.fit_score import baselines, figures, identity_values, score, twin_scores
 from dtb.assimilation.summary import detrend
 from dtb.engine.compiling import compile_seconds
-from dtb.errors import InputError, OutputError
+from dtb.errors import InputError
 from dtb.io.bids import write_bold_tsv
-from dtb.io.fileio import TMP_PREFIX, sha256_file, write_atomic, write_h5_atomic
+from dtb.io.fileio import TMP_PREFIX, file_entries, sha256_file, write_atomic, write_h5_atomic
+from dtb.io.lifecycle import RunLifecycle
 from dtb.io.manifest import NotResumable, jsonable, utc_now, versions
-from dtb.io.rundir import RunDirectory
 from dtb.io.runfiles import config_digest, read_manifest
-from dtb.io.runlock import RunLock
 
 __all__ = ["FitRun", "Stopped", "execute", "MANIFEST_FORMAT", "CHECKPOINT", "OUTPUTS"]
 
@@ -79,65 +77,46 @@ class Stopped(Exception):
         self.iteration, self.reason = iteration, reason
 
 
-class FitRun:
-    """The run directory: checked and locked on construction (``dtb.rundir.RunDirectory``,
-    or ``reopen`` for ``--resume``), manifest ``running`` first, outputs through temporary
-    names, ``complete`` last; on an exception the outputs are removed and the manifest
-    says ``failed`` (``interrupted`` when a checkpoint lets ``--resume`` continue)."""
+class FitRun(RunLifecycle):
+    """The run directory of ``dtb fit``: the lifecycle of ``dtb.io.lifecycle.RunLifecycle``
+    (checks and lock on construction, or ``reopen`` for ``--resume``; overwrite; status
+    transitions; failure on an exception) with a manifest of format ``dtb-fit``; outputs
+    through temporary names, ``complete`` last.  A run that raises after a checkpoint is
+    marked ``interrupted`` (``--resume`` continues it), before one ``failed``."""
 
-    def __init__(self, path: Path, overwrite: bool, inputs: Any = ()):
-        self.rd: Any = RunDirectory(path, overwrite=overwrite, inputs=inputs)
-        self.lock = self.rd.lock
-        self.path = Path(path)
-        self.manifest: dict[str, Any] = {}
-        self.started = False
+    OUTPUTS = OUTPUTS
 
     @classmethod
     def reopen(cls, path: Path) -> FitRun:
         """The directory of an unfinished fit, locked, nothing removed; raises
         ``NotResumable`` when it is not one (no manifest of this format, complete, no
         checkpoint)."""
-        self = cls.__new__(cls)
-        self.rd = None
-        self.path = Path(path)
-        self.manifest = read_resumable(self.path)
-        if not (self.path / CHECKPOINT).is_file():
-            raise NotResumable(f"{self.path}: no checkpoint ({CHECKPOINT}) -- the run "
+        manifest = read_resumable(Path(path))
+        if not (Path(path) / CHECKPOINT).is_file():
+            raise NotResumable(f"{path}: no checkpoint ({CHECKPOINT}) -- the run "
                                "stopped before its noise runs were done; start it again")
-        self.lock = RunLock(self.path)
-        self.lock.acquire()
-        self.started = True
-        return self
-
-    def _write(self) -> None:
-        text = json.dumps(jsonable(self.manifest), indent=2, allow_nan=False) + "\n"
-        write_atomic(self.path / "manifest.json", text.encode(), "manifest")
+        return cls.reopened(path, manifest)
 
     def begin(self, o: FitOptions, inp: FitInputs, argv: list[str]) -> None:
-        if self.rd is not None:
-            self.rd.set_aside()
+        """Write the manifest ``running`` (an earlier run set aside first)."""
         opts = o.record()
-        self.manifest = {
+        self.record_start({
             "format": MANIFEST_FORMAT, "format_version": 1, "status": "running",
             "error": None, "dtb_version": versions()["dtb"], "versions": versions(),
             "command": ["dtb", "fit", *argv], "argv": list(argv), "cwd": os.getcwd(),
             "hostname": socket.gethostname(), "platform": platform.platform(),
             "source": inp.source, "options": opts, "config_sha256": config_digest(opts),
             "written": sorted(WRITTEN), "seed": o.seed, "start_time": utc_now(),
-            "end_time": None, "timings": None, "outputs": {}}
-        self._write()
-        self.started = True
-
-    def commit(self) -> None:
-        if self.rd is not None:
-            self.rd.commit()
+            "end_time": None, "timings": None, "outputs": {}})
 
     def restart(self, iteration: int) -> None:
-        m = self.manifest
-        m.update(status="running", error=None, end_time=None)
-        m.pop("interrupted", None)
-        m.setdefault("restarts", []).append({"time": utc_now(), "iteration": iteration})
-        self._write()
+        """Mark a reopened run ``"running"`` again (``restarts`` gets the iteration)."""
+        self.record_restart({"iteration": iteration})
+
+    def failed_status(self) -> str:
+        """``"interrupted"`` when the checkpoint lets ``--resume`` continue, else
+        ``"failed"``."""
+        return "interrupted" if (self.path / CHECKPOINT).is_file() else "failed"
 
     def checkpoint(self, state: tuple[dict[str, np.ndarray], dict[str, Any]],
                    extra: dict[str, Any]) -> None:
@@ -162,10 +141,10 @@ class FitRun:
         return arrays, meta
 
     def interrupt(self, iteration: int, reason: str) -> None:
-        self.manifest.update(status="interrupted", end_time=utc_now(),
-                             interrupted={"time": utc_now(), "iteration": int(iteration),
-                                          "checkpoint": CHECKPOINT, "reason": reason})
-        self._write()
+        """Mark the run ``"interrupted"`` after ``iteration`` (``reason``: what stopped
+        it); ``--resume`` continues from the checkpoint."""
+        self.record_interrupt({"iteration": int(iteration), "checkpoint": CHECKPOINT,
+                               "reason": reason})
 
     def complete(self, files: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
         """Write the outputs (``files``: fit.h5's arrays and attributes, figures' inputs),
@@ -197,50 +176,9 @@ class FitRun:
         if (self.path / FIGURES).exists():
             shutil.rmtree(self.path / FIGURES)
         os.replace(tmp, self.path / FIGURES)
-        outputs[FIGURES] = {n: {"path": f"{FIGURES}/{n}",
-                                "sha256": sha256_file(self.path / FIGURES / n),
-                                "bytes": (self.path / FIGURES / n).stat().st_size}
-                            for n in names}
-        m = self.manifest
-        m.update(outputs=outputs, timings=metrics["timings"], status="complete",
-                 end_time=utc_now(), summary=_summary_numbers(metrics))
-        self._write()
-        if self.rd is not None:
-            self.rd._finished = True
-        shutil.rmtree(self.path / "checkpoints", ignore_errors=True)
-        return m
-
-    def fail(self, exc: BaseException) -> None:
-        for q in self.path.glob(f"{TMP_PREFIX}*"):
-            shutil.rmtree(q, ignore_errors=True) if q.is_dir() else q.unlink(missing_ok=True)
-        if self.rd is not None and self.rd._restore():
-            return
-        for name in OUTPUTS:
-            q = self.path / name
-            if q.is_dir():
-                shutil.rmtree(q, ignore_errors=True)
-            elif q.exists():
-                q.unlink()
-        if not self.started:
-            return
-        resumable = (self.path / CHECKPOINT).is_file()
-        self.manifest["status"] = "interrupted" if resumable else "failed"
-        self.manifest["error"] = f"{type(exc).__name__}: {exc}" if str(exc) else \
-            type(exc).__name__
-        self.manifest["end_time"] = utc_now()
-        with contextlib.suppress(OutputError):
-            self._write()
-
-    def __enter__(self) -> FitRun:
-        return self
-
-    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
-        try:
-            if exc is not None and not isinstance(exc, Stopped) and \
-                    self.manifest.get("status") != "complete":
-                self.fail(exc)
-        finally:
-            self.lock.release()
+        outputs[FIGURES] = file_entries(self.path, FIGURES, names)
+        return self.record_complete({"outputs": outputs, "timings": metrics["timings"],
+                                     "summary": _summary_numbers(metrics)})
 
 
 def read_resumable(path: Path) -> dict[str, Any]:

@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
@@ -38,14 +37,11 @@ from dtb.assimilation.figures import fc_figure
 from dtb.assimilation.metrics import fc
 from dtb.assimilation.options import Options
 from dtb.assimilation.problem import Layout, Problem
-from dtb.errors import OutputError
 from dtb.io.bids import write_bold_tsv
-from dtb.io.checkpoint import CHECKPOINTS
-from dtb.io.fileio import TMP_PREFIX, sha256_file, write_atomic
+from dtb.io.fileio import TMP_PREFIX, file_entries, sha256_file, write_atomic
+from dtb.io.lifecycle import RunLifecycle
 from dtb.io.manifest import NotResumable, jsonable, utc_now, versions
-from dtb.io.rundir import RunDirectory
 from dtb.io.runfiles import config_differences, config_digest, tree_digest
-from dtb.io.runlock import RunLock
 
 __all__ = ["DIMENSIONS", "MANIFEST_FORMAT", "STORE", "METRICS", "FIGURES", "OBSERVED_CSV",
            "FREE_TSV", "OUTPUTS", "AssimilationRun", "dataset", "region_names"]
@@ -250,17 +246,14 @@ def _replace_dir(tmp: Path, dest: Path) -> None:
         os.replace(tmp, dest)
 
 
-class AssimilationRun:
-    """The run directory of ``dtb assimilate`` (``dtb.io.rundir.RunDirectory`` checks and
-    clears it): manifest ``running`` first, outputs through temporary names, manifest
-    ``complete`` last; on an exception the outputs are removed and the manifest says
-    ``failed``."""
+class AssimilationRun(RunLifecycle):
+    """The run directory of ``dtb assimilate``: the lifecycle of
+    ``dtb.io.lifecycle.RunLifecycle`` (checks, lock, overwrite, status transitions, failure
+    on an exception: outputs removed, manifest ``failed``) with a manifest of format
+    ``dtb-assimilation``: the options, layout, timings, checksums; outputs written through
+    temporary names, manifest ``complete`` last."""
 
-    def __init__(self, path: Path, overwrite: bool, inputs: Any = ()):
-        self.rd: Any = RunDirectory(path, overwrite=overwrite, inputs=inputs)
-        self.lock: Any = self.rd.lock
-        self.path = Path(path)
-        self.manifest: dict[str, Any] = {}
+    OUTPUTS = OUTPUTS
 
     @classmethod
     def reopen(cls, path: Path, o: Options | None = None) -> AssimilationRun:
@@ -269,13 +262,10 @@ class AssimilationRun:
         resumed run's options ``o``: raises ``NotResumable`` naming every option that
         differs from the recorded ones (an edited manifest)."""
 
-        self = cls.__new__(cls)
-        self.rd = None
-        self.path = Path(path)
-        f = self.path / "manifest.json"
-        self.manifest = json.loads(f.read_text())
-        stored = self.manifest.get("config_sha256")
-        if stored is not None and config_digest(self.manifest.get("options")) != stored:
+        f = Path(path) / "manifest.json"
+        manifest = json.loads(f.read_text())
+        stored = manifest.get("config_sha256")
+        if stored is not None and config_digest(manifest.get("options")) != stored:
             raise NotResumable(f"{f}: its \"options\" were edited after the run started "
                                f"(their SHA-256 is no longer the recorded config_sha256 "
                                f"{stored}) -- restore the manifest or start a new run")
@@ -283,58 +273,31 @@ class AssimilationRun:
             def keep(d: Any) -> Any:
                 return {k: v for k, v in (d or {}).items() if k not in _RESUME_FREE}
 
-            diff = config_differences(keep(self.manifest.get("options")),
+            diff = config_differences(keep(manifest.get("options")),
                                       keep(options_record(o)))
             if diff:
                 raise NotResumable(f"{f}: the recorded options differ from those the run's "
                                    f"command gives now ({'; '.join(diff[:5])}) -- a resumed "
                                    "run must continue the run it names; was the manifest "
                                    "edited?")
-        self.lock = RunLock(self.path)
-        self.lock.acquire()
-        self.started = True
-        return self
-
-    def commit(self) -> None:
-        """The run is set up: remove the earlier run an --overwrite replaces."""
-        if self.rd is not None:
-            self.rd.commit()
+        return cls.reopened(path, manifest)
 
     def restart(self, tr: int, checkpoint: str, threads: int | None) -> None:
         """Mark a reopened run ``"running"`` again, appending the restart (time, TR and
         checkpoint directory name) to ``restarts``."""
-
-        m = self.manifest
-        m.update(status="running", error=None, end_time=None)
-        if threads is not None:
-            m["threads"] = threads
-        m.pop("interrupted", None)
-        m.setdefault("restarts", []).append({"time": utc_now(), "tr": int(tr),
-                                             "checkpoint": checkpoint})
-        self._write()
+        self.record_restart({"tr": int(tr), "checkpoint": checkpoint}, threads)
 
     def interrupt(self, tr: int, checkpoint: str, reason: str) -> None:
         """Mark the run ``"interrupted"``: resumable from ``checkpoint`` (a directory name
         under ``checkpoints/``) at TR ``tr``; ``reason`` the signal's name."""
-
-        self.manifest["status"] = "interrupted"
-        self.manifest["end_time"] = utc_now()
-        self.manifest["interrupted"] = {"time": utc_now(), "tr": int(tr),
-                                        "checkpoint": checkpoint, "reason": reason}
-        self._write()
-
-    def _write(self) -> None:
-        text = json.dumps(jsonable(self.manifest), indent=2, allow_nan=False) + "\n"
-        write_atomic(self.path / "manifest.json", text.encode(), "manifest")
+        self.record_interrupt({"tr": int(tr), "checkpoint": checkpoint, "reason": reason})
 
     def begin(self, o: Options, prob: Problem, lay: Layout) -> None:
-
-
-
-        if self.rd is not None:
-            self.rd.set_aside()  # an earlier run's files (brain.h5 too) out of the way
+        """Write the manifest ``running`` (an earlier run's files, brain.h5 too, set aside
+        first); with ``--demo`` the demo's brain is saved in the run directory."""
+        self.set_aside()
         opts = options_record(o)
-        self.manifest = {
+        manifest = {
             "format": MANIFEST_FORMAT, "format_version": 1, "status": "running",
             "error": None, "dtb_version": versions()["dtb"], "versions": versions(),
             "command": list(o.extra.get("command") or ["dtb", *sys.argv[1:]]),
@@ -351,13 +314,14 @@ class AssimilationRun:
         if o.demo:
             brain = self.path / "brain.h5"
             prob.spec.save(brain)
-            self.manifest["source"]["brain"] = str(brain.resolve())
-            self.manifest["source"]["brain_sha256"] = sha256_file(brain)
-        self._write()
-        self.started = True
+            manifest["source"]["brain"] = str(brain.resolve())
+            manifest["source"]["brain_sha256"] = sha256_file(brain)
+        self.record_start(manifest)
 
     def complete(self, o: Options, prob: Problem, res: Any, free: np.ndarray,
                  metrics: dict[str, Any], lay: Layout) -> dict[str, Any]:
+        """Write the outputs (through temporary names), then the manifest ``complete``;
+        returns the manifest."""
 
         self.commit()
         outputs: dict[str, Any] = {}
@@ -394,53 +358,6 @@ class AssimilationRun:
         names = _figures(prob, res, free, tmpf, o)
         _replace_dir(tmpf, self.path / FIGURES)
 
-        outputs[FIGURES] = {n: {"path": f"{FIGURES}/{n}",
-                                "sha256": sha256_file(self.path / FIGURES / n),
-                                "bytes": (self.path / FIGURES / n).stat().st_size}
-                            for n in names}
-        m = self.manifest
-        m["outputs"] = outputs
-        m["timings"] = metrics["timings"]
-        m["summary"] = summary_numbers(metrics)
-        m["status"] = "complete"
-        m["end_time"] = utc_now()
-        self._write()
-        if self.rd is not None:
-            self.rd._finished = True
-
-        shutil.rmtree(self.path / CHECKPOINTS, ignore_errors=True)  # complete: not needed
-        return m
-
-    def fail(self, exc: BaseException) -> None:
-        for q in self.path.glob(f"{TMP_PREFIX}*"):
-            if q.is_dir():
-                shutil.rmtree(q, ignore_errors=True)
-            else:
-                q.unlink(missing_ok=True)
-        if self.rd is not None and self.rd._restore():
-            return  # failed while starting: the earlier run is back as it was
-        for name in OUTPUTS:
-            q = self.path / name
-            if q.is_dir():
-                shutil.rmtree(q, ignore_errors=True)
-            elif q.exists():
-                q.unlink()
-        if not getattr(self, "started", False):
-            return
-        self.manifest["status"] = "failed"
-        self.manifest["error"] = (f"{type(exc).__name__}: {exc}" if str(exc)
-                                  else type(exc).__name__)
-        self.manifest["end_time"] = utc_now()
-        with contextlib.suppress(OutputError):
-            self._write()
-
-    def __enter__(self) -> AssimilationRun:
-        return self
-
-    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
-        try:
-            if exc is not None and self.manifest.get("status") != "complete":
-                self.fail(exc)
-        finally:
-            self.lock.release()
-
+        outputs[FIGURES] = file_entries(self.path, FIGURES, names)
+        return self.record_complete({"outputs": outputs, "timings": metrics["timings"],
+                                     "summary": summary_numbers(metrics)})

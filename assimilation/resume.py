@@ -20,7 +20,6 @@ before the first boundary (a stop requested there is honoured at TR 0).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import math
@@ -39,7 +38,7 @@ from dtb.assimilation.stop import StopSource
 from dtb.engine.context import on_root
 from dtb.errors import DtbError, UsageError
 from dtb.io import checkpoint
-from dtb.io.fileio import sha256_file
+from dtb.io.runspec import check_checkpoints, check_input_file, latest_checkpoint
 from dtb.log import ONCE
 
 log = logging.getLogger(__name__)
@@ -114,7 +113,8 @@ def resume_args(a: argparse.Namespace, comm: Any) -> tuple[argparse.Namespace, l
 def _read_resume_manifest(run: Path, ranks: int) -> tuple[list[str], dict[str, Any]]:
     """(command line, manifest) of the run at ``run`` after checking that it can be resumed
     by ``ranks`` ranks: a dtb assimilate run, not complete, its input files unchanged, a
-    checkpoint written by as many ranks (rank 0; raises UsageError)."""
+    checkpoint written by as many ranks (rank 0; raises UsageError, or ``NotResumable``
+    from the checks it shares with ``dtb simulate --resume``, dtb.io.runspec)."""
 
     try:
         m = json.loads((run / "manifest.json").read_text())
@@ -133,43 +133,17 @@ def _read_resume_manifest(run: Path, ranks: int) -> tuple[list[str], dict[str, A
     if m.get("status") == "complete":
         raise UsageError(f"--resume {run}: the run is complete -- nothing to resume")
     src = m.get("source") or {}
-    for key in ("brain", "bold"):
-        if src.get("kind") != "brain":
-            break
-        path = Path(src.get(key, ""))
-        if not path.is_file():
-            raise UsageError(f"--resume {run}: the run's {key} file {path} is missing -- "
-                             f"expected it unchanged (sha256 {src.get(key + '_sha256')})")
-        digest = sha256_file(path)
-        if digest != src.get(key + "_sha256"):
-            raise UsageError(f"--resume {run}: the run's {key} file {path} has changed since "
-                             f"the run started (sha256 {digest}, the run recorded "
-                             f"{src.get(key + '_sha256')}) -- a resumed run must read the "
-                             "same files")
-    cands = checkpoint.candidates(run)
-    if not cands:
-        raise UsageError(f"--resume {run}: no checkpoint in {run / checkpoint.CHECKPOINTS} -- "
-                         "the run stopped before writing one; start it again with --overwrite")
-    counts = set()
-    for d in cands:
-        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-            counts.add(int(json.loads((d / checkpoint.COMPLETE).read_text())["ranks"]))
-    if counts and ranks not in counts:
-        raise UsageError(f"--resume {run}: its checkpoints were written by "
-                         f"{' or '.join(map(str, sorted(counts)))} rank(s), this job has "
-                         f"{ranks} -- resume with the same number of ranks (mpiexec -n "
-                         f"{max(counts)})")
+    if src.get("kind") == "brain":
+        for key in ("brain", "bold"):
+            check_input_file(run, key, src.get(key, ""), src.get(key + "_sha256"))
+    check_checkpoints(run, ranks)
     return command, m
 
 
 def load_resume(run: Path, comm: Any) -> Resume:
-    got = checkpoint.load_latest(run, comm)
-    if got is None:
-        raise UsageError(f"--resume {run}: no usable checkpoint in {run / 'checkpoints'} "
-                         "(each one is missing a rank's file, damaged or written by another "
-                         "number of ranks) -- start the run again with --overwrite")
-    tr, state, meta = got
-    return Resume(tr, checkpoint.step_dir(run, tr), state, meta)
+    """The newest usable checkpoint of ``run`` (a collective; raises ``NotResumable``)."""
+    tr, state, meta, path = latest_checkpoint(run, comm)
+    return Resume(tr, path, state, meta)
 
 
 def _saver(prob: Problem, o: Options, lay: Layout, members: list[Any], base: np.ndarray,

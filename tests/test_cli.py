@@ -31,7 +31,7 @@ from dtb.io.sonata import read_sorting
 MANIFEST_KEYS = {
     "format", "format_version", "status", "distribution", "error", "dtb_version", "versions",
     "source", "config", "seed", "backend", "gpu", "ranks", "threads", "hostname", "platform",
-    "command", "cwd", "config_sha256", "written",
+    "command", "cwd", "config_sha256", "run_spec", "run_spec_sha256", "written",
     "start_time", "end_time", "counts", "timings", "rates_hz", "outputs",
 }
 
@@ -155,6 +155,11 @@ def test_microcircuit_manifest(micro_run: Path):
     assert m["backend"] == "cpu" and m["ranks"] == 1 and m["threads"] >= 1
     assert m["seed"] == 11
     assert m["source"] == {"kind": "model", "model": "microcircuit", "scale": 0.02}
+    # what --resume rebuilds the run from: resolved (the model's default dt), not the argv
+    assert m["run_spec"] == {"version": 1, "dt": 0.1, "t": 100.0, "seed": 11, "record": [],
+                             "backend": "cpu", "partition": "slices", "routing": "direct",
+                             "ranks_per_node": None, "checkpoint_every": None,
+                             "threads": None}
     assert m["config"]["simulation"] == {"dt": 0.1, "t": 100.0, "seed": 11}
     assert m["command"][:2] == ["dtb", "simulate"]
     assert m["start_time"].endswith("Z") and m["end_time"] >= m["start_time"]

@@ -41,6 +41,16 @@ def digest_file(path: str | os.PathLike[str]) -> tuple[str, int]:
         return digest, os.fstat(f.fileno()).st_size
 
 
+def file_entries(root: Path, folder: str, names: list[str]) -> dict[str, dict[str, Any]]:
+    """A manifest's ``outputs`` entries of the files ``names`` in ``root/folder``:
+    {name: {"path": "folder/name", "sha256": hex digest, "bytes": size}}."""
+    out = {}
+    for n in names:
+        digest, size = digest_file(root / folder / n)
+        out[n] = {"path": f"{folder}/{n}", "sha256": digest, "bytes": size}
+    return out
+
+
 def why(e: BaseException) -> str:
     """The reason of an OSError without its errno prefix (its message otherwise)."""
     return (e.strerror if isinstance(e, OSError) and e.strerror else str(e)) or type(e).__name__

@@ -37,48 +37,38 @@ or, for an engine that has already run, ``write_run(path, engine)``.
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import json
 import os
 import platform
-import shutil
 import socket
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dtb.errors import OutputError
-from dtb.io.fileio import TMP_PREFIX as _TMP_PREFIX
 from dtb.io.fileio import sha256_file as sha256_file  # re-exported: dtb.io.rundir's API
-from dtb.io.fileio import why as _why
 from dtb.io.fileio import write_atomic as write_atomic
+from dtb.io.lifecycle import RunLifecycle
 from dtb.io.manifest import (
-    CHECKPOINTS,
     FORMAT,
     FORMAT_VERSION,
     MANIFEST,
-    OUTPUT_NAMES,
     SPIKES,
     WRITTEN,
     NotResumable,
     engine_record,
-    jsonable,
     resumable_manifest,
     run_config,
     utc_now,
     versions,
 )
-from dtb.io.overwrite import put_back, remove, replaceable_entries, set_aside
 from dtb.io.runfiles import (
     config_differences,
     config_digest,
 )
-from dtb.io.runlock import RunLock
+from dtb.io.runspec import RunSpec
 from dtb.io.sonata_layout import spikes_image
 from dtb.model.config import SimulationSettings
 
@@ -87,140 +77,17 @@ if TYPE_CHECKING:
     from dtb.model.config import SimulationSettings
     from dtb.model.network import Network
 
-class RunDirectory:
-    """A run directory at ``path``, checked, locked and made ready for writing on
-    construction.
-
-    Raises ``OutputError`` (naming the path) when ``path`` is a file, lies under a file, is
-    a non-empty directory and ``overwrite`` is false, or cannot be written;
-    ``RunDirectoryBusy`` when another dtb process holds its lock (dtb.io.runlock);
-    ``RefusedOutput`` (exit status 2) when ``overwrite`` is given but the directory is not
-    one dtb wrote (no manifest of a known format and version), holds entries dtb did not
-    write (dtb.io.runfiles: user files are never removed), or would lose one of ``inputs``
-    (files this run reads, such as ``--brain RUN/brain.h5``).  The check creates the
-    directory and writes and removes a probe file, so it is true even for root and
-    read-only file systems, and it is cheap: make the ``RunDirectory`` before building the
-    network.  Nothing is removed here: with ``overwrite`` the earlier run's entries are
-    set aside (renamed into a hidden ``.dtb-old-<pid>/``) when the new run starts, put
-    back if it fails before ``commit()`` (the end of its set-up: every check passed), and
-    removed at ``commit``.
-
-    Used as a context manager, an exception raised inside the ``with`` block marks the run
-    ``"failed"`` (if ``start`` was called) and propagates; leaving the block releases the
-    lock (also ``close()``).
-    """
-
-    def __init__(self, path: str | os.PathLike[str], overwrite: bool = False,
-                 inputs: Sequence[str | os.PathLike[str]] = ()):
-        self.path = Path(path)
-        self.manifest: dict[str, Any] = {}
-        self._started = False
-        self._finished = False
-        self._replace: list[str] = []       # entries of an earlier run, to set aside
-        self._aside: Path | None = None     # where they are while the new run starts
-        self.restored = False               # a failed start put the earlier run back
-        self.lock = RunLock(self.path)
-        self._prepare(overwrite, inputs)
-
-    # --- checks -----------------------------------------------------------------------
-    def _prepare(self, overwrite: bool, inputs: Sequence[str | os.PathLike[str]]) -> None:
-        p = self.path
-        if p.exists() and not p.is_dir():
-            raise OutputError(f"{p}: exists and is not a directory -- expected a directory "
-                              "for the run (or a path that does not exist yet)")
-        created = not p.exists()
-        try:
-            p.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            blocker = next((a for a in p.parents if a.exists() and not a.is_dir()), None)
-            why = f"{blocker} is a file, not a directory" if blocker else _why(e)
-            raise OutputError(f"{p}: cannot create the run directory: {why}") from e
-        try:
-            self._check_entries(overwrite, inputs)
-            self.lock.acquire()
-            self._check_entries(overwrite, inputs)  # again, now that no dtb can change it
-            probe = p / f"{_TMP_PREFIX}probe-{os.getpid()}"
-            try:
-                with open(probe, "wb") as f:
-                    f.write(b"dtb")
-                probe.unlink()
-            except OSError as e:
-                raise OutputError(f"{p}: run directory is not writable: {_why(e)}") from e
-        except BaseException:
-            self.lock.release()
-            if created:
-                with contextlib.suppress(OSError):
-                    p.rmdir()
-            raise
-
-    def _check_entries(self, overwrite: bool,
-                       inputs: Sequence[str | os.PathLike[str]]) -> None:
-        """What an earlier run left here may be replaced (see the class docstring)."""
-        self._replace = replaceable_entries(self.path, overwrite, inputs, self.lock.held)
-
-    # --- replacing an earlier run -----------------------------------------------------
-    def set_aside(self) -> None:
-        """Move the earlier run's entries (``overwrite``) into a hidden directory, out of
-        the new run's way; ``commit`` removes them, a failure before it puts them back."""
-        if not self._replace or self._aside is not None:
-            return
-        self._aside, self._replace = set_aside(self.path, self._replace), []
-
-    def commit(self) -> None:
-        """The new run is set up (every check passed): remove the earlier run it replaces."""
-        self.set_aside()
-        if self._aside is not None:
-            remove(self._aside)
-            self._aside = None
-
-    def _restore(self) -> bool:
-        """Put an earlier run set aside back (the new run failed before ``commit``):
-        remove what the new run wrote, then move the earlier entries back."""
-        if self._aside is None:
-            return False
-        aside, self._aside = self._aside, None
-        if not put_back(self.path, aside):
-            return False  # what could not be moved back stays in the hidden directory
-        self.restored = True
-        return True
-
-    def close(self) -> None:
-        """Release the run directory's lock (idempotent)."""
-        self.lock.release()
-
-    def __del__(self) -> None:
-        lock = getattr(self, "lock", None)
-        if lock is not None:
-            lock.release()
-
-    # --- writing ----------------------------------------------------------------------
-    def _write_manifest(self) -> None:
-        """Replace the manifest atomically (dtb.io.fileio.write_atomic).  A ``"failed"``
-        manifest that a full disk keeps from being written beside the old one is written
-        over it in place (it needs no more room than the old one): a failed run must not
-        stay ``"running"``."""
-
-        final = self.path / MANIFEST
-        text = json.dumps(jsonable(self.manifest), indent=2, allow_nan=False) + "\n"
-        try:
-            write_atomic(final, text.encode(), "manifest")
-        except OutputError as e:
-            full = isinstance(e.__cause__, OSError) and e.__cause__.errno in (
-                errno.ENOSPC, errno.EDQUOT)
-            if not (full and self.manifest.get("status") == "failed" and final.is_file()):
-                raise
-            try:
-                with open(final, "r+b") as f:
-                    f.write(text.encode())
-                    f.truncate()
-                    f.flush()
-                    os.fsync(f.fileno())
-            except OSError:
-                raise e from None
+class RunDirectory(RunLifecycle):
+    """The run directory of ``dtb simulate`` and ``dtb demo`` (and ``write_run``): the
+    lifecycle of ``dtb.io.lifecycle.RunLifecycle`` (checks, lock, overwrite, status
+    transitions, failure on an exception) with a manifest of format ``dtb-run``: the
+    configuration the network and settings give, the engine's counts, timings and rates,
+    the spikes' checksums."""
 
     def start(self, network: Network, settings: SimulationSettings,
               command: Sequence[str] | None = None, source: Mapping[str, Any] | None = None,
-              threads: int | None = None, written: Sequence[str] = ()) -> None:
+              threads: int | None = None, written: Sequence[str] = (),
+              run_spec: RunSpec | None = None) -> None:
         """Write the manifest with status ``"running"`` (an earlier run being replaced is
         set aside first).
 
@@ -229,12 +96,13 @@ class RunDirectory:
         its arguments, or a config file); ``threads`` the CPU threads the engine will use;
         ``written``: top-level entries this run writes besides ``WRITTEN`` (``brain.h5``).
         The manifest lists them all in ``written`` (what ``--overwrite`` may replace) and
-        the SHA-256 of the configuration in ``config_sha256`` (checked on ``--resume``).
+        the SHA-256 of the configuration in ``config_sha256`` (checked on ``--resume``);
+        ``run_spec`` (dtb simulate's: what ``--resume`` rebuilds the run from,
+        dtb.io.runspec) goes into ``run_spec`` with its SHA-256 in ``run_spec_sha256``.
         """
-        self.set_aside()
         config = run_config(network, settings, source)
         v = versions()
-        self.manifest = {
+        self.record_start({
             "format": FORMAT, "format_version": FORMAT_VERSION,
             "status": "running",
             "error": None,
@@ -243,6 +111,7 @@ class RunDirectory:
             "source": dict(source) if source else None,
             "config": config,
             "config_sha256": config_digest(config),
+            **(run_spec.manifest_fields() if run_spec is not None else {}),
             "written": sorted({*WRITTEN, *written}),
             "seed": settings.seed,
             "backend": "cpu",
@@ -258,9 +127,7 @@ class RunDirectory:
             "timings": None,
             "rates_hz": None,
             "outputs": {},
-        }
-        self._write_manifest()
-        self._started = True
+        })
 
     def write_spikes(self, spikes: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
         """Write ``spikes.h5`` (SONATA) from {population: (times in ms, node ids from 0)}.
@@ -306,20 +173,9 @@ class RunDirectory:
             outputs = {"spikes": self.write_spikes(spikes)}
             per_pop = {name: int(len(t)) for name, (t, _) in spikes.items()}
             t_rec = t_ms
-        self.manifest.update(engine_record(engine, per_pop, t_rec, distribution),
-                             outputs=outputs)
-        self.manifest["status"] = "complete"
-        self.manifest["end_time"] = utc_now()
-        self.manifest.pop("interrupted", None)
-        try:
-            self._write_manifest()
-        except OutputError:
-            self.manifest["status"] = "running"
-            raise
-        self._finished = True
-        # the run is complete: its checkpoints can only mislead a job script (and take room),
-        # and the spike spill files (dtb.io.sonata) are in the parts now
-        shutil.rmtree(self.path / CHECKPOINTS, ignore_errors=True)
+        self.record_complete({**engine_record(engine, per_pop, t_rec, distribution),
+                              "outputs": outputs})
+        # the spike spill files (dtb.io.sonata) are in the parts now
         for q in (self.path / "spikes").glob(".rank-*.spill"):
             q.unlink(missing_ok=True)
         return self.manifest
@@ -331,24 +187,7 @@ class RunDirectory:
         read back, nothing removed.  Raises ``NotResumable`` naming the path when there is
         no run directory there, or its status is ``"complete"`` or ``"failed"`` (a failed
         run's outputs are removed), ``OutputError`` when it cannot be written."""
-
-        self = cls.__new__(cls)
-        self.path = Path(path)
-        self._finished = False
-        self._started = False
-        self.manifest = resumable_manifest(self.path)
-        self._replace, self._aside, self.restored = [], None, False
-        self.lock = RunLock(self.path)
-        probe = self.path / f"{_TMP_PREFIX}probe-{os.getpid()}"
-        try:
-            probe.write_bytes(b"dtb")
-            probe.unlink()
-        except OSError as e:
-            raise OutputError(f"{self.path}: run directory is not writable: {_why(e)}") from e
-        if lock:
-            self.lock.acquire()
-        self._started = True
-        return self
+        return cls.reopened(path, resumable_manifest(Path(path)), lock)
 
     def check_config(self, network: Network, settings: SimulationSettings,
                      source: Mapping[str, Any] | None) -> None:
@@ -358,11 +197,13 @@ class RunDirectory:
 
         now = json.loads(json.dumps(run_config(network, settings, source)))
         diff = config_differences(self.manifest.get("config"), now)
+        # the settings first: a changed dt changes a network's delays too, dozens of fields
+        diff.sort(key=lambda d: not d.startswith("simulation."))
         if diff:
             shown = "; ".join(diff[:5]) + (f"; and {len(diff) - 5} more" if len(diff) > 5
                                             else "")
             raise NotResumable(f"{self.path / MANIFEST}: the recorded configuration differs "
-                               f"from the one the run's command and files give now ({shown})"
+                               f"from the one its run_spec and files give now ({shown})"
                                " -- a resumed run must continue the run it names; was the "
                                "manifest edited?")
 
@@ -370,77 +211,14 @@ class RunDirectory:
                 threads: int | None = None) -> None:
         """Mark a reopened run ``"running"`` again, appending the restart (time, the
         checkpoint's step and model time, its directory name) to ``restarts``."""
-        m = self.manifest
-        m["status"] = "running"
-        m["error"] = None
-        m["end_time"] = None
-        if threads is not None:
-            m["threads"] = threads
-        m.pop("interrupted", None)
-        m.setdefault("restarts", []).append(
-            {"time": utc_now(), "step": int(step), "t_ms": float(t_ms),
-             "checkpoint": checkpoint})
-        self._write_manifest()
+        self.record_restart({"step": int(step), "t_ms": float(t_ms),
+                             "checkpoint": checkpoint}, threads)
 
     def interrupt(self, step: int, t_ms: float, checkpoint: str, reason: str) -> None:
         """Mark the run ``"interrupted"`` (resumable from ``checkpoint``, a directory name
         under ``checkpoints/``), keeping its partial outputs."""
-        self.commit()
-        for q in self.path.glob(f"{_TMP_PREFIX}{os.getpid()}-*"):
-            q.unlink(missing_ok=True)
-        self.manifest["status"] = "interrupted"
-        self.manifest["end_time"] = utc_now()
-        self.manifest["interrupted"] = {"time": utc_now(), "step": int(step),
-                                        "t_ms": float(t_ms), "checkpoint": checkpoint,
-                                        "reason": reason}
-        self._write_manifest()
-        self._finished = True  # nothing more to mark on the way out
-
-    def fail(self, error: BaseException | str) -> None:
-        """Mark the run ``"failed"`` with the error message (best effort: a manifest that
-        cannot be written stays ``"running"``, never ``"complete"``)."""
-        if isinstance(error, BaseException):
-            msg = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-        else:
-            msg = str(error)
-        for q in self.path.glob(f"{_TMP_PREFIX}{os.getpid()}-*"):
-            remove(q)
-        if self._restore():
-            return  # the new run failed while starting: the earlier one is back as it was
-        if not self._started:
-            return
-        self.remove_outputs()
-        self.manifest["status"] = "failed"
-        self.manifest["error"] = msg
-        self.manifest["end_time"] = utc_now()
-        try:
-            self._write_manifest()
-        except OutputError:
-            pass
-
-    def remove_outputs(self) -> None:
-        """Remove what a failed run had written (spikes, parts, series, report): nothing
-        half-written is left behind, only the manifest (and inputs such as brain.h5)."""
-        for name in OUTPUT_NAMES:
-            q = self.path / name
-            try:
-                if q.is_dir() and not q.is_symlink():
-                    shutil.rmtree(q, ignore_errors=True)
-                elif q.exists() or q.is_symlink():
-                    q.unlink()
-            except OSError:
-                pass  # best effort: the manifest says "failed" whatever remains
-
-    def __enter__(self) -> RunDirectory:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        try:
-            if exc is not None and not self._finished:
-                self.fail(exc)
-        finally:
-            self.close()
+        self.record_interrupt({"step": int(step), "t_ms": float(t_ms),
+                               "checkpoint": checkpoint, "reason": reason})
 
 
 def write_run(path: str | os.PathLike[str], engine: Engine, overwrite: bool = False,
