@@ -53,7 +53,7 @@ __all__ = ["FitOptions", "DEFAULT_PARAMS", "add_fit_parser", "check_args", "pars
 DEFAULT_PARAMS = (("coupling", 0.25, 3.0, 1.0), ("coupling.I", 0.0, 1.0, 0.25),
                   ("sc_exponent", 0.0, 1.0, 0.5))
 #: options --resume may give anew (the rest come from the run's manifest)
-RESUME_FREE = ("resume", "stop_after", "threads", "quiet", "procs")
+RESUME_FREE = ("resume", "stop_after", "threads", "quiet", "procs", "ranks_per_member")
 
 
 def add_fit_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -137,6 +137,10 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                           "(twin experiments with short runs)")
     sim.add_argument("--procs", type=int, default=1, help="worker processes, one forward "
                      "run each (1); results do not depend on it")
+    sim.add_argument("--ranks-per-member", type=int, default=1, metavar="P",
+                     help="under mpiexec: ranks of each member communicator, one forward "
+                          "run at a time distributed over them (1: a whole run per rank); "
+                          "results do not depend on it or on the number of ranks")
     sim.add_argument("--threads", type=int, default=1, help="numba threads per run (1)")
     sim.add_argument("--seed", type=int, default=1, help="random seed (1)")
     run = p.add_argument_group("run directory")
@@ -187,6 +191,7 @@ class FitOptions:
     substeps: int = 4
     observable: str = "bold"
     procs: int = 1
+    ranks_per_member: int = 1
     threads: int = 1
     seed: int = 1
     overwrite: bool = False
@@ -331,7 +336,8 @@ def check_args(a: argparse.Namespace) -> FitOptions:
         fcd_quantiles=a.fcd_quantiles, fit_variance=a.fit_variance, fit_mean=a.fit_mean,
         window=a.window,
         step=a.step, n_tr=a.n_tr, free_trs=a.free_trs, dt_ms=a.dt, spinup_s=a.spinup_s,
-        substeps=a.substeps, observable=a.observable, procs=a.procs, threads=a.threads,
+        substeps=a.substeps, observable=a.observable, procs=a.procs,
+        ranks_per_member=a.ranks_per_member, threads=a.threads,
         seed=a.seed, overwrite=a.overwrite, stop_after=a.stop_after, quiet=a.quiet)
 
 
@@ -343,6 +349,7 @@ def _check_numbers(a: argparse.Namespace) -> list[str]:
             bad.append(f"--{flag}: missing -- expected a file (or --resume RUN)")
     ints = (("members", 2), ("iterations", 1), ("noise_runs", 3), ("fc_components", 0),
             ("fcd_quantiles", 0), ("window", 3), ("step", 1), ("substeps", 1), ("procs", 1),
+            ("ranks_per_member", 1),
             ("threads", 1))
     for k, least in ints:
         v = getattr(a, k)

@@ -44,6 +44,7 @@ from dtb.assimilation import fit as F
 from dtb.assimilation import summary as S
 from dtb.assimilation.fit_esmda import Fitter
 from dtb.assimilation.fit_inputs import FitInputs
+from dtb.assimilation.fit_members import MemberMap
 from dtb.assimilation.fit_options import FitOptions
 from dtb.assimilation.fit_score import baselines, figures, identity_values, score, twin_scores
 from dtb.assimilation.summary import detrend
@@ -244,11 +245,14 @@ def _pool_map(procs: int) -> tuple[Any, Any]:
     return (lambda fn, it: pool.map(fn, list(it), chunksize=1)), pool
 
 
-def execute(o: FitOptions, inp: FitInputs, run: FitRun, resume: bool,
-            say: Callable[[str], None] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+def execute(o: FitOptions, inp: FitInputs, run: Any, resume: bool,
+            say: Callable[[str], None] | None, members: MemberMap | None = None
+            ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The fit (from the checkpoint with ``resume``), the free runs, the scores; returns
     (``metrics``, the files for ``FitRun.complete``).  Raises ``Stopped`` after
-    ``--stop-after`` iterations (checkpoint written)."""
+    ``--stop-after`` iterations (checkpoint written).  ``run``: a ``FitRun`` (or, under
+    MPI, a ``SharedRun``); ``members``: the forward runs on MPI member communicators
+    (None: ``--procs`` processes)."""
     times: dict[str, float] = {}
     t_start = time.perf_counter()
     T_fit = inp.fit.shape[0]
@@ -259,7 +263,7 @@ def execute(o: FitOptions, inp: FitInputs, run: FitRun, resume: bool,
     cfg = F.ForwardConfig(tr_s=inp.tr_s, n_tr=n_tr, dt_ms=o.dt_ms, spinup_s=o.spinup_s,
                           substeps=o.substeps, threads=o.threads, observable=o.observable)
     y = F.statistics(inp.fit, stats)
-    run_map, pool = _pool_map(o.procs)
+    run_map, pool = (members, None) if members is not None else _pool_map(o.procs)
     try:
         fwd = F.Forward(inp.spec, o.params, cfg, stats, seed=o.seed, run_map=run_map)
         fitter = Fitter(fwd, y, o.members, o.iterations, o.seed, o.noise_runs,
@@ -279,6 +283,8 @@ def execute(o: FitOptions, inp: FitInputs, run: FitRun, resume: bool,
         [res.posterior]
     fitted, unfitted = detrend(fitted_raw, o.detrend), detrend(unfitted_raw, o.detrend)
     metrics = _metrics(o, inp, fwd, res, fitted, unfitted, free_seed, n_tr, times)
+    metrics["fit"]["layout"] = (members.describe() if members is not None
+                                else {"ranks": 1, "procs": o.procs})
     files = _files(o, inp, res, history, fitted_raw, unfitted_raw)
     files["figures"] = {"test": inp.test, "fitted": fitted, "unfitted": unfitted,
                         "params": o.params, "history": history, "truth": o.truth,
@@ -286,7 +292,7 @@ def execute(o: FitOptions, inp: FitInputs, run: FitRun, resume: bool,
     return metrics, files
 
 
-def _iterate(o: FitOptions, fitter: Any, run: FitRun, resume: bool,
+def _iterate(o: FitOptions, fitter: Any, run: Any, resume: bool,
              times: dict[str, float], say: Callable[[str], None] | None) -> _Progress:
     """The noise runs (or the checkpoint) and the ES-MDA iterations, a checkpoint after
     each; returns the progress line's state."""

@@ -5,6 +5,10 @@ exactly the uninterrupted run's result."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -143,6 +147,47 @@ def test_resume_after_a_stop_gives_the_uninterrupted_result(inputs, whole, tmp_p
     assert man["status"] == "complete" and len(man["restarts"]) == 1
     # a complete run is not resumed again
     assert main(["fit", "--resume", str(out)]) == 2
+
+
+MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or \
+    shutil.which("mpiexec")
+
+
+@pytest.mark.mpi
+@pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec (pip install mpich)")
+@pytest.mark.parametrize("per_member", [1, 2])
+def test_under_mpiexec_the_fit_is_the_one_process_fit(inputs, whole, tmp_path, per_member):
+    """mpiexec -n 2: two members of one rank, or one member distributed over both ranks;
+    rank 0 writes the run directory, and the fit is bitwise the serial one (``whole``),
+    its stop and --resume included (stopped after iteration 1, resumed under mpiexec)."""
+    out = tmp_path / "mpi"
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")}
+    env["NUMBA_NUM_THREADS"] = "1"
+    dtb_cmd = [MPIEXEC, "-n", "2", str(Path(sys.executable).parent / "dtb")]
+    extra = ["--ranks-per-member", str(per_member)]
+    p = subprocess.run([*dtb_cmd, *_args(inputs, out, *extra, "--stop-after", "1")],
+                       capture_output=True, text=True, env=env, timeout=900)
+    assert p.returncode == 75, p.stderr
+    assert p.stderr.count("stopped after iteration 1") == 1      # rank 0 speaks
+    p = subprocess.run([*dtb_cmd, "fit", "--resume", str(out), "-q", *extra],
+                       capture_output=True, text=True, env=env, timeout=900)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == str(out)
+    with h5py.File(whole / "fit.h5") as a, h5py.File(out / "fit.h5") as b:
+        for k in ("ensemble", "posterior", "misfit", "Gamma", "y", "bold/fitted",
+                  "bold/unfitted"):
+            assert np.array_equal(a[k][()], b[k][()]), k
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["fit"]["layout"] == {"ranks": 2, "member_communicators": 2 // per_member,
+                                  "ranks_per_member": per_member}
+    assert m["heldout"] == json.loads((whole / "metrics.json").read_text())["heldout"]
+
+
+def test_members_of_several_ranks_need_mpiexec(inputs, tmp_path, capsys):
+    assert main(_args(inputs, tmp_path / "out", "--ranks-per-member", "2")) == 2
+    assert "--ranks-per-member: 2 -- expected 1 outside mpiexec" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("change, match", [

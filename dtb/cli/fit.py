@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from dtb.assimilation.fit_inputs import load_inputs
-from dtb.assimilation.fit_options import add_fit_parser, check_args
+from dtb.assimilation.fit_members import MemberMap, SharedRun
+from dtb.assimilation.fit_options import FitOptions, add_fit_parser, check_args
 from dtb.assimilation.fit_run import (
     FitRun,
     Stopped,
@@ -41,7 +42,8 @@ from dtb.assimilation.fit_run import (
     summary,
 )
 from dtb.cli.exits import EXIT_TEMPFAIL
-from dtb.errors import ConfigError
+from dtb.engine.context import on_root, world
+from dtb.errors import ConfigError, DtbError
 
 __all__ = ["add_fit_parser", "run_fit"]
 
@@ -78,15 +80,17 @@ def run_fit(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
     manifest for ``--resume``; default: from ``sys.argv``)."""
     argv = list(argv) if argv is not None else _argv_of(args)
     if args.resume is not None:
-        given = _strip(argv, ["--resume", "--stop-after", "--threads", "--procs"])
+        given = _strip(argv, ["--resume", "--stop-after", "--threads", "--procs",
+                              "--ranks-per-member"])
         given = [a for a in given if a not in ("-q", "--quiet")]
         if given:
             raise ConfigError([f"--resume: with {given} -- expected only --stop-after, "
-                               "--threads, --procs and --quiet beside it (the rest come "
-                               "from the run's manifest)"], "dtb fit")
+                               "--threads, --procs, --ranks-per-member and --quiet beside "
+                               "it (the rest come from the run's manifest)"], "dtb fit")
         run_dir = Path(args.resume)
         m = read_resumable(run_dir)
-        recorded = _strip(list(m["argv"]), ["--stop-after", "--threads", "--procs"])
+        recorded = _strip(list(m["argv"]), ["--stop-after", "--threads", "--procs",
+                                            "--ranks-per-member"])
         recorded = [a for a in recorded if a not in ("-q", "--quiet", "--overwrite")]
         sub = argparse.ArgumentParser(prog="dtb").add_subparsers(dest="command")
         p = add_fit_parser(sub)
@@ -95,37 +99,71 @@ def run_fit(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
             v = getattr(rec, k)                  # relative to where the run started
             if v is not None and not Path(v).is_absolute():
                 setattr(rec, k, str(Path(m.get("cwd", ".")) / v))
-        for k in ("stop_after", "threads", "procs", "quiet"):
+        for k in ("stop_after", "threads", "procs", "quiet", "ranks_per_member"):
             setattr(rec, k, getattr(args, k))
         rec.out = str(run_dir)
         o = check_args(rec)
         check_resume_inputs(m)
         inp = load_inputs(o)
         o = replace(o, params=inp.params)   # with their maps resolved for the brain
-        run: Any = FitRun.reopen(run_dir)
         resume = True
     else:
         o = check_args(args)
         inp = load_inputs(o)
         o = replace(o, params=inp.params)
-        inputs = [x for x in (o.brain, o.bold, o.group_fc, o.maps) if x is not None]
-        run = FitRun(o.out, o.overwrite, inputs)
         resume = False
-    say = None if o.quiet else _say
+    comm = world()
+    members = _members(o, comm)
+    rank0 = comm is None or comm.Get_rank() == 0
+    # rank 0 alone checks, locks and writes the run directory; its error reaches every rank
+    made: list[Any] = []
+    on_root(comm, lambda: made.append(_run_dir(o, resume)), DtbError)
+    run: Any = made[0] if comm is None else SharedRun(made[0] if rank0 else None, comm)
+    say = None if (o.quiet or not rank0) else _say
     with run as rd:
-        args.run_dir = o.out
+        if rank0:
+            args.run_dir = o.out
         if not resume:
             rd.begin(o, inp, argv)
         try:
-            metrics, files = execute(o, inp, rd, resume, say)
+            metrics, files = execute(o, inp, rd, resume, say, members)
         except Stopped as e:
             rd.interrupt(e.iteration, e.reason)
-            print(f"dtb fit: stopped after iteration {e.iteration} of {o.iterations} "
-                  f"({e.reason}) -- resume with: dtb fit --resume {o.out}", file=sys.stderr)
+            if rank0:
+                print(f"dtb fit: stopped after iteration {e.iteration} of {o.iterations} "
+                      f"({e.reason}) -- resume with: dtb fit --resume {o.out}",
+                      file=sys.stderr)
             return EXIT_TEMPFAIL
         manifest = rd.complete(files, metrics)
-    print(o.out if o.quiet else summary(manifest, metrics, o.out))
+    if rank0:
+        print(o.out if o.quiet else summary(manifest, metrics, o.out))
     return 0
+
+
+def _run_dir(o: FitOptions, resume: bool) -> FitRun:
+    """The run directory: reopened for ``--resume``, else checked, locked and made."""
+    if resume:
+        return FitRun.reopen(o.out)
+    inputs = [x for x in (o.brain, o.bold, o.group_fc, o.maps) if x is not None]
+    return FitRun(o.out, o.overwrite, inputs)
+
+
+def _members(o: FitOptions, comm: Any) -> MemberMap | None:
+    """The forward runs' member communicators under mpiexec (None: one process)."""
+    if comm is None:
+        if o.ranks_per_member > 1:
+            raise ConfigError([f"--ranks-per-member: {o.ranks_per_member} -- expected 1 "
+                               "outside mpiexec (a member of several ranks needs them)"],
+                              "dtb fit")
+        return None
+    size = comm.Get_size()
+    if o.procs > 1:
+        raise ConfigError([f"--procs: {o.procs} -- expected 1 under mpiexec (the ranks run "
+                           "the forward runs: --ranks-per-member)"], "dtb fit")
+    if size % o.ranks_per_member:
+        raise ConfigError([f"--ranks-per-member: {o.ranks_per_member} -- expected a divisor "
+                           f"of the {size} ranks"], "dtb fit")
+    return MemberMap(comm, o.ranks_per_member)
 
 
 def _say(line: str) -> None:
