@@ -34,7 +34,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -212,6 +212,36 @@ class FitOptions:
                 v = list(v)
             out[k] = v
         return out
+
+    @classmethod
+    def from_record(cls, d: dict[str, Any], cwd: str | Path = ".") -> FitOptions:
+        """The options of a ``record()`` (a run's manifest), as the run resolved them:
+        paths relative to ``cwd`` (where the run started) made absolute.  Raises
+        ConfigError naming the field when the record holds keys these options lack (a
+        run of another dtb version) or a value of the wrong shape.  Fields the record
+        lacks take their defaults."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError([f"options: {unknown} -- not options of this dtb fit (a run "
+                               "of another dtb version?)"], "manifest.json")
+        kw = dict(d)
+        try:
+            for k in ("brain", "bold", "out", "group_fc", "maps"):
+                if kw.get(k) is not None:
+                    kw[k] = Path(cwd) / kw[k]
+            for k in ("fit_trs", "test_trs"):
+                if kw.get(k) is not None:
+                    a, b = kw[k]
+                    kw[k] = (a, b)
+            kw["params"] = [FitParameter(p["name"], float(p["low"]), float(p["high"]),
+                                         mode=p.get("mode", "scale"), map_name=p.get("map"))
+                            for p in d["params"]]
+            kw["centre"] = [float(c) for c in d["centre"]]
+        except (KeyError, TypeError, ValueError) as e:
+            raise ConfigError([f"options: {e!r} -- expected the options dtb fit records"],
+                              "manifest.json") from None
+        return cls(**kw)
 
 
 _RANGE = re.compile(r"^\s*(\d*)\s*:\s*(\d*)\s*$")

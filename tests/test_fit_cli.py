@@ -126,11 +126,16 @@ def test_twin_through_the_command_moves_the_coupling_to_the_truth(inputs, whole)
 
 
 def test_resume_after_a_stop_gives_the_uninterrupted_result(inputs, whole, tmp_path):
+    """Stopped after iteration 1 (exit 75), resumed: the uninterrupted run's result."""
     out = tmp_path / "split"
     assert main(_args(inputs, out, "--stop-after", "1")) == 75
     man = json.loads((out / "manifest.json").read_text())
     assert man["status"] == "interrupted" and man["interrupted"]["iteration"] == 1
     assert (out / "checkpoints" / "fit.npz").is_file() and not (out / "fit.h5").exists()
+    # --resume rebuilds the run from its recorded, resolved options, not by parsing the
+    # command line it was started with: a garbled argv does not matter
+    man["argv"] = ["--no-such-flag", "x"]
+    (out / "manifest.json").write_text(json.dumps(man))
     assert main(["fit", "--resume", str(out), "-q"]) == 0
     with h5py.File(whole / "fit.h5") as a, h5py.File(out / "fit.h5") as b:
         for k in ("ensemble", "posterior", "misfit", "Gamma", "y", "bold/fitted",

@@ -49,7 +49,8 @@ __all__ = ["add_fit_parser", "run_fit"]
 
 
 def _argv_of(args: argparse.Namespace) -> list[str]:
-    """The command line after ``fit`` (recorded, and re-parsed by ``--resume``)."""
+    """The command line after ``fit`` (recorded in the manifest for the record; ``--resume``
+    rebuilds the run from the manifest's resolved ``options`` instead)."""
     argv = getattr(args, "fit_argv", None)
     if argv is not None:
         return list(argv)
@@ -77,7 +78,8 @@ def run_fit(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
     """``dtb fit``: returns the exit status (0; 75 after ``--stop-after``); errors are
     raised (``ConfigError``, ``InputError``: status 2; ``OutputError``: 1), as
     ``dtb.cli.main`` expects.  ``argv``: the arguments after ``fit`` (recorded in the
-    manifest for ``--resume``; default: from ``sys.argv``)."""
+    manifest; default: from ``sys.argv``).  ``--resume`` rebuilds the options from the
+    manifest's ``options`` (``FitOptions.from_record``), never by parsing ``argv`` again."""
     argv = list(argv) if argv is not None else _argv_of(args)
     if args.resume is not None:
         given = _strip(argv, ["--resume", "--stop-after", "--threads", "--procs",
@@ -89,20 +91,12 @@ def run_fit(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
                                "it (the rest come from the run's manifest)"], "dtb fit")
         run_dir = Path(args.resume)
         m = read_resumable(run_dir)
-        recorded = _strip(list(m["argv"]), ["--stop-after", "--threads", "--procs",
-                                            "--ranks-per-member"])
-        recorded = [a for a in recorded if a not in ("-q", "--quiet", "--overwrite")]
-        sub = argparse.ArgumentParser(prog="dtb").add_subparsers(dest="command")
-        p = add_fit_parser(sub)
-        rec = p.parse_args(recorded)
-        for k in ("brain", "bold", "labels", "group_fc", "params", "maps"):
-            v = getattr(rec, k)                  # relative to where the run started
-            if v is not None and not Path(v).is_absolute():
-                setattr(rec, k, str(Path(m.get("cwd", ".")) / v))
-        for k in ("stop_after", "threads", "procs", "quiet", "ranks_per_member"):
-            setattr(rec, k, getattr(args, k))
-        rec.out = str(run_dir)
-        o = check_args(rec)
+        # the run's options as it resolved them (manifest "options", its digest checked
+        # by read_resumable), with the few that --resume may give anew
+        o = replace(FitOptions.from_record(m["options"], m.get("cwd", ".")), out=run_dir,
+                    overwrite=False, resume=True,
+                    **{k: getattr(args, k) for k in ("stop_after", "threads", "procs",
+                                                      "quiet", "ranks_per_member")})
         check_resume_inputs(m)
         inp = load_inputs(o)
         o = replace(o, params=inp.params)   # with their maps resolved for the brain
