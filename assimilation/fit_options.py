@@ -128,6 +128,10 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                      "(default: the fit TRs' number)")
     sim.add_argument("--free-trs", type=int, metavar="TRS", help="TRs of the scored free "
                      "runs (default: the test TRs' number)")
+    sim.add_argument("--free-runs", type=int, default=1, metavar="K", help="network "
+                     "realisations (seeds) of each scored free run (1); with K > 1 the "
+                     "scores of their mean FC are added: the model's FC, not one "
+                     "realisation's")
     sim.add_argument("--dt", type=float, default=0.5, metavar="MS", help="time step (0.5)")
     sim.add_argument("--spinup-s", type=float, default=10.0, metavar="S",
                      help="hemodynamic warm-up before the first TR (10)")
@@ -186,6 +190,7 @@ class FitOptions:
     step: int = 2
     n_tr: int | None = None
     free_trs: int | None = None
+    free_runs: int = 1
     dt_ms: float = 0.5
     spinup_s: float = 10.0
     substeps: int = 4
@@ -365,7 +370,8 @@ def check_args(a: argparse.Namespace) -> FitOptions:
         fc_components=a.fc_components,
         fcd_quantiles=a.fcd_quantiles, fit_variance=a.fit_variance, fit_mean=a.fit_mean,
         window=a.window,
-        step=a.step, n_tr=a.n_tr, free_trs=a.free_trs, dt_ms=a.dt, spinup_s=a.spinup_s,
+        step=a.step, n_tr=a.n_tr, free_trs=a.free_trs, free_runs=a.free_runs,
+        dt_ms=a.dt, spinup_s=a.spinup_s,
         substeps=a.substeps, observable=a.observable, procs=a.procs,
         ranks_per_member=a.ranks_per_member, threads=a.threads,
         seed=a.seed, overwrite=a.overwrite, stop_after=a.stop_after, quiet=a.quiet)
@@ -379,7 +385,7 @@ def _check_numbers(a: argparse.Namespace) -> list[str]:
             bad.append(f"--{flag}: missing -- expected a file (or --resume RUN)")
     ints = (("members", 2), ("iterations", 1), ("noise_runs", 3), ("fc_components", 0),
             ("fcd_quantiles", 0), ("window", 3), ("step", 1), ("substeps", 1), ("procs", 1),
-            ("ranks_per_member", 1),
+            ("ranks_per_member", 1), ("free_runs", 1),
             ("threads", 1))
     for k, least in ints:
         v = getattr(a, k)

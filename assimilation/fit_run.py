@@ -46,7 +46,14 @@ from dtb.assimilation.fit_esmda import Fitter
 from dtb.assimilation.fit_inputs import FitInputs
 from dtb.assimilation.fit_members import MemberMap
 from dtb.assimilation.fit_options import FitOptions
-from dtb.assimilation.fit_score import baselines, figures, identity_values, score, twin_scores
+from dtb.assimilation.fit_score import (
+    baselines,
+    figures,
+    identity_values,
+    realisation_scores,
+    score,
+    twin_scores,
+)
 from dtb.assimilation.summary import detrend
 from dtb.engine.compiling import compile_seconds
 from dtb.errors import InputError
@@ -271,9 +278,9 @@ def execute(o: FitOptions, inp: FitInputs, run: Any, resume: bool,
                           ratio=o.ratio, prior_sampling=o.prior_sampling)
         prog = _iterate(o, fitter, run, resume, times, say)
         res = fitter.result()
-        fitted_raw, unfitted_raw, free_seed = _free_runs(o, inp, res.posterior_mean, run_map,
-                                                         times)
-        prog.stage(2, "free runs of the posterior-mean and the unfitted brain")
+        fitted_runs, unfitted_runs, seeds = _free_runs(o, inp, res.posterior_mean, run_map,
+                                                       times)
+        prog.stage(2 * o.free_runs, "free runs of the posterior-mean and the unfitted brain")
     finally:
         if pool is not None:
             pool.close()
@@ -281,11 +288,19 @@ def execute(o: FitOptions, inp: FitInputs, run: Any, resume: bool,
     times["total_s_this_process"] = time.perf_counter() - t_start
     history = [res.prior] + [fwd.values(it.U) for it in res.inversion.iterations[1:]] + \
         [res.posterior]
+    fitted_raw, unfitted_raw = fitted_runs[0], unfitted_runs[0]
     fitted, unfitted = detrend(fitted_raw, o.detrend), detrend(unfitted_raw, o.detrend)
-    metrics = _metrics(o, inp, fwd, res, fitted, unfitted, free_seed, n_tr, times)
+    metrics = _metrics(o, inp, fwd, res, fitted, unfitted, seeds[0], n_tr, times)
     metrics["fit"]["layout"] = (members.describe() if members is not None
                                 else {"ranks": 1, "procs": o.procs})
     files = _files(o, inp, res, history, fitted_raw, unfitted_raw)
+    if o.free_runs > 1:
+        metrics["heldout"]["realisations"] = {
+            "seeds": seeds,
+            **{k: realisation_scores([detrend(b, o.detrend) for b in runs], inp.test)
+               for k, runs in (("fitted", fitted_runs), ("unfitted", unfitted_runs))}}
+        files["h5"].update({"bold/fitted_runs": fitted_runs,
+                            "bold/unfitted_runs": unfitted_runs})
     files["figures"] = {"test": inp.test, "fitted": fitted, "unfitted": unfitted,
                         "params": o.params, "history": history, "truth": o.truth,
                         "window": o.window, "step": o.step}
@@ -296,7 +311,7 @@ def _iterate(o: FitOptions, fitter: Any, run: Any, resume: bool,
              times: dict[str, float], say: Callable[[str], None] | None) -> _Progress:
     """The noise runs (or the checkpoint) and the ES-MDA iterations, a checkpoint after
     each; returns the progress line's state."""
-    total = o.noise_runs + o.members * o.iterations + 2
+    total = o.noise_runs + o.members * o.iterations + 2 * o.free_runs
     if resume:
         arrays, meta = run.load_checkpoint()
         fitter.restore(arrays, meta)
@@ -327,20 +342,20 @@ def _iterate(o: FitOptions, fitter: Any, run: Any, resume: bool,
 
 
 def _free_runs(o: FitOptions, inp: FitInputs, xhat: np.ndarray, run_map: Any,
-               times: dict[str, float]) -> tuple[np.ndarray, np.ndarray, int]:
-    """BOLD (free TRs, regions) of the posterior mean and of the unfitted brain, with the
-    same seed; and that seed."""
+               times: dict[str, float]) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """BOLD (K, free TRs, regions) of the posterior mean and of the unfitted brain, the
+    same ``--free-runs`` K seeds (network realisations) for both; and those seeds."""
     free_trs = o.free_trs or inp.test.shape[0]
     fcfg = F.ForwardConfig(tr_s=inp.tr_s, n_tr=free_trs, dt_ms=o.dt_ms,
                            spinup_s=o.spinup_s, substeps=o.substeps, threads=o.threads,
                            observable=o.observable)
-    free_seed = F.member_seed(o.seed, FREE_ITERATION, 0)
-    jobs = [(inp.spec, o.params, xhat, free_seed, fcfg),
-            (inp.spec, o.params, identity_values(o.params), free_seed, fcfg)]
+    seeds = [F.member_seed(o.seed, FREE_ITERATION, k) for k in range(o.free_runs)]
+    jobs = ([(inp.spec, o.params, xhat, s, fcfg) for s in seeds]
+            + [(inp.spec, o.params, identity_values(o.params), s, fcfg) for s in seeds])
     t0 = time.perf_counter()
-    fitted_raw, unfitted_raw = list(run_map(F._run_job, jobs))
+    out = np.stack(list(run_map(F._run_job, jobs)))
     times["free_runs_s"] = time.perf_counter() - t0
-    return fitted_raw, unfitted_raw, free_seed
+    return out[:o.free_runs], out[o.free_runs:], seeds
 
 
 def _metrics(o: FitOptions, inp: FitInputs, fwd: Any, res: Any, fitted: np.ndarray,
@@ -434,6 +449,12 @@ def summary(manifest: dict[str, Any], m: dict[str, Any], out: Path) -> str:
              f"{b['split_half']['fcd_ks']:.3f}",
              "  posterior mean: " + ", ".join(f"{k} {v:.3g}"
                                                for k, v in m["fit"]["posterior_mean"].items())]
+    rr = h.get("realisations")
+    if rr is not None:
+        lines.append(f"  {len(rr['seeds'])} realisations: FC r of their mean FC fitted "
+                     f"{rr['fitted']['fc_r_of_mean_fc']:.3f}, unfitted "
+                     f"{rr['unfitted']['fc_r_of_mean_fc']:.3f} (single runs "
+                     + ", ".join(f"{v:.2f}" for v in rr["fitted"]["fc_r_runs"]) + ")")
     for k, v in m.get("twin", {}).items():
         lines.append(f"  twin {k}: truth {v['truth']:.3g}, posterior {v['posterior_mean']:.3g}"
                      f", 90 % interval [{v['interval_90'][0]:.3g}, {v['interval_90'][1]:.3g}]")

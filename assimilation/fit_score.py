@@ -27,7 +27,8 @@ from dtb.assimilation import summary as S
 from dtb.assimilation.figures import fc_figure
 from dtb.assimilation.fit import SC_EXPONENT, FitParameter
 
-__all__ = ["identity_values", "score", "baselines", "twin_scores", "figures"]
+__all__ = ["identity_values", "score", "realisation_scores", "baselines", "twin_scores",
+           "figures"]
 
 
 def identity_values(params: list[FitParameter]) -> np.ndarray:
@@ -52,6 +53,19 @@ def score(model: np.ndarray, test: np.ndarray, window: int, step: int) -> dict[s
             "log_variance_r": float(np.corrcoef(lv, _log_var(test))[0, 1]),
             "mean_sd": float(np.mean(np.sqrt(S.regional_variance(model)))),
             "trs": int(model.shape[0])}
+
+
+def realisation_scores(runs: list[np.ndarray], test: np.ndarray) -> dict[str, Any]:
+    """Several free runs (network realisations) of one brain, each (T, R) detrended,
+    against the test TRs: each run's FC fit r, and the FC fit r and mean FC of their
+    Fisher-z mean FC (the model's expected FC, which a single finite realisation only
+    samples)."""
+    ft = S.fc(test)
+    z = np.mean([S.fc(b, fisher_z=True) for b in runs], axis=0)
+    mean_fc = np.tanh(z)
+    return {"fc_r_runs": [S.fc_fit(S.fc(b), ft) for b in runs],
+            "fc_r_of_mean_fc": S.fc_fit(mean_fc, ft),
+            "mean_fc_of_mean_fc": float(np.nanmean(S.upper(mean_fc)))}
 
 
 def baselines(fit: np.ndarray, test: np.ndarray, sc: np.ndarray, group: np.ndarray | None,

@@ -189,6 +189,28 @@ def test_under_mpiexec_the_fit_is_the_one_process_fit(inputs, whole, tmp_path, p
     assert m["heldout"] == json.loads((whole / "metrics.json").read_text())["heldout"]
 
 
+def test_several_free_runs_score_the_models_mean_fc(inputs, whole, tmp_path, capsys):
+    """--free-runs 2: the first realisation is the one-run fit's free run (same seed); the
+    FC of their Fisher-z mean is scored beside each run's, as recomputed here."""
+    out = tmp_path / "k2"
+    assert main([a for a in _args(inputs, out, "--free-runs", "2") if a != "-q"]) == 0
+    assert "2 realisations: FC r of their mean FC" in capsys.readouterr().out
+    m = json.loads((out / "metrics.json").read_text())
+    rr = m["heldout"]["realisations"]
+    one = json.loads((whole / "metrics.json").read_text())["heldout"]
+    assert rr["fitted"]["fc_r_runs"][0] == pytest.approx(one["fitted"]["fc_r"], abs=1e-12)
+    assert m["heldout"]["fitted"] == one["fitted"]
+    with h5py.File(out / "fit.h5") as h:
+        runs = h["bold/fitted_runs"][()]
+        test = h["bold/observed_test"][()]
+        assert runs.shape[0] == 2 and np.array_equal(runs[0], h["bold/fitted"][()])
+    z = np.mean([np.arctanh(np.clip(np.corrcoef(b.T), -0.999999, 0.999999)) for b in runs],
+                axis=0)
+    want = np.corrcoef(S.upper(np.tanh(z)), S.upper(np.corrcoef(test.T)))[0, 1]
+    assert rr["fitted"]["fc_r_of_mean_fc"] == pytest.approx(want, abs=1e-6)
+    assert len(rr["unfitted"]["fc_r_runs"]) == 2
+
+
 def test_members_of_several_ranks_need_mpiexec(inputs, tmp_path, capsys):
     assert main(_args(inputs, tmp_path / "out", "--ranks-per-member", "2")) == 2
     assert "--ranks-per-member: 2 -- expected 1 outside mpiexec" in capsys.readouterr().err
