@@ -1,11 +1,11 @@
 """How much of a fitted twin's held-out FC is its parameters and how much its network
 realisation?  (issue 13)
 
-For each subject of a ``fit_hcp.py`` result: the same brain (``--neurons`` from that run),
-free-run ``--seeds`` realisations (fresh seeds: other synapses, other noise) of ``--free-tr``
-TRs at the fit's posterior mean and at the prior centre (the regime study's working
-point), each scored on the held-out TRs 600-1199 as ``fit_hcp.score`` does, and the FC of
-their Fisher-z mean (the model's expected FC over realisations, the prediction a twin
+For each subject of a ``fit_hcp.py`` result: the same brain (that run's ``--neurons`` unless
+given), free-run ``--seeds`` realisations (fresh seeds: other synapses, other noise) of
+``--free-tr`` TRs at the fit's posterior mean and at the prior centre (the regime study's
+working point), each scored on the held-out TRs 600-1199 as ``fit_hcp.score`` does, and the
+FC of their Fisher-z mean (the model's expected FC over realisations, the prediction a twin
 that averages its realisations makes).
 
     .venv/bin/python benchmarks/fit_realisations.py results/fit_hcp-<stamp>.json \\
@@ -59,12 +59,13 @@ def subject(rec: dict[str, Any], run: dict[str, Any], a: argparse.Namespace,
     sub = hcp.load_subject(sid)
     others = [hcp.load_subject(s) for s in hcp.DEV_SUBJECTS if s != sid]
     files = hcp.write_subject(sub, a.work / sid)
-    spec = FH.build_spec(files, run["args"]["neurons"], run["args"]["in_degree"])
+    spec = FH.build_spec(files, a.neurons or run["args"]["neurons"], run["args"]["in_degree"])
     d = FH.subject_data(sub, others)
     params = [F.FitParameter(n, lo, hi) for n, lo, hi, _ in FH.PARAMS]
     names = [p.name for p in params]
-    points = {"posterior_mean": np.array([rec["posterior_mean"][n] for n in names]),
-              "prior_centre": np.array([c for *_, c in FH.PARAMS])}
+    every = {"posterior_mean": np.array([rec["posterior_mean"][n] for n in names]),
+             "prior_centre": np.array([c for *_, c in FH.PARAMS])}
+    points = {k: v for k, v in every.items() if k in a.points}
     cfg = F.ForwardConfig(tr_s=hcp.TR_S, n_tr=a.free_tr, dt_ms=run["args"]["dt"],
                           spinup_s=run["args"]["spinup_s"], threads=1)
     seeds = [F.member_seed(run["args"]["seed"], SEED_STREAM, k) for k in range(a.seeds)]
@@ -73,6 +74,7 @@ def subject(rec: dict[str, Any], run: dict[str, Any], a: argparse.Namespace,
     out = pool.map(FH._free, jobs, chunksize=1) if pool is not None else map(FH._free, jobs)
     bolds = [b for b, _ in out]
     res: dict[str, Any] = {"subject": sid, "seeds": seeds, "wall_s": time.perf_counter() - t0,
+                           "neurons": int(np.sum(spec.neurons_per_unit())),
                            "baselines": d["baselines"], "data": d["scores"]}
     for k, (name, x) in enumerate(points.items()):
         mine = bolds[k * a.seeds:(k + 1) * a.seeds]
@@ -89,6 +91,8 @@ def table(rows: list[dict[str, Any]]) -> str:
     lines = [head]
     for r in rows:
         for name in ("posterior_mean", "prior_centre"):
+            if name not in r:
+                continue
             p = r[name]
             v = np.array(p["fc_r_runs"])
             lines.append((r["subject"], name, " ".join(f"{x:.2f}" for x in v),
@@ -109,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--free-tr", type=int, default=600)
     ap.add_argument("--procs", type=int, default=1)
     ap.add_argument("--subjects", nargs="+")
+    ap.add_argument("--neurons", type=int, help="brain size (default: the fit's)")
+    ap.add_argument("--points", nargs="+", choices=("posterior_mean", "prior_centre"),
+                    default=["posterior_mean", "prior_centre"])
     a = ap.parse_args(argv)
     if a.seeds < 2:
         print("fit_realisations: --seeds: expected at least 2", file=sys.stderr)
@@ -128,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     path.write_text(json.dumps({"benchmark": "fit_realisations", "utc": stamp,
                                 "machine": machine(), "fit": a.fit_json.name,
                                 "args": {"seeds": a.seeds, "free_tr": a.free_tr,
-                                         "procs": a.procs}, "subjects": rows}, indent=1))
+                                         "procs": a.procs, "neurons": a.neurons,
+                                         "points": a.points}, "subjects": rows}, indent=1))
     print(f"wrote {path}")
     return 0
 
