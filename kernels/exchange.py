@@ -82,3 +82,41 @@ def decode(recv, rcounts, t0, request, request_off, pop_gid0, out_step, out_pop,
             out_idx[o] = gid - pop_gid0[pop]
             o += 1
     return o
+
+
+@nb.njit(cache=True)
+def pack_blocks(counts, data, block, cap):
+    """Fixed-size blocks of one window's packed spikes: row p of ``block`` (peers, cap + 1)
+    gets peer p's count and its first ``cap`` codes (``data`` peer-major, ``counts`` per
+    peer); codes beyond ``cap`` travel separately (the caller's overflow)."""
+    o = 0
+    for p in range(counts.shape[0]):
+        c = counts[p]
+        block[p, 0] = c
+        for j in range(min(c, cap)):
+            block[p, 1 + j] = data[o + j]
+        o += c
+
+
+@nb.njit(cache=True)
+def unpack_blocks(block, cap, extra, extra_off):
+    """The inverse of ``pack_blocks`` on the receiving side: (codes, source-peer-major;
+    counts per source peer) from the received ``block`` rows and, for sources whose count
+    exceeded ``cap``, their remaining codes extra[extra_off[r]:extra_off[r + 1]]."""
+    n_src = block.shape[0]
+    rcounts = np.empty(n_src, np.int64)
+    total = 0
+    for r in range(n_src):
+        rcounts[r] = block[r, 0]
+        total += block[r, 0]
+    out = np.empty(total, np.int64)
+    o = 0
+    for r in range(n_src):
+        c = rcounts[r]
+        k = min(c, cap)
+        for j in range(k):
+            out[o + j] = block[r, 1 + j]
+        for j in range(c - k):
+            out[o + k + j] = extra[extra_off[r] + j]
+        o += c
+    return out, rcounts

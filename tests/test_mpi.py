@@ -268,3 +268,16 @@ def test_recorded_outputs_identical_on_1_and_4_ranks(tmp_path, partition):
     for f in [*m4["outputs"]["series"]["files"], *m4["outputs"]["spikes"]["parts"],
               *m4["outputs"]["series_h5"]["parts"]]:
         assert hashlib.sha256((runs[4] / f["path"]).read_bytes()).hexdigest() == f["sha256"]
+
+
+@needs_mpi
+@pytest.mark.parametrize("ranks,plain", [(2, False), (3, False), (4, False), (3, True)])
+def test_block_transfer_delivers_overflow_and_agrees_on_resizing(ranks, plain):
+    """Counts from 0 to 300 against blocks of 16 and more: the remainder of a full block
+    arrives point to point, and the ranks change the block size together; with MPI-4's
+    persistent collective and without it (plain: what an MPI-3 library gets)."""
+    p = subprocess.run([MPIEXEC, "-n", str(ranks), sys.executable,
+                        str(HERE / "mpi_transfer.py"), *(["--plain"] if plain else [])],
+                       capture_output=True, text=True, timeout=300, env=_env())
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    assert p.stdout.startswith("ok [16, ")

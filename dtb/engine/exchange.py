@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from dtb.engine.transfer import BlockTransfer
 from dtb.kernels.bundles import Route
 from dtb.kernels.exchange import encode
 
@@ -83,6 +84,7 @@ class Exchange:
         self.graph = comm.Create_dist_graph_adjacent(self.sources, self.dests, reorder=False)
         self.window = self._cross_rank_window(engine)
         self.routing = routing
+        self.blocks = BlockTransfer(comm, self.graph, self.sources, self.dests)
         if routing == "two-level":
             g = group_size or max(1, int(round(size ** 0.5)))
             self.group_size = g
@@ -134,15 +136,10 @@ class Exchange:
     def transfer(self, counts: np.ndarray, data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One window's packed spikes (counts per destination peer, data peer-major) to the
         peers, theirs back: (packed spikes, source-peer-major; counts per source peer).
-        Routing "direct" (neighbourhood collectives)."""
-        from mpi4py import MPI
-
+        Routing "direct": fixed blocks through a neighbourhood collective
+        (dtb.engine.transfer.BlockTransfer)."""
         t = time.perf_counter()
-        rcounts = np.empty(len(self.sources), np.int64)
-        self.graph.Neighbor_alltoall(counts, rcounts)
-        recv = np.empty(int(rcounts.sum()), np.int64)
-        self.graph.Neighbor_alltoallv([data, (counts, _displ(counts)), MPI.INT64_T],
-                                      [recv, (rcounts, _displ(rcounts)), MPI.INT64_T])
+        recv, rcounts = self.blocks(counts, data)
         self.windows += 1
         self.messages += int(np.count_nonzero(counts))
         self.bytes += int(data.nbytes)
