@@ -44,6 +44,7 @@ Units: ms inside the engine (``dt_ms``), seconds for TRs, spin-up and BOLD time.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,6 +65,7 @@ from dtb.errors import ConfigError
 from dtb.model.hemodynamics import Hemodynamics, drive_from_rate
 
 __all__ = ["COUPLING", "SC_EXPONENT", "FitParameter", "ForwardConfig", "StatisticsConfig",
+           "fitted_spec",
            "FcBasis", "fc_basis", "n_fc", "with_coupling", "simulate_bold", "bold_from_rates",
            "statistics", "member_seed", "Forward"]
 
@@ -187,19 +189,14 @@ def _nominal(spec: Any, name: str) -> np.ndarray:
                        f"{[f.name for f in spec.families]}"], "fit parameters")
 
 
-def simulate_bold(spec: Any, params: Sequence[FitParameter], x: np.ndarray, seed: int,
-                  cfg: ForwardConfig, comm: Any = None) -> np.ndarray:
-    """BOLD per region (n_tr, R) (fractional signal change; regions in the order of
-    ``spec.region_labels``) of the brain ``spec`` at parameter values ``x`` (P,); with
-    ``cfg.observable == "rates"`` the region rates (Hz) per TR instead.  ``comm``: the
-    member communicator the engine is distributed over (None: this process alone); every
-    rank of it returns the same series."""
-
-    x = np.asarray(x, float)
+def _split(spec: Any, params: Sequence[FitParameter], x: np.ndarray
+           ) -> tuple[float, dict[str, float], float, dict[str, np.ndarray]]:
+    """Parameter values ``x`` (P,) as the recipe takes them: (coupling G, coupling per
+    target family, SC exponent, per-unit values (U,) of each FAMILY.hyper parameter)."""
     G, sc_exp = 1.0, 0.0
     targets: dict[str, float] = {}
     unit_values: dict[str, np.ndarray] = {}
-    for p, v in zip(params, x, strict=True):
+    for p, v in zip(params, np.asarray(x, float), strict=True):
         if p.name == COUPLING:
             G = float(v)
         elif p.name.startswith(COUPLING + "."):
@@ -208,6 +205,43 @@ def simulate_bold(spec: Any, params: Sequence[FitParameter], x: np.ndarray, seed
             sc_exp = float(v)
         else:
             unit_values[p.name] = p.unit_values(float(v), _nominal(spec, p.name))
+    return G, targets, sc_exp, unit_values
+
+
+def fitted_spec(spec: Any, params: Sequence[FitParameter], x: np.ndarray,
+                note: dict[str, Any] | None = None) -> Any:
+    """A copy of the BrainSpec ``spec`` at parameter values ``x`` (P,): its long-range
+    rules rescaled (``with_coupling``) and each fitted FAMILY.hyper parameter replaced by
+    its per-unit values; ``spec`` is left as it is.  The brain a fit hands on: simulated or
+    tracked (``dtb simulate/assimilate --brain``) it is the brain ``simulate_bold`` ran at
+    ``x``.  ``note`` is appended to the provenance."""
+    G, targets, sc_exp, unit_values = _split(spec, params, x)
+    out = with_coupling(spec, G, targets, sc_exp)
+    fams = []
+    for f in spec.families:
+        hyper = dict(f.hyper)
+        for name, v in unit_values.items():
+            fam, par = name.split(".")
+            if fam == f.name:
+                hyper[par] = np.asarray(v, float).copy()
+        fams.append(dataclasses.replace(f, hyper=hyper))
+    out.families = fams
+    out.provenance = [*spec.provenance,
+                      {"step": "fit", **(note or {}),
+                       "parameters": {p.name: float(v) for p, v in
+                                      zip(params, np.asarray(x, float), strict=True)}}]
+    return out
+
+
+def simulate_bold(spec: Any, params: Sequence[FitParameter], x: np.ndarray, seed: int,
+                  cfg: ForwardConfig, comm: Any = None) -> np.ndarray:
+    """BOLD per region (n_tr, R) (fractional signal change; regions in the order of
+    ``spec.region_labels``) of the brain ``spec`` at parameter values ``x`` (P,); with
+    ``cfg.observable == "rates"`` the region rates (Hz) per TR instead.  ``comm``: the
+    member communicator the engine is distributed over (None: this process alone); every
+    rank of it returns the same series."""
+
+    G, targets, sc_exp, unit_values = _split(spec, params, x)
     net = with_coupling(spec, G, targets, sc_exp).to_network()
     eng = Engine(net, dt=cfg.dt_ms, seed=seed, threads=cfg.threads, comm=comm)
     eng.keep_spikes = False

@@ -15,7 +15,10 @@ The run directory holds, when complete:
 - ``metrics.json``: every held-out score beside its baselines (``fit_score``), the fit's
   misfit per iteration, the posterior, and with ``--truth`` the twin scores;
 - ``figures/``: ``fc.png``, ``fcd.png``, ``parameters.png``;
-- ``bold_free.tsv`` (+ ``.json``): the fitted free run, readable by ``dtb assimilate``.
+- ``bold_free.tsv`` (+ ``.json``): the fitted free run, readable by ``dtb assimilate``;
+- ``brain_fitted.h5``: the input brain at the posterior mean (``fit.fitted_spec``), a brain
+  file for ``dtb simulate --brain`` and for the per-TR filter, ``dtb assimilate --brain``,
+  to start from the fitted parameters.
 
 ``checkpoints/fit.npz`` (the ``fit_esmda.Fitter`` state after the noise runs and after every
 iteration, with its JSON in ``meta``) is written atomically while the run goes and removed
@@ -71,6 +74,7 @@ RESULT = "fit.h5"
 METRICS = "metrics.json"
 FIGURES = "figures"
 FREE_TSV = "bold_free.tsv"
+FITTED_BRAIN = "brain_fitted.h5"
 OUTPUTS = (RESULT, METRICS, FIGURES, FREE_TSV, "bold_free.json")
 WRITTEN = ("manifest.json", *OUTPUTS, "checkpoints")
 FREE_ITERATION = 2_000_000      # the seeds' iteration index of the scored free runs
@@ -174,6 +178,10 @@ class FitRun(RunLifecycle):
         text = json.dumps(jsonable(metrics), indent=2, allow_nan=False) + "\n"
         d, s = write_atomic(self.path / METRICS, text.encode(), "metrics")
         outputs[METRICS] = {"path": METRICS, "sha256": d, "bytes": s}
+        files["brain"].save(self.path / FITTED_BRAIN)
+        outputs[FITTED_BRAIN] = {"path": FITTED_BRAIN,
+                                 "sha256": sha256_file(self.path / FITTED_BRAIN),
+                                 "bytes": (self.path / FITTED_BRAIN).stat().st_size}
         outputs.update(write_bold_tsv(self.path / FREE_TSV, files["fitted"], files["labels"],
                                       files["names"], files["tr_s"],
                                       {"Description": "free run of the posterior-mean "
@@ -420,7 +428,11 @@ def _files(o: FitOptions, inp: FitInputs, res: Any, history: list,
         "param_attrs": {"low": [p.low for p in o.params], "high": [p.high for p in o.params],
                         "centre": list(o.centre), "mode": [p.mode for p in o.params],
                         "map": [p.map_name or "" for p in o.params]},
-        "fitted": fitted_raw, "labels": inp.labels, "names": inp.names, "tr_s": inp.tr_s}
+        "fitted": fitted_raw, "labels": inp.labels, "names": inp.names, "tr_s": inp.tr_s,
+        "brain": F.fitted_spec(inp.spec, o.params, res.posterior_mean,
+                               note={"by": "dtb fit", "at": "posterior mean",
+                                     "brain": inp.source.get("brain"),
+                                     "brain_sha256": inp.source.get("brain_sha256")})}
 
 
 def check_resume_inputs(m: dict[str, Any]) -> None:

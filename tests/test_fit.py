@@ -16,6 +16,7 @@ from dtb.assimilation.fit import (
     ForwardConfig,
     StatisticsConfig,
     bold_from_rates,
+    fitted_spec,
     member_seed,
     simulate_bold,
     statistics,
@@ -205,6 +206,34 @@ def test_build_applies_the_long_range_recipe_the_fit_estimates(tiny, tmp_path):
         from dtb.brain.build import BuildOptions
 
         BuildOptions(lr_inhibitory=-1.0).check()
+
+
+def test_fitted_brain_is_the_brain_the_forward_run_simulated(tiny, tmp_path):
+    """fitted_spec at x, saved and loaded as a brain file and run with no parameters, gives
+    the forward run's series at x bit for bit (the brain dtb fit hands on); the spec it
+    came from is unchanged and the provenance names the values."""
+    from dtb.brain.spec import BrainSpec
+
+    params = [FitParameter("coupling", 0.25, 4.0), FitParameter("coupling.I", 0.0, 1.0),
+              FitParameter("sc_exponent", 0.0, 1.0),
+              FitParameter("E.I_e", -0.3, 0.3, mode="shift",
+                           map=np.linspace(-1, 1, tiny.n_units))]
+    x = np.array([1.7, 0.3, 0.5, 0.12])
+    cfg = ForwardConfig(tr_s=0.05, n_tr=30, spinup_s=0.0, substeps=1, observable="rates")
+    before = [(r.weight, r.k.copy()) for r in tiny.rules]
+    e_hyper = {k: v.copy() for k, v in tiny.families[0].hyper.items()}
+    spec = fitted_spec(tiny, params, x, note={"run": "test"})
+    spec.save(tmp_path / "fitted.h5")
+    loaded = BrainSpec.load(tmp_path / "fitted.h5")
+    want = simulate_bold(tiny, params, x, 9, cfg)
+    assert np.array_equal(simulate_bold(loaded, [], [], 9, cfg), want)
+    assert not np.array_equal(simulate_bold(tiny, [], [], 9, cfg), want)
+    assert all(r.weight == w and np.array_equal(r.k, k)
+               for r, (w, k) in zip(tiny.rules, before, strict=True))
+    assert all(np.array_equal(tiny.families[0].hyper[k], v) for k, v in e_hyper.items())
+    assert loaded.provenance[-1]["parameters"] == dict(zip(
+        ["coupling", "coupling.I", "sc_exponent", "E.I_e"], x.tolist(), strict=True))
+    assert loaded.provenance[-1]["run"] == "test"
 
 
 # --- the FC reduction and the ask/tell fitter ---------------------------------------------

@@ -123,6 +123,16 @@ def test_twin_through_the_command_moves_the_coupling_to_the_truth(inputs, whole)
     from dtb.assimilation.observations import read_bold
 
     assert np.allclose(read_bold(whole / "bold_free.tsv").data, fitted, atol=1e-6)
+    # the brain at the posterior mean, for dtb simulate / assimilate --brain
+    from dtb.brain.spec import BrainSpec
+
+    assert "brain_fitted.h5" in man["outputs"]
+    given, fitted_brain = BrainSpec.load(inputs / "brain.h5"), BrainSpec.load(
+        whole / "brain_fitted.h5")
+    g = m["fit"]["posterior_mean"]["coupling"]
+    for a, b in zip(given.rules, fitted_brain.rules, strict=True):
+        assert b.weight == pytest.approx(a.weight * (g if a.kind == "long_range" else 1.0))
+    assert fitted_brain.provenance[-1]["parameters"] == {"coupling": pytest.approx(g)}
 
 
 def test_resume_after_a_stop_gives_the_uninterrupted_result(inputs, whole, tmp_path):
