@@ -489,7 +489,8 @@ def check_run_flags(a: argparse.Namespace) -> float | None:
 
 
 def assimilate_parser() -> argparse.ArgumentParser:
-    """A ``dtb`` parser with only ``assimilate`` (to re-read a recorded command line)."""
+    """A ``dtb`` parser with only ``assimilate`` (its defaults tell which options a
+    ``--resume`` gives)."""
     p = argparse.ArgumentParser(prog="dtb")
     add_assimilate_parser(p.add_subparsers(dest="command", required=True))
     return p

@@ -30,6 +30,7 @@ from dtb.engine.decomposition import ownership as cost_slices
 from dtb.engine.exchange import Exchange
 from dtb.engine.gpu.backend import GpuBackend
 from dtb.errors import ArgumentError
+from dtb.io.manifest import RunSummary
 from dtb.kernels.connect import FIX_BITS
 from dtb.model.config import parse_network
 from dtb.model.network import Network, PerUnit, as_dist
@@ -122,7 +123,6 @@ class Simulation:
     def partition(self) -> str:
         """How the decomposition was made: "slices", "metis" or "contiguous"."""
         return self.ownership.method
-
 
     # --- running ------------------------------------------------------------------------
     def run(self, t_ms: float, on_window: Callable[[np.ndarray, np.ndarray], None] | None = None
@@ -394,6 +394,15 @@ class Simulation:
         return {**figures, "spike_exchange": "host",
                 "cuda_aware_mpi": None if aware is None else
                 {"supported": aware.supported, "how": aware.how}}
+
+    def summary(self) -> RunSummary:
+        """What the run directory records of this simulation (dtb.io.manifest.RunSummary)."""
+        return RunSummary(
+            threads=self.threads, neurons=self.n_neurons, synapses=self.n_synapses,
+            bytes_per_synapse=self.bytes_per_synapse, ranks=self.ranks,
+            backend=self.context.backend, gpu=self.gpu_report(), build_s=self.build_s,
+            simulate_s=self.simulate_s, compile_s=self.compile_s, model_time_ms=self.t_ms,
+            population_sizes={p.name: p.size for p in self.network.populations})
 
     def distribution_report(self) -> dict:
         """Per-rank and global figures of a distributed run (a collective on several ranks):
