@@ -110,3 +110,21 @@ class Synapses(NamedTuple):
     tgt: np.ndarray  # (S,) uint32
     wq: np.ndarray  # (S,) int16
     dly: np.ndarray  # (S,) uint16: delay in steps
+
+
+class Route(NamedTuple):
+    """A rank's spike exchange tables (dtb.engine.exchange.Exchange, routing "direct"):
+    local neuron i is wanted by peers send_peer[send_ptr[i]:send_ptr[i + 1]] (indices into
+    the destination list) at positions send_pos[...] of their requests; source peer r sent
+    the global ids request[request_off[r]:request_off[r + 1]] as its request; remote spikes
+    of population p feed projections pop_proj[pop_proj_ptr[p]:pop_proj_ptr[p + 1]]."""
+
+    send_ptr: np.ndarray  # (n + 1,) int64
+    send_peer: np.ndarray  # int64
+    send_pos: np.ndarray  # int64
+    dests: np.ndarray  # (destination peers,) int64: their ranks
+    request: np.ndarray  # int64: global ids, source-peer-major
+    request_off: np.ndarray  # (source peers + 1,) int64
+    pop_gid0: np.ndarray  # (populations,) int64: first global id of each population
+    pop_proj_ptr: np.ndarray  # (populations + 1,) int64
+    pop_proj: np.ndarray  # int64

@@ -124,4 +124,12 @@ def test_warmup_reaches_the_kernels_that_runs_use(tmp_path: Path, capsys):
                      str(tmp_path / args[-1].replace("/", "_"))]) == 0
     assert main(["demo", "--neurons", "3000", "--t", "2", "--threads", "1", "-q", "--out",
                  str(tmp_path / "demo")]) == 0
+    # the distributed loop (what every rank of an MPI run compiles first), on another network
+    from dtb.cli.warmup import _warm_exchange
+    from dtb.engine.simulation import Engine
+    from dtb.kernels.loop import run_windows_exchanged
+    from dtb.models.microcircuit import microcircuit
+
+    assert run_windows_exchanged.signatures
+    _warm_exchange(Engine(microcircuit(0.01), threads=1))
     assert compiling.compile_seconds() == c0

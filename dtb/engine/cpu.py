@@ -14,9 +14,10 @@ import numpy as np
 
 from dtb.engine.backend import Emit
 from dtb.kernels import dynamics as kd
-from dtb.kernels.bundles import Scratch
+from dtb.kernels import exchange as kx
+from dtb.kernels.bundles import Route, Scratch
 from dtb.kernels.delivery import deliver
-from dtb.kernels.loop import run_windows
+from dtb.kernels.loop import run_windows, run_windows_exchanged
 
 _EMPTY = np.zeros(0, np.int64)
 
@@ -89,6 +90,27 @@ class CpuBackend:
         if not new_st:
             return _EMPTY.copy(), _EMPTY.copy()
         return np.concatenate(new_st), np.concatenate(new_ix)
+
+    def advance_exchanged(self, n_steps: int, m: int, route: Route, transfer: kx.Hook,
+                          emit: Emit) -> None:
+        """Advance ``n_steps`` in windows of ``m`` steps (the exchange window, equal to the
+        minimum delay), exchanging each window's spikes through ``transfer`` (an MPI
+        collective, dtb.engine.exchange.Exchange.transfer) with the tables ``route``, all
+        in one compiled loop: no Python round trip per window but the transfer itself."""
+        s = self.sim
+        buf = self.buffers(m)
+        key = kx.register(transfer)
+        try:
+            done = 0
+            while done < n_steps:
+                steps, n_rec = run_windows_exchanged(
+                    s.step, n_steps - done, m, s.dt, s.seed, *self._bundles(buf),
+                    s.part.pieces, s.part.synapses, s.threads, buf["rec_step"],
+                    buf["rec_idx"], 0, route, key)
+                done += steps
+                emit(buf["rec_step"][:n_rec].copy(), buf["rec_idx"][:n_rec].copy(), steps)
+        finally:
+            kx.unregister(key)
 
     def deliver_remote(self, steps: np.ndarray, src_pop: np.ndarray,
                        src_idx: np.ndarray) -> None:

@@ -12,29 +12,10 @@ from __future__ import annotations
 
 import time
 
-import numba as nb
 import numpy as np
 
-
-@nb.njit(cache=True)
-def _encode(n_spk, steps, idx, t0, send_ptr, send_peer, send_pos, n_peers):
-    """Per-peer counts and the packed spikes (peer-major) of one window."""
-    counts = np.zeros(n_peers, np.int64)
-    for j in range(n_spk):
-        for e in range(send_ptr[idx[j]], send_ptr[idx[j] + 1]):
-            counts[send_peer[e]] += 1
-    offs = np.zeros(n_peers + 1, np.int64)
-    for p in range(n_peers):
-        offs[p + 1] = offs[p] + counts[p]
-    out = np.empty(offs[n_peers], np.int64)
-    fill = offs[:-1].copy()
-    for j in range(n_spk):
-        code = steps[j] - t0
-        for e in range(send_ptr[idx[j]], send_ptr[idx[j] + 1]):
-            p = send_peer[e]
-            out[fill[p]] = (send_pos[e] << 16) | code
-            fill[p] += 1
-    return counts, out
+from dtb.kernels.bundles import Route
+from dtb.kernels.exchange import encode
 
 
 class Exchange:
@@ -137,24 +118,49 @@ class Exchange:
             best = min(best, int(engine.synapse_arrays.dly[ptr[0]:ptr[-1]][mask].min()))
         return int(self.comm.allreduce(best, op=MPI.MIN))
 
-    def exchange(self, t0: int, steps: np.ndarray, idx: np.ndarray):
-        """Send my window's spikes (steps, engine-local indices) to the peers that need them;
-        returns the peers' spikes as (steps, global ids)."""
+    def route(self, pop_gid0: np.ndarray, pop_proj_ptr: np.ndarray,
+              pop_proj: np.ndarray) -> Route:
+        """The tables a compiled loop needs to exchange through ``transfer`` (routing
+        "direct"): this rank's send table, the requests it made, and where spikes of each
+        population go (``pop_gid0`` first global ids, ``pop_proj_ptr``/``pop_proj``)."""
+        req = [self.request[r] for r in self.sources]
+        off = np.zeros(len(req) + 1, np.int64)
+        np.cumsum([len(x) for x in req], out=off[1:])
+        request = np.concatenate(req).astype(np.int64) if req else np.zeros(0, np.int64)
+        return Route(self.send_ptr, self.send_peer, self.send_pos,
+                     np.array(self.dests, np.int64), request, off,
+                     np.ascontiguousarray(pop_gid0, np.int64), pop_proj_ptr, pop_proj)
+
+    def transfer(self, counts: np.ndarray, data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One window's packed spikes (counts per destination peer, data peer-major) to the
+        peers, theirs back: (packed spikes, source-peer-major; counts per source peer).
+        Routing "direct" (neighbourhood collectives)."""
         from mpi4py import MPI
 
         t = time.perf_counter()
-        counts, data = _encode(len(steps), steps, idx, t0, self.send_ptr, self.send_peer,
-                               self.send_pos, len(self.dests))
-        if self.routing == "two-level":
-            st, gid = self._two_level(t0, counts, data)
-            self.windows += 1
-            self.seconds += time.perf_counter() - t
-            return st, gid
         rcounts = np.empty(len(self.sources), np.int64)
         self.graph.Neighbor_alltoall(counts, rcounts)
         recv = np.empty(int(rcounts.sum()), np.int64)
         self.graph.Neighbor_alltoallv([data, (counts, _displ(counts)), MPI.INT64_T],
                                       [recv, (rcounts, _displ(rcounts)), MPI.INT64_T])
+        self.windows += 1
+        self.messages += int(np.count_nonzero(counts))
+        self.bytes += int(data.nbytes)
+        self.seconds += time.perf_counter() - t
+        return recv, rcounts
+
+    def exchange(self, t0: int, steps: np.ndarray, idx: np.ndarray):
+        """Send my window's spikes (steps, engine-local indices) to the peers that need them;
+        returns the peers' spikes as (steps, global ids)."""
+        counts, data = encode(len(steps), steps, idx, t0, self.send_ptr, self.send_peer,
+                              self.send_pos, len(self.dests))
+        if self.routing == "two-level":
+            t = time.perf_counter()
+            st, gid = self._two_level(t0, counts, data)
+            self.windows += 1
+            self.seconds += time.perf_counter() - t
+            return st, gid
+        recv, rcounts = self.transfer(counts, data)
         st = np.empty(len(recv), np.int64)
         gid = np.empty(len(recv), np.int64)
         o = 0
@@ -163,10 +169,6 @@ class Exchange:
             st[o:o + c] = t0 + (block & 0xFFFF)
             gid[o:o + c] = self.request[r][block >> 16]
             o += c
-        self.windows += 1
-        self.messages += int(np.count_nonzero(counts))
-        self.bytes += int(data.nbytes)
-        self.seconds += time.perf_counter() - t
         return st, gid
 
     def _two_level(self, t0: int, counts: np.ndarray, data: np.ndarray):

@@ -84,6 +84,10 @@ class Simulation:
         # (opening the outputs) as simulation time
         self.exchange = (Exchange(self, context.routing, context.ranks_per_node)
                          if context.ranks > 1 else None)
+        tables = self.part.tables
+        self._route = (self.exchange.route(self.part.pop_gid0, tables.pop_proj_ptr,
+                                           tables.pop_proj)
+                       if self.exchange is not None else None)
         self.build_s = watch.seconds()
         self.compile_s = watch.compile_s
 
@@ -216,6 +220,12 @@ class Simulation:
         ex = self.exchange  # built with the simulation
         assert ex is not None, "a distributed run without its exchange"
         window = max(m_max, ex.window)
+        if window == m_max and ex.routing == "direct" and isinstance(self.backend, CpuBackend):
+            # an exchange after every step or few: the whole loop compiled, MPI excepted
+            assert self._route is not None
+            self.backend.advance_exchanged(n_steps, m_max, self._route, ex.transfer,
+                                           self._advanced)
+            return
         done = 0
         while done < n_steps:
             w = min(window, n_steps - done)
