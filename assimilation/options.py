@@ -14,17 +14,18 @@ import argparse
 import datetime as _dt
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numba
 
-from dtb.errors import UsageError
+from dtb.errors import ConfigError, UsageError
+from dtb.io.manifest import jsonable
 from dtb.model.hemodynamics import PARAMETER_SETS
 
 __all__ = ["HYPER", "UsageError", "add_assimilate_parser", "Options", "check_args",
-           "assimilate_parser", "check_tr"]
+           "assimilate_parser", "check_tr", "check_run_flags"]
 
 HYPER = ("g_AMPA", "g_NMDA", "g_GABA_A", "g_GABA_B", "I_e")
 
@@ -202,6 +203,56 @@ class Options:
     confounds: str | None = None
     confound_columns: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_record(self) -> dict[str, Any]:
+        """Every option as JSON values (the manifest's ``options``, what ``--resume``
+        rebuilds the run from): paths as strings, tuples as lists (the bounds' pairs, the
+        preprocessing's steps and band too).  ``extra`` (what the run found out, not an
+        option) is left out.  ``from_record`` gives the options back exactly."""
+        return jsonable({f.name: str(v) if isinstance(v, Path) else v
+                         for f in fields(self) if f.name != "extra"
+                         for v in (getattr(self, f.name),)})
+
+    @classmethod
+    def from_record(cls, d: dict[str, Any], cwd: str | Path | None = None,
+                    where: str = "manifest.json") -> Options:
+        """The options of a ``to_record()`` (``extra`` empty).  With ``cwd`` (where the run
+        started), relative paths of files (--brain, --bold, --labels, --atlas, --confounds)
+        and --out are made absolute against it.  Fields the record lacks take their
+        defaults; raises ConfigError (naming ``where`` and the fields) for a field that has
+        none, keys these options lack (a run of another dtb version) or a value of the
+        wrong shape."""
+        names = {f.name: f for f in fields(cls) if f.name != "extra"}
+        unknown = sorted(set(d) - set(names))
+        missing = sorted(k for k, f in names.items() if k not in d and
+                         f.default is MISSING and f.default_factory is MISSING)
+        if unknown or missing:
+            raise ConfigError([f"options: {what} {keys} -- expected the options dtb "
+                               "assimilate records (a run of another dtb version?)"
+                               for what, keys in (("unknown", unknown), ("missing", missing))
+                               if keys], where)
+        kw = dict(d)
+        try:
+            for k in _RECORD_PATHS:
+                if kw.get(k) is not None:
+                    v = kw[k] if cwd is None else str(Path(cwd) / kw[k])
+                    kw[k] = Path(v) if k in ("brain", "bold", "out") else str(v)
+            for k in ("params", "holdout_regions", "confound_columns"):
+                if k in kw:
+                    kw[k] = tuple(kw[k])
+            if "bounds" in kw:
+                kw["bounds"] = {k: (float(lo), float(hi)) for k, (lo, hi) in kw["bounds"].items()}
+            if "preprocess" in kw:
+                kw["preprocess"] = [(str(k), tuple(v) if isinstance(v, list) else v)
+                                    for k, v in kw["preprocess"]]
+        except (TypeError, ValueError, AttributeError) as e:
+            raise ConfigError([f"options: {e} -- expected the options dtb assimilate "
+                               "records"], where) from None
+        return cls(**kw)
+
+
+#: the options that name files or directories (``Options.from_record``'s ``cwd``)
+_RECORD_PATHS = ("brain", "bold", "out", "labels", "atlas", "confounds")
 
 
 def _finite(x: float | None) -> bool:
@@ -417,21 +468,29 @@ def _check_simulation(a: argparse.Namespace, tr: float | None, members: int
     if not 0 <= a.seed < 2**32 - members - 1:
         raise UsageError(f"--seed: {a.seed!r} -- expected an integer in [0, 2**32 - M - 1) "
                          "(member m uses seed + 1 + m)")
-    if a.threads is not None:
-        top = numba.config.NUMBA_NUM_THREADS
-        if not 1 <= a.threads <= top:
-            raise UsageError(f"--threads: {a.threads!r} -- expected 1 to {top} "
-                             "(NUMBA_NUM_THREADS)")
-    ce = getattr(a, "checkpoint_every", None)
-    if ce is not None and not (_finite(ce) and ce > 0):
-        raise UsageError(f"--checkpoint-every: {ce!r} -- expected a model time in ms > 0")
+    ce = check_run_flags(a)
     if a.ranks_per_member < 1:
         raise UsageError(f"--ranks-per-member: {a.ranks_per_member!r} -- expected P >= 1")
     return dt, ce
 
 
+def check_run_flags(a: argparse.Namespace) -> float | None:
+    """--threads and --checkpoint-every (the flags ``--resume`` may give anew) checked;
+    returns --checkpoint-every (ms, or None)."""
+    if a.threads is not None:
+        top = numba.config.NUMBA_NUM_THREADS
+        if not 1 <= a.threads <= top:
+            raise UsageError(f"--threads: {a.threads!r} -- expected 1 to {top} "
+                             "(NUMBA_NUM_THREADS)")
+    ce: float | None = getattr(a, "checkpoint_every", None)
+    if ce is not None and not (_finite(ce) and ce > 0):
+        raise UsageError(f"--checkpoint-every: {ce!r} -- expected a model time in ms > 0")
+    return ce
+
+
 def assimilate_parser() -> argparse.ArgumentParser:
-    """A ``dtb`` parser with only ``assimilate`` (to re-read a recorded command line)."""
+    """A ``dtb`` parser with only ``assimilate`` (its defaults tell which options a
+    ``--resume`` gives)."""
     p = argparse.ArgumentParser(prog="dtb")
     add_assimilate_parser(p.add_subparsers(dest="command", required=True))
     return p

@@ -55,8 +55,10 @@ OUTPUTS = (STORE, METRICS, FIGURES, OBSERVED_CSV, FREE_TSV, "bold_free.json")
 MANIFEST_FORMAT = "dtb-assimilation"
 #: the top-level entries a run of dtb assimilate may write (the manifest's ``written``)
 WRITTEN = ("manifest.json", "brain.h5", *OUTPUTS, "checkpoints")
-#: options a resumed run may set anew, or that name files checked by their SHA-256
-_RESUME_FREE = ("resume", "checkpoint_every", "threads", "brain", "bold", "labels", "atlas")
+#: options a resumed run may set anew, or that name files (checked by their SHA-256, or
+#: made absolute against the directory the run started in)
+_RESUME_FREE = ("resume", "checkpoint_every", "threads", "quiet", "out", "overwrite", "brain",
+                "bold", "labels", "atlas", "confounds")
 
 #: Variables of ``assimilation.zarr`` and their dimensions (``tr`` TRs of the observed
 #: series, ``tr_free`` TRs of the free run, ``member``, ``unit``, ``parameter``, ``region``).
@@ -82,14 +84,6 @@ DIMENSIONS: dict[str, tuple[str, ...]] = {
 
 def _tree_digest(path: Path) -> tuple[str, int, int]:
     return tree_digest(path)
-
-
-def options_record(o: Options) -> dict[str, Any]:
-    """The options as the manifest records them (JSON values)."""
-
-    opts = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(o).items()
-            if k not in ("extra", "out", "overwrite", "quiet")}
-    return json.loads(json.dumps(jsonable(opts)))
 
 
 def region_names(prob: Problem) -> list[str]:
@@ -274,7 +268,7 @@ class AssimilationRun(RunLifecycle):
                 return {k: v for k, v in (d or {}).items() if k not in _RESUME_FREE}
 
             diff = config_differences(keep(manifest.get("options")),
-                                      keep(options_record(o)))
+                                      keep(o.to_record()))
             if diff:
                 raise NotResumable(f"{f}: the recorded options differ from those the run's "
                                    f"command gives now ({'; '.join(diff[:5])}) -- a resumed "
@@ -296,7 +290,7 @@ class AssimilationRun(RunLifecycle):
         """Write the manifest ``running`` (an earlier run's files, brain.h5 too, set aside
         first); with ``--demo`` the demo's brain is saved in the run directory."""
         self.set_aside()
-        opts = options_record(o)
+        opts = o.to_record()
         manifest = {
             "format": MANIFEST_FORMAT, "format_version": 1, "status": "running",
             "error": None, "dtb_version": versions()["dtb"], "versions": versions(),

@@ -10,8 +10,9 @@ after the last TR is checkpointed the same way (``free_checkpointer``), at steps
 (T the series' TRs, f the free TRs done; the same cadence in TRs, a stop honoured after the
 next free TR): each such checkpoint holds, besides the above with the assimilation's final
 ``LoopState``, this rank's free-run BOLD rows so far and hemodynamic state.
-``dtb assimilate --resume RUN`` rebuilds the run's arguments from its manifest
-(``resume_args``), loads the newest usable checkpoint (``load_resume``) and continues
+``dtb assimilate --resume RUN`` rebuilds the run's options from the resolved options its
+manifest recorded (``resume_options``, ``Options.from_record``; never from the stored
+command line), loads the newest usable checkpoint (``load_resume``) and continues
 bitwise identically (``assimilation.zarr``, ``metrics.json`` but its timings), in the
 assimilation or in the free run.  Not checkpointed: the twin truth, baselines and spin-up
 before the first boundary (a stop requested there is honoured at TR 0).
@@ -31,19 +32,21 @@ from typing import Any
 
 import numpy as np
 
-from dtb.assimilation.options import Options, assimilate_parser
+from dtb.assimilation.options import Options, assimilate_parser, check_run_flags
 from dtb.assimilation.outputs import MANIFEST_FORMAT
 from dtb.assimilation.problem import Layout, Problem
 from dtb.assimilation.stop import StopSource
 from dtb.engine.context import on_root
-from dtb.errors import DtbError, UsageError
+from dtb.errors import ConfigError, DtbError, UsageError
 from dtb.io import checkpoint
+from dtb.io.manifest import NotResumable
 from dtb.io.runspec import check_checkpoints, check_input_file, latest_checkpoint
 from dtb.log import ONCE
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Stopped", "Resume", "checkpoint_trs", "resume_args", "load_resume", "checkpointer",
+__all__ = ["Stopped", "Resume", "checkpoint_trs", "resume_options", "refuse_options",
+           "load_resume", "checkpointer",
            "free_checkpointer"]
 
 
@@ -75,55 +78,68 @@ def checkpoint_trs(ms: float | None, tr_s: float) -> int | None:
     return max(1, math.ceil(ms / (tr_s * 1e3) - 1e-9))
 
 
-_RESUME_KEEPS = ("resume", "checkpoint_every", "threads", "quiet", "command", "command_line",
-                 "run_dir")
+#: what ``--resume`` may give anew (the rest of the run comes from its manifest)
+RESUME_KEEPS = ("resume", "checkpoint_every", "threads", "quiet", "command", "command_line",
+                "run_dir")
 
 
-def resume_args(a: argparse.Namespace, comm: Any) -> tuple[argparse.Namespace, list[str]]:
-    """The arguments of the run ``--resume RUN`` continues (rebuilt from its manifest, with
-    its input files checked) and its recorded command line; raises UsageError (exit 2)."""
+def refuse_options(a: argparse.Namespace) -> None:
+    """Raise UsageError (exit 2) naming the first option ``a`` (``dtb assimilate --resume
+    RUN ...``) gives other than --checkpoint-every, --threads and --quiet (the parser's
+    defaults tell which were given): a resumed run continues the run it names."""
     plain = assimilate_parser().parse_args(["assimilate", "--resume", a.resume])
     for k, v in vars(plain).items():
-        if k not in _RESUME_KEEPS and getattr(a, k, v) != v:
+        if k not in RESUME_KEEPS and getattr(a, k, v) != v:
             raise UsageError(f"--resume {a.resume}: --{k.replace('_', '-')} cannot be given "
                              "-- a resumed run continues with the data, options and outputs "
                              "it was started with (only --checkpoint-every, --threads and "
                              "--quiet may be given)")
+
+
+def resume_options(a: argparse.Namespace, comm: Any) -> Options:
+    """The options of the run ``--resume RUN`` continues, rebuilt from the resolved options
+    its manifest recorded (``Options.from_record``; the stored command line is not read):
+    its input files as recorded (checked by their SHA-256), other relative paths against
+    the directory it started in, ``--out`` RUN; ``--threads``, ``--checkpoint-every`` (when
+    given) and ``--quiet`` from ``a``.  Raises UsageError, or NotResumable naming the
+    manifest and what it lacks (exit 2)."""
+    refuse_options(a)
+    check_run_flags(a)
     run = Path(a.resume)
     size = 1 if comm is None else comm.Get_size()
-    command, manifest = on_root(comm, lambda: _read_resume_manifest(run, size), DtbError)
-    b = assimilate_parser().parse_args(["assimilate", *command[2:]])
+    manifest = on_root(comm, lambda: _read_resume_manifest(run, size), DtbError)
+    rec = dict(manifest["options"])
     src = manifest.get("source") or {}
-    if src.get("kind") == "brain":
-        b.brain, b.bold = src["brain"], src["bold"]
-    cwd = Path(manifest.get("cwd") or ".")
-    for k in ("labels", "atlas"):
-        v = getattr(b, k)
-        if v is not None and not Path(v).is_absolute():
-            setattr(b, k, str(cwd / v))
-    b.out, b.overwrite, b.resume = str(run), False, str(run)
-    b.quiet = a.quiet
+    if src.get("kind") == "brain":     # as checked by _read_resume_manifest
+        rec["brain"], rec["bold"] = src["brain"], src["bold"]
+    rec.update(out=str(run), overwrite=False, quiet=a.quiet)
     if a.threads is not None:
-        b.threads = a.threads
-    b.checkpoint_every = (a.checkpoint_every if a.checkpoint_every is not None
-                          else (manifest.get("options") or {}).get("checkpoint_every"))
-    return b, list(command)
+        rec["threads"] = a.threads
+    if a.checkpoint_every is not None:
+        rec["checkpoint_every"] = a.checkpoint_every
+    try:
+        o = Options.from_record(rec, cwd=manifest.get("cwd") or ".")
+    except ConfigError as e:
+        raise NotResumable(f"{run / 'manifest.json'}: its \"options\" cannot be read back "
+                           f"({'; '.join(e.problems)}) -- resume it with the dtb that "
+                           "started it, or start a new run") from None
+    o.out = run                            # as given, not against the run's directory
+    return o
 
 
-def _read_resume_manifest(run: Path, ranks: int) -> tuple[list[str], dict[str, Any]]:
-    """(command line, manifest) of the run at ``run`` after checking that it can be resumed
-    by ``ranks`` ranks: a dtb assimilate run, not complete, its input files unchanged, a
-    checkpoint written by as many ranks (rank 0; raises UsageError, or ``NotResumable``
-    from the checks it shares with ``dtb simulate --resume``, dtb.io.runspec)."""
+def _read_resume_manifest(run: Path, ranks: int) -> dict[str, Any]:
+    """The manifest of the run at ``run`` after checking that it can be resumed by
+    ``ranks`` ranks: a dtb assimilate run, not complete, its options recorded, its input
+    files unchanged, a checkpoint written by as many ranks (rank 0; raises UsageError, or
+    ``NotResumable`` from the checks it shares with ``dtb simulate --resume``,
+    dtb.io.runspec)."""
 
     try:
         m = json.loads((run / "manifest.json").read_text())
     except (OSError, ValueError) as e:
         raise UsageError(f"--resume {run}: no readable manifest.json ({e}) -- expected the "
                          "run directory of an interrupted dtb assimilate") from None
-    command = m.get("command")
-    if (m.get("format") != MANIFEST_FORMAT or not isinstance(command, list)
-            or len(command) < 2 or command[1] != "assimilate"):
+    if not isinstance(m, dict) or m.get("format") != MANIFEST_FORMAT:
         raise UsageError(f"--resume {run}: not a dtb assimilate run -- resume it with the "
                          "command that made it")
     if m.get("format_version") not in (1,):
@@ -132,12 +148,15 @@ def _read_resume_manifest(run: Path, ranks: int) -> tuple[list[str], dict[str, A
                          "by a newer or altered dtb?)")
     if m.get("status") == "complete":
         raise UsageError(f"--resume {run}: the run is complete -- nothing to resume")
+    if not isinstance(m.get("options"), dict):
+        raise NotResumable(f"{run / 'manifest.json'}: no \"options\" (the run's resolved "
+                           "options, which --resume rebuilds it from) -- start a new run")
     src = m.get("source") or {}
     if src.get("kind") == "brain":
         for key in ("brain", "bold"):
             check_input_file(run, key, src.get(key, ""), src.get(key + "_sha256"))
     check_checkpoints(run, ranks)
-    return command, m
+    return m
 
 
 def load_resume(run: Path, comm: Any) -> Resume:

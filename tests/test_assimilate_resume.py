@@ -270,6 +270,59 @@ def test_two_member_communicators_sigterm_resume_equals_the_uninterrupted_run(
     assert_same_outputs(ref, run)
 
 
+def _edit_manifest(run: Path, **fields) -> dict:
+    m = manifest(run)
+    m.update(fields)
+    (run / "manifest.json").write_text(json.dumps(m, indent=2))
+    return m
+
+
+def test_resume_does_not_read_the_stored_command_line(ref: Path, stopped: Path,
+                                                      tmp_path: Path) -> None:
+    """The run is rebuilt from the manifest's resolved ``options`` (Options.from_record),
+    never by parsing the command it recorded: with that command garbled (an option value
+    and a flag argparse refuses, which used to end the resume with a usage error) it
+    resumes, from another directory, to the uninterrupted run."""
+    run = copy(stopped, tmp_path / "run")
+    garbled = ["dtb", "assimilate", "--members", "banana", "--no-such-flag", "--demo=1"]
+    _edit_manifest(run, command=garbled)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    p = subprocess.run([DTB, "assimilate", "--resume", str(run), "--quiet"], cwd=elsewhere,
+                       capture_output=True, text=True, env=_env(), timeout=600)
+    assert p.returncode == 0, p.stderr
+    assert_same_outputs(ref, run)
+    assert manifest(run)["command"] == garbled
+
+
+def test_a_manifest_of_the_earlier_dtb_resumes(ref: Path, stopped: Path,
+                                               tmp_path: Path) -> None:
+    """A run started by the dtb before the record (its ``options`` without out, overwrite
+    and quiet, the fields --resume sets itself) resumes through the same record."""
+    from dtb.io.runfiles import config_digest
+
+    run = copy(stopped, tmp_path / "run")
+    old = {k: v for k, v in manifest(run)["options"].items()
+           if k not in ("out", "overwrite", "quiet")}
+    _edit_manifest(run, options=old, config_sha256=config_digest(old))
+    p = dtb("assimilate", "--resume", str(run), "--quiet")
+    assert p.returncode == 0, p.stderr
+    assert_same_outputs(ref, run)
+
+
+def test_the_manifest_records_every_option_resolved(stopped: Path) -> None:
+    """What --resume reads: every field of the options (the TR resolved), their digest."""
+    import dataclasses
+
+    from dtb.assimilation.options import Options
+    from dtb.io.runfiles import config_digest
+
+    m = manifest(stopped)
+    assert set(m["options"]) == {f.name for f in dataclasses.fields(Options)} - {"extra"}
+    assert m["options"]["tr_s"] == 0.8 and m["options"]["members"] == 2
+    assert m["config_sha256"] == config_digest(m["options"])
+
+
 # --- errors ----------------------------------------------------------------------------------
 
 def _error(p: subprocess.CompletedProcess[str], *words: str) -> None:
@@ -352,7 +405,35 @@ def test_resume_refuses_options_that_would_change_the_run(stopped: Path, capsys)
                 "--seed cannot be given")
     _main_error(capsys, ["assimilate", "--checkpoint-every", "0", "--demo"],
                 "--checkpoint-every")
+    _main_error(capsys, ["assimilate", "--resume", str(stopped), "--preprocess", "zscore"],
+                "--preprocess cannot be given")
+    _main_error(capsys, ["assimilate", "--resume", str(stopped), "--out", "elsewhere"],
+                "--out cannot be given")
+    # the flags it may give anew are checked as in a new run
+    _main_error(capsys, ["assimilate", "--resume", str(stopped), "--checkpoint-every", "0"],
+                "--checkpoint-every: 0.0 -- expected a model time in ms > 0")
+    _main_error(capsys, ["assimilate", "--resume", str(stopped), "--threads", "0"],
+                "--threads: 0 -- expected 1 to")
     assert manifest(stopped)["status"] == "interrupted"
+
+
+def test_resume_of_a_manifest_without_its_options_is_refused(stopped: Path, tmp_path: Path,
+                                                             capsys) -> None:
+    """Without ``options`` (or with ones another dtb wrote) there is nothing to rebuild the
+    run from: NotResumable naming the manifest and what it lacks, exit 2."""
+    from dtb.io.runfiles import config_digest
+
+    run = copy(stopped, tmp_path / "run")
+    m = manifest(run)
+    _edit_manifest(run, options=None, config_sha256=None)
+    _main_error(capsys, ["assimilate", "--resume", str(run)],
+                f"{run / 'manifest.json'}: no \"options\"")
+    opts = {k: v for k, v in m["options"].items() if k != "members"}
+    opts["ensemble"] = 2
+    _edit_manifest(run, options=opts, config_sha256=config_digest(opts))
+    _main_error(capsys, ["assimilate", "--resume", str(run)], str(run / "manifest.json"),
+                "missing ['members']", "unknown ['ensemble']")
+    assert manifest(run)["status"] == "interrupted"
 
 
 @pytest.mark.mpi

@@ -71,7 +71,7 @@ from dtb.assimilation.resume import (
     checkpointer,
     free_checkpointer,
     load_resume,
-    resume_args,
+    resume_options,
 )
 from dtb.assimilation.stop import Abandoned, StopSource, make_poll
 from dtb.cli.exits import EXIT_TEMPFAIL, Terminated
@@ -145,14 +145,14 @@ def run_assimilate(args: argparse.Namespace, stop: StopSource | None = None) -> 
 
 def _prepare(args: argparse.Namespace, comm: Any
              ) -> tuple[argparse.Namespace, Options, Layout, Problem, Resume | None]:
-    """The checked options (after ``--resume``'s stored command line, if resuming), the MPI
+    """The checked options (``--resume``: the resumed run's, from its manifest), the MPI
     layout, the problem and the checkpoint a resumed run continues from (None: a new run)."""
     resume: Resume | None = None
-    command = getattr(args, "command_line", None)
     if getattr(args, "resume", None) is not None:
-        args, command = resume_args(args, comm)
-    o = check_args(args)
-    o.extra["command"] = command
+        o = resume_options(args, comm)   # from the manifest's record, not its command line
+    else:
+        o = check_args(args)
+        o.extra["command"] = getattr(args, "command_line", None)
     if comm is not None:
         o.out = Path(comm.bcast(str(o.out), root=0))
     lay = make_layout(comm, o.members, o.ranks_per_member)

@@ -236,7 +236,7 @@ def demo(a: argparse.Namespace, command: list[str]) -> int:
         eng = Engine(net, dt=sim.dt, seed=sim.seed, threads=a.threads)
         recorded, _ = record_run(eng, out, sim, err, unit_labels(spec), ready=rd.commit,
                                   regions=UnitRegions.from_spec(spec))
-        manifest = rd.finish(eng, recorded=recorded)
+        manifest = rd.finish(eng.summary(), recorded=recorded)
 
     report = make_report(out)  # derived from the finished run, so after the manifest
     if a.quiet:
@@ -370,7 +370,7 @@ def run(spec: RunSpec, built: Built, target: Target, stop: StopRequest | None,
         dist = eng.distribution_report() if ranks > 1 else None
         if not rank0:
             return 0
-        manifest = rd.finish(eng, distribution=dist, recorded=recorded)
+        manifest = rd.finish(eng.summary(), distribution=dist, recorded=recorded)
     print(out if target.quiet else _summary(manifest, out))
     return 0
 

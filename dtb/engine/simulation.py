@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from dtb.engine import reports
 from dtb.engine.backend import Backend
 from dtb.engine.build import Partition, PopulationLayout, build_partition
 from dtb.engine.compiling import Stopwatch
@@ -126,7 +127,6 @@ class Simulation:
     def partition(self) -> str:
         """How the decomposition was made: "slices", "metis" or "contiguous"."""
         return self.ownership.method
-
 
     # --- running ------------------------------------------------------------------------
     def run(self, t_ms: float, on_window: Callable[[np.ndarray, np.ndarray], None] | None = None
@@ -391,59 +391,10 @@ class Simulation:
         order = np.lexsort((gid, st))
         return (st[order] + 1) * self.dt, gid[order]
 
-    def gpu_report(self) -> dict | None:
-        """The GPU backend's figures for the manifest (None on the CPU backend): device,
-        memory, record size, launches, graphs, and the MPI's CUDA-awareness (several ranks).
-        Spike packets travel through host memory either way: every window's spikes are
-        needed on the host for the recorders, so a device-to-device send would save only
-        the small upload of the packets received."""
-        figures = self.backend.report()
-        if figures is None:
-            return None
-        aware = self.context.cuda_aware_mpi
-        return {**figures, "spike_exchange": "host",
-                "cuda_aware_mpi": None if aware is None else
-                {"supported": aware.supported, "how": aware.how}}
-
-    def distribution_report(self) -> dict:
-        """Per-rank and global figures of a distributed run (a collective on several ranks):
-        neurons, synapses, build and simulation seconds, exchange messages, bytes and
-        seconds; imbalance = max / mean."""
-        ex = self.exchange
-        mine = {"neurons": self.n_local, "synapses": self.n_synapses,
-                "synapse_bytes": self.bytes_per_synapse * self.n_synapses,
-                "build_s": self.build_s, "simulate_s": self.simulate_s,
-                **(ex.stats() if ex is not None else {"window_steps": 0,
-                                                      "peers_send": 0, "peers_recv": 0,
-                                                      "windows": 0, "messages": 0,
-                                                      "bytes": 0, "exchange_s": 0.0})}
-        rows = self.comm.allgather(mine) if self.ranks > 1 else [mine]
-        per = {k: [r[k] for r in rows] for k in mine}
-        syn = int(sum(per["synapses"]))
-        windows = max(1, max(per["windows"]))
-
-        def imb(xs):
-            m = float(np.mean(xs))
-            return float(max(xs) / m) if m > 0 else 1.0
-
-        return {
-            "ranks": self.ranks,
-            "routing": self.routing,
-            "partition": self.partition,
-            "synapses_total": syn,
-            "bytes_per_synapse": float(sum(per["synapse_bytes"]) / syn) if syn else 0.0,
-            "imbalance": {"neurons": imb(per["neurons"]), "synapses": imb(per["synapses"])},
-            "exchange": {
-                "window_steps": int(max(per["window_steps"])),
-                "windows": windows,
-                "messages_per_rank_per_window": float(np.mean(per["messages"])) / windows,
-                "bytes_total": int(sum(per["bytes"])),
-                "exchange_s_mean": float(np.mean(per["exchange_s"])),
-                "exchange_fraction": float(np.mean(per["exchange_s"])
-                                           / max(1e-12, np.mean(per["simulate_s"]))),
-            },
-            "per_rank": per,
-        }
+    # what it reports of itself for the run directory (dtb.engine.reports)
+    summary = reports.run_summary
+    gpu_report = reports.gpu_report
+    distribution_report = reports.distribution_report
 
     def population_spikes(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Per population: spike times (ms) and node ids numbered from 0 in the population."""

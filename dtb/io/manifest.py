@@ -1,7 +1,8 @@
 """What a run's ``manifest.json`` records and how it is read back: the format, the entries a
-run writes, versions and times, the configuration (``run_config``), what the engine did
-(``engine_record``), JSON-safe values (``jsonable``), and the checks that a run can be
-resumed (``resumable_manifest``, raising ``NotResumable``).  The manifest's lifecycle
+run writes, versions and times, the configuration (``run_config``), what the simulation did
+(``RunSummary``, which the engine makes, and ``summary_record``), JSON-safe values
+(``jsonable``), and the checks that a run can be resumed (``resumable_manifest``, raising
+``NotResumable``).  The manifest's lifecycle
 (running, complete, interrupted, failed) is :class:`dtb.io.rundir.RunDirectory`'s.
 """
 
@@ -12,6 +13,7 @@ import json
 import math
 import platform
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +26,6 @@ from dtb.io.runfiles import config_digest, format_problem
 from dtb.version import __version__
 
 if TYPE_CHECKING:
-    from dtb.engine.simulation import Engine
     from dtb.model.config import SimulationSettings
     from dtb.model.network import Network
 
@@ -74,32 +75,57 @@ def jsonable(x: Any) -> Any:
     return x
 
 
-def engine_record(engine: Engine, per_pop: Mapping[str, int], t_rec: float,
-                  distribution: Mapping[str, Any] | None) -> dict[str, Any]:
-    """What a complete manifest says of the engine that ran: threads, counts, ranks, backend,
-    GPU, distribution, timings and the rate (Hz) of every population, from ``per_pop``
-    spikes over ``t_rec`` ms of recorded model time."""
-    t_ms = float(engine.t_ms)
-    sizes = {p.name: p.size for p in engine.network.populations}
+@dataclass(frozen=True)
+class RunSummary:
+    """What a finished simulation tells its run directory (``Simulation.summary()``; the
+    run directory knows nothing else of the engine): this rank's CPU threads, neurons
+    (all ranks), synapses and bytes per synapse (this rank's; a distributed run's totals
+    come from its distribution report), ranks, backend, the GPU backend's figures (None
+    on the CPU), seconds building, simulating and compiling (first use, kept out of the
+    other two), the model time reached (ms) and every population's size (for the
+    rates)."""
+
+    threads: int
+    neurons: int
+    synapses: int
+    bytes_per_synapse: float
+    ranks: int
+    backend: str
+    gpu: Mapping[str, Any] | None
+    build_s: float
+    simulate_s: float
+    compile_s: float
+    model_time_ms: float
+    population_sizes: Mapping[str, int]
+
+
+def summary_record(summary: RunSummary, per_pop: Mapping[str, int], t_rec: float,
+                   distribution: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What a complete manifest says of the simulation that ran (``summary``): threads,
+    counts, ranks, backend, GPU, distribution, timings and the rate (Hz) of every
+    population, from ``per_pop`` spikes over ``t_rec`` ms of recorded model time."""
+    s = summary
+    t_ms = float(s.model_time_ms)
+    sizes = s.population_sizes
     rates = {name: (n / (sizes[name] * t_rec * 1e-3) if t_rec > 0 else 0.0)
              for name, n in per_pop.items()}
     n_spikes = int(sum(per_pop.values()))
     return dict(
-        threads=engine.threads,
-        counts={"neurons": int(engine.n_neurons),
+        threads=s.threads,
+        counts={"neurons": int(s.neurons),
                 "synapses": int(distribution["synapses_total"] if distribution
-                                else engine.n_synapses),
+                                else s.synapses),
                 "bytes_per_synapse": float(distribution["bytes_per_synapse"]
-                                           if distribution else engine.bytes_per_synapse),
+                                           if distribution else s.bytes_per_synapse),
                 "spikes": n_spikes},
-        ranks=int(engine.ranks),
-        backend=engine.context.backend,
-        gpu=engine.gpu_report() if hasattr(engine, "gpu_report") else None,
+        ranks=int(s.ranks),
+        backend=s.backend,
+        gpu=None if s.gpu is None else dict(s.gpu),
         distribution=distribution,
-        timings={"build_s": float(engine.build_s), "simulate_s": float(engine.simulate_s),
-                 "compile_s": float(getattr(engine, "compile_s", 0.0)),
+        timings={"build_s": float(s.build_s), "simulate_s": float(s.simulate_s),
+                 "compile_s": float(s.compile_s),
                  "model_time_ms": t_ms,
-                 "rtf": (engine.simulate_s / (t_ms * 1e-3)) if t_ms > 0 else None},
+                 "rtf": (s.simulate_s / (t_ms * 1e-3)) if t_ms > 0 else None},
         rates_hz=rates,
     )
 

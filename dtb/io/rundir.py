@@ -30,7 +30,7 @@ Typical use::
         rd.start(network, settings)
         eng = Engine(network, settings.dt, settings.seed)
         eng.run(settings.t)
-        rd.finish(eng)
+        rd.finish(eng.summary(), spikes=eng.population_spikes())
 
 or, for an engine that has already run, ``write_run(path, engine)``.
 """
@@ -44,10 +44,11 @@ import socket
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from dtb.errors import ArgumentError
 from dtb.io.fileio import sha256_file as sha256_file  # re-exported: dtb.io.rundir's API
 from dtb.io.fileio import write_atomic as write_atomic
 from dtb.io.lifecycle import RunLifecycle
@@ -58,9 +59,10 @@ from dtb.io.manifest import (
     SPIKES,
     WRITTEN,
     NotResumable,
-    engine_record,
+    RunSummary,
     resumable_manifest,
     run_config,
+    summary_record,
     utc_now,
     versions,
 )
@@ -73,16 +75,14 @@ from dtb.io.sonata_layout import spikes_image
 from dtb.model.config import SimulationSettings
 
 if TYPE_CHECKING:
-    from dtb.engine.simulation import Engine
-    from dtb.model.config import SimulationSettings
     from dtb.model.network import Network
 
 class RunDirectory(RunLifecycle):
     """The run directory of ``dtb simulate`` and ``dtb demo`` (and ``write_run``): the
     lifecycle of ``dtb.io.lifecycle.RunLifecycle`` (checks, lock, overwrite, status
     transitions, failure on an exception) with a manifest of format ``dtb-run``: the
-    configuration the network and settings give, the engine's counts, timings and rates,
-    the spikes' checksums."""
+    configuration the network and settings give, the simulation's counts, timings and
+    rates (its ``RunSummary``), the spikes' checksums."""
 
     def start(self, network: Network, settings: SimulationSettings,
               command: Sequence[str] | None = None, source: Mapping[str, Any] | None = None,
@@ -147,33 +147,35 @@ class RunDirectory(RunLifecycle):
         return {"path": SPIKES, "format": "sonata", "sha256": digest, "bytes": size,
                 "populations": {k: int(len(v[0])) for k, v in spikes.items()}}
 
-    def finish(self, engine: Engine, spikes: dict | None = None,
+    def finish(self, summary: RunSummary,
+               spikes: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
                distribution: dict | None = None,
                recorded: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Write the engine's spikes (unless recorded) and the manifest with status
-        ``"complete"`` (last).
+        """Write the spikes (unless recorded) and the manifest with status ``"complete"``
+        (last), with what ``summary`` (the simulation's ``summary()``) says of the run.
 
+        ``spikes`` ({population: (times in ms, node ids from 0)}, what
+        ``population_spikes()`` gathers) or, instead, ``recorded``: what ``Recording.finish``
+        returned (outputs already written in parallel and the spike count per population).
         On several ranks, rank 0 calls this with ``distribution``
-        (engine.distribution_report()) and either the gathered ``spikes``
-        (engine.population_spikes()) or ``recorded``, what ``Recording.finish`` returned
-        (outputs already written in parallel and the spike count per population), all
-        collectives the other ranks took part in.  Returns the final manifest.
+        (``distribution_report()``), collectives the other ranks took part in.  Returns the
+        final manifest.
         """
         if not self._started:
             raise RuntimeError("RunDirectory.finish() before start()")
+        if spikes is None and recorded is None:
+            raise ArgumentError("RunDirectory.finish: neither spikes nor recorded -- "
+                                "expected the spikes to write or what a Recording wrote")
         self.commit()
-        t_ms = float(engine.t_ms)
         if recorded is not None:
             outputs = dict(recorded["outputs"])
             per_pop = dict(recorded["pop_counts"])
-            t_rec = float(recorded.get("model_time_ms", t_ms))
-        else:
-            if spikes is None:
-                spikes = engine.population_spikes()
+            t_rec = float(recorded.get("model_time_ms", summary.model_time_ms))
+        elif spikes is not None:
             outputs = {"spikes": self.write_spikes(spikes)}
             per_pop = {name: int(len(t)) for name, (t, _) in spikes.items()}
-            t_rec = t_ms
-        self.record_complete({**engine_record(engine, per_pop, t_rec, distribution),
+            t_rec = float(summary.model_time_ms)
+        self.record_complete({**summary_record(summary, per_pop, t_rec, distribution),
                               "outputs": outputs})
         # the spike spill files (dtb.io.sonata) are in the parts now
         for q in (self.path / "spikes").glob(".rank-*.spill"):
@@ -221,8 +223,24 @@ class RunDirectory(RunLifecycle):
                                "checkpoint": checkpoint, "reason": reason})
 
 
-def write_run(path: str | os.PathLike[str], engine: Engine, overwrite: bool = False,
-              command: Sequence[str] | None = None,
+class FinishedSimulation(Protocol):
+    """What ``write_run`` needs of a simulation that has run (dtb.engine.simulation's)."""
+
+    network: Network
+    dt: float
+    seed: int
+    threads: int
+
+    @property
+    def t_ms(self) -> float: ...
+
+    def population_spikes(self) -> dict[str, tuple[np.ndarray, np.ndarray]]: ...
+
+    def summary(self) -> RunSummary: ...
+
+
+def write_run(path: str | os.PathLike[str], engine: FinishedSimulation,
+              overwrite: bool = False, command: Sequence[str] | None = None,
               source: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Write the run directory of an engine that has already run; returns the manifest.
 
@@ -232,4 +250,4 @@ def write_run(path: str | os.PathLike[str], engine: Engine, overwrite: bool = Fa
     settings = SimulationSettings(engine.dt, engine.t_ms, engine.seed)
     with RunDirectory(path, overwrite) as rd:
         rd.start(engine.network, settings, command, source, engine.threads)
-        return rd.finish(engine)
+        return rd.finish(engine.summary(), spikes=engine.population_spikes())
