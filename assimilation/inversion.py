@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dtb.assimilation.enkf import Diagnostics, analysis
+from dtb.errors import ArgumentError
 
 __all__ = ["esmda_alphas", "update", "Iteration", "InversionResult", "invert",
            "ledoit_wolf", "noise_covariance", "misfit"]
@@ -52,9 +53,9 @@ def esmda_alphas(n_iter: int, ratio: float = 1.0) -> np.ndarray:
     nonlinear problems).
     """
     if not (isinstance(n_iter, int | np.integer) and n_iter >= 1):
-        raise ValueError(f"n_iter: {n_iter!r} -- expected an integer >= 1")
+        raise ArgumentError(f"n_iter: {n_iter!r} -- expected an integer >= 1")
     if not (np.isfinite(ratio) and ratio >= 1.0):
-        raise ValueError(f"ratio: {ratio!r} -- expected a finite number >= 1")
+        raise ArgumentError(f"ratio: {ratio!r} -- expected a finite number >= 1")
     shape = ratio ** -np.arange(n_iter, dtype=float)       # relative alpha_i, decreasing
     return shape * np.sum(1.0 / shape)
 
@@ -80,7 +81,7 @@ def update(U: np.ndarray, GU: np.ndarray, y: np.ndarray, Gamma: np.ndarray, alph
     ``alpha``.  ``method``: ``"enkf"`` (perturbed observations, needs ``rng``) or ``"etkf"``.
     """
     if not (np.isfinite(alpha) and alpha > 0):
-        raise ValueError(f"alpha: {alpha!r} -- expected a finite inflation > 0")
+        raise ArgumentError(f"alpha: {alpha!r} -- expected a finite inflation > 0")
     return analysis(U, GU, y, alpha * np.asarray(Gamma, float), method=method, rng=rng)
 
 
@@ -129,12 +130,12 @@ def invert(forward: Callable[[np.ndarray, int], np.ndarray], U0: np.ndarray, y: 
     gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     U = np.array(U0, dtype=float)
     if U.ndim != 2 or U.shape[0] < 2:
-        raise ValueError(f"U0: shape {U.shape} -- expected (N >= 2 members, p parameters)")
+        raise ArgumentError(f"U0: shape {U.shape} -- expected (N >= 2 members, p parameters)")
     its: list[Iteration] = []
     for i, a in enumerate(alphas):
         GU = np.asarray(forward(U, i), dtype=float)
         if GU.ndim != 2 or GU.shape[0] != U.shape[0]:
-            raise ValueError(f"forward: returned shape {GU.shape} -- expected ({U.shape[0]}, m)")
+            raise ArgumentError(f"forward: returned shape {GU.shape} -- expected ({U.shape[0]}, m)")
         Ua, diag = update(U, GU, y, Gamma, float(a), method=method, rng=gen)
         it = Iteration(U=U, GU=GU, alpha=float(a), misfit=misfit(GU, y, Gamma), diagnostics=diag)
         its.append(it)
@@ -155,7 +156,7 @@ def ledoit_wolf(X: np.ndarray) -> tuple[np.ndarray, float]:
     far exceeds the K repeated runs: the sample covariance is then singular."""
     X = np.asarray(X, dtype=float)
     if X.ndim != 2 or X.shape[0] < 2:
-        raise ValueError(f"X: shape {X.shape} -- expected (K >= 2 samples, m variables)")
+        raise ArgumentError(f"X: shape {X.shape} -- expected (K >= 2 samples, m variables)")
     K, m = X.shape
     Xc = X - X.mean(axis=0)
     S = Xc.T @ Xc / K                                       # the MLE, as in the paper
@@ -181,11 +182,11 @@ def noise_covariance(samples: np.ndarray, floor: float = 0.0) -> np.ndarray:
     if X.ndim != 2 or X.shape[0] < 3:
         # with K = 2 every standardised column is +-1: Ledoit-Wolf finds nothing to shrink
         # and the estimate is singular
-        raise ValueError(f"samples: shape {X.shape} -- expected (K >= 3 runs, m statistics)")
+        raise ArgumentError(f"samples: shape {X.shape} -- expected (K >= 3 runs, m statistics)")
     sd = X.std(axis=0, ddof=0)
     var = sd ** 2 * X.shape[0] / (X.shape[0] - 1) + floor
     if not np.all(var > 0):
-        raise ValueError("samples: a statistic with zero variance across runs -- pass "
+        raise ArgumentError("samples: a statistic with zero variance across runs -- pass "
                          "floor > 0 (a variance added to every statistic)")
     safe = np.where(sd > 0, sd, 1.0)
     corr, _ = ledoit_wolf((X - X.mean(axis=0)) / safe)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from dtb.assimilation.inversion import esmda_alphas, invert, ledoit_wolf, misfit, noise_covariance
+from dtb.errors import ArgumentError
 
 
 def _linear_problem(seed=0, p=3, m=6):
@@ -141,12 +142,12 @@ def test_forward_is_told_the_iteration_and_callback_sees_every_update():
 
 
 def test_bad_shapes_are_refused():
-    with pytest.raises(ValueError, match="U0"):
+    with pytest.raises(ArgumentError, match="U0"):
         invert(lambda U, i: U, np.zeros((1, 2)), np.zeros(2), np.ones(2), [1.0])
-    with pytest.raises(ValueError, match="forward"):
+    with pytest.raises(ArgumentError, match="forward"):
         invert(lambda U, i: U[:1], np.zeros((3, 2)) + np.arange(3)[:, None], np.zeros(2),
                np.ones(2), [1.0], rng=0)
-    with pytest.raises(ValueError, match="n_iter"):
+    with pytest.raises(ArgumentError, match="n_iter"):
         esmda_alphas(0)
 
 
@@ -174,8 +175,8 @@ def test_noise_covariance_is_usable_when_runs_are_few():
     assert np.allclose(np.diag(C), X.var(axis=0, ddof=1))
     S = np.cov(X, rowvar=False)
     assert np.linalg.norm(C - true) < np.linalg.norm(S - true)
-    with pytest.raises(ValueError, match="floor"):
+    with pytest.raises(ArgumentError, match="floor"):
         noise_covariance(np.ones((5, 3)))
-    with pytest.raises(ValueError, match="K >= 3"):       # two runs: singular, always
+    with pytest.raises(ArgumentError, match="K >= 3"):       # two runs: singular, always
         noise_covariance(X[:2])
     assert np.allclose(np.diag(noise_covariance(np.ones((5, 3)), floor=0.1)), 0.1)

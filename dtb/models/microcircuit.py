@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from dtb.errors import ArgumentError
 from dtb.model.network import Dist, FixedTotalNumber, Network, PoissonInput, Population, Projection
 
 POPULATIONS = ("L23E", "L23I", "L4E", "L4I", "L5E", "L5I", "L6E", "L6I")
@@ -54,7 +55,7 @@ def microcircuit(scale: float = 0.1, dt: float = 0.1) -> Network:
     dt (ms) bounds the delay distributions from below, as NEST's redraw at the resolution.
     """
     if not (isinstance(scale, (int, float)) and 0 < scale <= 1):
-        raise ValueError(f"scale: {scale!r} -- expected a number in (0, 1]")
+        raise ArgumentError(f"scale: {scale!r} -- expected a number in (0, 1]")
     sizes = [max(1, int(round(n * scale))) for n in N_FULL]
     k_full = full_scale_synapses()
     pops = []
