@@ -15,9 +15,11 @@ from collections.abc import Callable
 import numba as nb
 import numpy as np
 
-#: a hook takes (counts per destination peer, packed spikes peer-major) and returns
-#: (packed spikes received, source-peer-major; counts per source peer)
-Hook = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+#: a hook takes (counts per destination peer, packed spikes peer-major), the blocks of
+#: ``pack_blocks`` being ready to send, and returns (overflow codes received, their offsets
+#: per source peer, 1 if the blocks were replaced after this window else 0): what
+#: dtb.engine.transfer.BlockTransfer.swap does
+Hook = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, int]]
 
 _HOOKS: dict[int, Hook] = {}
 _KEYS = itertools.count(1)
@@ -34,10 +36,9 @@ def unregister(key: int) -> None:
     _HOOKS.pop(key, None)
 
 
-def call_hook(key: int, counts: np.ndarray, data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def call_hook(key: int, counts: np.ndarray, data: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """Run hook ``key`` (from object mode inside a compiled loop)."""
-    recv, rcounts = _HOOKS[key](counts, data)
-    return np.ascontiguousarray(recv, np.int64), np.ascontiguousarray(rcounts, np.int64)
+    return _HOOKS[key](counts, data)
 
 
 @nb.njit(cache=True)

@@ -14,7 +14,7 @@ import numpy as np
 
 from dtb.kernels.delivery import deliver
 from dtb.kernels.dynamics import advance, gather_spikes
-from dtb.kernels.exchange import call_hook, decode, encode
+from dtb.kernels.exchange import call_hook, decode, encode, pack_blocks, unpack_blocks
 
 
 @nb.njit(cache=True)
@@ -57,26 +57,30 @@ def run_windows(t0, n_steps, m_max, dt, seed, neurons, blocks, inputs, istate, s
 
 @nb.njit(cache=True)
 def run_windows_exchanged(t0, n_steps, m, dt, seed, neurons, blocks, inputs, istate, scratch,
-                          pieces, synapses, n_parts, rec_step, rec_idx, n_rec0, route, hook):
+                          pieces, synapses, n_parts, rec_step, rec_idx, n_rec0, route,
+                          send, recv, cap, hook):
     """``run_windows`` for one rank of several, the exchange window equal to the minimum
-    delay ``m``: after each window its spikes go to the peers that need them (packed by
-    ``encode``, sent by the registered Python hook ``hook`` in object mode) and the peers'
-    spikes are delivered here before the next window.  Returns (steps done, spikes
-    recorded in total) as run_windows does; every rank makes the same sequence of
-    exchanges whatever its record buffer, since a return only pauses the sequence."""
+    delay ``m``: after each window its spikes are packed for the peers that need them
+    (``encode``) into the fixed blocks ``send`` (destinations, cap + 1), the registered
+    Python hook ``hook`` swaps them for ``recv`` (sources, cap + 1) in object mode, and
+    the peers' spikes are delivered here before the next window.  Returns (steps done,
+    spikes recorded in total) as run_windows does, early also after a window at which the
+    hook replaced the blocks (the caller passes the new ones); every rank makes the same
+    sequence of exchanges whatever its record buffer, since a return only pauses it."""
     n = neurons.V.shape[0]
     done = 0
     n_rec = n_rec0
-    cap = rec_step.shape[0]
+    cap_rec = rec_step.shape[0]
     win_step = scratch.win_step
     win_idx = scratch.win_idx
     n_dests = route.dests.shape[0]
     r_step = np.empty(0, np.int64)
     r_pop = np.empty(0, np.int64)
     r_idx = np.empty(0, np.int64)
+    has_synapses = synapses.indptr.shape[0] > 1
     while done < n_steps:
         w = min(m, n_steps - done)
-        if n_rec + n * w > cap:
+        if n_rec + n * w > cap_rec:
             break
         t_w = t0 + done
         advance(t_w, w, dt, seed, neurons, blocks, inputs, istate, scratch)
@@ -89,23 +93,26 @@ def run_windows_exchanged(t0, n_steps, m, dt, seed, neurons, blocks, inputs, ist
             rec_step[n_rec + j] = win_step[j]
             rec_idx[n_rec + j] = i
         n_rec += k
-        has_synapses = synapses.indptr.shape[0] > 1
         if k > 0 and has_synapses:
             deliver(k, win_step, scratch.win_pop, scratch.win_src, pieces.proj_ptr,
                     pieces.proj, synapses, neurons.ring, n_parts)
         counts, data = encode(k, win_step, win_idx, t_w, route.send_ptr, route.send_peer,
                               route.send_pos, n_dests)
-        with nb.objmode(recv="int64[:]", rcounts="int64[:]"):
-            recv, rcounts = call_hook(hook, counts, data)
-        n_in = recv.shape[0]
+        pack_blocks(counts, data, send, cap)
+        with nb.objmode(extra="int64[:]", extra_off="int64[:]", resized="int64"):
+            extra, extra_off, resized = call_hook(hook, counts, data)
+        codes, rcounts = unpack_blocks(recv, cap, extra, extra_off)
+        n_in = codes.shape[0]
         if n_in > 0 and has_synapses:
             if r_step.shape[0] < n_in:
                 r_step = np.empty(2 * n_in, np.int64)
                 r_pop = np.empty(2 * n_in, np.int64)
                 r_idx = np.empty(2 * n_in, np.int64)
-            decode(recv, rcounts, t_w, route.request, route.request_off, route.pop_gid0,
+            decode(codes, rcounts, t_w, route.request, route.request_off, route.pop_gid0,
                    r_step, r_pop, r_idx)
             deliver(n_in, r_step, r_pop, r_idx, route.pop_proj_ptr, route.pop_proj, synapses,
                     neurons.ring, n_parts)
         done += w
+        if resized:
+            break
     return done, n_rec

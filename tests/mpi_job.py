@@ -91,7 +91,9 @@ def main() -> None:
     eng.run(t_ms)
     t, g = eng.spikes()
     if eng.rank == 0:
-        np.savez(out, t=t, g=g, ranks=eng.ranks, V=np.zeros(0))
+        st = eng.exchange.stats() if eng.exchange is not None else {}
+        np.savez(out, t=t, g=g, ranks=eng.ranks, V=np.zeros(0),
+                 resizes=st.get("block_resizes", 0), cap=st.get("block_cap", 0))
 
 
 if __name__ == "__main__":

@@ -34,15 +34,17 @@ def _env() -> dict:
 
 
 def job(model: str, ranks: int, out: Path, t_ms: float = 100.0, seed: int = 7,
-        routing: str = "direct", partition: str = "slices"):
+        routing: str = "direct", partition: str = "slices", env: dict | None = None):
     cmd = [sys.executable, str(HERE / "mpi_job.py"), model, str(t_ms), str(out), str(seed),
            routing, partition]
     if ranks > 1:
         cmd = [MPIEXEC, "-n", str(ranks), *cmd]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=_env())
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                       env={**_env(), **(env or {})})
     assert p.returncode == 0, p.stderr[-3000:]
     d = np.load(out)
     assert int(d["ranks"]) == ranks
+    job.last = d
     return d["t"], d["g"]
 
 
@@ -281,3 +283,19 @@ def test_block_transfer_delivers_overflow_and_agrees_on_resizing(ranks, plain):
                        capture_output=True, text=True, timeout=300, env=_env())
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     assert p.stdout.startswith("ok [16, ")
+
+
+@needs_mpi
+@pytest.mark.parametrize("model", ["microcircuit", "uneven"])
+def test_compiled_loop_across_block_resizes(tmp_path, model):
+    """The compiled distributed loop (an exchange every step) leaves and re-enters when the
+    ranks agree on another block size (every 40 windows here), overflowing blocks go
+    point to point: the spikes stay those of one process."""
+    t1, g1 = job(model, 1, tmp_path / "one.npz", t_ms=60.0)
+    partition = "uneven" if model == "uneven" else "slices"
+    tp, gp = job(model, 2, tmp_path / "two.npz", t_ms=60.0, partition=partition,
+                 env={"DTB_BLOCK_RESIZE_EVERY": "40"})
+    assert len(t1) > 100
+    np.testing.assert_array_equal(t1, tp)
+    np.testing.assert_array_equal(g1, gp)
+    assert int(job.last["resizes"]) >= 1  # the block size changed (measured: 4 and 1 times)

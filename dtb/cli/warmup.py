@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -70,15 +71,23 @@ def warm_up(threads: int | None = None) -> dict[str, float]:
 
 def _warm_exchange(sim: Engine) -> None:
     """Compile the distributed time loop (kernels/loop.py ``run_windows_exchanged``)
-    without MPI: one rank with no peers, whose transfer returns nothing."""
+    without MPI: one rank with no peers, whose swap moves nothing."""
     none = np.zeros(0, np.int64)
     tables = sim.part.tables
     route = Route(np.zeros(sim.n_local + 1, np.int64), none, none, none, none,
                   np.zeros(1, np.int64), sim.part.pop_gid0, tables.pop_proj_ptr,
                   tables.pop_proj)
+
+    class Alone:
+        blocks = SimpleNamespace(send=np.zeros((0, 17), np.int64),
+                                 recv=np.zeros((0, 17), np.int64), cap=16)
+
+        def swap(self, counts, data):
+            return none, np.zeros(1, np.int64), 0
+
     assert isinstance(sim.backend, CpuBackend)
-    sim.backend.advance_exchanged(10, sim.min_delay_steps, route,
-                                  lambda counts, data: (none, none), lambda st, ix, n: None)
+    sim.backend.advance_exchanged(10, sim.min_delay_steps, route, Alone(),
+                                  lambda st, ix, n: None)
 
 
 def add_warmup_parser(sub: Any) -> None:

@@ -8,7 +8,7 @@ buffer fills; ``advance_window`` runs one (the distributed loop exchanges after 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -20,6 +20,17 @@ from dtb.kernels.delivery import deliver
 from dtb.kernels.loop import run_windows, run_windows_exchanged
 
 _EMPTY = np.zeros(0, np.int64)
+
+
+class Blocked(Protocol):
+    """What ``advance_exchanged`` exchanges through (dtb.engine.exchange.Exchange): its
+    ``blocks`` (send, recv, cap) and ``swap``, the hook kernels/exchange.py describes."""
+
+    @property
+    def blocks(self) -> Any: ...
+
+    def swap(self, counts: np.ndarray, data: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray, int]: ...
 
 
 class CpuBackend:
@@ -91,22 +102,24 @@ class CpuBackend:
             return _EMPTY.copy(), _EMPTY.copy()
         return np.concatenate(new_st), np.concatenate(new_ix)
 
-    def advance_exchanged(self, n_steps: int, m: int, route: Route, transfer: kx.Hook,
+    def advance_exchanged(self, n_steps: int, m: int, route: Route, blocks: Blocked,
                           emit: Emit) -> None:
         """Advance ``n_steps`` in windows of ``m`` steps (the exchange window, equal to the
-        minimum delay), exchanging each window's spikes through ``transfer`` (an MPI
-        collective, dtb.engine.exchange.Exchange.transfer) with the tables ``route``, all
-        in one compiled loop: no Python round trip per window but the transfer itself."""
+        minimum delay), exchanging each window's spikes with the tables ``route`` through
+        ``blocks`` (its fixed blocks ``send``/``recv`` of ``cap``, swapped by its ``swap``,
+        an MPI collective: dtb.engine.exchange.Exchange), all in one compiled loop: no
+        Python round trip per window but the swap itself."""
         s = self.sim
         buf = self.buffers(m)
-        key = kx.register(transfer)
+        key = kx.register(blocks.swap)
         try:
             done = 0
             while done < n_steps:
+                b = blocks.blocks  # replaced when the ranks agree on another block size
                 steps, n_rec = run_windows_exchanged(
                     s.step, n_steps - done, m, s.dt, s.seed, *self._bundles(buf),
                     s.part.pieces, s.part.synapses, s.threads, buf["rec_step"],
-                    buf["rec_idx"], 0, route, key)
+                    buf["rec_idx"], 0, route, b.send, b.recv, b.cap, key)
                 done += steps
                 emit(buf["rec_step"][:n_rec].copy(), buf["rec_idx"][:n_rec].copy(), steps)
         finally:

@@ -139,12 +139,23 @@ class Exchange:
         Routing "direct": fixed blocks through a neighbourhood collective
         (dtb.engine.transfer.BlockTransfer)."""
         t = time.perf_counter()
-        recv, rcounts = self.blocks(counts, data)
+        out = self.blocks(counts, data)
+        self._count(counts, data, t)
+        return out
+
+    def swap(self, counts: np.ndarray, data: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        """``BlockTransfer.swap`` of blocks a compiled loop packed (kernels/loop.py
+        ``run_windows_exchanged``), counted as ``transfer`` is."""
+        t = time.perf_counter()
+        out = self.blocks.swap(counts, data)
+        self._count(counts, data, t)
+        return out
+
+    def _count(self, counts: np.ndarray, data: np.ndarray, t: float) -> None:
         self.windows += 1
         self.messages += int(np.count_nonzero(counts))
         self.bytes += int(data.nbytes)
         self.seconds += time.perf_counter() - t
-        return recv, rcounts
 
     def exchange(self, t0: int, steps: np.ndarray, idx: np.ndarray):
         """Send my window's spikes (steps, engine-local indices) to the peers that need them;
@@ -209,7 +220,8 @@ class Exchange:
         return {"window_steps": self.window,
                 "peers_send": len(self.dests), "peers_recv": len(self.sources),
                 "windows": self.windows, "messages": self.messages, "bytes": self.bytes,
-                "exchange_s": self.seconds}
+                "exchange_s": self.seconds, "block_cap": self.blocks.cap,
+                "block_resizes": self.blocks.resizes}
 
 
 def _displ(counts: np.ndarray) -> np.ndarray:

@@ -57,7 +57,8 @@ def distribution_report(sim: Simulation) -> dict[str, Any]:
             **(ex.stats() if ex is not None else {"window_steps": 0,
                                                   "peers_send": 0, "peers_recv": 0,
                                                   "windows": 0, "messages": 0,
-                                                  "bytes": 0, "exchange_s": 0.0})}
+                                                  "bytes": 0, "exchange_s": 0.0,
+                                                  "block_cap": 0, "block_resizes": 0})}
     rows = sim.comm.allgather(mine) if sim.ranks > 1 else [mine]
     per = {k: [r[k] for r in rows] for k in mine}
     syn = int(sum(per["synapses"]))
@@ -73,7 +74,10 @@ def distribution_report(sim: Simulation) -> dict[str, Any]:
         "partition": sim.partition,
         "synapses_total": syn,
         "bytes_per_synapse": float(sum(per["synapse_bytes"]) / syn) if syn else 0.0,
-        "imbalance": {"neurons": imb(per["neurons"]), "synapses": imb(per["synapses"])},
+        # compute: simulation time outside the exchange (activity, not only size, costs)
+        "imbalance": {"neurons": imb(per["neurons"]), "synapses": imb(per["synapses"]),
+                      "compute": imb([s - e for s, e in zip(per["simulate_s"],
+                                                            per["exchange_s"], strict=True)])},
         "exchange": {
             "window_steps": int(max(per["window_steps"])),
             "windows": windows,
@@ -82,6 +86,8 @@ def distribution_report(sim: Simulation) -> dict[str, Any]:
             "exchange_s_mean": float(np.mean(per["exchange_s"])),
             "exchange_fraction": float(np.mean(per["exchange_s"])
                                        / max(1e-12, np.mean(per["simulate_s"]))),
+            "block_cap": int(max(per["block_cap"])),
+            "block_resizes": int(max(per["block_resizes"])),
         },
         "per_rank": per,
     }

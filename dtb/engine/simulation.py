@@ -223,8 +223,7 @@ class Simulation:
         if window == m_max and ex.routing == "direct" and isinstance(self.backend, CpuBackend):
             # an exchange after every step or few: the whole loop compiled, MPI excepted
             assert self._route is not None
-            self.backend.advance_exchanged(n_steps, m_max, self._route, ex.transfer,
-                                           self._advanced)
+            self.backend.advance_exchanged(n_steps, m_max, self._route, ex, self._advanced)
             return
         done = 0
         while done < n_steps:

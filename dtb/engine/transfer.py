@@ -12,13 +12,15 @@ collective of a few hundred bytes per window against a counts exchange and an al
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
 
 from dtb.kernels.exchange import pack_blocks, unpack_blocks
 
-RESIZE_EVERY = 2048  # windows between agreements on the block size
+RESIZE_EVERY = int(os.environ.get("DTB_BLOCK_RESIZE_EVERY", "2048"))  # windows between
+# agreements on the block size (the variable: tests exercise resizing on short runs)
 _TAG = 0x5D7B  # overflow messages
 
 
@@ -37,6 +39,9 @@ class BlockTransfer:
         self.peak = 0
         self.persistent = persistent  # False: a plain neighbourhood alltoall each window
         self._request: Any = None
+        self.resizes = 0  # times the ranks agreed on another block size
+        self._no_extra = np.zeros(0, np.int64)
+        self._no_offsets = np.zeros(len(sources) + 1, np.int64)
         self._resize(cap)
 
     def _resize(self, cap: int) -> None:
@@ -57,40 +62,57 @@ class BlockTransfer:
     def __call__(self, counts: np.ndarray, data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Send ``data`` (packed spikes, peer-major, ``counts`` per destination) and
         return what the sources sent: (codes, source-peer-major; counts per source)."""
-        from mpi4py import MPI
-
         cap = self.cap
+        recv = self.recv
         pack_blocks(counts, data, self.send, cap)
+        extra, extra_off, _ = self.swap(counts, data)
+        return unpack_blocks(recv, cap, extra, extra_off)
+
+    def swap(self, counts: np.ndarray, data: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        """Exchange the blocks already packed into ``send`` (``pack_blocks`` at ``cap``);
+        ``counts``/``data`` as for ``__call__``, for what overflows the blocks.  Returns
+        (overflow codes received, their offsets per source, 1 if ``send``/``recv``/``cap``
+        were replaced after this window, else 0): ``unpack_blocks(recv, cap, ...)`` with
+        the arrays and cap of before the call gives what arrived."""
+        cap = self.cap
         if self._request is not None:
             self._request.Start()
             self._request.Wait()
         else:
             self.graph.Neighbor_alltoall(self.send, self.recv)
-        rc = self.recv[:, 0]
-        over_in = np.flatnonzero(rc > cap)
-        over_out = np.flatnonzero(counts > cap)
-        extra_off = np.zeros(len(self.sources) + 1, np.int64)
-        extra = np.zeros(0, np.int64)
-        if len(over_in) or len(over_out):
-            extra_off[1:] = np.cumsum(np.maximum(rc - cap, 0))
-            extra = np.empty(int(extra_off[-1]), np.int64)
-            reqs = [self.graph.Irecv([extra[extra_off[r]:extra_off[r + 1]], MPI.INT64_T],
-                                     source=self.sources[r], tag=_TAG) for r in over_in]
-            ends = np.cumsum(counts)
-            reqs += [self.graph.Isend([data[ends[p] - counts[p] + cap:ends[p]], MPI.INT64_T],
-                                      dest=self.dests[p], tag=_TAG) for p in over_out]
-            MPI.Request.Waitall(reqs)
-        out, rcounts = unpack_blocks(self.recv, cap, extra, extra_off)
-        if len(counts):
-            self.peak = max(self.peak, int(counts.max()))
+        top = int(counts.max()) if len(counts) else 0
+        extra, extra_off = self._no_extra, self._no_offsets
+        if top > cap or (len(self.sources) and int(self.recv[:, 0].max()) > cap):
+            extra, extra_off = self._overflow(counts, data, cap)
+        self.peak = max(self.peak, top)
         self.windows += 1
         if self.windows % RESIZE_EVERY == 0:
-            self._agree()
-        return out, rcounts
+            return extra, extra_off, int(self._agree())
+        return extra, extra_off, 0
 
-    def _agree(self) -> None:
+    def _overflow(self, counts: np.ndarray, data: np.ndarray, cap: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """The codes beyond ``cap``, point to point both ways; returns what arrived and
+        its offsets per source."""
+        from mpi4py import MPI
+
+        rc = self.recv[:, 0]
+        extra_off = np.zeros(len(self.sources) + 1, np.int64)
+        extra_off[1:] = np.cumsum(np.maximum(rc - cap, 0))
+        extra = np.empty(int(extra_off[-1]), np.int64)
+        reqs = [self.graph.Irecv([extra[extra_off[r]:extra_off[r + 1]], MPI.INT64_T],
+                                 source=self.sources[r], tag=_TAG)
+                for r in np.flatnonzero(rc > cap)]
+        ends = np.cumsum(counts)
+        reqs += [self.graph.Isend([data[ends[p] - counts[p] + cap:ends[p]], MPI.INT64_T],
+                                  dest=self.dests[p], tag=_TAG)
+                 for p in np.flatnonzero(counts > cap)]
+        MPI.Request.Waitall(reqs)
+        return extra, extra_off
+
+    def _agree(self) -> bool:
         """Every rank's block size from the largest count any rank sent lately (a
-        collective at the same window on every rank)."""
+        collective at the same window on every rank); True if it changed."""
         from mpi4py import MPI
 
         peak = int(self.comm.allreduce(self.peak, op=MPI.MAX))
@@ -98,8 +120,11 @@ class BlockTransfer:
         cap = 16
         while cap < peak and cap < 4096:
             cap *= 2
-        if cap != self.cap:
-            self._resize(cap)
+        if cap == self.cap:
+            return False
+        self._resize(cap)
+        self.resizes += 1
+        return True
 
     def close(self) -> None:
         if self._request is not None:
