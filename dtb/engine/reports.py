@@ -7,16 +7,40 @@ neurons and synapses, times seconds (``model_time_ms`` ms).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from dtb.io.manifest import RunSummary
 
-if TYPE_CHECKING:
-    from dtb.engine.simulation import Simulation
-
 __all__ = ["run_summary", "gpu_report", "distribution_report"]
+
+
+class Simulation(Protocol):
+    """What these reports read of a dtb.engine.simulation.Simulation (which binds them as
+    its methods; named here by what it offers, so that this module need not import it)."""
+
+    threads: int
+    n_neurons: int
+    n_local: int
+    n_synapses: int
+    bytes_per_synapse: float
+    ranks: int
+    build_s: float
+    simulate_s: float
+    compile_s: float
+    context: Any
+    network: Any
+    backend: Any
+    exchange: Any
+    comm: Any
+    routing: str
+
+    @property
+    def t_ms(self) -> float: ...
+
+    @property
+    def partition(self) -> str: ...
 
 
 def run_summary(sim: Simulation) -> RunSummary:
