@@ -18,6 +18,29 @@ from dtb.kernels.exchange import call_hook, decode, encode, pack_blocks, unpack_
 
 
 @nb.njit(cache=True)
+def _local_window(t_w, m, dt, seed, neurons, blocks, inputs, istate, scratch, pieces,
+                  synapses, n_parts, rec_step, rec_idx, n_rec):
+    """One window of m steps from step t_w on this partition: advance, gather its spikes
+    into scratch.win_*, append them to rec_step/rec_idx from position n_rec and deliver
+    them to this partition's own synapses; returns the number of spikes."""
+    advance(t_w, m, dt, seed, neurons, blocks, inputs, istate, scratch)
+    k = gather_spikes(m, blocks.lo, scratch)
+    win_step = scratch.win_step
+    win_idx = scratch.win_idx
+    for j in range(k):
+        i = win_idx[j]
+        pop = np.searchsorted(pieces.lo, i, side="right") - 1
+        scratch.win_pop[j] = pop
+        scratch.win_src[j] = i - pieces.lo[pop] + pieces.first[pop]
+        rec_step[n_rec + j] = win_step[j]
+        rec_idx[n_rec + j] = i
+    if k > 0 and synapses.indptr.shape[0] > 1:
+        deliver(k, win_step, scratch.win_pop, scratch.win_src, pieces.proj_ptr,
+                pieces.proj, synapses, neurons.ring, n_parts)
+    return k
+
+
+@nb.njit(cache=True)
 def run_windows(t0, n_steps, m_max, dt, seed, neurons, blocks, inputs, istate, scratch,
                 pieces, synapses, n_parts, rec_step, rec_idx, n_rec0):
     """Advance up to n_steps from step t0 in windows of at most m_max steps, delivering
@@ -31,26 +54,12 @@ def run_windows(t0, n_steps, m_max, dt, seed, neurons, blocks, inputs, istate, s
     done = 0
     n_rec = n_rec0
     cap = rec_step.shape[0]
-    win_step = scratch.win_step
-    win_idx = scratch.win_idx
     while done < n_steps:
         m = min(m_max, n_steps - done)
         if n_rec + n * m > cap:
             break
-        advance(t0 + done, m, dt, seed, neurons, blocks, inputs, istate, scratch)
-        k = gather_spikes(m, blocks.lo, scratch)
-        if k > 0:
-            for j in range(k):
-                i = win_idx[j]
-                pop = np.searchsorted(pieces.lo, i, side="right") - 1
-                scratch.win_pop[j] = pop
-                scratch.win_src[j] = i - pieces.lo[pop] + pieces.first[pop]
-                rec_step[n_rec + j] = win_step[j]
-                rec_idx[n_rec + j] = i
-            n_rec += k
-            if synapses.indptr.shape[0] > 1:
-                deliver(k, win_step, scratch.win_pop, scratch.win_src, pieces.proj_ptr,
-                        pieces.proj, synapses, neurons.ring, n_parts)
+        n_rec += _local_window(t0 + done, m, dt, seed, neurons, blocks, inputs, istate,
+                               scratch, pieces, synapses, n_parts, rec_step, rec_idx, n_rec)
         done += m
     return done, n_rec
 
@@ -83,19 +92,9 @@ def run_windows_exchanged(t0, n_steps, m, dt, seed, neurons, blocks, inputs, ist
         if n_rec + n * w > cap_rec:
             break
         t_w = t0 + done
-        advance(t_w, w, dt, seed, neurons, blocks, inputs, istate, scratch)
-        k = gather_spikes(w, blocks.lo, scratch)
-        for j in range(k):
-            i = win_idx[j]
-            pop = np.searchsorted(pieces.lo, i, side="right") - 1
-            scratch.win_pop[j] = pop
-            scratch.win_src[j] = i - pieces.lo[pop] + pieces.first[pop]
-            rec_step[n_rec + j] = win_step[j]
-            rec_idx[n_rec + j] = i
+        k = _local_window(t_w, w, dt, seed, neurons, blocks, inputs, istate, scratch, pieces,
+                          synapses, n_parts, rec_step, rec_idx, n_rec)
         n_rec += k
-        if k > 0 and has_synapses:
-            deliver(k, win_step, scratch.win_pop, scratch.win_src, pieces.proj_ptr,
-                    pieces.proj, synapses, neurons.ring, n_parts)
         counts, data = encode(k, win_step, win_idx, t_w, route.send_ptr, route.send_peer,
                               route.send_pos, n_dests)
         pack_blocks(counts, data, send, cap)
