@@ -56,8 +56,13 @@ def deliver(n_spk, spk_step, spk_src_pop, spk_src_idx, pop_proj_ptr, pop_proj, s
                     z = a + np.searchsorted(tgt[a:z], np.uint32(t_hi))
                 port = proj_port[p]
                 sh = proj_shift[p]
-                for k in range(a, z):
-                    slot = s0 + dly[k]
+                # slices indexed from 0: numba's wraparound of an index that may be
+                # negative (as k from a) costs extra work per synapse
+                d_row = dly[a:z]
+                t_row = tgt[a:z]
+                w_row = wq[a:z]
+                for k in range(z - a):
+                    slot = s0 + d_row[k]
                     if slot >= D:
                         slot -= D
-                    ring[slot, port, tgt[k]] += np.int64(wq[k]) << sh
+                    ring[slot, port, t_row[k]] += np.int64(w_row[k]) << sh
