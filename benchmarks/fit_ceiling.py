@@ -1,0 +1,122 @@
+"""What FC fit can any model coupled through the subject's SC reach?  (issue 13)
+
+The regime study (``fit_regime.py``) found the spiking twin's expected FC about level with
+a linear noise-driven network on the same coupling at g ~ 0.8.  This asks how far that
+linear network goes when everything a structural recipe can set is chosen for it: for
+each development subject, the stationary FC of
+
+    dx/dt = -x + g W x / lambda_max(W) + white noise,   W = D^(a - 1) (SC + h H)
+
+(D the in-strengths; a the in-degree exponent, dtb's ``sc_exponent``; H the homotopic
+pairs, left and right of one AAL2 region, whose interhemispheric fibres tractography is
+known to miss; h in units of the SC's maximum), from the Lyapunov equation, over a grid of
+(a, h, g).  Two choices of the point: by the FC of the **training TRs** 0-599 (what a fit
+may do) and by the held-out FC itself (an oracle, the ceiling).  Both scored on the
+held-out TRs 600-1199, beside log-SC and the split-half reliability.
+
+    .venv/bin/python benchmarks/fit_ceiling.py          # seconds; needs .[validation]
+
+Results: ``benchmarks/results/fit_ceiling-<UTC>.json`` (scores and grid points only:
+nothing derived from HCP beyond them) and a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import itertools
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import hcp  # noqa: E402
+from fit_hcp import detrend  # noqa: E402
+from microcircuit import machine  # noqa: E402
+
+from dtb.assimilation import summary as S  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+EXPONENTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+HOMOTOPIC = (0.0, 0.1, 0.25, 0.5)
+GAINS = (0.5, 0.8, 0.9, 0.95, 0.98)
+
+
+def linear_fc(sc: np.ndarray, a: float, h: float, g: float) -> np.ndarray:
+    """Stationary correlation matrix (R, R) of the linear network above (``sc`` (R, R)
+    with rows and columns in AAL2 order, left and right alternating)."""
+    import scipy.linalg as sl
+
+    r = sc.shape[0]
+    w = sc.copy()
+    np.fill_diagonal(w, 0.0)
+    idx = np.arange(0, r - 1, 2)
+    w[idx, idx + 1] += h
+    w[idx + 1, idx] += h
+    w = w * (w.sum(axis=1) ** (a - 1.0))[:, None]
+    lam = float(np.max(np.real(np.linalg.eigvals(w))))
+    c = sl.solve_continuous_lyapunov(-np.eye(r) + g / lam * w, -np.eye(r))
+    sd = np.sqrt(np.diag(c))
+    return c / np.outer(sd, sd)
+
+
+def subject(sid: str) -> dict[str, Any]:
+    sub = hcp.load_subject(sid)
+    train = S.fc(detrend(sub.bold[:600]))
+    held = S.fc(detrend(sub.bold[hcp.HELDOUT]))
+    sc = sub.sc
+    logsc = np.log(np.where(sc > 0, sc, np.min(sc[sc > 0])))
+    grid = []
+    for a, h, g in itertools.product(EXPONENTS, HOMOTOPIC, GAINS):
+        f = linear_fc(sc, a, h, g)
+        grid.append({"a": a, "h": h, "g": g, "r_train": S.fc_fit(f, train),
+                     "r_heldout": S.fc_fit(f, held), "mean_fc": float(S.upper(f).mean())})
+    by_train = max(grid, key=lambda p: p["r_train"])
+    oracle = max(grid, key=lambda p: p["r_heldout"])
+    plain = max((p for p in grid if p["h"] == 0.0 and p["a"] == 0.5),
+                key=lambda p: p["r_train"])
+    return {"subject": sid, "log_sc_r": S.fc_fit(logsc, held),
+            "split_half_r": S.fc_fit(train, held),
+            "data_mean_fc_heldout": float(S.upper(held).mean()),
+            "chosen_on_training": by_train, "oracle": oracle,
+            "a_half_no_homotopic_chosen_on_training": plain, "grid": grid}
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = ("subject", "log-SC r", "a 0.5, h 0: r (g)", "chosen on training: r (a, h, g)",
+            "oracle: r (a, h, g)", "split-half")
+    lines = [head]
+    for r in rows:
+        p, t, o = (r["a_half_no_homotopic_chosen_on_training"], r["chosen_on_training"],
+                   r["oracle"])
+        lines.append((r["subject"], f"{r['log_sc_r']:.3f}",
+                      f"{p['r_heldout']:.3f} ({p['g']})",
+                      f"{t['r_heldout']:.3f} ({t['a']}, {t['h']}, {t['g']})",
+                      f"{o['r_heldout']:.3f} ({o['a']}, {o['h']}, {o['g']})",
+                      f"{r['split_half_r']:.3f}"))
+    w = [max(len(x[k]) for x in lines) for k in range(len(head))]
+    return "\n".join(" | ".join(c.ljust(w[k]) for k, c in enumerate(x)) for x in lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--no-save", action="store_true")
+    a = ap.parse_args(argv)
+    rows = [subject(s) for s in hcp.DEV_SUBJECTS]
+    print(table(rows))
+    if not a.no_save:
+        stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%d-%H%M%S")
+        path = HERE / "results" / f"fit_ceiling-{stamp}.json"
+        path.write_text(json.dumps({"benchmark": "fit_ceiling", "utc": stamp,
+                                    "machine": machine(), "exponents": EXPONENTS,
+                                    "homotopic": HOMOTOPIC, "gains": GAINS,
+                                    "subjects": rows}, indent=1))
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
