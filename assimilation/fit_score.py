@@ -13,7 +13,9 @@ Models: the free run at the posterior mean (``fitted``) and the brain as built, 
 fitted parameter at its identity (coupling 1, coupling.X 1, sc_exponent 0, scale 1, shift
 0: ``unfitted``), the same seed and length.  Baselines that need no simulation: log-SC
 (zeros at the smallest positive weight), the split-half of the subject's own FC (fit TRs vs
-test TRs: the ceiling; FCD KS likewise) and a group FC (``--group-fc``).
+test TRs: the ceiling; FCD KS likewise), a group FC (``--group-fc``) and ``linear_sc``:
+the FC of a linear noise-driven network on the SC, its in-degree exponent and gain chosen
+on the fit TRs (``linear_fc``: what a structural recipe reaches with a linear response).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy as np
 from dtb.assimilation import summary as S
 from dtb.assimilation.figures import fc_figure
 from dtb.assimilation.fit import SC_EXPONENT, FitParameter
+from dtb.assimilation.linear_fc import MAX_REGIONS, best_linear_fc
 
 __all__ = ["identity_values", "score", "realisation_scores", "baselines", "twin_scores",
            "figures"]
@@ -84,6 +87,11 @@ def baselines(fit: np.ndarray, test: np.ndarray, sc: np.ndarray, group: np.ndarr
                                                            _log_var(test))[0, 1])}}
     if group is not None:
         out["group_fc"] = {"fc_r": S.fc_fit(group, ft)}
+    if sc.shape[0] <= MAX_REGIONS:
+        lin = best_linear_fc(sc, S.fc(fit))
+        out["linear_sc"] = {"fc_r": S.fc_fit(lin["fc"], ft),
+                            "mean_fc": float(np.mean(S.upper(lin["fc"]))),
+                            "a": lin["a"], "g": lin["g"], "chosen_on": "fit TRs"}
     return out
 
 

