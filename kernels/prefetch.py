@@ -9,10 +9,14 @@ at once.  A prefetch changes no value, only timing.
 
 from __future__ import annotations
 
-from llvmlite import ir
+from llvmlite import binding, ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
+
+# the intrinsic's name carries its pointer type: "p0" since LLVM 15's opaque pointers,
+# "p0i8" before (numba 0.59-0.60 ship LLVM 14)
+_PREFETCH = "llvm.prefetch.p0" if binding.llvm_version_info >= (15,) else "llvm.prefetch.p0i8"
 
 
 @intrinsic
@@ -33,10 +37,12 @@ def prefetch_write(typingctx, ary, i0, i1, i2):
             strides=cgutils.unpack_tuple(builder, arr.strides), layout=aryty.layout,
             inds=idx, wraparound=False, boundscheck=False)
         i32 = ir.IntType(32)
-        fnty = ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        i8p = ir.IntType(8).as_pointer()
+        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, _PREFETCH)
         # rw = 1 (write), locality = 3 (keep in all cache levels), cache type = 1 (data)
-        builder.call(fn, [ptr, ir.Constant(i32, 1), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 1),
+                          ir.Constant(i32, 3), ir.Constant(i32, 1)])
         return context.get_dummy_value()
 
     return sig, codegen
