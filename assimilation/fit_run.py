@@ -379,8 +379,8 @@ def _metrics(o: FitOptions, inp: FitInputs, fwd: Any, res: Any, fitted: np.ndarr
                  "detrend": o.detrend, "observable": o.observable,
                  "mean_fc_test": float(np.mean(S.upper(S.fc(inp.test)))),
                  "mean_fc_fit": float(np.mean(S.upper(S.fc(inp.fit))))},
-        "heldout": {"fitted": score(fitted, inp.test, o.window, o.step),
-                    "unfitted": score(unfitted, inp.test, o.window, o.step),
+        "heldout": {"fitted": score(fitted, inp.test, o.window, o.step, o.detrend),
+                    "unfitted": score(unfitted, inp.test, o.window, o.step, o.detrend),
                     "baselines": baselines(inp.fit, inp.test, inp.spec.weights,
                                            inp.group_fc, o.window, o.step),
                     "free_seed": free_seed, "unfitted_values": dict(zip(
@@ -461,6 +461,12 @@ def summary(manifest: dict[str, Any], m: dict[str, Any], out: Path) -> str:
              f"{b['split_half']['fcd_ks']:.3f}",
              "  posterior mean: " + ", ".join(f"{k} {v:.3g}"
                                                for k, v in m["fit"]["posterior_mean"].items())]
+    seg = f.get("segments")
+    if seg is not None:
+        lines.append(f"  free run in {len(seg['fc_r'])} stretches of {seg['trs']} TRs: FC r "
+                     + ", ".join(f"{v:.2f}" for v in seg["fc_r"]) + "; mean FC "
+                     + ", ".join(f"{v:.2f}" for v in seg["mean_fc"])
+                     + f"; between stretches {seg['self_r']:.2f}")
     rr = h.get("realisations")
     if rr is not None:
         lines.append(f"  {len(rr['seeds'])} realisations: FC r of their mean FC fitted "

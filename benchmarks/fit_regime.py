@@ -18,7 +18,11 @@ Each point builds a brain from an HCP development subject's own SC and tract len
   coupling proportional to the SC itself, as in neural-mass models;
 - ``split`` (local E : local I : long-range in-degree), ``hyper`` (per-unit conductance
   scales, e.g. g_NMDA, g_GABA_A, g_GABA_B, I_e), ``background`` (OU current mean, sigma, tau),
-  ``neurons``, ``t_s`` (model seconds), ``dt`` (ms), ``seed``.
+  ``neurons``, ``t_s`` (model seconds), ``dt`` (ms), ``seed``; ``homotopic`` h: h (units of
+  the SC's maximum) added to the SC between the left and right parts of each AAL2 region
+  before the build (``fit_ceiling.py``'s homotopic term); ``balance`` (options of
+  ``balance``: target rate, iterations, ...): per-unit E ``I_e`` tuned offline until every
+  unit fires at the target rate before the scored run.
 
 Per point (first ``--drop-s`` seconds dropped as transient):
 
@@ -70,6 +74,7 @@ HERE = Path(__file__).resolve().parent
 DTB = str(Path(sys.executable).with_name("dtb"))
 
 BASE = {"subject": "101309", "G": 1.0, "lr_to_I": 1.0, "w_EE": 1.0, "lr_k": 0.0,
+        "homotopic": 0.0, "balance": None,
         "split": [4, 1, 2],
         "hyper": {}, "background": None, "neurons": 4000, "in_degree": 100, "t_s": 140.0,
         "dt": 0.5, "seed": 1}
@@ -142,6 +147,72 @@ def build_brain(p: dict[str, Any], files: dict[str, Path], out: Path) -> dict[st
     return {"hyper": hyper, "background": opt.background, "long_range_rules": n_lr}
 
 
+def _unit_rates(brain: Path, p: dict[str, Any], run: Path, t_s: float,
+                drop_s: float) -> np.ndarray:
+    """(U,) mean rate of each unit (Hz) over a run of ``t_s`` model seconds after
+    ``drop_s``, the point's seed and time step; nothing but unit rates recorded."""
+    import zarr
+
+    cmd = [DTB, "simulate", "--brain", str(brain), "--t", f"{t_s * 1e3:g}",
+           "--dt", f"{p['dt']:g}", "--seed", str(p["seed"]), "--threads", "1",
+           "--record", "spikes:none", "--record", "rates:off", "--record", "units:100",
+           "--record", "bold:off", "--out", str(run), "--overwrite", "--quiet"]
+    r = subprocess.run(cmd, env=_env(), capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"balance run failed ({r.returncode}):\n{r.stderr}")
+    g = zarr.open_group(str(run / "series.zarr"), mode="r")
+    u = np.asarray(g["unit_rate"], float)
+    return u[np.asarray(g["time_unit"]) > drop_s * 1e3].mean(axis=0)
+
+
+def balance(brain: Path, p: dict[str, Any], work: Path) -> dict[str, Any]:
+    """Feedback-inhibition-control-like balancing (Deco et al. 2014, J Neurosci 34:7886),
+    done offline on the current: each unit's excitatory ``I_e`` (a.u.; rheobase g_L
+    (V_th - V_L) = 0.75) is moved until the unit's mean rate is ``target`` Hz, so that
+    regions with strong long-range input do not settle into high-rate states.  A
+    proportional controller, I_e -= (r - target) / ``gain`` (Hz per a.u.): the brain's
+    activity is collectively self-sustained (one uniform I_e of -0.1 silences it, while
+    a unit alone moves ~100 Hz per a.u.), so per-unit Newton steps overshoot; ``gain`` is
+    set a few times above the single-unit slope.  ``iters`` runs of ``t_s`` model seconds
+    on the point's network realisation and seed.  Rewrites ``brain``; returns the
+    history."""
+    from dtb.brain.spec import BrainSpec
+
+    b = {"target": 10.0, "iters": 8, "t_s": 60.0, "drop_s": 10.0, "gain": 400.0,
+         "family": "E", **p["balance"]}
+    spec = BrainSpec.load(brain)
+    fam = next(f for f in spec.families if f.name == b["family"])
+    i_e = np.array(fam.hyper["I_e"], float)
+    hist: list[dict[str, Any]] = []
+    for it in range(int(b["iters"]) + 1):
+        fam.hyper["I_e"] = i_e.copy()
+        spec.save(brain)
+        r = _unit_rates(brain, p, work, float(b["t_s"]), float(b["drop_s"]))
+        hist.append({"iter": it, "rate_mean": float(r.mean()), "rate_sd": float(r.std()),
+                     "rate_min": float(r.min()), "rate_max": float(r.max()),
+                     "i_e_mean": float(i_e.mean()), "i_e_sd": float(i_e.std())})
+        print(f"  balance {it}: rate {r.mean():.2f} +- {r.std():.2f} "
+              f"[{r.min():.1f}, {r.max():.1f}] Hz, I_e {i_e.mean():+.3f} +- {i_e.std():.3f}",
+              flush=True)
+        if it == int(b["iters"]):
+            break
+        i_e = i_e - (r - float(b["target"])) / float(b["gain"])
+    return {"options": b, "history": hist, "i_e": [float(x) for x in i_e]}
+
+
+def homotopic(sub: hcp.Subject, h: float) -> hcp.Subject:
+    """The subject with ``h`` (units of the SC's maximum) added to the SC between the left
+    and right parts of each AAL2 region (rows alternate L/R, checked at load), both ways:
+    the interhemispheric fibres that tractography under-counts (``fit_ceiling.py``)."""
+    import dataclasses
+
+    sc = np.array(sub.sc, float)
+    left = np.arange(0, sc.shape[0] - 1, 2)
+    sc[left, left + 1] += h * sc.max()
+    sc[left + 1, left] += h * sc.max()
+    return dataclasses.replace(sub, sc=sc)
+
+
 def _band_var(x: np.ndarray, dt_s: float, f_hi: float) -> tuple[np.ndarray, np.ndarray]:
     """Per column: variance in (0, f_hi] Hz and total variance (periodogram, mean removed)."""
     x = x - x.mean(axis=0)
@@ -197,6 +268,35 @@ def _bold_scores(b: np.ndarray, d: dict[str, Any], window: int, step: int) -> di
             "sd_pct": float(np.sqrt(S.regional_variance(b)).mean() * 100)}
 
 
+def chunk_scores(b: np.ndarray, u: np.ndarray, d: dict[str, Any],
+                 length: int = 600) -> dict[str, Any] | None:
+    """Stationarity of a long run: BOLD ``b`` (T, R) cut into consecutive chunks of
+    ``length`` TRs (the data's held-out length), each linearly detrended; per chunk the
+    FC fit r against the held-out FC and the mean FC, the mean correlation between the
+    chunks' FC (the model's own reliability over ``length`` TRs) and the FC r of the
+    chunks' mean Fisher-z FC; ``u`` (T', U) unit rates, cut alike: per chunk the mean
+    and the SD across units of the units' mean rates (Hz).  None under 2 chunks."""
+    k = b.shape[0] // length
+    if k < 2:
+        return None
+    fcs = []
+    for i in range(k):
+        x = b[i * length:(i + 1) * length]
+        t = np.arange(length, dtype=float) - (length - 1) / 2
+        x = x - x.mean(axis=0) - np.outer(t, t @ (x - x.mean(axis=0))) / (t @ t)
+        fcs.append(S.fc(x))
+    uc = np.array_split(u[: u.shape[0] // k * k], k)
+    z = np.mean([np.arctanh(np.clip(S.upper(f), -0.999, 0.999)) for f in fcs], axis=0)
+    return {"length_tr": length,
+            "fc_r_heldout": [S.fc_fit(f, d["fc_ho"]) for f in fcs],
+            "mean_fc": [float(np.nanmean(S.upper(f))) for f in fcs],
+            "self_r": float(np.mean([S.fc_fit(fcs[i], fcs[j]) for i in range(k)
+                                     for j in range(i + 1, k)])),
+            "mean_fc_r_heldout": float(np.corrcoef(z, S.upper(d["fc_ho"]))[0, 1]),
+            "unit_rate_mean_hz": [float(c.mean()) for c in uc],
+            "unit_rate_sd_hz": [float(c.mean(axis=0).std()) for c in uc]}
+
+
 def analyse(run: Path, d: dict[str, Any], drop_s: float, window: int, step: int,
             n_per_unit: np.ndarray) -> dict[str, Any]:
     import zarr
@@ -239,6 +339,7 @@ def analyse(run: Path, d: dict[str, Any], drop_s: float, window: int, step: int,
     bk = b[t_b > drop_s * 1e3]
     out["bold"] = _bold_scores(bk, d, window, step)
     out["bold"]["trs"] = int(bk.shape[0])
+    out["chunks"] = chunk_scores(bk, uk, d)
     # BOLD from the unit rates, each unit's own mean rate as baseline
     z = drive_from_rate(u, np.maximum(r_mean, 0.1))
     y = simulate_bold(z, dt_u)
@@ -253,14 +354,19 @@ def run_point(p: dict[str, Any], work: Path, drop_s: float, window: int, step: i
               keep: bool = False) -> dict[str, Any]:
     p = {**BASE, **p}
     sub = hcp.load_subject(p["subject"])
-    files = hcp.write_subject(sub, work / "hcp" / p["subject"])
     d = data_stats(sub, window, step)
+    h = float(p["homotopic"])
+    if h:
+        sub = homotopic(sub, h)
+    files = hcp.write_subject(sub, work / "hcp" / (p["subject"] + (f"-h{h:g}" if h else "")))
     brain = work / "brains" / f"{p['name']}-{p['subject']}.h5"
     brain.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     info = build_brain(p, files, brain)
     from dtb.brain.spec import BrainSpec
 
+    if p["balance"]:
+        info["balance"] = balance(brain, p, work / "balance" / f"{p['name']}-{p['subject']}")
     n_per_unit = BrainSpec.load(brain).neurons_per_unit()
     run = work / "runs" / f"{p['name']}-{p['subject']}"
     cmd = [DTB, "simulate", "--brain", str(brain), "--t", f"{p['t_s'] * 1e3:g}",
@@ -399,6 +505,12 @@ def table(results: Path) -> str:
             other += f" bg {p['background']}"
         if list(p.get("split", [4, 1, 2])) != [4, 1, 2]:
             other += f" split {p['split']}"
+        if p.get("homotopic"):
+            other += f" homotopic {p['homotopic']:g}"
+        if p.get("balance"):
+            other += f" balanced {p['balance'].get('target', 10.0):g} Hz"
+        if p.get("w_EE", 1.0) != 1.0:
+            other += f" w_EE x{p['w_EE']:g}"
         sync = rd.get("sync_10ms")
         rows.append(
             f"| {p['name']} | {p['subject']} | {p['t_s'] - x['drop_s']:g} | {p['G']:g} | "
