@@ -22,7 +22,10 @@ Each point builds a brain from an HCP development subject's own SC and tract len
   the SC's maximum) added to the SC between the left and right parts of each AAL2 region
   before the build (``fit_ceiling.py``'s homotopic term); ``balance`` (options of
   ``balance``: target rate, iterations, ...): per-unit E ``I_e`` tuned offline until every
-  unit fires at the target rate before the scored run.
+  unit fires at the target rate before the scored run; ``conserve``: with ``lr_k``, every
+  long-range input added to (or taken from) a unit's E cells is taken from (added to)
+  their unit-local E inputs, so that each E cell keeps the builder's excitatory
+  in-degree and the hubs' extra long-range drive does not raise their rates.
 
 Per point (first ``--drop-s`` seconds dropped as transient):
 
@@ -74,7 +77,7 @@ HERE = Path(__file__).resolve().parent
 DTB = str(Path(sys.executable).with_name("dtb"))
 
 BASE = {"subject": "101309", "G": 1.0, "lr_to_I": 1.0, "w_EE": 1.0, "lr_k": 0.0,
-        "homotopic": 0.0, "balance": None,
+        "homotopic": 0.0, "balance": None, "conserve": False,
         "split": [4, 1, 2],
         "hyper": {}, "background": None, "neurons": 4000, "in_degree": 100, "t_s": 140.0,
         "dt": 0.5, "seed": 1}
@@ -134,9 +137,14 @@ def build_brain(p: dict[str, Any], files: dict[str, Path], out: Path) -> dict[st
     strength = spec.weights.sum(axis=1)[spec.unit_region]  # SC in-strength of each unit
     nw = spec.neurons_per_unit()
     rel = strength / np.average(strength, weights=nw)
+    local = {(r.source, r.target): r for r in spec.rules if r.kind == "unit_local"}
     for r in spec.rules:
         if r.kind == "long_range" and float(p["lr_k"]) != 0.0:
-            r.k = np.floor(r.k * rel ** float(p["lr_k"]) + 0.5).astype(np.int64)
+            k0 = np.asarray(r.k)
+            r.k = np.floor(k0 * rel ** float(p["lr_k"]) + 0.5).astype(np.int64)
+            if p["conserve"] and r.target.endswith("E"):  # replaces a local E input
+                loc = local[(r.source, r.target)]
+                loc.k = np.maximum(np.asarray(loc.k) - (r.k - k0), 0).astype(np.int64)
         if r.kind == "long_range":
             r.weight = float(r.weight) * float(p["G"]) * (
                 float(p["lr_to_I"]) if r.target.endswith("I") else 1.0)
@@ -507,6 +515,8 @@ def table(results: Path) -> str:
             other += f" split {p['split']}"
         if p.get("homotopic"):
             other += f" homotopic {p['homotopic']:g}"
+        if p.get("conserve"):
+            other += " in-degree conserved"
         if p.get("balance"):
             other += f" balanced {p['balance'].get('target', 10.0):g} Hz"
         if p.get("w_EE", 1.0) != 1.0:
@@ -521,6 +531,19 @@ def table(results: Path) -> str:
             f"{rd['slow_rate_mean_corr']:.3f} | {rd['autocorr_1s']:.2f} | "
             f"{'' if sync is None else f'{sync:.3f}'} | {x['wall_s']:.0f} "
             f"({x['timings']['rtf']:.2f}) |")
+    long = [x for x in r["points"] if x.get("chunks")]
+    if long:
+        rows += ["", "| point | subject | FC r held-out, each 600 TRs | mean FC, each 600 TRs | "
+                 "between stretches | FC r of their mean FC | unit rates, first → last "
+                 "stretch: mean (SD across units) Hz |", "|---" * 7 + "|"]
+    for x in long:
+        c = x["chunks"]
+        rate = " → ".join(f"{m:.1f} ({sd:.1f})" for m, sd in
+                          ((c["unit_rate_mean_hz"][i], c["unit_rate_sd_hz"][i]) for i in (0, -1)))
+        rows.append(f"| {x['point']['name']} | {x['point']['subject']} | "
+                    + ", ".join(f"{v:.2f}" for v in c["fc_r_heldout"]) + " | "
+                    + ", ".join(f"{v:.2f}" for v in c["mean_fc"])
+                    + f" | {c['self_r']:.2f} | {c['mean_fc_r_heldout']:.2f} | {rate} |")
     data = {}
     for x in r["points"]:
         data[x["point"]["subject"]] = x["data"]
