@@ -17,6 +17,9 @@ held-out TRs 600-1199, beside log-SC and the split-half reliability.
 
     .venv/bin/python benchmarks/fit_ceiling.py          # seconds; needs .[validation]
 
+It also checks that the long-range synapses' random source regions do not blur the
+coupling the twin realises (``sampling``).
+
 Results: ``benchmarks/results/fit_ceiling-<UTC>.json`` (scores and grid points only:
 nothing derived from HCP beyond them) and a table.
 """
@@ -76,6 +79,34 @@ def subject(sid: str) -> dict[str, Any]:
             "a_half_no_homotopic_chosen_on_training": plain, "grid": grid}
 
 
+def sampling(sid: str, neurons: int = 4000, seeds: int = 5) -> list[dict[str, Any]]:
+    """Does drawing each long-range synapse's source region from the SC row (a multinomial
+    draw per unit, ``kernels.connect.draw_sources_units``) blur the coupling the twin
+    realises?  The linear network's held-out FC r with the expected coupling (a 0.5: E cells
+    of a unit get k (s/<s>)^0.5 long-range inputs, k = 2/7 of in-degree 100) against the
+    realised synapse counts of ``seeds`` draws, at ``neurons`` neurons (80 units, 4/7 E)."""
+    sub = hcp.load_subject(sid)
+    held = S.fc(detrend(sub.bold[hcp.HELDOUT]))
+    sc = np.array(sub.sc, float)
+    np.fill_diagonal(sc, 0.0)
+    r = sc.shape[0]
+    s = sc.sum(axis=1)
+    k = np.floor(100 * 2 / 7 * (s / s.mean()) ** 0.5 + 0.5)
+    n_e = round(neurons / r * 4 / 7)
+    p = sc / s[:, None]
+    rng = np.random.default_rng(0)
+    out = []
+    for g in (0.8, 0.9, 0.95, 0.98):
+        real = [S.fc_fit(linear_fc(np.array([rng.multinomial(int(n_e * k[i]), p[i])
+                                             for i in range(r)]) / n_e, 1.0, g), held)
+                for _ in range(seeds)]
+        out.append({"subject": sid, "neurons": neurons, "g": g,
+                    "r_expected": S.fc_fit(linear_fc(p * k[:, None], 1.0, g), held),
+                    "r_realised_mean": float(np.mean(real)),
+                    "r_realised_sd": float(np.std(real))})
+    return out
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     head = ("subject", "log-SC r", "a 0.5, h 0: r (g)", "chosen on training: r (a, h, g)",
             "oracle: r (a, h, g)", "split-half")
@@ -98,13 +129,18 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     rows = [subject(s) for s in hcp.DEV_SUBJECTS]
     print(table(rows))
+    samp = [x for s in hcp.DEV_SUBJECTS for x in sampling(s)]
+    for x in samp:
+        print(f"{x['subject']} g {x['g']}: r with the expected coupling {x['r_expected']:.3f}, "
+              f"with realised synapse counts {x['r_realised_mean']:.3f} "
+              f"+- {x['r_realised_sd']:.3f}")
     if not a.no_save:
         stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%d-%H%M%S")
         path = HERE / "results" / f"fit_ceiling-{stamp}.json"
         path.write_text(json.dumps({"benchmark": "fit_ceiling", "utc": stamp,
                                     "machine": machine(), "exponents": EXPONENTS,
                                     "homotopic": HOMOTOPIC, "gains": GAINS,
-                                    "subjects": rows}, indent=1))
+                                    "subjects": rows, "sampling": samp}, indent=1))
         print(f"wrote {path}")
     return 0
 
