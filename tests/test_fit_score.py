@@ -62,3 +62,28 @@ def test_a_run_shorter_than_two_test_lengths_has_no_segments():
     test = rng.standard_normal((100, R))
     assert segments(rng.standard_normal((199, R)), test) is None
     assert score(rng.standard_normal((150, R)), test, 30, 10)["segments"] is None
+
+
+def test_the_terminal_summary_prints_the_stretches():
+    from pathlib import Path
+
+    from dtb.assimilation.fit_run import summary
+
+    rng = np.random.default_rng(6)
+    loading = np.linspace(0.3, 1.5, R)
+    test = _factor_series(rng, loading, 500)
+    run = np.concatenate([_factor_series(rng, loading, 500), rng.standard_normal((500, R))])
+    fitted = score(run, test, 30, 10)
+    unfitted = score(rng.standard_normal((500, R)), test, 30, 10)
+    m = {"heldout": {"fitted": fitted, "unfitted": unfitted,
+                     "baselines": {"log_sc": {"fc_r": 0.4},
+                                   "split_half": {"fc_r": 0.9, "fcd_ks": 0.1}}},
+         "fit": {"posterior_mean": {"coupling": 0.8}}}
+    text = summary({}, m, Path("runs/x"))
+    line = next(x for x in text.splitlines() if "stretches of 500 TRs" in x)
+    seg = fitted["segments"]
+    assert f"FC r {seg['fc_r'][0]:.2f}, {seg['fc_r'][1]:.2f}" in line
+    assert f"between stretches {seg['self_r']:.2f}" in line
+    assert "stretches" not in summary({}, {**m, "heldout": {**m["heldout"],
+                                                             "fitted": unfitted}},
+                                      Path("runs/x"))
