@@ -68,9 +68,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import hcp  # noqa: E402
+from fit_ceiling import homotopic_pairs  # noqa: E402
 from microcircuit import machine  # noqa: E402
 
 from dtb.assimilation import summary as S  # noqa: E402
+from dtb.assimilation.fit_score import realisation_scores, segments  # noqa: E402
 from dtb.model.hemodynamics import drive_from_rate, simulate_bold  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -155,19 +157,28 @@ def build_brain(p: dict[str, Any], files: dict[str, Path], out: Path) -> dict[st
     return {"hyper": hyper, "background": opt.background, "long_range_rules": n_lr}
 
 
+def simulate(brain: Path, p: dict[str, Any], run: Path, t_s: float,
+             records: tuple[str, ...], what: str) -> None:
+    """``dtb simulate`` of ``brain`` for ``t_s`` model seconds into ``run``: the point's
+    time step and seed, one thread, no spikes written, ``records`` (``--record`` values)."""
+    cmd = [DTB, "simulate", "--brain", str(brain), "--t", f"{t_s * 1e3:g}",
+           "--dt", f"{p['dt']:g}", "--seed", str(p["seed"]), "--threads", "1",
+           "--record", "spikes:none"]
+    for rec in records:
+        cmd += ["--record", rec]
+    r = subprocess.run(cmd + ["--out", str(run), "--overwrite", "--quiet"], env=_env(),
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"{what}: dtb simulate failed ({r.returncode}):\n{r.stderr}")
+
+
 def _unit_rates(brain: Path, p: dict[str, Any], run: Path, t_s: float,
                 drop_s: float) -> np.ndarray:
     """(U,) mean rate of each unit (Hz) over a run of ``t_s`` model seconds after
     ``drop_s``, the point's seed and time step; nothing but unit rates recorded."""
     import zarr
 
-    cmd = [DTB, "simulate", "--brain", str(brain), "--t", f"{t_s * 1e3:g}",
-           "--dt", f"{p['dt']:g}", "--seed", str(p["seed"]), "--threads", "1",
-           "--record", "spikes:none", "--record", "rates:off", "--record", "units:100",
-           "--record", "bold:off", "--out", str(run), "--overwrite", "--quiet"]
-    r = subprocess.run(cmd, env=_env(), capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError(f"balance run failed ({r.returncode}):\n{r.stderr}")
+    simulate(brain, p, run, t_s, ("rates:off", "units:100", "bold:off"), "balance run")
     g = zarr.open_group(str(run / "series.zarr"), mode="r")
     u = np.asarray(g["unit_rate"], float)
     return u[np.asarray(g["time_unit"]) > drop_s * 1e3].mean(axis=0)
@@ -215,9 +226,9 @@ def homotopic(sub: hcp.Subject, h: float) -> hcp.Subject:
     import dataclasses
 
     sc = np.array(sub.sc, float)
-    left = np.arange(0, sc.shape[0] - 1, 2)
-    sc[left, left + 1] += h * sc.max()
-    sc[left + 1, left] += h * sc.max()
+    pairs = homotopic_pairs(sc.shape[0])
+    sc[pairs[:, 0], pairs[:, 1]] += h * sc.max()
+    sc[pairs[:, 1], pairs[:, 0]] += h * sc.max()
     return dataclasses.replace(sub, sc=sc)
 
 
@@ -257,7 +268,8 @@ def data_stats(sub: hcp.Subject, window: int, step: int) -> dict[str, Any]:
     logsc = np.log(np.where(sub.sc > 0, sub.sc, np.min(sub.sc[sub.sc > 0])))
     half = sub.bold.shape[0] // 2
     psc_sd = ho.std(axis=0) / ho.mean(axis=0) * 100
-    return {"fc_ho": fc_ho, "fc_full": fc_full, "fcd_ho": S.fcd_values(ho, window, step),
+    return {"bold_ho": ho, "fc_ho": fc_ho, "fc_full": fc_full,
+            "fcd_ho": S.fcd_values(ho, window, step),
             "scores": {"mean_fc_heldout": float(S.upper(fc_ho).mean()),
                        "mean_fc_full": float(S.upper(fc_full).mean()),
                        "logsc_r_heldout": S.fc_fit(logsc, fc_ho),
@@ -276,31 +288,22 @@ def _bold_scores(b: np.ndarray, d: dict[str, Any], window: int, step: int) -> di
             "sd_pct": float(np.sqrt(S.regional_variance(b)).mean() * 100)}
 
 
-def chunk_scores(b: np.ndarray, u: np.ndarray, d: dict[str, Any],
-                 length: int = 600) -> dict[str, Any] | None:
-    """Stationarity of a long run: BOLD ``b`` (T, R) cut into consecutive chunks of
-    ``length`` TRs (the data's held-out length), each linearly detrended; per chunk the
-    FC fit r against the held-out FC and the mean FC, the mean correlation between the
-    chunks' FC (the model's own reliability over ``length`` TRs) and the FC r of the
-    chunks' mean Fisher-z FC; ``u`` (T', U) unit rates, cut alike: per chunk the mean
-    and the SD across units of the units' mean rates (Hz).  None under 2 chunks."""
-    k = b.shape[0] // length
-    if k < 2:
+def chunk_scores(b: np.ndarray, u: np.ndarray, d: dict[str, Any]) -> dict[str, Any] | None:
+    """Stationarity of a long run, as ``dtb fit`` scores it (``fit_score.segments``): BOLD
+    ``b`` (T, R) cut into stretches as long as the held-out TRs, each detrended; per
+    stretch the FC fit r against the held-out FC and the mean FC, the stretches' mutual
+    FC fit (the model's own reliability at that length) and the FC r of their Fisher-z
+    mean FC; ``u`` (T', U) unit rates cut alike: per stretch the mean and the SD across
+    units of the units' mean rates (Hz).  None under 2 stretches."""
+    seg = segments(b, d["bold_ho"])
+    if seg is None:
         return None
-    fcs = []
-    for i in range(k):
-        x = b[i * length:(i + 1) * length]
-        t = np.arange(length, dtype=float) - (length - 1) / 2
-        x = x - x.mean(axis=0) - np.outer(t, t @ (x - x.mean(axis=0))) / (t @ t)
-        fcs.append(S.fc(x))
+    n, k = seg["trs"], len(seg["fc_r"])
+    parts = [S.detrend(b[i * n:(i + 1) * n]) for i in range(k)]
     uc = np.array_split(u[: u.shape[0] // k * k], k)
-    z = np.mean([np.arctanh(np.clip(S.upper(f), -0.999, 0.999)) for f in fcs], axis=0)
-    return {"length_tr": length,
-            "fc_r_heldout": [S.fc_fit(f, d["fc_ho"]) for f in fcs],
-            "mean_fc": [float(np.nanmean(S.upper(f))) for f in fcs],
-            "self_r": float(np.mean([S.fc_fit(fcs[i], fcs[j]) for i in range(k)
-                                     for j in range(i + 1, k)])),
-            "mean_fc_r_heldout": float(np.corrcoef(z, S.upper(d["fc_ho"]))[0, 1]),
+    return {"length_tr": n, "fc_r_heldout": seg["fc_r"], "mean_fc": seg["mean_fc"],
+            "self_r": seg["self_r"],
+            "mean_fc_r_heldout": realisation_scores(parts, d["bold_ho"])["fc_r_of_mean_fc"],
             "unit_rate_mean_hz": [float(c.mean()) for c in uc],
             "unit_rate_sd_hz": [float(c.mean(axis=0).std()) for c in uc]}
 
@@ -377,14 +380,8 @@ def run_point(p: dict[str, Any], work: Path, drop_s: float, window: int, step: i
         info["balance"] = balance(brain, p, work / "balance" / f"{p['name']}-{p['subject']}")
     n_per_unit = BrainSpec.load(brain).neurons_per_unit()
     run = work / "runs" / f"{p['name']}-{p['subject']}"
-    cmd = [DTB, "simulate", "--brain", str(brain), "--t", f"{p['t_s'] * 1e3:g}",
-           "--dt", f"{p['dt']:g}", "--seed", str(p["seed"]), "--threads", "1",
-           "--record", "spikes:none", "--record", "rates:10", "--record", "units:10",
-           "--record", "bold:720", "--out", str(run), "--overwrite", "--quiet"]
-    r = subprocess.run(cmd, env=_env(), capture_output=True, text=True)
+    simulate(brain, p, run, float(p["t_s"]), ("rates:10", "units:10", "bold:720"), p["name"])
     wall = time.perf_counter() - t0
-    if r.returncode != 0:
-        raise RuntimeError(f"{p['name']}: dtb simulate failed ({r.returncode}):\n{r.stderr}")
     man = json.loads((run / "manifest.json").read_text())
     res = {"point": p, "build": info, "wall_s": wall, "timings": man["timings"],
            "spikes": man["counts"]["spikes"], "data": d["scores"],
