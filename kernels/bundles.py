@@ -23,7 +23,7 @@ class Neurons(NamedTuple):
     """State and parameters of the partition's neurons."""
 
     V: np.ndarray  # (n,) float64: membrane potential, mV
-    syn: np.ndarray  # (4, n) float64: synaptic currents (pA) or traces (lif_cond)
+    syn: np.ndarray  # (5, n) float64: synaptic currents (pA) or traces, lif_cond's adaptation trace
     refr: np.ndarray  # (n,) int32: refractory steps left
     P: np.ndarray  # (sets, N_PARAM_ROWS) float64: packed parameter sets (kernels/rows.py)
     pid: np.ndarray  # (n,) int64: the parameter set of each neuron

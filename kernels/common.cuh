@@ -34,7 +34,8 @@ typedef unsigned short dtb_u16;
 typedef unsigned char dtb_u8;
 
 #define DTB_N_PARAM_ROWS 24  // dtb.neurons.N_PARAM_ROWS
-#define DTB_N_CHANNELS 4     // dtb.neurons.N_CHANNELS
+#define DTB_N_CHANNELS 4     // dtb.neurons.N_CHANNELS (receptor channels of the masks)
+#define DTB_N_SYN 5          // dtb.neurons.N_SYN (rows of the trace state syn)
 #define DTB_CDF_LEN 48       // dtb.engine.CDF_LEN
 #define DTB_WARP 32
 

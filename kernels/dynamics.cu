@@ -68,7 +68,8 @@ DTB_HD bool dtb_psc_exp_step(double& V, double* syn, dtb_i32& refr, const double
 }
 
 // DTB conductance LIF: exponential Euler with frozen conductances; returns spiked.
-// P rows: C g_L V_L V_th V_reset n_ref I_e mg_on Mg g_u[4] E_u[4] decay_u[4].
+// P rows: C g_L V_L V_th V_reset n_ref I_e mg_on Mg g_u[4] E_u[4] decay_u[4] g_adapt
+// E_adapt decay_adapt; syn[0..3] the receptor traces, syn[4] the adaptation trace.
 DTB_HD bool dtb_lif_cond_step(double& V, double* syn, dtb_i32& refr, const double* P,
                               double a0, double a1, double a2, double a3, double current,
                               double dt) {
@@ -82,6 +83,11 @@ DTB_HD bool dtb_lif_cond_step(double& V, double* syn, dtb_i32& refr, const doubl
             g += gc;
             num += gc * P[13 + c];
         }
+        if (P[21] != 0.0) {
+            double gc = P[21] * syn[4];
+            g += gc;
+            num += gc * P[22];
+        }
         double vinf = num / g;
         v = vinf + (v - vinf) * exp(-dt * g / P[0]);
     } else {
@@ -91,10 +97,12 @@ DTB_HD bool dtb_lif_cond_step(double& V, double* syn, dtb_i32& refr, const doubl
     syn[1] = syn[1] * P[18] + a1;
     syn[2] = syn[2] * P[19] + a2;
     syn[3] = syn[3] * P[20] + a3;
+    syn[4] = syn[4] * P[23];
     bool spiked = false;
     if (v >= P[3]) {
         refr = static_cast<dtb_i32>(P[5]);
         v = P[4];
+        syn[4] += 1.0;
         spiked = true;
     }
     V = v;
@@ -125,7 +133,7 @@ DTB_HD void dtb_ou_normals(dtb_block4 w, double* z0, double* z1, double* z2, dou
 }
 
 // The arguments of the dynamics launch (and of its host emulation), in order.
-// Shapes: V (n,), syn (4, n), refr (n,), P (sets, 24), pid (n,) set of each neuron;
+// Shapes: V (n,), syn (5, n), refr (n,), P (sets, 24), pid (n,) set of each neuron;
 // pop_* (n_pop,) with pop_in_ptr (n_pop + 1) into pop_in (input numbers, ascending);
 // ring (D, n_ports, n); masks (2, n_ports, 4); in_* (n_in,), in_cdf (n_in, 48);
 // ou (6, ou_n): value, 4 cached normals, their 4-step group; rec_step/rec_idx (rec_cap,)
@@ -155,8 +163,8 @@ DTB_HD void dtb_dyn_neuron(dtb_i64 i, dtb_i64 t0, Append& append, DTB_DYN_PARAMS
     int model = static_cast<int>(pop_model[pop]);
     const double* Pj = P + static_cast<dtb_i64>(pid[i]) * DTB_N_PARAM_ROWS;
     double v = V[i];
-    double s[DTB_N_CHANNELS];
-    for (int c = 0; c < DTB_N_CHANNELS; ++c) s[c] = syn[c * n + i];
+    double s[DTB_N_SYN];
+    for (int c = 0; c < DTB_N_SYN; ++c) s[c] = syn[c * n + i];
     dtb_i32 r = refr[i];
     for (int st = 0; st < m; ++st) {
         dtb_i64 step = t0 + st;
@@ -238,7 +246,7 @@ DTB_HD void dtb_dyn_neuron(dtb_i64 i, dtb_i64 t0, Append& append, DTB_DYN_PARAMS
         if (spiked) append(step, i, pop);
     }
     V[i] = v;
-    for (int c = 0; c < DTB_N_CHANNELS; ++c) syn[c * n + i] = s[c];
+    for (int c = 0; c < DTB_N_SYN; ++c) syn[c * n + i] = s[c];
     refr[i] = r;
 }
 

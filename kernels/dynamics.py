@@ -26,8 +26,11 @@ from dtb.kernels.philox import OU, POISSON, block, make_key1, normal_pair, poiss
 from dtb.kernels.rows import (
     L_C,
     L_DECAY0,
+    L_DECAYA,
     L_E0,
+    L_EA,
     L_G0,
+    L_GA,
     L_GL,
     L_IE,
     L_MG,
@@ -79,7 +82,9 @@ def psc_exp_step(i, j, V, syn, refr, P, ex, inh, current):
 
 @nb.njit(inline="always", cache=True)
 def lif_cond_step(i, j, V, syn, refr, P, a0, a1, a2, a3, current, dt):
-    """DTB conductance LIF: exponential Euler with frozen conductances; returns spiked."""
+    """DTB conductance LIF: exponential Euler with frozen conductances; returns spiked.
+
+    syn rows 0-3 are the receptor traces, row 4 the adaptation trace (+1 per own spike)."""
     v = V[i]
     if refr[i] == 0:
         g = P[j, L_GL]
@@ -90,6 +95,10 @@ def lif_cond_step(i, j, V, syn, refr, P, a0, a1, a2, a3, current, dt):
                 gc = gc / (1.0 + P[j, L_MG] * math.exp(-0.062 * v) / 3.57)
             g += gc
             num += gc * P[j, L_E0 + c]
+        if P[j, L_GA] != 0.0:
+            gc = P[j, L_GA] * syn[4, i]
+            g += gc
+            num += gc * P[j, L_EA]
         vinf = num / g
         v = vinf + (v - vinf) * math.exp(-dt * g / P[j, L_C])
     else:
@@ -98,10 +107,12 @@ def lif_cond_step(i, j, V, syn, refr, P, a0, a1, a2, a3, current, dt):
     syn[1, i] = syn[1, i] * P[j, L_DECAY0 + 1] + a1
     syn[2, i] = syn[2, i] * P[j, L_DECAY0 + 2] + a2
     syn[3, i] = syn[3, i] * P[j, L_DECAY0 + 3] + a3
+    syn[4, i] = syn[4, i] * P[j, L_DECAYA]
     spiked = False
     if v >= P[j, L_VTH]:
         refr[i] = np.int32(P[j, L_NREF])
         v = P[j, L_VRESET]
+        syn[4, i] += 1.0
         spiked = True
     V[i] = v
     return spiked

@@ -10,3 +10,6 @@ read the same rows by number."""
 L_G0 = 9  # 4 rows: g_u
 L_E0 = 13  # 4 rows: reversal potentials
 L_DECAY0 = 17  # 4 rows: exp(-dt / tau_u)
+L_GA = 21  # g_adapt: adaptation conductance per unit of its trace
+L_EA = 22  # E_adapt
+L_DECAYA = 23  # exp(-dt / tau_adapt)

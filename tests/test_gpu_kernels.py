@@ -273,6 +273,9 @@ def _random_sets(model, n_sets, rng, dt):
     p["mg_block"] = rng.choice([0.0, 1.0], n_sets)
     p["Mg"] = rng.uniform(0.5, 2.0, n_sets)
     p["t_ref"] = rng.choice([0.0, 2.0, 5.0], n_sets)
+    p["g_adapt"] = rng.choice([0.0, 0.01, 0.05], n_sets)
+    p["E_adapt"] = rng.uniform(-90, -70, n_sets)
+    p["tau_adapt"] = rng.uniform(50, 1000, n_sets)
     return pack(LIF_COND, p, dt).T.copy()
 
 
@@ -287,7 +290,7 @@ def test_one_step_is_bitwise_the_numba_step(model):
     pid = rng.integers(0, 64, n).astype(np.int64)
     vth = P[pid, 6] + P[pid, 10] if model == 0 else P[pid, 3]
     V = vth + rng.normal(0, 3.0, n)
-    syn = np.abs(rng.normal(0, 50 if model == 0 else 0.5, (4, n)))
+    syn = np.abs(rng.normal(0, 50 if model == 0 else 0.5, (5, n)))  # row 4: adaptation
     if model == 0:
         syn[1] *= -1
     refr = rng.integers(0, 3, n).astype(np.int32) * (rng.random(n) < 0.3)
@@ -317,10 +320,12 @@ def test_one_step_is_bitwise_the_numba_step(model):
 
 def mixed_network():
     """Both models, every input type (Poisson below and above 10 per step, OU, DC), the
-    NMDA Mg block, heterogeneous parameters, delays of several steps (windows of m > 1)."""
+    NMDA Mg block, spike-triggered adaptation, heterogeneous parameters, delays of several
+    steps (windows of m > 1)."""
     import dtb
 
-    lif = {"C": 1.0, "g_L": 0.03, "t_ref": dtb.Dist.uniform(2.0, 5.0), "mg_block": 1.0}
+    lif = {"C": 1.0, "g_L": 0.03, "t_ref": dtb.Dist.uniform(2.0, 5.0), "mg_block": 1.0,
+           "g_adapt": dtb.Dist.uniform(0.0, 0.02), "tau_adapt": 200.0}
     pops = (
         dtb.Population("E", 300, model="iaf_psc_exp", type="E",
                        params={"tau_m": dtb.Dist.normal(10.0, 1.0, low=5.0)},

@@ -18,7 +18,7 @@ from dtb.kernels.bundles import Blocks, Inputs, InputState, Neurons, Pieces, Syn
 from dtb.kernels.connect import FIX_BITS
 from dtb.kernels.philox import INIT, OU, PARAM, draw_per_neuron, make_key1
 from dtb.model.network import Dist, Network, OUInput, PerUnit, PoissonInput, as_dist
-from dtb.model.neurons import MODELS, N_CHANNELS, N_PARAM_ROWS, pack
+from dtb.model.neurons import MODELS, N_CHANNELS, N_PARAM_ROWS, N_SYN, pack
 
 CDF_LEN = 48
 
@@ -127,7 +127,7 @@ def build_partition(network: Network, dt: float, seed: int, ownership: Ownership
     inputs, istate = _inputs(network, layout, ports, dt, seed)
     tables, synapses, pieces = build_synapses(network, layout, ports, dt, seed)
     ring = np.zeros((tables.max_delay_steps + 1, max(1, len(ports)), n), np.int64)
-    neurons = Neurons(V, np.zeros((N_CHANNELS, n)), np.zeros(n, np.int32), P, pid, masks,
+    neurons = Neurons(V, np.zeros((N_SYN, n)), np.zeros(n, np.int32), P, pid, masks,
                       ring)
     return Partition(layout, n_neurons, gids, pop_gid0, unit_of, n_units, ports, param_sets,
                      neurons, _blocks(layout, n, threads), inputs, istate, pieces, synapses,

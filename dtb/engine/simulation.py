@@ -345,6 +345,8 @@ class Simulation:
         for k, (b, f) in self._STATE.items():
             x = np.asarray(d[k])
             cur = getattr(getattr(self.part, b), f)
+            if k == "syn" and x.shape == (cur.shape[0] - 1, *cur.shape[1:]):
+                x = np.concatenate([x, np.zeros_like(x[:1])])  # saved before adaptation
             if k != "psets" and x.shape != cur.shape:
                 raise ArgumentError(f"state {k}: shape {x.shape} -- expected {cur.shape} (a "
                                     "state of another network or layout?)")
@@ -355,8 +357,8 @@ class Simulation:
         for i, ps in enumerate(self.part.param_sets):
             ps.mode = ("population", "unit", "neuron")[int(d[f"piece{i}/mode"])]
             ps.set0 = int(d[f"piece{i}/set0"])
-            ps.vals = {name: np.asarray(d[f"piece{i}/vals/{name}"], float).copy()
-                       for name in ps.vals}
+            ps.vals = {name: np.asarray(d.get(f"piece{i}/vals/{name}", x), float).copy()
+                       for name, x in ps.vals.items()}  # (a parameter added since: as built)
             ps.m = len(next(iter(ps.vals.values())))
         self._unit_values = {}
         for key, v in d.items():

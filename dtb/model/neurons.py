@@ -17,7 +17,15 @@ Two models, both integrated with exact exponential propagators at step ``dt`` (m
     ``B_u = 1`` except for NMDA with ``mg_block`` on: ``B(V) = 1 / (1 + [Mg] exp(-0.062 V) / 3.57)``
     (Jahr & Stevens 1990).  Within a step the conductances are frozen, so V moves
     exactly (exponential Euler) toward its instantaneous steady state; traces decay
-    exactly.  Units: ms, mV; C and g in the published arbitrary units (tau_m = C/g_L).
+    exactly.
+
+    An optional spike-triggered adaptation conductance (off by default, as published) adds
+    ``g_adapt w (E_adapt - V)`` to the sum, where the trace ``w`` (syn row 4) decays with
+    ``tau_adapt`` (ms) and steps by 1 at each of the neuron's own spikes: the slow
+    potassium current that lowers a neuron's rate during sustained firing (conductance-
+    based adaptation, as in Destexhe 2009).
+
+    Units: ms, mV; C and g in the published arbitrary units (tau_m = C/g_L).
     Receptors: ``AMPA``, ``NMDA``, ``GABA_A``, ``GABA_B`` and the published pairings
     ``E`` (AMPA and NMDA, the same weight) and ``I`` (GABA_A and GABA_B).  Weights are
     dimensionless trace increments (>= 0); ``g_*`` are the per-population scales that the
@@ -36,7 +44,8 @@ import numpy as np
 
 from dtb.kernels import rows as row
 
-N_CHANNELS = 4  # synaptic state variables per neuron (psc_exp uses 2, lif_cond 4)
+N_CHANNELS = 4  # receptor channels a port can feed (psc_exp uses 2, lif_cond 4)
+N_SYN = 5  # rows of the per-neuron trace state: the channels, then lif_cond's adaptation
 N_PARAM_ROWS = 24
 
 MODEL_CODES = {"iaf_psc_exp": 0, "lif_cond": 1}
@@ -84,6 +93,7 @@ LIF_COND = NeuronModel(
         "tau_AMPA": 2.0, "tau_NMDA": 40.0, "tau_GABA_A": 10.0, "tau_GABA_B": 50.0,
         "g_AMPA": 5.0 / 275.0, "g_NMDA": 5.0 / 4000.0, "g_GABA_A": 3.0 / 30.0,
         "g_GABA_B": 3.0 / 730.0, "I_e": 0.0, "mg_block": 0.0, "Mg": 1.0,
+        "g_adapt": 0.0, "E_adapt": -80.0, "tau_adapt": 500.0,
     },
     units={
         "C": "a.u.", "g_L": "a.u.", "V_L": "mV", "V_th": "mV", "V_reset": "mV", "t_ref": "ms",
@@ -91,6 +101,7 @@ LIF_COND = NeuronModel(
         "tau_AMPA": "ms", "tau_NMDA": "ms", "tau_GABA_A": "ms", "tau_GABA_B": "ms",
         "g_AMPA": "a.u.", "g_NMDA": "a.u.", "g_GABA_A": "a.u.", "g_GABA_B": "a.u.",
         "I_e": "a.u.", "mg_block": "0 or 1", "Mg": "mM",
+        "g_adapt": "a.u. per spike", "E_adapt": "mV", "tau_adapt": "ms",
     },
     receptors={"AMPA": (0,), "NMDA": (1,), "GABA_A": (2,), "GABA_B": (3,),
                "E": (0, 1), "I": (2, 3)},
@@ -155,6 +166,9 @@ def pack(model: NeuronModel, p: dict[str, np.ndarray], dt: float) -> np.ndarray:
             out[row.L_G0 + c] = p["g_" + ch]
             out[row.L_E0 + c] = p["E_" + ch]
             out[row.L_DECAY0 + c] = np.exp(-dt / p["tau_" + ch])
+        out[row.L_GA] = p["g_adapt"]
+        out[row.L_EA] = p["E_adapt"]
+        out[row.L_DECAYA] = np.exp(-dt / p["tau_adapt"])
     return out
 
 
@@ -176,7 +190,8 @@ def check_params(model: NeuronModel, p: dict[str, float]) -> list[tuple[str, flo
     positive = (
         ["C_m", "tau_m", "tau_syn_ex", "tau_syn_in"]
         if model is IAF_PSC_EXP
-        else ["C", "g_L", "tau_AMPA", "tau_NMDA", "tau_GABA_A", "tau_GABA_B", "Mg"]
+        else ["C", "g_L", "tau_AMPA", "tau_NMDA", "tau_GABA_A", "tau_GABA_B", "Mg",
+              "tau_adapt"]
     )
     for k in positive:
         if k in p and not p[k] > 0:
@@ -187,6 +202,8 @@ def check_params(model: NeuronModel, p: dict[str, float]) -> list[tuple[str, flo
         for ch in LIF_CHANNELS:
             if "g_" + ch in p and not p["g_" + ch] >= 0:
                 bad.append(("g_" + ch, p["g_" + ch], "a conductance scale >= 0"))
+        if "g_adapt" in p and not p["g_adapt"] >= 0:
+            bad.append(("g_adapt", p["g_adapt"], "a conductance per spike >= 0"))
         if "mg_block" in p and p["mg_block"] not in (0.0, 1.0):
             bad.append(("mg_block", p["mg_block"], "true or false"))
     if "V_reset" in p and "V_th" in p and not p["V_reset"] < p["V_th"]:

@@ -34,7 +34,6 @@ from dtb.errors import ConfigError
 from dtb.model.problems import Problems
 
 SAMPLE_VARIABLES = ("V", "syn")
-N_SYN = 4
 # A BOLD TR given without a unit is in ms (as every time of the engine and the record
 # section); below this many ms a bare number is more likely seconds (dtb assimilate --tr,
 # BIDS RepetitionTime: 0.72 means 720 ms) and is refused as ambiguous.

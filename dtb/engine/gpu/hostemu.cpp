@@ -118,7 +118,8 @@ void host_step_many(dtb_i32 model, dtb_i64 n, double* V, double* syn, dtb_i32* r
                     const double* P, const dtb_i64* pid, const double* arr, const double* cur,
                     double dt, dtb_i32* spiked) {
     for (dtb_i64 i = 0; i < n; ++i) {
-        double s[4] = {syn[i], syn[n + i], syn[2 * n + i], syn[3 * n + i]};
+        double s[DTB_N_SYN];
+        for (int c = 0; c < DTB_N_SYN; ++c) s[c] = syn[c * n + i];
         double v = V[i];
         dtb_i32 r = refr[i];
         const double* Pj = P + pid[i] * DTB_N_PARAM_ROWS;
@@ -129,7 +130,7 @@ void host_step_many(dtb_i32 model, dtb_i64 n, double* V, double* syn, dtb_i32* r
             sp = dtb_lif_cond_step(v, s, r, Pj, arr[i], arr[n + i], arr[2 * n + i],
                                    arr[3 * n + i], cur[i], dt);
         V[i] = v;
-        for (int c = 0; c < 4; ++c) syn[c * n + i] = s[c];
+        for (int c = 0; c < DTB_N_SYN; ++c) syn[c * n + i] = s[c];
         refr[i] = r;
         spiked[i] = sp ? 1 : 0;
     }

@@ -10,7 +10,8 @@ import numpy as np
 from dtb.engine.recorders.base import BaseRecorder, Span
 from dtb.io.series import ArraySpec, SeriesStore
 from dtb.io.sonata import sample_ids
-from dtb.model.record_spec import N_SYN, SampleSpec
+from dtb.model.neurons import N_SYN
+from dtb.model.record_spec import SampleSpec
 
 
 class StateSamples(BaseRecorder):
@@ -38,7 +39,7 @@ class StateSamples(BaseRecorder):
                      {"units": "model-dependent", "every_steps": s.every,
                       "description": f"synaptic state channel {name[3:]} (iaf_psc_exp: 0 "
                                      "ex, 1 in current, pA; lif_cond: 0 AMPA, 1 NMDA, 2 "
-                                     "GABA_A, 3 GABA_B traces)"})
+                                     "GABA_A, 3 GABA_B traces, 4 adaptation trace)"})
             self.specs.append(ArraySpec(name, "time_sample", "neuron", t, labels, attrs=attrs,
                                         extra_coords=extra,
                                         chunk_cols=span.chunk_cols(len(labels))))
