@@ -25,7 +25,9 @@ Each point builds a brain from an HCP development subject's own SC and tract len
   unit fires at the target rate before the scored run; ``conserve``: with ``lr_k``, every
   long-range input added to (or taken from) a unit's E cells is taken from (added to)
   their unit-local E inputs, so that each E cell keeps the builder's excitatory
-  in-degree and the hubs' extra long-range drive does not raise their rates.
+  in-degree and the hubs' extra long-range drive does not raise their rates; ``adapt``
+  [g_adapt, tau_adapt in ms]: spike-triggered adaptation conductance (lif_cond's g_adapt,
+  E_adapt -80 mV) in every excitatory family.
 
 Per point (first ``--drop-s`` seconds dropped as transient):
 
@@ -79,7 +81,7 @@ HERE = Path(__file__).resolve().parent
 DTB = str(Path(sys.executable).with_name("dtb"))
 
 BASE = {"subject": "101309", "G": 1.0, "lr_to_I": 1.0, "w_EE": 1.0, "lr_k": 0.0,
-        "homotopic": 0.0, "balance": None, "conserve": False,
+        "homotopic": 0.0, "balance": None, "conserve": False, "adapt": None,
         "split": [4, 1, 2],
         "hyper": {}, "background": None, "neurons": 4000, "in_degree": 100, "t_s": 140.0,
         "dt": 0.5, "seed": 1}
@@ -153,6 +155,11 @@ def build_brain(p: dict[str, Any], files: dict[str, Path], out: Path) -> dict[st
             n_lr += 1
         elif r.source.endswith("E") and r.target.endswith("E"):
             r.weight = float(r.weight) * float(p["w_EE"])
+    if p["adapt"]:  # [g_adapt, tau_adapt ms]: excitatory families only (pyramidal cells)
+        for f in spec.families:
+            if f.type == "E":  # (the builder shares one params dict between families)
+                f.params = {**f.params, "g_adapt": float(p["adapt"][0]),
+                            "tau_adapt": float(p["adapt"][1])}
     spec.save(out)
     return {"hyper": hyper, "background": opt.background, "long_range_rules": n_lr}
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import zipfile
 from pathlib import Path
 
@@ -279,6 +280,32 @@ def test_layered_columns(subject):
 def tiny_engine(subject):
     spec = build(**connectome_only(subject), options=BuildOptions(neurons=3000))
     return spec, dtb.Engine(spec.to_network(), dt=DT)
+
+
+def test_adaptation_goes_to_excitatory_cells_only(subject):
+    """--adaptation G,TAU: every excitatory neuron gets g_adapt and exp(-dt/tau_adapt) in
+    its packed parameters, every inhibitory neuron none; and it slows the E cells."""
+    from dtb.kernels import rows
+
+    g, tau = 0.002, 300.0
+    spec = build(**connectome_only(subject),
+                 options=BuildOptions(neurons=1500, adaptation=(g, tau)))
+    plain = build(**connectome_only(subject), options=BuildOptions(neurons=1500))
+    assert {f.name: f.params.get("g_adapt") for f in spec.families} == {"E": g, "I": None}
+    rates = []
+    for sp in (spec, plain):
+        eng = dtb.Engine(sp.to_network(), dt=DT, seed=3)
+        types = np.array([p.type for p in eng.network.populations])
+        is_e = np.concatenate([np.full(p.size, t == "E") for p, t in
+                               zip(eng.network.populations, types, strict=True)])
+        eng.run(400.0)
+        t, gid = eng.spikes()
+        rates.append(np.bincount(gid[t > 200.0], minlength=len(is_e))[is_e].mean())
+        if sp is spec:
+            P = eng.P
+            assert np.all(P[rows.L_GA, is_e] == g) and np.all(P[rows.L_GA, ~is_e] == 0.0)
+            np.testing.assert_allclose(P[rows.L_DECAYA, is_e], math.exp(-DT / tau))
+    assert rates[0] < 0.8 * rates[1]
 
 
 def test_long_range_sources_follow_sc_rows(tiny_engine):
@@ -742,6 +769,8 @@ BAD_OPTIONS = [
     (BuildOptions(level="cortex"), "level"),
     (BuildOptions(velocity=0.0), "velocity"),
     (BuildOptions(velocity=-2.0), "velocity"),
+    (BuildOptions(adaptation=(-0.001, 500.0)), "adaptation"),
+    (BuildOptions(adaptation=(0.001, 0.0)), "adaptation"),
 ]
 
 
@@ -756,6 +785,7 @@ def test_bad_options_fail_before_reading_files(opt, field, tmp_path):
 @pytest.mark.parametrize("args,field", [
     (["--neurons", "-5"], "neurons"), (["--split", "4:1"], "split"),
     (["--velocity", "0"], "velocity"), (["--velocity", "-1"], "velocity"),
+    (["--adaptation", "0.001"], "adaptation"), (["--adaptation", "0.001,-5"], "adaptation"),
 ])
 def test_cli_bad_options_fail_before_reading_files(args, field, tmp_path, capsys):
     out = tmp_path / "brain.h5"

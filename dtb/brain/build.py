@@ -19,7 +19,9 @@ a TVB zip); optionally PET.  Knobs: ``BuildOptions``.  The published DTB recipe
 * per-unit hyperparameters: the receptor conductance scales g_AMPA, g_NMDA, g_GABA_A,
   g_GABA_B (the published calibrated values, GABA x3: see DEFAULT_HYPER) and the external
   current I_e, which the assimilation estimates; an Ornstein-Uhlenbeck background current
-  (mean 0.6, sd 0.12, tau 10 ms).
+  (mean 0.6, sd 0.12, tau 10 ms);
+* optionally (``adaptation``) a spike-triggered adaptation conductance in the excitatory
+  families (pyramidal cells adapt; fast-spiking interneurons barely do).
 """
 
 from __future__ import annotations
@@ -265,9 +267,13 @@ def _assemble(opt: BuildOptions, regions: _Regions, weights: np.ndarray,
              for k, v in opt.hyper.items()}
     bg = [{"type": "ou", "mean": float(opt.background["mean"]),
            "sigma": float(opt.background["sigma"]), "tau": float(opt.background["tau"])}]
+    g_adapt, tau_adapt = opt.adaptation
+    e_params = ({**params, "g_adapt": float(g_adapt), "tau_adapt": float(tau_adapt)}
+                if g_adapt > 0 else params)
     families = [Family(name, name[-1], "lif_cond", sizes, layer=name[:-1] if opt.layers else "",
-                       params=params, hyper={k: v.copy() for k, v in hyper.items()},
-                       inputs=bg) for name, sizes in fam_sizes.items()]
+                       params=dict(e_params if name[-1] == "E" else params),
+                       hyper={k: v.copy() for k, v in hyper.items()}, inputs=bg)
+                for name, sizes in fam_sizes.items()]
     rules = _rules(opt, fam_sizes, weights, unit_region, cortical_unit, regions,
                    scale_k, (k_e, k_i, k_l))
     # drop families without neurons (no subcortical units, say) and rules with no synapse

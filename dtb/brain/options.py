@@ -46,6 +46,9 @@ class BuildOptions:
     coupling: float = 1.0
     lr_inhibitory: float = 1.0
     lr_sc_exponent: float = 0.0
+    # spike-triggered adaptation of the excitatory families: (g_adapt a.u. per spike,
+    # tau_adapt ms); g 0 leaves the published model
+    adaptation: tuple[float, float] = (0.0, 500.0)
 
     def check(self) -> None:
         """Every knob in range, before any file is read; raises ConfigError."""
@@ -83,6 +86,9 @@ class BuildOptions:
         if not (isinstance(self.lr_sc_exponent, int | float)
                 and math.isfinite(self.lr_sc_exponent) and abs(self.lr_sc_exponent) <= 4):
             add("lr_sc_exponent", self.lr_sc_exponent, "an exponent in [-4, 4]")
+        if not (len(self.adaptation) == 2 and all(math.isfinite(x) for x in self.adaptation)
+                and self.adaptation[0] >= 0 and self.adaptation[1] > 0):
+            add("adaptation", self.adaptation, "(g_adapt >= 0, tau_adapt > 0 ms)")
         if self.pet_mode not in ("indegree", "conductance"):
             add("pet_mode", self.pet_mode, "indegree or conductance")
         for k in self.params:

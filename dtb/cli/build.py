@@ -66,6 +66,9 @@ def add_build_parser(sub: Any) -> None:
     lr.add_argument("--lr-sc-exponent", type=float, default=0.0, metavar="A",
                     help="long-range in-degree times (SC in-strength / mean)^A (0.0; 0.5 "
                          "let FC follow the SC on HCP subjects)")
+    k.add_argument("--adaptation", default="0,500", metavar="G,TAU",
+                   help="spike-triggered adaptation of the excitatory cells: g_adapt per "
+                        "spike (a.u.) and tau_adapt (ms); 0,500 = none, as published")
     b.add_argument("-o", "--out", required=True, metavar="BRAIN.h5", help="output file")
     b.add_argument("--overwrite", action="store_true", help="replace an existing file")
 
@@ -86,13 +89,18 @@ def options_from_args(a: argparse.Namespace):
     except ValueError:
         raise ConfigError([f"--background: {a.background!r} -- expected MEAN,SD,TAU "
                            "(e.g. 0.6,0.12,10)"], "dtb build") from None
+    try:
+        g_adapt, tau_adapt = (float(x) for x in a.adaptation.split(","))
+    except ValueError:
+        raise ConfigError([f"--adaptation: {a.adaptation!r} -- expected G,TAU (e.g. "
+                           "0.0006,500)"], "dtb build") from None
     opt = BuildOptions(level=a.level, neurons=a.neurons, in_degree=a.in_degree, split=split,
                        e_fraction=a.e_fraction, velocity=a.velocity,
                        local_delay=a.local_delay, layers=a.layers, pet_mode=a.pet_mode,
                        params=params, hyper=hyper,
                        background={"mean": mean, "sigma": sd, "tau": tau},
                        coupling=a.coupling, lr_inhibitory=a.lr_inhibitory,
-                       lr_sc_exponent=a.lr_sc_exponent)
+                       lr_sc_exponent=a.lr_sc_exponent, adaptation=(g_adapt, tau_adapt))
     opt.check()
     return opt
 
