@@ -128,6 +128,8 @@ def build_brain(p: dict[str, Any], files: dict[str, Path], out: Path) -> dict[st
             else float(v)
     kw: dict[str, Any] = {"neurons": int(p["neurons"]), "in_degree": int(p["in_degree"]),
                           "split": tuple(float(x) for x in p["split"]), "hyper": hyper}
+    if p["adapt"]:  # [g_adapt, tau_adapt ms] in the excitatory families (dtb build --adaptation)
+        kw["adaptation"] = (float(p["adapt"][0]), float(p["adapt"][1]))
     if p["background"] is not None:
         kw["background"] = dict(zip(("mean", "sigma", "tau"), p["background"], strict=True))
     opt = BuildOptions(**kw)
@@ -155,11 +157,6 @@ def build_brain(p: dict[str, Any], files: dict[str, Path], out: Path) -> dict[st
             n_lr += 1
         elif r.source.endswith("E") and r.target.endswith("E"):
             r.weight = float(r.weight) * float(p["w_EE"])
-    if p["adapt"]:  # [g_adapt, tau_adapt ms]: excitatory families only (pyramidal cells)
-        for f in spec.families:
-            if f.type == "E":  # (the builder shares one params dict between families)
-                f.params = {**f.params, "g_adapt": float(p["adapt"][0]),
-                            "tau_adapt": float(p["adapt"][1])}
     spec.save(out)
     return {"hyper": hyper, "background": opt.background, "long_range_rules": n_lr}
 

@@ -291,7 +291,10 @@ def test_adaptation_goes_to_excitatory_cells_only(subject):
     spec = build(**connectome_only(subject),
                  options=BuildOptions(neurons=1500, adaptation=(g, tau)))
     plain = build(**connectome_only(subject), options=BuildOptions(neurons=1500))
-    assert {f.name: f.params.get("g_adapt") for f in spec.families} == {"E": g, "I": None}
+    assert {f.name: f.params.get("tau_adapt") for f in spec.families} == {"E": tau, "I": None}
+    e = next(f for f in spec.families if f.name == "E")
+    assert np.all(e.hyper["g_adapt"] == g)  # per unit, so that dtb fit can fit it
+    assert all("g_adapt" not in f.hyper for f in spec.families if f.name != "E")
     rates = []
     for sp in (spec, plain):
         eng = dtb.Engine(sp.to_network(), dt=DT, seed=3)

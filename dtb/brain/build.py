@@ -267,12 +267,17 @@ def _assemble(opt: BuildOptions, regions: _Regions, weights: np.ndarray,
              for k, v in opt.hyper.items()}
     bg = [{"type": "ou", "mean": float(opt.background["mean"]),
            "sigma": float(opt.background["sigma"]), "tau": float(opt.background["tau"])}]
+    # adaptation: g_adapt a per-unit hyperparameter of the E families (so dtb fit can fit
+    # it: --param E.g_adapt=...), tau_adapt a plain parameter
     g_adapt, tau_adapt = opt.adaptation
-    e_params = ({**params, "g_adapt": float(g_adapt), "tau_adapt": float(tau_adapt)}
-                if g_adapt > 0 else params)
+    e_params, e_hyper = params, dict(hyper)
+    if g_adapt > 0:
+        e_params = {**params, "tau_adapt": float(tau_adapt)}
+        e_hyper["g_adapt"] = np.full(n_u, float(g_adapt))
     families = [Family(name, name[-1], "lif_cond", sizes, layer=name[:-1] if opt.layers else "",
                        params=dict(e_params if name[-1] == "E" else params),
-                       hyper={k: v.copy() for k, v in hyper.items()}, inputs=bg)
+                       hyper={k: v.copy() for k, v in (e_hyper if name[-1] == "E"
+                                                      else hyper).items()}, inputs=bg)
                 for name, sizes in fam_sizes.items()]
     rules = _rules(opt, fam_sizes, weights, unit_region, cortical_unit, regions,
                    scale_k, (k_e, k_i, k_l))
