@@ -522,6 +522,10 @@ def table(results: Path) -> str:
             other += f" balanced {p['balance'].get('target', 10.0):g} Hz"
         if p.get("w_EE", 1.0) != 1.0:
             other += f" w_EE x{p['w_EE']:g}"
+        if p.get("adapt"):
+            other += f" adapt {p['adapt'][0]:g}/{p['adapt'][1]:g} ms"
+        if p.get("seed", 1) != 1:
+            other += f" seed {p['seed']}"
         sync = rd.get("sync_10ms")
         rows.append(
             f"| {p['name']} | {p['subject']} | {p['t_s'] - x['drop_s']:g} | {p['G']:g} | "
