@@ -262,23 +262,7 @@ def _assemble(opt: BuildOptions, regions: _Regions, weights: np.ndarray,
             scale_g = rel
 
     k_e, k_i, k_l = _split_k(opt)
-    params = dict(opt.params)
-    hyper = {k: np.full(n_u, float(v)) * (scale_g if k.startswith("g_") else 1.0)
-             for k, v in opt.hyper.items()}
-    bg = [{"type": "ou", "mean": float(opt.background["mean"]),
-           "sigma": float(opt.background["sigma"]), "tau": float(opt.background["tau"])}]
-    # adaptation: g_adapt a per-unit hyperparameter of the E families (so dtb fit can fit
-    # it: --param E.g_adapt=...), tau_adapt a plain parameter
-    g_adapt, tau_adapt = opt.adaptation
-    e_params, e_hyper = params, dict(hyper)
-    if g_adapt > 0:
-        e_params = {**params, "tau_adapt": float(tau_adapt)}
-        e_hyper["g_adapt"] = np.full(n_u, float(g_adapt))
-    families = [Family(name, name[-1], "lif_cond", sizes, layer=name[:-1] if opt.layers else "",
-                       params=dict(e_params if name[-1] == "E" else params),
-                       hyper={k: v.copy() for k, v in (e_hyper if name[-1] == "E"
-                                                      else hyper).items()}, inputs=bg)
-                for name, sizes in fam_sizes.items()]
+    families = _families(opt, fam_sizes, n_u, scale_g)
     rules = _rules(opt, fam_sizes, weights, unit_region, cortical_unit, regions,
                    scale_k, (k_e, k_i, k_l))
     # drop families without neurons (no subcortical units, say) and rules with no synapse
@@ -303,9 +287,38 @@ def _assemble(opt: BuildOptions, regions: _Regions, weights: np.ndarray,
     return spec
 
 
+def _families(opt: BuildOptions, fam_sizes: dict[str, np.ndarray], n_u: int,
+              scale_g: np.ndarray) -> list[Family]:
+    """One lif_cond family per entry of ``fam_sizes`` (name -> (U,) sizes): the options'
+    parameters, per-unit hyperparameters (conductances times ``scale_g``, PET's), the OU
+    background; the excitatory ones with the adaptation conductance if asked for."""
+    params = dict(opt.params)
+    hyper = {k: np.full(n_u, float(v)) * (scale_g if k.startswith("g_") else 1.0)
+             for k, v in opt.hyper.items()}
+    bg = [{"type": "ou", "mean": float(opt.background["mean"]),
+           "sigma": float(opt.background["sigma"]), "tau": float(opt.background["tau"])}]
+    # adaptation: g_adapt a per-unit hyperparameter of the E families (so dtb fit can fit
+    # it: --param E.g_adapt=...), tau_adapt a plain parameter
+    g_adapt, tau_adapt = opt.adaptation
+    e_params, e_hyper = params, dict(hyper)
+    if g_adapt > 0:
+        e_params = {**params, "tau_adapt": float(tau_adapt)}
+        e_hyper["g_adapt"] = np.full(n_u, float(g_adapt))
+    out = []
+    for name, sizes in fam_sizes.items():
+        e = name[-1] == "E"
+        out.append(Family(name, name[-1], "lif_cond", sizes,
+                          layer=name[:-1] if opt.layers else "",
+                          params=dict(e_params if e else params),
+                          hyper={k: v.copy() for k, v in (e_hyper if e else hyper).items()},
+                          inputs=[dict(b) for b in bg]))
+    return out
+
+
 def _options_dict(opt: BuildOptions) -> dict[str, Any]:
     d = asdict(opt)
     d["split"] = list(d["split"])
+    d["adaptation"] = list(d["adaptation"])
     return d
 
 
