@@ -25,6 +25,13 @@ never loaded):
      mean)^a; a = 0 with no drive onto I synchronised the brain (mean FC 0.49, r 0.09), 1
      gave r 0.29, 0.5 the best; the centre is the middle of the range.
 
+   ``--recipe adapt`` builds the brain with E-cell adaptation (g_adapt 0.002 per spike,
+   tau_adapt 500 ms: ``dtb build --adaptation``) and fits the same three parameters around
+   the steady point of the adaptation study ("Adaptation: steady regions" in
+   ``benchmarks/README.md``): coupling (0.15, 1.5) centre 0.5, coupling.I (0, 1) centre
+   0.25, sc_exponent (0.25, 1.75) centre 1.  The "default brain" baseline is then the
+   adapted brain at the builder's recipe (1, 1, 0).
+
    The prior is a normal of SD ``--prior-sd`` on the logit scale around that centre.  The
    model's run-to-run noise (``--noise-runs`` runs at the centre) sets Gamma; the data are
    one more draw of ``--n-tr``-TR runs scaled to 600 TRs (``data_noise`` = n_tr / 600: a
@@ -100,6 +107,14 @@ PARAMS = (("coupling", 0.25, 3.0, 1.0),
           ("coupling.I", 0.0, 1.0, 0.25),
           ("sc_exponent", 0.0, 1.0, 0.5))
 DEFAULT_BRAIN = (1.0, 1.0, 0.0)  # the builder's recipe in the same parameters
+# the steady point of "Adaptation: steady regions" (benchmarks/README.md): E cells with
+# g_adapt 0.002 per spike, tau_adapt 500 ms; G 0.5, coupling.I 0.25, k ~ s^1, each range
+# bracketing the point with room on both sides
+ADAPT_PARAMS = (("coupling", 0.15, 1.5, 0.5),
+                ("coupling.I", 0.0, 1.0, 0.25),
+                ("sc_exponent", 0.25, 1.75, 1.0))
+#: --recipe name -> (fitted parameters (name, low, high, centre), (g_adapt, tau_adapt ms))
+RECIPES = {"centre": (PARAMS, (0.0, 500.0)), "adapt": (ADAPT_PARAMS, (0.002, 500.0))}
 
 
 def detrend(x: np.ndarray) -> np.ndarray:
@@ -110,14 +125,16 @@ def detrend(x: np.ndarray) -> np.ndarray:
     return x - A @ coef
 
 
-def build_spec(files: dict[str, Path], neurons: int, in_degree: int) -> Any:
+def build_spec(files: dict[str, Path], neurons: int, in_degree: int,
+               adaptation: tuple[float, float] = (0.0, 500.0)) -> Any:
     from dtb.brain.build import BuildOptions, build
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return build(sc=str(files["sc"]), lengths=str(files["lengths"]),
                      regions=str(files["regions"]),
-                     options=BuildOptions(neurons=neurons, in_degree=in_degree))
+                     options=BuildOptions(neurons=neurons, in_degree=in_degree,
+                                          adaptation=adaptation))
 
 
 def subject_data(sub: hcp.Subject, others: list[hcp.Subject]) -> dict[str, Any]:
@@ -168,13 +185,14 @@ def fit_subject(sid: str, a: argparse.Namespace, pool: Any) -> dict[str, Any]:
     sub = hcp.load_subject(sid)
     others = [hcp.load_subject(s) for s in hcp.DEV_SUBJECTS if s != sid]
     files = hcp.write_subject(sub, a.work / sid)
-    spec = build_spec(files, a.neurons, a.in_degree)
+    recipe, adaptation = RECIPES[a.recipe]
+    spec = build_spec(files, a.neurons, a.in_degree, adaptation)
     d = subject_data(sub, others)
     stats = F.StatisticsConfig(fc=True, fcd_quantiles=a.fcd_quantiles, window=FCD_WINDOW,
                                step=FCD_STEP, fc_components=a.fc_components)
     y = F.statistics(d["train"], stats)
-    params = [F.FitParameter(n, lo, hi) for n, lo, hi, _ in PARAMS]
-    centre = [c for *_, c in PARAMS]
+    params = [F.FitParameter(n, lo, hi) for n, lo, hi, _ in recipe]
+    centre = [c for *_, c in recipe]
     cfg = F.ForwardConfig(tr_s=hcp.TR_S, n_tr=a.n_tr, dt_ms=a.dt, spinup_s=a.spinup_s,
                           threads=1)
     run_map = map if pool is None else (lambda fn, it: pool.map(fn, list(it), chunksize=1))
@@ -212,7 +230,7 @@ def fit_subject(sid: str, a: argparse.Namespace, pool: Any) -> dict[str, Any]:
     return {
         "subject": sid, "regions": len(spec.region_labels),
         "neurons": int(np.sum(spec.neurons_per_unit())),
-        "parameters": {n: {"low": lo, "high": hi, "centre": c} for n, lo, hi, c in PARAMS},
+        "parameters": {n: {"low": lo, "high": hi, "centre": c} for n, lo, hi, c in recipe},
         "prior": {n: res.prior[:, k].tolist() for k, n in enumerate(names)},
         "posterior": {n: res.posterior[:, k].tolist() for k, n in enumerate(names)},
         "posterior_mean": dict(zip(names, map(float, xhat), strict=True)),
@@ -263,6 +281,9 @@ def main(argv: list[str] | None = None) -> int:
                     choices=list(hcp.DEV_SUBJECTS))
     ap.add_argument("--neurons", type=int, default=4000)
     ap.add_argument("--in-degree", type=int, default=100)
+    ap.add_argument("--recipe", choices=sorted(RECIPES), default="centre",
+                    help="the brain and prior: 'centre' (the regime study's, no adaptation) "
+                         "or 'adapt' (E-cell adaptation, G 0.5, k ~ s^1)")
     ap.add_argument("--members", type=int, default=6)
     ap.add_argument("--iterations", type=int, default=2)
     ap.add_argument("--noise-runs", type=int, default=4)

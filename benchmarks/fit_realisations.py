@@ -59,12 +59,14 @@ def subject(rec: dict[str, Any], run: dict[str, Any], a: argparse.Namespace,
     sub = hcp.load_subject(sid)
     others = [hcp.load_subject(s) for s in hcp.DEV_SUBJECTS if s != sid]
     files = hcp.write_subject(sub, a.work / sid)
-    spec = FH.build_spec(files, a.neurons or run["args"]["neurons"], run["args"]["in_degree"])
+    recipe, adaptation = FH.RECIPES[run["args"].get("recipe", "centre")]
+    spec = FH.build_spec(files, a.neurons or run["args"]["neurons"], run["args"]["in_degree"],
+                         adaptation)
     d = FH.subject_data(sub, others)
-    params = [F.FitParameter(n, lo, hi) for n, lo, hi, _ in FH.PARAMS]
+    params = [F.FitParameter(n, lo, hi) for n, lo, hi, _ in recipe]
     names = [p.name for p in params]
     every = {"posterior_mean": np.array([rec["posterior_mean"][n] for n in names]),
-             "prior_centre": np.array([c for *_, c in FH.PARAMS])}
+             "prior_centre": np.array([c for *_, c in recipe])}
     points = {k: v for k, v in every.items() if k in a.points}
     cfg = F.ForwardConfig(tr_s=hcp.TR_S, n_tr=a.free_tr, dt_ms=run["args"]["dt"],
                           spinup_s=run["args"]["spinup_s"], threads=1)
