@@ -297,20 +297,16 @@ def _families(opt: BuildOptions, fam_sizes: dict[str, np.ndarray], n_u: int,
              for k, v in opt.hyper.items()}
     bg = [{"type": "ou", "mean": float(opt.background["mean"]),
            "sigma": float(opt.background["sigma"]), "tau": float(opt.background["tau"])}]
-    # adaptation: g_adapt a per-unit hyperparameter of the E families (so dtb fit can fit
-    # it: --param E.g_adapt=...), tau_adapt a plain parameter
     g_adapt, tau_adapt = opt.adaptation
-    e_params, e_hyper = params, dict(hyper)
-    if g_adapt > 0:
-        e_params = {**params, "tau_adapt": float(tau_adapt)}
-        e_hyper["g_adapt"] = np.full(n_u, float(g_adapt))
     out = []
     for name, sizes in fam_sizes.items():
-        e = name[-1] == "E"
+        p, h = dict(params), {k: v.copy() for k, v in hyper.items()}
+        if name[-1] == "E" and g_adapt > 0:
+            # g_adapt per unit, a hyperparameter dtb fit can fit (--param E.g_adapt=...)
+            p["tau_adapt"] = float(tau_adapt)
+            h["g_adapt"] = np.full(n_u, float(g_adapt))
         out.append(Family(name, name[-1], "lif_cond", sizes,
-                          layer=name[:-1] if opt.layers else "",
-                          params=dict(e_params if e else params),
-                          hyper={k: v.copy() for k, v in (e_hyper if e else hyper).items()},
+                          layer=name[:-1] if opt.layers else "", params=p, hyper=h,
                           inputs=[dict(b) for b in bg]))
     return out
 
