@@ -26,7 +26,10 @@ per SD of the map.  Each hyperparameter is fitted once: it follows one map (or n
 
 Without either: ``DEFAULT_PARAMS``, the three long-range parameters of the regime study
 (``benchmarks/README.md``): coupling 0.25-3 (centre 1), coupling.I 0-1 (0.25),
-sc_exponent 0-1 (0.5).
+sc_exponent 0-1 (0.5); for a brain built with E-cell adaptation (``dtb build
+--adaptation``, read from the brain file's header) ``ADAPTED_PARAMS``, the same three around
+the adaptation study's steady point: coupling 0.15-1.5 (0.5), coupling.I 0-1 (0.25),
+sc_exponent 0.25-1.75 (1).  Both are relative to the brain as built.
 """
 
 from __future__ import annotations
@@ -43,15 +46,20 @@ import numpy as np
 from dtb.assimilation.fit import FitParameter
 from dtb.assimilation.fit_esmda import PRIOR_SAMPLING
 from dtb.brain.maps import SC_STRENGTH
+from dtb.brain.spec import peek_build_options
 from dtb.errors import ConfigError
 from dtb.model.config import read_yaml
 
-__all__ = ["FitOptions", "DEFAULT_PARAMS", "add_fit_parser", "check_args", "parse_range",
-           "parse_param"]
+__all__ = ["FitOptions", "DEFAULT_PARAMS", "ADAPTED_PARAMS", "default_params",
+           "add_fit_parser", "check_args", "parse_range", "parse_param"]
 
 #: (name, low, high, centre): the regime study's long-range parameters
 DEFAULT_PARAMS = (("coupling", 0.25, 3.0, 1.0), ("coupling.I", 0.0, 1.0, 0.25),
                   ("sc_exponent", 0.0, 1.0, 0.5))
+#: the same around the steady point of brains with E-cell adaptation ("Adaptation: steady
+#: regions" in benchmarks/README.md: G 0.5, coupling.I 0.25, k ~ s^1), room on both sides
+ADAPTED_PARAMS = (("coupling", 0.15, 1.5, 0.5), ("coupling.I", 0.0, 1.0, 0.25),
+                  ("sc_exponent", 0.25, 1.75, 1.0))
 #: options --resume may give anew (the rest come from the run's manifest)
 RESUME_FREE = ("resume", "stop_after", "threads", "quiet", "procs", "ranks_per_member")
 
@@ -93,7 +101,8 @@ def add_fit_parser(subparsers: Any) -> argparse.ArgumentParser:
     pa = p.add_argument_group("parameters and fit")
     pa.add_argument("--param", action="append", default=[], metavar="NAME=LOW:HIGH[@C][/shift]",
                     help="a fitted parameter (repeatable; default: coupling, coupling.I, "
-                         "sc_exponent)")
+                         "sc_exponent around the steady point of the brain's kind, with or "
+                         "without adaptation)")
     pa.add_argument("--params", metavar="FILE.yaml", help="the fitted parameters as YAML")
     pa.add_argument("--members", type=int, default=8, help="ensemble members (8)")
     pa.add_argument("--iterations", type=int, default=3, help="ES-MDA iterations (3)")
@@ -343,8 +352,8 @@ def _params_yaml(path: str) -> list[tuple[FitParameter, float]]:
 
 
 def check_args(a: argparse.Namespace) -> FitOptions:
-    """Every option checked (no file is read but the --params YAML); raises ConfigError
-    listing every problem."""
+    """Every option checked (no file is read but the --params YAML and, for the default
+    prior, the brain file's header); raises ConfigError listing every problem."""
     bad = _check_numbers(a)
     ranges: dict[str, tuple[int | None, int | None]] = {}
     for k in ("fit_trs", "test_trs"):
@@ -417,6 +426,18 @@ def _check_numbers(a: argparse.Namespace) -> list[str]:
     return bad
 
 
+def default_params(brain: str | Path | None) -> tuple[tuple[str, float, float, float], ...]:
+    """The prior without --param/--params: ``ADAPTED_PARAMS`` for a brain whose header
+    records E-cell adaptation (``adaptation`` g_adapt > 0), else ``DEFAULT_PARAMS`` (also
+    where the file cannot be read: loading it later says why)."""
+    opts = peek_build_options(brain) if brain is not None else None
+    try:
+        adapted = opts is not None and float(opts.get("adaptation", [0.0])[0]) > 0
+    except (TypeError, ValueError, IndexError):
+        adapted = False
+    return ADAPTED_PARAMS if adapted else DEFAULT_PARAMS
+
+
 def _check_params(a: argparse.Namespace, bad: list[str]) -> list[tuple[FitParameter, float]]:
     """The fitted parameters and their prior centres (--param, --params or the default);
     problems appended to ``bad`` (a --params file's are raised at once)."""
@@ -429,7 +450,8 @@ def _check_params(a: argparse.Namespace, bad: list[str]) -> list[tuple[FitParame
         elif a.param:
             pairs = [parse_param(t) for t in a.param]
         else:
-            pairs = [_param(n, lo, hi, c, "scale", "default") for n, lo, hi, c in DEFAULT_PARAMS]
+            pairs = [_param(n, lo, hi, c, "scale", "default")
+                     for n, lo, hi, c in default_params(a.brain)]
     except ConfigError as e:
         if a.params:
             raise

@@ -11,8 +11,10 @@ never loaded):
    detrended, the Fisher-z FC upper triangle (3160 numbers; with ``--fc-components k`` its
    projection on k principal axes of the prior ensemble's FC), optionally
    ``--fcd-quantiles`` quantiles of the FCD distribution (windows 30 TRs, step 2).
-3. **Fit** (``dtb.assimilation.fit_esmda.fit``, ES-MDA) of three long-range parameters, bounds and
-   prior centre from the regime study (``benchmarks/README.md``, "Regime study"):
+3. **Fit** (``dtb.assimilation.fit_esmda.fit``, ES-MDA) of three long-range parameters.  The
+   default ``--recipe adapt`` is described after the list; ``--recipe centre`` (no adaptation)
+   takes its bounds and prior centre from the regime study (``benchmarks/README.md``,
+   "Regime study"):
 
    - ``coupling`` G in (0.25, 3), centre 1: the builder's weights; raising G alone (to 8)
      never gave FC, and with less drive onto I cells the best points sat at G 1 (G 0.5-1.5
@@ -25,9 +27,9 @@ never loaded):
      mean)^a; a = 0 with no drive onto I synchronised the brain (mean FC 0.49, r 0.09), 1
      gave r 0.29, 0.5 the best; the centre is the middle of the range.
 
-   ``--recipe adapt`` builds the brain with E-cell adaptation (g_adapt 0.002 per spike,
-   tau_adapt 500 ms: ``dtb build --adaptation``) and fits the same three parameters around
-   the steady point of the adaptation study ("Adaptation: steady regions" in
+   ``--recipe adapt`` (the default) builds the brain with E-cell adaptation (g_adapt 0.002
+   per spike, tau_adapt 500 ms: ``dtb build --adaptation``) and fits the same three
+   parameters around the steady point of the adaptation study ("Adaptation: steady regions" in
    ``benchmarks/README.md``): coupling (0.15, 1.5) centre 0.5, coupling.I (0, 1) centre
    0.25, sc_exponent (0.25, 1.75) centre 1.  The "default brain" baseline is then the
    adapted brain at the builder's recipe (1, 1, 0).
@@ -62,7 +64,8 @@ machine; no HCP data) and a printed table.
         --members 8 --iterations 3 --n-tr 600 --free-tr 600
     # smoke test (one subject, one core, ~10 min):
     .venv/bin/python benchmarks/fit_hcp.py --work /tmp/dtb-fit-hcp --subjects 101309 \\
-        --neurons 2400 --members 4 --iterations 1 --noise-runs 3 --n-tr 120 --free-tr 200
+        --neurons 2400 --members 4 --iterations 1 --noise-runs 3 --n-tr 120 --free-tr 200 \\
+        --fc-components 2
 """
 
 from __future__ import annotations
@@ -97,22 +100,19 @@ import dtb  # noqa: E402
 from dtb.assimilation import fit as F  # noqa: E402
 from dtb.assimilation import fit_esmda as E  # noqa: E402
 from dtb.assimilation import summary as S  # noqa: E402
+from dtb.assimilation.fit_options import ADAPTED_PARAMS, DEFAULT_PARAMS  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 TRAIN = slice(0, 600)            # TRs 0-599: the only TRs the fit sees
 FCD_WINDOW, FCD_STEP = 30, 2     # TRs (21.6 s windows, 1.44 s apart)
 
 # (name, low, high, prior centre): see the module docstring for the reasons
-PARAMS = (("coupling", 0.25, 3.0, 1.0),
-          ("coupling.I", 0.0, 1.0, 0.25),
-          ("sc_exponent", 0.0, 1.0, 0.5))
+PARAMS = DEFAULT_PARAMS  # dtb fit's default prior
 DEFAULT_BRAIN = (1.0, 1.0, 0.0)  # the builder's recipe in the same parameters
 # the steady point of "Adaptation: steady regions" (benchmarks/README.md): E cells with
 # g_adapt 0.002 per spike, tau_adapt 500 ms; G 0.5, coupling.I 0.25, k ~ s^1, each range
 # bracketing the point with room on both sides
-ADAPT_PARAMS = (("coupling", 0.15, 1.5, 0.5),
-                ("coupling.I", 0.0, 1.0, 0.25),
-                ("sc_exponent", 0.25, 1.75, 1.0))
+ADAPT_PARAMS = ADAPTED_PARAMS  # dtb fit's default prior for adapted brains
 #: --recipe name -> (fitted parameters (name, low, high, centre), (g_adapt, tau_adapt ms))
 RECIPES = {"centre": (PARAMS, (0.0, 500.0)), "adapt": (ADAPT_PARAMS, (0.002, 500.0))}
 
@@ -281,9 +281,9 @@ def main(argv: list[str] | None = None) -> int:
                     choices=list(hcp.DEV_SUBJECTS))
     ap.add_argument("--neurons", type=int, default=4000)
     ap.add_argument("--in-degree", type=int, default=100)
-    ap.add_argument("--recipe", choices=sorted(RECIPES), default="centre",
-                    help="the brain and prior: 'centre' (the regime study's, no adaptation) "
-                         "or 'adapt' (E-cell adaptation, G 0.5, k ~ s^1)")
+    ap.add_argument("--recipe", choices=sorted(RECIPES), default="adapt",
+                    help="the brain and prior: 'adapt' (E-cell adaptation, G 0.5, k ~ s^1: "
+                         "the steady point) or 'centre' (the regime study's, no adaptation)")
     ap.add_argument("--members", type=int, default=6)
     ap.add_argument("--iterations", type=int, default=2)
     ap.add_argument("--noise-runs", type=int, default=4)
@@ -291,9 +291,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--free-tr", type=int, default=600, help="TRs of each free run")
     ap.add_argument("--fcd-quantiles", type=int, default=0,
                     help="also fit this many FCD quantiles (0: FC only)")
-    ap.add_argument("--fc-components", type=int, default=0,
+    ap.add_argument("--fc-components", type=int, default=4,
                     help="fit FC as this many principal axes of the prior ensemble's FC "
-                         "(0: the whole triangle)")
+                         "(0: the whole triangle, which collapsed the ensemble at the "
+                         "adapted point)")
     ap.add_argument("--prior-sampling", choices=("exact", "random"), default="exact",
                     help="prior ensemble with the prior's moments exactly, or plain draws")
     ap.add_argument("--prior-sd", type=float, default=1.0, help="on the logit scale")
@@ -310,6 +311,9 @@ def main(argv: list[str] | None = None) -> int:
                             ("noise_runs", a.noise_runs, 3), ("n_tr", a.n_tr, FCD_WINDOW + 2),
                             ("free_tr", a.free_tr, FCD_WINDOW + 2), ("procs", a.procs, 1))
            if v < lo]
+    if a.fc_components >= a.members:
+        bad.append(f"--fc-components: {a.fc_components} -- expected fewer than --members "
+                   f"({a.members}), or 0 for the whole triangle")
     if bad:
         print("fit_hcp: " + "; ".join(bad), file=sys.stderr)
         return 2

@@ -1,7 +1,8 @@
 """Twin experiments at HCP size through ``dtb fit --truth``  (issue 13, item 4).
 
-A subject's brain (``hcp.py``: its own SC and tract lengths, 80 regions, ``--neurons``)
-plays the truth: per seed, the truth's three long-range parameters (``fit_hcp.PARAMS``:
+A subject's brain (``hcp.py``: its own SC and tract lengths, 80 regions, ``--neurons``;
+with ``--recipe adapt``, the default, E-cell adaptation as in ``fit_hcp.py``) plays the
+truth: per seed, the truth's three long-range parameters (``fit_hcp.RECIPES[recipe]``:
 coupling, coupling.I, sc_exponent) are drawn from the fit's prior (independent normals of
 SD ``--prior-sd`` on the logit scale around the prior centre), and the truth's BOLD is
 simulated with its own network realisation (another seed than any member's), ``--fit-trs``
@@ -70,8 +71,9 @@ def write_bold(bold: np.ndarray, labels: np.ndarray, path: Path) -> None:
 
 def one_seed(seed: int, spec: Any, brain: Path, labels: np.ndarray,
              a: argparse.Namespace) -> dict[str, Any]:
-    params = [F.FitParameter(n, lo, hi) for n, lo, hi, _ in FH.PARAMS]
-    centre = [c for *_, c in FH.PARAMS]
+    recipe = FH.RECIPES[a.recipe][0]
+    params = [F.FitParameter(n, lo, hi) for n, lo, hi, _ in recipe]
+    centre = [c for *_, c in recipe]
     truth = draw_truth(params, centre, a.prior_sd, seed)
     n_tr = a.fit_trs + a.test_trs
     cfg = F.ForwardConfig(tr_s=hcp.TR_S, n_tr=n_tr, dt_ms=a.dt, spinup_s=a.spinup_s,
@@ -89,7 +91,7 @@ def one_seed(seed: int, spec: Any, brain: Path, labels: np.ndarray,
            "--prior-sd", str(a.prior_sd), "--fc-components", str(a.fc_components),
            "--dt", str(a.dt), "--spinup-s", str(a.spinup_s), "--procs", str(a.procs),
            "--seed", str(a.fit_seed), "--out", str(d / "run"), "--overwrite", "-q"]
-    for (name, lo, hi, c), v in zip(FH.PARAMS, truth, strict=True):
+    for (name, lo, hi, c), v in zip(recipe, truth, strict=True):
         cmd += ["--param", f"{name}={lo}:{hi}@{c}", "--truth", f"{name}={float(v)!r}"]
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True)
@@ -129,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--neurons", type=int, default=4000)
     ap.add_argument("--in-degree", type=int, default=100)
+    ap.add_argument("--recipe", choices=sorted(FH.RECIPES), default="adapt",
+                    help="the brain and prior (fit_hcp.py): 'adapt' (E-cell adaptation, "
+                         "the steady point) or 'centre' (no adaptation)")
     ap.add_argument("--fit-trs", type=int, default=300)
     ap.add_argument("--test-trs", type=int, default=300)
     ap.add_argument("--members", type=int, default=8)
@@ -143,8 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     sub = hcp.load_subject(a.subject)
     files = hcp.write_subject(sub, a.work / a.subject)
-    spec = FH.build_spec(files, a.neurons, a.in_degree)
-    brain = a.work / a.subject / f"brain{a.neurons}.h5"
+    spec = FH.build_spec(files, a.neurons, a.in_degree, FH.RECIPES[a.recipe][1])
+    brain = a.work / a.subject / f"brain{a.neurons}-{a.recipe}.h5"
     spec.save(str(brain))
     stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%d-%H%M%S")
     path = HERE / "results" / f"fit_twin_hcp-{stamp}.json"

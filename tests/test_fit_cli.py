@@ -308,3 +308,26 @@ def test_params_yaml(tmp_path):
     a.params = str(tmp_path / "bad.yaml")
     with pytest.raises(ConfigError, match=r"(?s)bad.yaml.*parameters\[0\].*name, low, high"):
         check_args(a)
+
+
+def test_default_prior_follows_the_brains_adaptation(inputs, tmp_path):
+    """Without --param the prior is the regime study's for a plain brain and the adapted
+    steady point's for a brain built with --adaptation (read from the file's header); an
+    unreadable brain falls back to the plain prior (loading it later names the problem)."""
+    from dtb.assimilation.fit_options import ADAPTED_PARAMS, DEFAULT_PARAMS, check_args
+    from dtb.cli.parser import _parser
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        assert main(["build", "--sc", str(inputs / "sc.csv"), "--lengths",
+                     str(inputs / "len.csv"), "--neurons", "600", "--adaptation", "0.002,500",
+                     "-o", str(tmp_path / "adapted.h5"), "-q"]) == 0
+
+    def prior(brain: Path) -> list[tuple[str, float, float, float]]:
+        o = check_args(_parser().parse_args(["fit", "--brain", str(brain), "--bold", "x.csv"]))
+        return [(p.name, p.low, p.high, c) for p, c in zip(o.params, o.centre, strict=True)]
+
+    assert prior(tmp_path / "adapted.h5") == [tuple(x) for x in ADAPTED_PARAMS]
+    assert prior(inputs / "brain.h5") == [tuple(x) for x in DEFAULT_PARAMS]
+    assert prior(tmp_path / "missing.h5") == [tuple(x) for x in DEFAULT_PARAMS]
+    assert ADAPTED_PARAMS != DEFAULT_PARAMS

@@ -307,6 +307,18 @@ class BrainSpec:
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
+def peek_build_options(path: str | Path) -> dict[str, Any] | None:
+    """The ``dtb build`` options recorded in a brain file's header (the ``options``
+    attribute), without reading the brain; None where the file is missing, not HDF5, or
+    has no readable options (``BrainSpec.load`` reports what is wrong with it)."""
+    try:
+        with h5py.File(path, "r") as h:
+            d = json.loads(h.attrs["options"])
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
+    return d if isinstance(d, dict) else None
+
+
 def _check_arrays(spec: BrainSpec, where: str) -> None:
     """The level, the region, unit and connectome arrays: shapes, finite values >= 0, unit
     regions in range and grouped by region."""
