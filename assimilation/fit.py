@@ -15,6 +15,8 @@ Parameters (``FitParameter``), each a bounded number ``x`` estimated on the logi
   study found the builder's equal drive onto E and I cells cancels inter-regional
   correlation by feed-forward inhibition);
 - ``"sc_exponent"``: a, each unit's long-range in-degree times (SC in-strength / mean)^a;
+- ``"homotopic"``: h, h x the SC's largest weight added between the left and right parts of
+  each region (``dtb.brain.recipe``: tractography misses most interhemispheric fibres);
 - ``"<family>.<hyperparameter>"`` (``"E.I_e"``, ``"E.g_AMPA"``): a per-unit hyperparameter of
   the brain, either scaled everywhere (``mode="scale"``: ``value_u = x * nominal_u``) or
   shifted along a spatial map (``mode="shift"``: ``value_u = nominal_u + x * map_u``; map
@@ -64,13 +66,15 @@ from dtb.engine.simulation import Engine
 from dtb.errors import ConfigError
 from dtb.model.hemodynamics import Hemodynamics, drive_from_rate
 
-__all__ = ["COUPLING", "SC_EXPONENT", "FitParameter", "ForwardConfig", "StatisticsConfig",
-           "fitted_spec",
+__all__ = ["COUPLING", "SC_EXPONENT", "HOMOTOPIC", "FitParameter", "ForwardConfig",
+           "StatisticsConfig", "fitted_spec",
            "FcBasis", "fc_basis", "n_fc", "with_coupling", "simulate_bold", "bold_from_rates",
            "statistics", "member_seed", "Forward"]
 
 COUPLING = "coupling"
 SC_EXPONENT = "sc_exponent"
+HOMOTOPIC = "homotopic"
+GLOBAL = (COUPLING, SC_EXPONENT, HOMOTOPIC)  # the long-range recipe's global numbers
 NETWORK_TRANSIENT_MS = 300.0   # ms of the network's start dropped before rates count
 
 
@@ -94,9 +98,9 @@ class FitParameter:
         if not (np.isfinite(self.low) and np.isfinite(self.high) and self.low < self.high):
             bad.append(f"{self.name}: bounds ({self.low}, {self.high}) -- expected finite "
                        "low < high")
-        if self.name not in (COUPLING, SC_EXPONENT) and self.name.count(".") != 1:
+        if self.name not in GLOBAL and self.name.count(".") != 1:
             bad.append(f"{self.name}: name -- expected 'coupling', 'coupling.FAMILY', "
-                       "'sc_exponent' or FAMILY.PARAMETER (E.I_e, E.g_AMPA)")
+                       "'sc_exponent', 'homotopic' or FAMILY.PARAMETER (E.I_e, E.g_AMPA)")
         if self.mode not in ("scale", "shift"):
             bad.append(f"{self.name}: mode {self.mode!r} -- expected 'scale' or 'shift'")
         if self.structural and (self.mode != "scale" or self.map is not None):
@@ -109,8 +113,8 @@ class FitParameter:
     @property
     def structural(self) -> bool:
         """A parameter of the long-range projections (coupling, coupling.FAMILY,
-        sc_exponent): each forward run builds its network with it."""
-        return self.name in (COUPLING, SC_EXPONENT) or self.name.startswith(COUPLING + ".")
+        sc_exponent, homotopic): each forward run builds its network with it."""
+        return self.name in GLOBAL or self.name.startswith(COUPLING + ".")
 
     def to_unbounded(self, x: Any) -> np.ndarray:
         return logit((np.asarray(x, float) - self.low) / (self.high - self.low))
@@ -164,11 +168,12 @@ class ForwardConfig:
 
 
 def with_coupling(spec: Any, G: float, targets: dict[str, float] | None = None,
-                  sc_exponent: float = 0.0) -> Any:
+                  sc_exponent: float = 0.0, homotopic: float = 0.0) -> Any:
     """A copy of the BrainSpec ``spec`` with its long-range projections changed: weights
-    times ``G`` (and ``targets[family]`` onto that family), in-degrees times
-    (SC strength / mean)^``sc_exponent`` (``dtb.brain.recipe.scale_long_range``)."""
-    return scale_long_range(spec, G, targets, sc_exponent, where="fit")
+    times ``G`` (and ``targets[family]`` onto that family), ``homotopic`` x the largest SC
+    weight added between homotopic regions, in-degrees times (SC strength /
+    mean)^``sc_exponent`` (``dtb.brain.recipe.scale_long_range``)."""
+    return scale_long_range(spec, G, targets, sc_exponent, where="fit", homotopic=homotopic)
 
 
 def member_seed(seed: int, iteration: int, member: int) -> int:
@@ -190,22 +195,22 @@ def _nominal(spec: Any, name: str) -> np.ndarray:
 
 
 def _split(spec: Any, params: Sequence[FitParameter], x: np.ndarray
-           ) -> tuple[float, dict[str, float], float, dict[str, np.ndarray]]:
-    """Parameter values ``x`` (P,) as the recipe takes them: (coupling G, coupling per
-    target family, SC exponent, per-unit values (U,) of each FAMILY.hyper parameter)."""
-    G, sc_exp = 1.0, 0.0
-    targets: dict[str, float] = {}
+           ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Parameter values ``x`` (P,) as the recipe takes them: (``with_coupling``'s keyword
+    arguments G, targets, sc_exponent, homotopic; per-unit values (U,) of each
+    FAMILY.hyper parameter)."""
+    recipe: dict[str, Any] = {"G": 1.0, "targets": {}, "sc_exponent": 0.0, "homotopic": 0.0}
     unit_values: dict[str, np.ndarray] = {}
     for p, v in zip(params, np.asarray(x, float), strict=True):
         if p.name == COUPLING:
-            G = float(v)
+            recipe["G"] = float(v)
         elif p.name.startswith(COUPLING + "."):
-            targets[p.name.split(".", 1)[1]] = float(v)
-        elif p.name == SC_EXPONENT:
-            sc_exp = float(v)
+            recipe["targets"][p.name.split(".", 1)[1]] = float(v)
+        elif p.name in GLOBAL:
+            recipe[p.name] = float(v)
         else:
             unit_values[p.name] = p.unit_values(float(v), _nominal(spec, p.name))
-    return G, targets, sc_exp, unit_values
+    return recipe, unit_values
 
 
 def fitted_spec(spec: Any, params: Sequence[FitParameter], x: np.ndarray,
@@ -215,8 +220,8 @@ def fitted_spec(spec: Any, params: Sequence[FitParameter], x: np.ndarray,
     its per-unit values; ``spec`` is left as it is.  The brain a fit hands on: simulated or
     tracked (``dtb simulate/assimilate --brain``) it is the brain ``simulate_bold`` ran at
     ``x``.  ``note`` is appended to the provenance."""
-    G, targets, sc_exp, unit_values = _split(spec, params, x)
-    out = with_coupling(spec, G, targets, sc_exp)
+    recipe, unit_values = _split(spec, params, x)
+    out = with_coupling(spec, **recipe)
     fams = []
     for f in spec.families:
         hyper = dict(f.hyper)
@@ -241,8 +246,8 @@ def simulate_bold(spec: Any, params: Sequence[FitParameter], x: np.ndarray, seed
     member communicator the engine is distributed over (None: this process alone); every
     rank of it returns the same series."""
 
-    G, targets, sc_exp, unit_values = _split(spec, params, x)
-    net = with_coupling(spec, G, targets, sc_exp).to_network()
+    recipe, unit_values = _split(spec, params, x)
+    net = with_coupling(spec, **recipe).to_network()
     eng = Engine(net, dt=cfg.dt_ms, seed=seed, threads=cfg.threads, comm=comm)
     eng.keep_spikes = False
     mem = EngineMember(eng)

@@ -10,12 +10,13 @@ Every score compares a series with the **test** TRs (never seen by the fit):
 - ``mean_fc``.
 
 Models: the free run at the posterior mean (``fitted``) and the brain as built, with every
-fitted parameter at its identity (coupling 1, coupling.X 1, sc_exponent 0, scale 1, shift
-0: ``unfitted``), the same seed and length.  Baselines that need no simulation: log-SC
-(zeros at the smallest positive weight), the split-half of the subject's own FC (fit TRs vs
-test TRs: the ceiling; FCD KS likewise), a group FC (``--group-fc``) and ``linear_sc``:
-the FC of a linear noise-driven network on the SC, its in-degree exponent and gain chosen
-on the fit TRs (``linear_fc``: what a structural recipe reaches with a linear response).
+fitted parameter at its identity (coupling 1, coupling.X 1, sc_exponent 0, homotopic 0,
+scale 1, shift 0: ``unfitted``), the same seed and length.  Baselines that need no
+simulation: log-SC (zeros at the smallest positive weight), the split-half of the subject's
+own FC (fit TRs vs test TRs: the ceiling; FCD KS likewise), a group FC (``--group-fc``)
+and ``linear_sc``: the FC of a linear noise-driven network on the SC, its in-degree
+exponent and gain chosen on the fit TRs (``linear_fc``: what a structural recipe reaches
+with a linear response).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 
 from dtb.assimilation import summary as S
 from dtb.assimilation.figures import fc_figure
-from dtb.assimilation.fit import SC_EXPONENT, FitParameter
+from dtb.assimilation.fit import HOMOTOPIC, SC_EXPONENT, FitParameter
 from dtb.assimilation.linear_fc import MAX_REGIONS, best_linear_fc
 
 __all__ = ["identity_values", "score", "segments", "realisation_scores", "baselines", "twin_scores",
@@ -36,7 +37,7 @@ __all__ = ["identity_values", "score", "segments", "realisation_scores", "baseli
 
 def identity_values(params: list[FitParameter]) -> np.ndarray:
     """The values (P,) at which every parameter leaves the brain as built."""
-    return np.array([0.0 if p.name == SC_EXPONENT or p.mode == "shift" else 1.0
+    return np.array([0.0 if p.name in (SC_EXPONENT, HOMOTOPIC) or p.mode == "shift" else 1.0
                      for p in params])
 
 

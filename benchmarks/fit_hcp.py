@@ -32,7 +32,10 @@ never loaded):
    parameters around the steady point of the adaptation study ("Adaptation: steady regions" in
    ``benchmarks/README.md``): coupling (0.15, 1.5) centre 0.5, coupling.I (0, 1) centre
    0.25, sc_exponent (0.25, 1.75) centre 1.  The "default brain" baseline is then the
-   adapted brain at the builder's recipe (1, 1, 0).
+   adapted brain at the builder's recipe (1, 1, 0).  ``--recipe adapt-h`` fits a fourth,
+   ``homotopic`` h in (0, 2), centre 0.5: h x the SC's largest weight added between the
+   left and right parts of each region (``dtb.brain.recipe``), the callosal fibres that
+   tractography under-counts; the default brain then has h 0.
 
    The prior is a normal of SD ``--prior-sd`` on the logit scale around that centre.  The
    model's run-to-run noise (``--noise-runs`` runs at the centre) sets Gamma; the data are
@@ -101,6 +104,7 @@ from dtb.assimilation import fit as F  # noqa: E402
 from dtb.assimilation import fit_esmda as E  # noqa: E402
 from dtb.assimilation import summary as S  # noqa: E402
 from dtb.assimilation.fit_options import ADAPTED_PARAMS, DEFAULT_PARAMS  # noqa: E402
+from dtb.assimilation.fit_score import identity_values  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 TRAIN = slice(0, 600)            # TRs 0-599: the only TRs the fit sees
@@ -108,13 +112,16 @@ FCD_WINDOW, FCD_STEP = 30, 2     # TRs (21.6 s windows, 1.44 s apart)
 
 # (name, low, high, prior centre): see the module docstring for the reasons
 PARAMS = DEFAULT_PARAMS  # dtb fit's default prior
-DEFAULT_BRAIN = (1.0, 1.0, 0.0)  # the builder's recipe in the same parameters
 # the steady point of "Adaptation: steady regions" (benchmarks/README.md): E cells with
 # g_adapt 0.002 per spike, tau_adapt 500 ms; G 0.5, coupling.I 0.25, k ~ s^1, each range
 # bracketing the point with room on both sides
 ADAPT_PARAMS = ADAPTED_PARAMS  # dtb fit's default prior for adapted brains
+# and a fourth: the homotopic term (dtb.brain.recipe), centred where the 1,200-TR screen of
+# "Homotopic coupling" (benchmarks/README.md) put it
+HOMOTOPIC_PARAMS = (*ADAPTED_PARAMS, ("homotopic", 0.0, 2.0, 0.5))
 #: --recipe name -> (fitted parameters (name, low, high, centre), (g_adapt, tau_adapt ms))
-RECIPES = {"centre": (PARAMS, (0.0, 500.0)), "adapt": (ADAPT_PARAMS, (0.002, 500.0))}
+RECIPES = {"centre": (PARAMS, (0.0, 500.0)), "adapt": (ADAPT_PARAMS, (0.002, 500.0)),
+           "adapt-h": (HOMOTOPIC_PARAMS, (0.002, 500.0))}
 
 
 def detrend(x: np.ndarray) -> np.ndarray:
@@ -220,7 +227,7 @@ def fit_subject(sid: str, a: argparse.Namespace, pool: Any) -> dict[str, Any]:
     fcfg = F.ForwardConfig(tr_s=hcp.TR_S, n_tr=a.free_tr, dt_ms=a.dt, spinup_s=a.spinup_s,
                            threads=1)
     jobs = [(spec, params, xhat, free_seed, fcfg),
-            (spec, params, np.array(DEFAULT_BRAIN), free_seed, fcfg),
+            (spec, params, identity_values(params), free_seed, fcfg),
             (spec, params, np.array(centre), free_seed, fcfg)]
     t0 = time.perf_counter()
     (b_fit, w_fit), (b_def, w_def), (b_cen, w_cen) = (
@@ -256,7 +263,7 @@ def fit_subject(sid: str, a: argparse.Namespace, pool: Any) -> dict[str, Any]:
 def table(subjects: list[dict[str, Any]]) -> str:
     rows = [("subject", "fit r", "centre r", "default r", "log1p-SC r", "log-SC r", "group r",
              "split-half", "meanFC fit/def/data", "FCD KS fit/def", "SD% fit/def/data",
-             "G, I, a")]
+             "posterior mean")]
     for s in subjects:
         f, df, b, dd = s["fitted"], s["default_brain"], s["baselines"], s["data"]
         pm = s["posterior_mean"]
@@ -268,7 +275,7 @@ def table(subjects: list[dict[str, Any]]) -> str:
                      f"{f['fcd_ks']:.3f}/{df['fcd_ks']:.3f}",
                      f"{f['bold_sd_pct']:.2f}/{df['bold_sd_pct']:.2f}/"
                      f"{dd['bold_sd_pct_heldout']:.2f}",
-                     f"{pm['coupling']:.2f}, {pm['coupling.I']:.2f}, {pm['sc_exponent']:.2f}"))
+                     ", ".join(f"{k} {v:.2f}" for k, v in pm.items())))
     w = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
     return "\n".join(" | ".join(c.rjust(w[k]) for k, c in enumerate(r)) for r in rows)
 
@@ -283,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--in-degree", type=int, default=100)
     ap.add_argument("--recipe", choices=sorted(RECIPES), default="adapt",
                     help="the brain and prior: 'adapt' (E-cell adaptation, G 0.5, k ~ s^1: "
-                         "the steady point) or 'centre' (the regime study's, no adaptation)")
+                         "the steady point), 'adapt-h' (the same and the homotopic term, "
+                         "fitted) or 'centre' (the regime study's, no adaptation)")
     ap.add_argument("--members", type=int, default=6)
     ap.add_argument("--iterations", type=int, default=2)
     ap.add_argument("--noise-runs", type=int, default=4)

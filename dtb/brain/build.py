@@ -279,10 +279,10 @@ def _assemble(opt: BuildOptions, regions: _Regions, weights: np.ndarray,
         families=families, rules=rules, options=_options_dict(opt),
         pet=pet_values, pet_mode=opt.pet_mode if pet_values is not None else None,
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-    if (opt.coupling, opt.lr_inhibitory, opt.lr_sc_exponent) != (1.0, 1.0, 0.0):
+    if (opt.coupling, opt.lr_inhibitory, opt.lr_sc_exponent, opt.homotopic) != (1, 1, 0, 0):
         inhibitory = {f.name: opt.lr_inhibitory for f in families if f.type == "I"}
         spec = scale_long_range(spec, opt.coupling, inhibitory, opt.lr_sc_exponent,
-                                where="dtb build")
+                                where="dtb build", homotopic=opt.homotopic)
     spec.check("dtb build")
     return spec
 

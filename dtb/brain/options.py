@@ -42,10 +42,12 @@ class BuildOptions:
         default_factory=lambda: {"mean": 0.6, "sigma": 0.12, "tau": 10.0})  # OU current
     pet_mode: str = "indegree"
     # the long-range recipe (dtb.brain.recipe): weights x coupling, onto inhibitory families
-    # x lr_inhibitory more, in-degrees x (SC strength / mean)^lr_sc_exponent
+    # x lr_inhibitory more, in-degrees x (SC strength / mean)^lr_sc_exponent, homotopic x
+    # the SC's largest weight added between the left and right parts of each region
     coupling: float = 1.0
     lr_inhibitory: float = 1.0
     lr_sc_exponent: float = 0.0
+    homotopic: float = 0.0
     # spike-triggered adaptation of the excitatory families: (g_adapt a.u. per spike,
     # tau_adapt ms); g 0 leaves the published model
     adaptation: tuple[float, float] = (0.0, 500.0)
@@ -79,7 +81,7 @@ class BuildOptions:
             add("velocity", self.velocity, "a conduction velocity > 0 mm/ms")
         if not self.local_delay >= 0:
             add("local_delay", self.local_delay, "a delay >= 0 ms")
-        for name in ("coupling", "lr_inhibitory"):
+        for name in ("coupling", "lr_inhibitory", "homotopic"):
             v = getattr(self, name)
             if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
                 add(name, v, "a finite factor >= 0")

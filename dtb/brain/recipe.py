@@ -13,7 +13,16 @@ which estimates the same three numbers per subject:
 - ``sc_exponent`` a: each unit's long-range in-degree times (s / <s>)^a, rounded per unit,
   s its region's SC in-strength (row sum) and <s> its neuron-weighted mean.  With a = 0
   every neuron gets the same long-range in-degree (row-normalised coupling), which
-  amplifies one global mode; a = 0.5 let the free run's FC follow the subject's.
+  amplifies one global mode; a = 0.5 let the free run's FC follow the subject's;
+- ``homotopic`` h: h times the SC's largest weight added, both ways, between the left and
+  right parts of each region (``homotopic_pairs``: names that differ only by a hemisphere
+  marker, ``Precentral_L``/``Precentral_R``, ``lh.X``/``rh.X``, ``ctx-lh-X``/``ctx-rh-X``).
+  Diffusion tractography under-counts the interhemispheric fibres through the corpus
+  callosum, while homotopic regions are among the most correlated in resting FC; the term
+  restores them (``benchmarks/README.md``, "How far can an SC-coupled model go?").  It
+  changes the SC itself, before the in-strengths of ``sc_exponent`` are taken, so it
+  moves both where long-range synapses come from and how many a region gets.  The pair
+  must have a tract length (a conduction delay) in the brain.
 
 Weights are the builder's numbers (dimensionless factors on the receptor conductances);
 nothing here touches the unit-local rules.
@@ -22,17 +31,64 @@ nothing here touches the unit-local rules.
 from __future__ import annotations
 
 import copy
+import re
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from dtb.errors import ConfigError
 
-__all__ = ["scale_long_range"]
+__all__ = ["scale_long_range", "homotopic_pairs"]
+
+_SIDE = {"l": 0, "lh": 0, "left": 0, "r": 1, "rh": 1, "right": 1}
+
+
+def homotopic_pairs(names: Sequence[str]) -> np.ndarray:
+    """(P, 2) region indices (left, right), ascending by the left one, of the regions whose
+    names differ only by one hemisphere token (``L``/``R``, ``lh``/``rh``, ``left``/``right``,
+    any case, between ``_ . - `` or space separators): ``Precentral_L`` pairs with
+    ``Precentral_R``, ``ctx-lh-insula`` with ``ctx-rh-insula``.  A name with no such token,
+    or with more than one, pairs with nothing; so does a stem found twice on one side."""
+    sides: dict[str, list[list[int]]] = {}
+    for i, name in enumerate(names):
+        tokens = re.split(r"([_.\- ])", str(name))
+        hits = [k for k, t in enumerate(tokens) if t.lower() in _SIDE]
+        if len(hits) != 1:
+            continue
+        k = hits[0]
+        stem = "".join(tokens[:k] + ["\0"] + tokens[k + 1:]).lower()
+        sides.setdefault(stem, [[], []])[_SIDE[tokens[k].lower()]].append(i)
+    pairs = sorted((lt[0], rt[0]) for lt, rt in sides.values() if len(lt) == 1 == len(rt))
+    return np.array(pairs, np.int64).reshape(-1, 2)
+
+
+def _with_homotopic(spec: Any, h: float, where: str) -> np.ndarray:
+    """The SC weights (R, R) with h x their maximum added both ways between homotopic
+    regions; ConfigError when no pair is found or a pair has no conduction delay."""
+    pairs = homotopic_pairs(spec.region_names)
+    if len(pairs) == 0:
+        raise ConfigError([f"homotopic: {h!r} -- no left/right pairs among the region names "
+                           f"({', '.join(map(str, spec.region_names[:3]))}, ...); expected "
+                           "names that differ only by a hemisphere marker (X_L / X_R, "
+                           "lh.X / rh.X)"], where)
+    cond = np.asarray(spec.conduction_ms, float)
+    none = [f"{spec.region_names[i]}-{spec.region_names[j]}" for i, j in pairs
+            if not (cond[i, j] > 0 and cond[j, i] > 0)]
+    if none:
+        raise ConfigError([f"homotopic: pairs {', '.join(none[:5])} ({len(none)} in all) have "
+                           "no tract length -- expected a length (conduction delay) for every "
+                           "homotopic pair"], where)
+    w = np.array(spec.weights, float)
+    add = h * float(w.max())
+    w[pairs[:, 0], pairs[:, 1]] += add
+    w[pairs[:, 1], pairs[:, 0]] += add
+    return w
 
 
 def scale_long_range(spec: Any, coupling: float = 1.0, targets: dict[str, float] | None = None,
-                     sc_exponent: float = 0.0, where: str = "long-range recipe") -> Any:
+                     sc_exponent: float = 0.0, where: str = "long-range recipe",
+                     homotopic: float = 0.0) -> Any:
     """A copy of the BrainSpec ``spec`` with its long-range rules changed (see the module
     docstring); ``spec`` itself is left as it is."""
     targets = dict(targets or {})
@@ -44,13 +100,18 @@ def scale_long_range(spec: Any, coupling: float = 1.0, targets: dict[str, float]
             if k not in fams or not (np.isfinite(v) and v >= 0)]
     if not np.isfinite(sc_exponent):
         bad.append(f"sc_exponent: {sc_exponent!r} -- expected a finite number")
+    if not (np.isfinite(homotopic) and homotopic >= 0):
+        bad.append(f"homotopic: {homotopic!r} -- expected a finite number >= 0 (a fraction "
+                   "of the SC's largest weight)")
     if bad:
         raise ConfigError(bad, where)
+    out = copy.copy(spec)
+    if homotopic > 0:
+        out.weights = _with_homotopic(spec, float(homotopic), where)
     rel = None
     if sc_exponent != 0.0:
-        strength = np.asarray(spec.weights, float).sum(axis=1)[spec.unit_region]
+        strength = np.asarray(out.weights, float).sum(axis=1)[spec.unit_region]
         rel = strength / np.average(strength, weights=spec.neurons_per_unit())
-    out = copy.copy(spec)
     rules = []
     for r in spec.rules:
         r2 = copy.copy(r)
