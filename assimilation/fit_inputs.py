@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from dtb.assimilation.boldfiles import read_table
-from dtb.assimilation.fit import FitParameter, _nominal
+from dtb.assimilation.fit import HOMOTOPIC, FitParameter, _nominal, with_coupling
 from dtb.assimilation.fit_options import FitOptions
 from dtb.assimilation.observations import BoldData, read_bold, resolve_regions
 from dtb.assimilation.summary import detrend
@@ -184,7 +184,7 @@ def with_maps(params: list[FitParameter], spec: Any, maps: Path | None
 
 def _check_params(o: FitOptions, spec: Any) -> None:
     """Every fitted parameter names something the brain has (a family's hyperparameter, a
-    family the long-range projections reach)."""
+    family the long-range projections reach, left/right region pairs for ``homotopic``)."""
     fams = [f.name for f in spec.families]
     for p in o.params:
         if p.name.startswith("coupling."):
@@ -192,6 +192,11 @@ def _check_params(o: FitOptions, spec: Any) -> None:
             if fam not in fams:
                 raise ConfigError([f"{p.name}: no family {fam!r} in {o.brain} -- expected "
                                    f"one of {fams}"], "dtb fit")
+        elif p.name == HOMOTOPIC:  # the brain must have named left/right pairs
+            try:
+                with_coupling(spec, 1.0, homotopic=p.high)
+            except ConfigError as e:
+                raise ConfigError(e.problems, f"dtb fit ({o.brain})") from None
         elif not p.structural:
             try:
                 _nominal(spec, p.name)

@@ -235,6 +235,7 @@ def test_members_of_several_ranks_need_mpiexec(inputs, tmp_path, capsys):
     (("--param", "coupling=3:1"), "bounds"),
     (("--param", "coupling:0.2-2"), "NAME=LOW:HIGH"),
     (("--param", "X.I_e=0:1/shift"), "no family 'X'"),
+    (("--param", "homotopic=0:2@0.5"), "no left/right pairs among the region names"),
     (("--truth", "G=2"), "--truth: 'G'"),
     (("--fc-components", "6"), "fewer than --members"),
     (("--observable", "bold"), "--fit-mean"),
