@@ -26,6 +26,8 @@ from dtb.assimilation.inversion import (
     esmda_alphas,
     misfit,
     noise_covariance,
+    regression_residuals,
+    residual_covariance,
     update,
 )
 from dtb.errors import ArgumentError, ConfigError
@@ -62,6 +64,7 @@ class FitResult:
 
 
 PRIOR_SAMPLING = ("exact", "random")
+NOISE_ESTIMATES = ("pooled", "centre")
 
 
 def prior_normals(rng: np.random.Generator, n: int, p: int, how: str = "exact") -> np.ndarray:
@@ -94,6 +97,13 @@ class Fitter:
     them with the prior's moments exactly (``prior_normals``): with 6-8 members a plain
     draw is far from its prior (one parameter's six draws all fell above the centre, and
     the posterior mean stayed where that draw put it); ``"random"`` is the plain draw.
+    ``noise="centre"``: Gamma from the noise runs alone, once.  ``"pooled"`` (the
+    default): before every update the noise runs are pooled with what the ensemble's own
+    runs leave unexplained by a linear fit on its parameters (``regression_residuals``: N -
+    P - 1 more degrees of freedom, measured where the ensemble is now).  The run-to-run
+    noise of FC grows and shrinks with the parameters (near the coupling edge it is
+    larger), and three noise runs give each variance 2 degrees of freedom: Gamma from the
+    centre alone made the intervals too narrow (benchmarks/fit_coverage.py).
     ``step()``: one of ``iterations`` updates with ``esmda_alphas(iterations, ratio)``
     (perturbed observations); members draw fresh seeds at every iteration. With
     ``forward.stats.fc_components`` > 0 the first step finds the ``FcBasis`` from the prior
@@ -105,7 +115,7 @@ class Fitter:
     def __init__(self, forward: Forward, y: np.ndarray, members: int, iterations: int,
                  seed: int = 0, noise_runs: int = 8, data_noise: float = 1.0,
                  prior_sd: float = 1.0, centre: Sequence[float] | None = None,
-                 ratio: float = 1.0, prior_sampling: str = "exact"):
+                 ratio: float = 1.0, prior_sampling: str = "exact", noise: str = "pooled"):
 
         bad = [f"{name}: {v!r} -- expected an integer >= {least}{why}"
                for name, v, least, why in (
@@ -116,9 +126,11 @@ class Fitter:
         if prior_sampling not in PRIOR_SAMPLING:
             bad.append(f"prior_sampling: {prior_sampling!r} -- expected one of "
                        f"{list(PRIOR_SAMPLING)}")
+        if noise not in NOISE_ESTIMATES:
+            bad.append(f"noise: {noise!r} -- expected one of {list(NOISE_ESTIMATES)}")
         if bad:
             raise ConfigError(bad, "fit")
-        self.prior_sampling = prior_sampling
+        self.prior_sampling, self.noise = prior_sampling, noise
         self.forward = forward
         self.y_full = np.asarray(y, float)
         self.members, self.n_iter, self.seed = int(members), int(iterations), int(seed)
@@ -173,6 +185,17 @@ class Fitter:
         self.Gamma = (1.0 + self.data_noise) * noise_covariance(self._reduce(S_full),
                                                                 floor=1e-12)
 
+    def _local_noise(self, U: np.ndarray, GU: np.ndarray) -> None:
+        """Gamma from the noise runs pooled with the ensemble's regression residuals
+        (``noise="pooled"``; GU already reduced)."""
+        S = self._reduce(self._started()[0])
+        res, dof = regression_residuals(U, GU)
+        if dof == 0:
+            return
+        pooled = np.vstack([S - S.mean(axis=0), res])
+        self.Gamma = (1.0 + self.data_noise) * residual_covariance(
+            pooled, S.shape[0] - 1 + dof, floor=1e-12)
+
     def step(self) -> Any:
         """One forward evaluation of the ensemble and its update; returns the
         ``inversion.Iteration``."""
@@ -189,6 +212,8 @@ class Fitter:
             R = len(fw.spec.region_labels)
             self._set_noise(fc_basis(GU, n_fc(R, fw.stats), fw.stats.fc_components))
         GU = self._reduce(GU)
+        if self.noise == "pooled":
+            self._local_noise(U, GU)
         a = float(self.alphas[self.i])
         if self.y is None or self.Gamma is None:
             raise ArgumentError("fit: no noise covariance -- expected start() first")
@@ -253,18 +278,20 @@ class Fitter:
                 U=np.asarray(arrays[f"it{k}/U"], float),
                 GU=np.asarray(arrays[f"it{k}/GU"], float), alpha=float(d["alpha"]),
                 misfit=np.asarray(arrays[f"it{k}/misfit"], float), diagnostics=diag))
+        if self.noise == "pooled" and self.iterations and meta["has_gamma"]:
+            self._local_noise(self.iterations[-1].U, self.iterations[-1].GU)
 
 
 def fit(forward: Forward, y: np.ndarray, members: int, iterations: int, seed: int = 0,
         noise_runs: int = 8, data_noise: float = 1.0, prior_sd: float = 1.0,
         centre: Sequence[float] | None = None, ratio: float = 1.0,
         callback: Callable[[int, Any], None] | None = None,
-        prior_sampling: str = "exact") -> FitResult:
+        prior_sampling: str = "exact", noise: str = "pooled") -> FitResult:
     """Fit ``forward``'s parameters to the data statistics ``y`` (m,) by ES-MDA (see
     ``Fitter`` for the noise, the prior and the FC reduction).  ``callback(i, iteration)``
     after each update."""
     f = Fitter(forward, y, members, iterations, seed, noise_runs, data_noise, prior_sd,
-               centre, ratio, prior_sampling)
+               centre, ratio, prior_sampling, noise)
     f.start()
     while not f.done:
         it = f.step()

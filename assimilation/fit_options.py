@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from dtb.assimilation.fit import FitParameter
-from dtb.assimilation.fit_esmda import PRIOR_SAMPLING
+from dtb.assimilation.fit_esmda import NOISE_ESTIMATES, PRIOR_SAMPLING
 from dtb.brain.maps import SC_STRENGTH
 from dtb.brain.spec import peek_build_options
 from dtb.errors import ConfigError
@@ -113,6 +113,9 @@ def add_fit_parser(subparsers: Any) -> argparse.ArgumentParser:
     pa.add_argument("--prior-sampling", choices=PRIOR_SAMPLING, default="exact",
                     help="prior ensemble: 'exact' (its sample mean and covariance are the "
                     "prior's; the default) or 'random' (plain draws)")
+    pa.add_argument("--noise", choices=NOISE_ESTIMATES, default="pooled", help="Gamma from "
+                    "the noise runs pooled with the ensemble's residuals before each update "
+                    "('pooled', the default) or from the noise runs alone ('centre')")
     pa.add_argument("--ratio", type=float, default=1.0, help="ES-MDA inflation ratio (1: "
                     "equal steps)")
     pa.add_argument("--fc-components", type=int, default=4, help="fit FC as its projection "
@@ -190,6 +193,7 @@ class FitOptions:
     noise_runs: int = 6
     prior_sd: float = 1.0
     prior_sampling: str = "exact"
+    noise: str = "pooled"
     ratio: float = 1.0
     fc_components: int = 4
     fcd_quantiles: int = 0
@@ -239,7 +243,7 @@ class FitOptions:
         if unknown:
             raise ConfigError([f"options: {unknown} -- not options of this dtb fit (a run "
                                "of another dtb version?)"], "manifest.json")
-        kw = dict(d)
+        kw = {"noise": "centre"} | dict(d)     # runs recorded before --noise used the centre
         try:
             for k in ("brain", "bold", "out", "group_fc", "maps"):
                 if kw.get(k) is not None:
@@ -376,7 +380,7 @@ def check_args(a: argparse.Namespace) -> FitOptions:
         maps=Path(a.maps) if a.maps else None,
         members=a.members, iterations=a.iterations, noise_runs=a.noise_runs,
         prior_sd=a.prior_sd, prior_sampling=a.prior_sampling, ratio=a.ratio,
-        fc_components=a.fc_components,
+        fc_components=a.fc_components, noise=a.noise,
         fcd_quantiles=a.fcd_quantiles, fit_variance=a.fit_variance, fit_mean=a.fit_mean,
         window=a.window,
         step=a.step, n_tr=a.n_tr, free_trs=a.free_trs, free_runs=a.free_runs,

@@ -283,7 +283,7 @@ def execute(o: FitOptions, inp: FitInputs, run: Any, resume: bool,
         fwd = F.Forward(inp.spec, o.params, cfg, stats, seed=o.seed, run_map=run_map)
         fitter = Fitter(fwd, y, o.members, o.iterations, o.seed, o.noise_runs,
                           data_noise=n_tr / T_fit, prior_sd=o.prior_sd, centre=o.centre,
-                          ratio=o.ratio, prior_sampling=o.prior_sampling)
+                          ratio=o.ratio, prior_sampling=o.prior_sampling, noise=o.noise)
         prog = _iterate(o, fitter, run, resume, times, say)
         res = fitter.result()
         fitted_runs, unfitted_runs, seeds = _free_runs(o, inp, res.posterior_mean, run_map,
@@ -401,6 +401,7 @@ def _metrics(o: FitOptions, inp: FitInputs, fwd: Any, res: Any, fitted: np.ndarr
                                                             ddof=1).tolist(), strict=True)),
                 "prior_centre": dict(zip(names, o.centre, strict=True)),
                 "prior_sd_logit": o.prior_sd, "data_noise": n_tr / inp.fit.shape[0],
+                "noise_estimate": o.noise,
                 "forward_trs": n_tr, "free_trs": o.free_trs or inp.test.shape[0]},
         "timings": times}
     if o.truth:

@@ -41,7 +41,8 @@ from dtb.assimilation.enkf import Diagnostics, analysis
 from dtb.errors import ArgumentError
 
 __all__ = ["esmda_alphas", "update", "Iteration", "InversionResult", "invert",
-           "ledoit_wolf", "noise_covariance", "misfit"]
+           "ledoit_wolf", "noise_covariance", "regression_residuals", "residual_covariance",
+           "misfit"]
 
 
 def esmda_alphas(n_iter: int, ratio: float = 1.0) -> np.ndarray:
@@ -183,13 +184,36 @@ def noise_covariance(samples: np.ndarray, floor: float = 0.0) -> np.ndarray:
         # with K = 2 every standardised column is +-1: Ledoit-Wolf finds nothing to shrink
         # and the estimate is singular
         raise ArgumentError(f"samples: shape {X.shape} -- expected (K >= 3 runs, m statistics)")
-    sd = X.std(axis=0, ddof=0)
-    var = sd ** 2 * X.shape[0] / (X.shape[0] - 1) + floor
+    return residual_covariance(X - X.mean(axis=0), X.shape[0] - 1, floor)
+
+
+def regression_residuals(U: np.ndarray, GU: np.ndarray) -> tuple[np.ndarray, int]:
+    """What of an ensemble's forward runs ``GU`` (N, m) its parameters ``U`` (N, p) do not
+    explain linearly: the least-squares residuals of GU on [1, U] (N, m) and their degrees
+    of freedom N - p - 1 (0 when N <= p + 1: nothing is left to estimate noise from).  For
+    a stochastic forward map they estimate its run-to-run noise *where the ensemble is*
+    (plus its nonlinearity there, which the linear update cannot use either)."""
+    U, GU = np.atleast_2d(np.asarray(U, float)), np.atleast_2d(np.asarray(GU, float))
+    X = np.column_stack([np.ones(U.shape[0]), U])
+    coef, *_ = np.linalg.lstsq(X, GU, rcond=None)
+    return GU - X @ coef, max(U.shape[0] - X.shape[1], 0)
+
+
+def residual_covariance(residuals: np.ndarray, dof: int, floor: float = 0.0) -> np.ndarray:
+    """``noise_covariance`` from mean-zero ``residuals`` (K, m) with ``dof`` degrees of
+    freedom (K - 1 for centred repeated runs; pooled groups add theirs): variances
+    sum(r^2) / dof (+ ``floor``), correlations shrunk by ``ledoit_wolf``."""
+    X = np.asarray(residuals, dtype=float)
+    if X.ndim != 2 or dof < 2 or X.shape[0] < 3:
+        raise ArgumentError(f"residuals: shape {X.shape}, {dof} degrees of freedom -- "
+                            "expected at least 3 rows and 2 degrees of freedom")
+    var = np.sum(X * X, axis=0) / dof + floor
     if not np.all(var > 0):
         raise ArgumentError("samples: a statistic with zero variance across runs -- pass "
-                         "floor > 0 (a variance added to every statistic)")
+                            "floor > 0 (a variance added to every statistic)")
+    sd = np.sqrt(np.sum(X * X, axis=0) / X.shape[0])
     safe = np.where(sd > 0, sd, 1.0)
-    corr, _ = ledoit_wolf((X - X.mean(axis=0)) / safe)
+    corr, _ = ledoit_wolf(X / safe)
     dc = np.sqrt(np.clip(np.diag(corr), 1e-300, None))
     corr = corr / np.outer(dc, dc)
     np.fill_diagonal(corr, 1.0)                     # also where a statistic never varied

@@ -90,7 +90,8 @@ def one_seed(seed: int, spec: Any, brain: Path, labels: np.ndarray,
            "--iterations", str(a.iterations), "--noise-runs", str(a.noise_runs),
            "--prior-sd", str(a.prior_sd), "--fc-components", str(a.fc_components),
            "--dt", str(a.dt), "--spinup-s", str(a.spinup_s), "--procs", str(a.procs),
-           "--seed", str(a.fit_seed), "--out", str(d / "run"), "--overwrite", "-q"]
+           "--seed", str(a.fit_seed), "--noise", a.noise, "--out", str(d / "run"),
+           "--overwrite", "-q"]
     for (name, lo, hi, c), v in zip(recipe, truth, strict=True):
         cmd += ["--param", f"{name}={lo}:{hi}@{c}", "--truth", f"{name}={float(v)!r}"]
     t0 = time.perf_counter()
@@ -139,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--members", type=int, default=8)
     ap.add_argument("--iterations", type=int, default=2)
     ap.add_argument("--noise-runs", type=int, default=3)
+    ap.add_argument("--noise", choices=("pooled", "centre"), default="pooled",
+                    help="dtb fit --noise: Gamma pooled with the ensemble's residuals, or "
+                    "from the noise runs alone (the rule before 2026-12-07)")
     ap.add_argument("--fc-components", type=int, default=4)
     ap.add_argument("--prior-sd", type=float, default=1.0, help="on the logit scale")
     ap.add_argument("--dt", type=float, default=0.5, help="ms")
