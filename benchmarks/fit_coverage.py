@@ -18,7 +18,7 @@ switched on alone:
 
 Per variant, over ``--seeds`` truths: the coverage of the members' 5-95 percentile interval
 (as ``fit_score.twin_scores``) against the coverage a calibrated ensemble of that size
-reaches (``assimilation_calibration.expected_coverage``), the mean |posterior mean - truth|
+reaches (``metrics.calibrated_coverage``), the mean |posterior mean - truth|
 and the ratio of the posterior SD to that error (about 1 when calibrated).  For the linear
 toy the exact posterior of the whole FC triangle is computed too: its 90 % interval must
 hold the truth 90 % of the time (a check of the set-up itself).
@@ -43,12 +43,12 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from assimilation_calibration import expected_coverage  # noqa: E402
 from microcircuit import machine  # noqa: E402
 
 from dtb.assimilation.fit import FitParameter  # noqa: E402
 from dtb.assimilation.fit_esmda import Fitter  # noqa: E402
 from dtb.assimilation.fit_statistics import StatisticsConfig  # noqa: E402
+from dtb.assimilation.metrics import calibrated_coverage  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 R, P, SHARED = 20, 3, 3
@@ -162,7 +162,7 @@ def summarise(v: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]:
     sd = np.array([r["sd"] for r in runs])
     s = {"coverage_90": float(cov.mean()),
          "coverage_90_per_param": cov.mean(axis=0).round(3).tolist(),
-         "coverage_90_calibrated": expected_coverage(v["members"], 0.9),
+         "coverage_90_calibrated": calibrated_coverage(v["members"], 0.9),
          "mean_abs_error": float(err.mean()),
          "rms_error": float(np.sqrt((err ** 2).mean())),
          "mean_posterior_sd": float(sd.mean()),

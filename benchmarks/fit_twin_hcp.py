@@ -120,6 +120,7 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "mean_rel_error": float(np.mean([x["relative_error"] for x in t
                                              if x["relative_error"] is not None])),
             "coverage_90": float(np.mean([x["covered_90"] for x in t])),
+            "coverage_90_if_calibrated": t[0].get("coverage_90_if_calibrated"),
             "corr_with_truth": (float(np.corrcoef(post, truth)[0, 1])
                                 if len(t) > 2 and np.std(truth) > 0 else None)}
     return out

@@ -68,7 +68,7 @@ def test_pooled_noise_restores_calibrated_intervals_where_noise_varies():
     alone leaves the truth outside the 5-95 % member interval too often (500 seeds:
     coverage 0.51 against 0.72 for a calibrated 8-member ensemble); pooled with the
     ensemble's residuals, 0.71.  Here 120 seeds x 3 parameters (binomial SD about 0.03)."""
-    calibrated = FC.expected_coverage(8, 0.9)
+    calibrated = FC.calibrated_coverage(8, 0.9)
     centre, pooled = _coverage("centre", 120), _coverage("pooled", 120)
     assert 0.70 < calibrated < 0.74
     assert centre < calibrated - 0.10, centre
