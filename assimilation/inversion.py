@@ -207,11 +207,12 @@ def residual_covariance(residuals: np.ndarray, dof: int, floor: float = 0.0) -> 
     if X.ndim != 2 or dof < 2 or X.shape[0] < 3:
         raise ArgumentError(f"residuals: shape {X.shape}, {dof} degrees of freedom -- "
                             "expected at least 3 rows and 2 degrees of freedom")
-    var = np.sum(X * X, axis=0) / dof + floor
+    ss = np.sum(X * X, axis=0)
+    var = ss / dof + floor
     if not np.all(var > 0):
         raise ArgumentError("samples: a statistic with zero variance across runs -- pass "
                             "floor > 0 (a variance added to every statistic)")
-    sd = np.sqrt(np.sum(X * X, axis=0) / X.shape[0])
+    sd = np.sqrt(ss / X.shape[0])
     safe = np.where(sd > 0, sd, 1.0)
     corr, _ = ledoit_wolf(X / safe)
     dc = np.sqrt(np.clip(np.diag(corr), 1e-300, None))

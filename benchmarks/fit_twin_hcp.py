@@ -47,6 +47,7 @@ import hcp  # noqa: E402
 from microcircuit import machine  # noqa: E402
 
 from dtb.assimilation import fit as F  # noqa: E402
+from dtb.assimilation.fit_esmda import NOISE_ESTIMATES  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--members", type=int, default=8)
     ap.add_argument("--iterations", type=int, default=2)
     ap.add_argument("--noise-runs", type=int, default=3)
-    ap.add_argument("--noise", choices=("pooled", "centre"), default="pooled",
+    ap.add_argument("--noise", choices=NOISE_ESTIMATES, default="pooled",
                     help="dtb fit --noise: Gamma pooled with the ensemble's residuals, or "
                     "from the noise runs alone (the rule before 2026-12-07)")
     ap.add_argument("--fc-components", type=int, default=4)
