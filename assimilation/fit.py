@@ -22,7 +22,10 @@ Parameters (``FitParameter``), each a bounded number ``x`` estimated on the logi
   shifted along a spatial map (``mode="shift"``: ``value_u = nominal_u + x * map_u``; map
   (U,) per unit, e.g. z-scored SC strength or a gradient; the default map of ones is a
   uniform shift).  A few map coefficients instead of one number per region keep 80-200
-  regions from meaning 80-200 free parameters (pMFM's approach).
+  regions from meaning 80-200 free parameters (pMFM's approach).  Several parameters may
+  act on one hyperparameter (``E.I_e`` along two maps): ``value_u = nominal_u * (product
+  of its scales) + sum of x_k * map_k,u``; records then call each ``NAME:MAP``
+  (``parameter_keys``).
 
 Forward map (``simulate_bold``): build the brain with ``G``, set the hyperparameters, drop
 the network's start, run ``spinup_s`` of hemodynamic warm-up and ``n_tr`` TRs; each unit's
@@ -66,7 +69,8 @@ from dtb.engine.simulation import Engine
 from dtb.errors import ConfigError
 from dtb.model.hemodynamics import Hemodynamics, drive_from_rate
 
-__all__ = ["COUPLING", "SC_EXPONENT", "HOMOTOPIC", "FitParameter", "ForwardConfig",
+__all__ = ["COUPLING", "SC_EXPONENT", "HOMOTOPIC", "FitParameter", "parameter_keys",
+           "ForwardConfig", "hyper_values",
            "StatisticsConfig", "fitted_spec",
            "FcBasis", "fc_basis", "n_fc", "with_coupling", "simulate_bold", "bold_from_rates",
            "statistics", "member_seed", "Forward"]
@@ -131,6 +135,16 @@ class FitParameter:
             raise ConfigError([f"{self.name}: map of shape {m.shape} -- expected "
                                f"{nominal.shape} (one value per unit)"], "fit parameters")
         return nominal + x * m
+
+
+def parameter_keys(params: Sequence[FitParameter]) -> list[str]:
+    """What each parameter is called in records (``--truth``, ``posterior_mean``, fit.h5,
+    figures): its name, or ``NAME:MAP`` where several parameters act on one hyperparameter
+    (``E.I_e:sc_strength``, ``E.I_e:grad``; ``NAME:scale`` / ``NAME:shift`` for one without
+    a map).  Two parameters with one key would be one number twice: callers refuse them."""
+    names = [p.name for p in params]
+    return [p.name if names.count(p.name) == 1 else f"{p.name}:{p.map_name or p.mode}"
+            for p in params]
 
 
 @dataclass(frozen=True)
@@ -200,7 +214,7 @@ def _split(spec: Any, params: Sequence[FitParameter], x: np.ndarray
     arguments G, targets, sc_exponent, homotopic; per-unit values (U,) of each
     FAMILY.hyper parameter)."""
     recipe: dict[str, Any] = {"G": 1.0, "targets": {}, "sc_exponent": 0.0, "homotopic": 0.0}
-    unit_values: dict[str, np.ndarray] = {}
+    per_hyper: dict[str, list[tuple[FitParameter, float]]] = {}
     for p, v in zip(params, np.asarray(x, float), strict=True):
         if p.name == COUPLING:
             recipe["G"] = float(v)
@@ -209,8 +223,21 @@ def _split(spec: Any, params: Sequence[FitParameter], x: np.ndarray
         elif p.name in GLOBAL:
             recipe[p.name] = float(v)
         else:
-            unit_values[p.name] = p.unit_values(float(v), _nominal(spec, p.name))
+            per_hyper.setdefault(p.name, []).append((p, float(v)))
+    unit_values: dict[str, np.ndarray] = {}
+    for name, group in per_hyper.items():
+        value = _nominal(spec, name)
+        for p, v in sorted(group, key=lambda pv: pv[0].mode != "scale"):   # scales first
+            value = p.unit_values(v, value)
+        unit_values[name] = value
     return recipe, unit_values
+
+
+def hyper_values(spec: Any, params: Sequence[FitParameter], x: np.ndarray
+                 ) -> dict[str, np.ndarray]:
+    """The per-unit values (U,) of every fitted FAMILY.hyper parameter of the BrainSpec
+    ``spec`` at parameter values ``x`` (P,), as a forward run sets them."""
+    return _split(spec, params, x)[1]
 
 
 def fitted_spec(spec: Any, params: Sequence[FitParameter], x: np.ndarray,
@@ -233,8 +260,9 @@ def fitted_spec(spec: Any, params: Sequence[FitParameter], x: np.ndarray,
     out.families = fams
     out.provenance = [*spec.provenance,
                       {"step": "fit", **(note or {}),
-                       "parameters": {p.name: float(v) for p, v in
-                                      zip(params, np.asarray(x, float), strict=True)}}]
+                       "parameters": {k: float(v) for k, v in
+                                      zip(parameter_keys(params), np.asarray(x, float),
+                                          strict=True)}}]
     return out
 
 

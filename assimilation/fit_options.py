@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from dtb.assimilation.fit import FitParameter
+from dtb.assimilation.fit import FitParameter, parameter_keys
 from dtb.assimilation.fit_esmda import NOISE_ESTIMATES, PRIOR_SAMPLING
 from dtb.brain.maps import SC_STRENGTH
 from dtb.brain.spec import peek_build_options
@@ -368,7 +368,7 @@ def check_args(a: argparse.Namespace) -> FitOptions:
             except ConfigError as e:
                 bad.extend(e.problems)
     pairs = _check_params(a, bad)
-    truth = _check_truth(a, [p.name for p, _ in pairs], bad)
+    truth = _check_truth(a, parameter_keys([p for p, _ in pairs]), bad)
     if bad:
         raise ConfigError(bad, "dtb fit")
     out = Path(a.out) if a.out else Path("runs") / ("fit-" + _utc_stamp())
@@ -465,10 +465,11 @@ def _check_params(a: argparse.Namespace, bad: list[str]) -> list[tuple[FitParame
     if need and not a.maps:
         bad.append(f"--param: map(s) {need} -- expected --maps FILE, a region table with "
                    f"those columns (or the built-in map {SC_STRENGTH})")
-    names = [p.name for p, _ in pairs]
-    dup = sorted({n for n in names if names.count(n) > 1})
+    keys = parameter_keys([p for p, _ in pairs])      # E.I_e along two maps: two keys
+    dup = sorted({k for k in keys if keys.count(k) > 1})
     if dup:
-        bad.append(f"--param: {dup} given more than once -- expected each parameter once")
+        bad.append(f"--param: {dup} given more than once -- expected each parameter (or "
+                   "hyperparameter and map) once")
     return pairs
 
 

@@ -54,6 +54,7 @@ from dtb.assimilation.fit_score import (
     figures,
     identity_values,
     realisation_scores,
+    regional_scores,
     score,
     twin_scores,
 )
@@ -339,11 +340,10 @@ def _iterate(o: FitOptions, fitter: Any, run: Any, resume: bool,
         it = fitter.step()
         times[f"iteration_{fitter.i}_s"] = time.perf_counter() - t0
         run.checkpoint(fitter.state(), {"times": times})
-        sd = np.std(fitter.U, axis=0, ddof=1)
+        sd = zip(F.parameter_keys(o.params), np.std(fitter.U, axis=0, ddof=1), strict=True)
         prog.stage(o.members, f"iteration {fitter.i}/{o.iterations}: misfit median "
                    f"{np.median(it.misfit):.3g}, posterior SD (logit) "
-                   + ", ".join(f"{p.name} {s:.3f}" for p, s in zip(o.params, sd,
-                                                                   strict=True)))
+                   + ", ".join(f"{k} {s:.3f}" for k, s in sd))
         if o.stop_after is not None and fitter.i >= o.stop_after and not fitter.done:
             raise Stopped(fitter.i, "--stop-after")
     return prog
@@ -370,7 +370,7 @@ def _metrics(o: FitOptions, inp: FitInputs, fwd: Any, res: Any, fitted: np.ndarr
              unfitted: np.ndarray, free_seed: int, n_tr: int, times: dict[str, float]
              ) -> dict[str, Any]:
     """metrics.json: the data, every held-out score beside its baselines, the fit."""
-    names = [p.name for p in o.params]
+    names = F.parameter_keys(o.params)
     post_u = fwd.unbounded(res.posterior)
     metrics: dict[str, Any] = {
         "format": "dtb-fit-metrics", "format_version": 1,
@@ -406,13 +406,17 @@ def _metrics(o: FitOptions, inp: FitInputs, fwd: Any, res: Any, fitted: np.ndarr
         "timings": times}
     if o.truth:
         metrics["twin"] = twin_scores(o.params, o.truth, res.prior, res.posterior, o.centre)
+        truth_x = np.array([o.truth[k] for k in names])
+        regional = regional_scores(inp.spec, o.params, truth_x, res.posterior_mean, o.centre)
+        if regional:
+            metrics["twin_regional"] = regional
     return metrics
 
 
 def _files(o: FitOptions, inp: FitInputs, res: Any, history: list,
            fitted_raw: np.ndarray, unfitted_raw: np.ndarray) -> dict[str, Any]:
     """What FitRun.complete writes: fit.h5's arrays and attributes, bold_free.tsv."""
-    names = [p.name for p in o.params]
+    names = F.parameter_keys(o.params)
     basis = {} if res.basis is None else {f"basis/{k}": v
                                           for k, v in res.basis.to_dict().items()}
     return {

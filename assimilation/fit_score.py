@@ -28,12 +28,18 @@ import numpy as np
 
 from dtb.assimilation import summary as S
 from dtb.assimilation.figures import fc_figure
-from dtb.assimilation.fit import HOMOTOPIC, SC_EXPONENT, FitParameter
+from dtb.assimilation.fit import (
+    HOMOTOPIC,
+    SC_EXPONENT,
+    FitParameter,
+    hyper_values,
+    parameter_keys,
+)
 from dtb.assimilation.linear_fc import MAX_REGIONS, best_linear_fc
 from dtb.assimilation.metrics import calibrated_coverage
 
 __all__ = ["identity_values", "score", "segments", "realisation_scores", "baselines", "twin_scores",
-           "figures"]
+           "regional_scores", "figures"]
 
 
 def identity_values(params: list[FitParameter]) -> np.ndarray:
@@ -128,12 +134,12 @@ def twin_scores(params: list[FitParameter], truth: dict[str, float], prior: np.n
     (``metrics.calibrated_coverage``: about 0.72 for 8 members, not 0.9)."""
     out = {}
     calibrated = calibrated_coverage(posterior.shape[0], 0.9)
-    for k, p in enumerate(params):
-        t = truth[p.name]
+    for k, (p, key) in enumerate(zip(params, parameter_keys(params), strict=True)):
+        t = truth[key]
         u = p.to_unbounded(posterior[:, k])
         mean = float(p.from_unbounded(np.mean(u)))
         lo, hi = np.quantile(posterior[:, k], [0.05, 0.95])
-        out[p.name] = {"truth": t, "posterior_mean": mean, "error": mean - t,
+        out[key] = {"truth": t, "posterior_mean": mean, "error": mean - t,
                        "relative_error": abs(mean - t) / abs(t) if t else None,
                        "prior_centre_error": centre[k] - t,
                        "prior_mean": float(np.mean(prior[:, k])),
@@ -142,6 +148,35 @@ def twin_scores(params: list[FitParameter], truth: dict[str, float], prior: np.n
                        "coverage_90_if_calibrated": calibrated,
                        "posterior_sd_logit": float(np.std(u, ddof=1)),
                        "prior_sd_logit": float(np.std(p.to_unbounded(prior[:, k]), ddof=1))}
+    return out
+
+
+def regional_scores(spec: Any, params: list[FitParameter], truth: np.ndarray,
+                    posterior_mean: np.ndarray, centre: list[float]) -> dict[str, Any]:
+    """A twin experiment's regional parameters: for every fitted FAMILY.hyper parameter
+    whose true values differ between regions (shifts along maps), the correlation across
+    regions of the posterior mean's regional values (mean over each region's units) with
+    the truth's, their RMS error, and the prior centre's RMS error.  ``truth``,
+    ``posterior_mean``: parameter values (P,)."""
+    region = np.asarray(spec.unit_region, np.int64)
+    n = np.bincount(region)
+    have = n > 0
+
+    def per_region(x: Any) -> dict[str, np.ndarray]:
+        return {k: (np.bincount(region, weights=v) / np.maximum(n, 1))[have]
+                for k, v in hyper_values(spec, params, np.asarray(x, float)).items()}
+
+    t, m, c = per_region(truth), per_region(posterior_mean), per_region(centre)
+    out = {}
+    for name, tv in t.items():
+        if np.ptp(tv) <= 1e-12 * max(1.0, float(np.max(np.abs(tv)))):
+            continue                               # uniform in the truth: no pattern
+        out[name] = {"regions": int(tv.size),
+                     "corr_with_truth": (float(np.corrcoef(m[name], tv)[0, 1])
+                                         if np.ptp(m[name]) > 0 else None),
+                     "rmse": float(np.sqrt(np.mean((m[name] - tv) ** 2))),
+                     "rmse_prior_centre": float(np.sqrt(np.mean((c[name] - tv) ** 2))),
+                     "truth_sd": float(np.std(tv))}
     return out
 
 
@@ -179,20 +214,20 @@ def figures(fig_dir: Path, *, test: np.ndarray, fitted: np.ndarray, unfitted: np
     out.append("fcd.png")
     P = len(params)
     fig, axes = plt.subplots(1, P, figsize=(4 * P, 3.6), squeeze=False)
-    for k, p in enumerate(params):
+    for k, (p, key) in enumerate(zip(params, parameter_keys(params), strict=True)):
         ax = axes[0, k]
         for i, X in enumerate(history):
             ax.plot(np.full(X.shape[0], i) + np.linspace(-0.15, 0.15, X.shape[0]), X[:, k],
                     "o", color="C0" if i == 0 else "C3", ms=3, alpha=0.7)
         ax.plot(range(len(history)), [np.mean(X[:, k]) for X in history], "k-", lw=1)
-        if p.name in truth:
-            ax.axhline(truth[p.name], color="k", ls="--", lw=1, label="truth")
+        if key in truth:
+            ax.axhline(truth[key], color="k", ls="--", lw=1, label="truth")
             ax.legend(fontsize=7)
         ax.set_ylim(p.low, p.high)
         ax.set_xticks(range(len(history)), ["prior"] + [str(i) for i in
                                                         range(1, len(history))])
         ax.set_xlabel("iteration")
-        ax.set_title(p.name)
+        ax.set_title(key)
     axes[0, 0].set_ylabel("value (members)")
     fig.suptitle("Parameters: the ensemble per iteration" + (" (dashed: truth)" if truth
                                                                else ""))

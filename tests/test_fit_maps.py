@@ -6,15 +6,17 @@ shifted hyperparameter equal to nominal + x * map."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from dtb.assimilation.fit import FitParameter, _nominal
+from dtb.assimilation.fit import FitParameter, _nominal, hyper_values, parameter_keys
 from dtb.assimilation.fit_inputs import load_inputs, with_maps
 from dtb.assimilation.fit_options import check_args, parse_param
+from dtb.assimilation.fit_score import regional_scores
 from dtb.brain.maps import read_region_maps, sc_strength_map
 from dtb.brain.spec import BrainSpec
 from dtb.cli.main import main
@@ -153,3 +155,76 @@ def test_a_bad_map_table_is_refused_naming_the_file(brain, tmp_path, capsys, row
         spec = BrainSpec.load(d / "brain.h5")
         p = FitParameter("E.I_e", -0.1, 0.1, mode="shift", map_name="gradient")
         with_maps([p], spec, maps)
+
+
+def test_several_parameters_on_one_hyperparameter_compose(brain):
+    """Two maps shift E.I_e, a scale and a uniform shift act on E.g_AMPA: every unit's
+    value is nominal x scale + the sum of the shifts, by hand; records name them apart."""
+    _, spec = brain
+    ur = np.asarray(spec.unit_region)
+    m1 = sc_strength_map(spec.weights)
+    m2 = _z(np.arange(R, dtype=float) ** 2)
+    params = [FitParameter("coupling", 0.5, 2.0),
+              FitParameter("E.I_e", -0.1, 0.1, mode="shift", map=m1[ur],
+                           map_name="sc_strength"),
+              FitParameter("E.I_e", -0.1, 0.1, mode="shift", map=m2[ur], map_name="grad"),
+              FitParameter("E.g_AMPA", -0.01, 0.01, mode="shift"),
+              FitParameter("E.g_AMPA", 0.5, 2.0)]
+    assert parameter_keys(params) == ["coupling", "E.I_e:sc_strength", "E.I_e:grad",
+                                      "E.g_AMPA:shift", "E.g_AMPA:scale"]
+    assert parameter_keys(params[:2]) == ["coupling", "E.I_e"]     # alone: its name
+    got = hyper_values(spec, params, np.array([1.0, 0.03, -0.05, 0.002, 1.5]))
+    np.testing.assert_allclose(got["E.I_e"], _nominal(spec, "E.I_e") + 0.03 * m1[ur]
+                               - 0.05 * m2[ur])
+    np.testing.assert_allclose(got["E.g_AMPA"], 1.5 * _nominal(spec, "E.g_AMPA") + 0.002)
+    # the twin's regional score: the truth's pattern against the posterior mean's
+    truth = np.array([1.0, 0.03, -0.05, 0.0, 1.0])
+    post = np.array([1.2, 0.03, 0.0, 0.0, 1.0])           # the second map missed
+    sc = regional_scores(spec, params, truth, post, [1.0, 0.0, 0.0, 0.0, 1.0])
+    assert set(sc) == {"E.I_e"}                           # g_AMPA is uniform in the truth
+    t_pat, p_pat = 0.03 * m1 - 0.05 * m2, 0.03 * m1
+    assert sc["E.I_e"]["corr_with_truth"] == pytest.approx(np.corrcoef(p_pat, t_pat)[0, 1])
+    assert sc["E.I_e"]["rmse"] == pytest.approx(np.sqrt(np.mean((p_pat - t_pat) ** 2)))
+    assert sc["E.I_e"]["rmse_prior_centre"] == pytest.approx(np.sqrt(np.mean(t_pat ** 2)))
+    assert regional_scores(spec, params, truth, truth, list(truth))["E.I_e"][
+        "corr_with_truth"] == pytest.approx(1.0)
+
+
+def test_two_maps_on_one_hyperparameter_through_the_command(brain, tmp_path):
+    """``--param E.I_e=.../shift:sc_strength --param E.I_e=.../shift:grad``: accepted,
+    truths and scores keyed NAME:MAP, the fitted brain's I_e the sum of both shifts; the
+    same map twice and a bare name that no longer says which are refused."""
+    d, spec = brain
+    labels = [int(x) for x in spec.region_labels]
+    maps = _csv(tmp_path / "maps.csv", ["label", "grad"],
+                [[lab, float(k) ** 2] for k, lab in enumerate(labels)])
+    two = ["--param", "E.I_e=-0.1:0.1@0/shift:sc_strength",
+           "--param", "E.I_e=-0.1:0.1@0/shift:grad", "--maps", str(maps)]
+    out = tmp_path / "run"
+    args = ["fit", "--brain", str(d / "brain.h5"), "--bold", str(d / "bold.csv"),
+            "--tr", "0.05", "--fit-trs", "0:60", "--test-trs", "60:120", "--window", "10",
+            "--step", "5", "--members", "4", "--iterations", "1", "--noise-runs", "3",
+            "--fc-components", "2", "--observable", "rates", "--spinup-s", "0",
+            "--substeps", "1", *two, "--truth", "E.I_e:sc_strength=0.04",
+            "--truth", "E.I_e:grad=-0.02", "--out", str(out), "-q"]
+    assert main(args) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert set(m["twin"]) == {"E.I_e:sc_strength", "E.I_e:grad"}
+    assert list(m["fit"]["posterior_mean"]) == ["E.I_e:sc_strength", "E.I_e:grad"]
+    reg = m["twin_regional"]["E.I_e"]
+    assert reg["regions"] == R and -1 <= reg["corr_with_truth"] <= 1
+    a, b = m["fit"]["posterior_mean"].values()
+    ur = np.asarray(spec.unit_region)
+    want = (_nominal(spec, "E.I_e") + a * sc_strength_map(spec.weights)[ur]
+            + b * _z(np.arange(R, dtype=float) ** 2)[ur])
+    fitted = BrainSpec.load(out / "brain_fitted.h5")
+    got = next(f for f in fitted.families if f.name == "E").hyper["I_e"]
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+    a = _parser().parse_args(["fit", "--brain", "b.h5", "--bold", "x.csv", *two,
+                              "--param", "E.I_e=-0.2:0.2/shift:grad"])
+    with pytest.raises(ConfigError, match=r"\['E.I_e:grad'\] given more than once"):
+        check_args(a)
+    a = _parser().parse_args(["fit", "--brain", "b.h5", "--bold", "x.csv", *two,
+                              "--truth", "E.I_e=0.01"])
+    with pytest.raises(ConfigError, match=r"--truth: 'E.I_e' -- expected one of"):
+        check_args(a)
