@@ -16,8 +16,7 @@ draws, from the fit's prior (logit SD ``--prior-sd`` around the centre):
 The truth's BOLD (its own network realisation, ``--fit-trs`` + ``--test-trs`` TRs) goes to
 ``dtb fit --truth`` with the same prior, FC as ``--fc-components`` principal axes and
 ``--fit-variance`` (log regional variances: a regional I_e changes its region's BOLD
-variance, measured before this benchmark at +0.1 per map SD: correlation of log variance
-with the map -0.44 / -0.49 against 0.03 without).  Reported per seed: each parameter's
+variance: ``--probe`` measures how much).  Reported per seed: each parameter's
 posterior against the truth, and ``twin_regional``: the correlation across regions of the
 posterior mean's regional I_e with the truth's (the goal: >= 0.8) and its RMS error beside
 the prior centre's.
@@ -120,6 +119,28 @@ def one_seed(seed: int, spec: Any, brain: Path, maps: Path, grad: np.ndarray,
             "mean_fc_test": met["data"]["mean_fc_test"], "truth_s": truth_s, "fit_s": fit_s}
 
 
+def probe(spec: Any, grad: np.ndarray, a: argparse.Namespace) -> dict[str, Any]:
+    """Does a regional I_e show in the statistics?  200-TR runs at the centre (two seeds)
+    and with one map coefficient at +-0.1 (the first seed): mean FC and the correlation
+    across regions of log BOLD variance with each map."""
+    params = parameters(spec, grad)
+    maps = {"sc_strength": sc_strength_map(spec.weights), "grad": grad}
+    cfg = F.ForwardConfig(tr_s=hcp.TR_S, n_tr=200, dt_ms=a.dt, spinup_s=a.spinup_s, threads=1)
+    runs = {"centre": ([1.0, 0, 0], 11), "centre, seed 2": ([1.0, 0, 0], 12),
+            "sc_strength +0.1": ([1.0, 0.1, 0], 11), "grad +0.1": ([1.0, 0, 0.1], 11),
+            "sc_strength -0.1": ([1.0, -0.1, 0], 11)}
+    out = {}
+    for name, (x, seed) in runs.items():
+        t0 = time.perf_counter()
+        b = FH.detrend(F.simulate_bold(spec, params, np.array(x), seed, cfg))
+        lv = np.log(b.var(axis=0))
+        out[name] = {"mean_fc": float(np.mean(S.upper(S.fc(b)))), "wall_s":
+                     time.perf_counter() - t0} | {
+            f"corr_logvar_{m}": float(np.corrcoef(lv, v)[0, 1]) for m, v in maps.items()}
+        print(name, out[name], flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", type=Path, required=True)
@@ -138,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--spinup-s", type=float, default=10.0)
     ap.add_argument("--procs", type=int, default=2)
     ap.add_argument("--fit-seed", type=int, default=1)
+    ap.add_argument("--probe", action="store_true",
+                    help="only the sensitivity probe (five 200-TR runs), no twin")
     a = ap.parse_args(argv)
     sub = hcp.load_subject(a.subject)
     others = [hcp.load_subject(s) for s in hcp.DEV_SUBJECTS if s != a.subject]
@@ -158,6 +181,13 @@ def main(argv: list[str] | None = None) -> int:
     corr_maps = float(np.corrcoef(sc_strength_map(spec.weights), grad)[0, 1])
     stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%d-%H%M%S")
     path = HERE / "results" / f"fit_twin_regional-{stamp}.json"
+    if a.probe:
+        path.write_text(json.dumps({"benchmark": "fit_twin_regional --probe", "utc": stamp,
+                                    "machine": machine(), "neurons": a.neurons,
+                                    "corr_sc_strength_grad": corr_maps,
+                                    "probe": probe(spec, grad, a)}, indent=1))
+        print(f"wrote {path}")
+        return 0
     rows: list[dict[str, Any]] = []
     for s in a.seeds:
         rows.append(one_seed(s, spec, brain, maps, grad, sub.labels, a))
