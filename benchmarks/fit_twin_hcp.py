@@ -70,6 +70,34 @@ def write_bold(bold: np.ndarray, labels: np.ndarray, path: Path) -> None:
         w.writerows([[repr(float(v)) for v in row] for row in bold])
 
 
+def fit_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options ``fit_command`` reads: the run's length and the ensemble's settings."""
+    ap.add_argument("--fit-trs", type=int, default=300)
+    ap.add_argument("--test-trs", type=int, default=300)
+    ap.add_argument("--members", type=int, default=8)
+    ap.add_argument("--iterations", type=int, default=2)
+    ap.add_argument("--noise-runs", type=int, default=3)
+    ap.add_argument("--fc-components", type=int, default=4)
+    ap.add_argument("--prior-sd", type=float, default=1.0, help="on the logit scale")
+    ap.add_argument("--dt", type=float, default=0.5, help="ms")
+    ap.add_argument("--spinup-s", type=float, default=10.0)
+    ap.add_argument("--procs", type=int, default=2)
+    ap.add_argument("--fit-seed", type=int, default=1)
+
+
+def fit_command(brain: Path, d: Path, a: argparse.Namespace) -> list[str]:
+    """``dtb fit`` on ``d/truth_bold.csv`` (``a.fit_trs`` fit TRs, then ``a.test_trs``
+    test TRs) into ``d/run`` with the ensemble settings of ``a``; parameters not yet."""
+    n_tr = a.fit_trs + a.test_trs
+    return [str(BIN / "dtb"), "fit", "--brain", str(brain), "--bold", str(d / "truth_bold.csv"),
+            "--tr", str(hcp.TR_S), "--fit-trs", f"0:{a.fit_trs}",
+            "--test-trs", f"{a.fit_trs}:{n_tr}", "--members", str(a.members),
+            "--iterations", str(a.iterations), "--noise-runs", str(a.noise_runs),
+            "--prior-sd", str(a.prior_sd), "--fc-components", str(a.fc_components),
+            "--dt", str(a.dt), "--spinup-s", str(a.spinup_s), "--procs", str(a.procs),
+            "--seed", str(a.fit_seed), "--out", str(d / "run"), "--overwrite", "-q"]
+
+
 def one_seed(seed: int, spec: Any, brain: Path, labels: np.ndarray,
              a: argparse.Namespace) -> dict[str, Any]:
     recipe = FH.RECIPES[a.recipe][0]
@@ -85,14 +113,7 @@ def one_seed(seed: int, spec: Any, brain: Path, labels: np.ndarray,
     d = a.work / f"seed{seed}"
     d.mkdir(parents=True, exist_ok=True)
     write_bold(bold, labels, d / "truth_bold.csv")
-    cmd = [str(BIN / "dtb"), "fit", "--brain", str(brain), "--bold", str(d / "truth_bold.csv"),
-           "--tr", str(hcp.TR_S), "--fit-trs", f"0:{a.fit_trs}",
-           "--test-trs", f"{a.fit_trs}:{n_tr}", "--members", str(a.members),
-           "--iterations", str(a.iterations), "--noise-runs", str(a.noise_runs),
-           "--prior-sd", str(a.prior_sd), "--fc-components", str(a.fc_components),
-           "--dt", str(a.dt), "--spinup-s", str(a.spinup_s), "--procs", str(a.procs),
-           "--seed", str(a.fit_seed), "--noise", a.noise, "--out", str(d / "run"),
-           "--overwrite", "-q"]
+    cmd = fit_command(brain, d, a) + ["--noise", a.noise]
     for (name, lo, hi, c), v in zip(recipe, truth, strict=True):
         cmd += ["--param", f"{name}={lo}:{hi}@{c}", "--truth", f"{name}={float(v)!r}"]
     t0 = time.perf_counter()
@@ -137,20 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--recipe", choices=sorted(FH.RECIPES), default="adapt",
                     help="the brain and prior (fit_hcp.py): 'adapt' (E-cell adaptation, "
                          "the steady point) or 'centre' (no adaptation)")
-    ap.add_argument("--fit-trs", type=int, default=300)
-    ap.add_argument("--test-trs", type=int, default=300)
-    ap.add_argument("--members", type=int, default=8)
-    ap.add_argument("--iterations", type=int, default=2)
-    ap.add_argument("--noise-runs", type=int, default=3)
+    fit_arguments(ap)
     ap.add_argument("--noise", choices=NOISE_ESTIMATES, default="pooled",
                     help="dtb fit --noise: Gamma pooled with the ensemble's residuals, or "
                     "from the noise runs alone (the rule before 2026-12-07)")
-    ap.add_argument("--fc-components", type=int, default=4)
-    ap.add_argument("--prior-sd", type=float, default=1.0, help="on the logit scale")
-    ap.add_argument("--dt", type=float, default=0.5, help="ms")
-    ap.add_argument("--spinup-s", type=float, default=10.0)
-    ap.add_argument("--procs", type=int, default=2)
-    ap.add_argument("--fit-seed", type=int, default=1)
     a = ap.parse_args(argv)
     sub = hcp.load_subject(a.subject)
     files = hcp.write_subject(sub, a.work / a.subject)

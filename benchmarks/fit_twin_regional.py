@@ -57,7 +57,6 @@ from dtb.assimilation import summary as S  # noqa: E402
 from dtb.brain.maps import sc_strength_map, standardise  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-BIN = Path(sys.executable).parent
 PRIOR = (("coupling", 0.3, 3.0, 1.0, None),
          ("E.I_e", -0.1, 0.1, 0.0, "sc_strength"),
          ("E.I_e", -0.1, 0.1, 0.0, "grad"))
@@ -94,14 +93,7 @@ def one_seed(seed: int, spec: Any, brain: Path, maps: Path, grad: np.ndarray,
     d = a.work / f"seed{seed}"
     d.mkdir(parents=True, exist_ok=True)
     TW.write_bold(bold, labels, d / "truth_bold.csv")
-    cmd = [str(BIN / "dtb"), "fit", "--brain", str(brain), "--bold", str(d / "truth_bold.csv"),
-           "--tr", str(hcp.TR_S), "--fit-trs", f"0:{a.fit_trs}",
-           "--test-trs", f"{a.fit_trs}:{n_tr}", "--members", str(a.members),
-           "--iterations", str(a.iterations), "--noise-runs", str(a.noise_runs),
-           "--prior-sd", str(a.prior_sd), "--fc-components", str(a.fc_components),
-           "--fit-variance", "--maps", str(maps),
-           "--dt", str(a.dt), "--spinup-s", str(a.spinup_s), "--procs", str(a.procs),
-           "--seed", str(a.fit_seed), "--out", str(d / "run"), "--overwrite", "-q"]
+    cmd = TW.fit_command(brain, d, a) + ["--fit-variance", "--maps", str(maps)]
     for (name, lo, hi, c, m), key, v in zip(PRIOR, F.parameter_keys(params), truth,
                                             strict=True):
         cmd += ["--param", f"{name}={lo}:{hi}@{c}" + (f"/shift:{m}" if m else ""),
@@ -148,17 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--neurons", type=int, default=8000)
     ap.add_argument("--in-degree", type=int, default=100)
-    ap.add_argument("--fit-trs", type=int, default=300)
-    ap.add_argument("--test-trs", type=int, default=300)
-    ap.add_argument("--members", type=int, default=8)
-    ap.add_argument("--iterations", type=int, default=2)
-    ap.add_argument("--noise-runs", type=int, default=3)
-    ap.add_argument("--fc-components", type=int, default=4)
-    ap.add_argument("--prior-sd", type=float, default=1.0, help="on the logit scale")
-    ap.add_argument("--dt", type=float, default=0.5, help="ms")
-    ap.add_argument("--spinup-s", type=float, default=10.0)
-    ap.add_argument("--procs", type=int, default=2)
-    ap.add_argument("--fit-seed", type=int, default=1)
+    TW.fit_arguments(ap)
     ap.add_argument("--probe", action="store_true",
                     help="only the sensitivity probe (five 200-TR runs), no twin")
     a = ap.parse_args(argv)
