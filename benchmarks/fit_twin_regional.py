@@ -93,7 +93,8 @@ def one_seed(seed: int, spec: Any, brain: Path, maps: Path, grad: np.ndarray,
     d = a.work / f"seed{seed}"
     d.mkdir(parents=True, exist_ok=True)
     TW.write_bold(bold, labels, d / "truth_bold.csv")
-    cmd = TW.fit_command(brain, d, a) + ["--fit-variance", "--maps", str(maps)]
+    cmd = TW.fit_command(brain, d, a) + ["--maps", str(maps)] + (
+        ["--fit-variance"] if a.variance else [])
     for (name, lo, hi, c, m), key, v in zip(PRIOR, F.parameter_keys(params), truth,
                                             strict=True):
         cmd += ["--param", f"{name}={lo}:{hi}@{c}" + (f"/shift:{m}" if m else ""),
@@ -141,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--neurons", type=int, default=8000)
     ap.add_argument("--in-degree", type=int, default=100)
     TW.fit_arguments(ap)
+    ap.add_argument("--no-variance", dest="variance", action="store_false",
+                    help="fit FC alone (default: FC and the 80 log regional variances)")
     ap.add_argument("--probe", action="store_true",
                     help="only the sensitivity probe (five 200-TR runs), no twin")
     a = ap.parse_args(argv)
