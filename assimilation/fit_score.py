@@ -36,6 +36,7 @@ from dtb.assimilation.fit import (
     parameter_keys,
 )
 from dtb.assimilation.linear_fc import MAX_REGIONS, best_linear_fc
+from dtb.assimilation.loop import region_means
 from dtb.assimilation.metrics import calibrated_coverage
 
 __all__ = ["identity_values", "score", "segments", "realisation_scores", "baselines", "twin_scores",
@@ -140,14 +141,14 @@ def twin_scores(params: list[FitParameter], truth: dict[str, float], prior: np.n
         mean = float(p.from_unbounded(np.mean(u)))
         lo, hi = np.quantile(posterior[:, k], [0.05, 0.95])
         out[key] = {"truth": t, "posterior_mean": mean, "error": mean - t,
-                       "relative_error": abs(mean - t) / abs(t) if t else None,
-                       "prior_centre_error": centre[k] - t,
-                       "prior_mean": float(np.mean(prior[:, k])),
-                       "interval_90": [float(lo), float(hi)],
-                       "covered_90": bool(lo <= t <= hi),
-                       "coverage_90_if_calibrated": calibrated,
-                       "posterior_sd_logit": float(np.std(u, ddof=1)),
-                       "prior_sd_logit": float(np.std(p.to_unbounded(prior[:, k]), ddof=1))}
+                    "relative_error": abs(mean - t) / abs(t) if t else None,
+                    "prior_centre_error": centre[k] - t,
+                    "prior_mean": float(np.mean(prior[:, k])),
+                    "interval_90": [float(lo), float(hi)],
+                    "covered_90": bool(lo <= t <= hi),
+                    "coverage_90_if_calibrated": calibrated,
+                    "posterior_sd_logit": float(np.std(u, ddof=1)),
+                    "prior_sd_logit": float(np.std(p.to_unbounded(prior[:, k]), ddof=1))}
     return out
 
 
@@ -159,11 +160,10 @@ def regional_scores(spec: Any, params: list[FitParameter], truth: np.ndarray,
     the truth's, their RMS error, and the prior centre's RMS error.  ``truth``,
     ``posterior_mean``: parameter values (P,)."""
     region = np.asarray(spec.unit_region, np.int64)
-    n = np.bincount(region)
-    have = n > 0
+    n_regions = len(spec.region_labels)
 
     def per_region(x: Any) -> dict[str, np.ndarray]:
-        return {k: (np.bincount(region, weights=v) / np.maximum(n, 1))[have]
+        return {k: region_means(v, region, n_regions)
                 for k, v in hyper_values(spec, params, np.asarray(x, float)).items()}
 
     t, m, c = per_region(truth), per_region(posterior_mean), per_region(centre)
