@@ -57,8 +57,10 @@ from typing import Any
 import numpy as np
 
 from dtb.assimilation.fit_statistics import (  # noqa: F401 - part of this module's API
+    BlockBasis,
     FcBasis,
     StatisticsConfig,
+    bases,
     fc_basis,
     n_fc,
     statistics,
@@ -72,7 +74,8 @@ from dtb.model.hemodynamics import Hemodynamics, drive_from_rate
 __all__ = ["COUPLING", "SC_EXPONENT", "HOMOTOPIC", "FitParameter", "parameter_keys",
            "ForwardConfig", "hyper_values",
            "StatisticsConfig", "fitted_spec",
-           "FcBasis", "fc_basis", "n_fc", "with_coupling", "simulate_bold", "bold_from_rates",
+           "BlockBasis", "FcBasis", "bases", "fc_basis", "n_fc", "with_coupling",
+           "simulate_bold", "bold_from_rates",
            "statistics", "member_seed", "Forward"]
 
 COUPLING = "coupling"

@@ -14,10 +14,13 @@ import numpy as np
 from dtb.assimilation.enkf import Diagnostics
 from dtb.assimilation.fit import FitParameter, Forward
 from dtb.assimilation.fit_statistics import (  # noqa: F401 - part of this module's API
+    BlockBasis,
     FcBasis,
     StatisticsConfig,
+    bases,
     fc_basis,
     n_fc,
+    reduce,
     statistics,
 )
 from dtb.assimilation.inversion import (
@@ -33,6 +36,8 @@ from dtb.assimilation.inversion import (
 from dtb.errors import ArgumentError, ConfigError
 
 NOISE_ITERATION = 1_000_000   # the seeds' iteration index of the repeated runs behind Gamma
+#: where a block's reduction is stored (checkpoints, fit.h5); "basis" is FC's, as before
+BASIS_KEY = {"fc": "basis", "variance": "basis_variance"}
 _DIAG_SCALARS = ("innovation_mean", "innovation_var", "expected_var", "normalized_innovation",
                  "prior_spread_obs", "posterior_spread_obs", "n_groups")
 
@@ -42,9 +47,9 @@ class FitResult:
     """An inversion's outcome: ``prior`` and ``posterior`` parameter values (N, P),
     ``y`` (m,) the fitted data statistics, ``Gamma`` (m, m) the noise used, ``noise_runs``
     (K, m) the statistics of repeated runs at the prior centre behind it, the
-    ``inversion`` (``inversion.InversionResult`` on the unbounded scale) and the ``basis``
-    that reduced the FC block (None: the whole triangle was fitted; ``y``, ``Gamma`` and
-    ``noise_runs`` are then the reduced statistics)."""
+    ``inversion`` (``inversion.InversionResult`` on the unbounded scale) and the
+    ``bases`` that reduced blocks of the statistics (FC, log variances; empty: nothing
+    was reduced; ``y``, ``Gamma`` and ``noise_runs`` are the reduced statistics)."""
 
     params: Sequence[FitParameter]
     prior: np.ndarray
@@ -53,7 +58,16 @@ class FitResult:
     Gamma: np.ndarray
     noise_runs: np.ndarray
     inversion: Any
-    basis: FcBasis | None = None
+    bases: tuple[BlockBasis, ...] = ()
+
+    @property
+    def basis(self) -> BlockBasis | None:
+        """The FC block's reduction (None: the whole triangle was fitted)."""
+        return self.reduction("fc")
+
+    def reduction(self, name: str) -> BlockBasis | None:
+        """The reduction of block ``name`` ("fc", "variance"), None where none."""
+        return next((b for b in self.bases if b.name == name), None)
 
     @property
     def posterior_mean(self) -> np.ndarray:
@@ -106,9 +120,10 @@ class Fitter:
     centre alone made the intervals too narrow (benchmarks/fit_coverage.py).
     ``step()``: one of ``iterations`` updates with ``esmda_alphas(iterations, ratio)``
     (perturbed observations); members draw fresh seeds at every iteration. With
-    ``forward.stats.fc_components`` > 0 the first step finds the ``FcBasis`` from the prior
-    ensemble's FC, and the data, the noise runs and every later forward run are reduced by
-    it before Gamma and the updates see them.
+    ``forward.stats.fc_components`` (``variance_components``) > 0 the first step finds a
+    ``BlockBasis`` of the prior ensemble's FC (log variances), and the data, the noise
+    runs and every later forward run are reduced by it before Gamma and the updates see
+    them.
 
     ``y`` (m,) are the data's statistics before any reduction (``statistics``)."""
 
@@ -145,7 +160,7 @@ class Fitter:
         self.U0: np.ndarray | None = None            # (N, P) prior, unbounded
         self.U: np.ndarray | None = None             # (N, P) the current ensemble
         self.rng: np.random.Generator | None = None
-        self.basis: FcBasis | None = None
+        self.bases: tuple[BlockBasis, ...] = ()
         self.y: np.ndarray | None = None             # (m',) reduced data statistics
         self.Gamma: np.ndarray | None = None
         self.iterations: list[Any] = []
@@ -163,11 +178,20 @@ class Fitter:
         self.U0 = self.c + self.prior_sd * prior_normals(self.rng, self.members, self.c.size,
                                                          self.prior_sampling)
         self.U = self.U0.copy()
-        if not fw.stats.fc_components:
-            self._set_noise(None)
+        if not self._reduces:
+            self._set_noise(())
+
+    @property
+    def basis(self) -> BlockBasis | None:
+        """The FC block's reduction, once found (None: none, or not yet)."""
+        return next((b for b in self.bases if b.name == "fc"), None)
+
+    @property
+    def _reduces(self) -> bool:
+        return bool(self.forward.stats.fc_components or self.forward.stats.variance_components)
 
     def _reduce(self, S: np.ndarray) -> np.ndarray:
-        return S if self.basis is None else self.basis.apply(S)
+        return reduce(S, self.bases)
 
     def _started(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.random.Generator]:
         """The noise runs, the prior, the ensemble and the generator, once ``start`` (or
@@ -177,10 +201,10 @@ class Fitter:
                                 "first")
         return self.S_full, self.U0, self.U, self.rng
 
-    def _set_noise(self, basis: FcBasis | None) -> None:
+    def _set_noise(self, reductions: tuple[BlockBasis, ...]) -> None:
 
         S_full = self._started()[0]
-        self.basis = basis
+        self.bases = reductions
         self.y = self._reduce(self.y_full)
         self.Gamma = (1.0 + self.data_noise) * noise_covariance(self._reduce(S_full),
                                                                 floor=1e-12)
@@ -208,9 +232,8 @@ class Fitter:
         _, _, U, rng = self._started()
         fw = self.forward
         GU = np.asarray(fw(U, self.i), float)
-        if self.i == 0 and fw.stats.fc_components:
-            R = len(fw.spec.region_labels)
-            self._set_noise(fc_basis(GU, n_fc(R, fw.stats), fw.stats.fc_components))
+        if self.i == 0 and self._reduces:
+            self._set_noise(bases(GU, len(fw.spec.region_labels), fw.stats))
         GU = self._reduce(GU)
         if self.noise == "pooled":
             self._local_noise(U, GU)
@@ -235,7 +258,7 @@ class Fitter:
         return FitResult(fw.params, fw.values(U0), fw.values(U), self.y, self.Gamma,
                          self._reduce(S_full),
                          InversionResult(U=U, GU=None, iterations=list(self.iterations)),
-                         self.basis)
+                         self.bases)
 
     # --- checkpoints ------------------------------------------------------------------
     def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -244,8 +267,8 @@ class Fitter:
         arrays: dict[str, np.ndarray] = {"S_full": S_full, "U0": U0, "U": U}
         if self.Gamma is not None:
             arrays["Gamma"] = self.Gamma
-        if self.basis is not None:
-            arrays.update({f"basis/{k}": v for k, v in self.basis.to_dict().items()})
+        for b in self.bases:
+            arrays.update({f"{BASIS_KEY[b.name]}/{k}": v for k, v in b.to_dict().items()})
         diags = []
         for k, it in enumerate(self.iterations):
             arrays.update({f"it{k}/U": it.U, f"it{k}/GU": it.GU, f"it{k}/misfit": it.misfit,
@@ -265,11 +288,13 @@ class Fitter:
         self.rng = np.random.default_rng()
         self.rng.bit_generator.state = meta["rng"]
         self.i = int(meta["i"])
-        if "basis/centre" in arrays:
-            self.basis = FcBasis(*(np.asarray(arrays[f"basis/{k}"], float)
-                                   for k in ("centre", "components", "explained")))
+        self.bases = tuple(
+            BlockBasis(*(np.asarray(arrays[f"{key}/{k}"], float)
+                         for k in ("centre", "components", "explained")),
+                       int(arrays.get(f"{key}/start", 0)), name)
+            for name, key in BASIS_KEY.items() if f"{key}/centre" in arrays)
         if meta["has_gamma"]:
-            self._set_noise(self.basis)
+            self._set_noise(self.bases)
         self.iterations = []
         for k, d in enumerate(meta["iterations"]):
             diag = Diagnostics(innovation=np.asarray(arrays[f"it{k}/innovation"], float),

@@ -6,30 +6,8 @@ its value and what was expected.  The files are read and checked by ``fit_run.lo
 (``InputError``: file, field, value, expected).  Units: TR and spin-up in seconds, the
 engine's time step in ms.
 
-Parameters (``--param``, repeatable, or ``--params FILE.yaml``)::
-
-    --param coupling=0.25:3            # NAME=LOW:HIGH, prior centred in the middle
-    --param coupling.I=0:1@0.25        # NAME=LOW:HIGH@CENTRE
-    --param E.I_e=-0.2:0.2@0/shift     # a uniform shift (mode "shift") instead of a scale
-    --param E.I_e=-0.1:0.1@0/shift:t1t2   # a shift along a map: I_e + x * map (per region)
-
-    # FILE.yaml
-    parameters:
-      - {name: coupling, low: 0.25, high: 3, centre: 1}
-      - {name: E.I_e, low: -0.2, high: 0.2, centre: 0, mode: shift}
-      - {name: E.g_AMPA, low: -0.1, high: 0.1, mode: shift, map: sc_strength}
-
-A map is a column of the region table ``--maps FILE`` (dtb.brain.maps: a ``label`` or
-``name`` column and one column per map), or the built-in ``sc_strength`` (log SC
-in-strength); either is standardised over regions (mean 0, SD 1), so a shift's bounds are
-per SD of the map.  Each hyperparameter is fitted once: it follows one map (or none).
-
-Without either: ``DEFAULT_PARAMS``, the three long-range parameters of the regime study
-(``benchmarks/README.md``): coupling 0.25-3 (centre 1), coupling.I 0-1 (0.25),
-sc_exponent 0-1 (0.5); for a brain built with E-cell adaptation (``dtb build
---adaptation``, read from the brain file's header) ``ADAPTED_PARAMS``, the same three around
-the adaptation study's steady point: coupling 0.15-1.5 (0.5), coupling.I 0-1 (0.25),
-sc_exponent 0.25-1.75 (1).  Both are relative to the brain as built.
+The fitted parameters (``--param``, ``--params``, the defaults and ``--truth``) are
+parsed by dtb.assimilation.fit_priors.
 """
 
 from __future__ import annotations
@@ -45,21 +23,19 @@ import numpy as np
 
 from dtb.assimilation.fit import FitParameter, parameter_keys
 from dtb.assimilation.fit_esmda import NOISE_ESTIMATES, PRIOR_SAMPLING
-from dtb.brain.maps import SC_STRENGTH
-from dtb.brain.spec import peek_build_options
+from dtb.assimilation.fit_priors import (
+    ADAPTED_PARAMS,
+    DEFAULT_PARAMS,
+    check_params,
+    check_truth,
+    default_params,
+    parse_param,
+)
 from dtb.errors import ConfigError
-from dtb.model.config import read_yaml
 
 __all__ = ["FitOptions", "DEFAULT_PARAMS", "ADAPTED_PARAMS", "default_params",
            "add_fit_parser", "check_args", "parse_range", "parse_param"]
 
-#: (name, low, high, centre): the regime study's long-range parameters
-DEFAULT_PARAMS = (("coupling", 0.25, 3.0, 1.0), ("coupling.I", 0.0, 1.0, 0.25),
-                  ("sc_exponent", 0.0, 1.0, 0.5))
-#: the same around the steady point of brains with E-cell adaptation ("Adaptation: steady
-#: regions" in benchmarks/README.md: G 0.5, coupling.I 0.25, k ~ s^1), room on both sides
-ADAPTED_PARAMS = (("coupling", 0.15, 1.5, 0.5), ("coupling.I", 0.0, 1.0, 0.25),
-                  ("sc_exponent", 0.25, 1.75, 1.0))
 #: options --resume may give anew (the rest come from the run's manifest)
 RESUME_FREE = ("resume", "stop_after", "threads", "quiet", "procs", "ranks_per_member")
 
@@ -125,6 +101,9 @@ def add_fit_parser(subparsers: Any) -> argparse.ArgumentParser:
                     "quantiles (0)")
     pa.add_argument("--fit-variance", action="store_true", help="also fit log regional "
                     "variances")
+    pa.add_argument("--variance-components", type=int, help="with --fit-variance: fit the "
+                    "log variances as their projection on this many principal axes of the "
+                    "prior ensemble's (0: all regions; 4)")
     pa.add_argument("--fit-mean", action="store_true", help="also fit log regional "
                     "means (with --observable rates and --detrend none: the rates in Hz)")
     pa.add_argument("--window", type=int, default=30, help="FCD window, TRs (30)")
@@ -198,6 +177,7 @@ class FitOptions:
     fc_components: int = 4
     fcd_quantiles: int = 0
     fit_variance: bool = False
+    variance_components: int = 0
     fit_mean: bool = False
     window: int = 30
     step: int = 2
@@ -263,8 +243,6 @@ class FitOptions:
 
 
 _RANGE = re.compile(r"^\s*(\d*)\s*:\s*(\d*)\s*$")
-_PARAM = re.compile(r"^([A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)?)=([^:@/]+):([^:@/]+)"
-                    r"(?:@([^:@/]+))?(?:/(scale|shift)(?::([A-Za-z_][\w.-]*))?)?$")
 
 
 def parse_range(text: str, flag: str) -> tuple[int | None, int | None]:
@@ -275,84 +253,6 @@ def parse_range(text: str, flag: str) -> tuple[int | None, int | None]:
                            "excluded, e.g. 0:600)"], "dtb fit")
     a, b = (int(x) if x else None for x in m.groups())
     return a, b
-
-
-def _num(text: str, flag: str, what: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise ConfigError([f"{flag}: {what} {text!r} -- expected a number"], "dtb fit") from None
-    if not np.isfinite(v):
-        raise ConfigError([f"{flag}: {what} {text!r} -- expected a finite number"], "dtb fit")
-    return v
-
-
-def parse_param(text: str) -> tuple[FitParameter, float]:
-    """``NAME=LOW:HIGH[@CENTRE][/shift[:MAP]]`` -> (FitParameter, prior centre)."""
-    m = _PARAM.match(text.strip())
-    if not m:
-        raise ConfigError([f"--param: {text!r} -- expected NAME=LOW:HIGH[@CENTRE][/shift"
-                           "[:MAP]] (e.g. coupling=0.25:3@1, E.I_e=-0.2:0.2/shift, "
-                           "E.I_e=-0.1:0.1/shift:sc_strength)"], "dtb fit")
-    name, lo, hi, c, mode, map_name = m.groups()
-    if map_name is not None and mode != "shift":
-        raise ConfigError([f"--param: {text!r} -- a map follows /shift only (a map shifts: "
-                           f"{name}=LOW:HIGH/shift:{map_name})"], "dtb fit")
-    return _param(name, _num(lo, "--param", f"{name} low"), _num(hi, "--param", f"{name} high"),
-                  None if c is None else _num(c, "--param", f"{name} centre"), mode or "scale",
-                  "--param", map_name)
-
-
-def _param(name: str, lo: float, hi: float, c: float | None, mode: str,
-           where: str, map_name: str | None = None) -> tuple[FitParameter, float]:
-    p = FitParameter(name, lo, hi, mode=mode,
-                     map_name=None if map_name is None else map_name.lower())
-    centre = (lo + hi) / 2 if c is None else c
-    if not lo < centre < hi:
-        raise ConfigError([f"{where}: {name} centre {centre:g} -- expected a value strictly "
-                           f"between its bounds ({lo:g}, {hi:g})"], "dtb fit")
-    return p, float(centre)
-
-
-def _params_yaml(path: str) -> list[tuple[FitParameter, float]]:
-    d = read_yaml(path, "parameter file")
-    items = d.get("parameters") if isinstance(d, dict) else None
-    if not isinstance(items, list) or not items:
-        raise ConfigError(["parameters: expected a list of {name, low, high[, centre, "
-                           "mode, map]} mappings"], path)
-    out = []
-    for i, it in enumerate(items):
-        where = f"parameters[{i}]"
-        if not isinstance(it, dict) or not {"name", "low", "high"} <= set(it):
-            raise ConfigError([f"{where}: {it!r} -- expected a mapping with name, low, high "
-                               "(and optionally centre, mode, map)"], path)
-        extra = set(it) - {"name", "low", "high", "centre", "mode", "map"}
-        if extra:
-            raise ConfigError([f"{where}: unknown key(s) {sorted(extra)} -- expected name, "
-                               "low, high, centre, mode, map"], path)
-        vals: list[float | None] = []
-        for k in ("low", "high", "centre"):
-            v = it.get(k)
-            if v is None and k == "centre":
-                vals.append(None)
-                continue
-            if isinstance(v, bool) or not isinstance(v, int | float) or not np.isfinite(v):
-                raise ConfigError([f"{where}.{k}: {v!r} -- expected a finite number"], path)
-            vals.append(float(v))
-        mode = it.get("mode", "scale")
-        if mode not in ("scale", "shift"):
-            raise ConfigError([f"{where}.mode: {mode!r} -- expected scale or shift"], path)
-        map_name = it.get("map")
-        if map_name is not None and (not isinstance(map_name, str) or mode != "shift"):
-            raise ConfigError([f"{where}.map: {map_name!r} -- expected the name of a map "
-                               "(a column of --maps, or sc_strength) with mode: shift"], path)
-        low, high = vals[0], vals[1]
-        assert low is not None and high is not None  # required above; only centre may be None
-        try:
-            out.append(_param(str(it["name"]), low, high, vals[2], mode, where, map_name))
-        except ConfigError as e:
-            raise ConfigError(e.problems, path) from None
-    return out
 
 
 def check_args(a: argparse.Namespace) -> FitOptions:
@@ -367,8 +267,8 @@ def check_args(a: argparse.Namespace) -> FitOptions:
                 ranges[k] = parse_range(v, f"--{k.replace('_', '-')}")
             except ConfigError as e:
                 bad.extend(e.problems)
-    pairs = _check_params(a, bad)
-    truth = _check_truth(a, parameter_keys([p for p, _ in pairs]), bad)
+    pairs = check_params(a, bad)
+    truth = check_truth(a, parameter_keys([p for p, _ in pairs]), bad)
     if bad:
         raise ConfigError(bad, "dtb fit")
     out = Path(a.out) if a.out else Path("runs") / ("fit-" + _utc_stamp())
@@ -382,6 +282,7 @@ def check_args(a: argparse.Namespace) -> FitOptions:
         prior_sd=a.prior_sd, prior_sampling=a.prior_sampling, ratio=a.ratio,
         fc_components=a.fc_components, noise=a.noise,
         fcd_quantiles=a.fcd_quantiles, fit_variance=a.fit_variance, fit_mean=a.fit_mean,
+        variance_components=_variance_components(a),
         window=a.window,
         step=a.step, n_tr=a.n_tr, free_trs=a.free_trs, free_runs=a.free_runs,
         dt_ms=a.dt, spinup_s=a.spinup_s,
@@ -423,6 +324,13 @@ def _check_numbers(a: argparse.Namespace) -> list[str]:
     if a.fc_components >= a.members and a.fc_components > 0:
         bad.append(f"--fc-components: {a.fc_components} -- expected fewer than --members "
                    f"({a.members}): N members span at most N - 1 principal axes")
+    vc = a.variance_components
+    if vc is not None and (vc < 0 or not a.fit_variance):
+        bad.append(f"--variance-components: {vc} -- expected an integer >= 0 with "
+                   "--fit-variance")
+    elif a.fit_variance and 0 < _variance_components(a) >= a.members:
+        bad.append(f"--variance-components: {_variance_components(a)} -- expected fewer "
+                   f"than --members ({a.members}): N members span at most N - 1 axes")
     if a.fit_mean and (a.observable != "rates" or a.detrend != "none"):
         bad.append(f"--fit-mean: with --observable {a.observable} --detrend {a.detrend} -- "
                    "expected --observable rates --detrend none (BOLD and detrended series "
@@ -430,68 +338,11 @@ def _check_numbers(a: argparse.Namespace) -> list[str]:
     return bad
 
 
-def default_params(brain: str | Path | None) -> tuple[tuple[str, float, float, float], ...]:
-    """The prior without --param/--params: ``ADAPTED_PARAMS`` for a brain whose header
-    records E-cell adaptation (``adaptation`` g_adapt > 0), else ``DEFAULT_PARAMS`` (also
-    where the file cannot be read: loading it later says why)."""
-    opts = peek_build_options(brain) if brain is not None else None
-    try:
-        adapted = opts is not None and float(opts.get("adaptation", [0.0])[0]) > 0
-    except (TypeError, ValueError, IndexError):
-        adapted = False
-    return ADAPTED_PARAMS if adapted else DEFAULT_PARAMS
-
-
-def _check_params(a: argparse.Namespace, bad: list[str]) -> list[tuple[FitParameter, float]]:
-    """The fitted parameters and their prior centres (--param, --params or the default);
-    problems appended to ``bad`` (a --params file's are raised at once)."""
-    if a.param and a.params:
-        bad.append("--param and --params: both given -- expected one of them")
-    pairs: list[tuple[FitParameter, float]] = []
-    try:
-        if a.params:
-            pairs = _params_yaml(a.params)
-        elif a.param:
-            pairs = [parse_param(t) for t in a.param]
-        else:
-            pairs = [_param(n, lo, hi, c, "scale", "default")
-                     for n, lo, hi, c in default_params(a.brain)]
-    except ConfigError as e:
-        if a.params:
-            raise
-        bad.extend(e.problems)
-    need = sorted({p.map_name for p, _ in pairs
-                   if p.map_name is not None and p.map_name != SC_STRENGTH})
-    if need and not a.maps:
-        bad.append(f"--param: map(s) {need} -- expected --maps FILE, a region table with "
-                   f"those columns (or the built-in map {SC_STRENGTH})")
-    keys = parameter_keys([p for p, _ in pairs])      # E.I_e along two maps: two keys
-    dup = sorted({k for k in keys if keys.count(k) > 1})
-    if dup:
-        bad.append(f"--param: {dup} given more than once -- expected each parameter (or "
-                   "hyperparameter and map) once")
-    return pairs
-
-
-def _check_truth(a: argparse.Namespace, names: list[str], bad: list[str]) -> dict[str, float]:
-    """A twin experiment's true values (--truth), one for every fitted parameter."""
-    truth: dict[str, float] = {}
-    for t in a.truth:
-        name, eq, val = t.partition("=")
-        if not eq:
-            bad.append(f"--truth: {t!r} -- expected NAME=VALUE")
-            continue
-        try:
-            truth[name] = _num(val, "--truth", name)
-        except ConfigError as e:
-            bad.extend(e.problems)
-            continue
-        if name not in names:
-            bad.append(f"--truth: {name!r} -- expected one of the fitted parameters {names}")
-    if truth and set(truth) != set(names):
-        bad.append(f"--truth: values for {sorted(truth)} -- expected one for every fitted "
-                   f"parameter {names}")
-    return truth
+def _variance_components(a: argparse.Namespace) -> int:
+    """--variance-components, or its default: 4 with --fit-variance, else 0."""
+    if a.variance_components is not None:
+        return int(a.variance_components)
+    return 4 if a.fit_variance else 0
 
 
 def _utc_stamp() -> str:

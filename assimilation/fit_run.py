@@ -9,9 +9,10 @@ The run directory holds, when complete:
   ``ensemble`` (stages, N, P) the members' parameter values, stage 0 the prior and stage i
   after iteration i, ``posterior`` (N, P), ``posterior_mean`` (P,) (the logit-scale mean,
   mapped back), ``misfit`` (iterations, N), ``y`` and ``Gamma`` the fitted statistics and
-  their noise, ``basis/*`` the FC reduction (``fit.FcBasis``), ``bold/observed_fit``,
-  ``bold/observed_test`` (detrended, the brain's region order), ``bold/fitted``,
-  ``bold/unfitted`` (the free runs), ``regions/label``, ``regions/name``;
+  their noise, ``basis/*`` the FC reduction and ``basis_variance/*`` the log variances'
+  (``fit.BlockBasis``: ``centre``, ``components``, ``explained``, ``start``),
+  ``bold/observed_fit``, ``bold/observed_test`` (detrended, the brain's region order),
+  ``bold/fitted``, ``bold/unfitted`` (the free runs), ``regions/label``, ``regions/name``;
 - ``metrics.json``: every held-out score beside its baselines (``fit_score``), the fit's
   misfit per iteration, the posterior, and with ``--truth`` the twin scores;
 - ``figures/``: ``fc.png``, ``fcd.png``, ``parameters.png``;
@@ -45,7 +46,7 @@ import numpy as np
 
 from dtb.assimilation import fit as F
 from dtb.assimilation import summary as S
-from dtb.assimilation.fit_esmda import Fitter
+from dtb.assimilation.fit_esmda import BASIS_KEY, Fitter
 from dtb.assimilation.fit_inputs import FitInputs
 from dtb.assimilation.fit_members import MemberMap
 from dtb.assimilation.fit_options import FitOptions
@@ -275,7 +276,8 @@ def execute(o: FitOptions, inp: FitInputs, run: Any, resume: bool,
     n_tr = o.n_tr or T_fit
     stats = F.StatisticsConfig(fc=True, fcd_quantiles=o.fcd_quantiles, window=o.window,
                                step=o.step, variance=o.fit_variance, mean=o.fit_mean,
-                               fc_components=o.fc_components, detrend=o.detrend)
+                               fc_components=o.fc_components,
+                               variance_components=o.variance_components, detrend=o.detrend)
     cfg = F.ForwardConfig(tr_s=inp.tr_s, n_tr=n_tr, dt_ms=o.dt_ms, spinup_s=o.spinup_s,
                           substeps=o.substeps, threads=o.threads, observable=o.observable)
     y = F.statistics(inp.fit, stats)
@@ -387,8 +389,9 @@ def _metrics(o: FitOptions, inp: FitInputs, fwd: Any, res: Any, fitted: np.ndarr
                         names, identity_values(o.params).tolist(), strict=True))},
         "fit": {"parameters": names,
                 "statistics": {"m": int(res.y.size), "fc_components": o.fc_components,
-                               "fc_explained": (None if res.basis is None
-                                                else res.basis.explained.tolist()),
+                               "fc_explained": _explained(res, "fc"),
+                               "variance_components": o.variance_components,
+                               "variance_explained": _explained(res, "variance"),
                                "fcd_quantiles": o.fcd_quantiles,
                                "variance": o.fit_variance, "mean": o.fit_mean,
                                "detrend": o.detrend},
@@ -413,12 +416,17 @@ def _metrics(o: FitOptions, inp: FitInputs, fwd: Any, res: Any, fitted: np.ndarr
     return metrics
 
 
+def _explained(res: Any, name: str) -> list[float] | None:
+    """The variance fractions along block ``name``'s principal axes (None: not reduced)."""
+    b = res.reduction(name)
+    return None if b is None else b.explained.tolist()
+
+
 def _files(o: FitOptions, inp: FitInputs, res: Any, history: list,
            fitted_raw: np.ndarray, unfitted_raw: np.ndarray) -> dict[str, Any]:
     """What FitRun.complete writes: fit.h5's arrays and attributes, bold_free.tsv."""
     names = F.parameter_keys(o.params)
-    basis = {} if res.basis is None else {f"basis/{k}": v
-                                          for k, v in res.basis.to_dict().items()}
+    basis = {f"{BASIS_KEY[b.name]}/{k}": v for b in res.bases for k, v in b.to_dict().items()}
     return {
         "h5": {"parameters/name": np.array(names, dtype=object).astype("S"),
                "ensemble": np.stack(history), "posterior": res.posterior,
