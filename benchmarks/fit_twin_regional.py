@@ -16,7 +16,8 @@ draws, from the fit's prior (logit SD ``--prior-sd`` around the centre):
 The truth's BOLD (its own network realisation, ``--fit-trs`` + ``--test-trs`` TRs) goes to
 ``dtb fit --truth`` with the same prior, FC as ``--fc-components`` principal axes and
 ``--fit-variance`` (log regional variances: a regional I_e changes its region's BOLD
-variance: ``--probe`` measures how much).  Reported per seed: each parameter's
+variance: ``--probe`` measures how much), themselves on ``--variance-components``
+principal axes (4; 0: all 80).  Reported per seed: each parameter's
 posterior against the truth, and ``twin_regional``: the correlation across regions of the
 posterior mean's regional I_e with the truth's (the goal: >= 0.8) and its RMS error beside
 the prior centre's.
@@ -94,7 +95,8 @@ def one_seed(seed: int, spec: Any, brain: Path, maps: Path, grad: np.ndarray,
     d.mkdir(parents=True, exist_ok=True)
     TW.write_bold(bold, labels, d / "truth_bold.csv")
     cmd = TW.fit_command(brain, d, a) + ["--maps", str(maps)] + (
-        ["--fit-variance"] if a.variance else [])
+        ["--fit-variance", "--variance-components", str(a.variance_components)]
+        if a.variance else [])
     for (name, lo, hi, c, m), key, v in zip(PRIOR, F.parameter_keys(params), truth,
                                             strict=True):
         cmd += ["--param", f"{name}={lo}:{hi}@{c}" + (f"/shift:{m}" if m else ""),
@@ -107,6 +109,9 @@ def one_seed(seed: int, spec: Any, brain: Path, maps: Path, grad: np.ndarray,
                                             strict=True)),
             "twin": met["twin"], "twin_regional": met.get("twin_regional"),
             "posterior_sd_logit": met["fit"]["posterior_sd_logit"],
+            "misfit_median": met["fit"]["misfit_median"],
+            "explained": {k: met["fit"]["statistics"].get(f"{k}_explained")
+                          for k in ("fc", "variance")},
             "heldout_fc_r": {k: met["heldout"][k]["fc_r"] for k in ("fitted", "unfitted")},
             "split_half_fc_r": met["heldout"]["baselines"]["split_half"]["fc_r"],
             "mean_fc_test": met["data"]["mean_fc_test"], "truth_s": truth_s, "fit_s": fit_s}
@@ -144,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     TW.fit_arguments(ap)
     ap.add_argument("--no-variance", dest="variance", action="store_false",
                     help="fit FC alone (default: FC and the 80 log regional variances)")
+    ap.add_argument("--variance-components", type=int, default=4,
+                    help="the log variances on this many principal axes of the prior "
+                         "ensemble's (0: all 80, which collapsed 8 members; 4)")
     ap.add_argument("--probe", action="store_true",
                     help="only the sensitivity probe (five 200-TR runs), no twin")
     a = ap.parse_args(argv)
