@@ -3,6 +3,7 @@ and a CI-sized twin experiment in which ES-MDA must recover the global coupling.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 
@@ -26,6 +27,9 @@ from dtb.assimilation.fit_esmda import Fitter, fit
 from dtb.errors import ConfigError
 from dtb.model.hemodynamics import drive_from_rate
 from dtb.model.hemodynamics import simulate_bold as hemo_bold
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from linear_forward import LinearForward  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -269,34 +273,16 @@ def test_fc_basis_is_the_principal_axes_of_the_ensemble():
         StatisticsConfig(mean=True, detrend="linear")
 
 
-class _LinearForward:
-    """A linear-Gaussian forward map in the shape of ``Forward`` (25 "regions": 300 FC
-    statistics): s = a u + b xi + sigma eps, a noise with one shared component (as FC
-    entries share the fluctuations of their regions) and an independent part."""
+LIN_R = 25    # the linear problem's "regions": 300 FC statistics
 
-    R = 25
 
-    def __init__(self, k: int, a: np.ndarray, b: np.ndarray, sigma: float, seed: int):
-        from types import SimpleNamespace
-
-        self.params = [FitParameter("coupling", -50.0, 50.0)]
-        self.stats = StatisticsConfig(fc=True, fc_components=k)
-        self.spec = SimpleNamespace(region_labels=np.arange(self.R))
-        self.a, self.b, self.sigma, self.seed = a, b, sigma, seed
-
-    def values(self, U: np.ndarray) -> np.ndarray:
-        return np.atleast_2d(U)
-
-    def __call__(self, U: np.ndarray, i: int) -> np.ndarray:
-        U = np.atleast_2d(U)
-        rng = np.random.default_rng([self.seed, i])
-        xi = rng.standard_normal((U.shape[0], 1))
-        return U[:, :1] * self.a + xi * self.b + self.sigma * rng.standard_normal(
-            (U.shape[0], self.a.size))
+def _linear_forward(k: int, a: np.ndarray, b: np.ndarray, sigma: float,
+                    seed: int) -> LinearForward:
+    return LinearForward(StatisticsConfig(fc=True, fc_components=k), LIN_R, a, b, sigma, seed)
 
 
 def _linear_problem(seed: int) -> tuple[np.ndarray, np.ndarray, float, np.ndarray, float, float]:
-    m = _LinearForward.R * (_LinearForward.R - 1) // 2
+    m = LIN_R * (LIN_R - 1) // 2
     rng = np.random.default_rng(5)
     a, b, sigma = rng.normal(0, 0.3, m), rng.normal(0, 1.0, m), 0.5
     u_true = 0.7
@@ -309,7 +295,7 @@ def _linear_problem(seed: int) -> tuple[np.ndarray, np.ndarray, float, np.ndarra
 
 def _run_fitter(k: int, seed: int) -> tuple[Fitter, float, float]:
     a, b, sigma, y, mean, sd = _linear_problem(seed)
-    f = Fitter(_LinearForward(k, a, b, sigma, seed), y, members=16, iterations=4, seed=seed,
+    f = Fitter(_linear_forward(k, a, b, sigma, seed), y, members=16, iterations=4, seed=seed,
                noise_runs=8, data_noise=0.0, prior_sd=1.0)
     f.start()
     while not f.done:
@@ -348,7 +334,7 @@ def test_fitter_state_round_trip_continues_identically():
     a, b, sigma, y, _, _ = _linear_problem(1)
 
     def make() -> Fitter:
-        return Fitter(_LinearForward(3, a, b, sigma, 1), y, members=16, iterations=4,
+        return Fitter(_linear_forward(3, a, b, sigma, 1), y, members=16, iterations=4,
                       seed=1, noise_runs=8, data_noise=0.0, prior_sd=1.0)
 
     first = make()
@@ -386,7 +372,7 @@ def test_exact_prior_sampling_has_the_priors_moments_and_a_smaller_error():
         e = []
         for seed in range(12):
             a, b, sigma, y, mean, _ = _linear_problem(seed)
-            f = Fitter(_LinearForward(3, a, b, sigma, seed), y, members=8, iterations=4,
+            f = Fitter(_linear_forward(3, a, b, sigma, seed), y, members=8, iterations=4,
                        seed=seed, noise_runs=8, data_noise=0.0, prior_sampling=how)
             f.start()
             while not f.done:
@@ -395,5 +381,5 @@ def test_exact_prior_sampling_has_the_priors_moments_and_a_smaller_error():
         err[how] = float(np.mean(e))
     assert err["exact"] < 0.8 * err["random"], err
     with pytest.raises(ConfigError, match="prior_sampling"):
-        Fitter(_LinearForward(3, a, b, sigma, 0), y, members=8, iterations=1,
+        Fitter(_linear_forward(3, a, b, sigma, 0), y, members=8, iterations=1,
                prior_sampling="lhs")

@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import h5py
 import numpy as np
 import pytest
 
-from dtb.assimilation.fit import FitParameter, StatisticsConfig, bases
+from dtb.assimilation.fit import StatisticsConfig, bases
 from dtb.assimilation.fit_esmda import Fitter
 from dtb.assimilation.fit_options import check_args
 from dtb.assimilation.fit_statistics import BlockBasis, reduce
@@ -28,6 +27,7 @@ from dtb.errors import ConfigError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from labelled_brain import build_labelled_brain  # noqa: E402
+from linear_forward import LinearForward  # noqa: E402
 
 
 def _pca(block: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -73,42 +73,27 @@ def test_fc_and_variance_blocks_are_each_reduced_to_their_principal_axes():
         StatisticsConfig(variance=True, variance_components=-1)
 
 
-class _VarianceForward:
-    """A linear-Gaussian forward map in ``Forward``'s shape with R = 40 "regions": 780 FC
-    statistics and 40 log variances, s = a u + b xi + sigma eps (one shared noise
-    component, as regions share fluctuations)."""
+VAR_R = 40
+VAR_M = VAR_R * (VAR_R - 1) // 2 + VAR_R     # 780 FC statistics and 40 log variances
 
-    R = 40
-    M = R * (R - 1) // 2 + R
 
-    def __init__(self, k_fc: int, k_var: int, seed: int):
-        self.params = [FitParameter("coupling", -50.0, 50.0)]
-        self.stats = StatisticsConfig(fc=True, fc_components=k_fc, variance=True,
-                                      variance_components=k_var)
-        self.spec = SimpleNamespace(region_labels=np.arange(self.R))
-        rng = np.random.default_rng(5)
-        self.a, self.b = rng.normal(0, 0.3, self.M), rng.normal(0, 1.0, self.M)
-        self.sigma, self.seed = 0.5, seed
+def _forward(k_fc: int, k_var: int, seed: int) -> LinearForward:
+    """The linear-Gaussian map over R = 40 "regions"' FC and log variances."""
+    rng = np.random.default_rng(5)
+    stats = StatisticsConfig(fc=True, fc_components=k_fc, variance=True,
+                             variance_components=k_var)
+    return LinearForward(stats, VAR_R, rng.normal(0, 0.3, VAR_M), rng.normal(0, 1.0, VAR_M),
+                         0.5, seed)
 
-    def values(self, U: np.ndarray) -> np.ndarray:
-        return np.atleast_2d(U)
 
-    def __call__(self, U: np.ndarray, i: int) -> np.ndarray:
-        U = np.atleast_2d(U)
-        rng = np.random.default_rng([self.seed, i])
-        xi = rng.standard_normal((U.shape[0], 1))
-        return U[:, :1] * self.a + xi * self.b + self.sigma * rng.standard_normal(
-            (U.shape[0], self.M))
-
-    def data(self, u: float) -> np.ndarray:
-        rng = np.random.default_rng([self.seed, 99])
-        return u * self.a + rng.standard_normal() * self.b + self.sigma * rng.standard_normal(
-            self.M)
+def _data(fw: LinearForward, u: float) -> np.ndarray:
+    rng = np.random.default_rng([fw.seed, 99])
+    return u * fw.a + rng.standard_normal() * fw.b + fw.sigma * rng.standard_normal(VAR_M)
 
 
 def _fitter(k_var: int, seed: int) -> Fitter:
-    fw = _VarianceForward(3, k_var, seed)
-    return Fitter(fw, fw.data(0.7), members=8, iterations=2, seed=seed, noise_runs=6,
+    fw = _forward(3, k_var, seed)
+    return Fitter(fw, _data(fw, 0.7), members=8, iterations=2, seed=seed, noise_runs=6,
                   data_noise=0.0, prior_sd=1.0)
 
 
@@ -165,13 +150,13 @@ def test_a_fitter_with_both_reductions_resumes_exactly():
 def test_a_checkpoint_from_before_variance_reduction_restores_its_fc_basis():
     """A checkpoint written before blocks other than FC could be reduced has ``basis/*``
     without ``start``: it restores as FC's basis at column 0."""
-    fw = _VarianceForward(3, 0, 2)
-    f = Fitter(fw, fw.data(0.7), members=8, iterations=2, seed=2, noise_runs=6)
+    fw = _forward(3, 0, 2)
+    f = Fitter(fw, _data(fw, 0.7), members=8, iterations=2, seed=2, noise_runs=6)
     f.start()
     f.step()
     arrays, meta = f.state()
     old = {k: v for k, v in arrays.items() if k != "basis/start"}
-    g = Fitter(fw, fw.data(0.7), members=8, iterations=2, seed=2, noise_runs=6)
+    g = Fitter(fw, _data(fw, 0.7), members=8, iterations=2, seed=2, noise_runs=6)
     g.restore(old, json.loads(json.dumps(meta)))
     assert [(b.name, b.start) for b in g.bases] == [("fc", 0)]
     assert np.array_equal(g.Gamma, f.Gamma)
