@@ -19,6 +19,7 @@ from dtb.assimilation.fit_statistics import (  # noqa: F401 - part of this modul
     StatisticsConfig,
     bases,
     fc_basis,
+    find,
     n_fc,
     reduce,
     statistics,
@@ -67,7 +68,7 @@ class FitResult:
 
     def reduction(self, name: str) -> BlockBasis | None:
         """The reduction of block ``name`` ("fc", "variance"), None where none."""
-        return next((b for b in self.bases if b.name == name), None)
+        return find(self.bases, name)
 
     @property
     def posterior_mean(self) -> np.ndarray:
@@ -184,7 +185,7 @@ class Fitter:
     @property
     def basis(self) -> BlockBasis | None:
         """The FC block's reduction, once found (None: none, or not yet)."""
-        return next((b for b in self.bases if b.name == "fc"), None)
+        return find(self.bases, "fc")
 
     @property
     def _reduces(self) -> bool:

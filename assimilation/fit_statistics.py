@@ -148,6 +148,11 @@ def bases(S: np.ndarray, n_regions: int, cfg: StatisticsConfig) -> tuple[BlockBa
     return tuple(out)
 
 
+def find(reductions: tuple[BlockBasis, ...], name: str) -> BlockBasis | None:
+    """The reduction of block ``name`` ("fc", "variance") among ``reductions``, or None."""
+    return next((b for b in reductions if b.name == name), None)
+
+
 def reduce(S: np.ndarray, reductions: tuple[BlockBasis, ...]) -> np.ndarray:
     """Statistics ``S`` (..., m) with every block of ``reductions`` projected (the last
     block first, so that each ``start`` still counts unreduced columns)."""
