@@ -154,7 +154,10 @@ def parameter_keys(params: Sequence[FitParameter]) -> list[str]:
 class ForwardConfig:
     """One forward run: ``n_tr`` TRs of ``tr_s`` seconds after ``spinup_s`` seconds, at
     ``dt_ms``; ``substeps`` rate samples per TR drive the hemodynamics; ``threads`` numba
-    threads per run."""
+    threads per run.  ``network_seed``: None, each run's seed draws its own network
+    realisation and noise; an integer, every run builds this one network realisation (its
+    synapses and drawn parameters) and its seed draws the noise alone: a twin that is one
+    network, not a population of them."""
 
     tr_s: float
     n_tr: int
@@ -165,9 +168,15 @@ class ForwardConfig:
     flow_gain: float = 0.4
     threads: int = 1
     observable: str = "bold"
+    network_seed: int | None = None
 
     def __post_init__(self) -> None:
         bad = []
+        if self.network_seed is not None and not (
+                isinstance(self.network_seed, int | np.integer)
+                and 0 <= self.network_seed < 2**32):
+            bad.append(f"network_seed: {self.network_seed!r} -- expected an integer in "
+                       "[0, 2**32) or None")
         steps = self.tr_s * 1e3 / self.substeps / self.dt_ms
         if not (self.tr_s > 0 and self.dt_ms > 0 and self.substeps >= 1
                 and abs(steps - round(steps)) < 1e-9 and round(steps) >= 1):
@@ -273,13 +282,18 @@ def simulate_bold(spec: Any, params: Sequence[FitParameter], x: np.ndarray, seed
                   cfg: ForwardConfig, comm: Any = None) -> np.ndarray:
     """BOLD per region (n_tr, R) (fractional signal change; regions in the order of
     ``spec.region_labels``) of the brain ``spec`` at parameter values ``x`` (P,); with
-    ``cfg.observable == "rates"`` the region rates (Hz) per TR instead.  ``comm``: the
+    ``cfg.observable == "rates"`` the region rates (Hz) per TR instead.  ``seed`` draws the
+    network realisation and the noise, or the noise alone where ``cfg.network_seed`` is
+    set.  ``comm``: the
     member communicator the engine is distributed over (None: this process alone); every
     rank of it returns the same series."""
 
     recipe, unit_values = _split(spec, params, x)
     net = with_coupling(spec, **recipe).to_network()
-    eng = Engine(net, dt=cfg.dt_ms, seed=seed, threads=cfg.threads, comm=comm)
+    net_seed, noise_seed = ((seed, None) if cfg.network_seed is None
+                            else (int(cfg.network_seed), seed))
+    eng = Engine(net, dt=cfg.dt_ms, seed=net_seed, noise_seed=noise_seed, threads=cfg.threads,
+                 comm=comm)
     eng.keep_spikes = False
     mem = EngineMember(eng)
     for name, v in unit_values.items():

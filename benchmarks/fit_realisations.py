@@ -6,7 +6,10 @@ given), free-run ``--seeds`` realisations (fresh seeds: other synapses, other no
 ``--free-tr`` TRs at the fit's posterior mean and at the prior centre (the regime study's
 working point), each scored on the held-out TRs 600-1199 as ``fit_hcp.score`` does, and the
 FC of their Fisher-z mean (the model's expected FC over realisations, the prediction a twin
-that averages its realisations makes).
+that averages its realisations makes).  With ``--noise-seeds M`` (> 1) each of the
+``--seeds`` network realisations is run under M noise seeds (``dtb.Engine``'s
+``noise_seed``): the spread within a network against the spread between networks says
+whether a realisation's FC is set by its synapses or by its noise.
 
     .venv/bin/python benchmarks/fit_realisations.py results/fit_hcp-<stamp>.json \\
         --work /tmp/dtb-fit-hcp --seeds 4 --procs 2
@@ -68,23 +71,46 @@ def subject(rec: dict[str, Any], run: dict[str, Any], a: argparse.Namespace,
     every = {"posterior_mean": np.array([rec["posterior_mean"][n] for n in names]),
              "prior_centre": np.array([c for *_, c in recipe])}
     points = {k: v for k, v in every.items() if k in a.points}
-    cfg = F.ForwardConfig(tr_s=hcp.TR_S, n_tr=a.free_tr, dt_ms=run["args"]["dt"],
-                          spinup_s=run["args"]["spinup_s"], threads=1)
     seeds = [F.member_seed(run["args"]["seed"], SEED_STREAM, k) for k in range(a.seeds)]
-    jobs = [(spec, params, x, s, cfg) for x in points.values() for s in seeds]
+    runs = []   # (network seed, noise seed or None)
+    for k, s in enumerate(seeds):
+        runs += ([(s, None)] if a.noise_seeds == 1 else
+                 [(s, F.member_seed(run["args"]["seed"], SEED_STREAM + 1, k * a.noise_seeds + j))
+                  for j in range(a.noise_seeds)])
+    cfgs = {s: F.ForwardConfig(tr_s=hcp.TR_S, n_tr=a.free_tr, dt_ms=run["args"]["dt"],
+                               spinup_s=run["args"]["spinup_s"], threads=1,
+                               network_seed=None if a.noise_seeds == 1 else s)
+            for s in seeds}
+    jobs = [(spec, params, x, s if z is None else z, cfgs[s])
+            for x in points.values() for s, z in runs]
     t0 = time.perf_counter()
     out = pool.map(FH._free, jobs, chunksize=1) if pool is not None else map(FH._free, jobs)
     bolds = [b for b, _ in out]
-    res: dict[str, Any] = {"subject": sid, "seeds": seeds, "wall_s": time.perf_counter() - t0,
+    res: dict[str, Any] = {"subject": sid, "seeds": seeds, "runs": runs,
+                           "wall_s": time.perf_counter() - t0,
                            "neurons": int(np.sum(spec.neurons_per_unit())),
                            "baselines": d["baselines"], "data": d["scores"]}
     for k, (name, x) in enumerate(points.items()):
-        mine = bolds[k * a.seeds:(k + 1) * a.seeds]
+        mine = bolds[k * len(runs):(k + 1) * len(runs)]
         single = [FH.score(b, d) for b in mine]
         res[name] = {"values": dict(zip(names, x.tolist(), strict=True)), "runs": single,
                      "fc_r_runs": [s["fc_r"] for s in single],
                      "mean_of_runs": mean_fc_score(mine, d)}
+        if a.noise_seeds > 1:
+            res[name]["by_network"] = by_network(single, a.seeds, a.noise_seeds)
     return res
+
+
+def by_network(single: list[dict[str, Any]], n_net: int, n_noise: int) -> dict[str, Any]:
+    """FC r and mean FC of runs grouped by network (n_net, n_noise): the SD of the runs
+    within a network (pooled) and of the network means between networks."""
+    out: dict[str, Any] = {}
+    for key in ("fc_r", "mean_fc"):
+        v = np.array([s[key] for s in single]).reshape(n_net, n_noise)
+        out[key] = {"runs": v.tolist(),
+                    "sd_within": float(np.sqrt(np.mean(np.var(v, axis=1, ddof=1)))),
+                    "sd_between_means": float(np.std(v.mean(axis=1), ddof=1))}
+    return out
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -111,7 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("fit_json", type=Path, help="a benchmarks/results/fit_hcp-*.json")
     ap.add_argument("--work", type=Path, required=True)
-    ap.add_argument("--seeds", type=int, default=4)
+    ap.add_argument("--seeds", type=int, default=4, help="network realisations")
+    ap.add_argument("--noise-seeds", type=int, default=1,
+                    help="noise seeds per network realisation (1: one seed draws both)")
     ap.add_argument("--free-tr", type=int, default=600)
     ap.add_argument("--procs", type=int, default=1)
     ap.add_argument("--subjects", nargs="+")
@@ -119,8 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--points", nargs="+", choices=("posterior_mean", "prior_centre"),
                     default=["posterior_mean", "prior_centre"])
     a = ap.parse_args(argv)
-    if a.seeds < 2:
-        print("fit_realisations: --seeds: expected at least 2", file=sys.stderr)
+    if a.seeds < 2 or a.noise_seeds < 1:
+        print(f"fit_realisations: --seeds {a.seeds}, --noise-seeds {a.noise_seeds}: "
+              "expected at least 2 and 1", file=sys.stderr)
         return 2
     run = json.loads(a.fit_json.read_text())
     recs = [s for s in run["subjects"] if not a.subjects or s["subject"] in a.subjects]
@@ -136,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     path = HERE / "results" / f"fit_realisations-{stamp}.json"
     path.write_text(json.dumps({"benchmark": "fit_realisations", "utc": stamp,
                                 "machine": machine(), "fit": a.fit_json.name,
-                                "args": {"seeds": a.seeds, "free_tr": a.free_tr,
+                                "args": {"seeds": a.seeds, "noise_seeds": a.noise_seeds,
+                                         "free_tr": a.free_tr,
                                          "procs": a.procs, "neurons": a.neurons,
                                          "points": a.points}, "subjects": rows}, indent=1))
     print(f"wrote {path}")

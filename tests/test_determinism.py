@@ -1,7 +1,8 @@
-"""Reproducibility: a run is a pure function of (network, dt, seed).
+"""Reproducibility: a run is a pure function of (network, dt, seed, noise_seed).
 
 Same seed -> bitwise identical spikes and state; another seed -> different results;
-the numba thread count and the way run() is chunked change nothing.
+the numba thread count and the way run() is chunked change nothing.  ``noise_seed``
+(default ``seed``) varies the initial state and the noise of one network realisation.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 import dtb
+from dtb.errors import ArgumentError
 from dtb.models.microcircuit import microcircuit
 
 needs_two_threads = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2,
@@ -80,6 +82,45 @@ def test_different_seed_differs():
     tb, gb = b.spikes()
     assert len(ta) != len(tb) or not (np.array_equal(ta, tb) and np.array_equal(ga, gb))
     assert not np.array_equal(a.V, b.V)
+
+
+def _network_realisation(eng: dtb.Engine) -> list[np.ndarray]:
+    """Every projection's synapses and the per-neuron parameters: what ``seed`` draws."""
+    out = [x for pid in range(len(eng.network.projections)) for x in eng.synapses(pid)]
+    return [*out, eng.neurons.P, eng.neurons.pid]
+
+
+def test_noise_seed_default_is_seed():
+    net = mixed_network()
+    a = run(net, seed=7)
+    b = dtb.Engine(net, dt=0.1, seed=7, noise_seed=7)
+    b.run(200.0)
+    assert a.noise_seed == 7
+    assert_same(a, b)
+
+
+def test_noise_seed_keeps_the_network_and_changes_the_run():
+    """One network realisation (synapses, drawn parameters) under two noise seeds: the same
+    synapses and parameters, another initial V, OU state and spike train; and two network
+    seeds under one noise seed: other synapses."""
+    net = mixed_network()
+    a = dtb.Engine(net, dt=0.1, seed=7, noise_seed=100)
+    b = dtb.Engine(net, dt=0.1, seed=7, noise_seed=101)
+    c = dtb.Engine(net, dt=0.1, seed=8, noise_seed=100)
+    for x, y in zip(_network_realisation(a), _network_realisation(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert any(not np.array_equal(x, y) for x, y in
+               zip(_network_realisation(a), _network_realisation(c), strict=True))
+    assert not np.array_equal(a.V, b.V)                  # drawn initial V
+    assert not np.array_equal(a.istate.ou, b.istate.ou)  # the OU input's initial state
+    for e in (a, b):
+        e.run(100.0)
+    ta, ga = a.spikes()
+    tb, gb = b.spikes()
+    assert len(ta) > 100 and len(tb) > 100
+    assert len(ta) != len(tb) or not (np.array_equal(ta, tb) and np.array_equal(ga, gb))
+    with pytest.raises(ArgumentError, match="noise_seed"):
+        dtb.Engine(net, dt=0.1, seed=7, noise_seed=-1)
 
 
 def test_run_chunking_does_not_matter():

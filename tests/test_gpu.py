@@ -38,11 +38,11 @@ if _WHY is not None:
     pytest.skip(_WHY, allow_module_level=True)
 
 
-def _pair(net, seed=1, **kw):
+def _pair(net, seed=1, noise_seed=None, **kw):
     from dtb.engine.gpu.backend import GpuBackend
 
-    cpu = dtb.Engine(net, dt=0.1, seed=seed)
-    return cpu, GpuBackend(dtb.Engine(net, dt=0.1, seed=seed), **kw)
+    cpu = dtb.Engine(net, dt=0.1, seed=seed, noise_seed=noise_seed)
+    return cpu, GpuBackend(dtb.Engine(net, dt=0.1, seed=seed, noise_seed=noise_seed), **kw)
 
 
 def _compare(cpu, be, st, ix, v_tol=0.0):
@@ -76,10 +76,11 @@ def test_microcircuit_spikes_identical_to_cpu(graph_windows):
         assert be.launches < 3000 * 2 / 16
 
 
-def test_mixed_network_identical_to_cpu():
+@pytest.mark.parametrize("noise_seed", [None, 9])
+def test_mixed_network_identical_to_cpu(noise_seed):
     from test_gpu_kernels import mixed_network
 
-    cpu, be = _pair(mixed_network(), seed=4, record_capacity=1000)
+    cpu, be = _pair(mixed_network(), seed=4, noise_seed=noise_seed, record_capacity=1000)
     cpu.run(300.0)
     st, ix = be.advance_local(3000, cpu.min_delay_steps)
     _compare(cpu, be, st, ix, v_tol=1e-9)

@@ -356,13 +356,13 @@ def mixed_network():
     return dtb.Network(pops, projs)
 
 
-def _emulated(net, seed=3, **kw):
+def _emulated(net, seed=3, noise_seed=None, **kw):
     import dtb
     from dtb.engine.gpu.backend import GpuBackend
 
     _host()
-    cpu = dtb.Engine(net, dt=0.1, seed=seed, threads=1)
-    gpu_eng = dtb.Engine(net, dt=0.1, seed=seed, threads=1)
+    cpu = dtb.Engine(net, dt=0.1, seed=seed, threads=1, noise_seed=noise_seed)
+    gpu_eng = dtb.Engine(net, dt=0.1, seed=seed, threads=1, noise_seed=noise_seed)
     return cpu, GpuBackend(gpu_eng, emulate=True, **kw)
 
 
@@ -377,10 +377,12 @@ def _assert_same_run(cpu, be, steps_st, steps_ix):
         np.testing.assert_array_equal(s[name], ref[name], err_msg=name)
 
 
-def test_emulated_backend_reproduces_the_cpu_engine_bitwise():
+@pytest.mark.parametrize("noise_seed", [None, 11])
+def test_emulated_backend_reproduces_the_cpu_engine_bitwise(noise_seed):
     """Spikes, V, traces, refractory counts, the ring and the OU state after 300 ms of the
-    mixed network; a small record buffer forces many chunks, and the call is split."""
-    cpu, be = _emulated(mixed_network(), record_capacity=1)
+    mixed network; a small record buffer forces many chunks, and the call is split; with
+    the network's seed and, apart from it, a noise seed."""
+    cpu, be = _emulated(mixed_network(), noise_seed=noise_seed, record_capacity=1)
     m = cpu.min_delay_steps
     assert m > 1 and cpu.max_delay_steps < 256 and be.dly8 == 1
     cpu.run(300.0)

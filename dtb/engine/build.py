@@ -112,19 +112,22 @@ class Partition:
 
 
 def build_partition(network: Network, dt: float, seed: int, ownership: Ownership, rank: int,
-                    threads: int) -> Partition:
+                    threads: int, noise_seed: int | None = None) -> Partition:
     """Rank ``rank``'s partition of ``network`` (parsed) under ``ownership``; ``threads``
-    sizes the blocks (several per thread, for balance)."""
+    sizes the blocks (several per thread, for balance).  ``seed`` draws the synapses and
+    per-neuron parameters, ``noise_seed`` (default ``seed``) the initial state (V, the OU
+    inputs')."""
+    noise_seed = seed if noise_seed is None else noise_seed
     layout, n_neurons = _layout(network, ownership.ranges(rank))
     n = sum(lay.size for lay in layout)
     gids = (np.concatenate([lay.gid0 + np.arange(lay.size) for lay in layout])
             if layout else np.zeros(0, np.int64)).astype(np.int64)
     pop_gid0 = np.concatenate([[0], np.cumsum([p.size for p in network.populations])]
                               )[:-1].astype(np.int64)
-    param_sets, P, pid, V = _parameters(network, layout, n, dt, seed)
+    param_sets, P, pid, V = _parameters(network, layout, n, dt, seed, noise_seed)
     ports, masks = _ports(network)
     unit_of, n_units = _units(network, layout, n)
-    inputs, istate = _inputs(network, layout, ports, dt, seed)
+    inputs, istate = _inputs(network, layout, ports, dt, noise_seed)
     tables, synapses, pieces = build_synapses(network, layout, ports, dt, seed)
     ring = np.zeros((tables.max_delay_steps + 1, max(1, len(ports)), n), np.int64)
     neurons = Neurons(V, np.zeros((N_SYN, n)), np.zeros(n, np.int32), P, pid, masks,
@@ -149,8 +152,10 @@ def _layout(network: Network, ranges: list) -> tuple[list[PopulationLayout], int
 
 
 def _parameters(network: Network, layout: list[PopulationLayout], n: int, dt: float,
-                seed: int) -> tuple[list[ParamSets], np.ndarray, np.ndarray, np.ndarray]:
-    """Parameter sets, each neuron's set and the initial V.
+                seed: int, noise_seed: int
+                ) -> tuple[list[ParamSets], np.ndarray, np.ndarray, np.ndarray]:
+    """Parameter sets (drawn with ``seed``), each neuron's set and the initial V (drawn with
+    ``noise_seed``).
 
     Parameters are stored once per distinct set (a population, a unit, or a neuron where
     they are drawn per neuron) and each neuron points to its set: the kernels then read a
@@ -174,7 +179,7 @@ def _parameters(network: Network, layout: list[PopulationLayout], n: int, dt: fl
             rest = vals["E_L" if pop.model == "iaf_psc_exp" else "V_L"]
             V[lay.lo:lay.hi] = rest[member]
         else:
-            V[lay.lo:lay.hi] = _per_neuron(as_dist(v0), seed, INIT, lay.index, lay.gid0,
+            V[lay.lo:lay.hi] = _per_neuron(as_dist(v0), noise_seed, INIT, lay.index, lay.gid0,
                                            lay.size)
     P = np.ascontiguousarray(np.concatenate(sets)) if sets else np.zeros((0, N_PARAM_ROWS))
     return param_sets, P, pid, V

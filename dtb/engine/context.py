@@ -56,16 +56,19 @@ def threads_per_rank(comm) -> int:
     return max(1, min(top, (os.cpu_count() or 1) // n_local, cores or 1))
 
 
-def config_digest(network: Network, dt: float, seed: int) -> str:
+def config_digest(network: Network, dt: float, seed: int, noise_seed: int | None = None
+                  ) -> str:
     """A fingerprint of what every rank must agree on."""
-    text = json.dumps({"net": network.to_dict(), "dt": dt, "seed": seed}, sort_keys=True,
-                      default=str)
+    text = json.dumps({"net": network.to_dict(), "dt": dt, "seed": seed,
+                       "noise_seed": seed if noise_seed is None else noise_seed},
+                      sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def check_same_config(comm, network: Network, dt: float, seed: int) -> None:
-    """Every rank must run the same network, dt and seed (a collective)."""
-    mine = config_digest(network, dt, seed)
+def check_same_config(comm, network: Network, dt: float, seed: int,
+                      noise_seed: int | None = None) -> None:
+    """Every rank must run the same network, dt and seeds (a collective)."""
+    mine = config_digest(network, dt, seed, noise_seed)
     every = comm.allgather(mine)
     odd = [r for r, d in enumerate(every) if d != every[0]]
     if odd:

@@ -70,7 +70,7 @@ class CpuBackend:
         s = self.sim
         buf = self.buffers(s.min_delay_steps)
         neurons, blocks, inputs, istate, scratch = self._bundles(buf)
-        kd.advance(s.step, m, s.dt, s.seed, neurons, blocks, inputs, istate, scratch)
+        kd.advance(s.step, m, s.dt, s.noise_seed, neurons, blocks, inputs, istate, scratch)
         k = kd.gather_spikes(m, blocks.lo, scratch)
         st, ix = buf["win_step"][:k].copy(), buf["win_idx"][:k].copy()
         if k and s.n_synapses:
@@ -88,7 +88,7 @@ class CpuBackend:
         new_ix: list[np.ndarray] = []
         done = 0
         while done < n_steps:
-            steps, n_rec = run_windows(s.step, n_steps - done, m_max, s.dt, s.seed,
+            steps, n_rec = run_windows(s.step, n_steps - done, m_max, s.dt, s.noise_seed,
                                        *self._bundles(buf), s.part.pieces, s.part.synapses,
                                        s.threads, buf["rec_step"], buf["rec_idx"], 0)
             st = buf["rec_step"][:n_rec].copy()
@@ -117,7 +117,7 @@ class CpuBackend:
             while done < n_steps:
                 b = blocks.blocks  # replaced when the ranks agree on another block size
                 steps, n_rec = run_windows_exchanged(
-                    s.step, n_steps - done, m, s.dt, s.seed, *self._bundles(buf),
+                    s.step, n_steps - done, m, s.dt, s.noise_seed, *self._bundles(buf),
                     s.part.pieces, s.part.synapses, s.threads, buf["rec_step"],
                     buf["rec_idx"], 0, route, b.send, b.recv, b.cap, key)
                 done += steps

@@ -108,8 +108,8 @@ class Recording:
         if not arrays:
             return None
         dt = self.eng.dt
-        attrs = {"dt_ms": dt, "seed": self.eng.seed, "t0_ms": self.step0 * dt,
-                 "format": "dtb-series"}
+        attrs = {"dt_ms": dt, "seed": self.eng.seed, "noise_seed": self.eng.noise_seed,
+                 "t0_ms": self.step0 * dt, "format": "dtb-series"}
         store = SeriesStore(self.run_dir, [s for s, _ in arrays],
                             {s.name: cols for s, cols in arrays}, self.comm, attrs,
                             self.spec.hdf5, resume=resume)

@@ -46,7 +46,10 @@ class Simulation:
     ``decomposition``: which rank owns which neurons (dtb.engine.decomposition.Ownership;
     default: equal-cost slices of every population); ``seed`` (an integer in [0, 2**32))
     and ``dt`` (ms) fix the model: the same seed gives the same result on any number of
-    ranks.
+    ranks.  ``noise_seed`` (default: ``seed``) separates the run's randomness from the
+    network's: ``seed`` then draws the synapses and per-neuron parameters (the network
+    realisation) and ``noise_seed`` the initial state and the background noise, so one
+    network can be run with many noise realisations.
 
     Attributes after construction: ``n_neurons``, ``n_synapses``, ``bytes_per_synapse``,
     ``min_delay_steps`` (the exchange window), ``max_delay_steps``, ``build_s``; after
@@ -55,23 +58,28 @@ class Simulation:
     """
 
     def __init__(self, network: Network, context: Context | None = None,
-                 decomposition: Ownership | None = None, *, seed: int = 1, dt: float = 0.1):
+                 decomposition: Ownership | None = None, *, seed: int = 1, dt: float = 0.1,
+                 noise_seed: int | None = None):
         watch = Stopwatch()  # build time without first-use compilation (compile_s)
-        if not (isinstance(seed, int) and 0 <= seed < 2**32):
-            raise ArgumentError(f"seed: {seed!r} -- expected an integer in [0, 2**32)")
+        for name, v in (("seed", seed), ("noise_seed", seed if noise_seed is None
+                                          else noise_seed)):
+            if not (isinstance(v, int) and 0 <= v < 2**32):
+                raise ArgumentError(f"{name}: {v!r} -- expected an integer in [0, 2**32)")
         if not dt > 0:
             raise ArgumentError(f"dt: {dt!r} -- expected a time step in ms > 0")
         self.network = parse_network(network, dt)
         self.dt = float(dt)
         self.seed = int(seed)
+        self.noise_seed = int(seed if noise_seed is None else noise_seed)
         self.context = context = context if context is not None else Context()
         if context.ranks > 1:
-            check_same_config(context.comm, self.network, self.dt, self.seed)
+            check_same_config(context.comm, self.network, self.dt, self.seed, self.noise_seed)
         self.ownership = _checked(decomposition, self.network, context.ranks)
         self.step = 0
         self._unit_values: dict[tuple[str, str], np.ndarray] = {}
         self.part: Partition = build_partition(self.network, self.dt, self.seed, self.ownership,
-                                               context.rank, context.threads)
+                                               context.rank, context.threads,
+                                               noise_seed=self.noise_seed)
         self.backend: Backend = (CpuBackend(self) if context.backend == "cpu" else
                                  GpuBackend(self, emulate=context.backend == "gpu-emulated"))
         self._spike_steps: list[np.ndarray] = []
@@ -427,14 +435,14 @@ class Simulation:
 class Engine(Simulation):
     """``Simulation`` with its context given as keywords, the way a script or a test names
     them: ``Engine(network, dt, seed, threads=, comm=, routing=, ranks_per_node=,
-    ownership=, backend=)``."""
+    ownership=, backend=, noise_seed=)``."""
 
     def __init__(self, network: Network, dt: float = 0.1, seed: int = 1,
                  threads: int | None = None, comm: Any = None, routing: str = "direct",
                  ranks_per_node: int | None = None, ownership: Ownership | None = None,
-                 backend: str = "cpu"):
+                 backend: str = "cpu", noise_seed: int | None = None):
         context = Context(comm, threads, backend, routing, ranks_per_node)
-        super().__init__(network, context, ownership, seed=seed, dt=dt)
+        super().__init__(network, context, ownership, seed=seed, dt=dt, noise_seed=noise_seed)
 
 
 def _checked(ownership: Ownership | None, network: Network, ranks: int) -> Ownership:

@@ -250,7 +250,7 @@ class GpuBackend:
     def _dyn_args(self, m: int) -> tuple:
         (kind, lo, hi, ident, port, a, b, c, wfix, off, cdf) = self.inputs
         e = self.engine
-        return (self.ctl, np.int32(m), np.float64(e.dt), np.uint32(e.seed), np.int64(self.n),
+        return (self.ctl, np.int32(m), np.float64(e.dt), np.uint32(e.noise_seed), np.int64(self.n),
                 self.V, self.syn, self.refr, self.P, self.pid, np.int32(self.n_pop),
                 self.pop_lo, self.pop_model, self.pop_gid0, self.pop_in_ptr, self.pop_in,
                 self.ring, np.int32(self.D), np.int32(self.n_ports), self.masks, kind, lo, hi,
