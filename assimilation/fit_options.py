@@ -138,6 +138,10 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                           "results do not depend on it or on the number of ranks")
     sim.add_argument("--threads", type=int, default=1, help="numba threads per run (1)")
     sim.add_argument("--seed", type=int, default=1, help="random seed (1)")
+    sim.add_argument("--network-seed", type=int, metavar="N", help="build every forward "
+                     "and free run on this one network realisation (synapses, drawn "
+                     "parameters), runs differing in noise alone: the twin is one network "
+                     "and the fit tunes it (default: each run draws its own network)")
     run = p.add_argument_group("run directory")
     run.add_argument("--out", metavar="DIR", help="run directory (default runs/fit-<UTC>)")
     run.add_argument("--overwrite", action="store_true", help="replace an earlier run there")
@@ -192,6 +196,7 @@ class FitOptions:
     ranks_per_member: int = 1
     threads: int = 1
     seed: int = 1
+    network_seed: int | None = None
     overwrite: bool = False
     stop_after: int | None = None
     quiet: bool = False
@@ -288,7 +293,8 @@ def check_args(a: argparse.Namespace) -> FitOptions:
         dt_ms=a.dt, spinup_s=a.spinup_s,
         substeps=a.substeps, observable=a.observable, procs=a.procs,
         ranks_per_member=a.ranks_per_member, threads=a.threads,
-        seed=a.seed, overwrite=a.overwrite, stop_after=a.stop_after, quiet=a.quiet)
+        seed=a.seed, network_seed=a.network_seed, overwrite=a.overwrite,
+        stop_after=a.stop_after, quiet=a.quiet)
 
 
 def _check_numbers(a: argparse.Namespace) -> list[str]:
@@ -310,6 +316,10 @@ def _check_numbers(a: argparse.Namespace) -> list[str]:
         if v is not None and v < max(a.window + 2, 10):
             bad.append(f"--{k.replace('_', '-')}: {v} -- expected at least "
                        f"{max(a.window + 2, 10)} TRs (an FCD window of {a.window} + 2)")
+    for k in ("seed", "network_seed"):
+        v = getattr(a, k)
+        if v is not None and not 0 <= v < 2**32:
+            bad.append(f"--{k.replace('_', '-')}: {v} -- expected an integer in [0, 2**32)")
     if a.stop_after is not None and not 1 <= a.stop_after:
         bad.append(f"--stop-after: {a.stop_after} -- expected an integer >= 1")
     for k, v in (("prior_sd", a.prior_sd), ("dt", a.dt)):

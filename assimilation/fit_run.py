@@ -279,7 +279,8 @@ def execute(o: FitOptions, inp: FitInputs, run: Any, resume: bool,
                                fc_components=o.fc_components,
                                variance_components=o.variance_components, detrend=o.detrend)
     cfg = F.ForwardConfig(tr_s=inp.tr_s, n_tr=n_tr, dt_ms=o.dt_ms, spinup_s=o.spinup_s,
-                          substeps=o.substeps, threads=o.threads, observable=o.observable)
+                          substeps=o.substeps, threads=o.threads, observable=o.observable,
+                          network_seed=o.network_seed)
     y = F.statistics(inp.fit, stats)
     run_map, pool = (members, None) if members is not None else _pool_map(o.procs)
     try:
@@ -354,11 +355,12 @@ def _iterate(o: FitOptions, fitter: Any, run: Any, resume: bool,
 def _free_runs(o: FitOptions, inp: FitInputs, xhat: np.ndarray, run_map: Any,
                times: dict[str, float]) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """BOLD (K, free TRs, regions) of the posterior mean and of the unfitted brain, the
-    same ``--free-runs`` K seeds (network realisations) for both; and those seeds."""
+    same ``--free-runs`` K seeds (network realisations, or noise realisations of the
+    ``--network-seed`` network) for both; and those seeds."""
     free_trs = o.free_trs or inp.test.shape[0]
     fcfg = F.ForwardConfig(tr_s=inp.tr_s, n_tr=free_trs, dt_ms=o.dt_ms,
                            spinup_s=o.spinup_s, substeps=o.substeps, threads=o.threads,
-                           observable=o.observable)
+                           observable=o.observable, network_seed=o.network_seed)
     seeds = [F.member_seed(o.seed, FREE_ITERATION, k) for k in range(o.free_runs)]
     jobs = ([(inp.spec, o.params, xhat, s, fcfg) for s in seeds]
             + [(inp.spec, o.params, identity_values(o.params), s, fcfg) for s in seeds])
@@ -385,7 +387,8 @@ def _metrics(o: FitOptions, inp: FitInputs, fwd: Any, res: Any, fitted: np.ndarr
                     "unfitted": score(unfitted, inp.test, o.window, o.step, o.detrend),
                     "baselines": baselines(inp.fit, inp.test, inp.spec.weights,
                                            inp.group_fc, o.window, o.step),
-                    "free_seed": free_seed, "unfitted_values": dict(zip(
+                    "free_seed": free_seed, "network_seed": o.network_seed,
+                    "unfitted_values": dict(zip(
                         names, identity_values(o.params).tolist(), strict=True))},
         "fit": {"parameters": names,
                 "statistics": {"m": int(res.y.size), "fc_components": o.fc_components,
@@ -444,6 +447,7 @@ def _files(o: FitOptions, inp: FitInputs, res: Any, history: list,
         "fitted": fitted_raw, "labels": inp.labels, "names": inp.names, "tr_s": inp.tr_s,
         "brain": F.fitted_spec(inp.spec, o.params, res.posterior_mean,
                                note={"by": "dtb fit", "at": "posterior mean",
+                                     "network_seed": o.network_seed,
                                      "brain": inp.source.get("brain"),
                                      "brain_sha256": inp.source.get("brain_sha256")})}
 

@@ -3,6 +3,7 @@ and a CI-sized twin experiment in which ES-MDA must recover the global coupling.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import warnings
 from pathlib import Path
@@ -159,6 +160,25 @@ def test_forward_runs_are_deterministic_and_respond_to_their_parameters(tiny):
             > 1.15 * simulate_bold(tiny, lr_i, [1.0], 5, cfg).mean())
     with pytest.raises(ConfigError, match="no family"):
         simulate_bold(tiny, [FitParameter("X.I_e", 0, 1)], [0.5], 5, cfg)
+
+
+def test_network_seed_fixes_the_network_and_leaves_the_noise(tiny):
+    """With ``network_seed`` every run is one network realisation: its regions' time-mean
+    rates (quenched by the synapses drawn) vary between noise seeds far less than between
+    networks (measured: 1.7 against 6.1 Hz); seed == network_seed is the plain run."""
+    cfg = ForwardConfig(tr_s=0.05, n_tr=100, spinup_s=0.0, substeps=1, observable="rates")
+    one = dataclasses.replace(cfg, network_seed=11)
+    within = np.array([simulate_bold(tiny, [], [], z, one).mean(axis=0) for z in (1, 2, 3, 4)])
+    between = np.array([simulate_bold(tiny, [], [], s, cfg).mean(axis=0)
+                        for s in (5, 6, 7, 8)])
+    sd_within = within.std(axis=0, ddof=1).mean()
+    sd_between = between.std(axis=0, ddof=1).mean()
+    assert sd_between > 2.0 * sd_within, (sd_within, sd_between)
+    assert len({tuple(r) for r in within.round(9)}) == 4          # the noise differs
+    np.testing.assert_array_equal(simulate_bold(tiny, [], [], 11, one),
+                                  simulate_bold(tiny, [], [], 11, cfg))
+    with pytest.raises(ConfigError, match="network_seed"):
+        ForwardConfig(tr_s=0.05, n_tr=100, network_seed=-3)
 
 
 @pytest.mark.slow

@@ -18,6 +18,7 @@ import pytest
 
 from dtb.assimilation import summary as S
 from dtb.assimilation.fit import FitParameter, ForwardConfig, simulate_bold
+from dtb.brain.spec import BrainSpec
 from dtb.cli.main import main
 from dtb.errors import ConfigError
 
@@ -219,6 +220,27 @@ def test_several_free_runs_score_the_models_mean_fc(inputs, whole, tmp_path, cap
     want = np.corrcoef(S.upper(np.tanh(z)), S.upper(np.corrcoef(test.T)))[0, 1]
     assert rr["fitted"]["fc_r_of_mean_fc"] == pytest.approx(want, abs=1e-6)
     assert len(rr["unfitted"]["fc_r_runs"]) == 2
+
+
+def test_one_network_realisation_for_every_run(inputs, whole, tmp_path, capsys):
+    """--network-seed: the fit and its free runs use one network; the run records it (the
+    manifest, metrics.json, the fitted brain's provenance) and differs from the default
+    fit, whose runs each draw their own network; an out-of-range seed is refused."""
+    out = tmp_path / "net"
+    assert main(_args(inputs, out, "--network-seed", "7", "--free-runs", "2")) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["heldout"]["network_seed"] == 7
+    assert json.loads((whole / "metrics.json").read_text())["heldout"]["network_seed"] is None
+    assert json.loads((out / "manifest.json").read_text())["options"]["network_seed"] == 7
+    spec = BrainSpec.load(out / "brain_fitted.h5")
+    assert spec.provenance[-1]["network_seed"] == 7
+    with h5py.File(out / "fit.h5") as h, h5py.File(whole / "fit.h5") as w:
+        runs = h["bold/fitted_runs"][()]
+        assert not np.array_equal(runs[0], runs[1])
+        assert not np.array_equal(h["bold/unfitted"][()], w["bold/unfitted"][()])
+    assert main(_args(inputs, tmp_path / "bad", "--network-seed", "-1")) == 2
+    assert "--network-seed: -1 -- expected an integer in [0, 2**32)" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
 
 
 def test_members_of_several_ranks_need_mpiexec(inputs, tmp_path, capsys):
