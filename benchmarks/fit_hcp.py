@@ -201,7 +201,7 @@ def fit_subject(sid: str, a: argparse.Namespace, pool: Any) -> dict[str, Any]:
     params = [F.FitParameter(n, lo, hi) for n, lo, hi, _ in recipe]
     centre = [c for *_, c in recipe]
     cfg = F.ForwardConfig(tr_s=hcp.TR_S, n_tr=a.n_tr, dt_ms=a.dt, spinup_s=a.spinup_s,
-                          threads=1)
+                          threads=1, network_seed=a.network_seed)
     run_map = map if pool is None else (lambda fn, it: pool.map(fn, list(it), chunksize=1))
     fwd = F.Forward(spec, params, cfg, stats, seed=a.seed, run_map=run_map)
     n_calls = [0]
@@ -225,7 +225,7 @@ def fit_subject(sid: str, a: argparse.Namespace, pool: Any) -> dict[str, Any]:
     # free runs: the posterior mean and the default brain, one fresh seed shared by both
     free_seed = F.member_seed(a.seed, 2_000_000, 0)
     fcfg = F.ForwardConfig(tr_s=hcp.TR_S, n_tr=a.free_tr, dt_ms=a.dt, spinup_s=a.spinup_s,
-                           threads=1)
+                           threads=1, network_seed=a.network_seed)
     jobs = [(spec, params, xhat, free_seed, fcfg),
             (spec, params, identity_values(params), free_seed, fcfg),
             (spec, params, np.array(centre), free_seed, fcfg)]
@@ -309,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--spinup-s", type=float, default=10.0)
     ap.add_argument("--dt", type=float, default=0.5, help="ms")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--network-seed", type=int,
+                    help="one network realisation for every run (dtb fit --network-seed)")
     ap.add_argument("--procs", type=int, default=1,
                     help="worker processes (one single-threaded run each)")
     ap.add_argument("--label", default="", help="recorded in the JSON (e.g. smoke)")

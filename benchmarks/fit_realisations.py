@@ -9,7 +9,8 @@ FC of their Fisher-z mean (the model's expected FC over realisations, the predic
 that averages its realisations makes).  With ``--noise-seeds M`` (> 1) each of the
 ``--seeds`` network realisations is run under M noise seeds (``dtb.Engine``'s
 ``noise_seed``): the spread within a network against the spread between networks says
-whether a realisation's FC is set by its synapses or by its noise.
+whether a realisation's FC is set by its synapses or by its noise.  A fit run with
+``--network-seed`` is one network: its ``--seeds`` realisations are noise seeds of it.
 
     .venv/bin/python benchmarks/fit_realisations.py results/fit_hcp-<stamp>.json \\
         --work /tmp/dtb-fit-hcp --seeds 4 --procs 2
@@ -73,13 +74,17 @@ def subject(rec: dict[str, Any], run: dict[str, Any], a: argparse.Namespace,
     points = {k: v for k, v in every.items() if k in a.points}
     seeds = [F.member_seed(run["args"]["seed"], SEED_STREAM, k) for k in range(a.seeds)]
     runs = []   # (network seed, noise seed or None)
-    for k, s in enumerate(seeds):
+    net = run["args"].get("network_seed")
+    if net is not None:     # the fit's twin is one network: its realisations are noise's
+        seeds, runs = [net], [(net, s) for s in seeds]
+    for k, s in enumerate(seeds if net is None else []):
         runs += ([(s, None)] if a.noise_seeds == 1 else
                  [(s, F.member_seed(run["args"]["seed"], SEED_STREAM + 1, k * a.noise_seeds + j))
                   for j in range(a.noise_seeds)])
     cfgs = {s: F.ForwardConfig(tr_s=hcp.TR_S, n_tr=a.free_tr, dt_ms=run["args"]["dt"],
                                spinup_s=run["args"]["spinup_s"], threads=1,
-                               network_seed=None if a.noise_seeds == 1 else s)
+                               network_seed=None if a.noise_seeds == 1 and net is None
+                               else s)
             for s in seeds}
     jobs = [(spec, params, x, s if z is None else z, cfgs[s])
             for x in points.values() for s, z in runs]
@@ -96,7 +101,7 @@ def subject(rec: dict[str, Any], run: dict[str, Any], a: argparse.Namespace,
         res[name] = {"values": dict(zip(names, x.tolist(), strict=True)), "runs": single,
                      "fc_r_runs": [s["fc_r"] for s in single],
                      "mean_of_runs": mean_fc_score(mine, d)}
-        if a.noise_seeds > 1:
+        if a.noise_seeds > 1 and net is None:
             res[name]["by_network"] = by_network(single, a.seeds, a.noise_seeds)
     return res
 
