@@ -134,3 +134,34 @@ def test_an_edited_or_missing_run_spec_is_refused(runs: tuple[Path, Path], tmp_p
     (run / "manifest.json").write_text(original)
     assert main(["simulate", "--resume", str(run), "--quiet"]) == 0
     _same_spikes(runs[0], run)
+
+
+def test_a_noise_seed_is_recorded_and_resumed(runs: tuple[Path, Path], tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]):
+    """--noise-seed: the network of --seed under another noise; recorded in run_spec (a run
+    without it records what it always did, above), a stopped run resumes to the
+    uninterrupted run's spikes, and a bad value is refused."""
+    ref = runs[0]
+    whole, stopped = tmp_path / "whole", tmp_path / "stopped"
+    assert main(["simulate", *MC, "--t", "20", "--noise-seed", "9", "--out", str(whole)]) == 0
+    assert manifest(whole)["run_spec"]["noise_seed"] == 9
+    with h5py.File(ref / "spikes.h5") as a, h5py.File(whole / "spikes.h5") as b:
+        pop = sorted(a["spikes"])[0]
+        ta, tb = a["spikes"][pop]["timestamps"][()], b["spikes"][pop]["timestamps"][()]
+        assert len(ta) != len(tb) or not np.array_equal(ta, tb)
+    agreed = StopRequest.agreed
+
+    def stop_at_first_boundary(self: StopRequest, comm: object) -> int:
+        self.signum = self.signum or int(signal.SIGTERM)
+        return agreed(self, comm)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(StopRequest, "agreed", stop_at_first_boundary)
+        assert main(["simulate", *MC, "--t", "20", "--noise-seed", "9",
+                     "--out", str(stopped)]) == 75
+    assert main(["simulate", "--resume", str(stopped), "--quiet"]) == 0
+    _same_spikes(whole, stopped)
+    assert main(["simulate", *MC, "--t", "20", "--noise-seed", "-2",
+                 "--out", str(tmp_path / "bad")]) == 2
+    assert "--noise-seed: -2 -- expected an integer in [0, 2**32)" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

@@ -59,6 +59,10 @@ def _add_simulate_parser(sub: Any) -> None:
     s.add_argument("--t", type=float, metavar="MS", help="model time to simulate, ms")
     s.add_argument("--dt", type=float, metavar="MS", help="time step, ms")
     s.add_argument("--seed", type=int, metavar="N", help="random seed, 0 <= N < 2**32")
+    s.add_argument("--noise-seed", type=int, metavar="N",
+                   help="seed of the initial state and background noise alone (default: "
+                        "--seed): the network of --seed under another noise, e.g. the "
+                        "network of a `dtb fit --network-seed` twin")
     s.add_argument("--out", metavar="DIR",
                    help="run directory (default runs/<model-or-config-name>-<UTC time>)")
     s.add_argument("--overwrite", action="store_true",

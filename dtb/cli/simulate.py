@@ -72,8 +72,9 @@ def _check_args(a: argparse.Namespace) -> None:
         raise UsageError(f"--t: {a.t!r} -- expected a model time in ms > 0")
     if a.dt is not None and not (math.isfinite(a.dt) and a.dt > 0):
         raise UsageError(f"--dt: {a.dt!r} -- expected a time step in ms > 0")
-    if a.seed is not None and not 0 <= a.seed < 2**32:
-        raise UsageError(f"--seed: {a.seed!r} -- expected an integer in [0, 2**32)")
+    for flag, v in (("--seed", a.seed), ("--noise-seed", a.noise_seed)):
+        if v is not None and not 0 <= v < 2**32:
+            raise UsageError(f"{flag}: {v!r} -- expected an integer in [0, 2**32)")
     _check_options(a.backend, a.checkpoint_every, a.threads)
 
 
@@ -273,6 +274,7 @@ def simulate(a: argparse.Namespace, command: list[str], stop: StopRequest | None
     _check_args(a)
     built = resolve(_requested(a), a.dt, a.t, a.seed, a.record)
     spec = RunSpec(source=built.source, dt=built.sim.dt, t=built.sim.t, seed=built.sim.seed,
+                   noise_seed=a.noise_seed,
                    record=tuple(a.record or ()), backend=a.backend, partition=a.partition,
                    routing=a.routing, ranks_per_node=a.ranks_per_node,
                    checkpoint_every=a.checkpoint_every, threads=a.threads)
@@ -387,7 +389,7 @@ def _engine(spec: RunSpec, built: Built, threads: int | None, comm: Any) -> Engi
         threads = choose_threads(threads)
     eng = Engine(built.net, dt=built.sim.dt, seed=built.sim.seed, threads=threads, comm=comm,
                  routing=spec.routing, ranks_per_node=spec.ranks_per_node, ownership=own,
-                 backend=spec.backend)
+                 backend=spec.backend, noise_seed=spec.noise_seed)
     ranks = comm.Get_size() if comm is not None else 1
     log.info("built %s synapses in %.2f s (%d threads%s)", f"{eng.n_synapses:,}",
              eng.build_s, eng.threads, " on rank 0" if ranks > 1 else "", extra=ONCE)

@@ -13,7 +13,8 @@ and ``run_spec``, with its SHA-256 in ``run_spec_sha256``::
 
 (dt, t and ``checkpoint_every`` in ms; ``threads`` as asked for, null: as many as are
 idle; ``record`` the ``--record`` flags over the config's record section, whose resolved
-form is the manifest's ``config.record``).  ``dtb simulate
+form is the manifest's ``config.record``; ``noise_seed`` only where ``--noise-seed`` was
+given).  ``dtb simulate
 --resume RUN`` rebuilds the run from these, never from the command line it was started
 with, and a resumed run's configuration is checked against the recorded one
 (``RunDirectory.check_config``).  A run directory without ``run_spec`` (written by a dtb
@@ -55,7 +56,8 @@ class RunSpec:
     ``source``: where the network comes from (the manifest's ``source``: ``kind``
     ``"config"`` or ``"brain"`` with the file's absolute ``path`` and ``sha256``, or
     ``"model"`` with ``model`` and ``scale``); ``dt`` the time step and ``t`` the model
-    time (ms); ``seed``; ``record`` the ``--record`` flags over the config's record
+    time (ms); ``seed``; ``noise_seed`` (None: ``seed``; the initial state and noise apart
+    from the network, ``dtb.Engine``); ``record`` the ``--record`` flags over the config's record
     section; ``backend``, ``partition``, ``routing`` and ``ranks_per_node`` as the
     command's flags; ``checkpoint_every`` the checkpoint interval (ms of model time, None:
     only on a stop signal); ``threads`` the CPU threads asked for (None: as many as are
@@ -73,17 +75,22 @@ class RunSpec:
     ranks_per_node: int | None = None
     checkpoint_every: float | None = None
     threads: int | None = None
+    noise_seed: int | None = None
     version: int = field(default=RUN_SPEC_VERSION)
 
     def to_dict(self) -> dict[str, Any]:
-        """The manifest's ``run_spec`` (JSON values; the source is the manifest's own)."""
-        return {"version": self.version, "dt": float(self.dt), "t": float(self.t),
-                "seed": int(self.seed), "record": list(self.record),
-                "backend": self.backend, "partition": self.partition,
-                "routing": self.routing, "ranks_per_node": self.ranks_per_node,
-                "checkpoint_every": (None if self.checkpoint_every is None
-                                     else float(self.checkpoint_every)),
-                "threads": self.threads}
+        """The manifest's ``run_spec`` (JSON values; the source is the manifest's own);
+        ``noise_seed`` only when set, so a run without it records what earlier runs did."""
+        d = {"version": self.version, "dt": float(self.dt), "t": float(self.t),
+             "seed": int(self.seed), "record": list(self.record),
+             "backend": self.backend, "partition": self.partition,
+             "routing": self.routing, "ranks_per_node": self.ranks_per_node,
+             "checkpoint_every": (None if self.checkpoint_every is None
+                                  else float(self.checkpoint_every)),
+             "threads": self.threads}
+        if self.noise_seed is not None:
+            d["noise_seed"] = int(self.noise_seed)
+        return d
 
     def manifest_fields(self) -> dict[str, Any]:
         """``run_spec`` and its SHA-256 ``run_spec_sha256``, as a manifest holds them."""
@@ -110,6 +117,9 @@ class RunSpec:
         values = {k: _field(d, k, check, expected, where)
                   for k, (check, expected) in _FIELDS.items()}
         values["record"] = tuple(values["record"])
+        if "noise_seed" in d:
+            values["noise_seed"] = _field(d, "noise_seed", _FIELDS["seed"][0],
+                                          _FIELDS["seed"][1], where)
         return cls(source=dict(manifest.get("source") or {}), **values)
 
 
