@@ -34,6 +34,12 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     work = tmp_path_factory.mktemp("runspec")
     ref, stopped = work / "ref", work / "stopped"
     assert main(["simulate", *MC, "--t", "20", "--out", str(ref)]) == 0
+    _stopped_run(["simulate", *MC, "--t", "20", "--out", str(stopped)])
+    return ref, stopped
+
+
+def _stopped_run(args: list[str]) -> None:
+    """``dtb simulate args`` stopped (as by SIGTERM) at its first chunk boundary."""
     agreed = StopRequest.agreed
 
     def stop_at_first_boundary(self: StopRequest, comm: object) -> int:
@@ -42,9 +48,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(StopRequest, "agreed", stop_at_first_boundary)
-        assert main(["simulate", *MC, "--t", "20", "--out", str(stopped)]) == 75
-    assert manifest(stopped)["status"] == "interrupted" and ck.candidates(stopped)
-    return ref, stopped
+        assert main(args) == 75
+    out = Path(args[args.index("--out") + 1])
+    assert manifest(out)["status"] == "interrupted" and ck.candidates(out)
 
 
 def _copy(src: Path, dst: Path) -> Path:
@@ -149,16 +155,7 @@ def test_a_noise_seed_is_recorded_and_resumed(runs: tuple[Path, Path], tmp_path:
         pop = sorted(a["spikes"])[0]
         ta, tb = a["spikes"][pop]["timestamps"][()], b["spikes"][pop]["timestamps"][()]
         assert len(ta) != len(tb) or not np.array_equal(ta, tb)
-    agreed = StopRequest.agreed
-
-    def stop_at_first_boundary(self: StopRequest, comm: object) -> int:
-        self.signum = self.signum or int(signal.SIGTERM)
-        return agreed(self, comm)
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(StopRequest, "agreed", stop_at_first_boundary)
-        assert main(["simulate", *MC, "--t", "20", "--noise-seed", "9",
-                     "--out", str(stopped)]) == 75
+    _stopped_run(["simulate", *MC, "--t", "20", "--noise-seed", "9", "--out", str(stopped)])
     assert main(["simulate", "--resume", str(stopped), "--quiet"]) == 0
     _same_spikes(whole, stopped)
     assert main(["simulate", *MC, "--t", "20", "--noise-seed", "-2",
