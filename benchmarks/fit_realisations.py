@@ -28,6 +28,7 @@ if __name__ in ("__main__", "__mp_main__"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import datetime as _dt  # noqa: E402
 import json  # noqa: E402
 import multiprocessing as mp  # noqa: E402
@@ -73,21 +74,18 @@ def subject(rec: dict[str, Any], run: dict[str, Any], a: argparse.Namespace,
              "prior_centre": np.array([c for *_, c in recipe])}
     points = {k: v for k, v in every.items() if k in a.points}
     seeds = [F.member_seed(run["args"]["seed"], SEED_STREAM, k) for k in range(a.seeds)]
-    runs = []   # (network seed, noise seed or None)
     net = run["args"].get("network_seed")
-    if net is not None:     # the fit's twin is one network: its realisations are noise's
-        seeds, runs = [net], [(net, s) for s in seeds]
-    for k, s in enumerate(seeds if net is None else []):
-        runs += ([(s, None)] if a.noise_seeds == 1 else
-                 [(s, F.member_seed(run["args"]["seed"], SEED_STREAM + 1, k * a.noise_seeds + j))
-                  for j in range(a.noise_seeds)])
-    cfgs = {s: F.ForwardConfig(tr_s=hcp.TR_S, n_tr=a.free_tr, dt_ms=run["args"]["dt"],
-                               spinup_s=run["args"]["spinup_s"], threads=1,
-                               network_seed=None if a.noise_seeds == 1 and net is None
-                               else s)
-            for s in seeds}
-    jobs = [(spec, params, x, s if z is None else z, cfgs[s])
-            for x in points.values() for s, z in runs]
+    if net is not None:     # a one-network fit: its realisations are noises of its network
+        runs = [(net, s) for s in seeds]
+    elif a.noise_seeds == 1:    # one seed draws both network and noise
+        runs = [(None, s) for s in seeds]
+    else:
+        runs = [(s, F.member_seed(run["args"]["seed"], SEED_STREAM + 1, k * a.noise_seeds + j))
+                for k, s in enumerate(seeds) for j in range(a.noise_seeds)]
+    cfg = F.ForwardConfig(tr_s=hcp.TR_S, n_tr=a.free_tr, dt_ms=run["args"]["dt"],
+                          spinup_s=run["args"]["spinup_s"], threads=1)
+    jobs = [(spec, params, x, z, dataclasses.replace(cfg, network_seed=n))
+            for x in points.values() for n, z in runs]   # runs: (network seed, engine seed)
     t0 = time.perf_counter()
     out = pool.map(FH._free, jobs, chunksize=1) if pool is not None else map(FH._free, jobs)
     bolds = [b for b, _ in out]

@@ -61,8 +61,8 @@ class Simulation:
                  decomposition: Ownership | None = None, *, seed: int = 1, dt: float = 0.1,
                  noise_seed: int | None = None):
         watch = Stopwatch()  # build time without first-use compilation (compile_s)
-        for name, v in (("seed", seed), ("noise_seed", seed if noise_seed is None
-                                          else noise_seed)):
+        noise_seed = seed if noise_seed is None else noise_seed
+        for name, v in (("seed", seed), ("noise_seed", noise_seed)):
             if not (isinstance(v, int) and 0 <= v < 2**32):
                 raise ArgumentError(f"{name}: {v!r} -- expected an integer in [0, 2**32)")
         if not dt > 0:
@@ -70,7 +70,7 @@ class Simulation:
         self.network = parse_network(network, dt)
         self.dt = float(dt)
         self.seed = int(seed)
-        self.noise_seed = int(seed if noise_seed is None else noise_seed)
+        self.noise_seed = int(noise_seed)
         self.context = context = context if context is not None else Context()
         if context.ranks > 1:
             check_same_config(context.comm, self.network, self.dt, self.seed, self.noise_seed)
