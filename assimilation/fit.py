@@ -193,6 +193,12 @@ class ForwardConfig:
             raise ConfigError(bad, "forward run")
 
 
+#: the seeds' iteration index of the repeated runs at the prior centre behind Gamma
+NOISE_ITERATION = 1_000_000
+#: what the noise runs behind Gamma vary (``Forward.model_error``)
+MODEL_ERRORS = ("none", "networks")
+
+
 def with_coupling(spec: Any, G: float, targets: dict[str, float] | None = None,
                   sc_exponent: float = 0.0, homotopic: float = 0.0) -> Any:
     """A copy of the BrainSpec ``spec`` with its long-range projections changed: weights
@@ -340,7 +346,14 @@ class Forward:
     ``run_map(fn, items)``: how the runs are distributed (the builtin ``map`` by default;
     a process pool passes its own, MPI member communicators ``fit_members.MemberMap``,
     which calls ``fn(item, comm=member_comm)``).  ``bolds`` keeps the last
-    iteration's BOLD series (N, n_tr, R) for scoring."""
+    iteration's BOLD series (N, n_tr, R) for scoring.
+
+    ``model_error="networks"`` (only with ``cfg.network_seed``): the noise runs behind
+    Gamma (``iteration == NOISE_ITERATION``) draw their own networks while every other run
+    is the one network, so Gamma holds the network-to-network spread of the statistics
+    besides the noise: the model-error term of a one-network twin (without it Gamma is its
+    noise alone, far below its mismatch with a subject, and the update trusts the data
+    too much: benchmarks/README.md, "A fit of one network")."""
 
     spec: Any
     params: Sequence[FitParameter]
@@ -349,6 +362,16 @@ class Forward:
     seed: int = 0
     run_map: Callable[[Callable[..., Any], Iterable[Any]], Iterable[Any]] = map
     bolds: np.ndarray | None = None
+    model_error: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.model_error not in MODEL_ERRORS:
+            raise ConfigError([f"model_error: {self.model_error!r} -- expected one of "
+                               f"{list(MODEL_ERRORS)}"], "fit")
+        if self.model_error == "networks" and self.cfg.network_seed is None:
+            raise ConfigError(["model_error: 'networks' without a network seed -- every "
+                               "run already draws its own network; expected "
+                               "cfg.network_seed"], "fit")
 
     def values(self, U: np.ndarray) -> np.ndarray:
         """Parameter values (N, P) of unbounded rows ``U`` (N, P)."""
@@ -361,7 +384,10 @@ class Forward:
 
     def run(self, X: np.ndarray, iteration: int) -> np.ndarray:
         """BOLD (N, n_tr, R) of parameter values ``X`` (N, P)."""
-        jobs = [(self.spec, self.params, X[i], member_seed(self.seed, iteration, i), self.cfg)
+        cfg = self.cfg
+        if iteration == NOISE_ITERATION and self.model_error == "networks":
+            cfg = dataclasses.replace(cfg, network_seed=None)
+        jobs = [(self.spec, self.params, X[i], member_seed(self.seed, iteration, i), cfg)
                 for i in range(X.shape[0])]
         return np.stack(list(self.run_map(_run_job, jobs)))
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from dtb.assimilation.enkf import Diagnostics
-from dtb.assimilation.fit import FitParameter, Forward
+from dtb.assimilation.fit import NOISE_ITERATION, FitParameter, Forward
 from dtb.assimilation.fit_statistics import (  # noqa: F401 - part of this module's API
     BlockBasis,
     FcBasis,
@@ -36,7 +36,6 @@ from dtb.assimilation.inversion import (
 )
 from dtb.errors import ArgumentError, ConfigError
 
-NOISE_ITERATION = 1_000_000   # the seeds' iteration index of the repeated runs behind Gamma
 #: where a block's reduction is stored (checkpoints, fit.h5); "basis" is FC's, as before
 BASIS_KEY = {"fc": "basis", "variance": "basis_variance"}
 _DIAG_SCALARS = ("innovation_mean", "innovation_var", "expected_var", "normalized_innovation",
@@ -103,8 +102,9 @@ class Fitter:
     state a driver can checkpoint between iterations (``state`` / ``restore``); ``fit`` is
     the plain loop.
 
-    ``start()``: ``noise_runs`` repeated forward runs at the prior centre (other seeds and
-    network realisations) give the model's own run-to-run covariance
+    ``start()``: ``noise_runs`` repeated forward runs at the prior centre (other seeds:
+    other network realisations, or other noises of the forward's one network unless its
+    ``model_error`` is ``"networks"``) give the model's own run-to-run covariance
     (``noise_covariance``); the data statistics are one more draw of such a process, so
     Gamma = (1 + ``data_noise``) times it (``data_noise`` = 1: data as long as the runs).
     Prior: independent normals of SD ``prior_sd`` on the logit scale around ``centre``

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from dtb.assimilation.fit import FitParameter, parameter_keys
+from dtb.assimilation.fit import MODEL_ERRORS, FitParameter, parameter_keys
 from dtb.assimilation.fit_esmda import NOISE_ESTIMATES, PRIOR_SAMPLING
 from dtb.assimilation.fit_priors import (
     ADAPTED_PARAMS,
@@ -92,6 +92,11 @@ def add_fit_parser(subparsers: Any) -> argparse.ArgumentParser:
     pa.add_argument("--noise", choices=NOISE_ESTIMATES, default="pooled", help="Gamma from "
                     "the noise runs pooled with the ensemble's residuals before each update "
                     "('pooled', the default) or from the noise runs alone ('centre')")
+    pa.add_argument("--model-error", choices=MODEL_ERRORS, help="with --network-seed: "
+                    "'networks' (its default) lets the noise runs draw their own networks, "
+                    "so Gamma holds the network-to-network spread as a model-error term; "
+                    "'none' leaves Gamma the one network's noise (without --network-seed "
+                    "every run draws its own network and 'none' is the only choice)")
     pa.add_argument("--ratio", type=float, default=1.0, help="ES-MDA inflation ratio (1: "
                     "equal steps)")
     pa.add_argument("--fc-components", type=int, default=4, help="fit FC as its projection "
@@ -177,6 +182,7 @@ class FitOptions:
     prior_sd: float = 1.0
     prior_sampling: str = "exact"
     noise: str = "pooled"
+    model_error: str = "none"
     ratio: float = 1.0
     fc_components: int = 4
     fcd_quantiles: int = 0
@@ -228,7 +234,8 @@ class FitOptions:
         if unknown:
             raise ConfigError([f"options: {unknown} -- not options of this dtb fit (a run "
                                "of another dtb version?)"], "manifest.json")
-        kw = {"noise": "centre"} | dict(d)     # runs recorded before --noise used the centre
+        # runs recorded before --noise used the centre, before --model-error none
+        kw = {"noise": "centre", "model_error": "none"} | dict(d)
         try:
             for k in ("brain", "bold", "out", "group_fc", "maps"):
                 if kw.get(k) is not None:
@@ -285,7 +292,7 @@ def check_args(a: argparse.Namespace) -> FitOptions:
         maps=Path(a.maps) if a.maps else None,
         members=a.members, iterations=a.iterations, noise_runs=a.noise_runs,
         prior_sd=a.prior_sd, prior_sampling=a.prior_sampling, ratio=a.ratio,
-        fc_components=a.fc_components, noise=a.noise,
+        fc_components=a.fc_components, noise=a.noise, model_error=_model_error(a),
         fcd_quantiles=a.fcd_quantiles, fit_variance=a.fit_variance, fit_mean=a.fit_mean,
         variance_components=_variance_components(a),
         window=a.window,
@@ -341,11 +348,21 @@ def _check_numbers(a: argparse.Namespace) -> list[str]:
     elif a.fit_variance and 0 < _variance_components(a) >= a.members:
         bad.append(f"--variance-components: {_variance_components(a)} -- expected fewer "
                    f"than --members ({a.members}): N members span at most N - 1 axes")
+    if a.model_error == "networks" and a.network_seed is None:
+        bad.append("--model-error: networks -- without --network-seed every run already "
+                   "draws its own network; expected --network-seed N, or no --model-error")
     if a.fit_mean and (a.observable != "rates" or a.detrend != "none"):
         bad.append(f"--fit-mean: with --observable {a.observable} --detrend {a.detrend} -- "
                    "expected --observable rates --detrend none (BOLD and detrended series "
                    "have mean 0)")
     return bad
+
+
+def _model_error(a: argparse.Namespace) -> str:
+    """--model-error, or its default: 'networks' with --network-seed, else 'none'."""
+    if a.model_error is not None:
+        return str(a.model_error)
+    return "networks" if a.network_seed is not None else "none"
 
 
 def _variance_components(a: argparse.Namespace) -> int:

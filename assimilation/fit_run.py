@@ -284,7 +284,8 @@ def execute(o: FitOptions, inp: FitInputs, run: Any, resume: bool,
     y = F.statistics(inp.fit, stats)
     run_map, pool = (members, None) if members is not None else _pool_map(o.procs)
     try:
-        fwd = F.Forward(inp.spec, o.params, cfg, stats, seed=o.seed, run_map=run_map)
+        fwd = F.Forward(inp.spec, o.params, cfg, stats, seed=o.seed, run_map=run_map,
+                        model_error=o.model_error)
         fitter = Fitter(fwd, y, o.members, o.iterations, o.seed, o.noise_runs,
                           data_noise=n_tr / T_fit, prior_sd=o.prior_sd, centre=o.centre,
                           ratio=o.ratio, prior_sampling=o.prior_sampling, noise=o.noise)
@@ -407,7 +408,7 @@ def _metrics(o: FitOptions, inp: FitInputs, fwd: Any, res: Any, fitted: np.ndarr
                                                             ddof=1).tolist(), strict=True)),
                 "prior_centre": dict(zip(names, o.centre, strict=True)),
                 "prior_sd_logit": o.prior_sd, "data_noise": n_tr / inp.fit.shape[0],
-                "noise_estimate": o.noise,
+                "noise_estimate": o.noise, "model_error": o.model_error,
                 "forward_trs": n_tr, "free_trs": o.free_trs or inp.test.shape[0]},
         "timings": times}
     if o.truth:

@@ -203,7 +203,8 @@ def fit_subject(sid: str, a: argparse.Namespace, pool: Any) -> dict[str, Any]:
     cfg = F.ForwardConfig(tr_s=hcp.TR_S, n_tr=a.n_tr, dt_ms=a.dt, spinup_s=a.spinup_s,
                           threads=1, network_seed=a.network_seed)
     run_map = map if pool is None else (lambda fn, it: pool.map(fn, list(it), chunksize=1))
-    fwd = F.Forward(spec, params, cfg, stats, seed=a.seed, run_map=run_map)
+    fwd = F.Forward(spec, params, cfg, stats, seed=a.seed, run_map=run_map,
+                    model_error=a.model_error)
     n_calls = [0]
     t_calls = [time.perf_counter()]
 
@@ -311,6 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--network-seed", type=int,
                     help="one network realisation for every run (dtb fit --network-seed)")
+    ap.add_argument("--model-error", choices=F.MODEL_ERRORS, default="none",
+                    help="with --network-seed, 'networks': the noise runs behind Gamma draw "
+                         "their own networks (dtb fit --model-error)")
     ap.add_argument("--procs", type=int, default=1,
                     help="worker processes (one single-threaded run each)")
     ap.add_argument("--label", default="", help="recorded in the JSON (e.g. smoke)")
@@ -321,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
                             ("noise_runs", a.noise_runs, 3), ("n_tr", a.n_tr, FCD_WINDOW + 2),
                             ("free_tr", a.free_tr, FCD_WINDOW + 2), ("procs", a.procs, 1))
            if v < lo]
+    if a.model_error == "networks" and a.network_seed is None:
+        bad.append("--model-error: networks -- expected --network-seed N")
     if a.fc_components >= a.members:
         bad.append(f"--fc-components: {a.fc_components} -- expected fewer than --members "
                    f"({a.members}), or 0 for the whole triangle")

@@ -234,6 +234,16 @@ def test_one_network_realisation_for_every_run(inputs, whole, tmp_path, capsys):
     assert json.loads((out / "manifest.json").read_text())["options"]["network_seed"] == 7
     spec = BrainSpec.load(out / "brain_fitted.h5")
     assert spec.provenance[-1]["network_seed"] == 7
+    # Gamma's noise runs draw their own networks by default (the model-error term)
+    assert m["fit"]["model_error"] == "networks"
+    assert json.loads((whole / "metrics.json").read_text())["fit"]["model_error"] == "none"
+    plain = tmp_path / "net-plain"
+    assert main(_args(inputs, plain, "--network-seed", "7", "--model-error", "none")) == 0
+    pm = json.loads((plain / "metrics.json").read_text())
+    assert pm["fit"]["model_error"] == "none"
+    assert pm["fit"]["posterior_mean"] != m["fit"]["posterior_mean"]
+    assert main(_args(inputs, tmp_path / "bad", "--model-error", "networks")) == 2
+    assert "--model-error: networks -- without --network-seed" in capsys.readouterr().err
     with h5py.File(out / "fit.h5") as h, h5py.File(whole / "fit.h5") as w:
         runs = h["bold/fitted_runs"][()]
         assert not np.array_equal(runs[0], runs[1])
