@@ -18,6 +18,7 @@ import pytest
 
 from dtb.assimilation import summary as S
 from dtb.assimilation.fit import FitParameter, ForwardConfig, simulate_bold
+from dtb.assimilation.fit_options import FitOptions
 from dtb.brain.spec import BrainSpec
 from dtb.cli.main import main
 from dtb.errors import ConfigError
@@ -248,6 +249,10 @@ def test_one_network_realisation_for_every_run(inputs, whole, tmp_path, capsys):
         runs = h["bold/fitted_runs"][()]
         assert not np.array_equal(runs[0], runs[1])
         assert not np.array_equal(h["bold/unfitted"][()], w["bold/unfitted"][()])
+    # a run recorded before --model-error resumes as it ran: Gamma from its noise alone
+    rec = json.loads((out / "manifest.json").read_text())["options"]
+    rec.pop("model_error")
+    assert FitOptions.from_record(rec).model_error == "none"
     assert main(_args(inputs, tmp_path / "bad", "--network-seed", "-1")) == 2
     assert "--network-seed: -1 -- expected an integer in [0, 2**32)" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
