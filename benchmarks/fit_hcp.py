@@ -312,9 +312,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--network-seed", type=int,
                     help="one network realisation for every run (dtb fit --network-seed)")
-    ap.add_argument("--model-error", choices=F.MODEL_ERRORS, default="none",
-                    help="with --network-seed, 'networks': the noise runs behind Gamma draw "
-                         "their own networks (dtb fit --model-error)")
+    ap.add_argument("--model-error", choices=F.MODEL_ERRORS,
+                    help="as dtb fit --model-error: 'networks' (the default with "
+                         "--network-seed) lets the noise runs behind Gamma draw their own "
+                         "networks; 'none' (the default without)")
     ap.add_argument("--procs", type=int, default=1,
                     help="worker processes (one single-threaded run each)")
     ap.add_argument("--label", default="", help="recorded in the JSON (e.g. smoke)")
@@ -325,7 +326,9 @@ def main(argv: list[str] | None = None) -> int:
                             ("noise_runs", a.noise_runs, 3), ("n_tr", a.n_tr, FCD_WINDOW + 2),
                             ("free_tr", a.free_tr, FCD_WINDOW + 2), ("procs", a.procs, 1))
            if v < lo]
-    if a.model_error == "networks" and a.network_seed is None:
+    if a.model_error is None:
+        a.model_error = "none" if a.network_seed is None else "networks"
+    elif a.model_error == "networks" and a.network_seed is None:
         bad.append("--model-error: networks -- expected --network-seed N")
     if a.fc_components >= a.members:
         bad.append(f"--fc-components: {a.fc_components} -- expected fewer than --members "
