@@ -17,6 +17,9 @@ Parameters (``FitParameter``), each a bounded number ``x`` estimated on the logi
 - ``"sc_exponent"``: a, each unit's long-range in-degree times (SC in-strength / mean)^a;
 - ``"homotopic"``: h, h x the SC's largest weight added between the left and right parts of
   each region (``dtb.brain.recipe``: tractography misses most interhemispheric fibres);
+- ``"regional_coupling"`` (``mode="shift"`` along a map): b, each unit's long-range
+  in-degree times exp(b x map_u), normalised to keep the total (``dtb.brain.recipe``): a
+  regional gain on long-range input along a spatial map; several maps add in the exponent;
 - ``"<family>.<hyperparameter>"`` (``"E.I_e"``, ``"E.g_AMPA"``): a per-unit hyperparameter of
   the brain, either scaled everywhere (``mode="scale"``: ``value_u = x * nominal_u``) or
   shifted along a spatial map (``mode="shift"``: ``value_u = nominal_u + x * map_u``; map
@@ -71,7 +74,8 @@ from dtb.engine.simulation import Engine
 from dtb.errors import ConfigError
 from dtb.model.hemodynamics import Hemodynamics, drive_from_rate
 
-__all__ = ["COUPLING", "SC_EXPONENT", "HOMOTOPIC", "FitParameter", "parameter_keys",
+__all__ = ["COUPLING", "SC_EXPONENT", "HOMOTOPIC", "REGIONAL_COUPLING", "FitParameter",
+           "parameter_keys",
            "ForwardConfig", "hyper_values",
            "StatisticsConfig", "fitted_spec",
            "BlockBasis", "FcBasis", "bases", "fc_basis", "n_fc", "with_coupling",
@@ -81,6 +85,7 @@ __all__ = ["COUPLING", "SC_EXPONENT", "HOMOTOPIC", "FitParameter", "parameter_ke
 COUPLING = "coupling"
 SC_EXPONENT = "sc_exponent"
 HOMOTOPIC = "homotopic"
+REGIONAL_COUPLING = "regional_coupling"
 GLOBAL = (COUPLING, SC_EXPONENT, HOMOTOPIC)  # the long-range recipe's global numbers
 NETWORK_TRANSIENT_MS = 300.0   # ms of the network's start dropped before rates count
 
@@ -105,12 +110,19 @@ class FitParameter:
         if not (np.isfinite(self.low) and np.isfinite(self.high) and self.low < self.high):
             bad.append(f"{self.name}: bounds ({self.low}, {self.high}) -- expected finite "
                        "low < high")
-        if self.name not in GLOBAL and self.name.count(".") != 1:
+        if (self.name not in (*GLOBAL, REGIONAL_COUPLING)
+                and self.name.count(".") != 1):
             bad.append(f"{self.name}: name -- expected 'coupling', 'coupling.FAMILY', "
-                       "'sc_exponent', 'homotopic' or FAMILY.PARAMETER (E.I_e, E.g_AMPA)")
+                       "'sc_exponent', 'homotopic', 'regional_coupling' or "
+                       "FAMILY.PARAMETER (E.I_e, E.g_AMPA)")
         if self.mode not in ("scale", "shift"):
             bad.append(f"{self.name}: mode {self.mode!r} -- expected 'scale' or 'shift'")
-        if self.structural and (self.mode != "scale" or self.map is not None):
+        if self.name == REGIONAL_COUPLING:
+            if self.mode != "shift" or (self.map is None and self.map_name is None):
+                bad.append(f"{self.name}: mode {self.mode!r}, map {self.map_name!r} -- "
+                           "expected mode 'shift' along a map (regional_coupling=LOW:HIGH"
+                           "/shift:MAP)")
+        elif self.structural and (self.mode != "scale" or self.map is not None):
             bad.append(f"{self.name}: mode {self.mode!r} -- a global number, no map")
         if self.mode == "scale" and (self.map is not None or self.map_name is not None):
             bad.append(f"{self.name}: a map with mode 'scale' -- maps shift (mode 'shift')")
@@ -120,8 +132,10 @@ class FitParameter:
     @property
     def structural(self) -> bool:
         """A parameter of the long-range projections (coupling, coupling.FAMILY,
-        sc_exponent, homotopic): each forward run builds its network with it."""
-        return self.name in GLOBAL or self.name.startswith(COUPLING + ".")
+        sc_exponent, homotopic, regional_coupling): each forward run builds its network
+        with it."""
+        return (self.name in (*GLOBAL, REGIONAL_COUPLING)
+                or self.name.startswith(COUPLING + "."))
 
     def to_unbounded(self, x: Any) -> np.ndarray:
         return logit((np.asarray(x, float) - self.low) / (self.high - self.low))
@@ -200,12 +214,15 @@ MODEL_ERRORS = ("none", "networks")
 
 
 def with_coupling(spec: Any, G: float, targets: dict[str, float] | None = None,
-                  sc_exponent: float = 0.0, homotopic: float = 0.0) -> Any:
+                  sc_exponent: float = 0.0, homotopic: float = 0.0,
+                  unit_log_gain: np.ndarray | None = None) -> Any:
     """A copy of the BrainSpec ``spec`` with its long-range projections changed: weights
     times ``G`` (and ``targets[family]`` onto that family), ``homotopic`` x the largest SC
     weight added between homotopic regions, in-degrees times (SC strength /
-    mean)^``sc_exponent`` (``dtb.brain.recipe.scale_long_range``)."""
-    return scale_long_range(spec, G, targets, sc_exponent, where="fit", homotopic=homotopic)
+    mean)^``sc_exponent`` and times exp(``unit_log_gain``) (U,), normalised
+    (``dtb.brain.recipe.scale_long_range``)."""
+    return scale_long_range(spec, G, targets, sc_exponent, where="fit", homotopic=homotopic,
+                            unit_log_gain=unit_log_gain)
 
 
 def member_seed(seed: int, iteration: int, member: int) -> int:
@@ -229,12 +246,21 @@ def _nominal(spec: Any, name: str) -> np.ndarray:
 def _split(spec: Any, params: Sequence[FitParameter], x: np.ndarray
            ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Parameter values ``x`` (P,) as the recipe takes them: (``with_coupling``'s keyword
-    arguments G, targets, sc_exponent, homotopic; per-unit values (U,) of each
-    FAMILY.hyper parameter)."""
-    recipe: dict[str, Any] = {"G": 1.0, "targets": {}, "sc_exponent": 0.0, "homotopic": 0.0}
+    arguments G, targets, sc_exponent, homotopic, unit_log_gain; per-unit values (U,) of
+    each FAMILY.hyper parameter)."""
+    recipe: dict[str, Any] = {"G": 1.0, "targets": {}, "sc_exponent": 0.0, "homotopic": 0.0,
+                              "unit_log_gain": None}
     per_hyper: dict[str, list[tuple[FitParameter, float]]] = {}
     for p, v in zip(params, np.asarray(x, float), strict=True):
-        if p.name == COUPLING:
+        if p.name == REGIONAL_COUPLING:
+            if p.map is None:
+                raise ConfigError([f"{p.name}: map {p.map_name!r} not resolved -- expected "
+                                   "its per-unit values (fit_inputs.with_maps)"],
+                                  "fit parameters")
+            lg = float(v) * np.asarray(p.map, float)
+            recipe["unit_log_gain"] = (lg if recipe["unit_log_gain"] is None
+                                       else recipe["unit_log_gain"] + lg)
+        elif p.name == COUPLING:
             recipe["G"] = float(v)
         elif p.name.startswith(COUPLING + "."):
             recipe["targets"][p.name.split(".", 1)[1]] = float(v)

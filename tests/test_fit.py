@@ -88,6 +88,35 @@ def test_long_range_drive_onto_one_family_and_in_degree_by_sc_strength(tiny):
     assert not FitParameter("E.I_e", 0.0, 1.0).structural
 
 
+def test_regional_coupling_moves_long_range_synapses_along_a_map_and_keeps_the_total(tiny):
+    region_map = np.array([-1.5, -0.5, 0.0, 0.5, 1.0, 0.5])
+    m = region_map[tiny.unit_region]
+    p = FitParameter("regional_coupling", -1.0, 1.0, mode="shift", map=m)
+    assert p.structural
+    out = fitted_spec(tiny, [p], np.array([0.6]))
+    w = tiny.neurons_per_unit()
+    gain = np.exp(0.6 * m) / np.average(np.exp(0.6 * m), weights=w)
+    lr = [(a, b) for a, b in zip(tiny.rules, out.rules, strict=True) if a.kind == "long_range"]
+    assert lr
+    for a, b in lr:
+        assert b.weight == a.weight
+        k0 = np.broadcast_to(np.asarray(a.k), m.shape)
+        assert np.array_equal(b.k, np.floor(k0 * gain + 0.5).astype(np.int64))
+        # the total long-range in-degree is kept to rounding (half a synapse per unit)
+        assert abs(np.sum(w * b.k) - np.sum(w * k0)) <= 0.5 * np.sum(w)
+        # the region highest on the map gets e^(0.6 x 2.5) ~ 4.5 times the lowest's
+        hi, lo = np.argmax(m), np.argmin(m)
+        assert b.k[hi] / b.k[lo] == pytest.approx(np.exp(1.5) * k0[hi] / k0[lo], rel=0.1)
+    same = fitted_spec(tiny, [p], np.array([0.0]))
+    assert all(np.array_equal(a.k, b.k) for a, b in zip(tiny.rules, same.rules, strict=True))
+    with pytest.raises(ConfigError, match="along a map"):
+        FitParameter("regional_coupling", -1.0, 1.0)
+    with pytest.raises(ConfigError, match="along a map"):
+        FitParameter("regional_coupling", -1.0, 1.0, mode="shift")
+    with pytest.raises(ConfigError, match="unit_log_gain"):
+        with_coupling(tiny, 1.0, unit_log_gain=np.zeros(3))
+
+
 def test_parameters_map_to_units_and_back():
     nominal = np.array([1.0, 2.0, 4.0])
     assert np.allclose(FitParameter("E.g_AMPA", 0.5, 2).unit_values(1.5, nominal),
