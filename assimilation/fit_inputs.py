@@ -21,7 +21,13 @@ from dtb.assimilation.fit import HOMOTOPIC, FitParameter, _nominal, with_couplin
 from dtb.assimilation.fit_options import FitOptions
 from dtb.assimilation.observations import BoldData, read_bold, resolve_regions
 from dtb.assimilation.summary import detrend
-from dtb.brain.maps import SC_STRENGTH, read_region_maps, sc_strength_map
+from dtb.brain.maps import (
+    FC_STRENGTH,
+    SC_STRENGTH,
+    fc_strength_map,
+    read_region_maps,
+    sc_strength_map,
+)
 from dtb.brain.spec import BrainSpec
 from dtb.errors import ConfigError, InputError
 from dtb.io.fileio import sha256_file
@@ -142,7 +148,7 @@ def load_inputs(o: FitOptions) -> FitInputs:
                              f"constant over the {what} TRs", "a varying signal")
     group = read_group_fc(o.group_fc, spec) if o.group_fc is not None else None
     _check_params(o, spec)
-    params = with_maps(o.params, spec, o.maps)
+    params = with_maps(o.params, spec, o.maps, group)
     _check_tr(o, bold.tr_s, src)
     source = {"brain": str(o.brain.resolve()), "brain_sha256": sha256_file(o.brain),
               "bold": str(Path(o.bold).resolve()), "bold_sha256": sha256_file(o.bold),
@@ -159,11 +165,12 @@ def load_inputs(o: FitOptions) -> FitInputs:
                      [str(n) for n in spec.region_names], params)
 
 
-def with_maps(params: list[FitParameter], spec: Any, maps: Path | None
-              ) -> list[FitParameter]:
+def with_maps(params: list[FitParameter], spec: Any, maps: Path | None,
+              group_fc: np.ndarray | None = None) -> list[FitParameter]:
     """``params`` with each named map (``map_name``) resolved to its per-unit values (U,):
-    a column of the region table ``maps`` or the built-in ``sc_strength``, standardised over
-    the brain's regions (dtb.brain.maps), then given to every unit of the region."""
+    a column of the region table ``maps``, the built-in ``sc_strength`` or, from the group
+    FC ``group_fc`` (R, R, the brain's region order), ``group_fc_strength``, standardised
+    over the brain's regions (dtb.brain.maps), then given to every unit of the region."""
     table = read_region_maps(maps) if maps is not None else None
     out = []
     for p in params:
@@ -172,6 +179,11 @@ def with_maps(params: list[FitParameter], spec: Any, maps: Path | None
             continue
         if p.map_name == SC_STRENGTH:
             per_region = sc_strength_map(spec.weights)
+        elif p.map_name == FC_STRENGTH:
+            if group_fc is None:    # check_args asks for --group-fc first
+                raise ConfigError([f"{p.name}: map {p.map_name!r} -- expected a group FC "
+                                   "(--group-fc) to take it from"], "dtb fit")
+            per_region = fc_strength_map(group_fc)
         elif table is None:  # check_args asks for --maps first; a library caller may not
             raise ConfigError([f"{p.name}: map {p.map_name!r} -- expected a region table "
                                f"of maps (--maps) with that column"], "dtb fit")

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from dtb.assimilation.fit import FitParameter, parameter_keys
-from dtb.brain.maps import SC_STRENGTH
+from dtb.brain.maps import BUILT_IN, FC_STRENGTH, SC_STRENGTH
 from dtb.brain.spec import peek_build_options
 from dtb.errors import ConfigError
 from dtb.model.config import read_yaml
@@ -165,10 +165,13 @@ def check_params(a: argparse.Namespace, bad: list[str]) -> list[tuple[FitParamet
             raise
         bad.extend(e.problems)
     need = sorted({p.map_name for p, _ in pairs
-                   if p.map_name is not None and p.map_name != SC_STRENGTH})
+                   if p.map_name is not None and p.map_name not in BUILT_IN})
     if need and not a.maps:
         bad.append(f"--param: map(s) {need} -- expected --maps FILE, a region table with "
-                   f"those columns (or the built-in map {SC_STRENGTH})")
+                   f"those columns (or a built-in map: {SC_STRENGTH}, {FC_STRENGTH})")
+    if any(p.map_name == FC_STRENGTH for p, _ in pairs) and not a.group_fc:
+        bad.append(f"--param: map {FC_STRENGTH!r} -- expected --group-fc FILE, the group "
+                   "FC it is taken from")
     keys = parameter_keys([p for p, _ in pairs])      # E.I_e along two maps: two keys
     dup = sorted({k for k in keys if keys.count(k) > 1})
     if dup:

@@ -37,6 +37,11 @@ never loaded):
    left and right parts of each region (``dtb.brain.recipe``), the callosal fibres that
    tractography under-counts; the default brain then has h 0.
 
+   ``--regional-coupling LOW:HIGH@CENTRE`` fits one more, ``regional_coupling`` b: each
+   unit's long-range in-degree times exp(b x m), renormalised, m the regional strength of
+   the other development subjects' mean FC (``dtb fit``'s ``group_fc_strength`` map;
+   "A regional gain on long-range input" in ``benchmarks/README.md``).
+
    The prior is a normal of SD ``--prior-sd`` on the logit scale around that centre.  The
    model's run-to-run noise (``--noise-runs`` runs at the centre) sets Gamma; the data are
    one more draw of ``--n-tr``-TR runs scaled to 600 TRs (``data_noise`` = n_tr / 600: a
@@ -105,6 +110,7 @@ from dtb.assimilation import fit_esmda as E  # noqa: E402
 from dtb.assimilation import summary as S  # noqa: E402
 from dtb.assimilation.fit_options import ADAPTED_PARAMS, DEFAULT_PARAMS  # noqa: E402
 from dtb.assimilation.fit_score import identity_values  # noqa: E402
+from dtb.brain.maps import FC_STRENGTH, fc_strength_map  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 TRAIN = slice(0, 600)            # TRs 0-599: the only TRs the fit sees
@@ -156,7 +162,7 @@ def subject_data(sub: hcp.Subject, others: list[hcp.Subject]) -> dict[str, Any]:
     sd_pct = raw_held.std(axis=0) / raw_held.mean(axis=0) * 100   # (R,) % signal
     return {
         "train": train, "fc_held": fc_held, "fcd_held": S.fcd_values(held, FCD_WINDOW, FCD_STEP),
-        "sd_pct": sd_pct,
+        "sd_pct": sd_pct, "group_fc": group,
         "scores": {"mean_fc_heldout": float(S.upper(fc_held).mean()),
                    "mean_fc_train": float(S.upper(fc_train).mean()),
                    "bold_sd_pct_heldout": float(sd_pct.mean())},
@@ -200,6 +206,12 @@ def fit_subject(sid: str, a: argparse.Namespace, pool: Any) -> dict[str, Any]:
     y = F.statistics(d["train"], stats)
     params = [F.FitParameter(n, lo, hi) for n, lo, hi, _ in recipe]
     centre = [c for *_, c in recipe]
+    if a.regional_coupling is not None:     # along the other subjects' group FC strength
+        lo, hi, c = a.regional_coupling
+        params.append(F.FitParameter(
+            "regional_coupling", lo, hi, mode="shift", map_name=FC_STRENGTH,
+            map=fc_strength_map(d["group_fc"])[np.asarray(spec.unit_region)]))
+        centre.append(c)
     cfg = F.ForwardConfig(tr_s=hcp.TR_S, n_tr=a.n_tr, dt_ms=a.dt, spinup_s=a.spinup_s,
                           threads=1, network_seed=a.network_seed)
     run_map = map if pool is None else (lambda fn, it: pool.map(fn, list(it), chunksize=1))
@@ -238,7 +250,9 @@ def fit_subject(sid: str, a: argparse.Namespace, pool: Any) -> dict[str, Any]:
     return {
         "subject": sid, "regions": len(spec.region_labels),
         "neurons": int(np.sum(spec.neurons_per_unit())),
-        "parameters": {n: {"low": lo, "high": hi, "centre": c} for n, lo, hi, c in recipe},
+        "parameters": {p.name: {"low": p.low, "high": p.high, "centre": c,
+                                **({"map": p.map_name} if p.map_name else {})}
+                       for p, c in zip(params, centre, strict=True)},
         "prior": {n: res.prior[:, k].tolist() for k, n in enumerate(names)},
         "posterior": {n: res.posterior[:, k].tolist() for k, n in enumerate(names)},
         "posterior_mean": dict(zip(names, map(float, xhat), strict=True)),
@@ -281,6 +295,12 @@ def table(subjects: list[dict[str, Any]]) -> str:
     return "\n".join(" | ".join(c.rjust(w[k]) for k, c in enumerate(r)) for r in rows)
 
 
+def _range(text: str) -> tuple[float, float, float]:
+    lohi, _, c = text.partition("@")
+    lo, hi = (float(v) for v in lohi.split(":"))
+    return lo, hi, float(c) if c else (lo + hi) / 2
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", type=Path, required=True,
@@ -293,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="the brain and prior: 'adapt' (E-cell adaptation, G 0.5, k ~ s^1: "
                          "the steady point), 'adapt-h' (the same and the homotopic term, "
                          "fitted) or 'centre' (the regime study's, no adaptation)")
+    ap.add_argument("--regional-coupling", type=_range, metavar="LOW:HIGH@CENTRE",
+                    help="also fit regional_coupling along the group FC strength of the "
+                    "other development subjects (dtb fit's group_fc_strength map)")
     ap.add_argument("--members", type=int, default=6)
     ap.add_argument("--iterations", type=int, default=2)
     ap.add_argument("--noise-runs", type=int, default=4)

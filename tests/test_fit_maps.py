@@ -228,3 +228,50 @@ def test_two_maps_on_one_hyperparameter_through_the_command(brain, tmp_path):
                               "--truth", "E.I_e=0.01"])
     with pytest.raises(ConfigError, match=r"--truth: 'E.I_e' -- expected one of"):
         check_args(a)
+
+
+def test_regional_coupling_along_the_group_fc_strength_through_the_command(brain, tmp_path):
+    """``--param regional_coupling=.../shift:group_fc_strength --group-fc FILE``: the map is
+    each region's mean correlation in the group FC (columns in another order, matched by
+    name), standardised; the fitted brain's long-range in-degrees are the built ones times
+    exp(b x map), normalised, at the posterior mean b; without --group-fc it is refused
+    before anything is read."""
+    d, spec = brain
+    names = [str(n) for n in spec.region_names]
+    rng = np.random.default_rng(5)
+    shared = rng.normal(size=(200, 1)) * np.array([0.2, 0.5, 1.0, 1.5, 2.0])
+    c = np.corrcoef((shared + rng.normal(size=(200, R))).T)   # unequal regional strength
+    order = list(range(R))[::-1]
+    _csv(tmp_path / "group.csv", [names[i] for i in order],
+         c[np.ix_(order, order)].tolist())
+    want_map = _z([(c[i].sum() - 1.0) / (R - 1) for i in range(R)])
+    out = tmp_path / "run"
+    args = ["fit", "--brain", str(d / "brain.h5"), "--bold", str(d / "bold.csv"),
+            "--tr", "0.05", "--fit-trs", "0:60", "--test-trs", "60:120", "--window", "10",
+            "--step", "5", "--members", "4", "--iterations", "1", "--noise-runs", "3",
+            "--fc-components", "2", "--observable", "rates", "--spinup-s", "0",
+            "--substeps", "1", "--param", "regional_coupling=-0.5:0.5@0/shift:group_fc_strength",
+            "--group-fc", str(tmp_path / "group.csv"), "--out", str(out), "-q"]
+    inp = load_inputs(check_args(_parser().parse_args(args)))
+    ur = np.asarray(spec.unit_region)
+    np.testing.assert_allclose(inp.params[0].map, want_map[ur], atol=1e-12)
+    assert main(args) == 0
+    b = json.loads((out / "metrics.json").read_text())["fit"]["posterior_mean"][
+        "regional_coupling"]
+    assert -0.5 < b < 0.5 and b != 0.0
+    gain = np.exp(b * want_map[ur])
+    gain /= np.average(gain, weights=spec.neurons_per_unit())
+    fitted = BrainSpec.load(out / "brain_fitted.h5")
+    lr = [(r0, r1) for r0, r1 in zip(spec.rules, fitted.rules, strict=True)
+          if r0.kind == "long_range"]
+    assert lr
+    for r0, r1 in lr:
+        k0 = np.broadcast_to(np.asarray(r0.k), ur.shape)
+        np.testing.assert_array_equal(r1.k, np.floor(k0 * gain + 0.5).astype(np.int64))
+    no_group = [x for x in args if x not in ("--group-fc", str(tmp_path / "group.csv"))]
+    with pytest.raises(ConfigError, match="group_fc_strength.*--group-fc"):
+        check_args(_parser().parse_args(no_group))
+    with pytest.raises(ConfigError, match="along a map"):
+        check_args(_parser().parse_args(
+            [x if not x.startswith("regional_coupling") else "regional_coupling=-0.5:0.5"
+             for x in no_group]))

@@ -13,7 +13,9 @@ named by its header (case-insensitive)::
 regions (every region of the brain must have a value) and standardises it (mean 0, SD 1
 over regions), so that a parameter's bound means "per SD of the map" whatever the map's
 units.  ``sc_strength_map`` is the map every brain has: the log of each region's SC
-in-strength, standardised the same way.
+in-strength, standardised the same way.  ``fc_strength_map`` is the map a group FC gives
+(``dtb fit --group-fc``): each region's mean correlation with the others, standardised --
+how central a region is in the group's functional networks, from other subjects' data.
 """
 
 from __future__ import annotations
@@ -26,10 +28,14 @@ from dtb.brain.reading import PathLike, _listed, _Text
 from dtb.brain.tables import _Table
 from dtb.errors import InputError
 
-__all__ = ["RegionMaps", "read_region_maps", "sc_strength_map", "standardise", "SC_STRENGTH"]
+__all__ = ["RegionMaps", "read_region_maps", "sc_strength_map", "fc_strength_map",
+           "standardise", "SC_STRENGTH", "FC_STRENGTH", "BUILT_IN"]
 
-#: the name of the built-in map (no table needed)
+#: the name of the built-in map of every brain (no table needed)
 SC_STRENGTH = "sc_strength"
+#: the name of the built-in map of a group FC (``dtb fit --group-fc``)
+FC_STRENGTH = "group_fc_strength"
+BUILT_IN = (SC_STRENGTH, FC_STRENGTH)
 _KEYS = ("label", "name")
 
 
@@ -114,3 +120,11 @@ def sc_strength_map(weights: np.ndarray) -> np.ndarray:
         raise InputError("brain", "connectome/weights", _Text("all zero"),
                          "a connectome with connections (the sc_strength map)")
     return standardise(np.log(np.maximum(s, pos.min())), "the sc_strength map")
+
+
+def fc_strength_map(fc: np.ndarray) -> np.ndarray:
+    """The built-in map of a group FC ``fc`` (R, R, correlations): each region's mean
+    correlation with the other regions (the diagonal left out), standardised."""
+    m = np.array(fc, float)
+    np.fill_diagonal(m, 0.0)
+    return standardise(m.sum(axis=1) / (m.shape[0] - 1), "the group_fc_strength map")
