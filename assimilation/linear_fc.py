@@ -31,10 +31,12 @@ MAX_REGIONS = 1000  # the Lyapunov solve is O(R^3): a few seconds at 1,000 regio
 
 
 def linear_fc(sc: np.ndarray, a: float, g: float, pairs: np.ndarray | None = None,
-              h: float = 0.0) -> np.ndarray:
+              h: float = 0.0, log_gain: np.ndarray | None = None) -> np.ndarray:
     """The network's stationary correlation matrix (R, R) for the SC ``sc`` (R, R; the
     diagonal is ignored), in-degree exponent ``a``, gain ``g`` in (0, 1); ``pairs`` (P, 2)
-    region indices that get ``h`` added both ways (homotopic coupling)."""
+    region indices that get ``h`` added both ways (homotopic coupling); ``log_gain`` (R,)
+    each region's input times exp(log_gain) (row i of W; the spiking twin's
+    ``regional_coupling``), before the normalisation by lambda_max."""
     w = np.array(sc, float)
     r = w.shape[0]
     np.fill_diagonal(w, 0.0)
@@ -46,6 +48,8 @@ def linear_fc(sc: np.ndarray, a: float, g: float, pairs: np.ndarray | None = Non
     scale = np.zeros(r)
     scale[d > 0] = d[d > 0] ** (a - 1.0)
     w *= scale[:, None]
+    if log_gain is not None:
+        w *= np.exp(np.asarray(log_gain, float))[:, None]
     lam = float(np.max(np.real(np.linalg.eigvals(w))))
     if not lam > 0:
         return np.eye(r)

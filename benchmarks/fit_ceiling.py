@@ -17,6 +17,11 @@ held-out TRs 600-1199, beside log-SC and the split-half reliability.
 
     .venv/bin/python benchmarks/fit_ceiling.py          # seconds; needs .[validation]
 
+With a regional gain (``gain``): each region's input times exp(b m), m the regional
+strength of the *other* development subjects' mean FC (``dtb fit``'s ``group_fc_strength``
+map, ``regional_coupling``), b on a grid next to (a, h, g), chosen on the training TRs
+the same way; beside it the group FC itself (what those subjects' FC predicts alone).
+
 It also checks that the long-range synapses' random source regions do not blur the
 coupling the twin realises (``sampling``).
 
@@ -43,11 +48,13 @@ from microcircuit import machine  # noqa: E402
 
 from dtb.assimilation import summary as S  # noqa: E402
 from dtb.assimilation.linear_fc import linear_fc  # noqa: E402
+from dtb.brain.maps import fc_strength_map  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 EXPONENTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 HOMOTOPIC = (0.0, 0.1, 0.25, 0.5)
 GAINS = (0.5, 0.8, 0.9, 0.95, 0.98)
+MAP_GAINS = (-0.4, -0.2, 0.0, 0.2, 0.4, 0.6, 0.8)   # b: log gain per SD of the map
 
 
 def homotopic_pairs(r: int) -> np.ndarray:
@@ -76,7 +83,27 @@ def subject(sid: str) -> dict[str, Any]:
             "split_half_r": S.fc_fit(train, held),
             "data_mean_fc_heldout": float(S.upper(held).mean()),
             "chosen_on_training": by_train, "oracle": oracle,
-            "a_half_no_homotopic_chosen_on_training": plain, "grid": grid}
+            "a_half_no_homotopic_chosen_on_training": plain, "grid": grid,
+            "gain": gain(sid, sc, train, held)}
+
+
+def gain(sid: str, sc: np.ndarray, train: np.ndarray, held: np.ndarray) -> dict[str, Any]:
+    """The grid with a regional gain along the other development subjects' group FC
+    strength: the point chosen on the training FC and scored on the held-out FC."""
+    others = [hcp.load_subject(s) for s in hcp.DEV_SUBJECTS if s != sid]
+    group = np.tanh(np.mean([S.fc(detrend(o.bold), fisher_z=True) for o in others], axis=0))
+    m = fc_strength_map(group)
+    pairs = homotopic_pairs(sc.shape[0])
+    grid = []
+    for a, h, g, b in itertools.product(EXPONENTS, HOMOTOPIC, GAINS, MAP_GAINS):
+        f = linear_fc(sc, a, g, pairs, h, log_gain=b * m)
+        grid.append({"a": a, "h": h, "g": g, "b": b, "r_train": S.fc_fit(f, train),
+                     "r_heldout": S.fc_fit(f, held), "mean_fc": float(S.upper(f).mean())})
+    return {"group_fc_r": S.fc_fit(group, held),
+            "chosen_on_training": max(grid, key=lambda p: p["r_train"]),
+            "oracle": max(grid, key=lambda p: p["r_heldout"]),
+            "b0_chosen_on_training": max((p for p in grid if p["b"] == 0.0),
+                                         key=lambda p: p["r_train"])}
 
 
 def sampling(sid: str, neurons: int = 4000, seeds: int = 5) -> list[dict[str, Any]]:
@@ -129,6 +156,13 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     rows = [subject(s) for s in hcp.DEV_SUBJECTS]
     print(table(rows))
+    for r in rows:
+        gn = r["gain"]
+        t, o = gn["chosen_on_training"], gn["oracle"]
+        print(f"{r['subject']} regional gain along the group FC strength: chosen on training "
+              f"r {t['r_heldout']:.3f} (a {t['a']}, h {t['h']}, g {t['g']}, b {t['b']}, mean FC "
+              f"{t['mean_fc']:.2f}); oracle {o['r_heldout']:.3f} (b {o['b']}); without the gain "
+              f"{gn['b0_chosen_on_training']['r_heldout']:.3f}; group FC {gn['group_fc_r']:.3f}")
     samp = [x for s in hcp.DEV_SUBJECTS for x in sampling(s)]
     for x in samp:
         print(f"{x['subject']} g {x['g']}: r with the expected coupling {x['r_expected']:.3f}, "
@@ -140,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         path.write_text(json.dumps({"benchmark": "fit_ceiling", "utc": stamp,
                                     "machine": machine(), "exponents": EXPONENTS,
                                     "homotopic": HOMOTOPIC, "gains": GAINS,
+                                    "map_gains": MAP_GAINS,
                                     "subjects": rows, "sampling": samp}, indent=1))
         print(f"wrote {path}")
     return 0

@@ -48,6 +48,21 @@ def test_row_scaled_coupling_matches_a_kronecker_solve():
     np.testing.assert_allclose(linear_fc(sc, 0.5, 0.95), _corr(c), atol=1e-10)
 
 
+def test_a_regional_gain_scales_the_rows_before_the_normalisation():
+    """log_gain b m: W's row i times exp(b m_i), then the same Kronecker solve."""
+    sc = _sc(7, 6)
+    r = sc.shape[0]
+    lg = 0.4 * np.linspace(-1.5, 1.5, r)
+    m = sc * (sc.sum(axis=1) ** -0.5 * np.exp(lg))[:, None]
+    a = -np.eye(r) + 0.9 / np.max(np.real(np.linalg.eigvals(m))) * m
+    k = np.kron(np.eye(r), a) + np.kron(a, np.eye(r))
+    c = np.linalg.solve(k, -np.eye(r).ravel()).reshape(r, r)
+    np.testing.assert_allclose(linear_fc(sc, 0.5, 0.9, log_gain=lg), _corr(c), atol=1e-10)
+    # a uniform gain is absorbed by lambda_max
+    np.testing.assert_allclose(linear_fc(sc, 0.5, 0.9, log_gain=np.full(r, 0.7)),
+                               linear_fc(sc, 0.5, 0.9), atol=1e-10)
+
+
 def test_grid_search_recovers_the_point_that_made_the_target():
     sc = _sc(12, 5)
     target = linear_fc(sc, 0.25, 0.9)
