@@ -43,7 +43,6 @@ from microcircuit import machine  # noqa: E402
 
 from dtb.assimilation import fit as F  # noqa: E402
 from dtb.assimilation import summary as S  # noqa: E402
-from dtb.brain.maps import FC_STRENGTH, fc_strength_map  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 NOISE_SEED = 12345
@@ -52,17 +51,14 @@ NOISE_SEED = 12345
 def jobs_for(sid: str, a: argparse.Namespace) -> tuple[list[tuple], dict[str, Any]]:
     sub = hcp.load_subject(sid)
     others = [hcp.load_subject(s) for s in hcp.DEV_SUBJECTS if s != sid]
-    recipe, adaptation = FH.RECIPES["adapt-h"]
-    spec = FH.build_spec(hcp.write_subject(sub, a.work / sid), a.neurons, 100, adaptation)
     d = FH.subject_data(sub, others)
-    m = fc_strength_map(d["group_fc"])[np.asarray(spec.unit_region)]
-    params = [F.FitParameter(n, lo, hi) for n, lo, hi, _ in recipe] + [
-        F.FitParameter("regional_coupling", -1.0, 2.0, mode="shift", map=m,
-                       map_name=FC_STRENGTH)]
-    centre = [c for *_, c in recipe]
+    spec, params, centre, _ = FH.model(
+        hcp.write_subject(sub, a.work / sid),
+        {"recipe": "adapt-h", "neurons": a.neurons, "in_degree": 100,
+         "regional_coupling": (-1.0, 2.0, 0.0)}, d)
     cfg = F.ForwardConfig(tr_s=hcp.TR_S, n_tr=a.free_tr, dt_ms=0.5, spinup_s=10.0,
                           threads=1, network_seed=a.network_seed)
-    return [(spec, params, np.array([*centre, b]), NOISE_SEED, cfg) for b in a.b], d
+    return [(spec, params, np.array([*centre[:-1], b]), NOISE_SEED, cfg) for b in a.b], d
 
 
 def main(argv: list[str] | None = None) -> int:

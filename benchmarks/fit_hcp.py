@@ -193,25 +193,43 @@ def _free(job: tuple[Any, ...]) -> tuple[np.ndarray, float]:
     return out, time.perf_counter() - t0
 
 
+def model(files: dict[str, Path], args: dict[str, Any], d: dict[str, Any]
+          ) -> tuple[Any, list[F.FitParameter], list[float], dict[str, float]]:
+    """The brain, the fitted parameters, their prior centres and the recipe's parameters
+    held at their centres (``--fit-only``: built into the brain, as ``dtb build
+    --coupling/--lr-inhibitory/--lr-sc-exponent/--homotopic`` would) for the run
+    arguments ``args`` (``vars`` of this script's; a result file's ``args``)."""
+    recipe, adaptation = RECIPES[args.get("recipe", "centre")]
+    spec = build_spec(files, args["neurons"], args["in_degree"], adaptation)
+    only = args.get("fit_only")
+    fixed = {n: c for n, _, _, c in recipe if only and n not in only}
+    if fixed:
+        spec = F.with_coupling(spec, fixed.get("coupling", 1.0),
+                               {"I": fixed["coupling.I"]} if "coupling.I" in fixed else None,
+                               sc_exponent=fixed.get("sc_exponent", 0.0),
+                               homotopic=fixed.get("homotopic", 0.0))
+    params = [F.FitParameter(n, lo, hi) for n, lo, hi, _ in recipe if n not in fixed]
+    centre = [c for n, _, _, c in recipe if n not in fixed]
+    rc = args.get("regional_coupling")
+    if rc is not None:      # along the other subjects' group FC strength
+        lo, hi, c = rc
+        params.append(F.FitParameter(
+            "regional_coupling", lo, hi, mode="shift", map_name=FC_STRENGTH,
+            map=fc_strength_map(d["group_fc"])[np.asarray(spec.unit_region)]))
+        centre.append(c)
+    return spec, params, centre, fixed
+
+
 def fit_subject(sid: str, a: argparse.Namespace, pool: Any) -> dict[str, Any]:
     t_start = time.perf_counter()
     sub = hcp.load_subject(sid)
     others = [hcp.load_subject(s) for s in hcp.DEV_SUBJECTS if s != sid]
     files = hcp.write_subject(sub, a.work / sid)
-    recipe, adaptation = RECIPES[a.recipe]
-    spec = build_spec(files, a.neurons, a.in_degree, adaptation)
     d = subject_data(sub, others)
+    spec, params, centre, fixed = model(files, vars(a), d)
     stats = F.StatisticsConfig(fc=True, fcd_quantiles=a.fcd_quantiles, window=FCD_WINDOW,
                                step=FCD_STEP, fc_components=a.fc_components)
     y = F.statistics(d["train"], stats)
-    params = [F.FitParameter(n, lo, hi) for n, lo, hi, _ in recipe]
-    centre = [c for *_, c in recipe]
-    if a.regional_coupling is not None:     # along the other subjects' group FC strength
-        lo, hi, c = a.regional_coupling
-        params.append(F.FitParameter(
-            "regional_coupling", lo, hi, mode="shift", map_name=FC_STRENGTH,
-            map=fc_strength_map(d["group_fc"])[np.asarray(spec.unit_region)]))
-        centre.append(c)
     cfg = F.ForwardConfig(tr_s=hcp.TR_S, n_tr=a.n_tr, dt_ms=a.dt, spinup_s=a.spinup_s,
                           threads=1, network_seed=a.network_seed)
     run_map = map if pool is None else (lambda fn, it: pool.map(fn, list(it), chunksize=1))
@@ -253,6 +271,7 @@ def fit_subject(sid: str, a: argparse.Namespace, pool: Any) -> dict[str, Any]:
         "parameters": {p.name: {"low": p.low, "high": p.high, "centre": c,
                                 **({"map": p.map_name} if p.map_name else {})}
                        for p, c in zip(params, centre, strict=True)},
+        "fixed": fixed,
         "prior": {n: res.prior[:, k].tolist() for k, n in enumerate(names)},
         "posterior": {n: res.posterior[:, k].tolist() for k, n in enumerate(names)},
         "posterior_mean": dict(zip(names, map(float, xhat), strict=True)),
@@ -316,6 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--regional-coupling", type=_range, metavar="LOW:HIGH@CENTRE",
                     help="also fit regional_coupling along the group FC strength of the "
                     "other development subjects (dtb fit's group_fc_strength map)")
+    ap.add_argument("--fit-only", nargs="+", metavar="NAME",
+                    help="fit only these of the recipe's parameters; the others are built "
+                    "into the brain at their prior centres")
     ap.add_argument("--members", type=int, default=6)
     ap.add_argument("--iterations", type=int, default=2)
     ap.add_argument("--noise-runs", type=int, default=4)
@@ -353,6 +375,9 @@ def main(argv: list[str] | None = None) -> int:
         a.model_error = "none" if a.network_seed is None else "networks"
     elif a.model_error == "networks" and a.network_seed is None:
         bad.append("--model-error: networks -- expected --network-seed N")
+    names = [n for n, *_ in RECIPES[a.recipe][0]]
+    bad += [f"--fit-only: {n} -- expected one of {names}" for n in a.fit_only or []
+            if n not in names]
     if a.fc_components >= a.members:
         bad.append(f"--fc-components: {a.fc_components} -- expected fewer than --members "
                    f"({a.members}), or 0 for the whole triangle")

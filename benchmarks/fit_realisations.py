@@ -46,7 +46,6 @@ from microcircuit import machine  # noqa: E402
 
 from dtb.assimilation import fit as F  # noqa: E402
 from dtb.assimilation import summary as S  # noqa: E402
-from dtb.brain.maps import FC_STRENGTH, fc_strength_map  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SEED_STREAM = 3_000_000   # member_seed's iteration slot: apart from the fit's and free runs'
@@ -65,18 +64,9 @@ def subject(rec: dict[str, Any], run: dict[str, Any], a: argparse.Namespace,
     sub = hcp.load_subject(sid)
     others = [hcp.load_subject(s) for s in hcp.DEV_SUBJECTS if s != sid]
     files = hcp.write_subject(sub, a.work / sid)
-    recipe, adaptation = FH.RECIPES[run["args"].get("recipe", "centre")]
-    spec = FH.build_spec(files, a.neurons or run["args"]["neurons"], run["args"]["in_degree"],
-                         adaptation)
     d = FH.subject_data(sub, others)
-    params = [F.FitParameter(n, lo, hi) for n, lo, hi, _ in recipe]
-    centre = [c for *_, c in recipe]
-    rc = rec["parameters"].get("regional_coupling")
-    if rc is not None:      # fit_hcp.py --regional-coupling: the same map, rebuilt
-        params.append(F.FitParameter(
-            "regional_coupling", rc["low"], rc["high"], mode="shift", map_name=FC_STRENGTH,
-            map=fc_strength_map(d["group_fc"])[np.asarray(spec.unit_region)]))
-        centre.append(rc["centre"])
+    spec, params, centre, _ = FH.model(
+        files, {**run["args"], "neurons": a.neurons or run["args"]["neurons"]}, d)
     names = [p.name for p in params]
     every = {"posterior_mean": np.array([rec["posterior_mean"][n] for n in names]),
              "prior_centre": np.array(centre)}
