@@ -28,7 +28,7 @@ which estimates the same three numbers per subject:
   between regions and keeps their total: how strongly each region responds to the rest
   of the brain (``regional_coupling`` of the fit, a few coefficients of spatial maps).
   In a linear network such a gain along the group FC's regional strength raises the
-  SC model's FC fit on the HCP development subjects from 0.58-0.73 to 0.72-0.80
+  SC model's FC fit on the HCP development subjects from 0.58-0.73 to 0.76-0.81
   (``benchmarks/README.md``, "A regional gain on long-range input").
 
 Weights are the builder's numbers (dimensionless factors on the receptor conductances);
