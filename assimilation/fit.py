@@ -87,6 +87,7 @@ SC_EXPONENT = "sc_exponent"
 HOMOTOPIC = "homotopic"
 REGIONAL_COUPLING = "regional_coupling"
 GLOBAL = (COUPLING, SC_EXPONENT, HOMOTOPIC)  # the long-range recipe's global numbers
+_LONG_RANGE = (*GLOBAL, REGIONAL_COUPLING)     # and with the regional gain
 NETWORK_TRANSIENT_MS = 300.0   # ms of the network's start dropped before rates count
 
 
@@ -110,8 +111,7 @@ class FitParameter:
         if not (np.isfinite(self.low) and np.isfinite(self.high) and self.low < self.high):
             bad.append(f"{self.name}: bounds ({self.low}, {self.high}) -- expected finite "
                        "low < high")
-        if (self.name not in (*GLOBAL, REGIONAL_COUPLING)
-                and self.name.count(".") != 1):
+        if self.name not in _LONG_RANGE and self.name.count(".") != 1:
             bad.append(f"{self.name}: name -- expected 'coupling', 'coupling.FAMILY', "
                        "'sc_exponent', 'homotopic', 'regional_coupling' or "
                        "FAMILY.PARAMETER (E.I_e, E.g_AMPA)")
@@ -134,8 +134,7 @@ class FitParameter:
         """A parameter of the long-range projections (coupling, coupling.FAMILY,
         sc_exponent, homotopic, regional_coupling): each forward run builds its network
         with it."""
-        return (self.name in (*GLOBAL, REGIONAL_COUPLING)
-                or self.name.startswith(COUPLING + "."))
+        return self.name in _LONG_RANGE or self.name.startswith(COUPLING + ".")
 
     def to_unbounded(self, x: Any) -> np.ndarray:
         return logit((np.asarray(x, float) - self.low) / (self.high - self.low))

@@ -43,7 +43,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import hcp  # noqa: E402
-from fit_hcp import detrend  # noqa: E402
+from fit_hcp import detrend, group_fc  # noqa: E402
 from microcircuit import machine  # noqa: E402
 
 from dtb.assimilation import summary as S  # noqa: E402
@@ -91,7 +91,7 @@ def gain(sid: str, sc: np.ndarray, train: np.ndarray, held: np.ndarray) -> dict[
     """The grid with a regional gain along the other development subjects' group FC
     strength: the point chosen on the training FC and scored on the held-out FC."""
     others = [hcp.load_subject(s) for s in hcp.DEV_SUBJECTS if s != sid]
-    group = np.tanh(np.mean([S.fc(detrend(o.bold), fisher_z=True) for o in others], axis=0))
+    group = group_fc(others)
     m = fc_strength_map(group)
     pairs = homotopic_pairs(sc.shape[0])
     grid = []

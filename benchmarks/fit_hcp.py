@@ -150,6 +150,12 @@ def build_spec(files: dict[str, Path], neurons: int, in_degree: int,
                                           adaptation=adaptation))
 
 
+def group_fc(others: list[hcp.Subject]) -> np.ndarray:
+    """The group model's FC (R, R): the Fisher-z mean of the subjects' detrended full-run
+    FC, back on the correlation scale."""
+    return np.tanh(np.mean([S.fc(detrend(o.bold), fisher_z=True) for o in others], axis=0))
+
+
 def subject_data(sub: hcp.Subject, others: list[hcp.Subject]) -> dict[str, Any]:
     """The subject's held-out targets and the baselines that need no simulation."""
     train, held = detrend(sub.bold[TRAIN]), detrend(sub.bold[hcp.HELDOUT])
@@ -158,7 +164,7 @@ def subject_data(sub: hcp.Subject, others: list[hcp.Subject]) -> dict[str, Any]:
     sc = sub.sc
     log1p = np.log1p(sc)
     logsc = np.log(np.where(sc > 0, sc, np.min(sc[sc > 0])))
-    group = np.tanh(np.mean([S.fc(detrend(o.bold), fisher_z=True) for o in others], axis=0))
+    group = group_fc(others)
     sd_pct = raw_held.std(axis=0) / raw_held.mean(axis=0) * 100   # (R,) % signal
     return {
         "train": train, "fc_held": fc_held, "fcd_held": S.fcd_values(held, FCD_WINDOW, FCD_STEP),

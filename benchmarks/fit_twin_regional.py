@@ -66,7 +66,7 @@ PRIOR = (("coupling", 0.3, 3.0, 1.0, None),
 def gradient_map(others: list[hcp.Subject]) -> np.ndarray:
     """The principal gradient (R,) of the subjects' mean FC: the eigenvector of its second
     largest eigenvalue (the first is the global mode), standardised."""
-    g = np.tanh(np.mean([S.fc(FH.detrend(o.bold), fisher_z=True) for o in others], axis=0))
+    g = FH.group_fc(others)
     np.fill_diagonal(g, 0.0)
     _, v = np.linalg.eigh(g)
     return standardise(v[:, -2], "the FC gradient")
